@@ -1,0 +1,1 @@
+"""The lossy link: error models, link (airtime/MTU) models, transports and the channel emulator."""

@@ -1,0 +1,1 @@
+"""Device artefacts: the encoder as float and int8 ONNX with its metadata and verification."""

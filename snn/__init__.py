@@ -1,0 +1,1 @@
+"""The `snn` command: a thin dispatcher over the components' own command modules."""

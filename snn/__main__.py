@@ -1,0 +1,3 @@
+from snn.cli import main
+
+raise SystemExit(main())
