@@ -1,0 +1,21 @@
+"""`snn demo`: the README's main job on the embedded default (Fashion-MNIST + shipped bundle)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count", type=int, default=1000, help="test images to send (default 1000)")
+    parser.add_argument("--ber", default="0,1e-2,5e-2,1e-1", help="comma-separated bit error rates")
+    parser.add_argument("--json", type=Path, metavar="PATH")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.cli import write_json
+    from bench.demo import format_demo, run_demo
+    bers = [float(b) for b in args.ber.split(",")]
+    result = run_demo(count=args.count, bers=bers)
+    print(format_demo(result))
+    write_json(args.json, result)
+    return 0

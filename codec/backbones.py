@@ -1,0 +1,266 @@
+"""Backbones with named split points, written here so that torchvision is not a dependency.
+
+Every backbone is a sequence of named stages. ``split`` names the last stage that runs on the
+device: ``head(x)`` runs the stages up to and including it, ``tail(f)`` runs the rest (pooling
+and classifier included). ``split_points`` lists the legal names in order.
+
+Families:
+
+- ``resnet{6n+2}`` (resnet8, resnet14, resnet20, ...): the CIFAR ResNet of He et al. (2016),
+  three stages of n basic blocks with widths (16, 32, 64) x ``width``, for 28-32 px inputs.
+  Stage strides 1, 2, 2: a 28 px image gives 28, 14 and 7 px maps.
+- ``resnet18`` / ``resnet50``: the ImageNet ResNets (basic / bottleneck blocks) for 224 px.
+- ``mobilenetv2``: Sandler et al. (2018) inverted residuals with a width multiplier; the stem
+  stride is 1 for small (<= 64 px) inputs and 2 for 224 px.
+
+A registry maps the name to a constructor so that a checkpoint only needs to store
+``{"arch": name, "kwargs": {...}}`` next to its weights.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class SplitBackbone(nn.Module):
+    """An ordered set of named stages plus a classifier; split anywhere between stages."""
+
+    def __init__(self, stages: "OrderedDict[str, nn.Module]", classifier: nn.Module, split: str):
+        super().__init__()
+        self.stages = nn.ModuleDict(stages)
+        self.classifier = classifier
+        self.split_points = list(stages.keys())
+        self.set_split(split)
+
+    def set_split(self, split: str) -> None:
+        if split not in self.split_points:
+            raise ValueError(f"unknown split point '{split}'; choose one of {self.split_points}")
+        self.split = split
+
+    def _index(self) -> int:
+        return self.split_points.index(self.split)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Device side: the stem up to and including the split stage."""
+        for name in self.split_points[: self._index() + 1]:
+            x = self.stages[name](x)
+        return x
+
+    def tail(self, f: torch.Tensor) -> torch.Tensor:
+        """Edge side: the remaining stages, pooling and classifier -> logits."""
+        for name in self.split_points[self._index() + 1:]:
+            f = self.stages[name](f)
+        return self.classifier(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.head(x))
+
+    def split_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """(C, H, W) of the features at the split point for one input of `input_shape`."""
+        was = self.training
+        self.eval()
+        with torch.no_grad():
+            shape = tuple(self.head(torch.zeros(1, *input_shape)).shape[1:])
+        self.train(was)
+        return shape  # type: ignore[return-value]
+
+
+def _bn_relu(c: int) -> list[nn.Module]:
+    return [nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual connection (1x1 projection when the shape changes)."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.short = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.short(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4) with a residual connection (ResNet-50)."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        cout = planes * 4
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, planes, 1, bias=False), *_bn_relu(planes),
+            nn.Conv2d(planes, planes, 3, stride, 1, bias=False), *_bn_relu(planes),
+            nn.Conv2d(planes, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.short = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.short(x))
+
+
+def _classifier(c: int, n_classes: int, dropout: float = 0.0) -> nn.Module:
+    layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(c, n_classes))
+    return nn.Sequential(*layers)
+
+
+def cifar_resnet(depth: int, in_channels: int = 1, n_classes: int = 10, width: float = 1.0,
+                 split: str = "layer3") -> SplitBackbone:
+    """ResNet-(6n+2) for 28-32 px: stem, then stages of n blocks at widths 16/32/64 x width."""
+    if (depth - 2) % 6:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (8, 14, 20, ...), got {depth}")
+    n = (depth - 2) // 6
+    widths = [max(8, int(round(w * width))) for w in (16, 32, 64)]
+    stages: "OrderedDict[str, nn.Module]" = OrderedDict()
+    stages["stem"] = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), *_bn_relu(widths[0]))
+    cin = widths[0]
+    for i, (w, stride) in enumerate(zip(widths, (1, 2, 2)), start=1):
+        blocks = []
+        for j in range(n):
+            blocks.append(BasicBlock(cin, w, stride if j == 0 else 1))
+            cin = w
+        stages[f"layer{i}"] = nn.Sequential(*blocks)
+    return SplitBackbone(stages, _classifier(cin, n_classes), split)
+
+
+def imagenet_resnet(depth: int, in_channels: int = 3, n_classes: int = 1000, width: float = 1.0,
+                    split: str = "layer1") -> SplitBackbone:
+    """ResNet-18 (basic blocks) or ResNet-50 (bottlenecks) for 224 px inputs."""
+    layout = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
+    if depth not in layout:
+        raise ValueError(f"ImageNet ResNet depth must be one of {sorted(layout)}, got {depth}")
+    block, counts = layout[depth]
+    base = max(8, int(round(64 * width)))
+    stages: "OrderedDict[str, nn.Module]" = OrderedDict()
+    stages["stem"] = nn.Sequential(nn.Conv2d(in_channels, base, 7, 2, 3, bias=False), *_bn_relu(base),
+                                   nn.MaxPool2d(3, 2, 1))
+    cin = base
+    for i, (count, stride) in enumerate(zip(counts, (1, 2, 2, 2)), start=1):
+        planes = base * 2 ** (i - 1)
+        blocks = []
+        for j in range(count):
+            blocks.append(block(cin, planes, stride if j == 0 else 1))
+            cin = planes * block.expansion
+        stages[f"layer{i}"] = nn.Sequential(*blocks)
+    return SplitBackbone(stages, _classifier(cin, n_classes), split)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 linear projection."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                   nn.ReLU6(inplace=True), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+def _divisible(v: float, d: int = 8) -> int:
+    return max(d, int(v + d / 2) // d * d)
+
+
+def mobilenet_v2(in_channels: int = 3, n_classes: int = 1000, width: float = 1.0, small_input: bool = False,
+                 split: str = "layer2") -> SplitBackbone:
+    """MobileNetV2 with a width multiplier; `small_input` keeps resolution for 28-32 px images."""
+    setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+               (6, 320, 1, 1)]
+    if small_input:  # 32 px: drop two of the five downsamplings
+        setting = [(t, c, n, 1 if i in (1, 3) else s) for i, (t, c, n, s) in enumerate(setting)]
+    stem_c = _divisible(32 * width)
+    stages: "OrderedDict[str, nn.Module]" = OrderedDict()
+    stages["stem"] = nn.Sequential(nn.Conv2d(in_channels, stem_c, 3, 1 if small_input else 2, 1, bias=False),
+                                   nn.BatchNorm2d(stem_c), nn.ReLU6(inplace=True))
+    cin = stem_c
+    for i, (t, c, n, s) in enumerate(setting, start=1):
+        cout = _divisible(c * width)
+        blocks = []
+        for j in range(n):
+            blocks.append(InvertedResidual(cin, cout, s if j == 0 else 1, t))
+            cin = cout
+        stages[f"layer{i}"] = nn.Sequential(*blocks)
+    last = _divisible(1280 * max(1.0, width))
+    stages["last"] = nn.Sequential(nn.Conv2d(cin, last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU6(inplace=True))
+    return SplitBackbone(stages, _classifier(last, n_classes, dropout=0.2), split)
+
+
+def _registry() -> dict[str, Callable[..., SplitBackbone]]:
+    reg: dict[str, Callable[..., SplitBackbone]] = {}
+    for depth in (8, 14, 20, 32, 44, 56):
+        reg[f"resnet{depth}"] = lambda depth=depth, **kw: cifar_resnet(depth, **kw)
+    for depth in (18, 34, 50):
+        reg[f"resnet{depth}"] = lambda depth=depth, **kw: imagenet_resnet(depth, **kw)
+    reg["mobilenetv2"] = lambda **kw: mobilenet_v2(**kw)
+    reg["mobilenetv2_small"] = lambda **kw: mobilenet_v2(small_input=True, **kw)
+    return reg
+
+
+BACKBONES = _registry()
+DEFAULT_SPLITS = {"resnet18": "layer1", "resnet34": "layer1", "resnet50": "layer1",
+                  "mobilenetv2": "layer3", "mobilenetv2_small": "layer3"}
+
+
+def build_backbone(arch: str, **kwargs) -> SplitBackbone:
+    """Construct a backbone by registry name (kwargs: in_channels, n_classes, width, split)."""
+    if arch not in BACKBONES:
+        raise ValueError(f"unknown backbone '{arch}'; choose one of {sorted(BACKBONES)}")
+    if "split" not in kwargs and arch in DEFAULT_SPLITS:
+        kwargs["split"] = DEFAULT_SPLITS[arch]
+    return BACKBONES[arch](**kwargs)
+
+
+def count_macs(module: nn.Module, example: torch.Tensor | tuple) -> int:
+    """Multiply-accumulates of one forward pass (conv, transposed conv, linear), per batch."""
+    total = 0
+
+    def conv_hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, nn.ConvTranspose2d):
+            x = inp[0]
+            total += x.numel() * m.out_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear_hook(m, inp, out):
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    hooks = []
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    try:
+        with torch.no_grad():
+            module(*example) if isinstance(example, tuple) else module(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total

@@ -1,0 +1,273 @@
+"""Frame format v1: the bytes that cross the link (normative text: docs/PROTOCOL.md).
+
+Layout, big-endian::
+
+    0  magic 0xA7            1  version << 4 | kind      2  flags
+    3  codec fingerprint (4) 7  device id (2)            9  sequence number (2)
+    11 frag index << 4 | (frag count - 1)                12 payload bits (2, whole inference)
+    14 SNR hint (int8 dB, -128 = unknown)                15 pilot length (bytes)
+    [16 ground-truth label, only when flags & TRUTH]
+    then CRC-16/CCITT-FALSE (2) — over the header for DATA, over header + body for REPLY/ERROR
+    then the body: DATA = pilot bytes + this fragment's slice of the packed symbols.
+
+The header is protected on its own and a header that fails is dropped; a DATA body is never
+rejected for bit errors (the decoder tolerates them), and its pilot bits, a known PN9 sequence,
+let the edge measure the bit error rate of the very frame it decodes.
+"""
+from __future__ import annotations
+
+import binascii
+import struct
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+import numpy as np
+
+from codec.errors import FrameError
+
+MAGIC = 0xA7
+VERSION = 1
+MAX_FRAGMENTS = 16
+MAX_PILOT_BYTES = 32
+SNR_UNKNOWN = -128
+_HEADER = struct.Struct(">BBB4sHHBHbB")
+_CRC = struct.Struct(">H")
+_REPLY = struct.Struct(">BBH")
+BASE_HEADER_BYTES = _HEADER.size + _CRC.size  # 18
+
+
+class Kind(IntEnum):
+    """What a frame carries."""
+
+    DATA = 0    # device -> edge: (a fragment of) one inference's symbols
+    REPLY = 1   # edge -> device: label, confidence, estimated BER
+    ERROR = 2   # edge -> device: the request was refused, with a code and a reason
+
+
+class Flags(IntFlag):
+    """Header flags. v1 defines TRUTH; ENCRYPTED and AUTH are reserved and must be 0."""
+
+    TRUTH = 0x01      # a ground-truth label byte follows (test mode, lets the edge score accuracy)
+    ENCRYPTED = 0x40  # reserved: payload under a stream cipher (AES-CTR)
+    AUTH = 0x80       # reserved: header authentication tag
+
+
+class ErrorCode(IntEnum):
+    """Codes carried by ERROR frames."""
+
+    BAD_FRAME = 1
+    UNKNOWN_CODEC = 2
+    BUSY = 3
+    UNSUPPORTED = 4
+    INTERNAL = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One parsed frame: header fields plus the raw body."""
+
+    kind: Kind
+    flags: int
+    fingerprint: bytes
+    device_id: int
+    seq: int
+    frag_index: int
+    frag_count: int
+    payload_bits: int
+    snr_hint: int | None
+    pilot_len: int
+    truth: int | None
+    body: bytes
+
+    @property
+    def pilots(self) -> bytes:
+        return self.body[: self.pilot_len]
+
+    @property
+    def data(self) -> bytes:
+        """The packed-symbol slice this fragment carries (after the pilots)."""
+        return self.body[self.pilot_len:]
+
+    def reply(self) -> "Reply":
+        """The body of a REPLY frame."""
+        if self.kind != Kind.REPLY or len(self.body) != _REPLY.size:
+            raise FrameError("not a reply frame")
+        label, conf, ber_e5 = _REPLY.unpack(self.body)
+        return Reply(label, conf / 255.0, ber_e5 * 1e-5)
+
+    def error(self) -> tuple[ErrorCode | int, str]:
+        """(code, reason) of an ERROR frame."""
+        if self.kind != Kind.ERROR or not self.body:
+            raise FrameError("not an error frame")
+        code = self.body[0]
+        reason = self.body[1:].decode("utf-8", "replace")
+        return (ErrorCode(code) if code in ErrorCode._value2member_map_ else code), reason
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    label: int
+    confidence: float
+    ber: float
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor)."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def header_bytes(truth: bool = False) -> int:
+    """Header size including its CRC: 18 bytes, 19 with a ground-truth label."""
+    return BASE_HEADER_BYTES + (1 if truth else 0)
+
+
+def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int, frag_index: int,
+           frag_count: int, payload_bits: int, snr_hint: int | None, pilot_len: int,
+           truth: int | None, body: bytes) -> bytes:
+    if len(fingerprint) != 4:
+        raise ValueError("the codec fingerprint is exactly 4 bytes")
+    if not 1 <= frag_count <= MAX_FRAGMENTS or not 0 <= frag_index < frag_count:
+        raise ValueError(f"fragment {frag_index}/{frag_count} outside 1..{MAX_FRAGMENTS} fragments")
+    snr = SNR_UNKNOWN if snr_hint is None else max(-127, min(127, int(round(snr_hint))))
+    if truth is not None:
+        flags |= Flags.TRUTH
+    head = _HEADER.pack(MAGIC, (VERSION << 4) | int(kind), int(flags), fingerprint,
+                        device_id & 0xFFFF, seq & 0xFFFF, (frag_index << 4) | (frag_count - 1),
+                        payload_bits, snr, pilot_len)
+    if truth is not None:
+        head += bytes([truth & 0xFF])
+    covered = head if kind == Kind.DATA else head + body
+    return head + _CRC.pack(crc16(covered)) + body
+
+
+def parse_frame(data: bytes) -> Frame:
+    """Parse and check one frame. Raises only FrameError, whatever the bytes."""
+    data = bytes(data)
+    if len(data) < BASE_HEADER_BYTES:
+        raise FrameError(f"frame of {len(data)} bytes is shorter than the {BASE_HEADER_BYTES}-byte header")
+    (magic, ver_kind, flags, fingerprint, device_id, seq, frag, payload_bits, snr,
+     pilot_len) = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise FrameError(f"bad magic 0x{magic:02x} (expected 0x{MAGIC:02x})")
+    offset = _HEADER.size
+    truth = None
+    if flags & Flags.TRUTH:
+        if len(data) < BASE_HEADER_BYTES + 1:
+            raise FrameError("frame truncated inside its header")
+        truth = data[offset]
+        offset += 1
+    (crc,) = _CRC.unpack_from(data, offset)
+    header_end = offset + _CRC.size
+    kind_value = ver_kind & 0x0F
+    body = data[header_end:]
+    covered = data[:offset] if kind_value == Kind.DATA else data[:offset] + body
+    if crc16(covered) != crc:
+        raise FrameError("header CRC mismatch: the header was corrupted on the link")
+    version = ver_kind >> 4
+    if version != VERSION:
+        raise FrameError(f"unsupported protocol version {version} (this edge speaks v{VERSION})")
+    if kind_value not in Kind._value2member_map_:
+        raise FrameError(f"unknown frame kind {kind_value}")
+    if flags & ~int(Flags.TRUTH):
+        raise FrameError(f"flags 0x{flags:02x} use features this v{VERSION} peer does not support "
+                         f"(encryption/authentication are reserved)")
+    frag_index, frag_count = frag >> 4, (frag & 0x0F) + 1
+    if frag_index >= frag_count:
+        raise FrameError(f"fragment index {frag_index} >= fragment count {frag_count}")
+    kind = Kind(kind_value)
+    if kind == Kind.DATA:
+        if payload_bits == 0:
+            raise FrameError("data frame with an empty payload")
+        if pilot_len > MAX_PILOT_BYTES:
+            raise FrameError(f"pilot length {pilot_len} exceeds {MAX_PILOT_BYTES}")
+        expected = pilot_len + len(fragment_slice(payload_bits, frag_count, frag_index))
+        if len(body) != expected:
+            raise FrameError(f"fragment body of {len(body)} bytes, header implies {expected}")
+    return Frame(kind, flags, fingerprint, device_id, seq, frag_index, frag_count, payload_bits,
+                 None if snr == SNR_UNKNOWN else snr, pilot_len, truth, body)
+
+
+# --- fragmentation ---------------------------------------------------------------------------
+
+def fragment_slice(payload_bits: int, frag_count: int, frag_index: int) -> range:
+    """Byte range of the packed payload carried by one fragment (equal chunks, last shorter)."""
+    nbytes = (payload_bits + 7) // 8
+    chunk = -(-nbytes // frag_count)
+    return range(min(frag_index * chunk, nbytes), min((frag_index + 1) * chunk, nbytes))
+
+
+def fragment_count(payload_bits: int, mtu: int, pilot_len: int, truth: bool = False) -> int:
+    """Fragments needed so that every frame fits in `mtu` bytes."""
+    room = mtu - header_bytes(truth) - pilot_len
+    if room <= 0:
+        raise ValueError(f"an MTU of {mtu} bytes leaves no room after the {header_bytes(truth)}-byte "
+                         f"header and {pilot_len} pilot bytes")
+    count = -(-((payload_bits + 7) // 8) // room)
+    if count > MAX_FRAGMENTS:
+        raise ValueError(f"{payload_bits} bits need {count} fragments at MTU {mtu}; at most "
+                         f"{MAX_FRAGMENTS} are allowed")
+    return count
+
+
+def encode_inference(payload: bytes, payload_bits: int, fingerprint: bytes, device_id: int,
+                     seq: int, mtu: int = 1400, pilot_len: int = 4, snr_hint: int | None = None,
+                     truth: int | None = None) -> list[bytes]:
+    """The DATA frames (one per fragment) that carry one inference's packed symbols."""
+    payload = bytes(payload)
+    if len(payload) != (payload_bits + 7) // 8:
+        raise ValueError(f"{len(payload)} payload bytes do not match {payload_bits} bits")
+    if not 0 <= pilot_len <= MAX_PILOT_BYTES:
+        raise ValueError(f"pilot length must lie in 0..{MAX_PILOT_BYTES}")
+    count = fragment_count(payload_bits, mtu, pilot_len, truth is not None)
+    pilots = pilot_sequence(pilot_len)
+    frames = []
+    for index in range(count):
+        piece = fragment_slice(payload_bits, count, index)
+        frames.append(_build(Kind.DATA, 0, fingerprint, device_id, seq, index, count, payload_bits,
+                             snr_hint, pilot_len, truth, pilots + payload[piece.start:piece.stop]))
+    return frames
+
+
+def encode_reply(fingerprint: bytes, device_id: int, seq: int, label: int, confidence: float,
+                 ber: float) -> bytes:
+    """A REPLY frame: label, confidence (1/255 steps) and the edge's BER estimate (1e-5 steps)."""
+    conf = max(0, min(255, int(round(confidence * 255))))
+    ber_e5 = max(0, min(0xFFFF, int(round(ber * 1e5))))
+    body = _REPLY.pack(label & 0xFF, conf, ber_e5)
+    return _build(Kind.REPLY, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body)
+
+
+def encode_error(fingerprint: bytes, device_id: int, seq: int, code: ErrorCode, reason: str) -> bytes:
+    """An ERROR frame telling the device why its request was refused (reason <= 200 bytes)."""
+    body = bytes([int(code)]) + reason.encode("utf-8")[:200]
+    return _build(Kind.ERROR, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body)
+
+
+# --- pilots ----------------------------------------------------------------------------------
+
+def _pn9(nbytes: int) -> bytes:
+    """PN9 sequence (x^9 + x^5 + 1, seed 0x1FF), MSB-first bytes — the pilot bits."""
+    state, out = 0x1FF, bytearray()
+    for _ in range(nbytes):
+        byte = 0
+        for _ in range(8):
+            bit = state & 1
+            byte = (byte << 1) | bit
+            state = (state >> 1) | (((state ^ (state >> 5)) & 1) << 8)
+        out.append(byte)
+    return bytes(out)
+
+
+_PILOTS = _pn9(MAX_PILOT_BYTES)
+
+
+def pilot_sequence(nbytes: int) -> bytes:
+    """The first `nbytes` pilot bytes (known to both ends)."""
+    return _PILOTS[:nbytes]
+
+
+def pilot_bit_errors(frame: Frame) -> int:
+    """Bits of this frame's pilots that the link flipped."""
+    received = np.frombuffer(frame.pilots, dtype=np.uint8)
+    expected = np.frombuffer(_PILOTS[: frame.pilot_len], dtype=np.uint8)
+    return int(np.unpackbits(received ^ expected).sum())

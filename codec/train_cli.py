@@ -1,0 +1,70 @@
+"""`snn train backbone|codec`: argument parsing only; the loops live in train_backbone / train."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", metavar="backbone|codec", required=True)
+    b = sub.add_parser("backbone", help="train a float backbone on a data set")
+    b.add_argument("--data", default="fmnist", help="fmnist, or a spec such as cifar10:PATH (default fmnist)")
+    b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
+    b.add_argument("-o", "--out", required=True, type=Path)
+    b.add_argument("--epochs", type=int, default=12)
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    b.add_argument("--lr", type=float, default=None)
+    b.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    b.add_argument("--split", default=None, help="split-point stage name (default: per arch)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
+    b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+
+    c = sub.add_parser("codec", help="train the semantic codec on a frozen backbone")
+    c.add_argument("--backbone", required=True, type=Path)
+    c.add_argument("-o", "--out", required=True, type=Path)
+    c.add_argument("--data", default=None, help="default: the backbone's data set")
+    c.add_argument("--levels", type=int, default=8, help="quantization centres L (default 8 = 3 bits)")
+    c.add_argument("--channels", type=int, default=2, help="symbol channels C_b")
+    c.add_argument("--enc-kernel", type=int, default=3)
+    c.add_argument("--enc-stride", type=int, default=1)
+    c.add_argument("--crop", type=float, default=1.0, help="spatial crop ratio: send a centred sub-window")
+    c.add_argument("--stage1-epochs", type=int, default=3)
+    c.add_argument("--stage2-epochs", type=int, default=10)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=2e-3)
+    c.add_argument("--ber-min", type=float, default=1e-4)
+    c.add_argument("--ber-max", type=float, default=0.2)
+    c.add_argument("--clean-share", type=float, default=0.15, help="share of clean (BER 0) samples")
+    c.add_argument("--erasure-prob", type=float, default=0.05, help="per-image chance of a lost fragment")
+    c.add_argument("--xai", action="store_true", help="add the IG asymmetry-compensation loss (captum)")
+    c.add_argument("--xai-weight", type=float, default=0.1)
+    c.add_argument("--xai-every", type=int, default=4, help="compute IG on every k-th batch")
+    c.add_argument("--no-ber-conditioning", action="store_true", help="ablation: decoder ignores BER")
+    c.add_argument("--binary", action="store_true", help="ablation: natural binary codes instead of Gray")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
+    c.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+
+
+def run(args: argparse.Namespace) -> int:
+    command = "snn " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "snn" else None
+    if args.what == "backbone":
+        from codec.train_backbone import train_backbone
+        train_backbone(args.data, args.arch, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                       optimizer=args.optimizer, lr=args.lr, width=args.width, split=args.split, seed=args.seed,
+                       threads=args.threads, resume=args.resume, count=args.count,
+                       command=command or "snn train " + _reconstruct(args))
+        return 0
+    from codec.train import train_codec
+    train_codec(args, command=command or "snn train " + _reconstruct(args))
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> str:
+    return " ".join(shlex.quote(a) for a in sys.argv[1:]) or args.what
