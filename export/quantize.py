@@ -1,0 +1,108 @@
+"""Float ONNX encoder -> int8 ONNX encoder: onnxruntime static quantization, QDQ, per-channel.
+
+Calibration runs the float graph on real training images (never random tensors) and records
+activation ranges. What is quantized, and what stays float:
+
+- every Conv (backbone head and SQ encoder, GDN's gamma conv included): int8 weights with one
+  scale per output channel (symmetric), uint8 activations with calibrated ranges;
+- the tail after the encoder's last conv — power normalisation, the distances to the centres,
+  ArgMin and the output Cast — stays float. It holds no weights (so it costs no flash), it is a
+  few operations per symbol, and quantizing the distance to the nearest centre would move symbols
+  across decision boundaries for nothing: the boundaries are where a symbol's value is decided,
+  and an 8-bit grid of the unit-power range is as coarse as the spacing of the centres' middles.
+
+`QUANT_METHODS` are the calibration methods tried; `quantize_encoder` returns the file and the
+configuration it used.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import SnnError
+
+QUANT_METHODS = ("minmax", "percentile", "entropy")
+INPUT_NAME = "image"
+
+
+class ImageReader:
+    """CalibrationDataReader over uint8 NHWC images, in batches."""
+
+    def __init__(self, images: np.ndarray, batch: int = 64, input_name: str = INPUT_NAME):
+        self.images = np.ascontiguousarray(images, dtype=np.uint8)
+        self.batch = batch
+        self.input_name = input_name
+        self.rewind()
+
+    def get_next(self):
+        if self.pos >= len(self.images):
+            return None
+        chunk = self.images[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return {self.input_name: chunk}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
+def tail_nodes(model) -> list[str]:
+    """Names of the nodes after the last Conv (power norm, distance, ArgMin, Cast, shape ops)."""
+    nodes = list(model.graph.node)
+    conv_idx = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    if not conv_idx:
+        raise SnnError("the encoder graph has no Conv to quantize")
+    last_conv_out = set(nodes[conv_idx[-1]].output)
+    # everything that (transitively) consumes the last conv's output
+    downstream, tensors = [], set(last_conv_out)
+    for node in nodes[conv_idx[-1] + 1:]:
+        if tensors & set(node.input):
+            downstream.append(node)
+            tensors |= set(node.output)
+    return [n.name for n in downstream]
+
+
+def _name_nodes(model) -> None:
+    seen = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+
+
+def quantize_encoder(float_path: str | Path, out_path: str | Path, calib_images: np.ndarray,
+                     method: str = "minmax", percentile: float = 99.999, keep_tail_float: bool = True,
+                     op_types: tuple[str, ...] = ("Conv", "Mul", "Div", "Add", "Sqrt", "PRelu", "Relu")) -> Path:
+    """Quantize the float encoder at `float_path` into `out_path` (QDQ, per-channel int8 weights)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calib_images is None or len(calib_images) == 0:
+        raise SnnError("the calibration set is empty: int8 static quantization needs real images "
+                       "(use --calib N with N > 0 and a data set that holds images)")
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise SnnError(f"unknown calibration method '{method}'; choose one of {', '.join(methods)}")
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = os.path.join(tmp, "pre.onnx")
+        quant_pre_process(str(float_path), pre, skip_symbolic_shape=True)
+        model = onnx.load(pre)
+        _name_nodes(model)
+        exclude = tail_nodes(model) if keep_tail_float else []
+        named = os.path.join(tmp, "named.onnx")
+        onnx.save_model(model, named)
+        extra = {"WeightSymmetric": True, "ActivationSymmetric": False,
+                 "CalibMovingAverage": False}
+        if method == "percentile":
+            extra["CalibPercentile"] = percentile
+        quantize_static(named, str(out_path), ImageReader(calib_images),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=methods[method], nodes_to_exclude=exclude,
+                        op_types_to_quantize=list(op_types), extra_options=extra)
+    return out_path
