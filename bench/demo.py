@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from codec.data import load_dataset
-from codec.frame import BASE_HEADER_BYTES, encode_inference, parse_frame, pilot_bit_errors
+from codec.frame import HEADER_BYTES, encode_inference, parse_frame, pilot_bit_errors
 from codec.packing import bits_per_symbol, pack_symbols, unpack_symbols
 
 LEVELS = 8
@@ -53,7 +53,7 @@ def run_demo(count: int = 1000, bers: list[float] | None = None, seed: int = 0) 
                      "symbol_error_rate": symbol_errors / max(1, delivered * n_symbols),
                      "pilot_ber_estimate": pilot_err / max(1, pilot_bits)})
     return {"data": data.name, "count": count, "payload_bytes": len(packed[0]),
-            "frame_bytes": BASE_HEADER_BYTES + 8 + len(packed[0]), "image_bytes": 28 * 28,
+            "frame_bytes": HEADER_BYTES + 8 + len(packed[0]), "image_bytes": 28 * 28,
             "codec": "stand-in (7x7 pooled image, 8 levels)", "results": rows}
 
 
