@@ -1,0 +1,177 @@
+"""Bundles: one zip file holding everything to run, export and check a trained codec.
+
+Layout (a zip, stored uncompressed except the manifest):
+
+- ``manifest.json``: format name and version, bundle name, codec + backbone config, the exact
+  centres (float32 as hex and as numbers), the 4-byte fingerprint, input shape/normalisation,
+  classes, the training command line and seed, and measured metrics.
+- ``weights.pt``: ``{"backbone": state_dict, "codec": state_dict}``. The backbone is stored in
+  float16 (the codec was trained against exactly these rounded weights), the codec in float32.
+
+The fingerprint is the first 4 bytes of SHA-256 over the canonical JSON of the codec config, the
+float32 centre bytes and every codec and backbone tensor (sorted by name); it travels in each
+frame header so the edge refuses symbols from a different encoder. Loading re-computes it: a
+bundle whose weights do not match its manifest is reported as corrupt.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.errors import BundleError
+from codec.packing import bits_per_symbol, packed_bytes
+
+BUNDLE_FORMAT = "snn-bundle"
+BUNDLE_VERSION = 1
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "zoo" / "fmnist_default.snn"
+
+
+def compute_fingerprint(codec_config: dict, centres: np.ndarray, state: dict[str, torch.Tensor]) -> bytes:
+    h = hashlib.sha256()
+    h.update(json.dumps(codec_config, sort_keys=True, separators=(",", ":")).encode())
+    h.update(np.asarray(centres, dtype="<f4").tobytes())
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.digest()[:4]
+
+
+class Bundle:
+    """A loaded bundle: config, weights, centres, metrics, and the two deployable halves."""
+
+    def __init__(self, manifest: dict, backbone, codec, backbone_state_stored: dict):
+        from codec.model import Normalise
+
+        self.manifest = manifest
+        self.config: dict = manifest["config"]
+        self.name: str = manifest.get("name", "bundle")
+        self.metrics: dict = manifest.get("metrics", {})
+        self.classes: list[str] = list(manifest["classes"])
+        self.input_shape = tuple(manifest["input_shape"])
+        self.input_mean = list(manifest["input_mean"])
+        self.input_std = list(manifest["input_std"])
+        self.backbone = backbone.eval()
+        self.codec = codec.eval()
+        self.levels: int = int(self.config["codec"]["levels"])
+        self.bits_per_symbol: int = bits_per_symbol(self.levels)
+        self.gray: bool = bool(self.config["codec"]["gray"])
+        self.symbol_shape = tuple(int(v) for v in codec.symbol_shape)
+        self.n_symbols: int = int(codec.n_symbols)
+        self.payload_bytes: int = packed_bytes(self.n_symbols, self.levels)
+        self.centers: np.ndarray = codec.quantizer.centres().detach().numpy().astype(np.float32)
+        self._backbone_state = backbone_state_stored
+        self.fingerprint: bytes = compute_fingerprint(self.config["codec"], self.centers, self._hash_state())
+        self.normalise = Normalise(self.input_mean, self.input_std)
+
+    def _hash_state(self) -> dict:
+        state = {f"codec.{k}": v for k, v in self.codec.state_dict().items()}
+        state.update({f"backbone.{k}": v for k, v in self._backbone_state.items()})
+        return state
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex()
+
+    def device_half(self) -> torch.nn.Module:
+        from codec.model import DeviceHalf
+        return DeviceHalf(self.normalise, self.backbone, self.codec).eval()
+
+    def edge_half(self) -> torch.nn.Module:
+        from codec.model import EdgeHalf
+        return EdgeHalf(self.backbone, self.codec).eval()
+
+    def save(self, path: str | Path) -> Path:
+        return write_bundle(path, self.manifest, self._backbone_state, self.codec.state_dict())
+
+    def __repr__(self) -> str:
+        return (f"Bundle({self.name!r}, {self.n_symbols} symbols x {self.bits_per_symbol} bits = "
+                f"{self.payload_bytes} B, fingerprint {self.fingerprint_hex})")
+
+
+def make_manifest(name: str, backbone_record: dict, codec_config: dict, centres: np.ndarray, command: str, seed: int,
+                  metrics: dict | None = None, extra: dict | None = None) -> dict:
+    """The manifest dict of a new bundle (fingerprint filled in by `write_bundle`)."""
+    return {
+        "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "name": name,
+        "config": {"codec": codec_config,
+                   "backbone": {"arch": backbone_record["arch"], "kwargs": backbone_record["kwargs"],
+                                "data": backbone_record.get("data"), "accuracy": backbone_record.get("accuracy")}},
+        "centres": [float(c) for c in centres],
+        "input_shape": list(backbone_record["input_shape"]), "input_mean": list(backbone_record["input_mean"]),
+        "input_std": list(backbone_record["input_std"]), "classes": list(backbone_record["classes"]),
+        "command": command, "seed": seed, "metrics": metrics or {}, **(extra or {}),
+    }
+
+
+def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_state: dict) -> Path:
+    """Write the zip; the stored backbone state is cast to float16 (floating tensors only)."""
+    path = Path(path)
+    bstate = {k: (v.detach().half() if v.is_floating_point() else v.detach()) for k, v in backbone_state.items()}
+    cstate = {k: v.detach().clone() for k, v in codec_state.items()}
+    from codec.quantizer import SoftQuantizer  # noqa: F401  (documentation: centres come from its params)
+    centres = np.asarray(manifest["centres"], dtype=np.float32)
+    hstate = {f"codec.{k}": v for k, v in cstate.items()}
+    hstate.update({f"backbone.{k}": v for k, v in bstate.items()})
+    manifest = dict(manifest)
+    manifest["fingerprint"] = compute_fingerprint(manifest["config"]["codec"], centres, hstate).hex()
+    manifest["centres_f32_hex"] = centres.astype("<f4").tobytes().hex()
+    buf = io.BytesIO()
+    torch.save({"backbone": bstate, "codec": cstate}, buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w") as z:
+        z.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True), compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("weights.pt", buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+    tmp.replace(path)
+    return path
+
+
+def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None = None) -> Bundle:
+    """Load a bundle (None: the shipped default). Raises BundleError with a clear sentence."""
+    from codec.backbones import build_backbone
+    from codec.model import SemanticCodec
+
+    path = DEFAULT_BUNDLE if path is None else Path(path)
+    if not path.is_file():
+        hint = " (the shipped default is missing: reinstall the package)" if path == DEFAULT_BUNDLE else ""
+        raise BundleError(f"bundle file {path} does not exist{hint}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            manifest = json.loads(z.read("manifest.json"))
+            weights = z.read("weights.pt")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not a valid bundle (corrupt or not a bundle: {type(exc).__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not an snn bundle (its manifest has no format '{BUNDLE_FORMAT}')")
+    if manifest.get("version") != BUNDLE_VERSION:
+        raise BundleError(f"{path} is bundle format version {manifest.get('version')}, this snn reads version "
+                          f"{BUNDLE_VERSION}: retrain it with 'snn train codec' or use a matching snn release")
+    try:
+        state = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
+        cfg = manifest["config"]
+        backbone = build_backbone(cfg["backbone"]["arch"], **cfg["backbone"]["kwargs"])
+        bstate = state["backbone"]
+        backbone.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in bstate.items()})
+        codec = SemanticCodec.from_config(cfg["codec"])
+        codec.load_state_dict(state["codec"])
+    except Exception as exc:  # noqa: BLE001 - any failure here means weights that do not fit the manifest
+        raise BundleError(f"{path} is corrupt: its weights do not load ({type(exc).__name__}: {exc})"[:300]) from None
+    bundle = Bundle(manifest, backbone, codec, bstate)
+    if bundle.fingerprint.hex() != manifest.get("fingerprint"):
+        raise BundleError(f"{path} is corrupt: its weights hash to fingerprint {bundle.fingerprint.hex()}, "
+                          f"its manifest says {manifest.get('fingerprint')}")
+    stored = np.frombuffer(bytes.fromhex(manifest.get("centres_f32_hex", "")), dtype="<f4")
+    if stored.shape != bundle.centers.shape or not np.array_equal(stored, bundle.centers):
+        raise BundleError(f"{path} is corrupt: the centres in its manifest differ from its weights")
+    if expect_fingerprint is not None and bytes(expect_fingerprint) != bundle.fingerprint:
+        raise BundleError(f"{path} holds codec {bundle.fingerprint.hex()}, but codec "
+                          f"{bytes(expect_fingerprint).hex()} was expected: it was made for another codec")
+    return bundle

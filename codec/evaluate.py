@@ -1,0 +1,125 @@
+"""Accuracy per BER through the honest packed-bit path.
+
+symbols = device_half(images) -> pack_symbols (Gray or binary, as the bundle says) -> the
+channel's packed-byte error model (`channel.errors.make_error_model`, i.i.d. or Gilbert-Elliott)
+-> unpack_symbols -> edge_half(symbols, erased=False, ber=nominal BER) -> top-1. Each (model, BER)
+is run with several channel seeds; we report the mean and the population standard deviation.
+The edge is told the nominal BER, standing in for the per-frame pilot estimate of the live link.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from codec.data import Dataset
+from codec.packing import pack_symbols, unpack_symbols
+from codec.training_utils import to_tensor
+
+
+@torch.inference_mode()
+def device_symbols(bundle, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    dev = bundle.device_half()
+    x = to_tensor(images)
+    return torch.cat([dev(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy().astype(np.uint8)
+
+
+@torch.inference_mode()
+def edge_predict(bundle, symbols: np.ndarray, ber: float, erased: np.ndarray | None = None,
+                 batch_size: int = 1000, edge=None) -> np.ndarray:
+    edge = edge or bundle.edge_half()
+    sym = torch.from_numpy(symbols.astype(np.int64))
+    er = torch.zeros(sym.shape, dtype=torch.bool) if erased is None else torch.from_numpy(erased)
+    out = []
+    for i in range(0, len(sym), batch_size):
+        b = sym[i:i + batch_size]
+        out.append(edge(b, er[i:i + batch_size], torch.full((len(b),), float(ber))).argmax(1))
+    return torch.cat(out).numpy()
+
+
+@torch.inference_mode()
+def backbone_accuracy(bundle, data: Dataset, batch_size: int = 500) -> float:
+    x = to_tensor(data.images)
+    preds = torch.cat([bundle.backbone(bundle.normalise(x[i:i + batch_size])).argmax(1)
+                       for i in range(0, len(x), batch_size)])
+    return float((preds.numpy() == data.labels).mean())
+
+
+def corrupt_symbols(bundle, symbols: np.ndarray, model: str, ber: float, seed: int, burst: float | None = None):
+    """Pack, flip bits with the channel's error model, unpack: the live-link symbol path."""
+    from channel.errors import make_error_model
+
+    if ber <= 0:
+        return symbols
+    packed = pack_symbols(symbols, bundle.levels, gray=bundle.gray)
+    kw = {"burst": burst} if (burst is not None and model == "ge") else {}
+    err = make_error_model(model, ber=ber, **kw)
+    rng = np.random.default_rng(seed)
+    corrupted, _ = err.corrupt(packed, rng)
+    return unpack_symbols(corrupted, bundle.levels, bundle.n_symbols, gray=bundle.gray)
+
+
+def evaluate(bundle, data: Dataset, bers: list[float], models: list[str], seeds: int = 3,
+             burst: float | None = None, with_backbone: bool = True, log=None) -> dict:
+    """The figures of `snn eval` as a dict (accuracy as fractions 0..1)."""
+    t0 = time.time()
+    symbols = device_symbols(bundle, data.images)
+    edge = bundle.edge_half()
+    results = []
+    for model in models:
+        for ber in bers:
+            accs = []
+            for s in range(seeds if ber > 0 else 1):
+                rx = corrupt_symbols(bundle, symbols, model, ber, seed=1000 * s + 17, burst=burst)
+                accs.append(float((edge_predict(bundle, rx, ber, edge=edge) == data.labels).mean()))
+            row = {"ber": float(ber), "model": model, "accuracy": float(np.mean(accs)),
+                   "accuracy_std": float(np.std(accs)), "seeds": len(accs)}
+            results.append(row)
+            if log:
+                log(f"  {model:4s} BER {ber:<8g} accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}")
+    out = {"bundle": bundle.name, "fingerprint": bundle.fingerprint_hex, "data": data.name, "count": len(data),
+           "payload_bytes": bundle.payload_bytes, "n_symbols": bundle.n_symbols,
+           "bits_per_symbol": bundle.bits_per_symbol, "gray": bundle.gray,
+           "backbone_accuracy": backbone_accuracy(bundle, data) if with_backbone else None,
+           "results": results, "seconds": round(time.time() - t0, 2)}
+    return out
+
+
+def edge_speed(bundle, batch_size: int = 64, threads: int = 2, seconds: float = 3.0) -> dict:
+    """MACs, params and batched throughput of the edge half (decoder + tail) alone."""
+    from codec.backbones import count_macs
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        edge = bundle.edge_half()
+        rng = np.random.default_rng(0)
+        sym = torch.from_numpy(rng.integers(0, bundle.levels, (batch_size, bundle.n_symbols)).astype(np.int64))
+        er = torch.zeros(sym.shape, dtype=torch.bool)
+        ber = torch.full((batch_size,), 1e-2)
+        macs = count_macs(edge, (sym[:1], er[:1], ber[:1]))
+        params = sum(p.numel() for p in bundle.codec.decoder.parameters())
+        params += sum(p.numel() for n, p in bundle.backbone.named_parameters() if _in_tail(bundle.backbone, n))
+        with torch.inference_mode():
+            for _ in range(10):
+                edge(sym, er, ber)
+            n, t = 0, time.perf_counter()
+            while time.perf_counter() - t < seconds:
+                edge(sym, er, ber)
+                n += batch_size
+            rate = n / (time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(old)
+    return {"edge_macs_per_image": macs, "edge_mflops_per_image": round(2 * macs / 1e6, 3),
+            "edge_params": params, "edge_images_per_s": round(rate, 1), "batch_size": batch_size, "threads": threads}
+
+
+def _in_tail(backbone, param_name: str) -> bool:
+    if param_name.startswith("classifier."):
+        return True
+    parts = param_name.split(".")
+    if parts[0] == "stages":
+        order = backbone.split_points
+        return order.index(parts[1]) > order.index(backbone.split)
+    return False
