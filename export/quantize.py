@@ -29,11 +29,20 @@ INPUT_NAME = "image"
 
 
 class ImageReader:
-    """CalibrationDataReader over uint8 NHWC images, in batches."""
+    """CalibrationDataReader over uint8 NHWC images, in batches of equal size.
+
+    onnxruntime's histogram collectors (percentile, entropy) need every batch the same size, so
+    the last batch is completed with the first images again (ranges and histograms are
+    unaffected but for a few repeated samples).
+    """
 
     def __init__(self, images: np.ndarray, batch: int = 64, input_name: str = INPUT_NAME):
-        self.images = np.ascontiguousarray(images, dtype=np.uint8)
-        self.batch = batch
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        n = len(images)
+        batches = -(-n // batch)
+        self.batch = -(-n // batches)
+        short = batches * self.batch - n
+        self.images = np.concatenate([images, images[:short]]) if short else images
         self.input_name = input_name
         self.rewind()
 

@@ -1,0 +1,116 @@
+"""export/: the float and int8 encoders, their metadata, verify.json and the CLI's bad inputs."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from codec.packing import symbol_codes
+from export.onnx_export import read_metadata
+from export.quantize import ImageReader, tail_nodes
+
+
+def _snn(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "snn", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_float_encoder_matches_torch_and_outputs_uint8(tiny_bundle, tiny_export, fmnist):
+    out, _ = tiny_export
+    model = onnx.load(str(out / "encoder.onnx"))
+    assert model.opset_import[0].version >= 17
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    session = ort.InferenceSession(str(out / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    assert session.get_outputs()[0].type == "tensor(uint8)"
+    images = fmnist[1].images[:50]
+    sym = session.run(None, {"image": images})[0]
+    assert sym.shape == (50, tiny_bundle.n_symbols) and sym.dtype == np.uint8
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    ref = tiny_bundle.device_half()(x).numpy()
+    assert (sym == ref).mean() == 1.0
+
+
+def test_int8_encoder_carries_everything_a_device_needs(tiny_bundle, tiny_export):
+    out, _ = tiny_export
+    meta = read_metadata(out / "encoder.int8.onnx")
+    assert meta["format"] == "semanticnn-encoder/1"
+    assert meta["fingerprint"] == tiny_bundle.fingerprint.hex()
+    assert meta["levels"] == tiny_bundle.levels and meta["bits_per_symbol"] == tiny_bundle.bits_per_symbol
+    assert np.allclose(meta["centers"], tiny_bundle.centers)
+    assert meta["codes"] == symbol_codes(tiny_bundle.levels).tolist()
+    assert meta["n_symbols"] == tiny_bundle.n_symbols
+    assert meta["input"]["shape"] == [28, 28, 1] and meta["input"]["dtype"] == "uint8"
+    assert meta["quantization"].startswith("int8")
+    model = onnx.load(str(out / "encoder.int8.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "ArgMin"} <= ops
+    # per-channel int8 weights
+    weights = [t for t in model.graph.initializer if t.name.endswith("weight_quantized")]
+    assert weights and all(t.data_type == onnx.TensorProto.INT8 for t in weights)
+
+
+def test_verify_report_has_contract_keys(tiny_export):
+    out, report = tiny_export
+    saved = json.loads((out / "verify.json").read_text())
+    for key in ("int8_bytes", "symbol_agreement_int8_vs_torch", "accuracy"):
+        assert key in saved
+    assert set(saved["accuracy"]) >= {"torch", "float", "int8"}
+    assert set(saved["accuracy"]["int8"]) == {"0", "0.01"}
+    assert saved["symbol_agreement_float_vs_torch"] == 1.0
+    assert 0.9 < saved["symbol_agreement_int8_vs_torch"] <= 1.0
+    assert saved["latency"]["int8"]["median_ms"] > 0
+
+
+def test_edge_half_exports_to_onnx(tiny_bundle, tiny_export):
+    out, _ = tiny_export
+    session = ort.InferenceSession(str(out / "edge.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    sym = rng.integers(0, tiny_bundle.levels, (4, tiny_bundle.n_symbols))
+    erased = np.zeros(sym.shape, bool)
+    ber = np.full(4, 1e-2, np.float32)
+    logits = session.run(None, {"symbols": sym, "erased": erased, "ber": ber})[0]
+    ref = tiny_bundle.edge_half()(torch.from_numpy(sym), torch.from_numpy(erased), torch.from_numpy(ber))
+    assert np.allclose(logits, ref.detach().numpy(), atol=1e-4)
+
+
+def test_tail_after_last_conv_stays_float(tiny_export):
+    out, _ = tiny_export
+    model = onnx.load(str(out / "encoder.onnx"))
+    names = set(tail_nodes(model))
+    ops = {n.op_type for n in model.graph.node if n.name in names}
+    assert {"ArgMin", "ReduceMean"} <= ops and "Conv" not in ops
+
+
+def test_calibration_batches_are_equal_sized():
+    reader = ImageReader(np.zeros((130, 28, 28, 1), np.uint8), batch=64)
+    sizes = []
+    while (b := reader.get_next()) is not None:
+        sizes.append(len(b["image"]))
+    assert len(set(sizes)) == 1 and sum(sizes) >= 130
+
+
+def test_empty_calibration_is_refused(tiny_bundle, fmnist, tmp_path):
+    from codec.errors import SnnError
+    from export.pipeline import export_bundle
+
+    test = fmnist[1]
+    with pytest.raises(SnnError, match="calibration set is empty"):
+        export_bundle(tiny_bundle, tmp_path, test.images[:0], test.images[:10], test.labels[:10], calib=10,
+                      log=lambda *a: None)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["{tmp}/not_a_bundle.snn", "-o", "{tmp}/out"], "bundle"),
+    (["-o", "{tmp}/out", "--opset", "13"], "opset"),
+    (["-o", "{tmp}/out", "--calib", "0"], "calibration set is empty"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    (tmp_path / "not_a_bundle.snn").write_bytes(b"hello, I am not a zip")
+    proc = _snn("export", *[a.format(tmp=tmp_path) for a in args], timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
