@@ -184,7 +184,7 @@ def airtime_table(links, sizes) -> list[dict]:
             except ValueError:
                 t = None
             rows.append({"link": link.name, "mtu": link.mtu, "bytes": n,
-                         "time_on_air_ms": None if t is None else 1e3 * t,
+                         "time_on_air_ms": None if t is None else round(1e3 * t, 6),
                          "within_mtu": n <= link.mtu,
                          "duty_cycle_wait_ms": None if t is None else 1e3 * link.wait_after_s(n)})
     return rows
