@@ -1,0 +1,183 @@
+"""The HTTP face of the edge: a FastAPI app (OpenAPI at /docs) over the shared `EdgeCore`.
+
+    POST /v1/infer   raw frame bytes (application/octet-stream) -> label, class, confidence, BER, timings
+    GET  /v1/codecs  the codecs served (fingerprint, levels, symbols, classes)
+    GET  /v1/stats   live figures for the dashboard (bounded size)
+    GET  /healthz    liveness, answered on the loop even when the model queue is full
+    GET  /metrics    Prometheus text
+    GET  /           the live dashboard page (refreshes itself from /v1/stats)
+
+Errors are JSON problems ``{"detail", "reason", "code"}`` with a 4xx/5xx status — never a
+traceback. The app's lifespan starts the core (batcher, reassembly timer) and the UDP and serial
+listeners on uvicorn's own loop, and on shutdown stops the listeners and drains the queue.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edge.core import EdgeCore, Rejected
+
+log = logging.getLogger("snn.edge")
+
+OCTET = "application/octet-stream"
+
+
+class Timings(BaseModel):
+    queue_ms: float = Field(description="waiting for a model batch")
+    model_ms: float = Field(description="the batch's decoder + task head time")
+    total_ms: float = Field(description="request body received to answer ready")
+
+
+class InferResponse(BaseModel):
+    label: int = Field(description="class index")
+    class_name: str
+    confidence: float = Field(ge=0, le=1, description="softmax probability of the label")
+    ber: float = Field(description="the edge's BER estimate that conditioned the decoder")
+    codec: str = Field(description="codec fingerprint, hex")
+    device_id: int
+    seq: int
+    truth: int | None = Field(None, description="ground-truth label, when the device sent one")
+    timings: Timings
+
+
+class Problem(BaseModel):
+    detail: str
+    reason: str = Field(description="metrics label of the refusal (bad_frame, crc, unknown_codec, "
+                                    "busy, too_large, content_type, ...)")
+    code: int | None = Field(None, description="the ERROR frame code a datagram link would get")
+
+
+class CodecInfo(BaseModel):
+    fingerprint: str
+    name: str
+    levels: int
+    bits_per_symbol: int
+    n_symbols: int
+    payload_bits: int
+    payload_bytes: int
+    gray: bool
+    classes: list[str]
+    source: str
+
+
+class Health(BaseModel):
+    status: str
+    codecs: int
+    queue_depth: int
+    max_queue: int
+    uptime_s: float
+
+
+def _problem(status: int, reason: str, detail: str, code: int | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "reason": reason, "code": code}, status_code=status)
+
+
+def _dashboard_html() -> str:
+    return resources.files("edge").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+
+
+def create_app(core: EdgeCore, on_startup: Callable | None = None,
+               on_shutdown: Callable | None = None) -> FastAPI:
+    """The FastAPI app around `core`; `on_startup(core)`/`on_shutdown(core)` (async) start and
+    stop the frame listeners on the same loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        core.start()
+        if on_startup is not None:
+            await on_startup(core)
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                await on_shutdown(core)
+            await core.stop()
+
+    app = FastAPI(title="SemanticNN edge", version="1",
+                  description="Split-inference edge server: BER-aware decoding of SemanticNN frames "
+                              "(wire format: docs/PROTOCOL.md).", lifespan=lifespan)
+    dashboard = _dashboard_html()
+    max_body = core.config.max_body
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        core.metrics.reject("bad_frame")
+        return _problem(422, "bad_frame", f"invalid request: {exc.errors()}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return _problem(exc.status_code, "http", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.error("internal error on %s %s: %r", request.method, request.url.path, exc)
+        core.metrics.reject("internal")
+        return _problem(500, "internal", "internal error (see the server log)")
+
+    @app.post("/v1/infer", response_model=InferResponse, summary="Decode one frame",
+              responses={400: {"model": Problem}, 404: {"model": Problem},
+                         413: {"model": Problem}, 415: {"model": Problem},
+                         422: {"model": Problem}, 503: {"model": Problem}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  OCTET: {"schema": {"type": "string", "format": "binary"}}},
+                  "description": "one DATA frame (docs/PROTOCOL.md), a whole inference"}})
+    async def infer(request: Request):
+        """Decode one DATA frame: label, class name, confidence, estimated BER and timings."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != OCTET:
+            core.metrics.reject("content_type")
+            return _problem(415, "content_type",
+                            f"send the raw frame as {OCTET}, not {ctype or 'no content type'}")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            core.metrics.reject("too_large")
+            return _problem(413, "too_large", f"body of {length} bytes; a frame is at most "
+                                              f"{max_body} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                core.metrics.reject("too_large")
+                return _problem(413, "too_large", f"body over {max_body} bytes; a frame is at most "
+                                                  f"{max_body} bytes")
+            chunks.append(chunk)
+        try:
+            result = await core.infer_http(b"".join(chunks))
+        except Rejected as rej:
+            return _problem(rej.http_status, rej.reason, rej.message, int(rej.code))
+        return Response(json.dumps(result), media_type="application/json")
+
+    @app.get("/v1/codecs", response_model=list[CodecInfo], summary="Codecs served")
+    async def codecs():
+        return [c.describe() for c in core.codecs]
+
+    @app.get("/v1/stats", summary="Live figures for the dashboard")
+    async def stats():
+        return core.snapshot()
+
+    @app.get("/healthz", response_model=Health, summary="Liveness")
+    async def healthz():
+        return {"status": "ok" if core.running else "stopping", "codecs": len(core.codecs),
+                "queue_depth": len(core.batcher), "max_queue": core.batcher.max_queue,
+                "uptime_s": round(time.time() - core.started, 1)}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics():
+        return Response(core.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return HTMLResponse(dashboard)
+
+    return app

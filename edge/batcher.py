@@ -1,0 +1,166 @@
+"""Micro-batching: one bounded queue, one model worker thread, batches cut at size or age.
+
+Jobs from every listener (UDP, serial, HTTP) enter one queue of at most ``max_queue`` inferences;
+`submit` refuses a job beyond that (the caller answers "busy" and counts it — nothing is dropped
+silently). One coroutine cuts batches: as soon as ``max_batch`` jobs wait, or the oldest has
+waited ``max_wait_s``, it hands up to ``max_batch`` jobs to the single model thread and awaits
+the result there (``run_in_executor``), so the event loop keeps receiving frames and serving HTTP
+while the model runs. While the model is busy, new jobs pile up and form the next batch: under
+load batches grow by themselves, at low load a frame waits at most ``max_wait_s``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger("snn.edge")
+
+
+class Job:
+    """One inference waiting for the model. `done(job, label, confidence, error)` runs on the loop."""
+
+    __slots__ = ("codec", "payload", "erased", "ber", "done", "t_recv", "t_start", "t_model",
+                 "meta")
+
+    def __init__(self, codec, payload, erased, ber: float, done: Callable, t_recv: float,
+                 meta=None) -> None:
+        self.codec = codec
+        self.payload = payload          # bytes-like, codec.payload_bytes long
+        self.erased = erased            # bool per payload byte, or None when complete
+        self.ber = ber
+        self.done = done
+        self.t_recv = t_recv            # perf_counter when the (last) frame arrived
+        self.t_start = 0.0              # batch start
+        self.t_model = 0.0              # seconds the batch took in the model
+        self.meta = meta
+
+
+class MicroBatcher:
+    """Bounded queue + batch cutter + one model worker thread."""
+
+    def __init__(self, max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 2048,
+                 metrics=None, on_batch: Callable | None = None) -> None:
+        if max_batch < 1 or max_queue < 1:
+            raise ValueError("max_batch and max_queue must be at least 1")
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self.on_batch = on_batch
+        self._queue: deque[Job] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-model")
+        self._closing = False
+        self.batches = 0
+        self.in_flight = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closing
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="snn-batcher")
+
+    def submit(self, job: Job) -> bool:
+        """Queue a job; False when the queue is full or the server is shutting down (busy)."""
+        if self._closing or len(self._queue) >= self.max_queue:
+            return False
+        self._queue.append(job)
+        n = len(self._queue)
+        if n == 1 or n >= self.max_batch:
+            self._wake.set()
+        return True
+
+    async def drain(self, timeout_s: float) -> list[Job]:
+        """Stop accepting, finish what is queued within `timeout_s`; return the jobs left over."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        left = list(self._queue)
+        self._queue.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return left
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue, wake = self._queue, self._wake
+        while True:
+            if not queue:
+                if self._closing:
+                    return
+                wake.clear()
+                await wake.wait()
+                continue
+            if len(queue) < self.max_batch and not self._closing:
+                delay = queue[0].t_recv + self.max_wait_s - time.perf_counter()
+                if delay > 0:
+                    wake.clear()
+                    try:
+                        await asyncio.wait_for(wake.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+            n = min(self.max_batch, len(queue))
+            batch = [queue.popleft() for _ in range(n)]
+            t_start = time.perf_counter()
+            self.in_flight = n
+            try:
+                results = await loop.run_in_executor(self._pool, _run_batch, batch)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - a model failure answers the batch, never kills the loop
+                log.exception("model batch of %d failed", n)
+                results, error = None, exc
+            self.in_flight = 0
+            self.batches += 1
+            t_model = time.perf_counter() - t_start
+            if self.on_batch is not None:
+                self.on_batch(n, t_model)
+            for i, job in enumerate(batch):
+                job.t_start, job.t_model = t_start, t_model
+                try:
+                    if error is None:
+                        job.done(job, int(results[0][i]), float(results[1][i]), None)
+                    else:
+                        job.done(job, -1, 0.0, error)
+                except Exception:  # noqa: BLE001 - one bad reply path must not stop the others
+                    log.exception("delivering a reply failed")
+
+
+def _run_batch(batch: list[Job]) -> tuple[np.ndarray, np.ndarray]:
+    """In the model thread: group the batch by codec, one forward pass per codec."""
+    n = len(batch)
+    labels = np.zeros(n, dtype=np.int64)
+    confs = np.zeros(n, dtype=np.float32)
+    groups: dict[int, list[int]] = {}
+    codecs = {}
+    for i, job in enumerate(batch):
+        key = id(job.codec)
+        groups.setdefault(key, []).append(i)
+        codecs[key] = job.codec
+    for key, idx in groups.items():
+        jobs = [batch[i] for i in idx]
+        erased = None
+        if any(j.erased is not None for j in jobs):
+            erased = [j.erased if j.erased is not None else np.zeros(len(j.payload), dtype=bool)
+                      for j in jobs]
+        bers = np.fromiter((j.ber for j in jobs), dtype=np.float32, count=len(jobs))
+        result = codecs[key].infer([j.payload for j in jobs], erased, bers)
+        labels[idx] = result.labels
+        confs[idx] = result.confidences
+    return labels, confs

@@ -1,0 +1,127 @@
+"""The codecs an edge serves, by fingerprint, and the batched decoder + task head call.
+
+A `ServedCodec` wraps one loaded bundle: its edge half (BER-aware decoder + backbone tail, a torch
+module ``(symbols int64 (N, S), erased bool (N, S), ber float32 (N,)) -> logits``) and what the
+edge needs to unpack a payload (levels, Gray coding, symbol count). `infer` runs a whole batch:
+one numpy unpack of all payloads, one forward pass, softmax, argmax. It is called from the
+model worker thread, never on the event loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codec.errors import SnnError
+from codec.packing import bits_per_symbol, erased_symbols, unpack_symbols
+
+
+@dataclass
+class BatchResult:
+    labels: np.ndarray        # int (N,)
+    confidences: np.ndarray   # float (N,)
+
+
+@dataclass
+class ServedCodec:
+    """One codec the edge answers for."""
+
+    fingerprint: bytes
+    name: str
+    levels: int
+    n_symbols: int
+    classes: list[str]
+    module: object                    # the edge half (torch module)
+    gray: bool = True
+    source: str = ""
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bits_per_symbol = bits_per_symbol(self.levels)
+        self.payload_bits = self.n_symbols * self.bits_per_symbol
+        self.payload_bytes = (self.payload_bits + 7) // 8
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex()
+
+    @classmethod
+    def from_bundle(cls, bundle, source: str = "") -> "ServedCodec":
+        """Wrap a loaded `codec.bundle.Bundle` (its edge half in eval mode, no gradients)."""
+        module = bundle.edge_half()
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return cls(fingerprint=bytes(bundle.fingerprint), name=str(bundle.name),
+                   levels=int(bundle.levels), n_symbols=int(bundle.n_symbols),
+                   classes=[str(c) for c in bundle.classes], module=module,
+                   gray=bool(getattr(bundle, "gray", True)), source=source,
+                   config=dict(getattr(bundle, "config", {}) or {}))
+
+    def class_name(self, label: int) -> str:
+        return self.classes[label] if 0 <= label < len(self.classes) else str(label)
+
+    def describe(self) -> dict:
+        return {"fingerprint": self.fingerprint_hex, "name": self.name, "levels": self.levels,
+                "bits_per_symbol": self.bits_per_symbol, "n_symbols": self.n_symbols,
+                "payload_bits": self.payload_bits, "payload_bytes": self.payload_bytes,
+                "gray": self.gray, "classes": list(self.classes), "source": self.source}
+
+    def infer(self, payloads: list, erased: list | None, bers: np.ndarray) -> BatchResult:
+        """Decode a batch. `payloads`: packed bytes per inference; `erased`: per-byte bool masks
+        (None when every payload arrived whole); `bers`: the estimates that condition the decoder."""
+        import torch
+
+        n = len(payloads)
+        packed = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(n, self.payload_bytes)
+        symbols = unpack_symbols(packed, self.levels, self.n_symbols, self.gray)
+        if erased is None:
+            erased_sym = np.zeros((n, self.n_symbols), dtype=bool)
+        else:
+            erased_sym = erased_symbols(np.stack(erased), self.levels, self.n_symbols)
+        with torch.inference_mode():
+            logits = self.module(torch.from_numpy(symbols.astype(np.int64)),
+                                 torch.from_numpy(erased_sym),
+                                 torch.from_numpy(np.asarray(bers, dtype=np.float32)))
+            probs = torch.softmax(logits.float(), dim=1)
+            conf, labels = probs.max(dim=1)
+        return BatchResult(labels.numpy(), conf.numpy())
+
+
+class CodecRegistry:
+    """Fingerprint -> served codec. Several bundles may be loaded at once."""
+
+    def __init__(self, codecs: list[ServedCodec] | None = None) -> None:
+        self._by_fp: dict[bytes, ServedCodec] = {}
+        for codec in codecs or []:
+            self.add(codec)
+
+    def add(self, codec: ServedCodec) -> None:
+        other = self._by_fp.get(codec.fingerprint)
+        if other is not None:
+            raise SnnError(f"bundles {other.source or other.name} and {codec.source or codec.name} "
+                           f"have the same fingerprint {codec.fingerprint_hex}; load one of them")
+        self._by_fp[codec.fingerprint] = codec
+
+    def get(self, fingerprint: bytes) -> ServedCodec | None:
+        return self._by_fp.get(fingerprint)
+
+    def __iter__(self):
+        return iter(self._by_fp.values())
+
+    def __len__(self) -> int:
+        return len(self._by_fp)
+
+    def fingerprints(self) -> list[str]:
+        return [fp.hex() for fp in self._by_fp]
+
+
+def load_codecs(paths: list[str] | None) -> CodecRegistry:
+    """Load bundles by path (none given: the shipped default bundle)."""
+    from codec.bundle import load_bundle
+
+    registry = CodecRegistry()
+    for path in (paths or [None]):
+        bundle = load_bundle(path)
+        registry.add(ServedCodec.from_bundle(bundle, source=str(path) if path else "default"))
+    return registry

@@ -1,0 +1,328 @@
+"""The per-frame pipeline shared by every listener: check, reassemble, estimate BER, queue, reply.
+
+    bytes ─► parse_frame (header CRC) ─► codec by fingerprint ─► Reassembler (erasures after
+    the timeout) ─► BER estimate (pilots + device history + SNR hint) ─► MicroBatcher ─► model
+    thread ─► REPLY frame / JSON
+
+Every frame ends in exactly one of: a REPLY, an ERROR reply (bad frame, unknown codec, busy,
+unsupported), or — for fragments — a place in a pending inference that is answered once it is
+complete or timed out. Each refusal is counted by reason. Nothing here blocks the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from codec.errors import FrameError
+from codec.frame import ErrorCode, Kind, encode_error, encode_reply, parse_frame
+from codec.reassembly import Assembled, Reassembler
+from edge.batcher import Job, MicroBatcher
+from edge.ber import BerEstimator
+from edge.codecs import CodecRegistry, ServedCodec
+from edge.stats import DeviceTable, EdgeMetrics, LatencyRing, RateMeter
+
+log = logging.getLogger("snn.edge")
+
+_NO_FP = b"\x00\x00\x00\x00"
+
+
+@dataclass
+class EdgeConfig:
+    """Tunables of the pipeline (the CLI flags of `snn edge serve`)."""
+
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
+    max_queue: int = 2048
+    reassembly_timeout_s: float = 0.5
+    max_pending: int = 4096
+    max_devices: int = 1024
+    ber_decay: float = 0.9
+    reply_bad_frames: bool = True
+    max_body: int = 65536
+    drain_s: float = 2.0
+
+
+class Rejected(Exception):
+    """A frame or request refused with a reason (metrics label), an ERROR code and a message."""
+
+    def __init__(self, reason: str, code: ErrorCode, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+def classify_frame_error(exc: FrameError) -> Rejected:
+    """Map a parse failure to a reason: a corrupted header, an unsupported feature, or garbage."""
+    text = str(exc)
+    if "CRC" in text:
+        return Rejected("crc", ErrorCode.BAD_FRAME, text)
+    if text.startswith("unsupported protocol version") or text.startswith("flags"):
+        return Rejected("unsupported", ErrorCode.UNSUPPORTED, text, 422)
+    return Rejected("bad_frame", ErrorCode.BAD_FRAME, text)
+
+
+def header_ids(data: bytes) -> tuple[bytes, int, int]:
+    """(fingerprint, device id, seq) as the raw bytes claim them, for addressing an ERROR reply."""
+    fp = bytes(data[3:7]) if len(data) >= 7 else _NO_FP
+    dev = int.from_bytes(data[7:9], "big") if len(data) >= 9 else 0
+    seq = int.from_bytes(data[9:11], "big") if len(data) >= 11 else 0
+    return fp, dev, seq
+
+
+class EdgeCore:
+    """State of one edge server: codecs, reassembly, BER estimates, devices, metrics, batcher."""
+
+    def __init__(self, codecs: CodecRegistry, config: EdgeConfig | None = None) -> None:
+        self.codecs = codecs
+        self.config = config or EdgeConfig()
+        cfg = self.config
+        self.metrics = EdgeMetrics()
+        self.devices = DeviceTable(self.metrics, cfg.max_devices)
+        self.ber = BerEstimator(decay=cfg.ber_decay, max_devices=cfg.max_devices)
+        self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
+        self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
+                                    self.metrics, on_batch=self._on_batch)
+        self.latencies = LatencyRing()
+        self.frame_rate = RateMeter()
+        self.answer_rate = RateMeter()
+        self.started = time.time()
+        self.answered = 0
+        self.received = 0
+        self._reply_to: dict[tuple, tuple[str, Callable]] = {}
+        self._expire_task: asyncio.Task | None = None
+        self.running = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.batcher.start()
+        self._expire_task = asyncio.get_running_loop().create_task(self._expire_loop(),
+                                                                   name="snn-reassembly")
+        self.running = True
+
+    async def stop(self) -> None:
+        """Stop accepting, answer what is queued (within drain_s), refuse the rest as busy."""
+        self.running = False
+        if self._expire_task is not None:
+            self._expire_task.cancel()
+        for item in self.reassembler.expire(float("inf")):
+            self._dispatch(item)
+        left = await self.batcher.drain(self.config.drain_s)
+        for job in left:
+            job.done(job, -1, 0.0, Rejected("shutdown", ErrorCode.BUSY, "the edge is shutting down"))
+
+    async def _expire_loop(self) -> None:
+        period = max(0.01, min(0.1, self.config.reassembly_timeout_s / 5))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                for item in self.reassembler.expire(time.monotonic()):
+                    self._dispatch(item)
+            except Exception:  # noqa: BLE001 - the timer must survive anything
+                log.exception("reassembly expiry failed")
+
+    def _on_batch(self, n: int, seconds: float) -> None:
+        self.metrics.batch.observe(n)
+        self.metrics.observe_latency("model", seconds)
+        self.metrics.queue_depth.set(len(self.batcher))
+
+    # --- datagram / stream frames ----------------------------------------------------------
+
+    def handle_frame(self, data: bytes, transport: str, reply: Callable[[bytes], None]) -> None:
+        """One frame from a datagram or stream link; answers through `reply` (never raises)."""
+        t_recv = time.perf_counter()
+        self.received += 1
+        self.metrics.frame(transport)
+        self.frame_rate.add()
+        try:
+            frame = self._check(data)
+            if frame.frag_count == 1:
+                item = self.reassembler.add(frame, time.monotonic())[0]
+                self._submit(item, transport, reply, t_recv)
+                return
+            key = (frame.fingerprint, frame.device_id, frame.seq)
+            self._reply_to[key] = (transport, reply)
+            for item in self.reassembler.add(frame, time.monotonic()):
+                self._dispatch(item, t_recv)
+        except Rejected as rej:
+            self._refuse(rej, data, reply)
+        except Exception:  # noqa: BLE001 - never a dead listener
+            log.exception("internal error on a %s frame", transport)
+            self._refuse(Rejected("internal", ErrorCode.INTERNAL, "internal error"), data, reply)
+
+    def _check(self, data: bytes):
+        try:
+            frame = parse_frame(data)
+        except FrameError as exc:
+            raise classify_frame_error(exc) from None
+        if frame.kind != Kind.DATA:
+            raise Rejected("bad_frame", ErrorCode.BAD_FRAME,
+                           f"the edge accepts DATA frames only, got {frame.kind.name}")
+        codec = self.codecs.get(frame.fingerprint)
+        if codec is None:
+            raise Rejected("unknown_codec", ErrorCode.UNKNOWN_CODEC,
+                           f"unknown codec fingerprint {frame.fingerprint.hex()}; this edge serves "
+                           f"{', '.join(self.codecs.fingerprints()) or 'none'}", 404)
+        if frame.payload_bits != codec.payload_bits:
+            raise Rejected("bad_payload", ErrorCode.BAD_FRAME,
+                           f"payload of {frame.payload_bits} bits, codec {codec.fingerprint_hex} "
+                           f"({codec.name}) takes {codec.payload_bits}", 422)
+        return frame
+
+    def _refuse(self, rej: Rejected, data: bytes, reply: Callable[[bytes], None]) -> None:
+        self.metrics.reject(rej.reason)
+        fp, dev, seq = header_ids(data)
+        if rej.reason not in ("bad_frame", "crc"):
+            self.devices.get(dev, "", time.monotonic()).rejected += 1
+        elif not self.config.reply_bad_frames:
+            return
+        self._send(reply, encode_error(fp, dev, seq, rej.code, rej.message))
+
+    @staticmethod
+    def _send(reply: Callable[[bytes], None], data: bytes) -> None:
+        try:
+            reply(data)
+        except Exception:  # noqa: BLE001 - a vanished peer must not hurt the server
+            log.debug("reply failed", exc_info=True)
+
+    def _dispatch(self, item: Assembled, t_recv: float | None = None) -> None:
+        """An inference left the reassembler (complete, timed out or evicted): queue it."""
+        transport, reply = self._reply_to.pop(item.key, ("udp", None))
+        if reply is None:
+            return
+        if not item.complete:
+            self.metrics.incomplete.inc()
+        self._submit(item, transport, reply, t_recv or time.perf_counter())
+
+    def _submit(self, item: Assembled, transport: str, reply: Callable[[bytes], None],
+                t_recv: float) -> None:
+        codec = self.codecs.get(item.fingerprint)
+        job = self._job(item, transport, codec, t_recv, self._frame_done)
+        job.meta = (item, reply)
+        if not self.batcher.submit(job):
+            reason = "busy" if self.batcher.accepting else "shutdown"
+            self.metrics.reject(reason)
+            self.devices.get(item.device_id, transport, time.monotonic()).rejected += 1
+            self._send(reply, encode_error(item.fingerprint, item.device_id, item.seq, ErrorCode.BUSY,
+                                           "edge overloaded: retry later" if reason == "busy"
+                                           else "the edge is shutting down"))
+        else:
+            self.metrics.queue_depth.set(len(self.batcher))
+
+    def _job(self, item: Assembled, transport: str, codec: ServedCodec, t_recv: float,
+             done: Callable) -> Job:
+        stats = self.devices.get(item.device_id, transport, time.monotonic())
+        stats.frames += 1
+        ber = self.ber.update(item.device_id, item.pilot_errors, item.pilot_bits, item.snr_hint)
+        stats.ber = ber
+        erased = None if item.complete else item.erased
+        return Job(codec, item.payload, erased, ber, done, t_recv)
+
+    def _frame_done(self, job: Job, label: int, confidence: float, error) -> None:
+        item, reply = job.meta
+        if error is not None:
+            rej = error if isinstance(error, Rejected) else Rejected(
+                "internal", ErrorCode.INTERNAL, "internal error in the model")
+            self.metrics.reject(rej.reason)
+            self._send(reply, encode_error(item.fingerprint, item.device_id, item.seq, rej.code,
+                                           rej.message))
+            return
+        self._send(reply, encode_reply(item.fingerprint, item.device_id, item.seq, label,
+                                       confidence, job.ber))
+        self._account(job, item.device_id, item.truth, label)
+
+    def _account(self, job: Job, device_id: int, truth: int | None, label: int) -> None:
+        now = time.perf_counter()
+        m = self.metrics
+        m.inferences.labels(job.codec.name).inc()
+        m.ber.observe(job.ber)
+        total = now - job.t_recv
+        m.observe_latency("queue", job.t_start - job.t_recv)
+        m.observe_latency("total", total)
+        self.latencies.add(total * 1000.0)
+        self.answered += 1
+        self.answer_rate.add()
+        stats = self.devices.get(device_id, "", time.monotonic())
+        stats.answered += 1
+        if truth is not None:
+            stats.truth += 1
+            m.truth.inc()
+            if truth == label:
+                stats.correct += 1
+                m.correct.inc()
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def infer_http(self, data: bytes) -> dict:
+        """One whole inference in one DATA frame over HTTP; raises Rejected with an HTTP status."""
+        t_recv = time.perf_counter()
+        self.received += 1
+        self.metrics.frame("http")
+        self.frame_rate.add()
+        try:
+            frame = self._check(data)
+        except Rejected as rej:
+            self.metrics.reject(rej.reason)
+            raise
+        if frame.frag_count != 1:
+            self.metrics.reject("bad_frame")
+            raise Rejected("bad_frame", ErrorCode.UNSUPPORTED,
+                           f"HTTP takes a whole inference in one frame; this is fragment "
+                           f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
+                           f"or serial, or frame with a larger MTU)", 422)
+        item = self.reassembler.add(frame, time.monotonic())[0]
+        codec = self.codecs.get(frame.fingerprint)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def done(job: Job, label: int, confidence: float, error) -> None:
+            if not future.done():
+                future.set_result((label, confidence, error))
+
+        job = self._job(item, "http", codec, t_recv, done)
+        if not self.batcher.submit(job):
+            reason = "busy" if self.batcher.accepting else "shutdown"
+            self.metrics.reject(reason)
+            raise Rejected(reason, ErrorCode.BUSY, "edge overloaded: retry later", 503)
+        label, confidence, error = await future
+        if error is not None:
+            rej = error if isinstance(error, Rejected) else Rejected(
+                "internal", ErrorCode.INTERNAL, "internal error in the model", 500)
+            if rej.reason == "shutdown":
+                rej.http_status = 503
+            self.metrics.reject(rej.reason)
+            raise rej
+        self._account(job, item.device_id, item.truth, label)
+        t_end = time.perf_counter()
+        return {
+            "label": label, "class_name": codec.class_name(label), "confidence": confidence,
+            "ber": job.ber, "codec": codec.fingerprint_hex, "device_id": item.device_id,
+            "seq": item.seq, "truth": item.truth,
+            "timings": {"queue_ms": (job.t_start - t_recv) * 1e3, "model_ms": job.t_model * 1e3,
+                        "total_ms": (t_end - t_recv) * 1e3},
+        }
+
+    # --- dashboard ---------------------------------------------------------------------------
+
+    def snapshot(self, max_devices: int = 32) -> dict:
+        """Live figures for the dashboard (bounded size)."""
+        now = time.monotonic()
+        truth = self.metrics.truth._value.get()
+        correct = self.metrics.correct._value.get()
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "frames_total": self.received, "answered_total": self.answered,
+            "frames_per_s": self.frame_rate.rate(), "answers_per_s": self.answer_rate.rate(),
+            "queue_depth": len(self.batcher), "max_queue": self.batcher.max_queue,
+            "batches": self.batcher.batches,
+            "rejects": dict(self.metrics.reject_counts),
+            "latency": self.latencies.percentiles(),
+            "accuracy": (correct / truth) if truth else None, "truth_total": int(truth),
+            "devices_total": len(self.devices), "devices": self.devices.top(max_devices, now),
+            "codecs": [c.fingerprint_hex for c in self.codecs],
+        }

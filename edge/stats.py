@@ -1,0 +1,186 @@
+"""What the edge counts: Prometheus metrics, per-device statistics and dashboard figures.
+
+Every figure lives in fixed-size structures: the Prometheus registry has a fixed label set
+(reasons, transports, stages, codecs the server loaded), the per-device table is an LRU of at
+most ``max_devices`` entries (a flood of new device ids evicts the least recently seen, and the
+evictions are counted), and latency percentiles come from a ring buffer. Nothing grows with
+traffic.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Reasons a frame or request is refused (the label values of snn_edge_rejects_total).
+REJECT_REASONS = ("bad_frame", "crc", "unsupported", "unknown_codec", "bad_payload", "busy",
+                  "too_large", "content_type", "internal", "shutdown")
+TRANSPORTS = ("udp", "serial", "http")
+BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class EdgeMetrics:
+    """The Prometheus metrics of one server (its own registry, so servers never collide)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.frames = Counter("snn_edge_frames", "Frames and requests received, by transport",
+                              ["transport"], registry=r)
+        self.rejects = Counter("snn_edge_rejects", "Frames or requests refused, by reason",
+                               ["reason"], registry=r)
+        self.inferences = Counter("snn_edge_inferences", "Inferences answered, by codec",
+                                  ["codec"], registry=r)
+        self.incomplete = Counter("snn_edge_incomplete_inferences",
+                                  "Inferences decoded with erased (never received) fragments",
+                                  registry=r)
+        self.truth = Counter("snn_edge_truth_inferences",
+                             "Answered inferences that carried a ground-truth label (test mode)",
+                             registry=r)
+        self.correct = Counter("snn_edge_correct_inferences",
+                               "Answered test-mode inferences whose label matched the truth",
+                               registry=r)
+        self.ber = Histogram("snn_edge_estimated_ber", "Estimated bit error rate per inference",
+                             buckets=BER_BUCKETS, registry=r)
+        self.batch = Histogram("snn_edge_batch_size", "Inferences per model batch",
+                               buckets=BATCH_BUCKETS, registry=r)
+        self.latency = Histogram("snn_edge_latency_seconds",
+                                 "Latency by stage: queue (wait for the model), model (per batch), "
+                                 "total (frame received to reply sent)",
+                                 ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("snn_edge_queue_depth", "Inferences waiting for the model",
+                                 registry=r)
+        self.devices = Gauge("snn_edge_devices", "Devices in the per-device table", registry=r)
+        self.evicted = Counter("snn_edge_devices_evicted",
+                               "Devices dropped from the bounded per-device table", registry=r)
+        # create every labelled child up front so /metrics shows zeros instead of nothing
+        for reason in REJECT_REASONS:
+            self.rejects.labels(reason)
+        for transport in TRANSPORTS:
+            self.frames.labels(transport)
+        self._lat = {stage: self.latency.labels(stage) for stage in ("queue", "model", "total")}
+        self._frames = {t: self.frames.labels(t) for t in TRANSPORTS}
+        self._rejects = {reason: self.rejects.labels(reason) for reason in REJECT_REASONS}
+        self.reject_counts = dict.fromkeys(REJECT_REASONS, 0)
+
+    def frame(self, transport: str) -> None:
+        self._frames[transport].inc()
+
+    def reject(self, reason: str) -> None:
+        self._rejects[reason].inc()
+        self.reject_counts[reason] += 1
+
+    def observe_latency(self, stage: str, seconds: float) -> None:
+        self._lat[stage].observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+@dataclass(slots=True)
+class DeviceStats:
+    """What the dashboard shows for one device."""
+
+    device_id: int
+    frames: int = 0
+    answered: int = 0
+    rejected: int = 0
+    ber: float = 0.0
+    truth: int = 0
+    correct: int = 0
+    last_seen: float = 0.0
+    transport: str = ""
+
+    def as_dict(self, now: float) -> dict:
+        return {"device_id": self.device_id, "frames": self.frames, "answered": self.answered,
+                "rejected": self.rejected, "ber": self.ber, "transport": self.transport,
+                "accuracy": (self.correct / self.truth) if self.truth else None,
+                "truth": self.truth, "last_seen_s": round(now - self.last_seen, 3)}
+
+
+class DeviceTable:
+    """Per-device statistics in an LRU of at most `max_devices` entries."""
+
+    def __init__(self, metrics: EdgeMetrics, max_devices: int = 1024) -> None:
+        self.metrics = metrics
+        self.max_devices = max_devices
+        self._devices: OrderedDict[int, DeviceStats] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def get(self, device_id: int, transport: str, now: float) -> DeviceStats:
+        stats = self._devices.get(device_id)
+        if stats is None:
+            stats = DeviceStats(device_id, transport=transport)
+            self._devices[device_id] = stats
+            if len(self._devices) > self.max_devices:
+                self._devices.popitem(last=False)
+                self.metrics.evicted.inc()
+            self.metrics.devices.set(len(self._devices))
+        else:
+            self._devices.move_to_end(device_id)
+        stats.last_seen = now
+        return stats
+
+    def top(self, n: int, now: float) -> list[dict]:
+        """The n most recently seen devices, most recent first."""
+        out = []
+        for stats in reversed(self._devices.values()):
+            out.append(stats.as_dict(now))
+            if len(out) >= n:
+                break
+        return out
+
+
+class LatencyRing:
+    """The last `size` total latencies (ms) for percentiles on the dashboard."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._values = np.zeros(size, dtype=np.float64)
+        self._n = 0
+
+    def add(self, ms: float) -> None:
+        self._values[self._n % len(self._values)] = ms
+        self._n += 1
+
+    def percentiles(self, qs=(50, 90, 99)) -> dict:
+        count = min(self._n, len(self._values))
+        if count == 0:
+            return {f"p{q}_ms": None for q in qs}
+        vals = np.percentile(self._values[:count], qs)
+        return {f"p{q}_ms": round(float(v), 3) for q, v in zip(qs, vals)}
+
+
+class RateMeter:
+    """Events per second over the last `window_s` seconds, in one-second buckets."""
+
+    def __init__(self, window_s: int = 5) -> None:
+        self.window_s = window_s
+        self._buckets = [0] * (window_s + 1)
+        self._second = 0
+
+    def add(self, n: int = 1, now: float | None = None) -> None:
+        sec = int(time.monotonic() if now is None else now)
+        self._roll(sec)
+        self._buckets[sec % len(self._buckets)] += n
+
+    def rate(self, now: float | None = None) -> float:
+        sec = int(time.monotonic() if now is None else now)
+        self._roll(sec)
+        # the completed seconds only (the current one is still filling)
+        total = sum(self._buckets[(sec - k) % len(self._buckets)] for k in range(1, self.window_s + 1))
+        return total / self.window_s
+
+    def _roll(self, sec: int) -> None:
+        if sec == self._second:
+            return
+        gap = min(sec - self._second, len(self._buckets))
+        for k in range(1, gap + 1):
+            self._buckets[(self._second + k) % len(self._buckets)] = 0
+        self._second = sec
