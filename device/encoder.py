@@ -1,0 +1,122 @@
+"""The device's encoder: an onnxruntime session over the exported (int8) ONNX file.
+
+The file carries everything the device needs in its metadata (written by `snn export`): the
+codec fingerprint for the frame header, levels and bits per symbol, the code of each symbol
+index (Gray), the number of symbols and the input spec. The graph's output already *is* the
+symbol indices (uint8), so the device only packs bits. No torch here.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import SnnError
+from codec.packing import bits_per_symbol, pack_symbols, symbol_codes
+
+FORMAT = "semanticnn-encoder/1"
+_TEXT_KEYS = ("format", "bundle", "fingerprint", "quantization")
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What the ONNX metadata says about the codec."""
+
+    fingerprint: bytes
+    levels: int
+    bits_per_symbol: int
+    gray: bool
+    n_symbols: int
+    payload_bits: int
+    input_shape: tuple[int, int, int]   # (H, W, C), uint8 NHWC
+    classes: list[str]
+    bundle: str
+    quantization: str
+
+    @property
+    def payload_bytes(self) -> int:
+        return (self.payload_bits + 7) // 8
+
+
+def parse_metadata(props: dict[str, str], source: str = "the model") -> EncoderInfo:
+    """Decode and check the ``snn.*`` metadata_props of an exported encoder."""
+    meta = {}
+    for key, value in props.items():
+        if key.startswith("snn."):
+            name = key[4:]
+            try:
+                meta[name] = value if name in _TEXT_KEYS else json.loads(value)
+            except json.JSONDecodeError:
+                raise SnnError(f"{source}: metadata {key} is not valid JSON") from None
+    if meta.get("format") != FORMAT:
+        raise SnnError(f"{source} is not a SemanticNN encoder (no '{FORMAT}' metadata): export one with "
+                       f"'snn export BUNDLE -o DIR' and pass DIR/encoder.int8.onnx")
+    try:
+        levels = int(meta["levels"])
+        gray = bool(meta.get("gray", True))
+        info = EncoderInfo(
+            fingerprint=bytes.fromhex(meta["fingerprint"]), levels=levels,
+            bits_per_symbol=int(meta["bits_per_symbol"]), gray=gray, n_symbols=int(meta["n_symbols"]),
+            payload_bits=int(meta["payload_bits"]), input_shape=tuple(int(v) for v in meta["input"]["shape"]),
+            classes=list(meta.get("classes", [])), bundle=str(meta.get("bundle", "")),
+            quantization=str(meta.get("quantization", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnnError(f"{source}: incomplete SemanticNN metadata ({type(exc).__name__}: {exc})") from None
+    if len(info.fingerprint) != 4:
+        raise SnnError(f"{source}: the codec fingerprint must be 4 bytes")
+    if info.bits_per_symbol != bits_per_symbol(levels) or info.payload_bits != info.n_symbols * info.bits_per_symbol:
+        raise SnnError(f"{source}: inconsistent metadata (levels {levels}, bits {info.bits_per_symbol}, "
+                       f"{info.n_symbols} symbols, {info.payload_bits} payload bits)")
+    codes = meta.get("codes")
+    if codes is not None and list(codes) != symbol_codes(levels, gray).tolist():
+        raise SnnError(f"{source}: its symbol codes are not the protocol's {'Gray' if gray else 'binary'} codes")
+    return info
+
+
+class OnnxEncoder:
+    """Loads an exported encoder; ``encode`` images -> symbols, ``pack`` symbols -> payload bytes."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise SnnError("the device needs onnxruntime: pip install -e '.[device]'") from None
+        path = Path(path)
+        if not path.is_file():
+            raise SnnError(f"encoder file {path} does not exist; export one with 'snn export -o DIR'")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(threads))
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+            raise SnnError(f"{path} is not a loadable ONNX model ({type(exc).__name__})") from None
+        self.path = path
+        self.info = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
+        self.input_name = self.session.get_inputs()[0].name
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images (N, H, W, C) or one (H, W, C) -> symbol indices uint8 (N, S)."""
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[None]
+        h, w, c = self.info.input_shape
+        if x.shape[1:] != (h, w, c):
+            raise SnnError(f"images of shape {x.shape[1:]} (H, W, C); this encoder takes {(h, w, c)}")
+        if x.dtype != np.uint8:
+            raise SnnError(f"the encoder takes uint8 pixels, got {x.dtype}")
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0]
+
+    def pack(self, symbols: np.ndarray) -> bytes:
+        """One image's symbols (S,) -> its packed, Gray-coded payload."""
+        return pack_symbols(np.asarray(symbols).reshape(-1), self.info.levels, self.info.gray).tobytes()
+
+    def encode_one(self, image: np.ndarray) -> tuple[bytes, float]:
+        """(payload, encode seconds) of one image, packing included."""
+        t = time.perf_counter()
+        payload = self.pack(self.encode(image)[0])
+        return payload, time.perf_counter() - t
