@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from channel.errors import ErrorModel
+from codec.errors import SnnError
 from channel.links import Link
 from channel.loss import LossModel
 from channel.transport import Transport, airtime_s, open_transport
@@ -93,6 +94,10 @@ class ChannelProxy:
         self._upstreams: dict = {}  # device addr -> transport towards the edge
         self._last_device = None
         self.started = 0.0
+        for url in (listen_url, to_url):
+            if str(url).lower().startswith("sim:"):
+                raise SnnError(f"{url}: sim:// links live inside one process; the proxy joins "
+                               "processes, so use udp://, serial:// or pty://")
         self.listener = open_transport(listen_url, listen=True)
         self._sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
         self._shared_upstream: Transport | None = None
