@@ -68,15 +68,10 @@ def export_bundle(bundle, out_dir: str | Path, train_images: np.ndarray, test_im
         raise SnnError("the test set is empty: verification needs images")
     cal, held = calibration_split(train_images, calib, holdout if method == "auto" else 0)
     t0 = time.time()
-    float_path = export_encoder(bundle, out / ENCODER_FLOAT, opset=opset)
-    log(f"float encoder  {float_path} ({os.path.getsize(float_path)} B, opset {opset})")
+    float_path, int8_path, chosen = build_encoders(bundle, out, cal, held, method=method, opset=opset, log=log)
     if edge:
         edge_path = export_edge(bundle, out / EDGE_FLOAT, opset=opset)
         log(f"float edge     {edge_path} ({os.path.getsize(edge_path)} B)")
-    int8_path = out / ENCODER_INT8
-    chosen = _quantize(bundle, float_path, int8_path, cal, held, method, log)
-    log(f"int8 encoder   {int8_path} ({os.path.getsize(int8_path)} B, calibration {chosen['method']} on "
-        f"{len(cal)} training images)")
     log(f"verifying on {len(test_images)} test images ...")
     report = verify(bundle, float_path, int8_path, test_images, test_labels, bers=bers, seeds=seeds,
                     latency_runs=latency_runs, log=log)
@@ -85,6 +80,22 @@ def export_bundle(bundle, out_dir: str | Path, train_images: np.ndarray, test_im
     report["export_seconds"] = round(time.time() - t0, 2)
     (out / VERIFY_JSON).write_text(json.dumps(report, indent=1, sort_keys=True))
     return report
+
+
+def build_encoders(bundle, out_dir: str | Path, cal: np.ndarray, held: np.ndarray | None = None,
+                   method: str = "auto", opset: int = 17, log=print) -> tuple[Path, Path, dict]:
+    """Write encoder.onnx and encoder.int8.onnx (no verification); returns both paths and the
+    calibration record."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    held = cal[:0] if held is None else held
+    float_path = export_encoder(bundle, out / ENCODER_FLOAT, opset=opset)
+    log(f"float encoder  {float_path} ({os.path.getsize(float_path)} B, opset {opset})")
+    int8_path = out / ENCODER_INT8
+    chosen = _quantize(bundle, float_path, int8_path, cal, held, method, log)
+    log(f"int8 encoder   {int8_path} ({os.path.getsize(int8_path)} B, calibration {chosen['method']} on "
+        f"{len(cal)} training images)")
+    return float_path, int8_path, chosen
 
 
 def _quantize(bundle, float_path: Path, int8_path: Path, cal: np.ndarray, held: np.ndarray, method: str,
