@@ -5,11 +5,13 @@ turn a real multiplier into its fixed-point form (`quantize_multiplier`), never 
 
 Requantisation (TFLite ``MultiplyByQuantizedMultiplier``, CMSIS-NN ``arm_nn_requantize``): a real
 multiplier ``M > 0`` is stored as ``M = M0 * 2^(shift - 31)`` with ``M0`` a 31-bit integer in
-``[2^30, 2^31)``; ``x * M`` is then
+``[2^30, 2^31)``. We use the single-rounding form (``CMSIS_NN_USE_SINGLE_ROUNDING``)::
 
-    left  = max(shift, 0);  right = max(-shift, 0)
-    y = SaturatingRoundingDoublingHighMul(x << left, M0)   # round(x * M0 / 2^31), ties away from 0
-    y = RoundingDivideByPOT(y, right)                      # round(y / 2^right), ties away from 0
+    y = ((x * M0) >> (30 - shift) + 1) >> 1        # exact 62-bit product, rounded once
+
+The double-rounding form (``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``)
+is kept as `multiply_by_quantized_multiplier` for reference; it can be one LSB off whenever
+x*M lies within 2^-(right+1) of a rounding tie (see `rescale`).
 
 Conv accumulators are int32: ``acc = sum (q_x - zp_x) * q_w + bias`` (weights symmetric, so no
 weight zero point), then ``q_y = clamp(requant(acc) + zp_y, -128, 127)`` per output channel.
@@ -81,12 +83,16 @@ def requantize(acc: np.ndarray, real, in_bits: int, zero_point: int, qmin: int, 
 
 
 def rescale(x: np.ndarray, real, in_bits: int) -> np.ndarray:
-    """x * real for int64 x with |x| < 2^in_bits, saturated to the int32 range.
+    """x * real for int64 x with |x| < 2^in_bits, single-rounded, saturated to the int32 range.
 
-    `real` is a positive scalar or an array broadcastable against x (per channel). Inputs wider
-    than 31 bits are first brought to 31 bits by a rounding right shift (the bound is known at
-    compile time), so the doubling high-mul never overflows; a gain above 1 shifts left first,
-    saturating values that would leave int32 anyway (as TFLite does).
+    This is CMSIS-NN's ``arm_nn_requantize`` built with ``CMSIS_NN_USE_SINGLE_ROUNDING`` (TFLite's
+    ``TFLITE_SINGLE_ROUNDING``): ``y = ((x * M0) >> (30 - shift) + 1) >> 1``, one rounding (half
+    up) of the exact 62-bit product. The default double-rounding form (`multiply_by_quantized_
+    multiplier`) rounds twice and can be off by one whenever x*M lies within 2^-(right+1) of a
+    tie; single rounding is exact to 2^-31 and so agrees with onnxruntime's float requantisation
+    except at exact ties. `real` is a positive scalar or an array broadcastable against x (per
+    channel). Inputs wider than 31 bits are first brought to 31 bits by a rounding right shift
+    (the bound is known at compile time).
     """
     x = np.asarray(x, dtype=np.int64)
     real = np.asarray(real, dtype=np.float64)
@@ -95,11 +101,13 @@ def rescale(x: np.ndarray, real, in_bits: int) -> np.ndarray:
         x = rounding_divide_by_pot(x, pre)
         real = real * float(1 << pre)
     m0, shift = quantize_multipliers(real)
-    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-    if np.any(left):
-        cap = np.where(left < 31, (np.int64(1) << np.minimum(31 - left, 62)) - 1, 0)
-        x = np.clip(x, -cap, cap) << left
-    y = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m0), right)
+    total = 31 - shift
+    if np.any(total < 1):  # gains >= 2^30: anything non-zero saturates
+        x = np.where(total < 1, np.sign(x) * (1 << 31), x)
+        total = np.maximum(total, 1)
+        m0 = np.where(31 - shift < 1, 1 << 30, m0)
+    x = np.clip(x, INT32_MIN, INT32_MAX)
+    y = ((x * m0) >> (total - 1)) + 1 >> 1
     return np.clip(y, INT32_MIN + 1, INT32_MAX)
 
 
