@@ -6,6 +6,8 @@ Policy (docs/PROTOCOL.md §4):
 - an inference that gets no REPLY/ERROR within `timeout` seconds of its last transmission is
   resent whole, under the *same* sequence number, at most `retries` times, then counted lost.
   Nothing is ever resent because of bit errors: the device cannot see them and does not need to;
+- a BAD_FRAME error (a fragment whose header the link destroyed) does not end the inference:
+  the edge decodes the fragments that arrived, with the missing bytes as erasures, and replies;
 - a BUSY error is retried after `busy_delay` (same bound); any other ERROR ends that inference,
   and UNKNOWN_CODEC / UNSUPPORTED end the run (every later inference would be refused too);
 - when the edge never answers at all, the run stops after `give_up_after` inferences were lost
@@ -97,7 +99,8 @@ class DeviceClient:
         self.give_up_after = give_up_after if give_up_after is not None else self.window
         self.on_result = on_result
         self.records: list[InferenceRecord] = []
-        self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0}
+        self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
+                      "bad_frame_errors": 0}
         self.fatal: str | None = None
         self.unreachable = False
         self._cobs = None
@@ -220,6 +223,13 @@ class DeviceClient:
             self._finish(rec, "ok", pending)
             return 1
         code, reason = frame.error()
+        if code == ErrorCode.BAD_FRAME:
+            # one fragment's header did not survive the link; the edge still decodes the others
+            # (the lost bytes become erasures) and replies, so keep waiting: the timeout and
+            # retry policy covers the case where nothing useful arrived
+            self.stats["bad_frame_errors"] += 1
+            rec.rtt_ms = None
+            return 0
         if code == ErrorCode.BUSY and rec.attempts <= self.retries:
             self.stats["busy"] += 1
             rec._due = time.monotonic() + self.busy_delay  # resent when due, same sequence number
