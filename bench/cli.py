@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     wire.add_argument("--symbols", type=int, default=392)
     wire.add_argument("--levels", type=int, default=8)
     wire.add_argument("--json", type=Path, metavar="PATH")
+    edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
+    from edge.loadgen import add_bench_arguments
+    add_bench_arguments(edge)
 
 
 def write_json(path: Path | None, result: dict) -> None:
@@ -28,4 +31,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_wire_bench(args.frames, args.symbols, args.levels)
         print(format_wire(result))
         write_json(args.json, result)
+    elif args.bench == "edge":
+        from edge.loadgen import run_bench
+        return run_bench(args, write_json)
     return 0

@@ -45,7 +45,9 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
 
 def bind_http(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # socket says so (proto 0 leaves Nagle on, and every response then waits ~40 ms for an ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
