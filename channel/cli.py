@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+import threading
 
 from codec.errors import SnnError
 
@@ -132,7 +132,7 @@ def run_proxy(args) -> int:
     proxy = build_proxy(args)
     install_sigterm(proxy)
     if args.duration is not None:
-        timer = __import__("threading").Timer(args.duration, proxy.stop)
+        timer = threading.Timer(args.duration, proxy.stop)
         timer.daemon = True
         timer.start()
     try:
@@ -222,15 +222,15 @@ def run_airtime(args) -> int:
 
 
 def run_ptys(args) -> int:
+    from channel.proxy import install_stop_signals
     from channel.pty import PtyCable
 
+    stop = threading.Event()
+    install_stop_signals(stop.set)
     with PtyCable(args.link_a, args.link_b) as cable:
         a, b = cable.paths
         print(f"{a} {b}", flush=True)
         print(f"snn channel ptys: {a} <-> {b}; Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     return 0

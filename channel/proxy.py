@@ -256,12 +256,18 @@ def format_summary(s: dict) -> str:
 
 
 def install_sigterm(proxy: ChannelProxy) -> None:
-    """SIGTERM (and SIGHUP) stop the proxy cleanly, as Ctrl-C does."""
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the proxy cleanly: it finishes the loop turn,
+    closes its ports and prints its summary. A handler (not KeyboardInterrupt) so a signal that
+    lands between two statements cannot skip the cleanup."""
+    install_stop_signals(proxy.stop)
+
+
+def install_stop_signals(stop) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
-            signal.signal(sig, lambda *_: proxy.stop())
+            signal.signal(sig, lambda *_: stop())
 
 
 def write_json(path: str, data: dict) -> None:
