@@ -139,6 +139,12 @@ class Program:
         return [s for s in self.steps if not s.alias]
 
 
+def _mq(real) -> dict:
+    """Fixed-point (M0, shift) arrays of a real multiplier, for the C export."""
+    m0, sh = K.quantize_multipliers(np.ravel(np.asarray(real, dtype=np.float64)))
+    return {"multiplier": m0.astype(np.int32), "shift": sh.astype(np.int32)}
+
+
 def _attr(node, name, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -448,7 +454,10 @@ class _Lowering:
             ba, bb = ai.bits, bi.bits
             fn = lambda v, a=a, b=b, ra=ra, rb=rb, ba=ba, bb=bb, sg=sign: \
                 K.rescale(v[a], ra, ba) + sg * K.rescale(v[b], rb, bb)
-            self.emit(node, "add", [a, b], fn, TInfo("fx", scale=target, bits=33))
+            pa, pb = _mq(ra), _mq(rb)
+            self.emit(node, "add", [a, b], fn, TInfo("fx", scale=target, bits=33),
+                      params={"a_multiplier": pa["multiplier"], "a_shift": pa["shift"],
+                              "b_multiplier": pb["multiplier"], "b_shift": pb["shift"]})
             return
         xi = self.fx(x)
         sx = np.asarray(xi.scale, np.float64)
@@ -459,7 +468,7 @@ class _Lowering:
         cq = np.clip(np.round(np.asarray(c, np.float64) / target), -(1 << 31) + 1, (1 << 31) - 1).astype(np.int64)
         r, bx = sx / target, xi.bits
         fn = lambda v, x=x, r=r, bx=bx, cq=cq, xs=xsign, cs=csign: xs * K.rescale(v[x], r, bx) + cs * cq
-        self.emit(node, "add_const", [x], fn, TInfo("fx", scale=target, bits=33), params={"constant": cq.astype(np.int32)})
+        self.emit(node, "add_const", [x], fn, TInfo("fx", scale=target, bits=33), params={"constant": cq.astype(np.int32), **_mq(r)})
 
     def op_Add(self, node):
         self._binary(node, 1)
@@ -489,7 +498,7 @@ class _Lowering:
                     return
                 r, bx = natural / target, xi.bits
                 fn = lambda v, x=x, r=r, bx=bx, sg=sign: sg * K.rescale(v[x], r, bx)
-                self.emit(node, "mul_const", [x], fn, TInfo("fx", scale=target, bits=31))
+                self.emit(node, "mul_const", [x], fn, TInfo("fx", scale=target, bits=31), params=_mq(r))
                 return
             amax = float(np.abs(c).max()) or 1.0
             sc = amax / (1 << 15)
@@ -508,7 +517,7 @@ class _Lowering:
         else:
             r = sa * sb / target
             fn = lambda v, a=a, b=b, r=r, bits=bits: K.rescale(v[a] * v[b], r, bits)
-            self.emit(node, "mul", [a, b], fn, TInfo("fx", scale=target, bits=31))
+            self.emit(node, "mul", [a, b], fn, TInfo("fx", scale=target, bits=31), params=_mq(r))
 
     def op_Div(self, node):
         a, b = node.input[0], node.input[1]
@@ -553,7 +562,8 @@ class _Lowering:
                     res = K.rounding_divide_by_pot(res, down - up)
             return np.clip(res, K.INT32_MIN + 1, K.INT32_MAX)
 
-        self.emit(node, "div", [a, b], fn, TInfo("fx", scale=target, bits=31))
+        self.emit(node, "div", [a, b], fn, TInfo("fx", scale=target, bits=31),
+                  params={"multiplier": np.array([k0], np.int32), "exponent": np.array([e], np.int32)})
 
     def op_Sqrt(self, node):
         a = node.input[0]
@@ -564,7 +574,8 @@ class _Lowering:
         if target is None:
             k = max(0, (62 - ba) // 2)
             fn = lambda v, a=a, k=k: K.isqrt(np.maximum(v[a], 0) << (2 * k))
-            self.emit(node, "sqrt", [a], fn, TInfo("fx", scale=float(np.sqrt(sa)) / (1 << k), bits=(ba + 2 * k) // 2 + 1))
+            self.emit(node, "sqrt", [a], fn, TInfo("fx", scale=float(np.sqrt(sa)) / (1 << k), bits=(ba + 2 * k) // 2 + 1),
+                      params={"pre_shift": np.array([2 * k], np.int32)})
             return
         k0, e = K.quantize_multiplier(sa / target ** 2)
         e -= 31
@@ -583,7 +594,8 @@ class _Lowering:
                 return np.clip(K.isqrt(n) << (ee // 2), 0, K.INT32_MAX)
             return np.clip(K.isqrt(n >> (-ee)), 0, K.INT32_MAX)
 
-        self.emit(node, "sqrt", [a], fn, TInfo("fx", scale=target, bits=31))
+        self.emit(node, "sqrt", [a], fn, TInfo("fx", scale=target, bits=31),
+                  params={"multiplier": np.array([k0], np.int32), "exponent": np.array([e], np.int32)})
 
     def _reduce(self, node, mean: bool):
         a = node.input[0]
@@ -607,7 +619,7 @@ class _Lowering:
         else:
             r = natural / target
             fn = lambda v, a=a, ax=axes, kd=keep, r=r, bits=bits: K.rescale(v[a].sum(axis=ax, keepdims=kd), r, bits)
-            self.emit(node, "reduce", [a], fn, TInfo("fx", scale=target, bits=31))
+            self.emit(node, "reduce", [a], fn, TInfo("fx", scale=target, bits=31), params=_mq(r))
 
     def op_ReduceMean(self, node):
         self._reduce(node, True)
@@ -640,8 +652,11 @@ class _Lowering:
             return np.where(x >= 0, K.rescale(x, pos_r, ba), sg * K.rescale(x, neg_r, ba))
 
         m0, sh = K.quantize_multipliers(np.ravel(neg_r) * np.ones(1))
+        pp = _mq(np.ravel(pos_r))
         self.emit(node, "prelu", [a], fn, TInfo("fx", scale=target, bits=31),
-                  params={"neg_multiplier": m0.astype(np.int32), "neg_shift": sh.astype(np.int32)})
+                  params={"pos_multiplier": pp["multiplier"], "pos_shift": pp["shift"],
+                          "neg_multiplier": m0.astype(np.int32), "neg_shift": sh.astype(np.int32),
+                          "neg_sign": np.ravel(neg_sign).astype(np.int8)})
 
     def op_Relu(self, node):
         self._activation(node, None)

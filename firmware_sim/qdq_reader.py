@@ -42,12 +42,13 @@ def _decode_meta(props) -> dict:
     meta = {}
     for p in props:
         key = p.key[4:] if p.key.startswith("snn.") else p.key
+        if key in ("format", "bundle", "fingerprint", "quantization"):
+            meta[key] = p.value
+            continue
         try:
             meta[key] = json.loads(p.value)
         except (ValueError, TypeError):
             meta[key] = p.value
-    if "fingerprint" in meta and not isinstance(meta["fingerprint"], str):
-        meta["fingerprint"] = f"{int(meta['fingerprint']):08x}"
     return meta
 
 
