@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--downlink-drop", type=float, default=0.0, metavar="P", help="downlink loss probability")
     p.add_argument("--link", default=None, metavar="NAME",
                    help="delay each frame by its time on air on this link, e.g. lora-sf7, ble-1m")
+    p.add_argument("--duty-cycle", action="store_true",
+                   help="with --link, also hold each direction silent for the link's duty-cycle wait "
+                        "(1%% on EU868 LoRa: 99x the time on air)")
     p.add_argument("--delay-ms", type=float, default=0.0, help="extra fixed one-way delay")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible errors")
     p.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
@@ -120,10 +123,13 @@ def build_proxy(args):
     up_loss = make_loss_model(args.drop, args.drop_burst) if args.drop else None
     down_loss = make_loss_model(args.downlink_drop, args.drop_burst) if args.downlink_drop else None
     link = get_link(args.link) if args.link else None
+    if args.duty_cycle and link is None:
+        raise SnnError("--duty-cycle needs --link NAME (the duty cycle is the link's)")
     if args.delay_ms < 0:
         raise SnnError("--delay-ms must be >= 0")
     return ChannelProxy(args.listen, args.to, uplink=uplink, downlink=downlink, uplink_loss=up_loss,
-                        downlink_loss=down_loss, link=link, delay_s=args.delay_ms / 1e3, seed=args.seed)
+                        downlink_loss=down_loss, link=link, delay_s=args.delay_ms / 1e3, seed=args.seed,
+                        duty_cycle=args.duty_cycle)
 
 
 def run_proxy(args) -> int:

@@ -80,8 +80,9 @@ class ChannelProxy:
     def __init__(self, listen_url: str, to_url: str, *, uplink: ErrorModel | None,
                  downlink: ErrorModel | None = None, uplink_loss: LossModel | None = None,
                  downlink_loss: LossModel | None = None, link: Link | None = None,
-                 delay_s: float = 0.0, seed: int | None = None) -> None:
+                 delay_s: float = 0.0, seed: int | None = None, duty_cycle: bool = False) -> None:
         self.listen_url, self.to_url = listen_url, to_url
+        self.duty_cycle = bool(duty_cycle) and link is not None
         self.link, self.delay_s = link, float(delay_s)
         ss = np.random.SeedSequence(seed)
         rng_up, rng_down = (np.random.default_rng(s) for s in ss.spawn(2))
@@ -169,6 +170,8 @@ class ChannelProxy:
         if self.link is not None:
             due = max(due, direction.busy_until) + airtime_s(self.link, len(out))
             direction.busy_until = due
+            if self.duty_cycle:  # the transmitter must then stay silent for T_air (1/dc - 1)
+                direction.busy_until += airtime_s(self.link, len(out)) * (1.0 / self.link.duty_cycle - 1.0)
         if due <= now:
             self._deliver(direction, target, out, addr)
         else:

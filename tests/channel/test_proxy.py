@@ -205,3 +205,27 @@ def test_port_in_use_says_which():
                            capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 2 and f"port {port} is already in use" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_duty_cycle_holds_the_transmitter_silent():
+    from channel.links import LoRaLink
+
+    link = LoRaLink(sf=7, duty_cycle=0.5)  # wait after a frame = its time on air
+    toa = link.time_on_air_s(51)
+    with open_transport("udp://127.0.0.1:0", listen=True) as edge:
+        port = edge.local_address[1]
+        proxy = ChannelProxy("udp://127.0.0.1:0", f"udp://127.0.0.1:{port}", uplink=None, link=link,
+                             duty_cycle=True)
+        thread = threading.Thread(target=proxy.run, kwargs={"stats_interval": 0}, daemon=True)
+        thread.start()
+        try:
+            with open_transport(proxy.listen_address) as device:
+                t0 = time.monotonic()
+                device.send(bytes(51))
+                device.send(bytes(51))
+                arrivals = [edge.recv(3.0) and time.monotonic() - t0 for _ in range(2)]
+        finally:
+            proxy.stop()
+            thread.join(5)
+            proxy.close()
+    assert arrivals[0] >= 0.95 * toa and arrivals[1] >= 0.95 * 3 * toa  # air, silence, air
