@@ -1,0 +1,219 @@
+"""Serial device emulation: behave on a UART exactly as the MCU firmware would.
+
+For each image the emulated MCU runs the integer encoder (`lowering.Program`), waits the
+encoder's estimated latency on the board (so the timing looks like the board's, unless
+``compute_delay=False``), packs the symbols Gray-coded (`codec.packing`), builds the DATA frames
+(`codec.frame.encode_inference`, with pilots and, optionally, the ground-truth label), COBS-frames
+them (`codec.cobs`) and writes them to the port **paced at the configured baud rate** (one
+start + 8 data + stop bits per byte, as a UART shifts them out), then reads REPLY/ERROR frames
+from the same port and matches them by sequence number. No reply within the timeout: the same
+sequence number is sent again, a bounded number of times (docs/PROTOCOL.md section 4).
+
+The port is a real serial device or one end of a pty pair (``serial:///dev/pts/N?baud=115200``),
+so the channel proxy and the edge's serial listener are exercised as with hardware.
+"""
+from __future__ import annotations
+
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codec.errors import SnnError
+
+
+def parse_serial_url(url: str) -> tuple[str, int]:
+    """serial:///dev/pts/3?baud=115200 (or a bare path) -> (path, baud)."""
+    text = str(url)
+    if "://" not in text:
+        return text, 115200
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme != "serial":
+        raise SnnError(f"{url}: the MCU speaks on a serial port; use serial:///dev/ttyX?baud=N")
+    path = (parts.netloc + parts.path) if parts.netloc else parts.path
+    query = urllib.parse.parse_qs(parts.query)
+    try:
+        baud = int(query.get("baud", ["115200"])[-1])
+    except ValueError:
+        raise SnnError(f"{url}: baud must be an integer") from None
+    if not path:
+        raise SnnError(f"{url}: no device path")
+    return path, baud
+
+
+class PacedUart:
+    """A pyserial port whose writes leave at `baud` (10 bits per byte), like a UART's shift register."""
+
+    def __init__(self, path: str, baud: int, bits_per_byte: int = 10, chunk: int = 16):
+        try:
+            import serial
+        except ImportError:  # pragma: no cover
+            raise SnnError("the serial device needs pyserial: pip install pyserial") from None
+        try:
+            self.ser = serial.Serial(path, baudrate=baud, timeout=0)
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise SnnError(f"cannot open serial port {path}: {exc}") from None
+        self.baud = int(baud)
+        self.byte_time = bits_per_byte / float(baud)
+        self.chunk = chunk
+        self._free_at = time.monotonic()
+        self.bytes_sent = 0
+
+    def write(self, data: bytes) -> float:
+        """Write paced; returns the seconds the bytes took on the wire."""
+        start = max(time.monotonic(), self._free_at)
+        for i in range(0, len(data), self.chunk):
+            piece = data[i:i + self.chunk]
+            due = start + (i + len(piece)) * self.byte_time
+            self.ser.write(piece)
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self._free_at = start + len(data) * self.byte_time
+        self.bytes_sent += len(data)
+        return len(data) * self.byte_time
+
+    def read(self, timeout: float) -> bytes:
+        self.ser.timeout = max(0.0, timeout)
+        first = self.ser.read(1)
+        if not first:
+            return b""
+        waiting = self.ser.in_waiting
+        return first + (self.ser.read(waiting) if waiting else b"")
+
+    def close(self) -> None:
+        try:
+            self.ser.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@dataclass
+class DeviceStats:
+    count: int = 0
+    answered: int = 0
+    correct: int = 0
+    errors: int = 0
+    retries: int = 0
+    bytes_sent: int = 0
+    rtt_ms: list = field(default_factory=list)
+    air_ms: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        rtt = np.array(self.rtt_ms) if self.rtt_ms else np.zeros(1)
+        return {"count": self.count, "answered": self.answered,
+                "accuracy": self.correct / self.count if self.count else 0.0,
+                "accuracy_answered": self.correct / self.answered if self.answered else 0.0,
+                "errors": self.errors, "retries": self.retries, "bytes_sent": self.bytes_sent,
+                "rtt_p50_ms": float(np.percentile(rtt, 50)), "rtt_p99_ms": float(np.percentile(rtt, 99)),
+                "uart_ms_per_inference": float(np.mean(self.air_ms)) if self.air_ms else 0.0}
+
+
+class McuDevice:
+    """The emulated firmware: integer encoder + framing + paced UART + reply matching."""
+
+    def __init__(self, program, port_url: str, device_id: int = 1, pilot_len: int = 4, mtu: int = 255,
+                 timeout_s: float = 3.0, retries: int = 2, compute_delay_s: float = 0.0, send_truth: bool = True):
+        meta = program.metadata
+        for key in ("fingerprint", "levels", "n_symbols"):
+            if key not in meta:
+                raise SnnError(f"the encoder's metadata lacks snn.{key}; export it with `snn export`")
+        self.program = program
+        self.fingerprint = bytes.fromhex(str(meta["fingerprint"]))[:4].rjust(4, b"\0")
+        self.levels = int(meta["levels"])
+        self.gray = bool(meta.get("gray", True))
+        self.device_id, self.pilot_len, self.mtu = device_id, pilot_len, mtu
+        self.timeout_s, self.retries = timeout_s, retries
+        self.compute_delay_s = compute_delay_s
+        self.send_truth = send_truth
+        path, baud = parse_serial_url(port_url)
+        self.uart = PacedUart(path, baud)
+        from codec.cobs import CobsStreamDecoder
+        self.decoder = CobsStreamDecoder(max_frame=1024)
+        self.pending: list[bytes] = []
+
+    def close(self) -> None:
+        self.uart.close()
+
+    def frames_for(self, symbols: np.ndarray, seq: int, truth: int | None) -> list[bytes]:
+        from codec.frame import encode_inference
+        from codec.packing import pack_symbols
+
+        payload = pack_symbols(symbols, self.levels, self.gray).tobytes()
+        bits = int(symbols.size) * (self.levels - 1).bit_length()
+        return encode_inference(payload, bits, self.fingerprint, self.device_id, seq, mtu=self.mtu,
+                                pilot_len=self.pilot_len, truth=truth)
+
+    def _await_reply(self, seq: int, deadline: float):
+        from codec.frame import Kind, parse_frame
+        from codec.errors import FrameError
+
+        while True:
+            while self.pending:
+                raw = self.pending.pop(0)
+                try:
+                    frame = parse_frame(raw)
+                except FrameError:
+                    continue
+                if frame.device_id != self.device_id or frame.seq != seq:
+                    continue
+                if frame.kind == Kind.REPLY:
+                    return frame
+                if frame.kind == Kind.ERROR:
+                    return frame
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            chunk = self.uart.read(min(left, 0.05))
+            if chunk:
+                self.pending.extend(self.decoder.feed(chunk))
+
+    def infer(self, image: np.ndarray, seq: int, truth: int | None, stats: DeviceStats):
+        from codec.cobs import cobs_frame
+        from codec.frame import Kind
+
+        t0 = time.monotonic()
+        symbols = self.program.run(image[None])[0]
+        spent = time.monotonic() - t0
+        if self.compute_delay_s > spent:
+            time.sleep(self.compute_delay_s - spent)
+        frames = self.frames_for(symbols, seq, truth if self.send_truth else None)
+        start = time.monotonic()
+        for attempt in range(self.retries + 1):
+            air = 0.0
+            for f in frames:
+                air += self.uart.write(cobs_frame(f))
+            if attempt == 0:
+                stats.air_ms.append(air * 1e3)
+            reply = self._await_reply(seq, time.monotonic() + self.timeout_s)
+            if reply is not None:
+                stats.rtt_ms.append((time.monotonic() - start) * 1e3)
+                if reply.kind == Kind.ERROR:
+                    stats.errors += 1
+                    return None, reply.error()
+                return reply.reply(), None
+            if attempt < self.retries:
+                stats.retries += 1
+        return None, None
+
+    def run(self, images: np.ndarray, labels: np.ndarray | None = None, progress=None) -> DeviceStats:
+        stats = DeviceStats()
+        for i, img in enumerate(images):
+            truth = int(labels[i]) if labels is not None else None
+            reply, err = self.infer(np.asarray(img, dtype=np.uint8), i & 0xFFFF, truth, stats)
+            stats.count += 1
+            if reply is not None:
+                stats.answered += 1
+                stats.labels.append(reply.label)
+                if truth is not None and reply.label == truth:
+                    stats.correct += 1
+            else:
+                stats.labels.append(-1)
+                if err is not None and progress:
+                    progress(f"image {i}: edge error {err}")
+            if progress and (i + 1) % 100 == 0:
+                progress(f"{i + 1}/{len(images)} sent, {stats.answered} answered")
+        stats.bytes_sent = self.uart.bytes_sent
+        return stats
