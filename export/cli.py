@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="auto", choices=["auto", "minmax", "percentile", "entropy"],
                         help="int8 calibration method; auto keeps the one that agrees best with torch on "
                              "held-out training images (default)")
+    parser.add_argument("--activations", default="auto", choices=["auto", "8", "16"],
+                        help="activation bits (weights are always int8 per channel); auto uses 8 and "
+                             "falls back to 16 only when 8-bit activations miss the symbol agreement bar")
     parser.add_argument("--holdout", type=int, default=1000, metavar="N",
                         help="held-out training images that pick the calibration method (default 1000)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError(f"the calibration set {args.calib_data or calib_spec} is empty")
     print(f"exporting {bundle!r}")
     report = export_bundle(bundle, args.out, train.images, test.images, test.labels, calib=args.calib,
-                           holdout=args.holdout, method=args.method, opset=args.opset, bers=bers,
+                           holdout=args.holdout, method=args.method, opset=args.opset,
+                           activations=args.activations, bers=bers,
                            seeds=args.seeds, latency_runs=args.latency_runs, edge=not args.no_edge)
     report["calibration"]["data"] = train.name
     report["data"] = test.name

@@ -83,7 +83,8 @@ def _name_nodes(model) -> None:
 
 def quantize_encoder(float_path: str | Path, out_path: str | Path, calib_images: np.ndarray,
                      method: str = "minmax", percentile: float = 99.999, keep_tail_float: bool = True,
-                     op_types: tuple[str, ...] = ("Conv", "Mul", "Div", "Add", "Sqrt", "PRelu", "Relu")) -> Path:
+                     op_types: tuple[str, ...] = ("Conv", "Mul", "Div", "Add", "Sqrt", "PRelu", "Relu"),
+                     activation_bits: int = 8) -> Path:
     """Quantize the float encoder at `float_path` into `out_path` (QDQ, per-channel int8 weights)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -107,11 +108,54 @@ def quantize_encoder(float_path: str | Path, out_path: str | Path, calib_images:
         onnx.save_model(model, named)
         extra = {"WeightSymmetric": True, "ActivationSymmetric": False,
                  "CalibMovingAverage": False}
+        act_type = QuantType.QUInt8
+        if activation_bits == 16:
+            act_type = QuantType.QUInt16
+            extra["UseQDQContribOps"] = True
         if method == "percentile":
             extra["CalibPercentile"] = percentile
         quantize_static(named, str(out_path), ImageReader(calib_images),
                         quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=act_type, weight_type=QuantType.QInt8,
                         calibrate_method=methods[method], nodes_to_exclude=exclude,
                         op_types_to_quantize=list(op_types), extra_options=extra)
+    if keep_tail_float:
+        import onnx as _onnx
+
+        model = _onnx.load(str(out_path))
+        drop_output_qdq(model, last_conv_output(model))
+        _onnx.checker.check_model(model)
+        _onnx.save_model(model, str(out_path), save_as_external_data=False)
     return out_path
+
+
+def last_conv_output(model) -> str:
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    if not convs:
+        raise SnnError("the encoder graph has no Conv")
+    return convs[-1].output[0]
+
+
+def drop_output_qdq(model, tensor: str) -> bool:
+    """Remove a QuantizeLinear -> DequantizeLinear pair on `tensor`, wiring its consumers to the
+    tensor itself: the last conv hands its int32 accumulator (times the input and weight scales)
+    to the float tail instead of rounding it to an 8-bit grid first."""
+    nodes = list(model.graph.node)
+    q = next((n for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] == tensor), None)
+    if q is None:
+        return False
+    dq = [n for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]]
+    users = [n for n in nodes if q.output[0] in n.input and n not in dq]
+    if users:  # the quantized tensor feeds something else too: leave the pair alone
+        return False
+    for d in dq:
+        for n in nodes:
+            for i, name in enumerate(n.input):
+                if name == d.output[0]:
+                    n.input[i] = tensor
+        for o in model.graph.output:
+            if o.name == d.output[0]:
+                return False
+        model.graph.node.remove(d)
+    model.graph.node.remove(q)
+    return True
