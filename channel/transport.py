@@ -242,6 +242,8 @@ class SerialTransport(_StreamTransport):
         import serial  # pyserial; imported here so UDP-only users need not install it
 
         self.url, self.mtu, self.path = url, mtu, path
+        self._serial_error = serial.SerialException
+        self.hangups = 0
         try:
             if path in ("loop", "/loop"):
                 self._ser = serial.serial_for_url("loop://", baudrate=baud, timeout=0)
@@ -270,6 +272,25 @@ class SerialTransport(_StreamTransport):
         return self._ser.fileno()
 
     def _read(self, timeout):
+        try:
+            fd = self._ser.fileno()
+        except Exception:  # noqa: BLE001 - URL handlers (loop://) have no fd
+            fd = None
+        if fd is not None:
+            # wait on the fd; the port's own timeout stays 0 (no termios reconfiguration per call,
+            # and safe while another thread writes)
+            if not self._ser.in_waiting:
+                try:
+                    if not select.select([fd], [], [], timeout)[0]:
+                        return b""
+                except (OSError, ValueError):
+                    return b""
+            try:
+                return self._ser.read(max(1, self._ser.in_waiting))
+            except self._serial_error:  # peer hung up (pty master closed, USB unplugged)
+                self.hangups += 1
+                time.sleep(min(0.05, timeout if timeout is not None else 0.05))
+                return b""
         # pyserial: read(1) waits up to `timeout` for the first byte, then take what is buffered
         self._ser.timeout = timeout
         first = self._ser.read(1)
