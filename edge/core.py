@@ -17,16 +17,52 @@ from dataclasses import dataclass
 from typing import Callable
 
 from codec.errors import FrameError
-from codec.frame import ErrorCode, Kind, encode_error, encode_reply, parse_frame
+from codec.frame import ErrorCode, Kind, parse_frame, pilot_sequence
 from codec.reassembly import Assembled, Reassembler
 from edge.batcher import Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
+from edge.replies import ReplyEncoder
 from edge.stats import DeviceTable, EdgeMetrics, LatencyRing, RateMeter
 
 log = logging.getLogger("snn.edge")
 
 _NO_FP = b"\x00\x00\x00\x00"
+_POPCOUNT = bytes(bin(v).count("1") for v in range(256))
+_PILOTS = pilot_sequence(32)
+
+
+class Inference:
+    """One whole inference as the pipeline sees it (a single frame or a reassembled set)."""
+
+    __slots__ = ("fingerprint", "device_id", "seq", "payload", "erased", "pilot_errors",
+                 "pilot_bits", "snr_hint", "truth")
+
+    def __init__(self, fingerprint, device_id, seq, payload, erased, pilot_errors, pilot_bits,
+                 snr_hint, truth) -> None:
+        self.fingerprint = fingerprint
+        self.device_id = device_id
+        self.seq = seq
+        self.payload = payload
+        self.erased = erased          # None when every byte arrived, else bool per payload byte
+        self.pilot_errors = pilot_errors
+        self.pilot_bits = pilot_bits
+        self.snr_hint = snr_hint
+        self.truth = truth
+
+    @classmethod
+    def from_frame(cls, frame) -> "Inference":
+        """A single-fragment frame, without the reassembler (the hot path)."""
+        body, n = frame.body, frame.pilot_len
+        errors = sum(_POPCOUNT[a ^ b] for a, b in zip(body[:n], _PILOTS))
+        return cls(frame.fingerprint, frame.device_id, frame.seq, body[n:], None, errors, 8 * n,
+                   frame.snr_hint, frame.truth)
+
+    @classmethod
+    def from_assembled(cls, item: Assembled) -> "Inference":
+        return cls(item.fingerprint, item.device_id, item.seq, bytes(item.payload),
+                   None if item.complete else item.erased, item.pilot_errors, item.pilot_bits,
+                   item.snr_hint, item.truth)
 
 
 @dataclass
@@ -87,6 +123,7 @@ class EdgeCore:
         self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
                                     self.metrics, on_batch=self._on_batch)
+        self.replies = ReplyEncoder()
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
         self.answer_rate = RateMeter()
@@ -142,8 +179,7 @@ class EdgeCore:
         try:
             frame = self._check(data)
             if frame.frag_count == 1:
-                item = self.reassembler.add(frame, time.monotonic())[0]
-                self._submit(item, transport, reply, t_recv)
+                self._submit(Inference.from_frame(frame), transport, reply, t_recv)
                 return
             key = (frame.fingerprint, frame.device_id, frame.seq)
             self._reply_to[key] = (transport, reply)
@@ -181,7 +217,7 @@ class EdgeCore:
             self.devices.get(dev, "", time.monotonic()).rejected += 1
         elif not self.config.reply_bad_frames:
             return
-        self._send(reply, encode_error(fp, dev, seq, rej.code, rej.message))
+        self._send(reply, self.replies.error(fp, dev, seq, rej.code, rej.message))
 
     @staticmethod
     def _send(reply: Callable[[bytes], None], data: bytes) -> None:
@@ -197,9 +233,9 @@ class EdgeCore:
             return
         if not item.complete:
             self.metrics.incomplete.inc()
-        self._submit(item, transport, reply, t_recv or time.perf_counter())
+        self._submit(Inference.from_assembled(item), transport, reply, t_recv or time.perf_counter())
 
-    def _submit(self, item: Assembled, transport: str, reply: Callable[[bytes], None],
+    def _submit(self, item: Inference, transport: str, reply: Callable[[bytes], None],
                 t_recv: float) -> None:
         codec = self.codecs.get(item.fingerprint)
         job = self._job(item, transport, codec, t_recv, self._frame_done)
@@ -208,20 +244,19 @@ class EdgeCore:
             reason = "busy" if self.batcher.accepting else "shutdown"
             self.metrics.reject(reason)
             self.devices.get(item.device_id, transport, time.monotonic()).rejected += 1
-            self._send(reply, encode_error(item.fingerprint, item.device_id, item.seq, ErrorCode.BUSY,
-                                           "edge overloaded: retry later" if reason == "busy"
-                                           else "the edge is shutting down"))
+            self._send(reply, self.replies.error(item.fingerprint, item.device_id, item.seq,
+                                                 ErrorCode.BUSY, "edge overloaded: retry later"
+                                                 if reason == "busy" else "the edge is shutting down"))
         else:
             self.metrics.queue_depth.set(len(self.batcher))
 
-    def _job(self, item: Assembled, transport: str, codec: ServedCodec, t_recv: float,
+    def _job(self, item: Inference, transport: str, codec: ServedCodec, t_recv: float,
              done: Callable) -> Job:
         stats = self.devices.get(item.device_id, transport, time.monotonic())
         stats.frames += 1
         ber = self.ber.update(item.device_id, item.pilot_errors, item.pilot_bits, item.snr_hint)
         stats.ber = ber
-        erased = None if item.complete else item.erased
-        return Job(codec, item.payload, erased, ber, done, t_recv)
+        return Job(codec, item.payload, item.erased, ber, done, t_recv)
 
     def _frame_done(self, job: Job, label: int, confidence: float, error) -> None:
         item, reply = job.meta
@@ -229,11 +264,11 @@ class EdgeCore:
             rej = error if isinstance(error, Rejected) else Rejected(
                 "internal", ErrorCode.INTERNAL, "internal error in the model")
             self.metrics.reject(rej.reason)
-            self._send(reply, encode_error(item.fingerprint, item.device_id, item.seq, rej.code,
-                                           rej.message))
+            self._send(reply, self.replies.error(item.fingerprint, item.device_id, item.seq,
+                                                 rej.code, rej.message))
             return
-        self._send(reply, encode_reply(item.fingerprint, item.device_id, item.seq, label,
-                                       confidence, job.ber))
+        self._send(reply, self.replies.reply(item.fingerprint, item.device_id, item.seq, label,
+                                             confidence, job.ber))
         self._account(job, item.device_id, item.truth, label)
 
     def _account(self, job: Job, device_id: int, truth: int | None, label: int) -> None:
@@ -275,7 +310,7 @@ class EdgeCore:
                            f"HTTP takes a whole inference in one frame; this is fragment "
                            f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
                            f"or serial, or frame with a larger MTU)", 422)
-        item = self.reassembler.add(frame, time.monotonic())[0]
+        item = Inference.from_frame(frame)
         codec = self.codecs.get(frame.fingerprint)
         loop = asyncio.get_running_loop()
         future = loop.create_future()

@@ -91,7 +91,7 @@ def build(codecs: CodecRegistry, config: EdgeConfig, options: ServeOptions,
     """Bind every socket/port and build (uvicorn server, core, bound sockets). Raises SnnError."""
     import uvicorn
 
-    from edge.app import create_app
+    from edge.app import InferFastPath, create_app
     from edge.listeners import SerialListener, UdpListener, bind_udp, open_serial
 
     if len(codecs) == 0:
@@ -136,7 +136,7 @@ def build(codecs: CodecRegistry, config: EdgeConfig, options: ServeOptions,
             listener.close()
 
     app = create_app(core, on_startup, on_shutdown)
-    uconfig = uvicorn.Config(app, log_level=options.log_level, access_log=False, lifespan="on",
+    uconfig = uvicorn.Config(InferFastPath(app, core), log_level=options.log_level, access_log=False, lifespan="on",
                              timeout_graceful_shutdown=options.graceful_s, server_header=False,
                              date_header=False, backlog=2048)
     server = _server_class()(uconfig)
