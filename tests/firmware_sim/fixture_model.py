@@ -54,9 +54,12 @@ def build_fixture(path: Path, seed: int = 0, calib: np.ndarray | None = None, hi
         g.enc.act.weight.uniform_(0.05, 0.4)
     float_path = Path(path).with_suffix(".float.onnx")
     example = torch.zeros(1, image, image, 1, dtype=torch.uint8)
-    torch.onnx.export(g, (example,), str(float_path), opset_version=17, dynamo=False,
-                      input_names=["image"], output_names=["symbols"],
-                      dynamic_axes={"image": {0: "batch"}, "symbols": {0: "batch"}})
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(g, (example,), str(float_path), opset_version=17, dynamo=False,
+                          input_names=["image"], output_names=["symbols"],
+                          dynamic_axes={"image": {0: "batch"}, "symbols": {0: "batch"}})
     rng = np.random.default_rng(seed)
     if calib is None:
         calib = rng.integers(0, 256, size=(32, image, image, 1), dtype=np.uint8)
