@@ -279,15 +279,13 @@ class SerialTransport(_StreamTransport):
         if fd is not None:
             # wait on the fd; the port's own timeout stays 0 (no termios reconfiguration per call,
             # and safe while another thread writes)
-            if not self._ser.in_waiting:
-                try:
+            try:
+                if not self._ser.in_waiting:
                     if not select.select([fd], [], [], timeout)[0]:
                         return b""
-                except (OSError, ValueError):
-                    return b""
-            try:
                 return self._ser.read(max(1, self._ser.in_waiting))
-            except self._serial_error:  # peer hung up (pty master closed, USB unplugged)
+            except (self._serial_error, OSError, ValueError):
+                # the peer hung up (pty master closed, USB unplugged): report nothing, don't spin
                 self.hangups += 1
                 time.sleep(min(0.05, timeout if timeout is not None else 0.05))
                 return b""
