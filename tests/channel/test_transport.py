@@ -131,3 +131,12 @@ def test_sim_loop_for_benchmarks():
         loop.send(bytes(100))
         data, _ = loop.recv(0)
         assert len(data) == 100 and data != bytes(100)
+
+
+def test_serial_survives_the_peer_hanging_up():
+    master = open_transport("pty://")
+    with open_transport(f"serial://{master.path}") as port:
+        master.send(b"last words")
+        assert port.recv(2.0)[0] == b"last words"
+        master.close()  # the other end goes away (cable pulled)
+        assert port.recv(0.2) is None
