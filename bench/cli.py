@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
     from edge.loadgen import add_bench_arguments
     add_bench_arguments(edge)
+    from bench.run import add_end_to_end_arguments
+    add_end_to_end_arguments(sub)
 
 
 def write_json(path: Path | None, result: dict) -> None:
@@ -34,4 +36,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "edge":
         from edge.loadgen import run_bench
         return run_bench(args, write_json)
+    elif args.bench in ("accuracy", "latency", "all"):
+        from bench.run import run_end_to_end
+        return run_end_to_end(args, write_json)
     return 0

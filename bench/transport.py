@@ -13,8 +13,10 @@ the link, and retransmissions are later rounds of the same stream.
   CRC and is resent, up to `cap` attempts; fragments go in order and an inference is abandoned
   (failed) when one fragment hits the cap (later fragments are then not sent). Undetected errors
   (2^-32) are ignored. Bytes = every attempt of every fragment sent.
-- Reed–Solomon FEC (`rs`): each fragment (17 header bytes + data) is one shortened RS(n, n - nsym)
-  codeword over GF(256) (`reedsolo`), n <= min(MTU, 255). No retransmission. A codeword with at
+- Reed–Solomon FEC (`rs`): each fragment (17 header bytes + data) is one RS codeword over GF(256)
+  (`reedsolo`) of n = min(MTU, 255) bytes at the rate of the named code: RS(255, k) on links whose
+  MTU allows 255-byte frames, else n bytes with round(n (255 - k) / 255) parity bytes
+  (`rs_parity`); the last fragment is shortened. No retransmission. A codeword with at
   most t = nsym // 2 byte errors decodes (bounded-distance decoding; `tests/bench` checks this
   rule against `reedsolo` itself); with more, the inference fails (a decoder error, or a
   miscorrection that the frame's own checks reject).
@@ -119,10 +121,16 @@ def arq(model, rng: np.random.Generator, lengths, mtu: int, cap: int = DEFAULT_C
     return Transfer(sent.astype(np.float64), alive, packets)
 
 
-def rs(model, rng: np.random.Generator, lengths, mtu: int, nsym: int, header: int = HEADER_FIELDS) -> Transfer:
-    """Reed–Solomon FEC, one shortened codeword per fragment, no retransmission."""
-    lengths = np.asarray(lengths, dtype=np.int64)
+def rs_parity(nsym: int, mtu: int) -> tuple[int, int]:
+    """(codeword bytes n, parity bytes) of an RS code of the rate of RS(255, 255 - nsym) on this MTU."""
     n_cw = min(int(mtu), 255)
+    return n_cw, max(2, int(round(nsym * n_cw / 255)))
+
+
+def rs(model, rng: np.random.Generator, lengths, mtu: int, nsym: int, header: int = HEADER_FIELDS) -> Transfer:
+    """Reed–Solomon FEC, one codeword per fragment (rate kept on small MTUs), no retransmission."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n_cw, nsym = rs_parity(nsym, mtu)
     k, chunk = fragment_plan(lengths, n_cw - nsym - header)
     n = len(lengths)
     sent = np.zeros(n, dtype=np.int64)

@@ -1,0 +1,183 @@
+"""`snn bench latency`: where the time of one inference goes, SemanticNN vs the best bit-level baseline.
+
+Per inference (one image, batch 1, medians over repeated runs):
+
+- device encode: SemanticNN = the int8 ONNX encoder (`export.pipeline.build_encoders`, the
+  artefact `snn export` writes) under onnxruntime with 1 thread, plus Gray packing and framing;
+  the bit-level baseline = Pillow JPEG/PNG encode (or nothing for raw) plus CRC-32 or
+  Reed–Solomon encoding (`reedsolo`) of its packets.
+- time on air: the frames of a clean link (no retransmissions) through `channel.links`
+  (`time_on_air_s` per frame, fragmented to each link's MTU): LoRa SF7 and SF10 at 125 kHz, BLE
+  1M, UART 115200. Duty-cycle waits are not included (reported separately as `duty_wait_ms`).
+- edge decode + tail: SemanticNN = parse frame, unpack, decoder + backbone tail in torch
+  (2 threads); the baseline = RS decode / CRC check, image decode and the whole float backbone.
+
+The best bit-level baseline is taken from the accuracy results when given (the highest accuracy
+at i.i.d. BER 1e-2, ties to fewer bytes), else ``jpeg50-rs127``.
+"""
+from __future__ import annotations
+
+import binascii
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import transport
+from bench.sources import Source
+
+LINKS = ("lora-sf7", "lora-sf10", "ble-1m", "uart-115200")
+DEFAULT_BASELINE = "jpeg50-rs127"
+
+
+def _median_ms(fn, runs: int) -> float:
+    for _ in range(min(5, runs)):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def _parse_method(method: str) -> tuple[Source, str]:
+    src, transport_name = method.rsplit("-", 1)
+    if src == "raw":
+        s = Source("raw", "raw")
+    elif src == "png":
+        s = Source("png", "png")
+    else:
+        s = Source(src, "jpeg", int(src[4:]))
+    return s, transport_name
+
+
+def best_baseline(accuracy: dict | None, channel: str = "iid", ber: float = 1e-2) -> str:
+    if not accuracy:
+        return DEFAULT_BASELINE
+    cands = [r for r in accuracy["rows"] if r["family"] == "bit-level" and r["channel"] == channel
+             and r["ber"] == ber and not r["method"].endswith("-plain")]
+    if not cands:
+        return DEFAULT_BASELINE
+    return max(cands, key=lambda r: (r["accuracy"], -r["bytes_on_air"]))["method"]
+
+
+def _fragments(n: int, room: int) -> list[int]:
+    k, chunk = transport.fragment_plan(np.array([n]), room)
+    return [int(transport.fragment_length(np.array([n]), chunk, i)[0]) for i in range(int(k[0]))]
+
+
+def frame_sizes(method: str, n_bytes: int, mtu: int) -> list[int]:
+    """Bytes of each frame on a clean link for a message of n bytes sent by `method`."""
+    if method == "semanticnn":
+        from bench.accuracy import PILOTS
+        over = transport.FRAME_HEADER + PILOTS
+        return [over + d for d in _fragments(n_bytes, mtu - over)]
+    kind = method.rsplit("-", 1)[1]
+    if kind == "arq":
+        over = transport.HEADER_FIELDS + transport.CRC32_BYTES
+        return [over + d for d in _fragments(n_bytes, mtu - over)]
+    if kind == "plain":
+        return [transport.FRAME_HEADER + d for d in _fragments(n_bytes, mtu - transport.FRAME_HEADER)]
+    n_cw, nsym = transport.rs_parity(transport.RS_RATES[kind], mtu)
+    over = transport.HEADER_FIELDS + nsym
+    return [over + d for d in _fragments(n_bytes, n_cw - over)]
+
+
+def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | None = None, quick: bool = False,
+                links=LINKS, log=print) -> dict:
+    import reedsolo
+
+    from channel.links import get_link
+    from codec.bundle import load_bundle
+    from codec.data import load_dataset
+    from codec.frame import encode_inference, parse_frame
+    from codec.packing import pack_symbols, unpack_symbols
+    from export.pipeline import build_encoders
+    from export.verify import ort_session
+
+    t0 = time.time()
+    runs = 30 if quick else 200
+    bundle = load_bundle(bundle_path)
+    data = load_dataset("fmnist:test").take(50)
+    cal = load_dataset("fmnist:train").take(200 if quick else 1000).images
+    image = data.images[:1]
+    baseline = baseline or best_baseline(accuracy)
+
+    # ---- SemanticNN device: int8 ONNX encoder, 1 thread
+    with tempfile.TemporaryDirectory() as tmp:
+        _, int8_path, chosen = build_encoders(bundle, tmp, cal, None, method="minmax" if quick else "auto",
+                                              log=lambda *_: None)
+        sess = ort_session(int8_path, threads=1)
+        name = sess.get_inputs()[0].name
+        payload_bits = bundle.n_symbols * bundle.bits_per_symbol
+
+        def device_sem():
+            sym = sess.run(None, {name: image})[0]
+            packed = pack_symbols(np.asarray(sym).reshape(1, -1).astype(np.int64), bundle.levels, gray=bundle.gray)[0]
+            return encode_inference(packed.tobytes(), payload_bits, bundle.fingerprint, 1, 1, mtu=222)
+
+        encode_ms = _median_ms(lambda: sess.run(None, {name: image}), runs)
+        device_ms = _median_ms(device_sem, runs)
+        frames = device_sem()
+
+    # ---- SemanticNN edge: parse, unpack, decoder + tail (torch, 2 threads)
+    edge = bundle.edge_half()
+    torch.set_num_threads(2)
+
+    def edge_sem():
+        f = parse_frame(frames[0])
+        sym = unpack_symbols(np.frombuffer(b"".join(parse_frame(fr).data for fr in frames), np.uint8)
+                             if len(frames) > 1 else np.frombuffer(f.data, np.uint8),
+                             bundle.levels, bundle.n_symbols, gray=bundle.gray)
+        with torch.inference_mode():
+            s = torch.from_numpy(sym.astype(np.int64))[None]
+            return edge(s, torch.zeros_like(s, dtype=torch.bool), torch.tensor([1e-2])).argmax(1)
+
+    edge_ms = _median_ms(edge_sem, runs)
+
+    # ---- the bit-level baseline
+    src, kind = _parse_method(baseline)
+    msg = src.encode(image[0])
+    rs_codec = reedsolo.RSCodec(transport.RS_RATES[kind]) if kind in transport.RS_RATES else None
+
+    def device_base():
+        m = src.encode(image[0])
+        if rs_codec is not None:
+            return bytes(rs_codec.encode(m))
+        return binascii.crc32(m)
+
+    coded = bytes(rs_codec.encode(msg)) if rs_codec is not None else msg
+    from bench.accuracy import Classifier
+    clf = Classifier(bundle, batch_size=1)
+
+    def edge_base():
+        m = bytes(rs_codec.decode(bytearray(coded))[0]) if rs_codec is not None else coded
+        if rs_codec is None:
+            binascii.crc32(m)
+        img = src.decode(m, image.shape[1:])
+        return clf.images(img[None])
+
+    base_device_ms = _median_ms(device_base, runs)
+    base_edge_ms = _median_ms(edge_base, runs)
+
+    rows = []
+    for link_name in links:
+        link = get_link(link_name)
+        for method, n_bytes, dev, ed in (("semanticnn", bundle.payload_bytes, device_ms, edge_ms),
+                                         (baseline, len(msg), base_device_ms, base_edge_ms)):
+            sizes = frame_sizes(method, n_bytes, link.mtu)
+            air = 1e3 * sum(link.time_on_air_s(s) for s in sizes)
+            wait = 1e3 * sum(link.wait_after_s(s) for s in sizes)
+            rows.append({"method": method, "link": link_name, "frames": len(sizes), "bytes_on_air": sum(sizes),
+                         "within_16_fragments": len(sizes) <= 16 if method == "semanticnn" else None,
+                         "device_ms": round(dev, 3), "air_ms": round(air, 2), "edge_ms": round(ed, 3),
+                         "total_ms": round(dev + air + ed, 2), "duty_wait_ms": round(wait, 1)})
+    return {"benchmark": "latency", "rows": rows, "baseline": baseline,
+            "encoder_int8_ms_1thread": round(encode_ms, 3), "calibration": chosen.get("method"),
+            "runs": runs, "note": f"clean link, batch 1, medians of {runs} runs; device = int8 ONNX encoder "
+                                  f"on 1 thread (+ packing/framing); edge = torch on 2 threads",
+            "seconds": round(time.time() - t0, 1)}

@@ -1,0 +1,203 @@
+"""Tables (markdown) and plots (PNG) from the benchmark JSON: nothing here measures anything."""
+from __future__ import annotations
+
+from pathlib import Path
+
+HEADLINE_BERS = (1e-2, 1e-1)
+
+
+def _fmt_acc(a) -> str:
+    return "—" if a is None else f"{100 * a:.1f}"
+
+
+def _fmt_bytes(b) -> str:
+    if b is None:
+        return "—"
+    return f"{b:.2f}" if b < 10 else f"{b:,.0f}"
+
+
+def _fmt_ratio(r) -> str:
+    return "—" if r is None else (f"{r:.3f}" if r < 0.1 else f"{r:.1f}×")
+
+
+def _order(method: str) -> tuple:
+    fam = (0 if method.startswith("semanticnn") else 1 if method == "deepcod" else
+           2 if method.startswith("feat8") else 4 if method == "device-only" else 3)
+    return (fam, method != "semanticnn", method)
+
+
+def headline_rows(rows: list[dict], channel: str = "iid", ber: float = 1e-2) -> list[dict]:
+    """Learned codecs, features, device-only, and per image source its best bit-level transport."""
+    at = [r for r in rows if r["channel"] == channel and r["ber"] == ber]
+    keep = [r for r in at if r["family"] != "bit-level"]
+    by_source: dict[str, list[dict]] = {}
+    for r in at:
+        if r["family"] == "bit-level":
+            by_source.setdefault(r["method"].rsplit("-", 1)[0], []).append(r)
+    for src, group in by_source.items():
+        best = max(group, key=lambda r: (r["accuracy"], -r["bytes_on_air"]))
+        keep.append(best)
+        arq = next((r for r in group if r["method"].endswith("-arq")), None)
+        if arq is not None and arq is not best and src in ("raw", "png"):
+            keep.append(arq)
+    return sorted(keep, key=lambda r: _order(r["method"]))
+
+
+def headline_table(result: dict, bers=HEADLINE_BERS, channel: str = "iid") -> str:
+    rows = result["rows"]
+    lines = ["| method | BER | accuracy % | bytes on air / inference | × SemanticNN's bytes |",
+             "|---|---|---|---|---|"]
+    for ber in bers:
+        for r in headline_rows(rows, channel, ber):
+            lines.append(f"| {r['method']} | {ber:g} | {_fmt_acc(r['accuracy'])} | {_fmt_bytes(r['bytes_on_air'])} "
+                         f"| {_fmt_ratio(r.get('ratio'))} |")
+    return "\n".join(lines)
+
+
+def matrix(result: dict, channel: str, key: str) -> str:
+    rows = [r for r in result["rows"] if r["channel"] == channel]
+    bers = sorted({r["ber"] for r in rows})
+    methods = sorted({r["method"] for r in rows}, key=_order)
+    cell = {(r["method"], r["ber"]): r for r in rows}
+    fmt = _fmt_acc if key == "accuracy" else _fmt_bytes
+    lines = ["| method | " + " | ".join(f"{b:g}" for b in bers) + " |", "|---" * (len(bers) + 1) + "|"]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(fmt(cell[(m, b)][key]) if (m, b) in cell else "—" for b in bers) + " |")
+    return "\n".join(lines)
+
+
+def bars_text(bars: dict) -> str:
+    if "semanticnn_accuracy" not in bars:
+        return "(no SemanticNN row at the bar's setting)"
+    c = bars.get("cheapest_within_2_points")
+    b = bars.get("best_bit_level")
+    out = [f"At {bars['channel']} BER {bars['ber']:g}: SemanticNN {_fmt_acc(bars['semanticnn_accuracy'])} % with "
+           f"{_fmt_bytes(bars['semanticnn_bytes'])} B on air."]
+    if b:
+        out.append(f"Best bit-level baseline: {b['method']} {_fmt_acc(b['accuracy'])} % with "
+                   f"{_fmt_bytes(b['bytes_on_air'])} B — SemanticNN's accuracy is "
+                   f"{'at least' if bars['accuracy_at_least_every_bit_level'] else 'BELOW'} every bit-level baseline's.")
+    if c:
+        out.append(f"Cheapest bit-level baseline within 2 points of SemanticNN: {c['method']} "
+                   f"({_fmt_acc(c['accuracy'])} %, {_fmt_bytes(c['bytes_on_air'])} B = {_fmt_ratio(c['ratio'])} "
+                   f"SemanticNN's bytes) — the 10× bar is {'met' if bars['ten_x_fewer_bytes'] else 'NOT met'}.")
+    else:
+        out.append("No bit-level baseline comes within 2 points of SemanticNN (the 10× bar holds vacuously).")
+    nf = bars.get("no_fec_at_1e-1", {})
+    if nf:
+        worst = ", ".join(f"{k} {_fmt_acc(v)} %" for k, v in sorted(nf.items()))
+        out.append(f"At BER 0.1 the bit-level baselines without FEC {'all fail' if bars['no_fec_fail_at_1e-1'] else 'do NOT all fail'}: "
+                   f"{worst}.")
+    return " ".join(out)
+
+
+def accuracy_markdown(result: dict, command: str) -> str:
+    cfg = result["config"]
+    parts = [f"## Accuracy vs BER vs bytes on air\n\n`{command}` — {cfg['count']} {cfg['data']} images "
+             f"(plain/ablation rows: {cfg['side_count']}), link {cfg['link']} (MTU {cfg['mtu']} B), "
+             f"ARQ cap {cfg['arq_cap']}, GE burst {cfg['ge_burst_bits']:g} bits, {result['seconds']:.0f} s.\n",
+             bars_text(result["bars"]) + "\n",
+             "### Headline (i.i.d.)\n", headline_table(result) + "\n"]
+    for channel in cfg["channels"]:
+        parts += [f"### Accuracy % — {channel}\n", matrix(result, channel, "accuracy") + "\n",
+                  f"### Mean bytes on air per inference — {channel}\n", matrix(result, channel, "bytes_on_air") + "\n"]
+    return "\n".join(parts)
+
+
+def latency_markdown(result: dict, command: str) -> str:
+    lines = [f"## Latency per inference (ms)\n\n`{command}` — {result.get('note', '')}\n",
+             "| method | link | bytes on air | device encode | on air | edge decode + tail | total |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['method']} | {r['link']} | {_fmt_bytes(r['bytes_on_air'])} | {r['device_ms']:.2f} | "
+                     f"{r['air_ms']:.1f} | {r['edge_ms']:.2f} | {r['total_ms']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- plots
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_accuracy_vs_ber(result: dict, path: Path) -> Path:
+    plt = _plt()
+    channels = result["config"]["channels"]
+    fig, axes = plt.subplots(1, len(channels), figsize=(6.5 * len(channels), 4.8), squeeze=False)
+    rows = result["rows"]
+    for ax, channel in zip(axes[0], channels):
+        at = [r for r in rows if r["channel"] == channel]
+        keep = {r["method"] for ber in sorted({r["ber"] for r in at}) for r in headline_rows(rows, channel, ber)}
+        keep |= {m for m in ("raw-arq", "jpeg10-rs127", "raw-plain") if any(r["method"] == m for r in at)}
+        for m in sorted(keep, key=_order):
+            pts = sorted((r["ber"], r["accuracy"]) for r in at if r["method"] == m)
+            xs = [max(b, 1e-5) for b, _ in pts]
+            style = dict(lw=2.5, marker="o") if m.startswith("semanticnn") or m == "deepcod" else dict(lw=1, marker=".")
+            if m == "device-only":
+                style = dict(lw=1, ls="--", color="gray")
+            ax.plot(xs, [100 * a for _, a in pts], label=m, **style)
+        ax.set_xscale("log")
+        ax.set_xlabel("bit error rate (BER 0 drawn at 1e-5)")
+        ax.set_ylabel("accuracy %")
+        ax.set_title(f"{channel} channel")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_vs_bytes(result: dict, path: Path, channel: str = "iid", bers=(1e-3, 1e-2)) -> Path:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(bers), figsize=(6.5 * len(bers), 4.8), squeeze=False)
+    for ax, ber in zip(axes[0], bers):
+        at = [r for r in result["rows"] if r["channel"] == channel and r["ber"] == ber]
+        fam_color = {"learned": "tab:red", "features": "tab:purple", "bit-level": "tab:blue", "reference": "gray"}
+        for r in at:
+            ax.scatter(r["bytes_on_air"], 100 * r["accuracy"], color=fam_color.get(r["family"], "k"),
+                       s=60 if r["family"] == "learned" else 18, zorder=3)
+            if r["family"] != "bit-level" or r["accuracy"] > 0.5:
+                ax.annotate(r["method"], (r["bytes_on_air"], 100 * r["accuracy"]), fontsize=6,
+                            xytext=(3, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("mean bytes on air per inference (log)")
+        ax.set_ylabel("accuracy %")
+        ax.set_title(f"{channel} BER {ber:g} (red: learned, purple: features, blue: bit-level)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_latency(result: dict, path: Path) -> Path:
+    """One panel per link (linear ms), a stacked bar per method: device, air, edge."""
+    plt = _plt()
+    rows = result["rows"]
+    links = list(dict.fromkeys(r["link"] for r in rows))
+    fig, axes = plt.subplots(1, len(links), figsize=(3.4 * len(links), 4.4), squeeze=False)
+    for ax, link in zip(axes[0], links):
+        at = [r for r in rows if r["link"] == link]
+        bottom = [0.0] * len(at)
+        for key, name, color in (("device_ms", "device encode", "tab:green"), ("air_ms", "time on air", "tab:blue"),
+                                 ("edge_ms", "edge decode + tail", "tab:orange")):
+            vals = [r[key] for r in at]
+            ax.bar(range(len(at)), vals, bottom=bottom, label=name, color=color)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        for x, (r, top) in enumerate(zip(at, bottom)):
+            ax.annotate(f"{top:.0f} ms\n{r['bytes_on_air']} B", (x, top), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(at)))
+        ax.set_xticklabels([r["method"] for r in at], fontsize=7)
+        ax.set_title(link, fontsize=9)
+        ax.set_ylim(0, max(bottom) * 1.25)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("ms per inference (clean link)")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
