@@ -46,7 +46,8 @@ SUPPORTED_OPS = sorted(LAYOUT_OPS | {
     "QuantizeLinear", "DequantizeLinear", "Conv", "Add", "Sub", "Mul", "Div", "Sqrt", "ReduceMean",
     "ReduceSum", "Relu", "Clip", "PRelu", "LeakyRelu", "Abs", "Neg", "ArgMin", "ArgMax", "MaxPool",
     "AveragePool", "GlobalAveragePool", "Cast", "Shape", "Constant"})
-_INT_TYPES = {2: (0, 255), 3: (-128, 127)}   # onnx UINT8, INT8
+_INT_TYPES = {2: (0, 255), 3: (-128, 127), 4: (0, 65535), 5: (-32768, 32767)}   # onnx U8, I8, U16, I16
+_NP_TO_ONNX = {np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.uint16): 4, np.dtype(np.int16): 5}
 
 
 def _bits(bound) -> int:
@@ -66,7 +67,9 @@ class TInfo:
 
     @property
     def itemsize(self) -> int:
-        if self.kind in ("q", "idx"):
+        if self.kind == "q":
+            return 1 if self.qrange[1] - self.qrange[0] <= 255 else 2
+        if self.kind == "idx":
             return 1
         return 4 if self.bits <= 31 else 8
 
@@ -242,7 +245,10 @@ class _Lowering:
             if op == "QuantizeLinear":
                 s = self.const(node.input[1])
                 if s is not None and np.size(s) == 1:
-                    return float(s) / (1 << GUARD_BITS)
+                    zp = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+                    wide = zp is not None and np.asarray(zp).dtype.itemsize > 1
+                    guard = min(GUARD_BITS, 30 - (16 if wide else 8))  # keep the whole range in int32
+                    return float(s) / (1 << guard)
             elif op in TRANSPARENT and node.input[0] == name:
                 d = self.demand(node.output[0], depth + 1)
                 if d is not None:
@@ -333,9 +339,9 @@ class _Lowering:
         zp_arr = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.uint8)
         if s_out is None or np.size(s_out) != 1:
             raise SnnError(f"QuantizeLinear {node.name!r}: only per-tensor activation scales are supported")
-        qmin, qmax = _INT_TYPES.get({np.dtype(np.uint8): 2, np.dtype(np.int8): 3}.get(zp_arr.dtype, 0), (None, None))
+        qmin, qmax = _INT_TYPES.get(_NP_TO_ONNX.get(zp_arr.dtype, 0), (None, None))
         if qmin is None:
-            raise SnnError(f"QuantizeLinear {node.name!r}: output type {zp_arr.dtype} is not int8/uint8")
+            raise SnnError(f"QuantizeLinear {node.name!r}: output type {zp_arr.dtype} is not int8/uint8/int16/uint16")
         zp = int(zp_arr)
         if xi.kind != "fx":
             raise SnnError(f"QuantizeLinear {node.name!r}: input is not a real-valued tensor")
@@ -430,6 +436,25 @@ class _Lowering:
         step.params["attrs"] = {"strides": list(strides), "pads": list(pads4), "dilations": list(dil),
                                 "group": group}
 
+    def scalar_input(self, name: str) -> tuple[str, TInfo]:
+        """`name` itself, or a rescaled copy with one scale when it has per-channel scales (a conv
+        accumulator handed to the float tail): v_c * s_c / t, t chosen so nothing overflows int32."""
+        info = self.fx(name)
+        if info.kind != "fx" or np.size(info.scale) == 1:
+            return name, info
+        new = name + "__common"
+        if new in self.infos:
+            return new, self.infos[new]
+        sc = np.asarray(info.scale, np.float64)
+        t = max(float(sc.min()), float(sc.max()) * 2.0 ** (info.bits + 1 - 31))
+        r, bits = sc / t, info.bits
+        out_bits = min(31, bits + int(np.ceil(np.log2(max(1.0, float(r.max()))))) + 1)
+        from types import SimpleNamespace
+        fake = SimpleNamespace(output=[new], name=new, op_type="Rescale")
+        self.emit(fake, "requantize", [name], lambda v, x=name, r=r, b=bits: K.rescale(v[x], r, b),
+                  TInfo("fx", scale=t, bits=out_bits), params=_mq(r))
+        return new, self.infos[new]
+
     def _scalar_scale(self, info: TInfo, node) -> float:
         if np.size(info.scale) != 1:
             raise SnnError(f"{node.op_type} {node.name!r}: per-channel scaled input must be requantised first")
@@ -464,7 +489,8 @@ class _Lowering:
         if target is None and self._ends_in_arg(node.output[0]):
             target = float(np.max(np.abs(c))) / (1 << ARG_BITS)
         if target is None:
-            target = float(np.min(sx)) / (1 << GUARD_BITS) if xi.bits < 24 else float(np.min(sx))
+            target = float(np.min(sx)) / (1 << GUARD_BITS) if xi.bits < 14 else \
+                float(np.min(sx)) * 2.0 ** max(0, xi.bits - 30)
         cq = np.clip(np.round(np.asarray(c, np.float64) / target), -(1 << 31) + 1, (1 << 31) - 1).astype(np.int64)
         r, bx = sx / target, xi.bits
         fn = lambda v, x=x, r=r, bx=bx, cq=cq, xs=xsign, cs=csign: xs * K.rescale(v[x], r, bx) + cs * cq
@@ -508,12 +534,14 @@ class _Lowering:
             info = TInfo("fx", scale=natural, bits=xi.bits + 16)
             self.emit(node, "mul_const", [x], fn, info, params={"constant": cq.astype(np.int32)})
             return
-        ai, bi = self.fx(a), self.fx(b)
+        a, ai = self.scalar_input(a)
+        b, bi = self.scalar_input(b)
         sa, sb = self._scalar_scale(ai, node), self._scalar_scale(bi, node)
         bits = ai.bits + bi.bits
         if target is None:
-            fn = lambda v, a=a, b=b: v[a] * v[b]
-            self.emit(node, "mul", [a, b], fn, TInfo("fx", scale=sa * sb, bits=bits))
+            down = max(0, bits - 40)  # keep products narrow enough for the sums that follow
+            fn = lambda v, a=a, b=b, d=down: K.rounding_divide_by_pot(v[a] * v[b], d) if d else v[a] * v[b]
+            self.emit(node, "mul", [a, b], fn, TInfo("fx", scale=sa * sb * 2.0 ** down, bits=bits - down))
         else:
             r = sa * sb / target
             fn = lambda v, a=a, b=b, r=r, bits=bits: K.rescale(v[a] * v[b], r, bits)
@@ -529,7 +557,8 @@ class _Lowering:
             self.op_Mul(inv)
             self.steps[-1].op = "Div"
             return
-        ai, bi = self.fx(a), self.fx(b)
+        a, ai = self.scalar_input(a)
+        b, bi = self.scalar_input(b)
         sa, sb = self._scalar_scale(ai, node), self._scalar_scale(bi, node)
         target = self.demand(node.output[0])
         if target is None:
@@ -566,8 +595,7 @@ class _Lowering:
                   params={"multiplier": np.array([k0], np.int32), "exponent": np.array([e], np.int32)})
 
     def op_Sqrt(self, node):
-        a = node.input[0]
-        ai = self.fx(a)
+        a, ai = self.scalar_input(node.input[0])
         sa = self._scalar_scale(ai, node)
         target = self.demand(node.output[0])
         ba = ai.bits
@@ -598,8 +626,7 @@ class _Lowering:
                   params={"multiplier": np.array([k0], np.int32), "exponent": np.array([e], np.int32)})
 
     def _reduce(self, node, mean: bool):
-        a = node.input[0]
-        ai = self.fx(a)
+        a, ai = self.scalar_input(node.input[0])
         sa = self._scalar_scale(ai, node)
         axes = _attr(node, "axes", None)
         if axes is None and len(node.input) > 1 and node.input[1]:
@@ -610,6 +637,15 @@ class _Lowering:
         if 0 in axes:
             raise SnnError(f"{node.op_type} {node.name!r}: reducing over the batch axis is not supported")
         count = int(np.prod([ai.shape[x] for x in axes]))
+        pre = max(0, ai.bits + count.bit_length() - 62)
+        if pre:
+            src = a
+            from types import SimpleNamespace
+            a = src + "__narrow"
+            self.emit(SimpleNamespace(output=[a], name=a, op_type="Rescale"), "requantize", [src],
+                      lambda v, x=src, d=pre: K.rounding_divide_by_pot(v[x], d),
+                      TInfo("fx", scale=float(ai.scale) * 2.0 ** pre, bits=ai.bits - pre))
+            ai = self.infos[a]
         natural = sa / count if mean else sa
         bits = ai.bits + count.bit_length()
         target = self.demand(node.output[0])
@@ -782,6 +818,11 @@ class _Lowering:
     def _layout(self, node, fn, alias=True, inputs=None):
         a = node.input[0]
         ai = self.fx(a)
+        if np.size(ai.scale) != 1:
+            a2, ai = self.scalar_input(a)
+            inner = fn
+            fn = lambda v, a=a, a2=a2, inner=inner: inner({a: v[a2]})  # noqa: E731
+            inputs = [a2]
         if np.size(ai.scale) != 1 and node.op_type not in ("Identity",):
             raise SnnError(f"{node.op_type} {node.name!r}: per-channel scaled input must be requantised first")
         info = TInfo(ai.kind, scale=ai.scale, zp=ai.zp, qrange=ai.qrange, bits=ai.bits)

@@ -100,8 +100,11 @@ def read_qdq(path: str | Path) -> QdqModel:
     if len(inputs) != 1:
         raise SnnError(f"{path}: the encoder must have exactly one input, found {len(inputs)}")
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=17)
+    opset = max(opset, 21) if any(n.domain == "com.microsoft" for n in graph.node) else opset
     nodes = _toposort(graph.node, init_names | {i[0] for i in inputs} | {""})
     for node in nodes:
+        if node.domain == "com.microsoft" and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node.domain = ""  # onnxruntime's contrib Q/DQ (used for 16-bit) = the standard ops
         if node.domain not in ("", "ai.onnx"):
             raise SnnError(f"{path}: operator {node.domain}::{node.op_type} (node {node.name or '?'}) is not "
                            "supported by the MCU simulator (custom domains cannot run on the firmware)")
