@@ -58,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
-    codecs = load_codecs(args.bundle)
     config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                         reply_bad_frames=not args.no_bad_frame_replies)
@@ -74,4 +73,4 @@ def run(args: argparse.Namespace) -> int:
                 json.dump(addresses, fh)
         sys.stdout.flush()
 
-    return serve(codecs, config, options, ready)
+    return serve(lambda: load_codecs(args.bundle), config, options, ready)

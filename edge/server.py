@@ -86,16 +86,16 @@ def _server_class():
     return EdgeUvicorn
 
 
-def build(codecs: CodecRegistry, config: EdgeConfig, options: ServeOptions,
-          on_ready: Callable[[dict], None] | None = None):
-    """Bind every socket/port and build (uvicorn server, core, bound sockets). Raises SnnError."""
+def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfig,
+          options: ServeOptions, on_ready: Callable[[dict], None] | None = None):
+    """Bind every socket/port, then load the codecs (a registry, or a callable that loads one:
+    a port in use is reported before seconds go into loading bundles), and build
+    (uvicorn server, core, HTTP socket, addresses). Raises SnnError."""
     import uvicorn
 
     from edge.app import InferFastPath, create_app
     from edge.listeners import SerialListener, UdpListener, bind_udp, open_serial
 
-    if len(codecs) == 0:
-        raise SnnError("no codec to serve: give --bundle PATH")
     http_sock = bind_http(*options.http)
     udp_sock = None
     serial_transports = []
@@ -104,6 +104,10 @@ def build(codecs: CodecRegistry, config: EdgeConfig, options: ServeOptions,
             udp_sock = bind_udp(*options.udp)
         for url in options.serial or []:
             serial_transports.append(open_serial(url))
+        if callable(codecs):
+            codecs = codecs()
+        if len(codecs) == 0:
+            raise SnnError("no codec to serve: give --bundle PATH")
     except BaseException:
         http_sock.close()
         if udp_sock is not None:
@@ -148,7 +152,7 @@ def _addr(sock: socket.socket) -> tuple[str, int]:
     return host, port
 
 
-def serve(codecs: CodecRegistry, config: EdgeConfig | None = None,
+def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfig | None = None,
           options: ServeOptions | None = None,
           on_ready: Callable[[dict], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code."""

@@ -1,6 +1,6 @@
 """Test-only stand-in codecs for the edge tests (never shipped in edge/).
 
-The stand-in edge half answers label = first symbol mod n_classes, so a test can check that the
+The stand-in edge half answers label = (symbol 0 + symbol 1 + offset) mod n_classes, so a test can check that the
 edge unpacks the payload right and routes each frame to the codec its fingerprint names. Run as a
 script it serves stand-in codecs with the real server (uvicorn, UDP, serial) in this process:
 
@@ -30,7 +30,7 @@ CLASSES = [f"class{i}" for i in range(10)]
 
 
 class StandInEdgeHalf(nn.Module):
-    """logits peak at (first symbol + offset) mod n_classes; `delay_s` simulates a slow model."""
+    """logits peak at (symbol 0 + symbol 1 + offset) mod n_classes; `delay_s` simulates a slow model."""
 
     def __init__(self, n_classes: int = 10, offset: int = 0, delay_s: float = 0.0):
         super().__init__()
@@ -41,7 +41,7 @@ class StandInEdgeHalf(nn.Module):
         if self.delay_s:
             import time
             time.sleep(self.delay_s)
-        label = (symbols[:, 0].long() + self.offset) % self.n_classes
+        label = (symbols[:, 0].long() + symbols[:, 1].long() + self.offset) % self.n_classes
         logits = torch.nn.functional.one_hot(label, self.n_classes).float() * self.scale
         return logits + 0.0 * ber.view(-1, 1) + 0.0 * erased[:, :1].float()
 
@@ -57,10 +57,12 @@ def standin_registry(delay_s: float = 0.0) -> CodecRegistry:
     return CodecRegistry([standin_codec(FP_A, 0, delay_s=delay_s), standin_codec(FP_B, 3, delay_s=delay_s)])
 
 
-def payload_for(first_symbol: int, levels: int = 8, n_symbols: int = 98, seed: int = 0) -> tuple[bytes, int]:
+def payload_for(label: int, levels: int = 8, n_symbols: int = 98, seed: int = 0) -> tuple[bytes, int]:
+    """A payload the stand-in (offset 0) labels `label` (0..14)."""
     rng = np.random.default_rng(seed)
     sym = rng.integers(0, levels, n_symbols)
-    sym[0] = first_symbol
+    sym[0] = min(label, levels - 1)
+    sym[1] = label - sym[0]
     packed = pack_symbols(sym, levels)
     return packed.tobytes(), n_symbols * 3
 
