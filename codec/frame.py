@@ -45,6 +45,37 @@ HEADER_BYTES = _PROTECTED + HEADER_PARITY_BYTES            # 31 bytes on the air
 _RS = RSCodec(HEADER_PARITY_BYTES, nsize=255, fcr=0, prim=0x11D, generator=2, c_exp=8)
 
 
+def _parity_tables() -> list[list[int]]:
+    """Per header position, the RS parity of every byte value there, as an int.
+
+    RS parity is linear over GF(2): the parity of a XOR b is the XOR of their parities. So it is
+    a XOR of 19 table look-ups (~3 µs) instead of a polynomial division in pure Python (~20 µs);
+    the tables come from reedsolo's own encoder on the 152 unit vectors.
+    """
+    unit = [[int.from_bytes(bytes(_RS.encode(bytes(pos * [0] + [1 << bit] + (_PROTECTED - pos - 1) * [0])))
+                            [_PROTECTED:], "big") for bit in range(8)] for pos in range(_PROTECTED)]
+    tables = []
+    for pos in range(_PROTECTED):
+        table = [0] * 256
+        for value in range(1, 256):
+            low = value & -value
+            table[value] = table[value ^ low] ^ unit[pos][low.bit_length() - 1]
+        tables.append(table)
+    return tables
+
+
+_PARITY = _parity_tables()
+
+
+def _rs_parity(protected: bytes) -> bytes:
+    """The 12 RS parity bytes of the 19 protected header bytes."""
+    parity = 0
+    for table, value in zip(_PARITY, protected):
+        if value:
+            parity ^= table[value]
+    return parity.to_bytes(HEADER_PARITY_BYTES, "big")
+
+
 class Kind(IntEnum):
     """What a frame carries."""
 
@@ -144,7 +175,7 @@ def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int,
                         payload_bits, snr, pilot_len, NO_TRUTH if truth is None else truth)
     covered = head if kind == Kind.DATA else head + body
     protected = head + _CRC.pack(crc16(covered))
-    return bytes(_RS.encode(protected)) + body
+    return protected + _rs_parity(protected) + body
 
 
 def parse_frame(data: bytes) -> Frame:
