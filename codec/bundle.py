@@ -175,3 +175,25 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
         raise BundleError(f"{path} holds codec {bundle.fingerprint.hex()}, but codec "
                           f"{bytes(expect_fingerprint).hex()} was expected: it was made for another codec")
     return bundle
+
+
+def make_random_bundle(path: str | Path, arch: str = "resnet8", width: float = 0.5, levels: int = 8,
+                       channels: int = 2, crop: float = 1.0, gray: bool = True, seed: int = 0,
+                       input_shape: tuple[int, int, int] = (1, 28, 28), n_classes: int = 10) -> Path:
+    """An untrained but structurally complete bundle, for tests and tooling (seconds, no data)."""
+    from codec.backbones import build_backbone
+    from codec.model import SemanticCodec
+
+    torch.manual_seed(seed)
+    kwargs = {"in_channels": input_shape[0], "n_classes": n_classes, "width": width}
+    backbone = build_backbone(arch, **kwargs).eval()
+    kwargs["split"] = backbone.split
+    codec = SemanticCodec(backbone.split_shape(input_shape), levels=levels, channels=channels, crop=crop,
+                          gray=gray, dec_hidden=16, enc_hidden=16).eval()
+    codec.quantizer.freeze()
+    record = {"arch": arch, "kwargs": kwargs, "input_shape": list(input_shape), "input_mean": [0.5] * input_shape[0],
+              "input_std": [0.25] * input_shape[0], "classes": [f"class{i}" for i in range(n_classes)],
+              "data": "fmnist", "accuracy": None}
+    manifest = make_manifest(Path(path).stem, record, codec.config, codec.quantizer.centres().numpy(),
+                             command="make_random_bundle", seed=seed)
+    return write_bundle(path, manifest, backbone.state_dict(), codec.state_dict())

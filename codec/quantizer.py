@@ -7,7 +7,7 @@ exactly the (possibly channel-corrupted) centre, the encoder gets the soft path'
 (straight-through), and the centres get gradient from both the hard lookup and the soft path.
 The reference code's centres never received a gradient; ours do (tested).
 
-Centres are kept sorted by construction: c_0 = a, c_k = a + sum_{i<k} softplus(d_i), so the index
+Centres are kept sorted by construction: c_0 = a, c_k = a + sum_{i<k} (softplus(d_i) + 1e-3), so the index
 order equals the value order and Gray codes of neighbouring indices are neighbouring values.
 They are initialised at the Gaussian quantiles of (k + 1/2)/L, since the encoder output has unit
 average power after normalisation.
@@ -19,6 +19,8 @@ from statistics import NormalDist
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+MIN_GAP = 1e-3  # centres stay at least this far apart, so they are strictly sorted
 
 
 def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
@@ -42,7 +44,7 @@ class SoftQuantizer(nn.Module):
         self.sigma = sigma
         init = gaussian_centres(levels)
         self.start = nn.Parameter(init[:1].clone())
-        self.deltas = nn.Parameter(_softplus_inverse(init[1:] - init[:-1]))
+        self.deltas = nn.Parameter(_softplus_inverse(init[1:] - init[:-1] - MIN_GAP))
         # After training the centres are frozen into a buffer so that every artefact uses the
         # exact same float32 values (no re-computation of softplus/cumsum on another CPU).
         self.register_buffer("frozen_centres", torch.full((levels,), float("nan")))
@@ -53,12 +55,12 @@ class SoftQuantizer(nn.Module):
         """The sorted centres (L,): the frozen buffer, or a differentiable function of the parameters."""
         if self._frozen:
             return self.frozen_centres
-        return torch.cat([self.start, self.start + torch.cumsum(F.softplus(self.deltas), 0)])
+        return torch.cat([self.start, self.start + torch.cumsum(F.softplus(self.deltas) + MIN_GAP, 0)])
 
     def freeze(self) -> None:
         """Fix the centres to their current float32 values (done once training ends)."""
         with torch.no_grad():
-            self.frozen_centres.copy_(torch.cat([self.start, self.start + torch.cumsum(F.softplus(self.deltas), 0)]))
+            self.frozen_centres.copy_(torch.cat([self.start, self.start + torch.cumsum(F.softplus(self.deltas) + MIN_GAP, 0)]))
         self._frozen = True
 
     def assign(self, z: torch.Tensor) -> torch.Tensor:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
+
+
+_PARSERS: dict[str, argparse.ArgumentParser] = {}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="backbone|codec", required=True)
     b = sub.add_parser("backbone", help="train a float backbone on a data set")
+    _PARSERS["backbone"] = b
     b.add_argument("--data", default="fmnist", help="fmnist, or a spec such as cifar10:PATH (default fmnist)")
     b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
     b.add_argument("-o", "--out", required=True, type=Path)
@@ -25,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
 
     c = sub.add_parser("codec", help="train the semantic codec on a frozen backbone")
+    _PARSERS["codec"] = c
     c.add_argument("--backbone", required=True, type=Path)
     c.add_argument("-o", "--out", required=True, type=Path)
     c.add_argument("--data", default=None, help="default: the backbone's data set")
@@ -56,18 +60,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    command = "snn " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "snn" else None
+    command = command_line(args)
     if args.what == "backbone":
         from codec.train_backbone import train_backbone
         train_backbone(args.data, args.arch, args.out, epochs=args.epochs, batch_size=args.batch_size,
                        optimizer=args.optimizer, lr=args.lr, width=args.width, split=args.split, seed=args.seed,
                        threads=args.threads, resume=args.resume, count=args.count,
-                       command=command or "snn train " + _reconstruct(args))
+                       command=command)
         return 0
     from codec.train import train_codec
-    train_codec(args, command=command or "snn train " + _reconstruct(args))
+    train_codec(args, command=command)
     return 0
 
 
-def _reconstruct(args: argparse.Namespace) -> str:
-    return " ".join(shlex.quote(a) for a in sys.argv[1:]) or args.what
+def command_line(args: argparse.Namespace) -> str:
+    """The equivalent command line (only options that differ from their defaults), for the record."""
+    parts = ["snn", "train", args.what]
+    for action in _PARSERS[args.what]._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):
+            parts.append(flag)
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
