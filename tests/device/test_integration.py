@@ -40,7 +40,8 @@ def shipped_int8(tmp_path_factory):
     train = load_dataset("fmnist:train")
     cal, _ = calibration_split(train.images, 512, 0)
     out = tmp_path_factory.mktemp("shipped_export")
-    _, int8_path, _ = build_encoders(bundle, out, cal, method="percentile", log=lambda *a: None)
+    _, int8_path, _ = build_encoders(bundle, out, cal, method="percentile", activations="8",
+                                  log=lambda *a: None)
     return path, int8_path
 
 
