@@ -114,3 +114,25 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
+
+
+def test_cli_exports_the_shipped_bundle(tmp_path):
+    from codec.bundle import DEFAULT_BUNDLE
+
+    if not DEFAULT_BUNDLE.is_file():
+        pytest.skip("no shipped bundle yet")
+    out = tmp_path / "exp"
+    proc = _snn("export", "-o", str(out), "--calib", "64", "--holdout", "64", "--count", "200",
+                "--latency-runs", "5", "--method", "percentile", "--activations", "8", "--json",
+                str(tmp_path / "v.json"))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("encoder.onnx", "encoder.int8.onnx", "edge.onnx", "verify.json"):
+        assert (out / name).is_file()
+    report = json.loads((out / "verify.json").read_text())
+    assert report == json.loads((tmp_path / "v.json").read_text())
+    assert report["test_images"] == 200 and report["calibration"]["data"] == "fmnist:train"
+    assert report["symbol_agreement_float_vs_torch"] == 1.0
+    assert report["symbol_agreement_int8_vs_torch"] > 0.95
+    meta = read_metadata(out / "encoder.int8.onnx")
+    assert meta["quantization"] == "int8-qdq-per-channel/percentile"
+    assert "symbols = torch" in proc.stdout
