@@ -106,3 +106,27 @@ def test_device_proxy_edge_over_udp(shipped_int8, tmp_path):
         if proxy is not None:
             _stop(proxy)
         _stop(edge)
+
+
+def test_device_to_real_edge_over_a_pty_serial_port(shipped_int8, tmp_path):
+    bundle, encoder = shipped_int8
+    ready = tmp_path / "edge.json"
+    edge = _start(["edge", "serve", "--bundle", str(bundle), "--udp", "none", "--http", "127.0.0.1:0",
+                   "--serial", "pty://", "--ready-json", str(ready)])
+    try:
+        addresses = _wait_for(lambda: ready.is_file() and ready.stat().st_size and json.loads(ready.read_text()),
+                              90, edge, "edge")
+        tty = addresses["serial"][0]
+        tty = tty.split("://", 1)[1] if "://" in tty else tty
+        out = tmp_path / "device.json"
+        dev = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder),
+                              "--to", f"serial://{tty}?baud=115200", "--link", "uart-115200", "--count", "30",
+                              "--truth", "--timeout", "3", "--json", str(out)],
+                             capture_output=True, text=True, timeout=120)
+        assert dev.returncode == 0, dev.stderr
+        s = json.loads(out.read_text())
+        assert s["answered"] == 30 and s["lost"] == 0, s
+        assert s["accuracy"] >= 0.6, s  # a clean link: the edge decodes exactly what the device sent
+        assert s["link"].startswith("uart") and s["airtime_ms_per_inference"] > 0
+    finally:
+        _stop(edge)
