@@ -21,7 +21,8 @@ def _fmt_ratio(r) -> str:
 
 
 def _order(method: str) -> tuple:
-    fam = (0 if method.startswith("semanticnn") else 1 if method == "deepcod" else
+    fam = (0 if method.startswith("semanticnn") and "oracle" not in method else 1 if method == "deepcod" else
+           5 if "oracle" in method else
            2 if method.startswith("feat8") else 4 if method == "device-only" else 3)
     return (fam, method != "semanticnn", method)
 
@@ -29,7 +30,7 @@ def _order(method: str) -> tuple:
 def headline_rows(rows: list[dict], channel: str = "iid", ber: float = 1e-2) -> list[dict]:
     """Learned codecs, features, device-only, and per image source its best bit-level transport."""
     at = [r for r in rows if r["channel"] == channel and r["ber"] == ber]
-    keep = [r for r in at if r["family"] != "bit-level"]
+    keep = [r for r in at if r["family"] not in ("bit-level", "diagnostic")]
     by_source: dict[str, list[dict]] = {}
     for r in at:
         if r["family"] == "bit-level":
@@ -94,7 +95,7 @@ def bars_text(bars: dict) -> str:
 def accuracy_markdown(result: dict, command: str) -> str:
     cfg = result["config"]
     parts = [f"## Accuracy vs BER vs bytes on air\n\n`{command}` — {cfg['count']} {cfg['data']} images "
-             f"(plain/ablation rows: {cfg['side_count']}), link {cfg['link']} (MTU {cfg['mtu']} B), "
+             f"(decode-and-classify `*-plain` rows: first {cfg['side_count']}), link {cfg['link']} (MTU {cfg['mtu']} B), "
              f"ARQ cap {cfg['arq_cap']}, GE burst {cfg['ge_burst_bits']:g} bits, {result['seconds']:.0f} s.\n",
              bars_text(result["bars"]) + "\n",
              "### Headline (i.i.d.)\n", headline_table(result) + "\n"]
@@ -130,14 +131,22 @@ def plot_accuracy_vs_ber(result: dict, path: Path) -> Path:
     rows = result["rows"]
     for ax, channel in zip(axes[0], channels):
         at = [r for r in rows if r["channel"] == channel]
-        keep = {r["method"] for ber in sorted({r["ber"] for r in at}) for r in headline_rows(rows, channel, ber)}
-        keep |= {m for m in ("raw-arq", "jpeg10-rs127", "raw-plain") if any(r["method"] == m for r in at)}
-        for m in sorted(keep, key=_order):
+        keep = {r["method"] for r in at if r["family"] in ("learned", "features", "reference", "diagnostic")}
+        keep |= {m for m in ("raw-arq", "raw-plain", "raw-rs127", "png-arq", "jpeg10-arq", "jpeg50-arq",
+                             "jpeg10-rs127", "jpeg50-rs191", "jpeg90-rs127", "jpeg50-plain")
+                 if any(r["method"] == m for r in at)}
+        colors = plt.get_cmap("tab20")
+        for i, m in enumerate(sorted(keep, key=_order)):
             pts = sorted((r["ber"], r["accuracy"]) for r in at if r["method"] == m)
             xs = [max(b, 1e-5) for b, _ in pts]
             style = dict(lw=2.5, marker="o") if m.startswith("semanticnn") or m == "deepcod" else dict(lw=1, marker=".")
+            style["color"] = colors(i % 20)
+            if m == "semanticnn":
+                style.update(color="red", lw=3)
             if m == "device-only":
                 style = dict(lw=1, ls="--", color="gray")
+            if "oracle" in m:
+                style = dict(lw=1.5, ls=":", color="red", marker="x")
             ax.plot(xs, [100 * a for _, a in pts], label=m, **style)
         ax.set_xscale("log")
         ax.set_xlabel("bit error rate (BER 0 drawn at 1e-5)")
