@@ -17,7 +17,7 @@ def _fmt_bytes(b) -> str:
 
 
 def _fmt_ratio(r) -> str:
-    return "—" if r is None else (f"{r:.3f}" if r < 0.1 else f"{r:.1f}×")
+    return "—" if r is None else (f"{r:.3f}×" if r < 0.1 else f"{r:.1f}×")
 
 
 def _order(method: str) -> tuple:
@@ -210,3 +210,67 @@ def plot_latency(result: dict, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------- README section
+
+def readme_section(result: dict, results_dir: str = "results") -> str:
+    """The README's "Benchmarks" section, written from a `snn bench all` JSON and nothing else."""
+    acc = result["accuracy"]
+    cfg = acc["config"]
+    m = result["machine"]
+    lines = ["## Benchmarks", "",
+             f"Every figure below is from `{results_dir}/bench.json`, written by `{result['command']}` on "
+             f"{result['date']} on {m['cpu']} ({m['cpus']} CPUs, shared), {result['total_seconds'] / 60:.0f} min "
+             f"in all; `{results_dir}/bench.md` has every row. This section is regenerated from that file by "
+             f"`python -m bench.report {results_dir}/bench.json --readme README.md`.", "",
+             f"Bundle `{cfg['codecs']['semanticnn']}` (fingerprint {cfg['bundle_fingerprint']}); float backbone "
+             f"accuracy {100 * cfg['backbone_accuracy']:.1f} %. {cfg['count']} {cfg['data']} images "
+             f"(`*-plain` rows: the first {cfg['side_count']}), link {cfg['link']} (MTU {cfg['mtu']} B), "
+             f"i.i.d. and Gilbert–Elliott (burst {cfg['ge_burst_bits']:g} bits) bit errors from `channel.errors` "
+             f"for every method. Bytes on air count every uplink byte: headers, pilots, CRC, parity and every "
+             f"retransmission (SemanticNN's 31-byte RS-protected header included: a frame whose header is "
+             f"lost is resent, up to {cfg['arq_cap']} times, like an ARQ fragment).", "",
+             "**Bars.** " + bars_text(acc["bars"]), "",
+             "### Accuracy and bytes on air (i.i.d. channel)", "", headline_table(acc), "",
+             f"![accuracy vs BER]({results_dir}/accuracy_vs_ber.png)", "",
+             f"![accuracy vs bytes]({results_dir}/accuracy_vs_bytes.png)", ""]
+    lat = result.get("latency")
+    if lat:
+        lines += ["### Latency per inference (clean link, ms)", "",
+                  "| method | link | bytes on air | device encode | on air | edge decode + tail | total |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in lat["rows"]:
+            lines.append(f"| {r['method']} | {r['link']} | {_fmt_bytes(r['bytes_on_air'])} | {r['device_ms']:.2f} | "
+                         f"{r['air_ms']:.1f} | {r['edge_ms']:.2f} | {r['total_ms']:.1f} |")
+        lines += ["", lat["note"] + f"; the baseline is the best bit-level row at i.i.d. BER 1e-2 ({lat['baseline']}).",
+                  "", f"![latency]({results_dir}/latency.png)", ""]
+    edge = result.get("edge")
+    if edge and "skipped" not in edge:
+        lines += ["### Edge throughput", "",
+                  f"`snn bench edge` inside the same run ({edge.get('cpus')} CPUs, batch <= {edge.get('max_batch')}): "
+                  f"decoder + task head alone {edge.get('model_fps')} images/s; UDP at {edge.get('rate_offered_fps'):g} "
+                  f"frames/s offered: {edge.get('throughput_fps')} answered/s, p50 {edge.get('p50_ms')} ms, "
+                  f"p99 {edge.get('p99_ms')} ms, sent {edge.get('sent')} = answered {edge.get('answered')} + "
+                  f"rejected {edge.get('rejected')}.", ""]
+    elif edge:
+        lines += ["### Edge throughput", "", edge["skipped"], ""]
+    return "\n".join(lines)
+
+
+def update_readme(json_path: Path, readme: Path) -> None:
+    import json
+    result = json.loads(Path(json_path).read_text())
+    text = Path(readme).read_text()
+    marker = "\n## Benchmarks\n"
+    head = text.split(marker)[0].rstrip("\n") if marker in text else text.rstrip("\n")
+    Path(readme).write_text(head + "\n\n" + readme_section(result, str(Path(json_path).parent)) + "\n")
+
+
+if __name__ == "__main__":
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m bench.report", description="regenerate the README's Benchmarks section")
+    p.add_argument("json", type=Path, help="the JSON of `snn bench all`")
+    p.add_argument("--readme", type=Path, required=True)
+    a = p.parse_args()
+    update_readme(a.json, a.readme)
