@@ -215,3 +215,46 @@ def export_edge(bundle, path: str | Path, opset: int = OPSET) -> Path:
     path = Path(path)
     onnx.save_model(model, str(path), save_as_external_data=False)
     return path
+
+
+def compact_names(model) -> None:
+    """Shorten every internal tensor and node name (t1a, n2b, ...) and drop value_info and node
+    doc strings. Exporter and quantizer names such as
+    ``/device/layer2/layer2.0/conv1/Conv_output_0_QuantizeLinear_Output`` cost more bytes than a
+    small int8 model's weights; the graph's input and output names stay as they are."""
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input} | {v.name for v in graph.output}
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    mapping: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in mapping:
+            mapping[name] = "t" + _base36(len(mapping))
+        return mapping[name]
+
+    for init in graph.initializer:
+        init.name = short(init.name)
+        init.doc_string = ""
+    for i, node in enumerate(graph.node):
+        for j, name in enumerate(node.input):
+            node.input[j] = short(name)
+        for j, name in enumerate(node.output):
+            node.output[j] = short(name)
+        node.name = "n" + _base36(i)
+        node.doc_string = ""
+    del graph.value_info[:]
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out

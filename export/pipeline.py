@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import SnnError
-from export.onnx_export import bundle_metadata, export_edge, export_encoder, set_metadata
+from export.onnx_export import bundle_metadata, compact_names, export_edge, export_encoder, set_metadata
 from export.quantize import QUANT_METHODS, quantize_encoder
 from export.verify import agreement, onnx_symbols, ort_session, torch_symbols, verify
 
@@ -149,6 +149,8 @@ def _quantize(bundle, float_path: Path, int8_path: Path, cal: np.ndarray, held: 
     m, bits, score = best
     scheme = f"int8-qdq-per-channel/{m}" if bits == 8 else f"int8w-int16a-qdq-per-channel/{m}"
     model = onnx.load(str(int8_path))
+    compact_names(model)
+    onnx.checker.check_model(model)
     set_metadata(model, bundle_metadata(bundle, scheme))
     model.producer_name = "semanticnn-runtime export"
     onnx.save_model(model, str(int8_path), save_as_external_data=False)

@@ -48,9 +48,17 @@ def test_int8_encoder_carries_everything_a_device_needs(tiny_bundle, tiny_export
     model = onnx.load(str(out / "encoder.int8.onnx"))
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "ArgMin"} <= ops
-    # per-channel int8 weights
-    weights = [t for t in model.graph.initializer if t.name.endswith("weight_quantized")]
-    assert weights and all(t.data_type == onnx.TensorProto.INT8 for t in weights)
+    # every Conv's weight is an int8 initializer dequantized with one scale per output channel
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs
+    for conv in convs:
+        dq = producer[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear"
+        weight, scale = inits[dq.input[0]], inits[dq.input[1]]
+        assert weight.data_type == onnx.TensorProto.INT8
+        assert list(scale.dims) == [weight.dims[0]]
 
 
 def test_verify_report_has_contract_keys(tiny_export):
