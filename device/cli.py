@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from codec.errors import SnnError
@@ -98,18 +99,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"device {args.device_id}: {encoder.path.name} ({info.quantization}, codec {info.fingerprint.hex()}, "
               f"{info.payload_bytes} B payload) -> {args.to}, MTU {mtu}"
               f"{', link ' + link.name if link else ''}, {len(data)} images of {data.name}", flush=True)
+    interrupted = False
     try:
         client.run(data.images, labels)
+    except KeyboardInterrupt:
+        interrupted = True  # still print and save what was measured
+        client.t_end = time.monotonic()
+        client.count = len(data)
     finally:
         if bar is not None:
             bar.close()
         transport.close()
     summary = client.summary()
-    summary.update({"encoder": str(args.encoder), "to": args.to, "data": data.name})
+    summary.update({"encoder": str(args.encoder), "to": args.to, "data": data.name, "interrupted": interrupted})
     if args.json:
         record = dict(summary, inferences=[r.public() for r in client.records])
         Path(args.json).write_text(json.dumps(record, indent=1))
     _print_summary(summary)
+    if interrupted:
+        raise KeyboardInterrupt
     if client.fatal:
         raise SnnError(f"the edge at {args.to} refused this device: {client.fatal}")
     if summary["answered"] == 0:
