@@ -158,8 +158,8 @@ def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     """Serve until SIGTERM/SIGINT; returns the exit code."""
     config = config or EdgeConfig()
     options = options or ServeOptions()
-    _set_threads(options.threads)
     server, core, http_sock, _ = build(codecs, config, options, on_ready)
+    _set_threads(options.threads)
     try:
         server.run(sockets=[http_sock])
     finally:
