@@ -110,8 +110,8 @@ def run_end_to_end(args: argparse.Namespace, write_json) -> int:
         print(report.headline_table(acc))
     if args.bench in ("latency", "all"):
         from bench.latency import run_latency
-        lat = run_latency(args.bundle, accuracy=result.get("accuracy") or (result if "rows" in result else None),
-                          quick=args.quick, log=_log)
+        lat = run_latency(args.bundle, accuracy=result.get("accuracy") or (result if "rows" in result else None)
+                          or _previous_accuracy(out), quick=args.quick, log=_log)
         if args.bench == "latency":
             result = dict(lat)
         else:
@@ -132,6 +132,20 @@ def run_end_to_end(args: argparse.Namespace, write_json) -> int:
     write_json(args.json, result)
     _log(f"wrote {out / (name + '.json')}, {out / (name + '.md')} and plots in {result['total_seconds']:.0f} s")
     return 0
+
+
+def _previous_accuracy(out: Path) -> dict | None:
+    """The accuracy figures of an earlier run in the same folder (to pick the latency baseline)."""
+    import json
+    for name in ("accuracy.json", "bench.json"):
+        try:
+            r = json.loads((out / name).read_text())
+        except (OSError, ValueError):
+            continue
+        r = r.get("accuracy", r)
+        if r.get("rows"):
+            return r
+    return None
 
 
 def _edge(args) -> dict:
