@@ -13,7 +13,7 @@ def test_bench_accuracy_quick(tiny_bundle, tmp_path):
     rc = main(["bench", "accuracy", "--quick", "--count", "60", "--bundle", str(tiny_bundle), "--deepcod", "none",
                "--out", str(out), "--json", str(tmp_path / "acc.json")])
     assert rc == 0
-    assert time.time() - t0 < 90
+    assert time.time() - t0 < 120  # ~20 s on an idle 2-core machine; generous for a shared one
     result = json.loads((tmp_path / "acc.json").read_text())
     rows = result["rows"]
     assert rows and all({"method", "channel", "ber", "accuracy", "bytes_on_air"} <= set(r) for r in rows)
