@@ -164,13 +164,19 @@ def plot_accuracy_vs_bytes(result: dict, path: Path, channel: str = "iid", bers=
     plt = _plt()
     fig, axes = plt.subplots(1, len(bers), figsize=(6.5 * len(bers), 4.8), squeeze=False)
     for ax, ber in zip(axes[0], bers):
-        at = [r for r in result["rows"] if r["channel"] == channel and r["ber"] == ber]
+        at = [r for r in result["rows"] if r["channel"] == channel and r["ber"] == ber
+              and r["family"] != "diagnostic"]
         fam_color = {"learned": "tab:red", "features": "tab:purple", "bit-level": "tab:blue", "reference": "gray"}
+        front, best = set(), -1.0  # label the bit-level Pareto front only (more accuracy for more bytes)
+        for r in sorted((r for r in at if r["family"] == "bit-level"), key=lambda r: r["bytes_on_air"]):
+            if r["accuracy"] > best + 0.005:
+                front.add(r["method"])
+                best = r["accuracy"]
         for r in at:
             ax.scatter(r["bytes_on_air"], 100 * r["accuracy"], color=fam_color.get(r["family"], "k"),
                        s=60 if r["family"] == "learned" else 18, zorder=3)
-            if r["family"] != "bit-level" or r["accuracy"] > 0.5:
-                ax.annotate(r["method"], (r["bytes_on_air"], 100 * r["accuracy"]), fontsize=6,
+            if r["family"] != "bit-level" or r["method"] in front:
+                ax.annotate(r["method"], (r["bytes_on_air"], 100 * r["accuracy"]), fontsize=7,
                             xytext=(3, 2), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("mean bytes on air per inference (log)")
