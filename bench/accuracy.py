@@ -354,7 +354,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
 
     _add_ratios(rows)
     result = {
-        "benchmark": "accuracy", "rows": rows, "bars": check_bars(rows),
+        "benchmark": "accuracy", "rows": rows, "bars": check_bars(rows), "equal_accuracy": equal_accuracy(rows),
         "config": {"data": data.name, "count": n, "side_count": side_n, "quick": quick, "link": link, "mtu": mtu,
                    "channels": list(channels), "bers": [float(b) for b in bers], "ge_burst_bits": burst,
                    "arq_cap": cap, "pilot_bytes": PILOTS, "frame_header_bytes": transport.FRAME_HEADER,
@@ -375,6 +375,20 @@ def _add_ratios(rows: list[dict]) -> None:
     for r in rows:
         s = ref.get((r["channel"], r["ber"]))
         r["ratio"] = round(r["bytes_on_air"] / s["bytes_on_air"], 3) if s and s["bytes_on_air"] else None
+
+
+def equal_accuracy(rows: list[dict], within: float = 0.02) -> list[dict]:
+    """Per channel and BER: the cheapest bit-level row within `within` of SemanticNN's accuracy."""
+    out = []
+    for sem in (r for r in rows if r["method"] == "semanticnn"):
+        close = [r for r in rows if r["channel"] == sem["channel"] and r["ber"] == sem["ber"]
+                 and r["family"] == "bit-level" and r["accuracy"] >= sem["accuracy"] - within]
+        c = min(close, key=lambda r: r["bytes_on_air"]) if close else None
+        out.append({"channel": sem["channel"], "ber": sem["ber"], "semanticnn_accuracy": sem["accuracy"],
+                    "semanticnn_bytes": sem["bytes_on_air"], "method": c and c["method"],
+                    "accuracy": c and c["accuracy"], "bytes_on_air": c and c["bytes_on_air"],
+                    "ratio": c and c["ratio"]})
+    return out
 
 
 def check_bars(rows: list[dict], channel: str = "iid", ber: float = 1e-2, within: float = 0.02,

@@ -92,13 +92,24 @@ def bars_text(bars: dict) -> str:
     return " ".join(out)
 
 
+def equal_accuracy_table(result: dict) -> str:
+    lines = ["| channel | BER | SemanticNN % | SemanticNN bytes | cheapest bit-level within 2 points | its % | its bytes "
+             "| ratio |", "|---|---|---|---|---|---|---|---|"]
+    for e in result.get("equal_accuracy", []):
+        lines.append(f"| {e['channel']} | {e['ber']:g} | {_fmt_acc(e['semanticnn_accuracy'])} | "
+                     f"{_fmt_bytes(e['semanticnn_bytes'])} | {e['method'] or 'none'} | {_fmt_acc(e['accuracy'])} | "
+                     f"{_fmt_bytes(e['bytes_on_air'])} | {_fmt_ratio(e['ratio'])} |")
+    return "\n".join(lines)
+
+
 def accuracy_markdown(result: dict, command: str) -> str:
     cfg = result["config"]
     parts = [f"## Accuracy vs BER vs bytes on air\n\n`{command}` — {cfg['count']} {cfg['data']} images "
              f"(decode-and-classify `*-plain` rows: first {cfg['side_count']}), link {cfg['link']} (MTU {cfg['mtu']} B), "
              f"ARQ cap {cfg['arq_cap']}, GE burst {cfg['ge_burst_bits']:g} bits, {result['seconds']:.0f} s.\n",
              bars_text(result["bars"]) + "\n",
-             "### Headline (i.i.d.)\n", headline_table(result) + "\n"]
+             "### Headline (i.i.d.)\n", headline_table(result) + "\n",
+             "### Bytes at equal accuracy\n", equal_accuracy_table(result) + "\n"]
     for channel in cfg["channels"]:
         parts += [f"### Accuracy % — {channel}\n", matrix(result, channel, "accuracy") + "\n",
                   f"### Mean bytes on air per inference — {channel}\n", matrix(result, channel, "bytes_on_air") + "\n"]
@@ -239,6 +250,7 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
              f"lost is resent, up to {cfg['arq_cap']} times, like an ARQ fragment).", "",
              "**Bars.** " + bars_text(acc["bars"]), "",
              "### Accuracy and bytes on air (i.i.d. channel)", "", headline_table(acc), "",
+             "### Bytes at equal accuracy", "", equal_accuracy_table(acc), "",
              f"![accuracy vs BER]({results_dir}/accuracy_vs_ber.png)", "",
              f"![accuracy vs bytes]({results_dir}/accuracy_vs_bytes.png)", ""]
     lat = result.get("latency")
