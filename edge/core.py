@@ -130,6 +130,7 @@ class EdgeCore:
         self.started = time.time()
         self.answered = 0
         self.received = 0
+        self.snapshots = 0
         self._reply_to: dict[tuple, tuple[str, Callable]] = {}
         self._expire_task: asyncio.Task | None = None
         self.running = False
@@ -347,10 +348,11 @@ class EdgeCore:
     def snapshot(self, max_devices: int = 32) -> dict:
         """Live figures for the dashboard (bounded size)."""
         now = time.monotonic()
+        self.snapshots += 1
         truth = self.metrics.truth._value.get()
         correct = self.metrics.correct._value.get()
         return {
-            "uptime_s": round(time.time() - self.started, 1),
+            "uptime_s": round(time.time() - self.started, 1), "snapshots": self.snapshots,
             "frames_total": self.received, "answered_total": self.answered,
             "frames_per_s": self.frame_rate.rate(), "answers_per_s": self.answer_rate.rate(),
             "queue_depth": len(self.batcher), "max_queue": self.batcher.max_queue,

@@ -1,0 +1,40 @@
+"""The live dashboard page, rendered by headless Chromium against a real server."""
+import os
+import re
+import subprocess
+
+import httpx
+import pytest
+
+from codec.frame import encode_inference
+from standin import FP_A, payload_for
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium "
+                                                          "(scripts/setup.sh installs it as root)")
+def test_dashboard_renders_live_numbers(edge, udp):
+    for i in range(30):
+        payload, bits = payload_for(i % 10)
+        udp.ask(encode_inference(payload, bits, FP_A, 700 + i % 3, i, truth=i % 10)[0])
+    polls0 = httpx.get(edge.http + "/v1/stats").json()["snapshots"]
+    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=3500", "--dump-dom", edge.http + "/"],
+                         capture_output=True, text=True, timeout=60)
+    dom = out.stdout
+    assert "SemanticNN edge" in dom, out.stderr[-2000:]
+
+    def field(name):
+        m = re.search(rf'id="{name}"[^>]*>([^<]*)<', dom)
+        assert m, f"{name} missing from the rendered page"
+        return m.group(1)
+
+    assert int(field("frames-total")) >= 30 and int(field("answered-total")) >= 30
+    assert float(field("p50")) > 0 and float(field("p99")) >= float(field("p50"))
+    assert field("accuracy") == "100.0 %"
+    assert FP_A.hex() in field("codecs")
+    assert "live, updated" in field("status")
+    assert re.search(r"<td>70[012]</td><td>udp</td>", dom)  # per-device rows with BER
+    # the page refreshed by itself: several polls of /v1/stats during the 3.5 s it ran
+    assert httpx.get(edge.http + "/v1/stats").json()["snapshots"] - polls0 >= 3
