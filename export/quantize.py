@@ -16,6 +16,9 @@ configuration it used.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -114,11 +117,12 @@ def quantize_encoder(float_path: str | Path, out_path: str | Path, calib_images:
             extra["UseQDQContribOps"] = True
         if method == "percentile":
             extra["CalibPercentile"] = percentile
-        quantize_static(named, str(out_path), ImageReader(calib_images),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=act_type, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method], nodes_to_exclude=exclude,
-                        op_types_to_quantize=list(op_types), extra_options=extra)
+        with _quiet():
+            quantize_static(named, str(out_path), ImageReader(calib_images),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=act_type, weight_type=QuantType.QInt8,
+                            calibrate_method=methods[method], nodes_to_exclude=exclude,
+                            op_types_to_quantize=list(op_types), extra_options=extra)
     if keep_tail_float:
         import onnx as _onnx
 
@@ -127,6 +131,20 @@ def quantize_encoder(float_path: str | Path, out_path: str | Path, calib_images:
         _onnx.checker.check_model(model)
         _onnx.save_model(model, str(out_path), save_as_external_data=False)
     return out_path
+
+
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime's calibrators print progress and log an opset bump for 16-bit types
+    (the model moves to opset 21, which has 16-bit QuantizeLinear); keep the CLI's output clean."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def last_conv_output(model) -> str:
