@@ -5,8 +5,9 @@ Layout (a zip, stored uncompressed except the manifest):
 - ``manifest.json``: format name and version, bundle name, codec + backbone config, the exact
   centres (float32 as hex and as numbers), the 4-byte fingerprint, input shape/normalisation,
   classes, the training command line and seed, and measured metrics.
-- ``weights.pt``: ``{"backbone": state_dict, "codec": state_dict}``. The backbone is stored in
-  float16 (the codec was trained against exactly these rounded weights), the codec in float32.
+- ``weights.pt``: ``{"backbone": state_dict, "codec": state_dict}``, floating tensors in float16
+  (the codec is trained against the float16-rounded backbone; the figures in the manifest are
+  measured on the re-loaded bundle) except the quantizer's, kept float32 so the centres are exact.
 
 The fingerprint is the first 4 bytes of SHA-256 over the canonical JSON of the codec config, the
 float32 centre bytes and every codec and backbone tensor (sorted by name); it travels in each
@@ -47,7 +48,7 @@ def compute_fingerprint(codec_config: dict, centres: np.ndarray, state: dict[str
 class Bundle:
     """A loaded bundle: config, weights, centres, metrics, and the two deployable halves."""
 
-    def __init__(self, manifest: dict, backbone, codec, backbone_state_stored: dict):
+    def __init__(self, manifest: dict, backbone, codec, stored_state: dict):
         from codec.model import Normalise
 
         self.manifest = manifest
@@ -67,14 +68,9 @@ class Bundle:
         self.n_symbols: int = int(codec.n_symbols)
         self.payload_bytes: int = packed_bytes(self.n_symbols, self.levels)
         self.centers: np.ndarray = codec.quantizer.centres().detach().numpy().astype(np.float32)
-        self._backbone_state = backbone_state_stored
-        self.fingerprint: bytes = compute_fingerprint(self.config["codec"], self.centers, self._hash_state())
+        self._stored = stored_state
+        self.fingerprint: bytes = compute_fingerprint(self.config["codec"], self.centers, _hash_view(stored_state))
         self.normalise = Normalise(self.input_mean, self.input_std)
-
-    def _hash_state(self) -> dict:
-        state = {f"codec.{k}": v for k, v in self.codec.state_dict().items()}
-        state.update({f"backbone.{k}": v for k, v in self._backbone_state.items()})
-        return state
 
     @property
     def fingerprint_hex(self) -> str:
@@ -89,7 +85,7 @@ class Bundle:
         return EdgeHalf(self.backbone, self.codec).eval()
 
     def save(self, path: str | Path) -> Path:
-        return write_bundle(path, self.manifest, self._backbone_state, self.codec.state_dict())
+        return write_bundle(path, self.manifest, self._stored["backbone"], self._stored["codec"])
 
     def __repr__(self) -> str:
         return (f"Bundle({self.name!r}, {self.n_symbols} symbols x {self.bits_per_symbol} bits = "
@@ -111,20 +107,31 @@ def make_manifest(name: str, backbone_record: dict, codec_config: dict, centres:
     }
 
 
+def storage_form(backbone_state: dict, codec_state: dict) -> dict:
+    """Weights as stored: float16 for every floating tensor except the quantizer's (exact centres)."""
+    def half(key: str, v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().cpu()
+        return v.half() if v.is_floating_point() and "quantizer." not in key else v.clone()
+    return {"backbone": {k: half(k, v) for k, v in backbone_state.items()},
+            "codec": {k: half(k, v) for k, v in codec_state.items()}}
+
+
+def _hash_view(stored: dict) -> dict:
+    view = {f"codec.{k}": v for k, v in stored["codec"].items()}
+    view.update({f"backbone.{k}": v for k, v in stored["backbone"].items()})
+    return view
+
+
 def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_state: dict) -> Path:
     """Write the zip; the stored backbone state is cast to float16 (floating tensors only)."""
     path = Path(path)
-    bstate = {k: (v.detach().half() if v.is_floating_point() else v.detach()) for k, v in backbone_state.items()}
-    cstate = {k: v.detach().clone() for k, v in codec_state.items()}
-    from codec.quantizer import SoftQuantizer  # noqa: F401  (documentation: centres come from its params)
+    stored = storage_form(backbone_state, codec_state)
     centres = np.asarray(manifest["centres"], dtype=np.float32)
-    hstate = {f"codec.{k}": v for k, v in cstate.items()}
-    hstate.update({f"backbone.{k}": v for k, v in bstate.items()})
     manifest = dict(manifest)
-    manifest["fingerprint"] = compute_fingerprint(manifest["config"]["codec"], centres, hstate).hex()
+    manifest["fingerprint"] = compute_fingerprint(manifest["config"]["codec"], centres, _hash_view(stored)).hex()
     manifest["centres_f32_hex"] = centres.astype("<f4").tobytes().hex()
     buf = io.BytesIO()
-    torch.save({"backbone": bstate, "codec": cstate}, buf)
+    torch.save(stored, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w") as z:
@@ -158,13 +165,13 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
         state = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
         cfg = manifest["config"]
         backbone = build_backbone(cfg["backbone"]["arch"], **cfg["backbone"]["kwargs"])
-        bstate = state["backbone"]
-        backbone.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in bstate.items()})
+        as_float = lambda d: {k: (v.float() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
+        backbone.load_state_dict(as_float(state["backbone"]))
         codec = SemanticCodec.from_config(cfg["codec"])
-        codec.load_state_dict(state["codec"])
+        codec.load_state_dict(as_float(state["codec"]))
     except Exception as exc:  # noqa: BLE001 - any failure here means weights that do not fit the manifest
         raise BundleError(f"{path} is corrupt: its weights do not load ({type(exc).__name__}: {exc})"[:300]) from None
-    bundle = Bundle(manifest, backbone, codec, bstate)
+    bundle = Bundle(manifest, backbone, codec, state)
     if bundle.fingerprint.hex() != manifest.get("fingerprint"):
         raise BundleError(f"{path} is corrupt: its weights hash to fingerprint {bundle.fingerprint.hex()}, "
                           f"its manifest says {manifest.get('fingerprint')}")
