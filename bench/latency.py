@@ -3,7 +3,8 @@
 Per inference (one image, batch 1, medians over repeated runs):
 
 - device encode: SemanticNN = the int8 ONNX encoder (`export.pipeline.build_encoders`, the
-  artefact `snn export` writes) under onnxruntime with 1 thread, plus Gray packing and framing;
+  artefact `snn export` writes; min-max calibration, which changes the scales, not the graph or
+  its cost) under onnxruntime with 1 thread, plus Gray packing and framing;
   the bit-level baseline = Pillow JPEG/PNG encode (or nothing for raw) plus CRC-32 or
   Reed–Solomon encoding (`reedsolo`) of its packets.
 - time on air: the frames of a clean link (no retransmissions) through `channel.links`
@@ -109,7 +110,7 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
 
     # ---- SemanticNN device: int8 ONNX encoder, 1 thread
     with tempfile.TemporaryDirectory() as tmp:
-        _, int8_path, chosen = build_encoders(bundle, tmp, cal, None, method="minmax" if quick else "auto",
+        _, int8_path, chosen = build_encoders(bundle, tmp, cal, None, method="minmax",
                                               log=lambda *_: None)
         sess = ort_session(int8_path, threads=1)
         name = sess.get_inputs()[0].name
