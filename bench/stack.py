@@ -1,0 +1,101 @@
+"""A local edge + channel proxy, started as real processes, for the demo and end-to-end checks.
+
+Everything goes through the same `snn` commands a user runs, over real loopback sockets, so the
+demo exercises exactly what ships: `snn edge serve`, `snn channel proxy`, `snn device run`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from codec.errors import SnnError
+
+
+def start_snn(*args: str) -> subprocess.Popen:
+    """Start `snn ARGS...` with this interpreter; stdout/stderr are captured as text."""
+    return subprocess.Popen([sys.executable, "-m", "snn", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> str:
+    """Stop a process politely, then firmly; return what it wrote on stderr."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.stderr.read() if proc.stderr else ""
+
+
+def _wait(predicate, timeout: float, proc: subprocess.Popen, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc.poll() is not None:
+            err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+            raise SnnError(f"{what} exited early: {err[-1] if err else proc.returncode}")
+        time.sleep(0.05)
+    raise SnnError(f"{what} did not become ready within {timeout:.0f} s")
+
+
+class LocalStack:
+    """`with LocalStack(ber=1e-2) as stack:` an edge and a proxy in front of it, on loopback.
+
+    `stack.device_url` is where a device sends; `stack.edge` and `stack.proxy` are the processes.
+    """
+
+    def __init__(self, ber: float = 0.0, model: str = "iid", bundle: str | None = None,
+                 seed: int = 0, extra_proxy_args: tuple[str, ...] = ()) -> None:
+        self.ber, self.model, self.bundle, self.seed = ber, model, bundle, seed
+        self.extra_proxy_args = extra_proxy_args
+        self._tmp = tempfile.TemporaryDirectory(prefix="snn-stack-")
+        self.edge: subprocess.Popen | None = None
+        self.proxy: subprocess.Popen | None = None
+        self.addresses: dict = {}
+        self.device_url = ""
+        self.proxy_summary: dict = {}
+
+    def __enter__(self) -> "LocalStack":
+        tmp = Path(self._tmp.name)
+        ready = tmp / "edge.json"
+        args = ["edge", "serve", "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--ready-json", str(ready),
+                "--log-level", "warning"]
+        if self.bundle:
+            args += ["--bundle", self.bundle]
+        try:
+            self.edge = start_snn(*args)
+            self.addresses = _wait(lambda: ready.is_file() and ready.stat().st_size
+                                   and json.loads(ready.read_text()), 120, self.edge, "snn edge serve")
+            self.proxy = start_snn("channel", "proxy", "--listen", "udp://127.0.0.1:0", "--to",
+                                   self.addresses["udp"], "--ber", str(self.ber), "--model", self.model,
+                                   "--seed", str(self.seed), "--stats-interval", "0",
+                                   "--json", str(tmp / "proxy.json"), *self.extra_proxy_args)
+            line = _wait(self.proxy.stdout.readline, 30, self.proxy, "snn channel proxy")
+            match = re.search(r"listen=(udp://[\d.]+:\d+)", line)
+            if not match:
+                raise SnnError(f"unexpected proxy start line: {line.strip()}")
+            self.device_url = match.group(1)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proxy is not None:
+            stop(self.proxy, signal.SIGINT)
+            summary = Path(self._tmp.name) / "proxy.json"
+            if summary.is_file():
+                self.proxy_summary = json.loads(summary.read_text())
+        if self.edge is not None:
+            stop(self.edge)
+        self._tmp.cleanup()
