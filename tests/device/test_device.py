@@ -85,15 +85,17 @@ def test_sim_round_trip_with_fragments(int8_encoder, test_images, responder_fact
 def test_lost_replies_are_retried_by_sequence_number(int8_encoder, test_images, responder_factory):
     images, labels = test_images
     r = responder_factory("sim://dev-retry", drop_first=True)
-    client, t = _client(int8_encoder, "sim://dev-retry", send_truth=True, timeout=0.2, retries=2, window=3)
+    client, t = _client(int8_encoder, "sim://dev-retry", send_truth=True, timeout=0.5, retries=3, window=3)
     try:
         client.run(images[:6], labels[:6])
     finally:
         t.close()
     s = client.summary()
-    assert s["answered"] == 6 and s["resends"] == 6
-    assert all(n == 2 for n in r.seen.values())  # same sequence number resent, never a new one
-    assert all(rec.attempts == 2 for rec in client.records)
+    assert s["answered"] == 6 and s["resends"] >= 6
+    # every inference was resent under its own sequence number, never under a new one
+    assert sorted(r.seen) == [rec.seq for rec in client.records] == list(range(6))
+    assert all(n >= 2 for n in r.seen.values())
+    assert all(rec.attempts >= 2 for rec in client.records)
 
 
 def test_unknown_codec_stops_the_run(int8_encoder, test_images, responder_factory):
