@@ -46,12 +46,15 @@ class ServedCodec:
         return self.fingerprint.hex()
 
     @classmethod
-    def from_bundle(cls, bundle, source: str = "") -> "ServedCodec":
-        """Wrap a loaded `codec.bundle.Bundle` (its edge half in eval mode, no gradients)."""
+    def from_bundle(cls, bundle, source: str = "", trace: bool = True) -> "ServedCodec":
+        """Wrap a loaded `codec.bundle.Bundle` (its edge half in eval mode, no gradients;
+        TorchScript-traced and frozen when that gives the same logits, see `trace_edge_half`)."""
         module = bundle.edge_half()
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
+        if trace:
+            module = trace_edge_half(module, int(bundle.n_symbols), int(bundle.levels))
         return cls(fingerprint=bytes(bundle.fingerprint), name=str(bundle.name),
                    levels=int(bundle.levels), n_symbols=int(bundle.n_symbols),
                    classes=[str(c) for c in bundle.classes], module=module,
@@ -86,6 +89,35 @@ class ServedCodec:
             probs = torch.softmax(logits.float(), dim=1)
             conf, labels = probs.max(dim=1)
         return BatchResult(labels.numpy(), conf.numpy())
+
+
+def trace_edge_half(module, n_symbols: int, levels: int, check_batch: int = 16):
+    """The edge half traced and frozen with TorchScript: one C++ graph call per batch instead of
+    dozens of Python module calls (faster, and the model thread holds the GIL far less while the
+    event loop works). Checked against the eager module on random symbols with erasures and
+    several batch sizes; any failure or mismatch keeps the eager module."""
+    import warnings
+
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+
+    def example(n):
+        return (torch.randint(0, levels, (n, n_symbols), generator=gen),
+                torch.rand(n, n_symbols, generator=gen) < 0.1,
+                torch.full((n,), 1e-2, dtype=torch.float32))
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.freeze(torch.jit.trace(module, example(check_batch), check_trace=False).eval())
+            for n in (1, 3, check_batch, 64):
+                args = example(n)
+                if not torch.allclose(traced(*args), module(*args), rtol=1e-4, atol=1e-4):
+                    return module
+        return traced
+    except Exception:  # noqa: BLE001 - tracing is an optimisation; eager always works
+        return module
 
 
 class CodecRegistry:

@@ -78,7 +78,7 @@ class EdgeConfig:
     ber_decay: float = 0.9
     reply_bad_frames: bool = True
     max_body: int = 65536
-    drain_s: float = 2.0
+    drain_s: float = 1.5
 
 
 class Rejected(Exception):

@@ -407,6 +407,16 @@ def _metric_sum(text: str, name: str) -> float:
     return total
 
 
+def _batch_stats(addr: dict) -> tuple[float, float]:
+    text = _get(addr["http"] + "/metrics")
+    return _metric_sum(text, "snn_edge_batch_size_sum"), _metric_sum(text, "snn_edge_batch_size_count")
+
+
+def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    count = after[1] - before[1]
+    return round((after[0] - before[0]) / count, 2) if count else None
+
+
 def _get(url: str) -> str:
     import urllib.request
 
@@ -437,13 +447,19 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
         if soak is not None:
             return _soak(result, proc, target, maker, rate, soak, garbage, addr, log)
         log(f"udp closed loop: {window} in flight, {duration:.0f} s ...")
+        batches0 = _batch_stats(addr)
         udp_max = udp_closed_loop(target, maker, duration, window)
+        udp_max["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_max"] = udp_max
         log(f"udp open loop: {rate:.0f} frames/s offered, {duration:.0f} s ...")
+        batches0 = _batch_stats(addr)
         udp_rate = udp_open_loop(target, FrameMaker(codec, seed=1, n_devices=64), rate, duration, garbage)
+        udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_rate"] = udp_rate
         log(f"http: {http_clients} clients, {duration:.0f} s ...")
+        batches0 = _batch_stats(addr)
         result["http"] = http_load(addr["http"], maker, http_clients, duration)
+        result["http"]["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         metrics = _get(addr["http"] + "/metrics")
         batches = _metric_sum(metrics, "snn_edge_batch_size_count")
         result["server"] = {"mean_batch": round(_metric_sum(metrics, "snn_edge_batch_size_sum")
@@ -519,7 +535,9 @@ def format_edge(r: dict) -> str:
         f"{o['rejected']:>10}{o['lost']:>6}{o['throughput_fps']:>10.0f}{o['p50_ms']:>9}{o['p99_ms']:>9}",
         f"{'http ' + str(h['clients']) + ' clients':<28}{h['sent']:>8}{h['answered']:>10}"
         f"{h['rejected']:>10}{h['lost']:>6}{h['throughput_rps']:>10.0f}{h['p50_ms']:>9}{h['p99_ms']:>9}",
-        f"udp throughput / model alone = {r['ratio']}   mean batch {r['server']['mean_batch']}   "
+        f"mean batch: udp closed loop {u.get('mean_batch')}, udp @ rate {o.get('mean_batch')}, "
+        f"http {h.get('mean_batch')}",
+        f"udp throughput / model alone = {r['ratio']}   "
         f"accounted (sent = answered + rejected): {r['accounted']}   "
         f"SIGTERM exit {r['server']['sigterm_exit_s']} s (code {r['server']['exit_code']})",
     ]

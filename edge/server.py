@@ -8,6 +8,7 @@ process exits 0 well within 5 s.
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import sys
 import threading
@@ -25,7 +26,7 @@ class ServeOptions:
     udp: tuple[str, int] | None = ("127.0.0.1", 9000)
     serial: list[str] | None = None
     threads: int = 1
-    graceful_s: float = 1.5
+    graceful_s: float = 1.0
     log_level: str = "warning"
 
 
@@ -132,6 +133,11 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             listener.start()
             listeners.append(listener)
             addresses["serial"].append(listener.path)
+        # everything loaded so far (torch, the models, the app) lives as long as the process:
+        # keep it out of the cyclic GC, whose full collections would otherwise walk millions of
+        # objects and stall the loop for hundreds of milliseconds
+        gc.collect()
+        gc.freeze()
         if on_ready is not None:
             on_ready(addresses)
 
@@ -160,6 +166,9 @@ def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     options = options or ServeOptions()
     server, core, http_sock, _ = build(codecs, config, options, on_ready)
     _set_threads(options.threads)
+    # the model thread gives the GIL back between torch ops; a shorter switch interval hands it
+    # back sooner while the loop thread is busy with frames (default 5 ms)
+    sys.setswitchinterval(0.001)
     try:
         server.run(sockets=[http_sock])
     finally:
