@@ -19,6 +19,7 @@ that many seconds and reports the server's RSS growth instead of the other phase
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import random
@@ -357,6 +358,32 @@ def measure_model_fps(bundles: list[str] | None, batch: int, duration: float, th
 
 # --- the server under test -----------------------------------------------------------------------
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+@contextmanager
+def _cpu_account(pid: int, out: dict, key: str = "answered"):
+    """Add server and load-generator CPU microseconds per answered frame to `out`."""
+    s0, c0, w0 = _cpu_s(pid), _own_cpu_s(), time.perf_counter()
+    yield
+    s1, c1, w1 = _cpu_s(pid), _own_cpu_s(), time.perf_counter()
+    n = max(1, out.get(key, 0))
+    out["server_cpu_us_per_frame"] = round(1e6 * (s1 - s0) / n, 1)
+    out["loadgen_cpu_us_per_frame"] = round(1e6 * (c1 - c0) / n, 1)
+    out["server_cpu_share"] = round((s1 - s0) / (w1 - w0), 2)
+
+
 def _rss_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -437,6 +464,18 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
         model = measure_model_fps(bundles, max_batch, min(duration, 5.0))
         result["model"] = {k: v for k, v in model.items() if k != "codec"}
         result["model_fps"] = model["model_fps"]
+    # the load generator's own timing must not include GC pauses (torch is loaded in this
+    # process for the model phase): freeze what exists and pause the collector while measuring
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        return _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log)
+    finally:
+        gc.enable()
+
+
+def _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log) -> dict:
     with edge_server(bundles, extra) as (proc, addr):
         codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
@@ -448,18 +487,26 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
             return _soak(result, proc, target, maker, rate, soak, garbage, addr, log)
         log(f"udp closed loop: {window} in flight, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
-        udp_max = udp_closed_loop(target, maker, duration, window)
+        udp_max: dict = {}
+        with _cpu_account(proc.pid, udp_max):
+            udp_max.update(udp_closed_loop(target, maker, duration, window))
         udp_max["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_max"] = udp_max
         log(f"udp open loop: {rate:.0f} frames/s offered, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
-        udp_rate = udp_open_loop(target, FrameMaker(codec, seed=1, n_devices=64), rate, duration, garbage)
+        udp_rate: dict = {}
+        with _cpu_account(proc.pid, udp_rate):
+            udp_rate.update(udp_open_loop(target, FrameMaker(codec, seed=1, n_devices=64), rate,
+                                          duration, garbage))
         udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_rate"] = udp_rate
         log(f"http: {http_clients} clients, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
-        result["http"] = http_load(addr["http"], maker, http_clients, duration)
-        result["http"]["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
+        http: dict = {}
+        with _cpu_account(proc.pid, http):
+            http.update(http_load(addr["http"], maker, http_clients, duration))
+        http["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
+        result["http"] = http
         metrics = _get(addr["http"] + "/metrics")
         batches = _metric_sum(metrics, "snn_edge_batch_size_count")
         result["server"] = {"mean_batch": round(_metric_sum(metrics, "snn_edge_batch_size_sum")
@@ -479,6 +526,7 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
     result["p50_ms"] = udp_rate["p50_ms"]
     result["p99_ms"] = udp_rate["p99_ms"]
     result["accounted"] = result["lost"] == 0
+    result["loadavg"] = round(os.getloadavg()[0], 2)
     return result
 
 
@@ -537,6 +585,10 @@ def format_edge(r: dict) -> str:
         f"{h['rejected']:>10}{h['lost']:>6}{h['throughput_rps']:>10.0f}{h['p50_ms']:>9}{h['p99_ms']:>9}",
         f"mean batch: udp closed loop {u.get('mean_batch')}, udp @ rate {o.get('mean_batch')}, "
         f"http {h.get('mean_batch')}",
+        f"CPU us per answered frame (server / load generator): udp closed loop "
+        f"{u.get('server_cpu_us_per_frame')} / {u.get('loadgen_cpu_us_per_frame')}, http "
+        f"{h.get('server_cpu_us_per_frame')} / {h.get('loadgen_cpu_us_per_frame')}; load average "
+        f"{r.get('loadavg')}",
         f"udp throughput / model alone = {r['ratio']}   "
         f"accounted (sent = answered + rejected): {r['accounted']}   "
         f"SIGTERM exit {r['server']['sigterm_exit_s']} s (code {r['server']['exit_code']})",
