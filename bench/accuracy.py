@@ -212,6 +212,25 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
             "payload_bytes": int(packed.shape[1])}
 
 
+def _deepcod(deepcod, bundle, quick: bool, train_minutes: float, log) -> list[Codec]:
+    """The DeepCOD-style codec matching `bundle`: the cached one, else trained now (full runs only)."""
+    from bench.deepcod import DEFAULT_PATH, load_deepcod, train_deepcod
+    from codec.errors import BundleError
+
+    path = DEFAULT_PATH if deepcod == "auto" else Path(deepcod)
+    try:
+        return [Codec("deepcod", load_deepcod(path, bundle), str(path))]
+    except (BundleError, OSError) as exc:
+        reason = str(exc) if path.is_file() else f"no DeepCOD-style codec at {path}"
+    if quick or deepcod != "auto" or train_minutes <= 0:
+        log(f"deepcod row skipped: {reason}")
+        return []
+    log(f"{reason}; training one now ({train_minutes:g} min budget) into {path}")
+    train_deepcod(bundle, path, minutes=train_minutes,
+                  command=f"run_accuracy (snn bench, cached DeepCOD-style codec missing), {train_minutes:g} min")
+    return [Codec("deepcod", load_deepcod(path, bundle), str(path))]
+
+
 def _conditioned(bundle) -> bool:
     cfg = getattr(bundle, "config", None) or {}
     cfg = cfg.get("codec", cfg)
@@ -228,7 +247,8 @@ def _model(channel: str, ber: float, burst: float):
 def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None, side_count: int | None = None,
                  bers=BERS, channels=CHANNELS, link: str = LINK, cap: int = CAP, burst: float = BURST,
                  qualities=None, rs_rates=None, ablations: dict[str, str] | None = None,
-                 deepcod: str | Path | None = "auto", seed: int = 0, threads: int | None = None, log=print) -> dict:
+                 deepcod: str | Path | None = "auto", train_minutes: float = 6.0, seed: int = 0,
+                 threads: int | None = None, log=print) -> dict:
     """Run the accuracy benchmark; returns the JSON-ready dict (`rows` is the contract)."""
     from channel.links import get_link
     from codec.bundle import load_bundle
@@ -261,12 +281,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         except Exception as exc:  # noqa: BLE001 - a broken ablation must not sink the benchmark
             log(f"skipping ablation {name} ({path}): {exc}")
     if deepcod:
-        from bench.deepcod import DEFAULT_PATH, load_deepcod
-        dpath = DEFAULT_PATH if deepcod == "auto" else Path(deepcod)
-        if dpath.is_file():
-            codecs.append(Codec("deepcod", load_deepcod(dpath, bundle), str(dpath)))
-        else:
-            log(f"no DeepCOD-style codec at {dpath}: make it with 'python -m bench.deepcod' (row skipped)")
+        codecs += _deepcod(deepcod, bundle, quick, train_minutes, log)
 
     log(f"accuracy benchmark: {n} {data.name} images, link {link} (MTU {mtu} B), channels {list(channels)}, "
         f"BERs {list(bers)}, codecs {[c.name for c in codecs]}")

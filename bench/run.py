@@ -46,6 +46,9 @@ def add_end_to_end_arguments(sub) -> None:
                            help="an extra ablation bundle (default: found in codec/zoo by name)")
             p.add_argument("--deepcod", default="auto",
                            help="DeepCOD-style codec checkpoint (default bench/zoo/deepcod_fmnist.pt; 'none')")
+            p.add_argument("--train-deepcod-minutes", type=float, default=6.0,
+                           help="when the cached DeepCOD-style codec does not match the bundle, train one for "
+                                "this long first (full runs only; 0: skip the row instead)")
         if name == "all":
             p.add_argument("--edge-duration", type=float, default=None,
                            help="seconds per edge load phase (default 10, --quick 3)")
@@ -84,6 +87,7 @@ def _accuracy(args) -> dict:
     deepcod = None if str(args.deepcod).lower() == "none" else args.deepcod
     return run_accuracy(args.bundle, quick=args.quick, count=args.count, side_count=args.side_count, link=args.link,
                         cap=args.cap, seed=args.seed, ablations=ablations, deepcod=deepcod, threads=args.threads,
+                        train_minutes=args.train_deepcod_minutes,
                         log=_log)
 
 
