@@ -248,6 +248,17 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
              f"for every method. Bytes on air count every uplink byte: headers, pilots, CRC, parity and every "
              f"retransmission (SemanticNN's 31-byte RS-protected header included: a frame whose header is "
              f"lost is resent, up to {cfg['arq_cap']} times, like an ARQ fragment).", "",
+             "Methods: `semanticnn` — the shipped bundle, real v1 frames (31-byte RS-protected header, 4 pilot "
+             "bytes, Gray-coded symbols), the edge told the BER its pilots measured; `semanticnn-no-ber` / "
+             "`-no-xai` / `-binary` — ablation bundles, where they exist in `codec/zoo`; `deepcod` — a "
+             "DeepCOD-style codec with the same payload bytes, trained by distillation with no channel, binary "
+             "codes, no BER input (`bench/deepcod.py`); `feat8-*` — the float split features quantized "
+             "uniformly to 8 bits; `raw`/`png`/`jpeg<q>` — the image itself, sent with `-arq` (CRC-32, resend "
+             f"until correct, {cfg['arq_cap']} attempts per fragment, else failed), `-rs<k>` (Reed–Solomon "
+             "RS(255,k) FEC, no resend; an uncorrectable fragment fails the inference) or `-plain` (no CRC, no "
+             "ARQ: what arrives is decoded and classified if it still decodes); `device-only` — the whole "
+             "model on the device (bytes: the answer). `semanticnn-header-oracle` is a diagnostic, not a "
+             "method: the same codec if its header were never lost.", "",
              "**Bars.** " + bars_text(acc["bars"]), "",
              "### Accuracy and bytes on air (i.i.d. channel)", "", headline_table(acc), "",
              "### Bytes at equal accuracy", "", equal_accuracy_table(acc), "",
