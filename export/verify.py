@@ -106,6 +106,8 @@ def verify(bundle, float_path: Path, int8_path: Path, images: np.ndarray, labels
         "n_symbols": int(bundle.n_symbols),
         "payload_bytes": int(bundle.payload_bytes),
         "float_bytes": os.path.getsize(float_path),
+        "float_opset": _opset(float_path),
+        "int8_opset": _opset(int8_path),
         "int8_bytes": os.path.getsize(int8_path),
         "symbol_agreement_int8_vs_torch": round(agreement(sym["int8"], sym["torch"]), 6),
         "symbol_agreement_float_vs_torch": round(agreement(sym["float"], sym["torch"]), 6),
@@ -125,6 +127,13 @@ def verify(bundle, float_path: Path, int8_path: Path, images: np.ndarray, labels
     report["passed"] = not report["failed_bars"]
     report["seconds"] = round(time.time() - t0, 2)
     return report
+
+
+def _opset(path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return int(next(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")))
 
 
 def check_bars(report: dict) -> list[str]:
