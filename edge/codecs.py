@@ -70,6 +70,15 @@ class ServedCodec:
                 "payload_bits": self.payload_bits, "payload_bytes": self.payload_bytes,
                 "gray": self.gray, "classes": list(self.classes), "source": self.source}
 
+    def warm_up(self, max_batch: int) -> None:
+        """One forward pass per batch size 1..max_batch, so that no live batch pays a first-call
+        cost (TorchScript profiles and specialises a graph on its first calls with new shapes)."""
+        rng = np.random.default_rng(0)
+        payloads = [bytes(rng.integers(0, 256, self.payload_bytes, dtype=np.uint8))
+                    for _ in range(max_batch)]
+        for n in range(1, max_batch + 1):
+            self.infer(payloads[:n], None, np.full(n, 1e-3, dtype=np.float32))
+
     def infer(self, payloads: list, erased: list | None, bers: np.ndarray) -> BatchResult:
         """Decode a batch. `payloads`: packed bytes per inference; `erased`: per-byte bool masks
         (None when every payload arrived whole); `bers`: the estimates that condition the decoder."""

@@ -109,6 +109,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             codecs = codecs()
         if len(codecs) == 0:
             raise SnnError("no codec to serve: give --bundle PATH")
+        _set_threads(options.threads)
+        for codec in codecs:
+            codec.warm_up(config.max_batch)
     except BaseException:
         http_sock.close()
         if udp_sock is not None:
@@ -165,7 +168,6 @@ def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     config = config or EdgeConfig()
     options = options or ServeOptions()
     server, core, http_sock, _ = build(codecs, config, options, on_ready)
-    _set_threads(options.threads)
     # the model thread gives the GIL back between torch ops; a shorter switch interval hands it
     # back sooner while the loop thread is busy with frames (default 5 ms)
     sys.setswitchinterval(0.001)
