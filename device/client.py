@@ -6,8 +6,10 @@ Policy (docs/PROTOCOL.md §4):
 - an inference that gets no REPLY/ERROR within `timeout` seconds of its last transmission is
   resent whole, under the *same* sequence number, at most `retries` times, then counted lost.
   Nothing is ever resent because of bit errors: the device cannot see them and does not need to;
-- a BAD_FRAME error (a fragment whose header the link destroyed) does not end the inference:
-  the edge decodes the fragments that arrived, with the missing bytes as erasures, and replies;
+- a BAD_FRAME error (a frame whose header the link destroyed, i.e. a lost frame) does not end
+  the inference: with several fragments the edge decodes those that arrived, the missing bytes
+  as erasures, and replies; a single-fragment inference is resent at once (it is lost, and
+  waiting out the timeout would only add latency);
 - a BUSY error is retried after `busy_delay` (same bound); any other ERROR ends that inference,
   and UNKNOWN_CODEC / UNSUPPORTED end the run (every later inference would be refused too);
 - when the edge never answers at all, the run stops after `give_up_after` inferences were lost
@@ -33,6 +35,7 @@ from codec.errors import FrameError, SnnError
 from codec.frame import ErrorCode, Kind, encode_inference, parse_frame
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
+BAD_FRAME_MATCH_BITS = 6  # bit flips tolerated when matching a damaged header's echoed ids
 
 
 @dataclass
@@ -215,8 +218,12 @@ class DeviceClient:
         except FrameError:
             self.stats["bad_frames"] += 1
             return 0
-        if frame.kind == Kind.DATA or frame.device_id != self.device_id or \
-                frame.fingerprint != self.encoder.info.fingerprint:
+        if frame.kind == Kind.DATA:
+            self.stats["foreign_frames"] += 1
+            return 0
+        if frame.device_id != self.device_id or frame.fingerprint != self.encoder.info.fingerprint:
+            if frame.kind == Kind.ERROR:
+                self._bad_frame_echo(frame, pending)
             self.stats["foreign_frames"] += 1
             return 0
         rec = pending.get(frame.seq)
@@ -235,11 +242,14 @@ class DeviceClient:
             return 1
         code, reason = frame.error()
         if code == ErrorCode.BAD_FRAME:
-            # one fragment's header did not survive the link; the edge still decodes the others
-            # (the lost bytes become erasures) and replies, so keep waiting: the timeout and
-            # retry policy covers the case where nothing useful arrived
+            # a frame's header did not survive the link: that frame is lost. With several
+            # fragments the edge still decodes the others (the lost bytes become erasures) and
+            # replies, so keep waiting. With one fragment nothing else will come: resend now
+            # (same sequence number, same bound) instead of waiting out the timeout
             self.stats["bad_frame_errors"] += 1
             rec.rtt_ms = None
+            if rec.frames == 1 and rec.attempts <= self.retries:
+                rec._due = time.monotonic()
             return 0
         if code == ErrorCode.BUSY and rec.attempts <= self.retries:
             self.stats["busy"] += 1
@@ -251,6 +261,33 @@ class DeviceClient:
             self.fatal = rec.error
         self._finish(rec, "error", pending)
         return 0
+
+    def _bad_frame_echo(self, frame, pending: dict) -> None:
+        """A BAD_FRAME error whose ids do not match ours exactly: the edge addressed it with the
+        ids of a header the link had damaged, so they are our ids with a few bits flipped. When
+        exactly one pending single-fragment inference lies within a few bits of them, its frame
+        was the one lost: resend it now rather than after the timeout (a wrong guess costs one
+        extra frame; the right inference still falls back on its timeout)."""
+        try:
+            code, _ = frame.error()
+        except FrameError:
+            return
+        if code != ErrorCode.BAD_FRAME:
+            return
+        got = frame.fingerprint + frame.device_id.to_bytes(2, "big") + frame.seq.to_bytes(2, "big")
+        mine = self.encoder.info.fingerprint + self.device_id.to_bytes(2, "big")
+        scored = []
+        for rec in pending.values():
+            want = mine + rec.seq.to_bytes(2, "big")
+            scored.append((sum(bin(a ^ b).count("1") for a, b in zip(got, want)), rec))
+        scored.sort(key=lambda t: t[0])
+        if not scored or scored[0][0] > BAD_FRAME_MATCH_BITS or \
+                (len(scored) > 1 and scored[1][0] == scored[0][0]):
+            return
+        rec = scored[0][1]
+        if rec.frames == 1 and rec.attempts <= self.retries:
+            self.stats["bad_frame_errors"] += 1
+            rec._due = time.monotonic()
 
     # --- figures ------------------------------------------------------------------------
 

@@ -38,12 +38,13 @@ class Responder:
     every sequence number (so the device must resend); `error` answers with that ERROR code.
     """
 
-    def __init__(self, url: str, drop_first: bool = False, error=None):
+    def __init__(self, url: str, drop_first: bool = False, error=None, damaged_first: bool = False):
         from channel.transport import open_transport
 
         self.transport = open_transport(url, listen=True)
         self.drop_first = drop_first
         self.error = error
+        self.damaged_first = damaged_first
         self.seen: dict[int, int] = {}
         self.frames = 0
         self._stop = threading.Event()
@@ -52,7 +53,7 @@ class Responder:
 
     def _loop(self):
         from codec.errors import FrameError
-        from codec.frame import encode_error, encode_reply, parse_frame
+        from codec.frame import ErrorCode, encode_error, encode_reply, parse_frame
 
         while not self._stop.is_set():
             got = self.transport.recv(timeout=0.05)
@@ -69,6 +70,11 @@ class Responder:
             n = self.seen.get(frame.seq, 0)
             self.seen[frame.seq] = n + 1
             if self.drop_first and n == 0:
+                continue
+            if self.damaged_first and n == 0:  # as if the header arrived with device id bit 0 flipped
+                out = encode_error(frame.fingerprint, frame.device_id ^ 1, frame.seq, ErrorCode.BAD_FRAME,
+                                   "header damaged beyond repair")
+                self.transport.send(out, addr)
                 continue
             if self.error is not None:
                 out = encode_error(frame.fingerprint, frame.device_id, frame.seq, self.error, "test refusal")

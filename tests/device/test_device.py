@@ -98,6 +98,22 @@ def test_lost_replies_are_retried_by_sequence_number(int8_encoder, test_images, 
     assert all(rec.attempts >= 2 for rec in client.records)
 
 
+def test_lost_single_frame_is_resent_at_once_on_bad_frame_echo(int8_encoder, test_images, responder_factory):
+    images, labels = test_images
+    r = responder_factory("sim://dev-badframe", damaged_first=True)
+    client, t = _client(int8_encoder, "sim://dev-badframe", send_truth=True, timeout=30.0, retries=2, window=2,
+                        mtu=1400, link=None)
+    t0 = time.monotonic()
+    try:
+        client.run(images[:4], labels[:4])
+    finally:
+        t.close()
+    s = client.summary()
+    assert s["answered"] == 4 and s["bad_frame_errors"] == 4 and s["resends"] == 4
+    assert time.monotonic() - t0 < 10  # not the 30 s timeout
+    assert all(n == 2 for n in r.seen.values())
+
+
 def test_unknown_codec_stops_the_run(int8_encoder, test_images, responder_factory):
     images, labels = test_images
     responder_factory("sim://dev-refuse", error=ErrorCode.UNKNOWN_CODEC)
