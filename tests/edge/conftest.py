@@ -77,6 +77,7 @@ class UdpClient:
     def __init__(self, addr) -> None:
         self.addr = addr
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.settimeout(5.0)
 
     def send(self, data: bytes) -> None:
