@@ -525,7 +525,8 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         batches = _metric_sum(metrics, "snn_edge_batch_size_count")
         result["server"] = {"mean_batch": round(_metric_sum(metrics, "snn_edge_batch_size_sum")
                                                 / max(batches, 1), 2),
-                            "rss_start_kb": rss0, "rss_end_kb": _rss_kb(proc.pid)}
+                            "rss_start_kb": rss0, "rss_end_kb": _rss_kb(proc.pid),
+                            "udp_kernel_drops": _metric_sum(metrics, "snn_edge_udp_kernel_drops")}
         t_stop = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)

@@ -189,7 +189,8 @@ def test_http_codecs_health_docs_metrics(edge):
     m = httpx.get(edge.http + "/metrics")
     assert m.headers["content-type"].startswith("text/plain")
     for name in ("snn_edge_frames_total", "snn_edge_rejects_total", "snn_edge_estimated_ber_bucket",
-                 "snn_edge_batch_size_bucket", "snn_edge_latency_seconds_bucket"):
+                 "snn_edge_batch_size_bucket", "snn_edge_latency_seconds_bucket",
+                 "snn_edge_udp_kernel_drops"):
         assert name in m.text
     assert httpx.get(edge.http + "/nope").status_code == 404
 
