@@ -6,7 +6,6 @@ demo exercises exactly what ships: `snn edge serve`, `snn channel proxy`, `snn d
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -49,14 +48,20 @@ def _wait(predicate, timeout: float, proc: subprocess.Popen, what: str):
 
 
 class LocalStack:
-    """`with LocalStack(ber=1e-2) as stack:` an edge and a proxy in front of it, on loopback.
+    """`with LocalStack(ber=1e-2) as stack:` an edge and a proxy in front of it.
 
-    `stack.device_url` is where a device sends; `stack.edge` and `stack.proxy` are the processes.
+    `link="udp"`: loopback UDP sockets. `link="serial"`: the edge listens on a pty, the proxy
+    bridges a second pty to it, as a UART cable to real firmware would. `stack.device_url` is
+    where a device sends; `stack.edge` and `stack.proxy` are the processes.
     """
 
     def __init__(self, ber: float = 0.0, model: str = "iid", bundle: str | None = None,
-                 seed: int = 0, extra_proxy_args: tuple[str, ...] = ()) -> None:
+                 seed: int = 0, link: str = "udp", baud: int = 115200,
+                 extra_proxy_args: tuple[str, ...] = ()) -> None:
+        if link not in ("udp", "serial"):
+            raise SnnError(f"link must be udp or serial, not {link}")
         self.ber, self.model, self.bundle, self.seed = ber, model, bundle, seed
+        self.link, self.baud = link, baud
         self.extra_proxy_args = extra_proxy_args
         self._tmp = tempfile.TemporaryDirectory(prefix="snn-stack-")
         self.edge: subprocess.Popen | None = None
@@ -68,7 +73,8 @@ class LocalStack:
     def __enter__(self) -> "LocalStack":
         tmp = Path(self._tmp.name)
         ready = tmp / "edge.json"
-        args = ["edge", "serve", "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--ready-json", str(ready),
+        listen = ["--udp", "127.0.0.1:0"] if self.link == "udp" else ["--udp", "none", "--serial", "pty://"]
+        args = ["edge", "serve", *listen, "--http", "127.0.0.1:0", "--ready-json", str(ready),
                 "--log-level", "warning"]
         if self.bundle:
             args += ["--bundle", self.bundle]
@@ -76,15 +82,18 @@ class LocalStack:
             self.edge = start_snn(*args)
             self.addresses = _wait(lambda: ready.is_file() and ready.stat().st_size
                                    and json.loads(ready.read_text()), 120, self.edge, "snn edge serve")
-            self.proxy = start_snn("channel", "proxy", "--listen", "udp://127.0.0.1:0", "--to",
-                                   self.addresses["udp"], "--ber", str(self.ber), "--model", self.model,
+            if self.link == "udp":
+                proxy_ends = ["--listen", "udp://127.0.0.1:0", "--to", self.addresses["udp"]]
+            else:
+                proxy_ends = ["--listen", "pty://", "--to", f"serial://{self.addresses['serial'][0]}?baud={self.baud}"]
+            self.proxy = start_snn("channel", "proxy", *proxy_ends, "--ber", str(self.ber), "--model", self.model,
                                    "--seed", str(self.seed), "--stats-interval", "0",
                                    "--json", str(tmp / "proxy.json"), *self.extra_proxy_args)
             line = _wait(self.proxy.stdout.readline, 30, self.proxy, "snn channel proxy")
-            match = re.search(r"listen=(udp://[\d.]+:\d+)", line)
-            if not match:
+            if not line.startswith("proxy ready:"):
                 raise SnnError(f"unexpected proxy start line: {line.strip()}")
-            self.device_url = match.group(1)
+            listen_at = dict(kv.split("=", 1) for kv in line.split()[2:])["listen"]
+            self.device_url = listen_at if self.link == "udp" else f"serial://{listen_at}?baud={self.baud}"
         except BaseException:
             self.__exit__(None, None, None)
             raise
