@@ -6,7 +6,9 @@ silently). One coroutine cuts batches: as soon as ``max_batch`` jobs wait, or th
 waited ``max_wait_s``, it hands up to ``max_batch`` jobs to the single model thread and awaits
 the result there (``run_in_executor``), so the event loop keeps receiving frames and serving HTTP
 while the model runs. While the model is busy, new jobs pile up and form the next batch: under
-load batches grow by themselves, at low load a frame waits at most ``max_wait_s``.
+load batches grow by themselves, at low load a frame waits at most ``max_wait_s``. Two batches
+may be in the model thread's hands at once (``pipeline``): the next one waits there while the
+loop answers the previous one, so the model never idles between batches.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class MicroBatcher:
     """Bounded queue + batch cutter + one model worker thread."""
 
     def __init__(self, max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 2048,
-                 metrics=None, on_batch: Callable | None = None) -> None:
+                 metrics=None, on_batch: Callable | None = None, pipeline: int = 2) -> None:
         if max_batch < 1 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
         self.max_batch = max_batch
@@ -54,7 +56,9 @@ class MicroBatcher:
         self.metrics = metrics
         self.on_batch = on_batch
         self._queue: deque[Job] = deque()
+        self.pipeline = pipeline
         self._wake: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-model")
         self._closing = False
@@ -70,6 +74,7 @@ class MicroBatcher:
 
     def start(self) -> None:
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.pipeline)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="snn-batcher")
 
     def submit(self, job: Job) -> bool:
@@ -101,49 +106,65 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         queue, wake = self._queue, self._wake
         while True:
-            if not queue:
-                if self._closing:
-                    return
-                wake.clear()
-                await wake.wait()
-                continue
-            if len(queue) < self.max_batch and not self._closing:
-                delay = queue[0].t_recv + self.max_wait_s - time.perf_counter()
-                if delay > 0:
+            # at most `pipeline` batches in the model thread's hands: while one runs, the next
+            # is already queued there, so the model never idles while the loop sends replies
+            await self._slots.acquire()
+            while True:
+                if not queue:
+                    if self._closing:
+                        self._slots.release()
+                        while self.in_flight:
+                            await asyncio.sleep(0.005)
+                        return
                     wake.clear()
-                    try:
-                        await asyncio.wait_for(wake.wait(), delay)
-                    except asyncio.TimeoutError:
-                        pass
+                    await wake.wait()
                     continue
+                if len(queue) < self.max_batch and not self._closing:
+                    delay = queue[0].t_recv + self.max_wait_s - time.perf_counter()
+                    if delay > 0:
+                        wake.clear()
+                        try:
+                            await asyncio.wait_for(wake.wait(), delay)
+                        except asyncio.TimeoutError:
+                            pass
+                        continue
+                break
             n = min(self.max_batch, len(queue))
             batch = [queue.popleft() for _ in range(n)]
-            t_start = time.perf_counter()
-            self.in_flight = n
+            self.in_flight += 1
+            future = loop.run_in_executor(self._pool, _run_batch, batch)
+            future.add_done_callback(lambda f, batch=batch: self._deliver(f, batch))
+
+    def _deliver(self, future, batch: list[Job]) -> None:
+        """On the loop, when the model thread finished a batch: answer every job in it."""
+        self.in_flight -= 1
+        self._slots.release()
+        self.batches += 1
+        try:
+            labels, confs, t_start, t_model = future.result()
+            error = None
+        except BaseException as exc:  # noqa: BLE001 - a model failure answers the batch, never kills the loop
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("model batch of %d failed: %r", len(batch), exc)
+            labels = confs = None
+            t_start, t_model, error = time.perf_counter(), 0.0, exc
+        if self.on_batch is not None:
+            self.on_batch(len(batch), t_model)
+        for i, job in enumerate(batch):
+            job.t_start, job.t_model = t_start, t_model
             try:
-                results = await loop.run_in_executor(self._pool, _run_batch, batch)
-                error = None
-            except Exception as exc:  # noqa: BLE001 - a model failure answers the batch, never kills the loop
-                log.exception("model batch of %d failed", n)
-                results, error = None, exc
-            self.in_flight = 0
-            self.batches += 1
-            t_model = time.perf_counter() - t_start
-            if self.on_batch is not None:
-                self.on_batch(n, t_model)
-            for i, job in enumerate(batch):
-                job.t_start, job.t_model = t_start, t_model
-                try:
-                    if error is None:
-                        job.done(job, int(results[0][i]), float(results[1][i]), None)
-                    else:
-                        job.done(job, -1, 0.0, error)
-                except Exception:  # noqa: BLE001 - one bad reply path must not stop the others
-                    log.exception("delivering a reply failed")
+                if error is None:
+                    job.done(job, int(labels[i]), float(confs[i]), None)
+                else:
+                    job.done(job, -1, 0.0, error)
+            except Exception:  # noqa: BLE001 - one bad reply path must not stop the others
+                log.exception("delivering a reply failed")
 
 
-def _run_batch(batch: list[Job]) -> tuple[np.ndarray, np.ndarray]:
-    """In the model thread: group the batch by codec, one forward pass per codec."""
+def _run_batch(batch: list[Job]) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """In the model thread: group the batch by codec, one forward pass per codec.
+    Returns (labels, confidences, start time, seconds in the model)."""
+    t_start = time.perf_counter()
     n = len(batch)
     labels = np.zeros(n, dtype=np.int64)
     confs = np.zeros(n, dtype=np.float32)
@@ -163,4 +184,4 @@ def _run_batch(batch: list[Job]) -> tuple[np.ndarray, np.ndarray]:
         result = codecs[key].infer([j.payload for j in jobs], erased, bers)
         labels[idx] = result.labels
         confs[idx] = result.confidences
-    return labels, confs
+    return labels, confs, t_start, time.perf_counter() - t_start

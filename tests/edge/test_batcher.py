@@ -76,7 +76,7 @@ def test_full_queue_refuses_and_loop_stays_free():
         b.start()
         results = []
         accepted = [b.submit(_job(codec, v, results)) for v in range(4)]
-        await asyncio.sleep(0.01)  # first batch of 2 is now in the model thread
+        await asyncio.sleep(0.01)  # two batches of 2 are now in the model thread's hands (pipeline)
         more = [b.submit(_job(codec, v, results)) for v in range(4, 10)]
         t0 = time.perf_counter()
         await asyncio.sleep(0.01)  # the loop is not blocked by the 0.2 s model call
@@ -85,9 +85,9 @@ def test_full_queue_refuses_and_loop_stays_free():
         return accepted, more, ticked, results, left
 
     accepted, more, ticked, results, left = asyncio.run(main())
-    assert all(accepted) and more.count(True) == 2 and more.count(False) == 4
+    assert all(accepted) and more.count(True) == 4 and more.count(False) == 2
     assert ticked < 0.1
-    assert len(results) == 6 and not left
+    assert len(results) == 8 and not left
 
 
 def test_model_error_answers_every_job():
