@@ -131,6 +131,8 @@ class EdgeCore:
         self.answered = 0
         self.received = 0
         self.snapshots = 0
+        self.truth_total = 0
+        self.correct_total = 0
         self._reply_to: dict[tuple, tuple[str, Callable]] = {}
         self._expire_task: asyncio.Task | None = None
         self.running = False
@@ -187,10 +189,11 @@ class EdgeCore:
             for item in self.reassembler.add(frame, time.monotonic()):
                 self._dispatch(item, t_recv)
         except Rejected as rej:
-            self._refuse(rej, data, reply)
+            self._refuse(rej, data, reply, transport)
         except Exception:  # noqa: BLE001 - never a dead listener
             log.exception("internal error on a %s frame", transport)
-            self._refuse(Rejected("internal", ErrorCode.INTERNAL, "internal error"), data, reply)
+            self._refuse(Rejected("internal", ErrorCode.INTERNAL, "internal error"), data, reply,
+                         transport)
 
     def _check(self, data: bytes):
         try:
@@ -211,11 +214,12 @@ class EdgeCore:
                            f"({codec.name}) takes {codec.payload_bits}", 422)
         return frame
 
-    def _refuse(self, rej: Rejected, data: bytes, reply: Callable[[bytes], None]) -> None:
+    def _refuse(self, rej: Rejected, data: bytes, reply: Callable[[bytes], None],
+                transport: str) -> None:
         self.metrics.reject(rej.reason)
         fp, dev, seq = header_ids(data)
-        if rej.reason not in ("bad_frame", "crc"):
-            self.devices.get(dev, "", time.monotonic()).rejected += 1
+        if rej.reason not in ("bad_frame", "crc"):  # the header is sound: the device is known
+            self.devices.get(dev, transport, time.monotonic()).rejected += 1
         elif not self.config.reply_bad_frames:
             return
         self._send(reply, self.replies.error(fp, dev, seq, rej.code, rej.message))
@@ -287,9 +291,11 @@ class EdgeCore:
         stats.answered += 1
         if truth is not None:
             stats.truth += 1
+            self.truth_total += 1
             m.truth.inc()
             if truth == label:
                 stats.correct += 1
+                self.correct_total += 1
                 m.correct.inc()
 
     # --- HTTP ------------------------------------------------------------------------------
@@ -349,8 +355,7 @@ class EdgeCore:
         """Live figures for the dashboard (bounded size)."""
         now = time.monotonic()
         self.snapshots += 1
-        truth = self.metrics.truth._value.get()
-        correct = self.metrics.correct._value.get()
+        truth, correct = self.truth_total, self.correct_total
         return {
             "uptime_s": round(time.time() - self.started, 1), "snapshots": self.snapshots,
             "frames_total": self.received, "answered_total": self.answered,
