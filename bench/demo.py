@@ -9,48 +9,13 @@
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from codec.errors import SnnError
-
-SHIPPED_ENCODER = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "fmnist_default.int8.onnx"
-CACHE = Path.home() / ".cache" / "semanticnn"
-
-
-def default_encoder() -> Path:
-    """The shipped int8 encoder of the default bundle, else one exported once into the cache."""
-    if SHIPPED_ENCODER.is_file():
-        return SHIPPED_ENCODER
-    from codec.bundle import load_bundle
-    from codec.data import load_dataset
-    from export.pipeline import build_encoders, calibration_split
-    bundle = load_bundle()
-    out = CACHE / bundle.fingerprint_hex
-    encoder = out / "encoder.int8.onnx"
-    if not encoder.is_file():
-        print(f"exporting the default encoder to {out} (once) ...", flush=True)
-        cal, _ = calibration_split(load_dataset("fmnist:train").images, 512, 0)
-        with _quiet_stdio():  # onnxruntime's calibrator prints progress of its own
-            build_encoders(bundle, out, cal, log=lambda *a: None)
-    return encoder
-
-
-@contextlib.contextmanager
-def _quiet_stdio():
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
-
 
 def run_offline(count: int, bers: list[float]) -> dict:
     """Accuracy per BER of the shipped bundle on the first `count` test images (i.i.d. bits)."""
@@ -63,7 +28,8 @@ def run_offline(count: int, bers: list[float]) -> dict:
 def run_live(count: int, ber: float, link: str = "lora-sf7") -> dict:
     """Device -> proxy (bit flips at `ber`) -> edge, all real processes on loopback UDP."""
     from bench.stack import LocalStack
-    encoder = default_encoder()
+    from export.shipped import default_int8_encoder
+    encoder = default_int8_encoder(log=lambda msg: print(msg, flush=True))
     with tempfile.TemporaryDirectory(prefix="snn-demo-") as tmp, LocalStack(ber=ber, seed=1) as stack:
         out = Path(tmp) / "device.json"
         proc = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder),

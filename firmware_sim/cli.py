@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--board", required=True)
     u.add_argument("--port", required=True, help="serial:///dev/pts/N?baud=115200 or a device path")
     u.add_argument("--encoder", type=Path, default=None,
-                   help="int8 encoder (default: export of the shipped bundle in ./export_out/encoder.int8.onnx)")
+                   help="int8 encoder (default: the shipped bundle's, codec/zoo/fmnist_default.int8.onnx)")
     src = u.add_mutually_exclusive_group()
     src.add_argument("--data", default=None, help="data set spec, e.g. fmnist:test")
     src.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N,H,W[,C])")
@@ -60,10 +60,8 @@ def _write_json(path: Path | None, data: dict) -> None:
 
 
 def _default_encoder() -> Path:
-    for cand in (Path("export_out/encoder.int8.onnx"), Path("encoder.int8.onnx")):
-        if cand.exists():
-            return cand
-    raise SnnError("no --encoder given and no export_out/encoder.int8.onnx here; run `snn export -o export_out`")
+    from export.shipped import default_int8_encoder
+    return default_int8_encoder(log=lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 def _images(args):

@@ -15,9 +15,9 @@ ACCURACY_BAR = 0.90  # the codec issue's bar at BER 1e-2
 
 
 def test_mcu_over_serial_proxy_to_edge(tmp_path):
-    from bench.demo import default_encoder
     from bench.stack import LocalStack
-    encoder = default_encoder()
+    from export.shipped import default_int8_encoder
+    encoder = default_int8_encoder()
     out = tmp_path / "mcu.json"
     with LocalStack(ber=1e-2, link="serial", seed=3) as stack:
         proc = subprocess.run([sys.executable, "-m", "snn", "mcu", "run", "--board", "stm32f411",
