@@ -1,6 +1,6 @@
 """Frame listeners on the server's event loop: UDP datagrams and COBS-framed serial streams.
 
-UDP: an asyncio datagram endpoint on a socket the server bound beforehand (so that "port in
+UDP: a reader callback on the loop for a socket the server bound beforehand (so that "port in
 use" is found before anything starts); one frame per datagram, the reply goes back to the
 sender's address.
 
@@ -12,6 +12,7 @@ writer thread through a bounded queue, so a stalled port never blocks the loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import queue
@@ -59,35 +60,84 @@ def udp_kernel_drops(inode: int) -> float:
     return 0.0
 
 
-class UdpListener(asyncio.DatagramProtocol):
-    """One frame per datagram into the core; replies to the sender."""
+class UdpListener:
+    """One frame per datagram into the core; replies to the sender.
 
-    def __init__(self, core) -> None:
+    A reader callback on the loop drains the socket (up to `burst` datagrams per readiness
+    event) instead of asyncio's datagram transport, which runs one loop iteration per datagram;
+    replies go out with a direct non-blocking sendto, and only when the kernel buffer is full are
+    they queued (bounded) and flushed when the socket is writable again.
+    """
+
+    def __init__(self, core, sock: socket.socket, burst: int = 64, max_backlog: int = 8192) -> None:
         self.core = core
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        sendto = self.transport.sendto
-        self.core.handle_frame(data, "udp", lambda reply: sendto(reply, addr))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a client that went away: not our problem, keep listening
-        log.debug("udp error: %s", exc)
+        self.sock = sock
+        self.burst = burst
+        self.max_backlog = max_backlog
+        self._backlog: collections.deque = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.tx_dropped = 0
+        self._closed = False
 
     @classmethod
     async def start(cls, core, sock: socket.socket) -> "UdpListener":
-        loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(lambda: cls(core), sock=sock)
+        listener = cls(core, sock)
+        listener._loop = asyncio.get_running_loop()
+        listener._loop.add_reader(sock.fileno(), listener._on_readable)
         inode = os.fstat(sock.fileno()).st_ino
         core.metrics.kernel_drops.set_function(lambda: udp_kernel_drops(inode))
-        return protocol
+        return listener
+
+    def _on_readable(self) -> None:
+        recvfrom, handle = self.sock.recvfrom, self.core.handle_frame
+        for _ in range(self.burst):
+            try:
+                data, addr = recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable from a client that went away
+                log.debug("udp receive error: %s", exc)
+                continue
+            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr))
+
+    def send(self, data: bytes, addr) -> None:
+        if self._backlog:
+            self._queue(data, addr)
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, addr)
+            self._loop.add_writer(self.sock.fileno(), self._on_writable)
+        except OSError as exc:
+            log.debug("udp send error: %s", exc)
+
+    def _queue(self, data: bytes, addr) -> None:
+        if len(self._backlog) >= self.max_backlog:
+            self.tx_dropped += 1
+            return
+        self._backlog.append((data, addr))
+
+    def _on_writable(self) -> None:
+        while self._backlog:
+            data, addr = self._backlog[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("udp send error: %s", exc)
+            self._backlog.popleft()
+        self._loop.remove_writer(self.sock.fileno())
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop.remove_writer(self.sock.fileno())
+        self.sock.close()
 
 
 def open_serial(url: str):

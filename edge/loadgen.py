@@ -350,7 +350,7 @@ def measure_model_fps(bundles: list[str] | None, batch: int, duration: float, th
     bers = np.full(batch, 1e-3, dtype=np.float32)
     for _ in range(3):
         codec.infer(payloads, None, bers)
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), _own_cpu_s()
     times = []
     while time.perf_counter() - t0 < duration:
         t = time.perf_counter()
@@ -358,7 +358,9 @@ def measure_model_fps(bundles: list[str] | None, batch: int, duration: float, th
         times.append(time.perf_counter() - t)
         n += batch
     elapsed = time.perf_counter() - t0
+    cpu = _own_cpu_s() - c0
     return {"model_fps": round(n / elapsed, 1), "batch": batch, "threads": threads,
+            "cpu_us_per_frame": round(1e6 * cpu / n, 1), "cpu_share": round(cpu / elapsed, 2),
             "batch_ms_median": round(1e3 * float(np.median(times)), 3), "codec": codec.describe()}
 
 
@@ -472,6 +474,7 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
         model = measure_model_fps(bundles, max_batch, min(duration, 5.0) / 2)
         result["model"] = {k: v for k, v in model.items() if k != "codec"}
         result["model"]["slices_fps"] = [model["model_fps"]]
+        result["model"]["cpu_us_per_frame_slices"] = [model["cpu_us_per_frame"]]
         result["model_fps"] = model["model_fps"]
     # the load generator's own timing must not include GC pauses (torch is loaded in this
     # process for the model phase): freeze what exists and pause the collector while measuring
@@ -513,6 +516,7 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
             log("model alone, second slice ...")
             again = measure_model_fps(bundles, result["max_batch"], min(duration, 5.0) / 2)
             result["model"]["slices_fps"].append(again["model_fps"])
+            result["model"]["cpu_us_per_frame_slices"].append(again["cpu_us_per_frame"])
             result["model_fps"] = round(float(np.median(result["model"]["slices_fps"])), 1)
         log(f"http: {http_clients} clients, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
@@ -600,7 +604,8 @@ def format_edge(r: dict) -> str:
         f"{h['rejected']:>10}{h['lost']:>6}{h['throughput_rps']:>10.0f}{h['p50_ms']:>9}{h['p99_ms']:>9}",
         f"mean batch: udp closed loop {u.get('mean_batch')}, udp @ rate {o.get('mean_batch')}, "
         f"http {h.get('mean_batch')}",
-        f"CPU us per answered frame (server / load generator): udp closed loop "
+        f"CPU us per frame: model alone {r['model'].get('cpu_us_per_frame_slices')}; "
+        f"(server / load generator) udp closed loop "
         f"{u.get('server_cpu_us_per_frame')} / {u.get('loadgen_cpu_us_per_frame')}, http "
         f"{h.get('server_cpu_us_per_frame')} / {h.get('loadgen_cpu_us_per_frame')}; load average "
         f"{r.get('loadavg')}",
