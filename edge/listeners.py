@@ -115,6 +115,7 @@ class UdpListener:
     def _queue(self, data: bytes, addr) -> None:
         if len(self._backlog) >= self.max_backlog:
             self.tx_dropped += 1
+            self.core.metrics.reply_failures.labels("udp").inc()
             return
         self._backlog.append((data, addr))
 
@@ -177,6 +178,7 @@ class SerialListener:
             self._out.put_nowait(data)
         except queue.Full:
             self.tx_dropped += 1
+            self.core.metrics.reply_failures.labels("serial").inc()
 
     def _read_loop(self) -> None:
         while not self._stop.is_set():
@@ -205,6 +207,7 @@ class SerialListener:
                 self.transport.send(data)
             except Exception:  # noqa: BLE001
                 self.tx_dropped += 1
+                self.core.metrics.reply_failures.labels("serial").inc()
                 log.debug("serial write failed", exc_info=True)
 
     def close(self) -> None:

@@ -56,6 +56,9 @@ class EdgeMetrics:
         self.queue_depth = Gauge("snn_edge_queue_depth", "Inferences waiting for the model",
                                  registry=r)
         self.devices = Gauge("snn_edge_devices", "Devices in the per-device table", registry=r)
+        self.reply_failures = Counter("snn_edge_reply_send_failures",
+                                      "Replies that could not be sent (peer gone, link stalled, "
+                                      "send backlog full)", ["transport"], registry=r)
         self.kernel_drops = Gauge("snn_edge_udp_kernel_drops",
                                   "Datagrams the kernel dropped before the edge could read them "
                                   "(UDP receive buffer full)", registry=r)
