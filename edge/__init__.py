@@ -1,1 +1,26 @@
-"""The edge server: listeners, micro-batching, the BER-aware decoder and the task head."""
+"""The edge server: listeners, micro-batching, the BER-aware decoder and the task head.
+
+``snn edge serve [--bundle B ...] [--http HOST:PORT] [--udp HOST:PORT] [--serial URL]`` runs one
+asyncio process — uvicorn serving the FastAPI app, the UDP and serial listeners on the same
+loop — that feeds one bounded inference queue; one model thread runs the batches.
+
+Modules:
+
+- ``cli``: the ``snn edge`` subcommand (thin).
+- ``server``: binds the ports (a port in use is one clear line, exit 2), loads the bundles, runs
+  uvicorn with graceful SIGTERM (drain, exit 0 within 5 s).
+- ``app``: HTTP API (``POST /v1/infer``, ``GET /v1/codecs``, ``/v1/stats``, ``/healthz``,
+  ``/metrics``, ``/`` dashboard; OpenAPI at ``/docs``) and the ASGI fast path for /v1/infer.
+- ``listeners``: UDP (datagram per frame) and serial (COBS stream, reader/writer threads).
+- ``core``: the per-frame pipeline: header check, codec by fingerprint, reassembly with
+  erasures, BER estimate, queue, reply; every refusal counted by reason.
+- ``batcher``: bounded queue, batches cut at size or age, model off the loop, two batches
+  pipelined into the model thread.
+- ``codecs``: served codecs (edge half traced with TorchScript when it matches eager) and the
+  batched unpack + decode + task head.
+- ``ber``: per-frame pilot counts pooled per device with an SNR-hint prior.
+- ``replies``: REPLY/ERROR frames byte-identical to ``codec.frame``, with the RS parity by table.
+- ``stats``: Prometheus metrics, bounded per-device table, latency ring, rate meter.
+- ``loadgen``: ``snn bench edge`` — the load generator and benchmark (the parser hook lives in
+  ``bench/cli.py``).
+"""
