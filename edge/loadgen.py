@@ -124,7 +124,7 @@ def _udp_socket(target: tuple[str, int]) -> socket.socket:
 # --- UDP: closed loop (throughput) ---------------------------------------------------------------
 
 def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float, window: int = 256,
-                    warmup: float = 1.0, grace: float = 2.0) -> dict:
+                    warmup: float = 1.0, grace: float = 5.0) -> dict:
     """`window` frames in flight; each answered (or rejected) frame is sent again at once."""
     sock = _udp_socket(target)
     frames = [maker.frame(j) for j in range(window)]
@@ -187,7 +187,7 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
 # --- UDP: open loop (latency at an offered rate, soak) -----------------------------------------
 
 def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, duration: float,
-                  garbage: float = 0.0, grace: float = 3.0, seed: int = 0,
+                  garbage: float = 0.0, grace: float = 5.0, seed: int = 0,
                   on_tick=None) -> dict:
     """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad), collect replies."""
     n = int(rate * duration)
