@@ -6,6 +6,10 @@ from pathlib import Path
 HEADLINE_BERS = (1e-2, 1e-1)
 
 
+def _side(cfg: dict) -> str:
+    return f" (`*-plain` rows: the first {cfg['side_count']})" if cfg["side_count"] < cfg["count"] else ""
+
+
 def _fmt_acc(a) -> str:
     return "—" if a is None else f"{100 * a:.1f}"
 
@@ -30,7 +34,7 @@ def _order(method: str) -> tuple:
 def headline_rows(rows: list[dict], channel: str = "iid", ber: float = 1e-2) -> list[dict]:
     """Learned codecs, features, device-only, and per image source its best bit-level transport."""
     at = [r for r in rows if r["channel"] == channel and r["ber"] == ber]
-    keep = [r for r in at if r["family"] not in ("bit-level", "diagnostic")]
+    keep = [r for r in at if r["family"] != "bit-level"]
     by_source: dict[str, list[dict]] = {}
     for r in at:
         if r["family"] == "bit-level":
@@ -50,7 +54,8 @@ def headline_table(result: dict, bers=HEADLINE_BERS, channel: str = "iid") -> st
              "|---|---|---|---|---|"]
     for ber in bers:
         for r in headline_rows(rows, channel, ber):
-            lines.append(f"| {r['method']} | {ber:g} | {_fmt_acc(r['accuracy'])} | {_fmt_bytes(r['bytes_on_air'])} "
+            name = f"*{r['method']}* (diagnostic)" if r["family"] == "diagnostic" else r["method"]
+            lines.append(f"| {name} | {ber:g} | {_fmt_acc(r['accuracy'])} | {_fmt_bytes(r['bytes_on_air'])} "
                          f"| {_fmt_ratio(r.get('ratio'))} |")
     return "\n".join(lines)
 
@@ -84,6 +89,11 @@ def bars_text(bars: dict) -> str:
                    f"SemanticNN's bytes) — the 10× bar is {'met' if bars['ten_x_fewer_bytes'] else 'NOT met'}.")
     else:
         out.append("No bit-level baseline comes within 2 points of SemanticNN (the 10× bar holds vacuously).")
+    cb = bars.get("cheapest_within_2_points_of_best_bit_level")
+    if cb and not c:
+        out.append(f"The cheapest bit-level baseline within 2 points of the best one is {cb['method']} "
+                   f"({_fmt_acc(cb['accuracy'])} %, {_fmt_bytes(cb['bytes_on_air'])} B = {_fmt_ratio(cb['ratio'])} "
+                   f"SemanticNN's bytes).")
     nf = bars.get("no_fec_at_1e-1", {})
     if nf:
         worst = ", ".join(f"{k} {_fmt_acc(v)} %" for k, v in sorted(nf.items()))
@@ -105,7 +115,7 @@ def equal_accuracy_table(result: dict) -> str:
 def accuracy_markdown(result: dict, command: str) -> str:
     cfg = result["config"]
     parts = [f"## Accuracy vs BER vs bytes on air\n\n`{command}` — {cfg['count']} {cfg['data']} images "
-             f"(decode-and-classify `*-plain` rows: first {cfg['side_count']}), link {cfg['link']} (MTU {cfg['mtu']} B), "
+             f"{_side(cfg)}, link {cfg['link']} (MTU {cfg['mtu']} B), "
              f"ARQ cap {cfg['arq_cap']}, GE burst {cfg['ge_burst_bits']:g} bits, {result['seconds']:.0f} s.\n",
              bars_text(result["bars"]) + "\n",
              "### Headline (i.i.d.)\n", headline_table(result) + "\n",
@@ -243,7 +253,7 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
              f"`python -m bench.report {results_dir}/bench.json --readme README.md`.", "",
              f"Bundle `{cfg['codecs']['semanticnn']}` (fingerprint {cfg['bundle_fingerprint']}); float backbone "
              f"accuracy {100 * cfg['backbone_accuracy']:.1f} %. {cfg['count']} {cfg['data']} images "
-             f"(`*-plain` rows: the first {cfg['side_count']}), link {cfg['link']} (MTU {cfg['mtu']} B), "
+             f"{_side(cfg)}, link {cfg['link']} (MTU {cfg['mtu']} B), "
              f"i.i.d. and Gilbert–Elliott (burst {cfg['ge_burst_bits']:g} bits) bit errors from `channel.errors` "
              f"for every method. Bytes on air count every uplink byte: headers, pilots, CRC, parity and every "
              f"retransmission (SemanticNN's 31-byte RS-protected header included: a frame whose header is "

@@ -37,8 +37,8 @@ def add_end_to_end_arguments(sub) -> None:
         if name in ("accuracy", "all"):
             p.add_argument("--count", type=int, default=None, help="test images (default: all; --quick: 300)")
             p.add_argument("--side-count", type=int, default=None,
-                           help="images for the *-plain (decode-and-classify) rows (default 2000; "
-                                "--quick: as --count)")
+                           help="limit the *-plain (decode-and-classify) rows to the first N images "
+                                "(default: as --count)")
             p.add_argument("--link", default="lora-sf7", help="link whose MTU fragments the frames")
             p.add_argument("--cap", type=int, default=8, help="ARQ/resend cap per fragment (default 8)")
             p.add_argument("--seed", type=int, default=0)
