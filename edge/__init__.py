@@ -16,8 +16,8 @@ Modules:
   erasures, BER estimate, queue, reply; every refusal counted by reason.
 - ``batcher``: bounded queue, batches cut at size or age, model off the loop, two batches
   pipelined into the model thread.
-- ``codecs``: served codecs (edge half traced with TorchScript when it matches eager) and the
-  batched unpack + decode + task head.
+- ``codecs``: served codecs (eager edge half; TorchScript opt-in) and the batched unpack +
+  decode + task head.
 - ``ber``: per-frame pilot counts pooled per device with an SNR-hint prior.
 - ``replies``: REPLY/ERROR frames byte-identical to ``codec.frame``, with the RS parity by table.
 - ``stats``: Prometheus metrics, bounded per-device table, latency ring, rate meter.

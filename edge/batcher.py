@@ -72,6 +72,10 @@ class MicroBatcher:
     def accepting(self) -> bool:
         return not self._closing
 
+    def run_in_model_thread(self, fn: Callable, *args):
+        """Run fn(*args) in the model thread and wait for it (start-up work such as warm-up)."""
+        return self._pool.submit(fn, *args).result()
+
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self.pipeline)

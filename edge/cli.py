@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-devices", type=int, default=1024,
                    help="devices tracked in the per-device statistics (LRU; default %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default %(default)s)")
+    p.add_argument("--torchscript", action="store_true",
+                   help="run the edge half TorchScript-traced (faster model, but occasional "
+                        "re-optimisation stalls; default: eager)")
     p.add_argument("--no-bad-frame-replies", action="store_true",
                    help="drop frames whose header fails silently (counted) instead of answering an "
                         "ERROR frame; saves downlink airtime on radio links")
@@ -73,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
                 json.dump(addresses, fh)
         sys.stdout.flush()
 
-    return serve(lambda: load_codecs(args.bundle), config, options, ready)
+    return serve(lambda: load_codecs(args.bundle, trace=args.torchscript), config, options, ready)

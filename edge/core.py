@@ -157,9 +157,12 @@ class EdgeCore:
             job.done(job, -1, 0.0, Rejected("shutdown", ErrorCode.BUSY, "the edge is shutting down"))
 
     async def _expire_loop(self) -> None:
-        period = max(0.01, min(0.1, self.config.reassembly_timeout_s / 5))
+        period = max(0.01, min(0.05, self.config.reassembly_timeout_s / 5))
         while True:
+            t0 = time.perf_counter()
             await asyncio.sleep(period)
+            # how late the loop woke us: a stall of the loop (or of the whole process) shows here
+            self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - period))
             try:
                 for item in self.reassembler.expire(time.monotonic()):
                     self._dispatch(item)

@@ -110,8 +110,6 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         if len(codecs) == 0:
             raise SnnError("no codec to serve: give --bundle PATH")
         _set_threads(options.threads)
-        for codec in codecs:
-            codec.warm_up(config.max_batch)
     except BaseException:
         http_sock.close()
         if udp_sock is not None:
@@ -121,6 +119,10 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         raise
 
     core = EdgeCore(codecs, config)
+    # warm up in the model thread itself: TorchScript specialises per thread as well as per
+    # shape, and a first call in a fresh thread held the GIL (and so the loop) for ~0.5 s
+    for codec in codecs:
+        core.batcher.run_in_model_thread(codec.warm_up, config.max_batch)
     listeners: list = []
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,

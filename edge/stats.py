@@ -53,6 +53,9 @@ class EdgeMetrics:
                                  "Latency by stage: queue (wait for the model), model (per batch), "
                                  "total (frame received to reply sent)",
                                  ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.loop_lag = Histogram("snn_edge_loop_lag_seconds",
+                                  "How late a 50 ms timer on the event loop fired (loop stalls)",
+                                  buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("snn_edge_queue_depth", "Inferences waiting for the model",
                                  registry=r)
         self.devices = Gauge("snn_edge_devices", "Devices in the per-device table", registry=r)
