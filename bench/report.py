@@ -282,7 +282,9 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
         for r in lat["rows"]:
             lines.append(f"| {r['method']} | {r['link']} | {_fmt_bytes(r['bytes_on_air'])} | {r['device_ms']:.2f} | "
                          f"{r['air_ms']:.1f} | {r['edge_ms']:.2f} | {r['total_ms']:.1f} |")
-        lines += ["", lat["note"] + f"; the baseline is the best bit-level row at i.i.d. BER 1e-2 ({lat['baseline']}).",
+        parts = ", ".join(f"{k[:-3].replace('_', ' ')} {v:.2f} ms" for k, v in lat.get("baseline_parts_ms", {}).items())
+        lines += ["", lat["note"] + f"; the baseline is the best bit-level row at i.i.d. BER 1e-2 ({lat['baseline']}). "
+                  + (f"Its parts: {parts}. " if parts else "") + lat.get("baseline_note", ""),
                   "", f"![latency]({results_dir}/latency.png)", ""]
     edge = result.get("edge")
     if edge and "skipped" not in edge:
