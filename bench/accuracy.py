@@ -378,6 +378,8 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
                    "jpeg_qualities": list(qualities), "seed": seed,
                    "codecs": {c.name: c.source for c in codecs},
                    "bundle_fingerprint": bundle.fingerprint.hex(), "backbone_accuracy": backbone_acc,
+                   "bundle_name": getattr(bundle, "name", None),
+                   "bundle_command": (getattr(bundle, "manifest", None) or {}).get("command"),
                    "threads": torch.get_num_threads()},
         "source_bytes": {k: float(v.mean()) for k, v in src_len.items()} | {"feat8": float(len(f8[0]))},
         "seconds": round(time.time() - t_start, 1),
