@@ -13,7 +13,8 @@ Layout, big-endian::
 
 The header is protected on its own: a CRC-16 alone would drop 78% of frames at BER 1e-2 (152
 bits must all survive), so the header also carries RS(31, 19) parity and a frame whose header
-cannot be repaired is dropped. A DATA body is never rejected for bit errors (the decoder
+cannot be repaired is dropped. On worse links a sender repeats the 31-byte block 3 or 5 times
+(bitwise majority before the RS decoder): the header then survives BER 5e-2 and 1e-1 too. A DATA body is never rejected for bit errors (the decoder
 tolerates them), and its pilot bits, a known PN9 sequence, let the edge measure the bit error
 rate of the very frame it decodes.
 """
@@ -41,6 +42,7 @@ _CRC = struct.Struct(">H")
 _REPLY = struct.Struct(">BBH")
 _PROTECTED = _HEADER.size + _CRC.size                     # 19 bytes the RS code protects
 HEADER_BYTES = _PROTECTED + HEADER_PARITY_BYTES            # 31 bytes on the air before the body
+HEADER_COPIES = (1, 3, 5)  # the protected header block may be sent 1, 3 or 5 times
 # GF(2^8), primitive polynomial 0x11D, generator 2, first consecutive root 0 (see PROTOCOL.md)
 _RS = RSCodec(HEADER_PARITY_BYTES, nsize=255, fcr=0, prim=0x11D, generator=2, c_exp=8)
 
@@ -117,6 +119,7 @@ class Frame:
     pilot_len: int
     truth: int | None
     body: bytes
+    header_copies: int = 1
 
     @property
     def pilots(self) -> bytes:
@@ -155,14 +158,21 @@ def crc16(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF)
 
 
-def header_bytes() -> int:
-    """Bytes on the air before a frame's body: header, CRC and RS parity (31)."""
-    return HEADER_BYTES
+def header_bytes(copies: int = 1) -> int:
+    """Bytes on the air before a frame's body: header, CRC and RS parity (31), times the copies."""
+    return HEADER_BYTES * copies
+
+
+def header_copies_for(ber: float) -> int:
+    """The copies a sender should use at this BER: header loss stays below ~1% up to BER 0.1."""
+    return 1 if ber <= 1e-2 else 3 if ber <= 5e-2 else 5
 
 
 def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int, frag_index: int,
            frag_count: int, payload_bits: int, snr_hint: int | None, pilot_len: int,
-           truth: int | None, body: bytes) -> bytes:
+           truth: int | None, body: bytes, copies: int = 1) -> bytes:
+    if copies not in HEADER_COPIES:
+        raise ValueError(f"the header is sent {', '.join(map(str, HEADER_COPIES))} times, not {copies}")
     if len(fingerprint) != 4:
         raise ValueError("the codec fingerprint is exactly 4 bytes")
     if not 1 <= frag_count <= MAX_FRAGMENTS or not 0 <= frag_index < frag_count:
@@ -175,16 +185,33 @@ def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int,
                         payload_bits, snr, pilot_len, NO_TRUTH if truth is None else truth)
     covered = head if kind == Kind.DATA else head + body
     protected = head + _CRC.pack(crc16(covered))
-    return protected + _rs_parity(protected) + body
+    return (protected + _rs_parity(protected)) * copies + body
 
 
 def parse_frame(data: bytes) -> Frame:
-    """Parse and check one frame, repairing a damaged header. Raises only FrameError."""
+    """Parse and check one frame, repairing a damaged header. Raises only FrameError.
+
+    The single-copy reading is tried first (no cost on a clean link); then 3 and 5 copies.
+    """
     data = bytes(data)
     if len(data) < HEADER_BYTES:
         raise FrameError(f"frame of {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
-    body = data[HEADER_BYTES:]
-    protected = _checked_header(data[:HEADER_BYTES], body)
+    first_error = None
+    for copies in HEADER_COPIES:
+        if len(data) < copies * HEADER_BYTES:
+            break
+        try:
+            return _parse(data, copies)
+        except FrameError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
+def _parse(data: bytes, copies: int) -> Frame:
+    end = copies * HEADER_BYTES
+    block = data[:HEADER_BYTES] if copies == 1 else _majority(data[:end], copies)
+    body = data[end:]
+    protected = _checked_header(block, body)
     (magic, ver_kind, flags, fingerprint, device_id, seq, frag, payload_bits, snr, pilot_len,
      truth) = _HEADER.unpack_from(protected)
     if magic != MAGIC:
@@ -211,7 +238,13 @@ def parse_frame(data: bytes) -> Frame:
             raise FrameError(f"fragment body of {len(body)} bytes, header implies {expected}")
     return Frame(kind, flags, fingerprint, device_id, seq, frag_index, frag_count, payload_bits,
                  None if snr == SNR_UNKNOWN else snr, pilot_len,
-                 None if truth == NO_TRUTH else truth, body)
+                 None if truth == NO_TRUTH else truth, body, copies)
+
+
+def _majority(blocks: bytes, copies: int) -> bytes:
+    """Bitwise majority vote over `copies` repeated header blocks."""
+    bits = np.unpackbits(np.frombuffer(blocks, dtype=np.uint8).reshape(copies, HEADER_BYTES), axis=1)
+    return np.packbits(bits.sum(axis=0, dtype=np.uint8) > copies // 2).tobytes()
 
 
 def _checked_header(on_air: bytes, body: bytes) -> bytes:
@@ -242,11 +275,11 @@ def fragment_slice(payload_bits: int, frag_count: int, frag_index: int) -> range
     return range(min(frag_index * chunk, nbytes), min((frag_index + 1) * chunk, nbytes))
 
 
-def fragment_count(payload_bits: int, mtu: int, pilot_len: int) -> int:
+def fragment_count(payload_bits: int, mtu: int, pilot_len: int, header_copies: int = 1) -> int:
     """Fragments needed so that every frame fits in `mtu` bytes."""
-    room = mtu - HEADER_BYTES - pilot_len
+    room = mtu - header_bytes(header_copies) - pilot_len
     if room <= 0:
-        raise ValueError(f"an MTU of {mtu} bytes leaves no room after the {HEADER_BYTES}-byte "
+        raise ValueError(f"an MTU of {mtu} bytes leaves no room after the {header_bytes(header_copies)}-byte "
                          f"header and {pilot_len} pilot bytes")
     count = -(-((payload_bits + 7) // 8) // room)
     if count > MAX_FRAGMENTS:
@@ -257,36 +290,46 @@ def fragment_count(payload_bits: int, mtu: int, pilot_len: int) -> int:
 
 def encode_inference(payload: bytes, payload_bits: int, fingerprint: bytes, device_id: int,
                      seq: int, mtu: int = 1400, pilot_len: int = 4, snr_hint: int | None = None,
-                     truth: int | None = None) -> list[bytes]:
-    """The DATA frames (one per fragment) that carry one inference's packed symbols."""
+                     truth: int | None = None, header_copies: int = 1) -> list[bytes]:
+    """The DATA frames (one per fragment) that carry one inference's packed symbols.
+
+    `header_copies` (1, 3 or 5; see `header_copies_for`) makes the header survive worse links.
+    """
     payload = bytes(payload)
     if len(payload) != (payload_bits + 7) // 8:
         raise ValueError(f"{len(payload)} payload bytes do not match {payload_bits} bits")
     if not 0 <= pilot_len <= MAX_PILOT_BYTES:
         raise ValueError(f"pilot length must lie in 0..{MAX_PILOT_BYTES}")
-    count = fragment_count(payload_bits, mtu, pilot_len)
+    count = fragment_count(payload_bits, mtu, pilot_len, header_copies)
     pilots = pilot_sequence(pilot_len)
     frames = []
     for index in range(count):
         piece = fragment_slice(payload_bits, count, index)
         frames.append(_build(Kind.DATA, 0, fingerprint, device_id, seq, index, count, payload_bits,
-                             snr_hint, pilot_len, truth, pilots + payload[piece.start:piece.stop]))
+                             snr_hint, pilot_len, truth, pilots + payload[piece.start:piece.stop],
+                             header_copies))
     return frames
 
 
 def encode_reply(fingerprint: bytes, device_id: int, seq: int, label: int, confidence: float,
-                 ber: float) -> bytes:
-    """A REPLY frame: label, confidence (1/255 steps) and the edge's BER estimate (1e-5 steps)."""
+                 ber: float, header_copies: int = 1) -> bytes:
+    """A REPLY frame: label, confidence (1/255 steps) and the edge's BER estimate (1e-5 steps).
+
+    An edge answers with as many header copies as the request carried (the downlink is as bad).
+    """
     conf = max(0, min(255, int(round(confidence * 255))))
     ber_e5 = max(0, min(0xFFFF, int(round(ber * 1e5))))
     body = _REPLY.pack(label & 0xFF, conf, ber_e5)
-    return _build(Kind.REPLY, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body)
+    return _build(Kind.REPLY, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body,
+                  header_copies)
 
 
-def encode_error(fingerprint: bytes, device_id: int, seq: int, code: ErrorCode, reason: str) -> bytes:
+def encode_error(fingerprint: bytes, device_id: int, seq: int, code: ErrorCode, reason: str,
+                 header_copies: int = 1) -> bytes:
     """An ERROR frame telling the device why its request was refused (reason <= 200 bytes)."""
     body = bytes([int(code)]) + reason.encode("utf-8")[:200]
-    return _build(Kind.ERROR, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body)
+    return _build(Kind.ERROR, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body,
+                  header_copies)
 
 
 # --- pilots ----------------------------------------------------------------------------------

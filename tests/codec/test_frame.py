@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from codec.errors import FrameError
 from codec.frame import (HEADER_BYTES, ErrorCode, Kind, crc16, encode_error, encode_inference,
-                         encode_reply, fragment_count, parse_frame, pilot_bit_errors,
-                         pilot_sequence)
+                         encode_reply, fragment_count, header_bytes, header_copies_for, parse_frame,
+                         pilot_bit_errors, pilot_sequence)
 from codec.reassembly import Reassembler
 
 FP = bytes.fromhex("1234abcd")
@@ -185,3 +185,43 @@ def test_reassembly_is_bounded():
         f = parse_frame(encode_inference(_payload(1200), 1200, FP, 1, seq, mtu=64)[0])
         released += r.add(f, 0.0)
     assert len(r) == 10 and len(released) == 90
+
+
+def _survival(frame: bytes, ber: float, trials: int, seed: int = 2) -> float:
+    rng = np.random.default_rng(seed)
+    arr = np.frombuffer(frame, np.uint8)
+    ok = 0
+    for _ in range(trials):
+        bits = np.unpackbits(arr) ^ (rng.random(arr.size * 8) < ber)
+        try:
+            parsed = parse_frame(np.packbits(bits.astype(np.uint8)).tobytes())
+            ok += parsed.seq == 6 and parsed.device_id == 5
+        except FrameError:
+            pass
+    return ok / trials
+
+
+@pytest.mark.parametrize("copies", [1, 3, 5])
+def test_header_copies_round_trip(copies):
+    payload = _payload()
+    (frame,) = encode_inference(payload, 294, FP, 5, 6, mtu=1400, header_copies=copies)
+    assert len(frame) == header_bytes(copies) + 4 + len(payload)
+    parsed = parse_frame(frame)
+    assert parsed.header_copies == copies and parsed.data == payload
+    reply = parse_frame(encode_reply(FP, 5, 6, 3, 0.5, 0.05, header_copies=copies))
+    assert reply.header_copies == copies and reply.reply().label == 3
+
+
+@pytest.mark.parametrize("ber,copies,bar", [(5e-2, 3, 0.97), (1e-1, 5, 0.95)])
+def test_repeated_header_survives_bad_links(ber, copies, bar):
+    assert header_copies_for(ber) == copies
+    (frame,) = encode_inference(_payload(), 294, FP, 5, 6, mtu=1400, header_copies=copies)
+    # binomial model: 0.2% (3 copies at 5e-2) and 0.4% (5 copies at 1e-1) of headers lost
+    assert _survival(frame, ber, 300) >= bar
+    (single,) = encode_inference(_payload(), 294, FP, 5, 6, mtu=1400)
+    assert _survival(single, ber, 100) < 0.2
+
+
+def test_header_copies_refused_outside_1_3_5():
+    with pytest.raises(ValueError):
+        encode_inference(_payload(), 294, FP, 5, 6, header_copies=2)
