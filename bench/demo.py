@@ -69,8 +69,8 @@ def format_demo(result: dict) -> str:
                   f"2. live: snn device run (int8 ONNX) -> snn channel proxy (BER {live['ber']:g}) -> "
                   f"snn edge serve, loopback UDP",
                   f"   answered {d['answered']}/{d['count']}, accuracy {d['accuracy']:.2%}, "
-                  f"{d['transmissions']} transmissions, {d['bytes_on_air_per_inference']} B on air per "
-                  f"transmission in {d['frames_per_inference']} frame(s) (header, parity, pilots included)",
+                  f"{d['transmissions']} transmissions, {d['bytes_sent_mean']:.0f} B sent per inference "
+                  f"(every header copy, parity byte, pilot and resend counted)",
                   f"   encode p50 {d['encode_p50_ms']:.2f} ms, round trip p50 {d['rtt_p50_ms']:.1f} ms / "
                   f"p99 {d['rtt_p99_ms']:.1f} ms, time on air on {live['link']}: "
                   f"{d['airtime_ms_per_inference']:.0f} ms",

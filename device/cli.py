@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="resends of an unanswered inference, same sequence number (default 2)")
     p.add_argument("--window", type=int, default=4, help="inferences in flight at once (default 4)")
     p.add_argument("--pilots", type=int, default=4, help="pilot bytes per frame for the edge's BER estimate")
+    p.add_argument("--header-copies", default="auto", choices=["auto", "1", "3", "5"],
+                   help="copies of the protected frame header (auto: from the BER the edge reports, "
+                        "and more robust on each resend; default auto)")
     p.add_argument("--snr-hint", type=int, default=None, help="link SNR (dB) to put in the header")
     p.add_argument("--truth", action="store_true",
                    help="send the ground-truth label in the header (test mode: the edge scores itself)")
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     client = DeviceClient(encoder, transport, device_id=args.device_id, mtu=mtu, link=link, timeout=args.timeout,
                           retries=args.retries, window=args.window, pilot_len=args.pilots,
                           snr_hint=args.snr_hint, send_truth=args.truth, seq_start=args.seq_start,
-                          on_result=on_result)
+                          on_result=on_result,
+                          header_copies=args.header_copies if args.header_copies == "auto" else int(args.header_copies))
     if not args.quiet:
         print(f"device {args.device_id}: {encoder.path.name} ({info.quantization}, codec {info.fingerprint.hex()}, "
               f"{info.payload_bytes} B payload) -> {args.to}, MTU {mtu}"

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from codec.errors import FrameError, SnnError
-from codec.frame import ErrorCode, Kind, encode_inference, parse_frame
+from codec.frame import HEADER_COPIES, ErrorCode, Kind, encode_inference, header_copies_for, parse_frame
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
 BAD_FRAME_MATCH_BITS = 6  # bit flips tolerated when matching a damaged header's echoed ids
@@ -57,6 +57,9 @@ class InferenceRecord:
     rtt_ms: float | None = None
     error: str | None = None
     correct: bool | None = None
+    header_copies: int = 1       # header block copies of the last transmission
+    bytes_sent: int = 0          # every transmission, all fragments
+    _payload: bytes = field(default=b"", repr=False)
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
@@ -92,7 +95,8 @@ class DeviceClient:
     def __init__(self, encoder, transport, *, device_id: int = 1, mtu: int = 1400, link=None,
                  timeout: float = 1.0, retries: int = 2, window: int = 4, pilot_len: int = 4,
                  snr_hint: int | None = None, send_truth: bool = False, seq_start: int = 0,
-                 busy_delay: float = 0.05, give_up_after: int | None = None, on_result=None):
+                 busy_delay: float = 0.05, give_up_after: int | None = None, on_result=None,
+                 header_copies: int | str = 1):
         if timeout <= 0:
             raise SnnError("--timeout must be > 0 seconds")
         if retries < 0 or window < 1:
@@ -112,6 +116,10 @@ class DeviceClient:
         self.busy_delay = float(busy_delay)
         self.give_up_after = give_up_after if give_up_after is not None else self.window
         self.on_result = on_result
+        if header_copies != "auto" and header_copies not in HEADER_COPIES:
+            raise SnnError(f"--header-copies must be auto or one of {HEADER_COPIES}")
+        self.header_copies = header_copies
+        self.link_ber: float | None = None   # smoothed from the BER the edge reports in replies
         self.records: list[InferenceRecord] = []
         self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
                       "bad_frame_errors": 0}
@@ -139,17 +147,28 @@ class DeviceClient:
         """Encode, pack and frame one image (not yet sent)."""
         payload, seconds = self.encoder.encode_one(image)
         seq = (self.seq_start + index) & 0xFFFF
+        rec = InferenceRecord(index=index, seq=seq, truth=truth, encode_ms=round(seconds * 1e3, 4),
+                              frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
+        self._frame(rec, self._copies_now())
+        return rec
+
+    def _copies_now(self) -> int:
+        """Header copies for a first transmission: fixed, or from the BER the edge reported."""
+        if self.header_copies != "auto":
+            return int(self.header_copies)
+        return 1 if self.link_ber is None else header_copies_for(self.link_ber)
+
+    def _frame(self, rec: InferenceRecord, copies: int) -> None:
         info = self.encoder.info
         try:
-            frames = encode_inference(payload, info.payload_bits, info.fingerprint, self.device_id, seq,
+            frames = encode_inference(rec._payload, info.payload_bits, info.fingerprint, self.device_id, rec.seq,
                                       mtu=self.mtu, pilot_len=self.pilot_len, snr_hint=self.snr_hint,
-                                      truth=truth if self.send_truth else None)
+                                      truth=rec.truth if self.send_truth else None, header_copies=copies)
         except ValueError as exc:
             raise SnnError(f"cannot frame {info.payload_bytes} payload bytes: {exc}") from None
         sizes = [self._on_air(f) for f in frames]
-        return InferenceRecord(index=index, seq=seq, truth=truth, encode_ms=round(seconds * 1e3, 4),
-                               frames=len(frames), bytes_on_air=sum(sizes), airtime_ms=self._airtime_ms(sizes),
-                               _frames=frames)
+        rec._frames, rec.frames, rec.header_copies = frames, len(frames), copies
+        rec.bytes_on_air, rec.airtime_ms = sum(sizes), self._airtime_ms(sizes)
 
     def _transmit(self, rec: InferenceRecord) -> None:
         now = time.monotonic()
@@ -157,7 +176,11 @@ class DeviceClient:
             rec._first_sent = now
         else:
             self.stats["resends"] += 1
+            if self.header_copies == "auto" and rec.header_copies < HEADER_COPIES[-1]:
+                # no answer: the header may not have survived; resend it more robustly
+                self._frame(rec, HEADER_COPIES[HEADER_COPIES.index(rec.header_copies) + 1])
         rec.attempts += 1
+        rec.bytes_sent += rec.bytes_on_air
         for frame in rec._frames:
             self.transport.send(frame)
         rec._due = time.monotonic() + self.timeout
@@ -238,6 +261,7 @@ class DeviceClient:
                 self.stats["bad_frames"] += 1
                 return 0
             rec.label, rec.confidence, rec.edge_ber = reply.label, round(reply.confidence, 4), reply.ber
+            self.link_ber = reply.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * reply.ber
             self._finish(rec, "ok", pending)
             return 1
         code, reason = frame.error()
@@ -316,6 +340,8 @@ class DeviceClient:
             "encode_mean_ms": round(float(np.mean(enc)), 4) if enc else None,
             "payload_bytes": info.payload_bytes,
             "bytes_on_air_per_inference": int(recs[0].bytes_on_air) if recs else None,
+            "bytes_sent_mean": round(float(np.mean([r.bytes_sent for r in recs])), 2) if recs else None,
+            "header_copies": self.header_copies,
             "frames_per_inference": int(recs[0].frames) if recs else None,
             "airtime_ms_per_inference": round(float(np.mean(air)), 4) if air else None,
             "link": getattr(self.link, "name", None),
