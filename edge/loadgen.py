@@ -434,6 +434,24 @@ def edge_server(bundles: list[str] | None, extra: list[str] | None = None, timeo
             log.close()
 
 
+def _stalls(addr: dict) -> dict:
+    """Server-side stalls so far: loop timer wake-ups and model batches later/longer than 100 ms."""
+    text = _get(addr["http"] + "/metrics")
+    out = {}
+    for key, prefix in (("loop_lag_over_100ms", "snn_edge_loop_lag_seconds_bucket{"),
+                        ("model_batches_over_100ms", 'snn_edge_latency_seconds_bucket{')):
+        le_01 = total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(prefix) or ("model" in key and 'stage="model"' not in line):
+                continue
+            if 'le="0.1"' in line:
+                le_01 = float(line.rsplit(" ", 1)[1])
+            elif 'le="+Inf"' in line:
+                total = float(line.rsplit(" ", 1)[1])
+        out[key] = int(total - le_01)
+    return out
+
+
 def _metric_sum(text: str, name: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -530,7 +548,8 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         result["server"] = {"mean_batch": round(_metric_sum(metrics, "snn_edge_batch_size_sum")
                                                 / max(batches, 1), 2),
                             "rss_start_kb": rss0, "rss_end_kb": _rss_kb(proc.pid),
-                            "udp_kernel_drops": _metric_sum(metrics, "snn_edge_udp_kernel_drops")}
+                            "udp_kernel_drops": _metric_sum(metrics, "snn_edge_udp_kernel_drops"),
+                            **_stalls(addr)}
         t_stop = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -561,6 +580,7 @@ def _soak(result, proc, target, maker, rate, seconds, garbage, addr, log) -> dic
     log(f"soak: {rate:.0f} frames/s, {garbage:.0%} garbage, {seconds:.0f} s ...")
     run = udp_open_loop(target, maker, rate, seconds, garbage, on_tick=tick)
     health = json.loads(_get(addr["http"] + "/healthz"))
+    result["server"] = _stalls(addr)
     alive = proc.poll() is None
     warm = [kb for t, kb in samples if t >= min(5.0, seconds / 4)]
     base = warm[0] if warm else _rss_kb(proc.pid)
@@ -587,7 +607,9 @@ def format_edge(r: dict) -> str:
                   f"({s['sent_garbage']} garbage of {s['sent']}):",
                   f"  sent {s['sent']}  answered {s['answered']}  rejected {s['rejected']} "
                   f"(garbage answered {s['garbage_answered']}, busy {s['busy']})  lost {s['lost']}",
-                  f"  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  server alive {r['alive']}",
+                  f"  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  server alive {r['alive']}  "
+                  f"server stalls > 100 ms: loop {r['server']['loop_lag_over_100ms']}, model batches "
+                  f"{r['server']['model_batches_over_100ms']}",
                   f"  RSS {r['rss_base_kb'] / 1024:.1f} MiB (after warm-up) -> {r['rss_end_kb'] / 1024:.1f} MiB"
                   f"  growth {100 * r['rss_growth']:.1f} %"]
         return "\n".join(lines)
@@ -609,6 +631,8 @@ def format_edge(r: dict) -> str:
         f"{u.get('server_cpu_us_per_frame')} / {u.get('loadgen_cpu_us_per_frame')}, http "
         f"{h.get('server_cpu_us_per_frame')} / {h.get('loadgen_cpu_us_per_frame')}; load average "
         f"{r.get('loadavg')}",
+        f"server stalls > 100 ms (all phases): loop {r['server'].get('loop_lag_over_100ms')}, "
+        f"model batches {r['server'].get('model_batches_over_100ms')}",
         f"udp throughput / model alone = {r['ratio']}   "
         f"accounted (sent = answered + rejected): {r['accounted']}   "
         f"SIGTERM exit {r['server']['sigterm_exit_s']} s (code {r['server']['exit_code']})",
