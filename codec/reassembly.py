@@ -30,6 +30,7 @@ class Assembled:
     pilot_bits: int = 0
     snr_hint: int | None = None
     truth: int | None = None
+    header_copies: int = 1        # the most any fragment used: replies mirror it
 
     @property
     def complete(self) -> bool:
@@ -112,3 +113,4 @@ class Reassembler:
         item.received.add(frame.frag_index)
         item.pilot_errors += pilot_bit_errors(frame)
         item.pilot_bits += 8 * frame.pilot_len
+        item.header_copies = max(item.header_copies, frame.header_copies)

@@ -19,7 +19,6 @@ Modules:
 - ``codecs``: served codecs (eager edge half; TorchScript opt-in) and the batched unpack +
   decode + task head.
 - ``ber``: per-frame pilot counts pooled per device with an SNR-hint prior.
-- ``replies``: REPLY/ERROR frames byte-identical to ``codec.frame``, with the RS parity by table.
 - ``stats``: Prometheus metrics, bounded per-device table, latency ring, rate meter.
 - ``loadgen``: ``snn bench edge`` — the load generator and benchmark (the parser hook lives in
   ``bench/cli.py``).

@@ -17,29 +17,27 @@ from dataclasses import dataclass
 from typing import Callable
 
 from codec.errors import FrameError
-from codec.frame import ErrorCode, Kind, parse_frame, pilot_sequence
+from codec.frame import (ErrorCode, Kind, encode_error, encode_reply, parse_frame,
+                         pilot_bit_errors)
 from codec.reassembly import Assembled, Reassembler
 from edge.batcher import Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
-from edge.replies import ReplyEncoder
 from edge.stats import DeviceTable, EdgeMetrics, LatencyRing, RateMeter
 
 log = logging.getLogger("snn.edge")
 
 _NO_FP = b"\x00\x00\x00\x00"
-_POPCOUNT = bytes(bin(v).count("1") for v in range(256))
-_PILOTS = pilot_sequence(32)
 
 
 class Inference:
     """One whole inference as the pipeline sees it (a single frame or a reassembled set)."""
 
     __slots__ = ("fingerprint", "device_id", "seq", "payload", "erased", "pilot_errors",
-                 "pilot_bits", "snr_hint", "truth")
+                 "pilot_bits", "snr_hint", "truth", "header_copies")
 
     def __init__(self, fingerprint, device_id, seq, payload, erased, pilot_errors, pilot_bits,
-                 snr_hint, truth) -> None:
+                 snr_hint, truth, header_copies=1) -> None:
         self.fingerprint = fingerprint
         self.device_id = device_id
         self.seq = seq
@@ -49,20 +47,20 @@ class Inference:
         self.pilot_bits = pilot_bits
         self.snr_hint = snr_hint
         self.truth = truth
+        self.header_copies = header_copies  # the reply is sent as robustly as the request came
 
     @classmethod
     def from_frame(cls, frame) -> "Inference":
         """A single-fragment frame, without the reassembler (the hot path)."""
-        body, n = frame.body, frame.pilot_len
-        errors = sum(_POPCOUNT[a ^ b] for a, b in zip(body[:n], _PILOTS))
-        return cls(frame.fingerprint, frame.device_id, frame.seq, body[n:], None, errors, 8 * n,
-                   frame.snr_hint, frame.truth)
+        return cls(frame.fingerprint, frame.device_id, frame.seq, frame.data, None,
+                   pilot_bit_errors(frame), 8 * frame.pilot_len, frame.snr_hint, frame.truth,
+                   frame.header_copies)
 
     @classmethod
     def from_assembled(cls, item: Assembled) -> "Inference":
         return cls(item.fingerprint, item.device_id, item.seq, bytes(item.payload),
                    None if item.complete else item.erased, item.pilot_errors, item.pilot_bits,
-                   item.snr_hint, item.truth)
+                   item.snr_hint, item.truth, item.header_copies)
 
 
 @dataclass
@@ -123,7 +121,6 @@ class EdgeCore:
         self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
                                     self.metrics, on_batch=self._on_batch)
-        self.replies = ReplyEncoder()
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
         self.answer_rate = RateMeter()
@@ -225,7 +222,7 @@ class EdgeCore:
             self.devices.get(dev, transport, time.monotonic()).rejected += 1
         elif not self.config.reply_bad_frames:
             return
-        self._send(reply, self.replies.error(fp, dev, seq, rej.code, rej.message))
+        self._send(reply, encode_error(fp, dev, seq, rej.code, rej.message))
 
     @staticmethod
     def _send(reply: Callable[[bytes], None], data: bytes) -> None:
@@ -252,9 +249,9 @@ class EdgeCore:
             reason = "busy" if self.batcher.accepting else "shutdown"
             self.metrics.reject(reason)
             self.devices.get(item.device_id, transport, time.monotonic()).rejected += 1
-            self._send(reply, self.replies.error(item.fingerprint, item.device_id, item.seq,
-                                                 ErrorCode.BUSY, "edge overloaded: retry later"
-                                                 if reason == "busy" else "the edge is shutting down"))
+            self._send(reply, encode_error(item.fingerprint, item.device_id, item.seq, ErrorCode.BUSY,
+                                           "edge overloaded: retry later" if reason == "busy"
+                                           else "the edge is shutting down", item.header_copies))
         else:
             self.metrics.queue_depth.set(len(self.batcher))
 
@@ -272,11 +269,11 @@ class EdgeCore:
             rej = error if isinstance(error, Rejected) else Rejected(
                 "internal", ErrorCode.INTERNAL, "internal error in the model")
             self.metrics.reject(rej.reason)
-            self._send(reply, self.replies.error(item.fingerprint, item.device_id, item.seq,
-                                                 rej.code, rej.message))
+            self._send(reply, encode_error(item.fingerprint, item.device_id, item.seq, rej.code,
+                                           rej.message, item.header_copies))
             return
-        self._send(reply, self.replies.reply(item.fingerprint, item.device_id, item.seq, label,
-                                             confidence, job.ber))
+        self._send(reply, encode_reply(item.fingerprint, item.device_id, item.seq, label, confidence,
+                                       job.ber, item.header_copies))
         self._account(job, item.device_id, item.truth, label)
 
     def _account(self, job: Job, device_id: int, truth: int | None, label: int) -> None:

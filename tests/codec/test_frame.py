@@ -225,3 +225,12 @@ def test_repeated_header_survives_bad_links(ber, copies, bar):
 def test_header_copies_refused_outside_1_3_5():
     with pytest.raises(ValueError):
         encode_inference(_payload(), 294, FP, 5, 6, header_copies=2)
+
+
+def test_reassembly_remembers_header_copies():
+    frames = [parse_frame(f) for f in encode_inference(_payload(1200), 1200, FP, 1, 9, mtu=400, header_copies=3)]
+    r = Reassembler()
+    out = []
+    for f in frames:
+        out += r.add(f, 0.0)
+    assert len(out) == 1 and out[0].header_copies == 3
