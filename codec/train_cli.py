@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--usage-weight", type=float, default=0.02, help="centre-usage loss weight")
     c.add_argument("--crop", type=float, default=1.0, help="spatial crop ratio: send a centred sub-window")
     c.add_argument("--stage1-epochs", type=int, default=2)
-    c.add_argument("--stage2-epochs", type=int, default=10)
+    c.add_argument("--stage2-epochs", type=int, default=6)
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--lr", type=float, default=3e-3)
     c.add_argument("--ber-min", type=float, default=1e-4)
