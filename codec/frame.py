@@ -42,6 +42,7 @@ _CRC = struct.Struct(">H")
 _REPLY = struct.Struct(">BBH")
 _PROTECTED = _HEADER.size + _CRC.size                     # 19 bytes the RS code protects
 HEADER_BYTES = _PROTECTED + HEADER_PARITY_BYTES            # 31 bytes on the air before the body
+PROTECTION_BYTES = _CRC.size + HEADER_PARITY_BYTES         # 14: CRC-16 + RS parity of a block
 HEADER_COPIES = (1, 3, 5)  # the protected header block may be sent 1, 3 or 5 times
 # GF(2^8), primitive polynomial 0x11D, generator 2, first consecutive root 0 (see PROTOCOL.md)
 _RS = RSCodec(HEADER_PARITY_BYTES, nsize=255, fcr=0, prim=0x11D, generator=2, c_exp=8)
@@ -69,10 +70,13 @@ def _parity_tables() -> list[list[int]]:
 _PARITY = _parity_tables()
 
 
-def _rs_parity(protected: bytes) -> bytes:
-    """The 12 RS parity bytes of the 19 protected header bytes."""
+def _rs_parity(checked: bytes) -> bytes:
+    """The 12 RS parity bytes of a message (+ CRC). Up to 19 bytes by table (leading zeros do not
+    change a shortened RS code's parity, so shorter messages use the tables' tail), else reedsolo."""
+    if len(checked) > _PROTECTED:
+        return bytes(_RS.encode(checked))[len(checked):]
     parity = 0
-    for table, value in zip(_PARITY, protected):
+    for table, value in zip(_PARITY[_PROTECTED - len(checked):], checked):
         if value:
             parity ^= table[value]
     return parity.to_bytes(HEADER_PARITY_BYTES, "big")
@@ -183,9 +187,28 @@ def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int,
     head = _HEADER.pack(MAGIC, (VERSION << 4) | int(kind), int(flags), fingerprint,
                         device_id & 0xFFFF, seq & 0xFFFF, (frag_index << 4) | (frag_count - 1),
                         payload_bits, snr, pilot_len, NO_TRUTH if truth is None else truth)
-    covered = head if kind == Kind.DATA else head + body
-    protected = head + _CRC.pack(crc16(covered))
-    return (protected + _rs_parity(protected)) * copies + body
+    if kind != Kind.DATA:  # a label must arrive right or not at all: its body is protected too
+        body = _protect(body) * copies
+    return _protect(head) * copies + body
+
+
+def _protect(message: bytes) -> bytes:
+    """message + CRC-16(message) + 12 RS parity bytes over both: a block that repairs itself."""
+    checked = message + _CRC.pack(crc16(message))
+    return checked + _rs_parity(checked)
+
+
+def _recover(block: bytes) -> bytes | None:
+    """The message of a `_protect`ed block, repaired by the RS code when its CRC fails; or None."""
+    message, crc = block[:-PROTECTION_BYTES], block[-PROTECTION_BYTES:-HEADER_PARITY_BYTES]
+    if crc16(message) == int.from_bytes(crc, "big"):
+        return message
+    try:
+        repaired = bytes(_RS.decode(block)[0])
+    except (ReedSolomonError, ValueError, IndexError, ZeroDivisionError):
+        return None
+    message, crc = repaired[:-_CRC.size], repaired[-_CRC.size:]
+    return message if crc16(message) == int.from_bytes(crc, "big") else None
 
 
 def parse_frame(data: bytes) -> Frame:
@@ -209,9 +232,10 @@ def parse_frame(data: bytes) -> Frame:
 
 def _parse(data: bytes, copies: int) -> Frame:
     end = copies * HEADER_BYTES
-    block = data[:HEADER_BYTES] if copies == 1 else _majority(data[:end], copies)
+    protected = _recover(data[:HEADER_BYTES] if copies == 1 else _majority(data[:end], copies))
+    if protected is None:
+        raise FrameError("header damaged beyond repair on the link (CRC and RS check failed)")
     body = data[end:]
-    protected = _checked_header(block, body)
     (magic, ver_kind, flags, fingerprint, device_id, seq, frag, payload_bits, snr, pilot_len,
      truth) = _HEADER.unpack_from(protected)
     if magic != MAGIC:
@@ -228,7 +252,11 @@ def _parse(data: bytes, copies: int) -> Frame:
     if frag_index >= frag_count:
         raise FrameError(f"fragment index {frag_index} >= fragment count {frag_count}")
     kind = Kind(kind_value)
-    if kind == Kind.DATA:
+    if kind != Kind.DATA:
+        body = _reply_body(body, copies)
+        if len(body) * 8 != payload_bits:
+            raise FrameError(f"{kind.name} body of {len(body)} bytes, header says {payload_bits} bits")
+    else:
         if payload_bits == 0:
             raise FrameError("data frame with an empty payload")
         if pilot_len > MAX_PILOT_BYTES:
@@ -242,28 +270,20 @@ def _parse(data: bytes, copies: int) -> Frame:
 
 
 def _majority(blocks: bytes, copies: int) -> bytes:
-    """Bitwise majority vote over `copies` repeated header blocks."""
-    bits = np.unpackbits(np.frombuffer(blocks, dtype=np.uint8).reshape(copies, HEADER_BYTES), axis=1)
+    """Bitwise majority vote over `copies` repeated blocks of equal length."""
+    bits = np.unpackbits(np.frombuffer(blocks, dtype=np.uint8).reshape(copies, -1), axis=1)
     return np.packbits(bits.sum(axis=0, dtype=np.uint8) > copies // 2).tobytes()
 
 
-def _checked_header(on_air: bytes, body: bytes) -> bytes:
-    """The 19 protected header bytes, repaired by the RS code when the CRC fails."""
-    if _crc_ok(on_air[:_PROTECTED], body):
-        return on_air[:_PROTECTED]
-    try:
-        repaired = bytes(_RS.decode(on_air)[0])
-    except (ReedSolomonError, ValueError, IndexError, ZeroDivisionError):
-        raise FrameError("header damaged beyond repair on the link (CRC and RS check failed)") from None
-    if not _crc_ok(repaired, body):
-        raise FrameError("header CRC mismatch after RS repair: the header was corrupted on the link")
-    return repaired
-
-
-def _crc_ok(protected: bytes, body: bytes) -> bool:
-    head = protected[:_HEADER.size]
-    covered = head if (head[1] & 0x0F) == Kind.DATA else head + body
-    return crc16(covered) == _CRC.unpack_from(protected, _HEADER.size)[0]
+def _reply_body(data: bytes, copies: int) -> bytes:
+    """The body of a REPLY/ERROR frame: `copies` protected blocks, majority-voted and repaired."""
+    size = len(data) // copies
+    if size <= PROTECTION_BYTES or size * copies != len(data) or size > 255:
+        raise FrameError(f"reply body of {len(data)} bytes does not hold {copies} protected block(s)")
+    body = _recover(data if copies == 1 else _majority(data, copies))
+    if body is None:
+        raise FrameError("reply body damaged beyond repair on the link (CRC and RS check failed)")
+    return body
 
 
 # --- fragmentation ---------------------------------------------------------------------------

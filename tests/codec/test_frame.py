@@ -61,10 +61,15 @@ def test_reply_and_error_round_trip():
     assert code == ErrorCode.UNKNOWN_CODEC and reason == "unknown codec"
 
 
-def test_reply_body_is_crc_protected():
-    frame = bytearray(encode_reply(FP, 3, 77, 4, 0.5, 0.0))
-    frame[-3] ^= 1
-    with pytest.raises(FrameError):
+def test_reply_body_is_protected():
+    good = encode_reply(FP, 3, 77, 4, 0.5, 0.0)
+    assert len(good) == HEADER_BYTES + 4 + 14  # body + CRC-16 + RS parity
+    frame = bytearray(good)
+    frame[-3] ^= 1  # repaired
+    assert parse_frame(bytes(frame)).reply().label == 4
+    for offset in range(HEADER_BYTES, len(frame), 2):  # 9 damaged bytes of 18: beyond repair
+        frame[offset] ^= 0xA5
+    with pytest.raises(FrameError, match="reply body"):
         parse_frame(bytes(frame))
 
 
@@ -220,6 +225,8 @@ def test_repeated_header_survives_bad_links(ber, copies, bar):
     assert _survival(frame, ber, 300) >= bar
     (single,) = encode_inference(_payload(), 294, FP, 5, 6, mtu=1400)
     assert _survival(single, ber, 100) < 0.2
+    reply = encode_reply(FP, 5, 6, 3, 0.5, 0.05, header_copies=copies)
+    assert _survival(reply, ber, 300) >= bar - 0.01  # the downlink answer survives too
 
 
 def test_header_copies_refused_outside_1_3_5():
