@@ -80,7 +80,7 @@ def command_line(args: argparse.Namespace) -> str:
         if not action.option_strings or action.dest == "help":
             continue
         value = getattr(args, action.dest, None)
-        if value == action.default:
+        if value == action.default and action.dest != "seed":
             continue
         flag = max(action.option_strings, key=len)
         if isinstance(action, argparse._StoreTrueAction):
