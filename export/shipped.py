@@ -21,7 +21,7 @@ def onnx_fingerprint(path: Path) -> str | None:
     """The codec fingerprint (hex) in an exported encoder's metadata, None when absent."""
     import onnx
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return props.get("fingerprint")
+    return props.get("snn.fingerprint")
 
 
 def default_int8_encoder(log=print) -> Path:
