@@ -183,7 +183,7 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
                          "within_16_fragments": len(sizes) <= 16 if method == "semanticnn" else None,
                          "device_ms": round(dev, 3), "air_ms": round(air, 2), "edge_ms": round(ed, 3),
                          "total_ms": round(dev + air + ed, 2), "duty_wait_ms": round(wait, 1)})
-    return {"benchmark": "latency", "rows": rows, "baseline": baseline,
+    return {"benchmark": "latency", "rows": rows, "baseline": baseline, "bundle_fingerprint": bundle.fingerprint.hex(),
             "baseline_parts_ms": {k: round(v, 3) for k, v in parts.items()},
             "baseline_note": "Reed-Solomon coding runs in reedsolo, pure Python here; a C codec takes "
                              "microseconds, so the baseline's device and edge times are upper bounds",

@@ -123,6 +123,11 @@ def run_end_to_end(args: argparse.Namespace, write_json) -> int:
         md.append(report.latency_markdown(lat, command))
         report.plot_latency(lat, out / "latency.png")
         print(report.latency_markdown(lat, command))
+    fps = {r.get("bundle_fingerprint") or (r.get("config") or {}).get("bundle_fingerprint")
+           for r in (result.get("accuracy"), result.get("latency")) if r}
+    if len(fps) > 1:
+        result["warning"] = f"the bundle changed during the run (fingerprints {sorted(fps)}): rerun"
+        _log("WARNING: " + result["warning"])
     if args.bench == "all" and not args.no_edge:
         result["edge"] = _edge(args)
         md.append(_edge_markdown(result["edge"], command))
