@@ -168,8 +168,13 @@ def header_bytes(copies: int = 1) -> int:
 
 
 def header_copies_for(ber: float) -> int:
-    """The copies a sender should use at this BER: header loss stays below ~1% up to BER 0.1."""
-    return 1 if ber <= 1e-2 else 3 if ber <= 5e-2 else 5
+    """The copies a sender should use at this BER.
+
+    Fewest expected bytes on air, resends included: one 72-byte frame beats three header copies
+    (134 B) while it loses under ~45% of headers (up to BER ~2e-2: 17%); three copies lose 1.3%
+    at 6e-2; five lose 0.4% at 1e-1.
+    """
+    return 1 if ber <= 2e-2 else 3 if ber <= 6e-2 else 5
 
 
 def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int, frag_index: int,
