@@ -236,31 +236,14 @@ def build_backbone(arch: str, **kwargs) -> SplitBackbone:
 
 
 def count_macs(module: nn.Module, example: torch.Tensor | tuple) -> int:
-    """Multiply-accumulates of one forward pass (conv, transposed conv, linear), per batch."""
-    total = 0
+    """Multiply-accumulates of one forward pass (convolutions, transposed convs, matmuls), per batch.
 
-    def conv_hook(m, inp, out):
-        nonlocal total
-        if isinstance(m, nn.ConvTranspose2d):
-            x = inp[0]
-            total += x.numel() * m.out_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-        else:
-            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    Counted by torch's FlopCounterMode at the aten level, so functional convolutions are included;
+    elementwise work (GDN square roots, activations) is not, as usual for MAC counts.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def linear_hook(m, inp, out):
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    hooks = []
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
-    try:
-        with torch.no_grad():
-            module(*example) if isinstance(example, tuple) else module(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return total
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(*example) if isinstance(example, tuple) else module(example)
+    return int(counter.get_total_flops()) // 2

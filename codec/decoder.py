@@ -13,6 +13,7 @@ which symbols never arrived. Output: features of the backbone's split-point shap
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from codec.gdn import GDN
@@ -52,8 +53,20 @@ class DecoderStage(nn.Module):
         self.act = nn.PReLU(cout)
         self.af = AFBlock(cout)
 
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """The transposed conv. At stride 1 it is computed as the equivalent direct convolution
+        (kernel transposed in its channel axes and flipped, padding k-1-p): the same function and
+        parameters, but PyTorch's CPU backend runs a direct conv about 2x faster than its
+        transposed-conv kernel, which matters for the edge's images/s."""
+        t = self.tconv
+        if t.stride == (1, 1) and t.output_padding == (0, 0) and t.dilation == (1, 1) and t.groups == 1:
+            weight = t.weight.transpose(0, 1).flip(2, 3)
+            pad = (t.kernel_size[0] - 1 - t.padding[0], t.kernel_size[1] - 1 - t.padding[1])
+            return F.conv2d(x, weight, t.bias, padding=pad)
+        return t(x)
+
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.af(self.act(self.igdn(self.tconv(x))), cond)
+        return self.af(self.act(self.igdn(self.upsample(x))), cond)
 
 
 class Decoder(nn.Module):

@@ -26,7 +26,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -125,8 +124,7 @@ def train_codec(args, command: str) -> Path:
 
     def make_opt(stage: int):
         n_ep = args.stage1_epochs if stage == 1 else args.stage2_epochs
-        lr = args.lr if stage == 1 else args.lr
-        o = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=1e-4)
+        o = torch.optim.AdamW(codec.parameters(), lr=args.lr, weight_decay=1e-4)
         total = max(1, n_ep * steps)
         s = torch.optim.lr_scheduler.LambdaLR(o, lambda i: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
         return o, s

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from codec.data import Dataset, load_dataset
-from codec.errors import DataError
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -120,10 +119,3 @@ def set_rng_state(g: torch.Generator, state: dict) -> None:
 def predict(fn, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Apply `fn` to `x` in chunks and concatenate (eval helper)."""
     return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-def require_file(path: str | Path, what: str) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{what} {p} does not exist")
-    return p

@@ -77,3 +77,12 @@ def test_device_half_exports_to_onnx(tmp_path):
     x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     assert (got == dev(torch.from_numpy(x)).numpy()).mean() > 0.98
+
+
+def test_stride1_transposed_conv_fast_path_is_the_same_function():
+    from codec.decoder import DecoderStage
+
+    torch.manual_seed(0)
+    stage = DecoderStage(4, 6, stride=1)
+    x = torch.randn(3, 4, 7, 7)
+    assert torch.allclose(stage.upsample(x), stage.tconv(x), atol=1e-5)
