@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from codec.threads import passive_omp_threads
+
 from codec.errors import SnnError
 
 
@@ -38,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    passive_omp_threads()
     import torch
 
     from codec.bundle import load_bundle

@@ -5,6 +5,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from codec.threads import passive_omp_threads
+
 
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
 
@@ -60,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    passive_omp_threads()
     command = command_line(args)
     if args.what == "backbone":
         from codec.train_backbone import train_backbone
