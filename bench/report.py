@@ -10,6 +10,7 @@ def _side(cfg: dict) -> str:
     return f" (`*-plain` rows: the first {cfg['side_count']})" if cfg["side_count"] < cfg["count"] else ""
 
 
+
 def _fmt_acc(a) -> str:
     return "—" if a is None else f"{100 * a:.1f}"
 
@@ -82,7 +83,9 @@ def bars_text(bars: dict) -> str:
     if b:
         out.append(f"Best bit-level baseline: {b['method']} {_fmt_acc(b['accuracy'])} % with "
                    f"{_fmt_bytes(b['bytes_on_air'])} B — SemanticNN's accuracy is "
-                   f"{'at least' if bars['accuracy_at_least_every_bit_level'] else 'BELOW'} every bit-level baseline's.")
+                   + ("at least every bit-level baseline's (bar met)." if bars['accuracy_at_least_every_bit_level'] else
+                      f"{100 * (b['accuracy'] - bars['semanticnn_accuracy']):.1f} points below the best bit-level "
+                      f"baseline's (bar NOT met)."))
     if c:
         out.append(f"Cheapest bit-level baseline within 2 points of SemanticNN: {c['method']} "
                    f"({_fmt_acc(c['accuracy'])} %, {_fmt_bytes(c['bytes_on_air'])} B = {_fmt_ratio(c['ratio'])} "
@@ -106,6 +109,8 @@ def equal_accuracy_table(result: dict) -> str:
     lines = ["| channel | BER | SemanticNN % | SemanticNN bytes | cheapest bit-level within 2 points | its % | its bytes "
              "| ratio |", "|---|---|---|---|---|---|---|---|"]
     for e in result.get("equal_accuracy", []):
+        if e["semanticnn_accuracy"] < 0.5:
+            e = dict(e, method="— (SemanticNN fails here)", accuracy=None, bytes_on_air=None, ratio=None)
         lines.append(f"| {e['channel']} | {e['ber']:g} | {_fmt_acc(e['semanticnn_accuracy'])} | "
                      f"{_fmt_bytes(e['semanticnn_bytes'])} | {e['method'] or 'none'} | {_fmt_acc(e['accuracy'])} | "
                      f"{_fmt_bytes(e['bytes_on_air'])} | {_fmt_ratio(e['ratio'])} |")
@@ -252,7 +257,7 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
              f"in all; `{results_dir}/bench.md` has every row. This section is regenerated from that file by "
              f"`python -m bench.report {results_dir}/bench.json --readme README.md`.", "",
              f"Bundle `{cfg.get('bundle_name') or cfg['codecs']['semanticnn']}` (fingerprint {cfg['bundle_fingerprint']}); float backbone "
-             f"accuracy {100 * cfg['backbone_accuracy']:.1f} %. {cfg['count']} {cfg['data']} images "
+             f"accuracy {100 * cfg['backbone_accuracy']:.1f} %. {cfg['count']} {cfg['data']} images"
              f"{_side(cfg)}, link {cfg['link']} (MTU {cfg['mtu']} B), "
              f"i.i.d. and Gilbert–Elliott (burst {cfg['ge_burst_bits']:g} bits) bit errors from `channel.errors` "
              f"for every method. Bytes on air count every uplink byte: headers, pilots, CRC, parity and every "
@@ -288,12 +293,16 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
                   "", f"![latency]({results_dir}/latency.png)", ""]
     edge = result.get("edge")
     if edge and "skipped" not in edge:
+        um, ur, ht = edge.get("udp_max", {}), edge.get("udp_rate", {}), edge.get("http", {})
         lines += ["### Edge throughput", "",
-                  f"`snn bench edge` inside the same run ({edge.get('cpus')} CPUs, batch <= {edge.get('max_batch')}): "
-                  f"decoder + task head alone {edge.get('model_fps')} images/s; UDP at {edge.get('rate_offered_fps'):g} "
-                  f"frames/s offered: {edge.get('throughput_fps')} answered/s, p50 {edge.get('p50_ms')} ms, "
-                  f"p99 {edge.get('p99_ms')} ms, sent {edge.get('sent')} = answered {edge.get('answered')} + "
-                  f"rejected {edge.get('rejected')}.", ""]
+                  f"`snn bench edge` inside the same run ({edge.get('cpus')} CPUs, batch <= {edge.get('max_batch')}, "
+                  f"codec {edge.get('codec')}): decoder + task head alone {edge.get('model_fps')} images/s; UDP closed "
+                  f"loop ({um.get('window')} in flight) {um.get('throughput_fps')} answered/s, p50 {um.get('p50_ms')} ms; "
+                  f"UDP at {ur.get('offered_fps', edge.get('rate_offered_fps'))} frames/s offered: "
+                  f"{ur.get('throughput_fps')} answered/s, p50 {ur.get('p50_ms')} ms, p99 {ur.get('p99_ms')} ms; "
+                  f"HTTP ({ht.get('clients')} clients) {ht.get('throughput_rps')} requests/s, p50 {ht.get('p50_ms')} ms. "
+                  f"All phases: sent {edge.get('sent')} = answered {edge.get('answered')} + rejected "
+                  f"{edge.get('rejected')} (lost {edge.get('lost')}).", ""]
     elif edge:
         lines += ["### Edge throughput", "", edge["skipped"], ""]
     return "\n".join(lines)
@@ -321,10 +330,33 @@ def update_readme(json_path: Path, readme: Path) -> None:
     Path(readme).write_text(head + "\n\n" + readme_section(result, str(Path(json_path).parent)) + "\n")
 
 
+def full_markdown(result: dict) -> str:
+    """The markdown file of a run (`bench.md`), from its JSON."""
+    command, m = result["command"], result["machine"]
+    parts = [f"# SemanticNN benchmarks\n\n{result['date']} on {m['cpu']} ({m['cpus']} CPUs), `{command}`, "
+             f"{result['total_seconds']:.0f} s in all.\n"]
+    acc = result.get("accuracy") or (result if result.get("benchmark") == "accuracy" else None)
+    if acc:
+        parts.append(accuracy_markdown(acc, command))
+    lat = result.get("latency") or (result if result.get("benchmark") == "latency" else None)
+    if lat:
+        parts.append(latency_markdown(lat, command))
+    if result.get("edge"):
+        from bench.run import _edge_markdown
+        parts.append(_edge_markdown(result["edge"], command))
+    return "\n".join(parts)
+
+
 if __name__ == "__main__":
     import argparse
-    p = argparse.ArgumentParser(prog="python -m bench.report", description="regenerate the README's Benchmarks section")
+    import json
+    p = argparse.ArgumentParser(prog="python -m bench.report",
+                                description="regenerate the README's Benchmarks section (and the .md) from a JSON")
     p.add_argument("json", type=Path, help="the JSON of `snn bench all`")
-    p.add_argument("--readme", type=Path, required=True)
+    p.add_argument("--readme", type=Path)
+    p.add_argument("--markdown", type=Path, help="also rewrite this markdown file (tables only)")
     a = p.parse_args()
-    update_readme(a.json, a.readme)
+    if a.readme:
+        update_readme(a.json, a.readme)
+    if a.markdown:
+        a.markdown.write_text(full_markdown(json.loads(a.json.read_text())))
