@@ -48,6 +48,7 @@ import torch
 
 from bench import transport
 from bench.sources import Source, decode_all, default_sources, encode_all
+from codec.frame import header_copies_for
 
 BERS = (0.0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
 CHANNELS = ("iid", "ge")
@@ -171,8 +172,11 @@ def edge_predict(edge, symbols: np.ndarray, erased: np.ndarray, ber: float, batc
 
 
 def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, clean_cache: dict,
-                  header_t: int = transport.FRAME_HEADER_T) -> dict:
-    """One learned codec at one channel setting: real frames, header losses, body errors."""
+                  header_t: int = transport.FRAME_HEADER_T, header_copies: int = 1) -> dict:
+    """One learned codec at one channel setting: real frames, header losses, body errors.
+
+    `header_copies` is what a device with `--header-copies auto` settles on at this BER.
+    """
     from codec.packing import erased_symbols, pack_symbols, unpack_symbols
 
     b = codec.bundle
@@ -182,7 +186,7 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
     symbols = clean_cache[key]
     packed = pack_symbols(symbols, b.levels, gray=b.gray)
     messages = [row.tobytes() for row in packed]
-    tr = transport.header_only(model, rng, messages, mtu, cap, t=header_t, extra=PILOTS)
+    tr = transport.header_only(model, rng, messages, mtu, cap, t=header_t, extra=PILOTS, copies=header_copies)
     pilot_bits = int(tr.pilot_bits.sum())
     ber_est = float(tr.pilot_flips.sum()) / pilot_bits if pilot_bits else 0.0
     ok = tr.delivered
@@ -322,7 +326,8 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         for c in codecs:
             m = n
             r = semantic_rows(c, images[:m], labels[:m], model(), rng(c.name), mtu, cap,
-                              clean_cache.setdefault(c.name + f"/{m}", {}))
+                              clean_cache.setdefault(c.name + f"/{m}", {}),
+                              header_copies=header_copies_for(ber))
             add(c.name, "learned", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"), m, **r)
             if c.name == "semanticnn" and ber > 0:
                 # diagnostic: the same codec if its frame header were never lost (not a real method)

@@ -152,8 +152,12 @@ def rs(model, rng: np.random.Generator, lengths, mtu: int, nsym: int, header: in
 
 
 def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int, cap: int = DEFAULT_CAP,
-                header: int = FRAME_HEADER, t: int = FRAME_HEADER_T, extra: int = 0) -> Transfer:
+                header: int = FRAME_HEADER, t: int = FRAME_HEADER_T, extra: int = 0,
+                copies: int = 1) -> Transfer:
     """Protected header only: resend a fragment while its header is lost (<= cap), keep body errors.
+
+    `copies` (1, 3, 5): the header block is sent that many times and the receiver takes the
+    bitwise majority before counting byte errors (codec.frame's header copies).
 
     `extra` bytes per fragment (pilots) travel between the header and the data and count as bytes
     on air; `pilot_flips[i]` counts their flipped bits in the accepted attempts of item i and
@@ -162,7 +166,8 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
     `received`); `delivered` is False only when no fragment of the item arrived.
     """
     lengths = np.array([len(m) for m in messages], dtype=np.int64)
-    k, chunk = fragment_plan(lengths, mtu - header - extra)
+    span = header * copies                     # header bytes on the air
+    k, chunk = fragment_plan(lengths, mtu - span - extra)
     n = len(messages)
     sent = np.zeros(n, dtype=np.int64)
     packets = np.zeros(n, dtype=np.int64)
@@ -174,7 +179,7 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
     for index in range(int(k.max()) if n else 0):
         pending = index < k
         dlen = fragment_length(lengths, chunk, index)
-        size = header + extra + dlen
+        size = span + extra + dlen
         for _ in range(cap):
             idx = np.flatnonzero(pending)
             if idx.size == 0:
@@ -183,19 +188,24 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
             pos = np.asarray(model.flip_positions(int(starts[-1]) * 8, rng), dtype=np.int64)
             byte = pos // 8
             per_byte = np.bincount(byte, minlength=int(starts[-1])) > 0
-            c_bytes = np.concatenate([[0], np.cumsum(per_byte)])
-            good = c_bytes[starts[:-1] + header] - c_bytes[starts[:-1]] <= t
             pkt = np.searchsorted(starts, byte, side="right") - 1
             off = byte - starts[pkt]
-            in_head = off < header
+            in_head = off < span
+            if copies == 1:
+                c_bytes = np.concatenate([[0], np.cumsum(per_byte)])
+                good = c_bytes[starts[:-1] + header] - c_bytes[starts[:-1]] <= t
+            else:  # a header bit is wrong after the vote when most of its copies flipped
+                key = (pkt[in_head] * header + off[in_head] % header) * 8 + pos[in_head] % 8
+                votes = np.bincount(key, minlength=idx.size * header * 8) > copies // 2
+                good = votes.reshape(idx.size, header, 8).any(axis=2).sum(axis=1) <= t
             sent[idx] += size[idx]
             packets[idx] += 1
             ok_flip = good[pkt]
-            pil = ok_flip & ~in_head & (off < header + extra)
+            pil = ok_flip & ~in_head & (off < span + extra)
             np.add.at(pilot_flips, idx[pkt[pil]], 1)
-            body = ok_flip & (off >= header + extra)
+            body = ok_flip & (off >= span + extra)
             owner = idx[pkt[body]]
-            where = offset[owner] + index * chunk[owner] + off[body] - header - extra
+            where = offset[owner] + index * chunk[owner] + off[body] - span - extra
             np.bitwise_xor.at(flat, where, (0x80 >> (pos[body] % 8)).astype(np.uint8))
             arrived[idx[good]] += 1
             pending[idx[good]] = False

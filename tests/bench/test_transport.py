@@ -138,3 +138,26 @@ def test_header_only_cap_erases_the_fragment():
 def test_flips_per_packet_counts():
     flips, byte_err, head = flips_per_packet(Scripted([0, 1, 9, 80, 81]), RNG, np.array([10, 10]), header=2)
     assert flips.tolist() == [3, 2] and byte_err.tolist() == [2, 1] and head.tolist() == [2, 1]
+
+
+def test_header_copies_vote_like_parse_frame():
+    """3 header copies: a bit flipped in 2 of 3 copies is wrong after the vote, in 1 of 3 it is not."""
+    from codec.errors import FrameError
+    from codec.frame import HEADER_BYTES, encode_inference, parse_frame
+
+    (frame,) = encode_inference(bytes(range(40)), 320, b"\x01\x02\x03\x04", 7, 9, mtu=400, header_copies=3)
+    for copies_hit, accepted in ((1, True), (2, False)):
+        bad = bytearray(frame)
+        flips = []
+        for i in range(7):  # 7 damaged header bytes > t = 6, if the vote keeps them
+            for c in range(copies_hit):
+                bad[c * HEADER_BYTES + 2 * i + 1] ^= 0x01
+                flips.append(8 * (c * HEADER_BYTES + 2 * i + 1) + 7)
+        try:
+            parse_frame(bytes(bad))
+            parsed = True
+        except FrameError:
+            parsed = False
+        assert parsed == accepted
+        tr = header_only(Scripted(sorted(flips)), RNG, [bytes(range(40))], 400, cap=1, copies=3)
+        assert bool(tr.delivered[0]) == accepted
