@@ -46,6 +46,12 @@ def test_udp_reply_routes_by_fingerprint(udp):
         assert 1e-5 <= reply.ber <= 0.5
 
 
+@pytest.mark.parametrize("copies", [3, 5])
+def test_udp_reply_mirrors_header_copies(udp, copies):
+    r = udp.ask(frame(6, device=12, seq=copies, header_copies=copies))
+    assert r.kind == Kind.REPLY and r.header_copies == copies and r.reply().label == 6
+
+
 def test_udp_retry_of_same_seq_is_answered_again(udp):
     data = frame(2, device=11, seq=77)
     assert udp.ask(data).reply().label == 2
