@@ -31,6 +31,8 @@ SNR instead of BER (hard-decision receivers, so the bit errors are i.i.d. given 
 """
 from __future__ import annotations
 
+import abc
+
 import math
 from dataclasses import dataclass, field
 
@@ -100,14 +102,15 @@ def _as_frames(frames) -> tuple[np.ndarray, bool]:
 
 # --------------------------------------------------------------------------- models
 
-class ErrorModel:
+class ErrorModel(abc.ABC):
     """Base class: subclasses implement `flip_positions(n_bits, rng)`."""
 
     name: str = "none"
     ber: float = 0.0  # mean bit error rate
 
+    @abc.abstractmethod
     def flip_positions(self, n_bits: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """Positions (MSB-first bit indices) of the bits this model flips in n_bits."""
 
     def corrupt(self, frames, rng: np.random.Generator):
         """Copy of `frames` with bits flipped, and the number flipped per frame.

@@ -11,6 +11,8 @@ drop(n) over the whole sequence.
 """
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,12 +32,12 @@ def _check_p(p) -> float:
     return value
 
 
-class LossModel:
+class LossModel(abc.ABC):
     p: float = 0.0
 
+    @abc.abstractmethod
     def drop(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Bool mask of length n: True where the frame is lost."""
-        raise NotImplementedError
 
     def reset(self) -> None:
         """Forget carried state."""

@@ -27,6 +27,9 @@ larger than it.
 """
 from __future__ import annotations
 
+import abc
+import io
+
 import collections
 import errno
 import heapq
@@ -51,7 +54,7 @@ SCHEMES = ("udp", "serial", "pty", "sim")
 MAX_DATAGRAM = 65535
 
 
-class Transport:
+class Transport(abc.ABC):
     """Common interface: send(frame, addr=None), recv(timeout) -> (bytes, addr) | None, close()."""
 
     url: str = ""
@@ -59,15 +62,17 @@ class Transport:
     mtu: int | None = None
     listen: bool = False
 
+    @abc.abstractmethod
     def send(self, frame: bytes, addr=None) -> None:
-        raise NotImplementedError
+        """Send one frame (to `addr` on a listening datagram transport)."""
 
+    @abc.abstractmethod
     def recv(self, timeout: float | None = None):
-        raise NotImplementedError
+        """(frame, addr), or None after `timeout` seconds without one."""
 
     def fileno(self) -> int:
         """A selectable fd that becomes readable when recv may return a frame (POSIX)."""
-        raise NotImplementedError
+        raise io.UnsupportedOperation(f"{type(self).__name__} has no file descriptor to select on")
 
     def close(self) -> None:
         pass
@@ -209,11 +214,13 @@ class _StreamTransport(Transport):
         """Frames that arrived but failed COBS decoding (corrupt framing)."""
         return self._decoder.dropped
 
+    @abc.abstractmethod
     def _read(self, timeout: float | None) -> bytes:
-        raise NotImplementedError
+        """Raw bytes from the line (b"" after `timeout`)."""
 
+    @abc.abstractmethod
     def _write(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Raw bytes onto the line."""
 
     def send(self, frame, addr=None) -> None:
         self._write(cobs_frame(self._check_mtu(frame)))

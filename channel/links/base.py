@@ -1,10 +1,12 @@
 """What every link model offers: a name, an MTU and the time on air of a frame."""
 from __future__ import annotations
 
+import abc
+
 from codec.errors import SnnError
 
 
-class Link:
+class Link(abc.ABC):
     """A physical link: `mtu` payload bytes per frame, `time_on_air_s(n)` per frame of n bytes.
 
     `mtu` is the largest payload the frame layer should put in one frame (a regional or stack
@@ -19,8 +21,9 @@ class Link:
     bitrate_bps: float = 0.0  # nominal PHY bit rate
     duty_cycle: float = 1.0
 
+    @abc.abstractmethod
     def time_on_air_s(self, n_bytes: int) -> float:
-        raise NotImplementedError
+        """Seconds on the air for a frame of n_bytes."""
 
     def _check_size(self, n_bytes: int) -> int:
         n = int(n_bytes)
