@@ -24,6 +24,17 @@ from codec.errors import SnnError
 log = logging.getLogger("snn.edge")
 
 
+def bind_or_explain(sock: socket.socket, scheme: str, host: str, port: int, flag: str) -> None:
+    """Bind `sock`; on failure close it and raise one clear SnnError (naming `flag` when in use)."""
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SnnError(f"cannot listen on {scheme}://{host}:{port}: {exc.strerror or exc}"
+                       + (f" (the port is in use; pick another with {flag} HOST:PORT)"
+                          if exc.errno in (98, 48) else "")) from None
+
+
 def bind_udp(host: str, port: int, rcvbuf: int = 4 << 20) -> socket.socket:
     """A bound, non-blocking UDP socket; SnnError when the address is in use or invalid."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -33,13 +44,7 @@ def bind_udp(host: str, port: int, rcvbuf: int = 4 << 20) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf)
     except OSError:
         pass
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SnnError(f"cannot listen on udp://{host}:{port}: {exc.strerror or exc}"
-                       + (" (the port is in use; pick another with --udp HOST:PORT)"
-                          if exc.errno in (98, 48) else "")) from None
+    bind_or_explain(sock, "udp", host, port, "--udp")
     sock.setblocking(False)
     return sock
 

@@ -18,6 +18,7 @@ from typing import Callable
 from codec.errors import SnnError
 from edge.codecs import CodecRegistry
 from edge.core import EdgeConfig, EdgeCore
+from edge.listeners import bind_or_explain
 
 
 @dataclass
@@ -50,13 +51,7 @@ def bind_http(host: str, port: int) -> socket.socket:
     # socket says so (proto 0 leaves Nagle on, and every response then waits ~40 ms for an ACK)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SnnError(f"cannot listen on http://{host}:{port}: {exc.strerror or exc}"
-                       + (" (the port is in use; pick another with --http HOST:PORT)"
-                          if exc.errno in (98, 48) else "")) from None
+    bind_or_explain(sock, "http", host, port, "--http")
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
