@@ -14,8 +14,8 @@ Modules:
 - ``listeners``: UDP (datagram per frame) and serial (COBS stream, reader/writer threads).
 - ``core``: the per-frame pipeline: header check, codec by fingerprint, reassembly with
   erasures, BER estimate, queue, reply; every refusal counted by reason.
-- ``batcher``: bounded queue, batches cut at size or age, model off the loop, two batches
-  pipelined into the model thread.
+- ``batcher``: bounded queue, batches cut at size or age by the model thread itself (no loop
+  round trip between batches), model off the loop.
 - ``codecs``: served codecs (eager edge half; TorchScript opt-in) and the batched unpack +
   decode + task head.
 - ``ber``: per-frame pilot counts pooled per device with an SNR-hint prior.

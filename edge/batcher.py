@@ -1,22 +1,26 @@
-"""Micro-batching: one bounded queue, one model worker thread, batches cut at size or age.
+"""Micro-batching: one bounded queue, one model worker thread that cuts its own batches.
 
 Jobs from every listener (UDP, serial, HTTP) enter one queue of at most ``max_queue`` inferences;
 `submit` refuses a job beyond that (the caller answers "busy" and counts it — nothing is dropped
-silently). One coroutine cuts batches: as soon as ``max_batch`` jobs wait, or the oldest has
-waited ``max_wait_s``, it hands up to ``max_batch`` jobs to the single model thread and awaits
-the result there (``run_in_executor``), so the event loop keeps receiving frames and serving HTTP
-while the model runs. While the model is busy, new jobs pile up and form the next batch: under
-load batches grow by themselves, at low load a frame waits at most ``max_wait_s``. Two batches
-may be in the model thread's hands at once (``pipeline``): the next one waits there while the
-loop answers the previous one, so the model never idles between batches.
+silently). The model thread takes its batches from that queue itself: as soon as ``max_batch``
+jobs wait, or the oldest has waited ``max_wait_s``, it takes up to ``max_batch`` of them, runs
+the model and hands the results back to the loop (``call_soon_threadsafe``), which sends the
+replies while the model thread already takes the next batch. The loop never waits for the model
+and the model never waits for the loop: under load batches grow by themselves (what arrived
+while the model ran is the next batch), at low load a frame waits at most ``max_wait_s``.
+
+Why the thread and not a coroutine cuts batches: a coroutine-cut batch must travel
+loop -> thread -> loop, and each hop waits for the other side's turn at the GIL; with the model
+thread pulling, the only hand-over per batch is the results, one wake-up of the loop.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -44,10 +48,10 @@ class Job:
 
 
 class MicroBatcher:
-    """Bounded queue + batch cutter + one model worker thread."""
+    """Bounded queue + one model worker thread that cuts batches at size or age."""
 
     def __init__(self, max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 2048,
-                 metrics=None, on_batch: Callable | None = None, pipeline: int = 2) -> None:
+                 metrics=None, on_batch: Callable | None = None) -> None:
         if max_batch < 1 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
         self.max_batch = max_batch
@@ -56,14 +60,14 @@ class MicroBatcher:
         self.metrics = metrics
         self.on_batch = on_batch
         self._queue: deque[Job] = deque()
-        self.pipeline = pipeline
-        self._wake: asyncio.Event | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._task: asyncio.Task | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-model")
+        self._cond = threading.Condition(threading.Lock())
+        self._sleeping = False      # the model thread waits on _cond (set and read under the GIL)
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._worker: Future | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-model")
         self.batches = 0
-        self.in_flight = 0
+        self.in_flight = 0          # batches taken by the model thread and not yet answered
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -73,92 +77,109 @@ class MicroBatcher:
         return not self._closing
 
     def run_in_model_thread(self, fn: Callable, *args):
-        """Run fn(*args) in the model thread and wait for it (start-up work such as warm-up)."""
+        """Run fn(*args) in the model thread and wait for it (start-up work such as warm-up;
+        before `start`, which gives the thread to the batch loop for good)."""
+        if self._worker is not None:
+            raise RuntimeError("the model thread is serving batches")
         return self._pool.submit(fn, *args).result()
 
     def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.pipeline)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="snn-batcher")
+        self._loop = asyncio.get_running_loop()
+        self._worker = self._pool.submit(self._model_loop)
 
     def submit(self, job: Job) -> bool:
         """Queue a job; False when the queue is full or the server is shutting down (busy)."""
-        if self._closing or len(self._queue) >= self.max_queue:
+        queue = self._queue
+        if self._closing or len(queue) >= self.max_queue:
             return False
-        self._queue.append(job)
-        n = len(self._queue)
-        if n == 1 or n >= self.max_batch:
-            self._wake.set()
+        queue.append(job)
+        if self._sleeping:
+            n = len(queue)
+            if n == 1 or n >= self.max_batch:
+                self._wake()
         return True
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
 
     async def drain(self, timeout_s: float) -> list[Job]:
         """Stop accepting, finish what is queued within `timeout_s`; return the jobs left over."""
         self._closing = True
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
+        self._wake()
+        deadline = time.monotonic() + timeout_s
+        while (self._queue or self.in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
         left = list(self._queue)
         self._queue.clear()
+        self._wake()
         self._pool.shutdown(wait=False, cancel_futures=True)
         return left
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        queue, wake = self._queue, self._wake
-        while True:
-            # at most `pipeline` batches in the model thread's hands: while one runs, the next
-            # is already queued there, so the model never idles while the loop sends replies
-            await self._slots.acquire()
-            while True:
-                if not queue:
-                    if self._closing:
-                        self._slots.release()
-                        while self.in_flight:
-                            await asyncio.sleep(0.005)
-                        return
-                    wake.clear()
-                    await wake.wait()
-                    continue
-                if len(queue) < self.max_batch and not self._closing:
-                    delay = queue[0].t_recv + self.max_wait_s - time.perf_counter()
-                    if delay > 0:
-                        wake.clear()
-                        try:
-                            await asyncio.wait_for(wake.wait(), delay)
-                        except asyncio.TimeoutError:
-                            pass
-                        continue
-                break
-            n = min(self.max_batch, len(queue))
-            batch = [queue.popleft() for _ in range(n)]
-            self.in_flight += 1
-            future = loop.run_in_executor(self._pool, _run_batch, batch)
-            future.add_done_callback(lambda f, batch=batch: self._deliver(f, batch))
+    # --- the model thread ------------------------------------------------------------------
 
-    def _deliver(self, future, batch: list[Job]) -> None:
+    def _model_loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                result = _run_batch(batch)
+            except BaseException as exc:  # noqa: BLE001 - a model failure answers the batch
+                result = exc
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, batch, result)
+            except RuntimeError:  # the loop is closed: nobody is left to answer
+                return
+
+    def _take(self) -> list[Job] | None:
+        """Block until a batch is due (full, or its oldest job is max_wait_s old); None at the
+        end of a drain."""
+        queue, cond = self._queue, self._cond
+        while True:
+            n = len(queue)
+            if n >= self.max_batch or (n and self._closing):
+                break
+            if n:
+                delay = queue[0].t_recv + self.max_wait_s - time.perf_counter()
+                if delay <= 0:
+                    break
+            elif self._closing:
+                return None
+            else:
+                delay = None
+            with cond:
+                self._sleeping = True
+                # re-check under the lock: a submit that saw _sleeping False did not notify
+                if len(queue) == n and not self._closing:
+                    cond.wait(delay)
+                self._sleeping = False
+        take = min(self.max_batch, len(queue))
+        batch = [queue.popleft() for _ in range(take)]
+        self.in_flight += 1
+        return batch
+
+    # --- back on the loop --------------------------------------------------------------------
+
+    def _deliver(self, batch: list[Job], result) -> None:
         """On the loop, when the model thread finished a batch: answer every job in it."""
         self.in_flight -= 1
-        self._slots.release()
         self.batches += 1
-        try:
-            labels, confs, t_start, t_model = future.result()
-            error = None
-        except BaseException as exc:  # noqa: BLE001 - a model failure answers the batch, never kills the loop
-            if not isinstance(exc, asyncio.CancelledError):
-                log.error("model batch of %d failed: %r", len(batch), exc)
+        if isinstance(result, BaseException):
+            log.error("model batch of %d failed: %r", len(batch), result)
             labels = confs = None
-            t_start, t_model, error = time.perf_counter(), 0.0, exc
+            t_start, t_model, error = time.perf_counter(), 0.0, result
+        else:
+            labels, confs, t_start, t_model = result
+            labels, confs = labels.tolist(), confs.tolist()
+            error = None
         if self.on_batch is not None:
             self.on_batch(len(batch), t_model)
         for i, job in enumerate(batch):
             job.t_start, job.t_model = t_start, t_model
             try:
                 if error is None:
-                    job.done(job, int(labels[i]), float(confs[i]), None)
+                    job.done(job, labels[i], confs[i], None)
                 else:
                     job.done(job, -1, 0.0, error)
             except Exception:  # noqa: BLE001 - one bad reply path must not stop the others
@@ -170,22 +191,23 @@ def _run_batch(batch: list[Job]) -> tuple[np.ndarray, np.ndarray, float, float]:
     Returns (labels, confidences, start time, seconds in the model)."""
     t_start = time.perf_counter()
     n = len(batch)
+    codec = batch[0].codec
+    if all(job.codec is codec for job in batch):  # the common case: one codec, no regrouping
+        groups = {id(codec): (codec, range(n))}
+    else:
+        groups = {}
+        for i, job in enumerate(batch):
+            groups.setdefault(id(job.codec), (job.codec, []))[1].append(i)
     labels = np.zeros(n, dtype=np.int64)
     confs = np.zeros(n, dtype=np.float32)
-    groups: dict[int, list[int]] = {}
-    codecs = {}
-    for i, job in enumerate(batch):
-        key = id(job.codec)
-        groups.setdefault(key, []).append(i)
-        codecs[key] = job.codec
-    for key, idx in groups.items():
+    for codec, idx in groups.values():
         jobs = [batch[i] for i in idx]
         erased = None
         if any(j.erased is not None for j in jobs):
             erased = [j.erased if j.erased is not None else np.zeros(len(j.payload), dtype=bool)
                       for j in jobs]
         bers = np.fromiter((j.ber for j in jobs), dtype=np.float32, count=len(jobs))
-        result = codecs[key].infer([j.payload for j in jobs], erased, bers)
-        labels[idx] = result.labels
-        confs[idx] = result.confidences
+        result = codec.infer([j.payload for j in jobs], erased, bers)
+        labels[list(idx)] = result.labels
+        confs[list(idx)] = result.confidences
     return labels, confs, t_start, time.perf_counter() - t_start

@@ -23,7 +23,7 @@ from codec.reassembly import Assembled, Reassembler
 from edge.batcher import Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
-from edge.stats import DeviceTable, EdgeMetrics, LatencyRing, RateMeter
+from edge.stats import DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
 
 log = logging.getLogger("snn.edge")
 
@@ -121,6 +121,7 @@ class EdgeCore:
         self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
                                     self.metrics, on_batch=self._on_batch)
+        self.metrics.queue_depth.set_function(self.batcher.__len__)
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
         self.answer_rate = RateMeter()
@@ -128,8 +129,6 @@ class EdgeCore:
         self.answered = 0
         self.received = 0
         self.snapshots = 0
-        self.truth_total = 0
-        self.correct_total = 0
         self._reply_to: dict[tuple, tuple[str, Callable]] = {}
         self._expire_task: asyncio.Task | None = None
         self.running = False
@@ -169,7 +168,6 @@ class EdgeCore:
     def _on_batch(self, n: int, seconds: float) -> None:
         self.metrics.batch.observe(n)
         self.metrics.observe_latency("model", seconds)
-        self.metrics.queue_depth.set(len(self.batcher))
 
     # --- datagram / stream frames ----------------------------------------------------------
 
@@ -244,16 +242,14 @@ class EdgeCore:
                 t_recv: float) -> None:
         codec = self.codecs.get(item.fingerprint)
         job = self._job(item, transport, codec, t_recv, self._frame_done)
-        job.meta = (item, reply)
+        job.meta = (item, reply, job.meta)
         if not self.batcher.submit(job):
             reason = "busy" if self.batcher.accepting else "shutdown"
             self.metrics.reject(reason)
-            self.devices.get(item.device_id, transport, time.monotonic()).rejected += 1
+            job.meta[2].rejected += 1
             self._send(reply, encode_error(item.fingerprint, item.device_id, item.seq, ErrorCode.BUSY,
                                            "edge overloaded: retry later" if reason == "busy"
                                            else "the edge is shutting down", item.header_copies))
-        else:
-            self.metrics.queue_depth.set(len(self.batcher))
 
     def _job(self, item: Inference, transport: str, codec: ServedCodec, t_recv: float,
              done: Callable) -> Job:
@@ -261,10 +257,11 @@ class EdgeCore:
         stats.frames += 1
         ber = self.ber.update(item.device_id, item.pilot_errors, item.pilot_bits, item.snr_hint)
         stats.ber = ber
-        return Job(codec, item.payload, item.erased, ber, done, t_recv)
+        # the device's stats ride along (meta) so that answering needs no second table look-up
+        return Job(codec, item.payload, item.erased, ber, done, t_recv, stats)
 
     def _frame_done(self, job: Job, label: int, confidence: float, error) -> None:
-        item, reply = job.meta
+        item, reply, stats = job.meta
         if error is not None:
             rej = error if isinstance(error, Rejected) else Rejected(
                 "internal", ErrorCode.INTERNAL, "internal error in the model")
@@ -274,12 +271,12 @@ class EdgeCore:
             return
         self._send(reply, encode_reply(item.fingerprint, item.device_id, item.seq, label, confidence,
                                        job.ber, item.header_copies))
-        self._account(job, item.device_id, item.truth, label)
+        self._account(job, stats, item.truth, label)
 
-    def _account(self, job: Job, device_id: int, truth: int | None, label: int) -> None:
+    def _account(self, job: Job, stats: DeviceStats, truth: int | None, label: int) -> None:
         now = time.perf_counter()
         m = self.metrics
-        m.inferences.labels(job.codec.name).inc()
+        m.inference(job.codec.name)
         m.ber.observe(job.ber)
         total = now - job.t_recv
         m.observe_latency("queue", job.t_start - job.t_recv)
@@ -287,16 +284,13 @@ class EdgeCore:
         self.latencies.add(total * 1000.0)
         self.answered += 1
         self.answer_rate.add()
-        stats = self.devices.get(device_id, "", time.monotonic())
         stats.answered += 1
         if truth is not None:
             stats.truth += 1
-            self.truth_total += 1
-            m.truth.inc()
+            m.truth += 1
             if truth == label:
                 stats.correct += 1
-                self.correct_total += 1
-                m.correct.inc()
+                m.correct += 1
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -339,7 +333,7 @@ class EdgeCore:
                 rej.http_status = 503
             self.metrics.reject(rej.reason)
             raise rej
-        self._account(job, item.device_id, item.truth, label)
+        self._account(job, job.meta, item.truth, label)
         t_end = time.perf_counter()
         return {
             "label": label, "class_name": codec.class_name(label), "confidence": confidence,
@@ -355,7 +349,7 @@ class EdgeCore:
         """Live figures for the dashboard (bounded size)."""
         now = time.monotonic()
         self.snapshots += 1
-        truth, correct = self.truth_total, self.correct_total
+        truth, correct = self.metrics.truth, self.metrics.correct
         return {
             "uptime_s": round(time.time() - self.started, 1), "snapshots": self.snapshots,
             "frames_total": self.received, "answered_total": self.answered,
