@@ -201,6 +201,29 @@ def test_http_codecs_health_docs_metrics(edge):
     assert httpx.get(edge.http + "/nope").status_code == 404
 
 
+def test_server_runs_on_uvloop_when_installed(edge):
+    import importlib.util
+
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert edge.addresses["event_loop"] == expected
+
+
+def test_metrics_count_what_was_answered(udp, edge):
+    """The per-frame figures (kept as plain counters, exported at scrape time) follow the traffic."""
+    before = httpx.get(edge.http + "/metrics").text
+    for k in range(5):
+        reply = udp.ask(frame(k, FP_A, device=900, seq=k, truth=k))
+        assert reply.kind == Kind.REPLY and reply.reply().label == k
+    after = httpx.get(edge.http + "/metrics").text
+    assert metric(after, "snn_edge_frames_total", transport="udp") - \
+        metric(before, "snn_edge_frames_total", transport="udp") == 5
+    assert metric(after, "snn_edge_correct_inferences_total") - \
+        metric(before, "snn_edge_correct_inferences_total") == 5
+    assert metric(after, "snn_edge_estimated_ber_count") - metric(before, "snn_edge_estimated_ber_count") == 5
+    total = metric(after, "snn_edge_latency_seconds_count", stage="total")
+    assert total >= 5 and metric(after, "snn_edge_latency_seconds_bucket", le="+Inf", stage="total") == total
+
+
 # --- overload, lifecycle ------------------------------------------------------------------------
 
 def test_overload_busy_replies_all_accounted_health_responsive(tmp_path):
