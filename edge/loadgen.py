@@ -5,7 +5,8 @@ process generates load with non-blocking sockets and no torch in the loop. Phase
 ``--duration`` seconds:
 
 1. ``model``: the decoder + task head alone, batched (``--max-batch``), in this process, one
-   torch thread like the server: ``model_fps`` — the ceiling the server is compared with.
+   torch thread like the server: ``model_fps`` — the ceiling the server is compared with (two
+   slices, just before and just after phase 2; their median).
 2. ``udp_max``: closed loop, ``--window`` frames in flight (each answered frame is sent again
    at once): the sustained UDP throughput ``throughput_fps``.
 3. ``udp_rate``: open loop at ``--rate`` frames/s (``--garbage`` fraction of bad frames mixed
@@ -486,8 +487,9 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
     result: dict = {"bench": "edge", "rate_offered_fps": rate, "duration_s": duration,
                     "max_batch": max_batch, "max_wait_ms": max_wait_ms, "cpus": os.cpu_count()}
     if soak is None:
-        # the model alone in two slices, before and after the UDP phases, so that a busy machine
-        # (other jobs come and go) weighs on both sides of the ratio alike; the median is reported
+        # the model alone in two slices, just before and just after the UDP closed loop, so that
+        # a busy machine (other jobs come and go) weighs on both sides of the ratio alike; the
+        # median is reported
         log(f"model alone: batches of {max_batch}, {min(duration, 5.0) / 2:.1f} s ...")
         model = measure_model_fps(bundles, max_batch, min(duration, 5.0) / 2)
         result["model"] = {k: v for k, v in model.items() if k != "codec"}
@@ -522,6 +524,13 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
             udp_max.update(udp_closed_loop(target, maker, duration, window))
         udp_max["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_max"] = udp_max
+        if "model" in result:
+            # right after the closed loop, so that the two model slices bracket it closely
+            log("model alone, second slice ...")
+            again = measure_model_fps(bundles, result["max_batch"], min(duration, 5.0) / 2)
+            result["model"]["slices_fps"].append(again["model_fps"])
+            result["model"]["cpu_us_per_frame_slices"].append(again["cpu_us_per_frame"])
+            result["model_fps"] = round(float(np.median(result["model"]["slices_fps"])), 1)
         log(f"udp open loop: {rate:.0f} frames/s offered, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         udp_rate: dict = {}
@@ -530,12 +539,6 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
                                           duration, garbage))
         udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_rate"] = udp_rate
-        if "model" in result:
-            log("model alone, second slice ...")
-            again = measure_model_fps(bundles, result["max_batch"], min(duration, 5.0) / 2)
-            result["model"]["slices_fps"].append(again["model_fps"])
-            result["model"]["cpu_us_per_frame_slices"].append(again["cpu_us_per_frame"])
-            result["model_fps"] = round(float(np.median(result["model"]["slices_fps"])), 1)
         log(f"http: {http_clients} clients, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         http: dict = {}
