@@ -4,8 +4,8 @@ Same encoder budget as the shipped SemanticNN bundle: the same split point, enco
 symbols and levels, so exactly the same payload bytes. What differs is how it is trained and
 coded, as DeepCOD does it: the decoder is an attention decoder (the same transposed-conv + IGDN +
 channel-attention stages, with no channel-quality input), the whole codec is trained by
-distillation from the float backbone (KL of softened logits, T = 4, plus MSE to the clean split
-features) with **no channel in the loop** (clean symbols only, no erasures), and the symbols are
+distillation from the float backbone (KL of softened logits, T = 4, plus MSE to the clean features
+the decoder reconstructs) with **no channel in the loop** (clean symbols only, no erasures), and the symbols are
 sent with plain binary codes (no Gray, no BER conditioning). The device head is frozen, so the
 split features of the training images are computed once (no augmentation) and the codec trains
 on them: minutes on 2 CPU cores.
@@ -84,7 +84,9 @@ def train_deepcod(bundle, out: Path = DEFAULT_PATH, epochs: int = 6, minutes: fl
     x_all, n = to_tensor(train.images), len(train.labels)
     with torch.no_grad():
         feats = torch.cat([backbone.head(norm(x_all[i:i + 500])) for i in range(0, n, 500)])
-        teachers = torch.cat([backbone.tail(feats[i:i + 500]) for i in range(0, n, 500)])
+        # what the decoder reconstructs: the split features, or a later stage's (bundle trained with --decode-to)
+        targets = torch.cat([backbone.bridge(feats[i:i + 500]) for i in range(0, n, 500)])
+        teachers = torch.cat([backbone.tail(targets[i:i + 500]) for i in range(0, n, 500)])
     log(f"deepcod: split features of {n} training images in {time.time() - t0:.0f}s")
     opt = torch.optim.Adam(codec.parameters(), lr=lr)
     steps = epochs * ((n + batch_size - 1) // batch_size)
@@ -95,7 +97,8 @@ def train_deepcod(bundle, out: Path = DEFAULT_PATH, epochs: int = 6, minutes: fl
         order = torch.randperm(n, generator=g)
         tl = tn = 0.0
         for i in range(0, n, batch_size):
-            f, teacher = feats[order[i:i + batch_size]], teachers[order[i:i + batch_size]]
+            pick = order[i:i + batch_size]
+            f, target, teacher = feats[pick], targets[pick], teachers[pick]
             z = codec.encoder(f)
             values, _, _ = codec.quantizer(z)
             values = values.reshape(len(f), -1)
@@ -103,7 +106,7 @@ def train_deepcod(bundle, out: Path = DEFAULT_PATH, epochs: int = 6, minutes: fl
             logits = backbone.tail(fhat)
             kd = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(teacher / temperature, 1),
                           reduction="batchmean") * temperature ** 2
-            loss = kd + feat_weight * F.mse_loss(fhat, f)
+            loss = kd + feat_weight * F.mse_loss(fhat, target)
             opt.zero_grad()
             loss.backward()
             opt.step()

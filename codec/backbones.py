@@ -4,6 +4,12 @@ Every backbone is a sequence of named stages. ``split`` names the last stage tha
 device: ``head(x)`` runs the stages up to and including it, ``tail(f)`` runs the rest (pooling
 and classifier included). ``split_points`` lists the legal names in order.
 
+``resume`` (default: ``split``) names the stage whose output the codec's decoder reconstructs:
+the edge then runs only the stages after it. With ``resume`` later than ``split`` the stages in
+between run on neither side; the decoder stands in for them (it is trained to reproduce their
+output, ``bridge(head(x))``). That keeps both halves small: the device stops early (a small
+int8 file for an MCU) and the edge does not pay for the skipped stages either.
+
 Families:
 
 - ``resnet{6n+2}`` (resnet8, resnet14, resnet20, ...): the CIFAR ResNet of He et al. (2016),
@@ -35,35 +41,57 @@ class SplitBackbone(nn.Module):
         self.split_points = list(stages.keys())
         self.set_split(split)
 
-    def set_split(self, split: str) -> None:
-        if split not in self.split_points:
-            raise ValueError(f"unknown split point '{split}'; choose one of {self.split_points}")
-        self.split = split
+    def set_split(self, split: str, resume: str | None = None) -> None:
+        """Device runs up to `split`; the edge continues after `resume` (default: `split`)."""
+        resume = split if resume is None else resume
+        for name in (split, resume):
+            if name not in self.split_points:
+                raise ValueError(f"unknown split point '{name}'; choose one of {self.split_points}")
+        if self.split_points.index(resume) < self.split_points.index(split):
+            raise ValueError(f"the decoder cannot reconstruct '{resume}', which comes before the split '{split}'")
+        self.split, self.resume = split, resume
 
-    def _index(self) -> int:
-        return self.split_points.index(self.split)
-
-    def head(self, x: torch.Tensor) -> torch.Tensor:
-        """Device side: the stem up to and including the split stage."""
-        for name in self.split_points[: self._index() + 1]:
+    def _run(self, x: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        for name in self.split_points[first:last]:
             x = self.stages[name](x)
         return x
 
+    def _end(self, name: str) -> int:
+        """Position just after stage `name` (a slice end)."""
+        return self.split_points.index(name) + 1
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Device side: the stem up to and including the split stage."""
+        return self._run(x, 0, self._end(self.split))
+
+    def bridge(self, f: torch.Tensor) -> torch.Tensor:
+        """Split features -> the features the decoder reconstructs (identity when resume == split)."""
+        return self._run(f, self._end(self.split), self._end(self.resume))
+
     def tail(self, f: torch.Tensor) -> torch.Tensor:
-        """Edge side: the remaining stages, pooling and classifier -> logits."""
-        for name in self.split_points[self._index() + 1:]:
-            f = self.stages[name](f)
-        return self.classifier(f)
+        """Edge side: the stages after `resume`, pooling and classifier -> logits."""
+        return self.classifier(self._run(f, self._end(self.resume), len(self.split_points)))
+
+    def is_edge_stage(self, name: str) -> bool:
+        """Whether stage `name` runs on the edge (after `resume`)."""
+        return self.split_points.index(name) >= self._end(self.resume)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.head(x))
+        return self.tail(self.bridge(self.head(x)))
 
     def split_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """(C, H, W) of the features at the split point for one input of `input_shape`."""
+        return self._shape(input_shape, self._end(self.split))
+
+    def resume_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """(C, H, W) of the features the decoder reconstructs (output of stage `resume`)."""
+        return self._shape(input_shape, self._end(self.resume))
+
+    def _shape(self, input_shape: tuple[int, int, int], last: int) -> tuple[int, int, int]:
         was = self.training
         self.eval()
         with torch.no_grad():
-            shape = tuple(self.head(torch.zeros(1, *input_shape)).shape[1:])
+            shape = tuple(self._run(torch.zeros(1, *input_shape), 0, last).shape[1:])
         self.train(was)
         return shape  # type: ignore[return-value]
 
@@ -227,12 +255,16 @@ DEFAULT_SPLITS = {"resnet18": "layer1", "resnet34": "layer1", "resnet50": "layer
 
 
 def build_backbone(arch: str, **kwargs) -> SplitBackbone:
-    """Construct a backbone by registry name (kwargs: in_channels, n_classes, width, split)."""
+    """Construct a backbone by registry name (kwargs: in_channels, n_classes, width, split, resume)."""
     if arch not in BACKBONES:
         raise ValueError(f"unknown backbone '{arch}'; choose one of {sorted(BACKBONES)}")
+    kwargs = dict(kwargs)
+    resume = kwargs.pop("resume", None)
     if "split" not in kwargs and arch in DEFAULT_SPLITS:
         kwargs["split"] = DEFAULT_SPLITS[arch]
-    return BACKBONES[arch](**kwargs)
+    model = BACKBONES[arch](**kwargs)
+    model.set_split(model.split, resume)
+    return model
 
 
 def count_macs(module: nn.Module, example: torch.Tensor | tuple) -> int:

@@ -120,6 +120,5 @@ def _in_tail(backbone, param_name: str) -> bool:
         return True
     parts = param_name.split(".")
     if parts[0] == "stages":
-        order = backbone.split_points
-        return order.index(parts[1]) > order.index(backbone.split)
+        return backbone.is_edge_stage(parts[1])
     return False

@@ -1,5 +1,8 @@
 """The split model: backbone head -> encoder -> quantizer | channel | decoder -> backbone tail.
 
+The decoder reconstructs the features at the backbone's `resume` stage (`out_shape`), which is
+the split stage itself unless the codec was trained to stand in for the stages in between.
+
 `SemanticCodec` holds the trainable parts (encoder, quantizer, decoder) and its config.
 `DeviceHalf` and `EdgeHalf` are the two deployable graphs:
 
@@ -25,18 +28,28 @@ class SemanticCodec(nn.Module):
 
     def __init__(self, split_shape: tuple[int, int, int], levels: int = 8, channels: int = 2, enc_hidden: int = 32,
                  enc_kernel: int = 3, enc_stride: int = 1, dec_hidden: int = 64, crop: float = 1.0,
-                 ber_conditioning: bool = True, sigma: float = 10.0, gray: bool = True):
+                 ber_conditioning: bool = True, sigma: float = 10.0, gray: bool = True,
+                 out_shape: tuple[int, int, int] | None = None):
         super().__init__()
         c, h, w = split_shape
         self.config = {"split_shape": [c, h, w], "levels": levels, "channels": channels, "enc_hidden": enc_hidden,
                        "enc_kernel": enc_kernel, "enc_stride": enc_stride, "dec_hidden": dec_hidden, "crop": crop,
                        "ber_conditioning": ber_conditioning, "sigma": sigma, "gray": gray}
+        if out_shape is not None:  # only when set, so older bundles keep their config (and fingerprint)
+            self.config["out_shape"] = [int(v) for v in out_shape]
         self.encoder = Encoder(c, channels, enc_hidden, enc_kernel, enc_stride, crop)
         self.quantizer = SoftQuantizer(levels, sigma)
-        self.decoder = Decoder(channels, c, dec_hidden, enc_stride, ber_conditioning)
         with torch.no_grad():
             full = self.encoder.conv1(torch.zeros(1, c, h, w)).shape[2:]
         self.full_map = (channels, int(full[0]), int(full[1]))
+        out_c, out_h, out_w = (c, h, w) if out_shape is None else out_shape
+        dec_stride = enc_stride if out_shape is None else out_h // self.full_map[1]
+        if out_shape is not None and (dec_stride < 1 or self.full_map[1] * dec_stride != out_h
+                                      or self.full_map[2] * dec_stride != out_w):
+            raise ValueError(f"the decoder cannot map {self.full_map[1]}x{self.full_map[2]} symbols to "
+                             f"{out_h}x{out_w} features: choose --enc-stride so that the sizes divide")
+        self.out_shape = (out_c, out_h, out_w)
+        self.decoder = Decoder(channels, out_c, dec_hidden, dec_stride, ber_conditioning)
         top, left, ch, cw = crop_window(full[0], full[1], crop)
         self.window = (top, left, ch, cw)
         self.symbol_shape = (channels, ch, cw)
@@ -45,6 +58,8 @@ class SemanticCodec(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> "SemanticCodec":
         cfg = dict(config)
+        if cfg.get("out_shape") is not None:
+            cfg["out_shape"] = tuple(cfg["out_shape"])
         return cls(tuple(cfg.pop("split_shape")), **cfg)
 
     def unflatten(self, values: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

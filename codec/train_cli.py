@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--backbone", required=True, type=Path)
     c.add_argument("-o", "--out", required=True, type=Path)
     c.add_argument("--data", default=None, help="default: the backbone's data set")
+    c.add_argument("--split", default=None, help="last stage on the device (default: the backbone's split)")
+    c.add_argument("--decode-to", default=None,
+                   help="stage whose output the decoder reconstructs; the edge runs only the stages after it "
+                        "(default: the split stage)")
     c.add_argument("--levels", type=int, default=8, help="quantization centres L (default 8 = 3 bits)")
     c.add_argument("--channels", type=int, default=2, help="symbol channels C_b")
     c.add_argument("--enc-kernel", type=int, default=3)
@@ -41,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--enc-hidden", type=int, default=32, help="encoder hidden channels")
     c.add_argument("--dec-hidden", type=int, default=48, help="decoder hidden channels")
     c.add_argument("--usage-weight", type=float, default=0.02, help="centre-usage loss weight")
+    c.add_argument("--margin-weight", type=float, default=0.0,
+                   help="stage 2: keep encoder outputs away from the boundaries between centres (ramped up over "
+                        "the first half of stage 2), so that an int8 encoder picks the same symbols (default 0)")
+    c.add_argument("--margin", type=float, default=0.25,
+                   help="width of the band kept clear, in half-gaps between centres (default 0.25)")
     c.add_argument("--crop", type=float, default=1.0, help="spatial crop ratio: send a centred sub-window")
     c.add_argument("--stage1-epochs", type=int, default=2)
     c.add_argument("--stage2-epochs", type=int, default=6)

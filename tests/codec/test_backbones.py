@@ -57,3 +57,28 @@ def test_unknown_names_are_refused():
 def test_count_macs_of_a_conv():
     conv = torch.nn.Conv2d(2, 4, 3, padding=1)
     assert count_macs(conv, torch.zeros(1, 2, 5, 5)) == 5 * 5 * 4 * 2 * 9
+
+
+def test_resume_after_split_skips_the_stages_in_between():
+    """split=layer2, resume=layer3: head stops at layer2, bridge is layer3, tail is pool + classifier."""
+    m = build_backbone("resnet14", in_channels=1, n_classes=10, split="layer2", resume="layer3").eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert (m.split, m.resume) == ("layer2", "layer3")
+    assert m.split_shape((1, 28, 28)) == (32, 14, 14) and m.resume_shape((1, 28, 28)) == (64, 7, 7)
+    with torch.no_grad():
+        f = m.head(x)
+        assert tuple(f.shape[1:]) == (32, 14, 14)
+        assert torch.allclose(m.tail(m.bridge(f)), m(x), atol=1e-5)
+        assert torch.equal(m.tail(m.bridge(f)), m.classifier(m.stages["layer3"](f)))
+    assert m.is_edge_stage("layer3") is False and m.is_edge_stage("layer2") is False
+    m.set_split("layer3")
+    assert m.resume == "layer3" and m.is_edge_stage("layer3") is False
+    m.set_split("layer1")
+    assert m.is_edge_stage("layer2") and m.is_edge_stage("layer3")
+
+
+def test_resume_before_split_is_refused():
+    with pytest.raises(ValueError, match="comes before the split"):
+        build_backbone("resnet8", split="layer3", resume="layer1")
+    with pytest.raises(ValueError, match="unknown split point"):
+        build_backbone("resnet8", split="layer2", resume="layer9")

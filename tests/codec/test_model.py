@@ -86,3 +86,22 @@ def test_stride1_transposed_conv_fast_path_is_the_same_function():
     stage = DecoderStage(4, 6, stride=1)
     x = torch.randn(3, 4, 7, 7)
     assert torch.allclose(stage.upsample(x), stage.tconv(x), atol=1e-5)
+
+
+def test_decoder_can_stand_in_for_skipped_stages():
+    """A codec from layer2 features (32x14x14, encoder stride 2 -> 2x7x7 symbols) whose decoder
+    outputs layer3's features (64x7x7): the edge half runs only pool + classifier after it."""
+    torch.manual_seed(0)
+    bb = build_backbone("resnet8", in_channels=1, n_classes=10, width=0.5, split="layer2", resume="layer3").eval()
+    codec = SemanticCodec(bb.split_shape((1, 28, 28)), enc_hidden=8, dec_hidden=8, enc_stride=2,
+                          out_shape=bb.resume_shape((1, 28, 28))).eval()
+    assert codec.n_symbols == 98 and codec.out_shape == (32, 7, 7) and codec.config["out_shape"] == [32, 7, 7]
+    assert SemanticCodec.from_config(codec.config).out_shape == codec.out_shape
+    sym = DeviceHalf(Normalise([0.3], [0.3]), bb, codec).eval()(torch.rand(2, 1, 28, 28))
+    with torch.inference_mode():
+        logits = EdgeHalf(bb, codec).eval()(sym, torch.zeros_like(sym, dtype=torch.bool), torch.tensor([0.0, 1e-2]))
+    assert logits.shape == (2, 10)
+    plain = SemanticCodec((16, 7, 7), enc_hidden=8, dec_hidden=8)
+    assert "out_shape" not in plain.config, "older bundles keep their config and fingerprint"
+    with pytest.raises(ValueError, match="cannot map"):
+        SemanticCodec((32, 14, 14), enc_hidden=8, dec_hidden=8, enc_stride=2, out_shape=(64, 5, 5))
