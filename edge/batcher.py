@@ -9,9 +9,10 @@ replies while the model thread already takes the next batch. The loop never wait
 and the model never waits for the loop: under load batches grow by themselves (what arrived
 while the model ran is the next batch), at low load a frame waits at most ``max_wait_s``.
 
-Why the thread and not a coroutine cuts batches: a coroutine-cut batch must travel
-loop -> thread -> loop, and each hop waits for the other side's turn at the GIL; with the model
-thread pulling, the only hand-over per batch is the results, one wake-up of the loop.
+Why the thread and not a coroutine cuts batches: a coroutine-cut batch needs a turn of the
+event loop before the model can start it, and the loop may be busy sending the previous batch's
+replies; with the model thread pulling, the only hand-over per batch is the results (one wake-up
+of the loop), and the queue itself is the pipeline.
 """
 from __future__ import annotations
 
@@ -66,11 +67,17 @@ class MicroBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: Future | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-model")
-        self.batches = 0
-        self.in_flight = 0          # batches taken by the model thread and not yet answered
+        self.batches = 0            # batches answered (written on the loop only)
+        self._taken = 0             # batches the model thread took (written there only)
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches taken by the model thread and not yet answered (two counters, each written
+        by one thread, so no update is lost between them)."""
+        return self._taken - self.batches
 
     @property
     def accepting(self) -> bool:
@@ -156,14 +163,13 @@ class MicroBatcher:
                 self._sleeping = False
         take = min(self.max_batch, len(queue))
         batch = [queue.popleft() for _ in range(take)]
-        self.in_flight += 1
+        self._taken += 1
         return batch
 
     # --- back on the loop --------------------------------------------------------------------
 
     def _deliver(self, batch: list[Job], result) -> None:
         """On the loop, when the model thread finished a batch: answer every job in it."""
-        self.in_flight -= 1
         self.batches += 1
         if isinstance(result, BaseException):
             log.error("model batch of %d failed: %r", len(batch), result)
