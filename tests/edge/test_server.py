@@ -201,11 +201,9 @@ def test_http_codecs_health_docs_metrics(edge):
     assert httpx.get(edge.http + "/nope").status_code == 404
 
 
-def test_server_runs_on_uvloop_when_installed(edge):
-    import importlib.util
-
-    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    assert edge.addresses["event_loop"] == expected
+def test_server_runs_on_asyncio_loop(edge):
+    """asyncio's own loop even where uvloop is installed (uvloop measured slower for UDP here)."""
+    assert edge.addresses["event_loop"] == "asyncio"
 
 
 def test_metrics_count_what_was_answered(udp, edge):
