@@ -64,6 +64,10 @@ class SplitBackbone(nn.Module):
         """Device side: the stem up to and including the split stage."""
         return self._run(x, 0, self._end(self.split))
 
+    def head_stages(self) -> list[nn.Module]:
+        """The stages `head` runs (the device side of the backbone)."""
+        return [self.stages[name] for name in self.split_points[: self._end(self.split)]]
+
     def bridge(self, f: torch.Tensor) -> torch.Tensor:
         """Split features -> the features the decoder reconstructs (identity when resume == split)."""
         return self._run(f, self._end(self.split), self._end(self.resume))

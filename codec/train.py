@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from codec.channel_sim import SymbolChannel, sample_ber, sample_erasures
 from codec.errors import SnnError
+from codec.int8_grid import bake, int8_aware, snap_to_grid_
 from codec.model import Normalise, SemanticCodec
 from codec.quantizer import bits_entropy, usage_loss
 from codec.train_backbone import load_backbone_file
@@ -62,21 +63,6 @@ class ChannelForward:
         values, idx, w = self.codec.quantizer(z, received=rx)
         present = (~erased).to(torch.float32)
         return self.codec.decode(values, present, ber), values, present, ber, w, z
-
-
-def margin_loss(codec: SemanticCodec, z: torch.Tensor, margin: float) -> torch.Tensor:
-    """Keeps encoder outputs out of a band around the decision boundaries between centres.
-
-    t = distance to the nearest boundary (c_k + c_k+1) / 2, in units of that gap's half-width;
-    the loss is mean(relu(1 - t / margin)^2): zero for values at least `margin` half-gaps from
-    every boundary. Values near a boundary are what an int8 encoder flips to the neighbouring
-    centre (on the shipped encoder 99 % of the int8 disagreements had t < 0.2), so clearing the
-    band is what makes the int8 encoder pick the symbols torch picks. Unlike a commitment term
-    (pull to the centre) it leaves values in the open outer cells alone."""
-    c = codec.quantizer.centres().detach()
-    bounds, half = (c[1:] + c[:-1]) / 2, (c[1:] - c[:-1]) / 2
-    t = ((z.unsqueeze(-1) - bounds).abs() / half).min(-1).values
-    return (F.relu(1 - t / margin) ** 2).mean()
 
 
 def with_split(backbone, record: dict, split: str | None, decode_to: str | None) -> dict:
@@ -132,6 +118,9 @@ def train_codec(args, command: str) -> Path:
         raise SnnError(f"data set {data} has {train.images.shape[1:3]} px images; the backbone expects "
                        f"{tuple(record['input_shape'][1:])}")
     norm = Normalise(record["input_mean"], record["input_std"])
+    if args.int8_aware:  # the frozen device-side convs, once, before the features are computed
+        n_convs = sum(snap_to_grid_(stage) for stage in backbone.head_stages())
+        log(f"int8-aware: {n_convs} device-side backbone convs put on their int8 grid")
     t_start = time.time()
     log(f"computing split features of {len(train)} + {len(test)} images")
     head = lambda b: backbone.head(norm(b))  # noqa: E731
@@ -150,6 +139,8 @@ def train_codec(args, command: str) -> Path:
                               out_shape=out_shape)
     except ValueError as exc:
         raise SnnError(str(exc)) from None
+    if args.int8_aware:
+        int8_aware(codec.encoder)
     channel = SymbolChannel(args.levels, gray=not args.binary)
     fwd = ChannelForward(codec, channel, args.ber_min, args.ber_max, args.clean_share, args.erasure_prob)
     log(f"split {backbone.split} {split_shape} (decoder reconstructs {backbone.resume} {codec.out_shape}) -> {codec.n_symbols} symbols x {channel.bits} bits = "
@@ -186,22 +177,20 @@ def train_codec(args, command: str) -> Path:
             opt, sched = make_opt(stage)
             current_stage = stage
         codec.train()
-        sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "xai": 0.0, "margin": 0.0}
+        sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "xai": 0.0}
         n_seen = 0
         t0 = time.time()
         for bi, idx in enumerate(progress(batches(len(ftr), args.batch_size, g), steps, f"stage {stage} epoch {e + 1}")):
             f, y = ftr[idx], ytr[idx]
-            dec, values, present, ber, w, z = fwd(f, g)
+            dec, values, present, ber, w, _ = fwd(f, g)
             mse = F.mse_loss(dec, target[idx]) / fvar
-            margin = margin_loss(codec, z, args.margin)
             loss = mse + args.usage_weight * usage_loss(w)
             if stage == 2:
                 logits = backbone.tail(dec)
                 ce = F.cross_entropy(logits, y)
                 kd = F.kl_div(F.log_softmax(logits / KD_T, 1), F.softmax(teacher[idx] / KD_T, 1),
                               reduction="batchmean") * KD_T ** 2
-                ramp = min(1.0, (e * steps + bi + 1) / (0.5 * args.stage2_epochs * steps))
-                loss = ce + kd + 0.1 * mse + args.usage_weight * usage_loss(w) + ramp * args.margin_weight * margin
+                loss = ce + kd + 0.1 * mse + args.usage_weight * usage_loss(w)
                 sums["ce"] += ce.item() * len(idx)
                 if args.xai and bi % args.xai_every == 0:
                     xl = xai_loss(codec, backbone.tail, values, present, ber, y)
@@ -213,7 +202,6 @@ def train_codec(args, command: str) -> Path:
             sched.step()
             sums["loss"] += loss.item() * len(idx)
             sums["mse"] += mse.item() * len(idx)
-            sums["margin"] += margin.item() * len(idx)
             n_seen += len(idx)
         codec.eval()
         accs = {}
@@ -238,6 +226,7 @@ def finish_bundle(args, command, backbone, record, codec, test, train_seconds: f
     from codec.evaluate import evaluate
 
     codec.eval()
+    bake(codec.encoder)  # no-op unless --int8-aware: the snapped weights become the plain ones
     codec.quantizer.freeze()
     centres = codec.quantizer.centres().detach().numpy()
     name = args.out.stem

@@ -45,11 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--enc-hidden", type=int, default=32, help="encoder hidden channels")
     c.add_argument("--dec-hidden", type=int, default=48, help="decoder hidden channels")
     c.add_argument("--usage-weight", type=float, default=0.02, help="centre-usage loss weight")
-    c.add_argument("--margin-weight", type=float, default=0.0,
-                   help="stage 2: keep encoder outputs away from the boundaries between centres (ramped up over "
-                        "the first half of stage 2), so that an int8 encoder picks the same symbols (default 0)")
-    c.add_argument("--margin", type=float, default=0.25,
-                   help="width of the band kept clear, in half-gaps between centres (default 0.25)")
+    c.add_argument("--int8-aware", action="store_true",
+                   help="device-side weights on the int8 grid 'snn export' uses (backbone head snapped, encoder "
+                        "trained through it), so the int8 encoder picks the symbols torch picks")
     c.add_argument("--crop", type=float, default=1.0, help="spatial crop ratio: send a centred sub-window")
     c.add_argument("--stage1-epochs", type=int, default=2)
     c.add_argument("--stage2-epochs", type=int, default=6)

@@ -3,6 +3,7 @@
 The full-size training of the shipped bundle is behind @pytest.mark.slow.
 """
 import pytest
+import torch
 
 from codec.bundle import load_bundle
 from codec.data import FMNIST_DIR, fmnist_dir
@@ -58,13 +59,18 @@ def test_codec_with_an_earlier_split_and_a_decoder_that_stands_in_for_layer3(tmp
     out = tmp_path / "early.snn"
     assert main(["train", "codec", "--backbone", str(bb), "--count", "200", "--stage1-epochs", "1",
                  "--stage2-epochs", "1", "--split", "layer2", "--decode-to", "layer3", "--enc-stride", "2",
-                 "--margin-weight", "1", "--dec-hidden", "16", "--enc-hidden", "8", "-o", str(out)]) == 0
+                 "--int8-aware", "--dec-hidden", "16", "--enc-hidden", "8", "-o", str(out)]) == 0
     b = load_bundle(out)
     assert b.manifest["config"]["backbone"]["kwargs"]["split"] == "layer2"
     assert b.manifest["config"]["backbone"]["kwargs"]["resume"] == "layer3"
     assert (b.backbone.split, b.backbone.resume) == ("layer2", "layer3")
     assert b.n_symbols == 98 and b.codec.out_shape == (32, 7, 7)
-    assert "--decode-to layer3" in b.manifest["command"] and "--margin-weight 1.0" in b.manifest["command"]
+    assert "--decode-to layer3" in b.manifest["command"] and "--int8-aware" in b.manifest["command"]
+    from codec.int8_grid import on_grid
+    device_convs = [m.weight for s in b.backbone.head_stages() for m in s.modules() if isinstance(m, torch.nn.Conv2d)]
+    device_convs += [b.codec.encoder.conv1.weight, b.codec.encoder.conv2.weight, b.codec.encoder.gdn.gamma_sqrt ** 2]
+    assert len(device_convs) == 9 and all(on_grid(w, tol=0.1) for w in device_convs), "float16 storage keeps the grid (to 0.1 step)"
+    assert not on_grid(b.backbone.stages["layer3"][0].conv1.weight), "the edge side is left alone"
 
 
 def test_bad_split_names_are_a_clear_error(tmp_path, capsys):
@@ -78,20 +84,3 @@ def test_bad_split_names_are_a_clear_error(tmp_path, capsys):
     assert main(["train", "codec", "--backbone", str(bb), "--split", "layer3", "--decode-to", "layer1",
                  "-o", str(tmp_path / "x.snn")]) == 2
     assert "comes before the split" in capsys.readouterr().err
-
-
-def test_margin_loss_is_zero_away_from_boundaries_and_largest_on_them():
-    import torch
-    from codec.model import SemanticCodec
-    from codec.train import margin_loss
-    codec = SemanticCodec((16, 7, 7), enc_hidden=8, dec_hidden=8)
-    c = codec.quantizer.centres().detach()
-    far = torch.cat([c, c[:1] - 5, c[-1:] + 5])  # centres and the open outer cells: nothing to clear
-    assert float(margin_loss(codec, far[None], 0.25)) == 0.0
-    mid = (c[1:] + c[:-1]) / 2
-    assert abs(float(margin_loss(codec, mid[None], 0.25)) - 1.0) < 1e-6
-    near = mid + 0.1 * (c[1:] - c[:-1]) / 2  # 0.1 half-gaps off the boundary: inside a 0.25 band
-    assert 0 < float(margin_loss(codec, near[None], 0.25)) < 1
-    z = (mid + 0.05 * (c[1:] - c[:-1])).requires_grad_(True)  # just above each boundary
-    margin_loss(codec, z[None], 0.25).backward()
-    assert bool((z.grad < 0).all()), "descent moves values up, away from the boundary below them"

@@ -144,3 +144,21 @@ def test_cli_exports_the_shipped_bundle(tmp_path):
     meta = read_metadata(out / "encoder.int8.onnx")
     assert meta["quantization"] == "int8-qdq-per-channel/percentile"
     assert "symbols = torch" in proc.stdout
+
+
+def test_int8_aware_weights_make_the_int8_encoder_pick_the_torch_symbols(fmnist, tmp_path):
+    """Device-side convs on the int8 grid (`snn train codec --int8-aware`): onnxruntime's
+    per-channel int8 weights then reproduce them, and int8 symbols equal torch's."""
+    from codec.int8_grid import snap_to_grid_
+    from export.pipeline import export_bundle
+    from fixture_bundle import TinyBundle
+
+    train, test = fmnist
+    bundle = TinyBundle(seed=1)
+    for stage in bundle.backbone.head_stages():
+        snap_to_grid_(stage)
+    assert snap_to_grid_(bundle.codec.encoder) == 3  # two convs and GDN's gamma conv
+    report = export_bundle(bundle, tmp_path, train.images, test.images[:300], test.labels[:300], calib=128,
+                           holdout=0, method="minmax", activations="16", latency_runs=5, edge=False,
+                           log=lambda *a: None)
+    assert report["symbol_agreement_int8_vs_torch"] >= 0.999, report["symbol_agreement_int8_vs_torch"]
