@@ -7,7 +7,7 @@ byte on the uplink is counted, retransmissions and headers included (see `bench.
 Methods (rows):
 
 - ``semanticnn`` (the shipped bundle) and ablation bundles found in ``codec/zoo`` (names
-  ``fmnist_*no_ber*``, ``*no_xai*``, ``*binary*``) or given with --ablation NAME=PATH; ``deepcod``,
+  ``*layer3*``, ``fmnist_*no_ber*``, ``*no_xai*``, ``*binary*``) or given with --ablation NAME=PATH; ``deepcod``,
   the DeepCOD-style codec of `bench.deepcod` (same encoder budget, no channel in training). They
   send real v1 frames: 31-byte protected header + 4 pilot bytes + packed symbols, resent while
   the header is lost (<= cap); the edge unpacks the body with its bit errors, marks symbols of
@@ -60,7 +60,8 @@ QUICK_COUNT = 300
 PLAIN_COUNT = None  # images for the decode-and-classify `*-plain` rows (None: all)
 ZOO = Path(__file__).resolve().parent.parent / "codec" / "zoo"
 BENCH_ZOO = Path(__file__).resolve().parent / "zoo"
-ABLATION_PATTERNS = {"semanticnn-no-ber": ("no_ber", "nober", "no-ber"),
+ABLATION_PATTERNS = {"semanticnn-layer3": ("layer3",),
+                     "semanticnn-no-ber": ("no_ber", "nober", "no-ber"),
                      "semanticnn-no-xai": ("no_xai", "noxai", "no-xai"),
                      "semanticnn-binary": ("binary",)}
 

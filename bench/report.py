@@ -266,8 +266,10 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
              f"header is still lost is resent, up to {cfg['arq_cap']} times, like an ARQ fragment).", "",
              "Methods: `semanticnn` — the shipped bundle, real v1 frames (31-byte RS-protected header block, "
              "repeated on bad links, 4 pilot bytes, Gray-coded symbols), the edge told the BER its pilots "
-             "measured; every learned codec uses the same frames; `semanticnn-no-ber` / "
-             "`-no-xai` / `-binary` — ablation bundles, where they exist in `codec/zoo`; `deepcod` — a "
+             "measured; every learned codec uses the same frames; `semanticnn-layer3` — the accuracy-first "
+             "bundle in `codec/zoo`, whose device runs all of ResNet-14 (a 219 KB int8 encoder; the shipped one "
+             "stops after layer2 and fits in 64 KB); `semanticnn-no-ber` / `-no-xai` / `-binary` — ablations "
+             "of that layer3 bundle (one change each), where they exist in `codec/zoo`; `deepcod` — a "
              "DeepCOD-style codec with the same payload bytes, trained by distillation with no channel, binary "
              "codes, no BER input (`bench/deepcod.py`); `feat8-*` — the float split features quantized "
              "uniformly to 8 bits; `raw`/`png`/`jpeg<q>` — the image itself, sent with `-arq` (CRC-32, resend "

@@ -52,5 +52,15 @@ def test_device_to_real_edge_over_pty_serial_ports(encoder, tmp_path):
     with LocalStack(ber=0.0, link="serial") as stack:
         s = _device(encoder, stack.device_url, tmp_path / "device.json", "--count", "30", "--link", "uart-115200")
     assert s["answered"] == 30 and s["lost"] == 0, s
-    assert s["accuracy"] >= ACCURACY_BAR, s  # a clean link: the edge decodes exactly what the device sent
+    # a clean link: the edge labels exactly what the int8 symbols give in-process (30 images are
+    # too few for an accuracy bar: one image is 3.3 points)
+    import numpy as np
+
+    from codec.bundle import load_bundle
+    from codec.data import load_dataset
+    from codec.evaluate import edge_predict
+    from device.encoder import OnnxEncoder
+    symbols = OnnxEncoder(encoder).encode(load_dataset("fmnist:test").images[:30])
+    expected = edge_predict(load_bundle(), symbols, 0.0)
+    assert [r["label"] for r in s["inferences"]] == [int(v) for v in np.asarray(expected)], s
     assert s["link"].startswith("uart") and s["airtime_ms_per_inference"] > 0
