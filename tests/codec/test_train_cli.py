@@ -42,11 +42,13 @@ def test_missing_backbone_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.slow
 @needs_fmnist
 def test_full_training_of_the_shipped_recipe(tmp_path):
-    """The shipped bundle's recipe (codec/zoo/TRAINING.md), end to end: ~30-45 min on 2 cores."""
+    """The shipped bundle's recipe (codec/zoo/TRAINING.md), end to end: ~21-30 min on 2 cores."""
     bb = tmp_path / "backbone.pt"
     assert main(["train", "backbone", "--data", "fmnist", "--arch", "resnet14", "--epochs", "12", "-o", str(bb)]) == 0
     out = tmp_path / "fmnist.snn"
-    assert main(["train", "codec", "--backbone", str(bb), "-o", str(out), "--xai", "--seed", "0"]) == 0
+    assert main(["train", "codec", "--backbone", str(bb), "-o", str(out), "--split", "layer2", "--decode-to", "layer3",
+                 "--enc-stride", "2", "--enc-hidden", "16", "--dec-hidden", "64", "--int8-aware",
+                 "--stage2-epochs", "14", "--xai", "--seed", "0"]) == 0
     metrics = {r["ber"]: r["accuracy"] for r in load_bundle(out).metrics["results"]}
     assert metrics[0.0] >= 0.91 and metrics[0.01] >= 0.90 and metrics[0.05] >= 0.88 and metrics[0.1] >= 0.84
 
