@@ -102,9 +102,12 @@ class Classifier:
 
     @torch.inference_mode()
     def tail(self, feats: np.ndarray) -> np.ndarray:
+        """Split features -> labels: every backbone stage after the split (bridge included), as an
+        edge that receives raw features must run them."""
+        bb = self.bundle.backbone
         out = []
         for i in range(0, len(feats), self.batch_size):
-            out.append(self.bundle.backbone.tail(torch.from_numpy(feats[i:i + self.batch_size])).argmax(1).numpy())
+            out.append(bb.tail(bb.bridge(torch.from_numpy(feats[i:i + self.batch_size]))).argmax(1).numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
