@@ -42,9 +42,7 @@ KD_T = 2.0
 
 
 class ChannelForward:
-    """One noisy pass: features -> encoder -> quantizer -> bit flips/erasures -> decoder.
-
-    Returns (decoded features, transmitted values, presence mask, BER, soft weights, encoder output)."""
+    """One noisy pass: features -> encoder -> quantizer -> bit flips/erasures -> decoder."""
 
     def __init__(self, codec: SemanticCodec, channel: SymbolChannel, ber_min: float, ber_max: float,
                  clean_share: float, erasure_prob: float):
@@ -62,7 +60,7 @@ class ChannelForward:
         rx = self.channel.flip(self.codec.quantizer.assign(z.detach()), ber, g)
         values, idx, w = self.codec.quantizer(z, received=rx)
         present = (~erased).to(torch.float32)
-        return self.codec.decode(values, present, ber), values, present, ber, w, z
+        return self.codec.decode(values, present, ber), values, present, ber, w, idx
 
 
 def with_split(backbone, record: dict, split: str | None, decode_to: str | None) -> dict:
@@ -143,7 +141,8 @@ def train_codec(args, command: str) -> Path:
         int8_aware(codec.encoder)
     channel = SymbolChannel(args.levels, gray=not args.binary)
     fwd = ChannelForward(codec, channel, args.ber_min, args.ber_max, args.clean_share, args.erasure_prob)
-    log(f"split {backbone.split} {split_shape} (decoder reconstructs {backbone.resume} {codec.out_shape}) -> {codec.n_symbols} symbols x {channel.bits} bits = "
+    log(f"split {backbone.split} {split_shape} (decoder reconstructs {backbone.resume} {codec.out_shape}) -> "
+        f"{codec.n_symbols} symbols x {channel.bits} bits = "
         f"{math.ceil(codec.n_symbols * channel.bits / 8)} B; backbone test accuracy {record.get('accuracy')}")
 
     plan = [(1, e) for e in range(args.stage1_epochs)] + [(2, e) for e in range(args.stage2_epochs)]
