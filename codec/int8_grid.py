@@ -24,12 +24,18 @@ from codec.gdn import GDN
 LEVELS = 127  # symmetric int8: [-127, 127], as onnxruntime quantizes weights
 
 
-def snap_per_channel(w: torch.Tensor) -> torch.Tensor:
-    """w rounded to the symmetric int8 grid of each output channel (dimension 0)."""
+def _steps(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w in grid steps, the step) per output channel (dimension 0): step = max|w_c| / 127."""
     flat = w.reshape(w.shape[0], -1)
     scale = flat.abs().amax(1, keepdim=True) / LEVELS
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return (torch.round(flat / scale) * scale).reshape(w.shape)
+    return flat / scale, scale
+
+
+def snap_per_channel(w: torch.Tensor) -> torch.Tensor:
+    """w rounded to the symmetric int8 grid of each output channel (dimension 0)."""
+    steps, scale = _steps(w)
+    return (torch.round(steps) * scale).reshape(w.shape)
 
 
 @torch.no_grad()
@@ -86,8 +92,5 @@ def bake(module: nn.Module) -> nn.Module:
 
 def on_grid(w: torch.Tensor, tol: float = 1e-3) -> bool:
     """Whether every output channel of w is (to `tol` of a step) a multiple of max|w_c| / 127."""
-    flat = w.detach().reshape(w.shape[0], -1).float()
-    scale = flat.abs().amax(1, keepdim=True) / LEVELS
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    steps = flat / scale
+    steps, _ = _steps(w.detach().float())
     return bool(((steps - torch.round(steps)).abs() <= tol).all())

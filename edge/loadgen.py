@@ -101,6 +101,19 @@ def _classify(data: bytes):
     return kind, device, seq, code
 
 
+def _waiting_replies(sock: socket.socket):
+    """Every datagram waiting on non-blocking `sock` that is a reply frame, classified."""
+    recv = sock.recv
+    while True:
+        try:
+            data = recv(2048)
+        except BlockingIOError:
+            return
+        info = _classify(data)
+        if info is not None:
+            yield info
+
+
 def _percentiles(lat_ms: list[float]) -> dict:
     if not lat_ms:
         return {"p50_ms": None, "p99_ms": None, "mean_ms": None, "max_ms": None}
@@ -137,7 +150,6 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
     t0 = time.perf_counter()
     t_measure, t_end = t0 + warmup, t0 + warmup + duration
     measured_answers = 0
-    recv = sock.recv
     while True:
         now = time.perf_counter()
         if now < t_end:
@@ -156,15 +168,7 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
         ready, _, _ = select.select([sock], [], [], 0.05)
         if not ready:
             continue
-        while True:
-            try:
-                data = recv(2048)
-            except BlockingIOError:
-                break
-            info = _classify(data)
-            if info is None:
-                continue
-            kind, device, seq, _ = info
+        for kind, device, seq, _ in _waiting_replies(sock):
             j = maker.index_of(device, seq)
             if not 0 <= j < window or not in_flight[j]:
                 continue
@@ -243,15 +247,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
         ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             continue
-        while True:
-            try:
-                data = sock.recv(2048)
-            except BlockingIOError:
-                break
-            info = _classify(data)
-            if info is None:
-                continue
-            kind, device, seq, code = info
+        for kind, device, seq, code in _waiting_replies(sock):
             if kind == KIND_ERROR and code == ERR_BAD_FRAME:
                 garbage_answered += 1
                 rejected += 1
