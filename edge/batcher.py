@@ -197,13 +197,9 @@ def _run_batch(batch: list[Job]) -> tuple[np.ndarray, np.ndarray, float, float]:
     Returns (labels, confidences, start time, seconds in the model)."""
     t_start = time.perf_counter()
     n = len(batch)
-    codec = batch[0].codec
-    if all(job.codec is codec for job in batch):  # the common case: one codec, no regrouping
-        groups = {id(codec): (codec, range(n))}
-    else:
-        groups = {}
-        for i, job in enumerate(batch):
-            groups.setdefault(id(job.codec), (job.codec, []))[1].append(i)
+    groups: dict[int, tuple[object, list[int]]] = {}  # codec id -> (codec, positions in the batch)
+    for i, job in enumerate(batch):
+        groups.setdefault(id(job.codec), (job.codec, []))[1].append(i)
     labels = np.zeros(n, dtype=np.int64)
     confs = np.zeros(n, dtype=np.float32)
     for codec, idx in groups.values():
@@ -214,6 +210,6 @@ def _run_batch(batch: list[Job]) -> tuple[np.ndarray, np.ndarray, float, float]:
                       for j in jobs]
         bers = np.fromiter((j.ber for j in jobs), dtype=np.float32, count=len(jobs))
         result = codec.infer([j.payload for j in jobs], erased, bers)
-        labels[list(idx)] = result.labels
-        confs[list(idx)] = result.confidences
+        labels[idx] = result.labels
+        confs[idx] = result.confidences
     return labels, confs, t_start, time.perf_counter() - t_start
