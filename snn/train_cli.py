@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
     b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    _add_scale_arguments(b)
 
     c = sub.add_parser("codec", help="train the semantic codec on a frozen backbone")
     _PARSERS["codec"] = c
@@ -65,29 +67,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
     c.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    _add_scale_arguments(c)
+
+
+def _add_scale_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="data-parallel over N local processes (torch.distributed, gloo on CPU); "
+                        "--batch-size stays the global batch. Under torchrun the group is torchrun's")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="write world_size, test_accuracy and timings as JSON to PATH")
 
 
 def run(args: argparse.Namespace) -> int:
     passive_omp_threads()
-    command = command_line(args)
+    from codec.training.distributed import launch
+
+    launch(train_rank, args.nproc, args, command_line(args))
+    return 0
+
+
+def train_rank(args: argparse.Namespace, command: str) -> None:
+    """One rank's whole run (the only rank unless --nproc/torchrun); rank 0 writes --json."""
+    import time
+
+    from codec.training.distributed import current
+
+    t0 = time.time()
     if args.what == "backbone":
         from codec.training.train_backbone import train_backbone
-        train_backbone(args.data, args.arch, args.out, epochs=args.epochs, batch_size=args.batch_size,
-                       optimizer=args.optimizer, lr=args.lr, width=args.width, split=args.split, seed=args.seed,
-                       threads=args.threads, resume=args.resume, count=args.count,
-                       command=command)
-        return 0
-    from channel.bit_errors import make_error_model
-    from codec.training.train_codec import train_codec
-    train_codec(args, command=command, make_errors=make_error_model)
-    return 0
+        record = train_backbone(args.data, args.arch, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                                optimizer=args.optimizer, lr=args.lr, width=args.width, split=args.split,
+                                seed=args.seed, threads=args.threads, resume=args.resume, count=args.count,
+                                command=command)
+        figures = {"test_accuracy": record["accuracy"], "train_seconds": record["train_seconds"],
+                   "epoch_seconds": record["epoch_seconds"]}
+    else:
+        from channel.bit_errors import make_error_model
+        from codec.training.train_codec import train_codec
+        train_codec(args, command=command, make_errors=make_error_model)
+        figures = None
+    dist = current()
+    if not (args.json and dist.is_main):
+        return
+    if figures is None:
+        from codec.bundle import load_bundle
+        manifest = load_bundle(args.out).manifest
+        results = manifest["metrics"]["results"]
+        figures = {"test_accuracy": next(r["accuracy"] for r in results if r["ber"] == 0.0), "results": results,
+                   "train_seconds": manifest.get("train_seconds")}
+    figures = {"what": args.what, "world_size": dist.world_size, "global_batch": args.batch_size,
+               "out": str(args.out), "command": command, **figures,
+               "wall_seconds": round(time.time() - t0, 2)}
+    args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The equivalent command line (only options that differ from their defaults), for the record."""
     parts = ["snn", "train", args.what]
     for action in _PARSERS[args.what]._actions:
-        if not action.option_strings or action.dest == "help":
+        if not action.option_strings or action.dest in ("help", "json"):
             continue
         value = getattr(args, action.dest, None)
         if value == action.default and action.dest != "seed":

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from codec.datasets import Dataset, load_dataset
+from codec.training.distributed import current as current_rank
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -83,7 +84,9 @@ def batches(n: int, batch_size: int, g: torch.Generator | None, shuffle: bool = 
 
 
 def progress(iterable, total: int, desc: str):
-    """A tqdm bar on a terminal (to stderr); silent in logs and tests."""
+    """A tqdm bar on a terminal (to stderr); silent in logs and tests, and on ranks other than 0."""
+    if not current_rank().is_main:
+        return iterable
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is a core dependency, but never fail a run for a progress bar
@@ -92,11 +95,17 @@ def progress(iterable, total: int, desc: str):
 
 
 def log(msg: str) -> None:
+    """One timestamped line on stdout (rank 0 only when training is distributed)."""
+    if not current_rank().is_main:
+        return
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file and rename, so an interrupted run never leaves half a checkpoint."""
+    """torch.save to a temp file and rename, so an interrupted run never leaves half a checkpoint.
+    Distributed, only rank 0 writes (every rank holds the same model)."""
+    if not current_rank().is_main:
+        return
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)

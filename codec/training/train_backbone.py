@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from codec.model.backbones import build_backbone
+from codec.training import distributed
 from codec.training.common import (
     augment,
     batches,
@@ -44,6 +45,7 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
                    resume: bool = False, count: int | None = None, command: str | None = None) -> dict:
     set_threads(threads)
     g = seed_everything(seed)
+    dist = distributed.current()
     train, test = load_split(data)
     train, test = train.take(count), test.take(count)
     mean, std = channel_stats(train.images)
@@ -81,23 +83,32 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
         set_rng_state(g, ck["rng"])
         start = ck["epoch"]
         log(f"resumed from {ckpt_path} after epoch {start}")
+    dist.broadcast_state(model)
+    test_shard = dist.shard(torch.arange(len(xte)))
     t0 = time.time()
     acc = 0.0
+    epoch_seconds = []
     for epoch in range(start, epochs):
         model.train()
+        order_g, noise_g = dist.epoch_generators(g, seed, epoch)
         tl, tn = 0.0, 0
-        for idx in progress(batches(len(xtr), batch_size, g), steps_per_epoch, f"epoch {epoch + 1}/{epochs}"):
-            x = (augment(xtr[idx], g) - norm_mean) / norm_std
+        te = time.time()
+        for n_global, idx in progress(dist.shards(batches(len(xtr), batch_size, order_g)), steps_per_epoch, f"epoch {epoch + 1}/{epochs}"):
+            x = (augment(xtr[idx], noise_g) - norm_mean) / norm_std
             loss = F.cross_entropy(model(x), ytr[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * dist.share(len(idx), n_global)).backward()
+            dist.sync_gradients(model.parameters())
             opt.step()
             sched.step()
             tl += loss.item() * len(idx)
             tn += len(idx)
+        epoch_seconds.append(time.time() - te)
         model.eval()
-        logits = predict(lambda b: model((b - norm_mean) / norm_std), xte)
-        acc = float((logits.argmax(1) == yte).float().mean())
+        dist.broadcast_state(model)
+        logits = predict(lambda b: model((b - norm_mean) / norm_std), xte[test_shard])
+        correct, tl, tn = dist.sum(float((logits.argmax(1) == yte[test_shard]).sum()), tl, tn)
+        acc = correct / len(xte)
         log(f"backbone {arch} epoch {epoch + 1}/{epochs} loss {tl / tn:.4f} test_acc {acc:.4f} "
             f"lr {sched.get_last_lr()[0]:.4g} elapsed {time.time() - t0:.0f}s")
         save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
@@ -108,6 +119,7 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
         "state_dict": model.state_dict(), "input_shape": [c, h, w], "input_mean": mean, "input_std": std,
         "classes": list(train.classes), "data": data, "accuracy": acc, "epochs": epochs, "seed": seed,
         "command": command or shlex.join(sys.argv), "train_seconds": time.time() - t0,
+        "world_size": dist.world_size, "epoch_seconds": epoch_seconds,
     }
     save_atomic(record, out)
     log(f"saved backbone to {out}: test accuracy {acc:.4f}")

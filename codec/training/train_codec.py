@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from codec.model.quantizer import bits_entropy, usage_loss
 from codec.model.semantic_codec import Normalise, SemanticCodec
+from codec.training import distributed
 from codec.training.channel_sim import SymbolChannel, sample_ber, sample_erasures
 from codec.training.common import (
     batches,
@@ -113,6 +114,7 @@ def train_codec(args, command: str, make_errors) -> Path:
     real bit-error models of the final evaluation."""
     set_threads(args.threads)
     g = seed_everything(args.seed)
+    dist = distributed.current()
     backbone, record = load_backbone_file(args.backbone)
     record = with_split(backbone, record, getattr(args, "split", None), getattr(args, "decode_to", None))
     with torch.no_grad():
@@ -182,6 +184,8 @@ def train_codec(args, command: str, make_errors) -> Path:
         set_rng_state(g, ck["rng"])
         log(f"resumed from {ckpt_path} after {state['done']} of {len(plan)} epochs")
 
+    dist.broadcast_state(codec)
+    test_shard = dist.shard(torch.arange(len(fte)))
     current_stage = plan[state["done"] - 1][0] if state["done"] else None
     for k in range(state["done"], len(plan)):
         stage, e = plan[k]
@@ -192,9 +196,10 @@ def train_codec(args, command: str, make_errors) -> Path:
         sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "xai": 0.0}
         n_seen = 0
         t0 = time.time()
-        for bi, idx in enumerate(progress(batches(len(ftr), args.batch_size, g), steps, f"stage {stage} epoch {e + 1}")):
+        order_g, noise_g = dist.epoch_generators(g, args.seed, k)
+        for bi, (n_global, idx) in enumerate(progress(dist.shards(batches(len(ftr), args.batch_size, order_g)), steps, f"stage {stage} epoch {e + 1}")):
             f, y = ftr[idx], ytr[idx]
-            dec, values, present, ber, w, _ = fwd(f, g)
+            dec, values, present, ber, w, _ = fwd(f, noise_g)
             mse = F.mse_loss(dec, target[idx]) / fvar
             loss = mse + args.usage_weight * usage_loss(w)
             if stage == 2:
@@ -209,7 +214,8 @@ def train_codec(args, command: str, make_errors) -> Path:
                     loss = loss + args.xai_weight * xl
                     sums["xai"] += xl.item() * len(idx) * args.xai_every
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * dist.share(len(idx), n_global)).backward()
+            dist.sync_gradients(codec.parameters())
             opt.step()
             sched.step()
             sums["loss"] += loss.item() * len(idx)
@@ -219,20 +225,27 @@ def train_codec(args, command: str, make_errors) -> Path:
         accs = {}
         with torch.no_grad():
             for b in (0.0, 1e-2, 1e-1):
-                eg = torch.Generator().manual_seed(1234)
-                logits = predict(lambda ff: backbone.tail(fwd(ff, eg, ber=torch.full((len(ff),), b), erasure_prob=0.0)[0]), fte, 1000)
-                accs[b] = float((logits.argmax(1) == yte).float().mean())
+                eg = torch.Generator().manual_seed(1234 + dist.rank)
+                logits = predict(lambda ff: backbone.tail(fwd(ff, eg, ber=torch.full((len(ff),), b), erasure_prob=0.0)[0]),
+                                 fte[test_shard], 1000)
+                accs[b] = dist.sum(float((logits.argmax(1) == yte[test_shard]).sum()))[0] / len(fte)
             ent = bits_entropy(codec.quantizer.assign(codec.encoder(fte[:2000])), args.levels)
+            sums = dict(zip(sums, dist.sum(*sums.values())))
+            n_seen = int(dist.sum(n_seen)[0])
         parts = " ".join(f"{k} {v / n_seen:.4f}" for k, v in sums.items() if v)
         log(f"codec stage {stage} epoch {e + 1} {parts} | test acc ber0 {accs[0.0]:.4f} ber1e-2 {accs[1e-2]:.4f} "
             f"ber1e-1 {accs[1e-1]:.4f} | H {ent:.2f} bits | {time.time() - t0:.0f}s")
         save_atomic({"codec": codec.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "rng": rng_state(g), "done": k + 1}, ckpt_path)
 
-    return finish_bundle(args, command, backbone, record, codec, test, time.time() - t_start, make_errors)
+    if not dist.is_main:  # rank 0 writes and measures the bundle
+        return args.out
+    return finish_bundle(args, command, backbone, record, codec, test, time.time() - t_start, make_errors,
+                         world_size=dist.world_size)
 
 
-def finish_bundle(args, command, backbone, record, codec, test, train_seconds: float, make_errors) -> Path:
+def finish_bundle(args, command, backbone, record, codec, test, train_seconds: float, make_errors,
+                  world_size: int = 1) -> Path:
     """Freeze centres, write the bundle, re-load it and store the measured figures in it."""
     from codec.bundle import load_bundle, make_manifest, write_bundle
     from codec.evaluate import evaluate
@@ -242,7 +255,7 @@ def finish_bundle(args, command, backbone, record, codec, test, train_seconds: f
     codec.quantizer.freeze()
     centres = codec.quantizer.centres().detach().numpy()
     name = args.out.stem
-    extra = {"train_seconds": round(train_seconds, 1), "backbone_command": record.get("command"),
+    extra = {"train_seconds": round(train_seconds, 1), "world_size": world_size, "backbone_command": record.get("command"),
              "backbone_seed": record.get("seed"), "backbone_train_seconds": round(record.get("train_seconds", 0), 1)}
     manifest = make_manifest(name, record, codec.config, centres, command, args.seed, extra=extra)
     write_bundle(args.out, manifest, backbone.state_dict(), codec.state_dict())
