@@ -9,6 +9,10 @@ replies while the model thread already takes the next batch. The loop never wait
 and the model never waits for the loop: under load batches grow by themselves (what arrived
 while the model ran is the next batch), at low load a frame waits at most ``max_wait_s``.
 
+With ``workers`` > 1 (a remote model half: Ray Serve replicas) that many model threads take
+batches from the one queue, so as many batches are in flight as there are replicas to run them;
+a batch is still one call. One worker (in-process model) keeps the model on one thread.
+
 Why the thread and not a coroutine cuts batches: a coroutine-cut batch needs a turn of the
 event loop before the model can start it, and the loop may be busy sending the previous batch's
 replies; with the model thread pulling, the only hand-over per batch is the results (one wake-up
@@ -52,9 +56,9 @@ class MicroBatcher:
     """Bounded queue + one model worker thread that cuts batches at size or age."""
 
     def __init__(self, max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 2048,
-                 metrics=None, on_batch: Callable | None = None) -> None:
-        if max_batch < 1 or max_queue < 1:
-            raise ValueError("max_batch and max_queue must be at least 1")
+                 metrics=None, on_batch: Callable | None = None, workers: int = 1) -> None:
+        if max_batch < 1 or max_queue < 1 or workers < 1:
+            raise ValueError("max_batch, max_queue and workers must be at least 1")
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -62,13 +66,14 @@ class MicroBatcher:
         self.on_batch = on_batch
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition(threading.Lock())
-        self._sleeping = False      # the model thread waits on _cond (set and read under the GIL)
+        self._sleeping = 0          # model threads waiting on _cond (changed under its lock)
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._worker: Future | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-model")
+        self._workers: list[Future] = []
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snn-model")
         self.batches = 0            # batches answered (written on the loop only)
-        self._taken = 0             # batches the model thread took (written there only)
+        self._taken = 0             # batches the model threads took (written under _cond's lock)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -86,13 +91,13 @@ class MicroBatcher:
     def run_in_model_thread(self, fn: Callable, *args):
         """Run fn(*args) in the model thread and wait for it (start-up work such as warm-up;
         before `start`, which gives the thread to the batch loop for good)."""
-        if self._worker is not None:
+        if self._workers:
             raise RuntimeError("the model thread is serving batches")
         return self._pool.submit(fn, *args).result()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._worker = self._pool.submit(self._model_loop)
+        self._workers = [self._pool.submit(self._model_loop) for _ in range(self.workers)]
 
     def submit(self, job: Job) -> bool:
         """Queue a job; False when the queue is full or the server is shutting down (busy)."""
@@ -106,20 +111,23 @@ class MicroBatcher:
                 self._wake()
         return True
 
-    def _wake(self) -> None:
+    def _wake(self, all_threads: bool = False) -> None:
         with self._cond:
-            self._cond.notify()
+            if all_threads:
+                self._cond.notify_all()
+            else:
+                self._cond.notify()
 
     async def drain(self, timeout_s: float) -> list[Job]:
         """Stop accepting, finish what is queued within `timeout_s`; return the jobs left over."""
         self._closing = True
-        self._wake()
+        self._wake(all_threads=True)
         deadline = time.monotonic() + timeout_s
         while (self._queue or self.in_flight) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         left = list(self._queue)
         self._queue.clear()
-        self._wake()
+        self._wake(all_threads=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
         return left
 
@@ -130,6 +138,8 @@ class MicroBatcher:
             batch = self._take()
             if batch is None:
                 return
+            if not batch:  # another model thread took what was due
+                continue
             try:
                 result = _run_batch(batch)
             except BaseException as exc:  # noqa: BLE001 - a model failure answers the batch
@@ -156,14 +166,17 @@ class MicroBatcher:
             else:
                 delay = None
             with cond:
-                self._sleeping = True
-                # re-check under the lock: a submit that saw _sleeping False did not notify
+                self._sleeping += 1
+                # re-check under the lock: a submit that saw no sleeper did not notify
                 if len(queue) == n and not self._closing:
                     cond.wait(delay)
-                self._sleeping = False
-        take = min(self.max_batch, len(queue))
-        batch = [queue.popleft() for _ in range(take)]
-        self._taken += 1
+                self._sleeping -= 1
+        with cond:  # several model threads may take at once
+            take = min(self.max_batch, len(queue))
+            if not take:
+                return [] if not self._closing else None
+            batch = [queue.popleft() for _ in range(take)]
+            self._taken += 1
         return batch
 
     # --- back on the loop --------------------------------------------------------------------

@@ -40,6 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bad-frame-replies", action="store_true",
                    help="drop frames whose header fails silently (counted) instead of answering an "
                         "ERROR frame; saves downlink airtime on radio links")
+    p.add_argument("--ray", metavar="local|ADDRESS",
+                   help="run the decoder + task head on Ray Serve replicas: 'local' starts a Ray on this "
+                        "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra")
+    p.add_argument("--replicas", type=int, default=2,
+                   help="Ray Serve replicas of the model half (with --ray; default %(default)s)")
+    p.add_argument("--replica-cpus", type=float, default=1.0,
+                   help="CPUs Ray reserves per replica (default %(default)s)")
+    p.add_argument("--ray-app", default="snn-edge",
+                   help="Ray Serve application name; fronts with the same name and bundles share its "
+                        "replicas (default %(default)s)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -53,21 +63,43 @@ def run(args: argparse.Namespace) -> int:
     from edge.server import ServeOptions, parse_hostport, serve
 
     for name, value in (("--max-batch", args.max_batch), ("--queue", args.queue),
-                        ("--max-devices", args.max_devices), ("--threads", args.threads)):
+                        ("--max-devices", args.max_devices), ("--threads", args.threads),
+                        ("--replicas", args.replicas)):
         if value < 1:
             raise SnnError(f"{name} must be at least 1, got {value}")
     if args.max_wait_ms < 0 or args.reassembly_timeout <= 0:
         raise SnnError("--max-wait-ms must be >= 0 and --reassembly-timeout > 0")
+    if args.ray:
+        from edge.ray_serve import require_ray
+        require_ray()
+        if args.torchscript:
+            raise SnnError("--torchscript applies to the in-process model half, not to --ray replicas")
+        if args.replica_cpus <= 0:
+            raise SnnError(f"--replica-cpus must be positive, got {args.replica_cpus}")
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
     config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
-                        reply_bad_frames=not args.no_bad_frame_replies)
+                        reply_bad_frames=not args.no_bad_frame_replies,
+                        model_workers=args.replicas if args.ray else 1)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            log_level=args.log_level)
 
+    engine: dict = {"engine": "torchscript" if args.torchscript else "torch", "replicas": 1}
+    backends: list = []
+
+    def load():
+        codecs = load_codecs(args.bundle, trace=args.torchscript)
+        if args.ray:
+            from edge.ray_serve import attach
+            backends.append(attach(codecs, args.ray, args.replicas, args.ray_app, args.replica_cpus,
+                                   args.threads))
+            engine.update(backends[0].describe())
+        return codecs
+
     def ready(addresses: dict) -> None:
+        addresses.update(engine)
         parts = [addresses["http"]] + ([addresses["udp"]] if addresses["udp"] else [])
         parts += [f"serial:{p}" for p in addresses["serial"]]
         print(f"snn edge: serving {'; '.join(addresses['codecs'])} on {' '.join(parts)}", flush=True)
@@ -76,4 +108,8 @@ def run(args: argparse.Namespace) -> int:
                 json.dump(addresses, fh)
         sys.stdout.flush()
 
-    return serve(lambda: load_codecs(args.bundle, trace=args.torchscript), config, options, ready)
+    try:
+        return serve(load, config, options, ready)
+    finally:
+        for backend in backends:
+            backend.close()

@@ -83,6 +83,7 @@ class EdgeConfig:
     reply_bad_frames: bool = True
     max_body: int = 65536
     drain_s: float = 1.5
+    model_workers: int = 1      # batches in flight at once (Ray Serve: one per replica)
 
 
 class Rejected(Exception):
@@ -118,7 +119,7 @@ class EdgeCore:
         self.ber = BerEstimator(decay=cfg.ber_decay, max_devices=cfg.max_devices)
         self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
-                                    self.metrics, on_batch=self._on_batch)
+                                    self.metrics, on_batch=self._on_batch, workers=cfg.model_workers)
         self.metrics.queue_depth.set_function(self.batcher.__len__)
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
