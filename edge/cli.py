@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-app", default="snn-edge",
                    help="Ray Serve application name; fronts with the same name and bundles share its "
                         "replicas (default %(default)s)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="SO_REUSEPORT on the UDP and HTTP ports: several fronts on one host share them "
+                        "(the kernel keeps each device on one front)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                         reply_bad_frames=not args.no_bad_frame_replies,
                         model_workers=args.replicas if args.ray else 1)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
-                           log_level=args.log_level)
+                           log_level=args.log_level, reuse_port=args.reuse_port)
 
     engine: dict = {"engine": "torchscript" if args.torchscript else "torch", "replicas": 1}
     backends: list = []

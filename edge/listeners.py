@@ -35,10 +35,14 @@ def bind_or_explain(sock: socket.socket, scheme: str, host: str, port: int, flag
                           if exc.errno in (98, 48) else "")) from None
 
 
-def bind_udp(host: str, port: int, rcvbuf: int = 4 << 20) -> socket.socket:
-    """A bound, non-blocking UDP socket; SnnError when the address is in use or invalid."""
+def bind_udp(host: str, port: int, rcvbuf: int = 4 << 20, reuse_port: bool = False) -> socket.socket:
+    """A bound, non-blocking UDP socket; SnnError when the address is in use or invalid.
+    `reuse_port`: SO_REUSEPORT, so several fronts on one host share the port; the kernel hashes
+    each sender's address to one of them, so a device's fragments reach one front."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf)

@@ -29,6 +29,7 @@ class ServeOptions:
     threads: int = 1
     graceful_s: float = 1.0
     log_level: str = "warning"
+    reuse_port: bool = False    # SO_REUSEPORT on the UDP and HTTP sockets (several fronts per host)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -45,12 +46,14 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def bind_http(host: str, port: int) -> socket.socket:
+def bind_http(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
     # socket says so (proto 0 leaves Nagle on, and every response then waits ~40 ms for an ACK)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     bind_or_explain(sock, "http", host, port, "--http")
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -92,12 +95,12 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     from edge.app import create_app
     from edge.listeners import SerialListener, UdpListener, bind_udp, open_serial
 
-    http_sock = bind_http(*options.http)
+    http_sock = bind_http(*options.http, reuse_port=options.reuse_port)
     udp_sock = None
     serial_transports = []
     try:
         if options.udp is not None:
-            udp_sock = bind_udp(*options.udp)
+            udp_sock = bind_udp(*options.udp, reuse_port=options.reuse_port)
         for url in options.serial or []:
             serial_transports.append(open_serial(url))
         if callable(codecs):
@@ -153,6 +156,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     uconfig = uvicorn.Config(app, loop="asyncio", log_level=options.log_level, access_log=False, lifespan="on",
                              timeout_graceful_shutdown=options.graceful_s, server_header=False,
                              date_header=False, backlog=2048)
+    # h11 even where httptools is installed (ray[serve] pulls it in through uvicorn[standard]):
+    # the server's HTTP behaviour is built and tested on h11
+    uconfig.http = "h11"
     server = _server_class()(uconfig)
     return server, core, http_sock, addresses
 

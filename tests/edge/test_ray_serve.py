@@ -179,3 +179,19 @@ def test_ray_flags_are_checked_before_anything_starts(capsys):
     if HAVE_RAY:
         assert main(["edge", "serve", "--ray", "local", "--torchscript"]) == 2
         assert "--torchscript" in capsys.readouterr().err
+
+
+def test_reuse_port_lets_several_fronts_share_the_udp_and_http_ports():
+    from edge.listeners import bind_udp
+    from edge.server import bind_http
+    from snn.errors import SnnError
+
+    a = bind_udp("127.0.0.1", 0, reuse_port=True)
+    port = a.getsockname()[1]
+    b = bind_udp("127.0.0.1", port, reuse_port=True)
+    with pytest.raises(SnnError):
+        bind_udp("127.0.0.1", port)             # without the flag the port stays taken
+    h1 = bind_http("127.0.0.1", 0, reuse_port=True)
+    h2 = bind_http("127.0.0.1", h1.getsockname()[1], reuse_port=True)
+    for s in (a, b, h1, h2):
+        s.close()
