@@ -10,7 +10,7 @@ from codec.errors import SnnError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="what", metavar="report|export|run|agree|boards", required=True)
+    sub = parser.add_subparsers(dest="what", metavar="report|export|run|agree|build|qemu|boards", required=True)
     r = sub.add_parser("report", help="flash, peak SRAM, MACs and latency of an int8 encoder on a board")
     r.add_argument("encoder", type=Path, help="int8 QDQ ONNX encoder (snn export -o DIR -> DIR/encoder.int8.onnx)")
     r.add_argument("--board", required=True, help="board name (stm32f411, stm32f746, stm32h743, nrf52840) "
@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--data", default="fmnist:test")
     a.add_argument("--count", type=int, default=None)
     a.add_argument("--json", type=Path, default=None)
+    a.add_argument("--engine", choices=("sim", "c"), default="sim",
+                   help="sim: the Python integer simulator; c: the generated C firmware built for this host")
+
+    from firmware_sim import fw_cli
+    fw_cli.add_arguments(sub)
 
     sub.add_parser("boards", help="list the board profiles")
 
@@ -103,11 +108,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {res['header']} ({res['arrays']} arrays, {res['param_bytes']} B of parameters) and "
               f"{res['plan']} (arena {res['arena_bytes']} B)")
         return 0
+    if args.what in ("build", "qemu") or (args.what == "agree" and args.engine == "c"):
+        from firmware_sim import fw_cli
+        return fw_cli.run(args)
     if args.what == "agree":
         from firmware_sim.lowering import agreement
         from codec.data import load_dataset
         ds = load_dataset(args.data).take(args.count)
         res = agreement(str(args.encoder), ds.images)
+        res.update(symbol_agreement=res["agreement"], symbol_agreement_vs_onnxruntime=res["agreement"],
+                   symbol_agreement_vs_sim=1.0, engine="sim")
         print(f"symbols agreeing with onnxruntime int8: {res['agree']}/{res['symbols']} = {res['agreement']:.6f} "
               f"({res['images_bit_exact']:.4f} of images bit-exact, max index distance {res['max_index_distance']})")
         _write_json(args.json, res)
