@@ -1,8 +1,8 @@
 """`snn bench accuracy`: accuracy vs BER vs bytes on air, SemanticNN and the baselines side by side.
 
-Same images, same channel: every method's bytes cross `channel.errors` (i.i.d. or Gilbert–Elliott
+Same images, same channel: every method's bytes cross `channel.bit_errors` (i.i.d. or Gilbert–Elliott
 at the same mean BER, burst 8 bits) with a seed derived from (channel, BER, method), and every
-byte on the uplink is counted, retransmissions and headers included (see `bench.transport`).
+byte on the uplink is counted, retransmissions and headers included (see `bench.delivery`).
 
 Methods (rows):
 
@@ -46,16 +46,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import transport
+from bench import delivery
 from bench.sources import Source, decode_all, default_sources, encode_all
-from codec.frame import header_copies_for
+from codec.wire.frame import header_copies_for
 
 BERS = (0.0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
 CHANNELS = ("iid", "ge")
 BURST = 8.0
 LINK = "lora-sf7"
 PILOTS = 4
-CAP = transport.DEFAULT_CAP
+CAP = delivery.DEFAULT_CAP
 QUICK_COUNT = 300
 PLAIN_COUNT = None  # images for the decode-and-classify `*-plain` rows (None: all)
 ZOO = Path(__file__).resolve().parent.parent / "codec" / "zoo"
@@ -67,7 +67,7 @@ ABLATION_PATTERNS = {"semanticnn-layer3": ("layer3",),
 
 
 def _progress(iterable, total: int, desc: str):
-    from codec.training_utils import progress
+    from codec.training.common import progress
     return progress(iterable, total, desc)
 
 
@@ -84,7 +84,7 @@ class Classifier:
 
     @torch.inference_mode()
     def images(self, images: np.ndarray) -> np.ndarray:
-        from codec.training_utils import to_tensor
+        from codec.training.common import to_tensor
         out = []
         for i in range(0, len(images), self.batch_size):
             x = to_tensor(images[i:i + self.batch_size])
@@ -93,7 +93,7 @@ class Classifier:
 
     @torch.inference_mode()
     def features(self, images: np.ndarray) -> np.ndarray:
-        from codec.training_utils import to_tensor
+        from codec.training.common import to_tensor
         out = []
         for i in range(0, len(images), self.batch_size):
             x = to_tensor(images[i:i + self.batch_size])
@@ -159,7 +159,7 @@ def find_ablations(extra: dict[str, str] | None = None) -> list[tuple[str, Path]
 
 @torch.inference_mode()
 def device_symbols(bundle, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    from codec.training_utils import to_tensor
+    from codec.training.common import to_tensor
     dev = bundle.device_half()
     out = [dev(to_tensor(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
     return np.concatenate(out).astype(np.uint8)
@@ -176,12 +176,12 @@ def edge_predict(edge, symbols: np.ndarray, erased: np.ndarray, ber: float, batc
 
 
 def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, clean_cache: dict,
-                  header_t: int = transport.FRAME_HEADER_T, header_copies: int = 1) -> dict:
+                  header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1) -> dict:
     """One learned codec at one channel setting: real frames, header losses, body errors.
 
     `header_copies` is what a device with `--header-copies auto` settles on at this BER.
     """
-    from codec.packing import erased_symbols, pack_symbols, unpack_symbols
+    from codec.wire.packing import erased_symbols, pack_symbols, unpack_symbols
 
     b = codec.bundle
     key = codec.name
@@ -190,7 +190,7 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
     symbols = clean_cache[key]
     packed = pack_symbols(symbols, b.levels, gray=b.gray)
     messages = [row.tobytes() for row in packed]
-    tr = transport.header_only(model, rng, messages, mtu, cap, t=header_t, extra=PILOTS, copies=header_copies)
+    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, extra=PILOTS, copies=header_copies)
     pilot_bits = int(tr.pilot_bits.sum())
     ber_est = float(tr.pilot_flips.sum()) / pilot_bits if pilot_bits else 0.0
     ok = tr.delivered
@@ -223,7 +223,7 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
 def _deepcod(deepcod, bundle, quick: bool, train_minutes: float, log) -> list[Codec]:
     """The DeepCOD-style codec matching `bundle`: the cached one, else trained now (full runs only)."""
     from bench.deepcod import DEFAULT_PATH, load_deepcod, train_deepcod
-    from codec.errors import BundleError
+    from snn.errors import BundleError
 
     path = DEFAULT_PATH if deepcod == "auto" else Path(deepcod)
     try:
@@ -248,7 +248,7 @@ def _conditioned(bundle) -> bool:
 # --------------------------------------------------------------------------- the benchmark
 
 def _model(channel: str, ber: float, burst: float):
-    from channel.errors import make_error_model
+    from channel.bit_errors import make_error_model
     return make_error_model(channel, ber=ber, burst=burst if channel == "ge" else None)
 
 
@@ -260,7 +260,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
     """Run the accuracy benchmark; returns the JSON-ready dict (`rows` is the contract)."""
     from channel.links import get_link
     from codec.bundle import load_bundle
-    from codec.data import load_dataset
+    from codec.datasets import load_dataset
 
     t_start = time.time()
     if threads:
@@ -270,7 +270,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         qualities = qualities or (10, 50, 90)
         rs_rates = rs_rates or ("rs223", "rs127")
     qualities = tuple(qualities or (10, 30, 50, 75, 90))
-    rs_rates = tuple(rs_rates or transport.RS_RATES)
+    rs_rates = tuple(rs_rates or delivery.RS_RATES)
     data = load_dataset("fmnist:test")
     data = data.take(count) if count else data
     n = len(data)
@@ -340,16 +340,16 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
                 add("semanticnn-header-oracle", "diagnostic", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"),
                     m, note="diagnostic: header assumed never lost; shows what the frame header costs", **r)
         for name in src_msgs:
-            tr = transport.arq(model(), rng(name, "arq"), src_len[name], mtu, cap)
+            tr = delivery.arq(model(), rng(name, "arq"), src_len[name], mtu, cap)
             add(f"{name}-arq", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
                 tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
             for rate in rs_rates:
-                tr = transport.rs(model(), rng(name, rate), src_len[name], mtu, transport.RS_RATES[rate])
+                tr = delivery.rs(model(), rng(name, rate), src_len[name], mtu, delivery.RS_RATES[rate])
                 add(f"{name}-{rate}", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
                     tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
             # plain: no CRC, no ARQ, the bytes arrive with their errors
             msgs = src_msgs[name][:side_n]
-            tr = transport.header_only(model(), rng(name, "plain"), msgs, mtu, cap)
+            tr = delivery.header_only(model(), rng(name, "plain"), msgs, mtu, cap)
             src = next(s for s in sources if s.name == name)
             intact = np.array([r == m for r, m in zip(tr.received, msgs)])
             correct = intact & src_correct[name][:side_n]
@@ -363,10 +363,10 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
             add(f"{name}-plain", "bit-level", channel, ber, correct.mean(), tr.bytes_on_air.mean(), side_n,
                 delivered=float(tr.delivered.mean()))
         # uniform 8-bit features
-        tr = transport.arq(model(), rng("feat8", "arq"), np.full(n, len(f8[0])), mtu, cap)
+        tr = delivery.arq(model(), rng("feat8", "arq"), np.full(n, len(f8[0])), mtu, cap)
         add("feat8-arq", "features", channel, ber, (tr.delivered & f8_correct).mean(), tr.bytes_on_air.mean(), n,
             delivered=float(tr.delivered.mean()))
-        tr = transport.header_only(model(), rng("feat8", "plain"), f8[:side_n], mtu, cap)
+        tr = delivery.header_only(model(), rng("feat8", "plain"), f8[:side_n], mtu, cap)
         correct = np.zeros(side_n, dtype=bool)
         got = np.flatnonzero(tr.delivered)
         if got.size:
@@ -381,9 +381,9 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         "benchmark": "accuracy", "rows": rows, "bars": check_bars(rows), "equal_accuracy": equal_accuracy(rows),
         "config": {"data": data.name, "count": n, "side_count": side_n, "quick": quick, "link": link, "mtu": mtu,
                    "channels": list(channels), "bers": [float(b) for b in bers], "ge_burst_bits": burst,
-                   "arq_cap": cap, "pilot_bytes": PILOTS, "frame_header_bytes": transport.FRAME_HEADER,
-                   "baseline_header_bytes": transport.HEADER_FIELDS, "crc32_bytes": transport.CRC32_BYTES,
-                   "rs_rates": {r: f"RS(255,{255 - transport.RS_RATES[r]})" for r in rs_rates},
+                   "arq_cap": cap, "pilot_bytes": PILOTS, "frame_header_bytes": delivery.FRAME_HEADER,
+                   "baseline_header_bytes": delivery.HEADER_FIELDS, "crc32_bytes": delivery.CRC32_BYTES,
+                   "rs_rates": {r: f"RS(255,{255 - delivery.RS_RATES[r]})" for r in rs_rates},
                    "jpeg_qualities": list(qualities), "seed": seed,
                    "codecs": {c.name: c.source for c in codecs},
                    "bundle_fingerprint": bundle.fingerprint.hex(), "backbone_accuracy": backbone_acc,
@@ -445,7 +445,7 @@ def check_bars(rows: list[dict], channel: str = "iid", ber: float = 1e-2, within
         "ten_x_fewer_bytes": bool(cheapest is None or (cheapest["ratio"] or 0) >= 10),
     })
     no_fec = [r for r in rows if r["channel"] == channel and r["ber"] == fail_ber and r["family"] == "bit-level"
-              and not any(r["method"].endswith(f"-{k}") for k in transport.RS_RATES)]
+              and not any(r["method"].endswith(f"-{k}") for k in delivery.RS_RATES)]
     out["no_fec_at_1e-1"] = {r["method"]: r["accuracy"] for r in no_fec}
     out["no_fec_fail_at_1e-1"] = bool(no_fec) and all(r["accuracy"] < 0.5 * sem["accuracy"] or r["accuracy"] < 0.2
                                                       for r in no_fec)

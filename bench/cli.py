@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from snn.errors import SnnError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
@@ -13,8 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     wire.add_argument("--symbols", type=int, default=392)
     wire.add_argument("--levels", type=int, default=8)
     wire.add_argument("--json", type=Path, metavar="PATH")
+    b = sub.add_parser("channel", help="bit-flipping throughput of each error model",
+                       description="Time ErrorModel.corrupt on random buffers (MB/s).")
+    b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
+    b.add_argument("--ber", type=float, default=1e-3, help="BER (default 1e-3)")
+    b.add_argument("--burst", type=float, default=8.0, help="GE mean burst length (default 8)")
+    b.add_argument("--models", default=",".join(("iid", "ge", "awgn", "lora")),
+                   help="comma-separated models (default iid,ge,awgn,lora)")
+    b.add_argument("--repeats", type=int, default=30)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", type=Path, metavar="PATH")
+
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
-    from edge.loadgen import add_bench_arguments
+    from bench.edge_load import add_bench_arguments
     add_bench_arguments(edge)
     from bench.run import add_end_to_end_arguments
     add_end_to_end_arguments(sub)
@@ -27,14 +40,34 @@ def write_json(path: Path | None, result: dict) -> None:
         path.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def run_channel_bench(args) -> int:
+    from bench.channel import BENCH_MODELS, format_table, run_bench
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in BENCH_MODELS]
+    if bad:
+        raise SnnError(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(BENCH_MODELS)}")
+    if args.size < 1:
+        raise SnnError("--size must be at least 1 byte")
+    if not 0 < args.ber <= 0.5:
+        raise SnnError(f"--ber must lie in (0, 0.5], got {args.ber:g}")
+    rows = run_bench(args.size, args.ber, models=models, repeats=max(1, args.repeats),
+                     burst=args.burst, seed=args.seed)
+    print(format_table(rows))
+    write_json(args.json, {"buffer_bytes": args.size, "ber": args.ber, "rows": rows})
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.bench == "wire":
         from bench.wire import format_wire, run_wire_bench
         result = run_wire_bench(args.frames, args.symbols, args.levels)
         print(format_wire(result))
         write_json(args.json, result)
+    elif args.bench == "channel":
+        return run_channel_bench(args)
     elif args.bench == "edge":
-        from edge.loadgen import run_bench
+        from bench.edge_load import run_bench
         return run_bench(args, write_json)
     elif args.bench in ("accuracy", "latency", "all"):
         from bench.run import run_end_to_end

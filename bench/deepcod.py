@@ -47,11 +47,11 @@ class DeepCODCodec:
         self.record = record or {}
 
     def device_half(self):
-        from codec.model import DeviceHalf
+        from codec.model.semantic_codec import DeviceHalf
         return DeviceHalf(self.normalise, self.backbone, self.codec).eval()
 
     def edge_half(self):
-        from codec.model import EdgeHalf
+        from codec.model.semantic_codec import EdgeHalf
         return EdgeHalf(self.backbone, self.codec).eval()
 
 
@@ -66,9 +66,9 @@ def train_deepcod(bundle, out: Path = DEFAULT_PATH, epochs: int = 6, minutes: fl
                   lr: float = 2e-3, temperature: float = 4.0, feat_weight: float = 0.5, seed: int = 0,
                   count: int | None = 20000, eval_count: int = 2000, threads: int | None = None,
                   command: str | None = None) -> dict:
-    from codec.data import load_dataset
-    from codec.model import SemanticCodec
-    from codec.training_utils import log, seed_everything, set_threads, to_tensor
+    from codec.datasets import load_dataset
+    from codec.model.semantic_codec import SemanticCodec
+    from codec.training.common import log, seed_everything, set_threads, to_tensor
 
     set_threads(threads)
     g = seed_everything(seed)
@@ -144,8 +144,8 @@ def train_deepcod(bundle, out: Path = DEFAULT_PATH, epochs: int = 6, minutes: fl
 
 
 def load_deepcod(path: str | Path, bundle) -> DeepCODCodec:
-    from codec.errors import BundleError
-    from codec.model import SemanticCodec
+    from codec.model.semantic_codec import SemanticCodec
+    from snn.errors import BundleError
 
     record = torch.load(Path(path), weights_only=False, map_location="cpu")
     if not isinstance(record, dict) or record.get("format") != FORMAT:

@@ -15,14 +15,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
+
 
 def run_offline(count: int, bers: list[float]) -> dict:
     """Accuracy per BER of the shipped bundle on the first `count` test images (i.i.d. bits)."""
+    from channel.bit_errors import make_error_model
     from codec.bundle import load_bundle
-    from codec.data import load_dataset
+    from codec.datasets import load_dataset
     from codec.evaluate import evaluate
-    return evaluate(load_bundle(), load_dataset("fmnist:test").take(count), bers, ["iid"], seeds=1)
+    return evaluate(load_bundle(), load_dataset("fmnist:test").take(count), bers, ["iid"], make_error_model, seeds=1)
 
 
 def run_live(count: int, ber: float, link: str = "lora-sf7") -> dict:

@@ -22,12 +22,11 @@ import binascii
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench import transport
+from bench import delivery
 from bench.sources import Source
 
 LINKS = ("lora-sf7", "lora-sf10", "ble-1m", "uart-115200")
@@ -67,24 +66,24 @@ def best_baseline(accuracy: dict | None, channel: str = "iid", ber: float = 1e-2
 
 
 def _fragments(n: int, room: int) -> list[int]:
-    k, chunk = transport.fragment_plan(np.array([n]), room)
-    return [int(transport.fragment_length(np.array([n]), chunk, i)[0]) for i in range(int(k[0]))]
+    k, chunk = delivery.fragment_plan(np.array([n]), room)
+    return [int(delivery.fragment_length(np.array([n]), chunk, i)[0]) for i in range(int(k[0]))]
 
 
 def frame_sizes(method: str, n_bytes: int, mtu: int) -> list[int]:
     """Bytes of each frame on a clean link for a message of n bytes sent by `method`."""
     if method == "semanticnn":
         from bench.accuracy import PILOTS
-        over = transport.FRAME_HEADER + PILOTS
+        over = delivery.FRAME_HEADER + PILOTS
         return [over + d for d in _fragments(n_bytes, mtu - over)]
     kind = method.rsplit("-", 1)[1]
     if kind == "arq":
-        over = transport.HEADER_FIELDS + transport.CRC32_BYTES
+        over = delivery.HEADER_FIELDS + delivery.CRC32_BYTES
         return [over + d for d in _fragments(n_bytes, mtu - over)]
     if kind == "plain":
-        return [transport.FRAME_HEADER + d for d in _fragments(n_bytes, mtu - transport.FRAME_HEADER)]
-    n_cw, nsym = transport.rs_parity(transport.RS_RATES[kind], mtu)
-    over = transport.HEADER_FIELDS + nsym
+        return [delivery.FRAME_HEADER + d for d in _fragments(n_bytes, mtu - delivery.FRAME_HEADER)]
+    n_cw, nsym = delivery.rs_parity(delivery.RS_RATES[kind], mtu)
+    over = delivery.HEADER_FIELDS + nsym
     return [over + d for d in _fragments(n_bytes, n_cw - over)]
 
 
@@ -94,9 +93,9 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
 
     from channel.links import get_link
     from codec.bundle import load_bundle
-    from codec.data import load_dataset
-    from codec.frame import encode_inference, parse_frame
-    from codec.packing import pack_symbols, unpack_symbols
+    from codec.datasets import load_dataset
+    from codec.wire.frame import encode_inference, parse_frame
+    from codec.wire.packing import pack_symbols, unpack_symbols
     from export.pipeline import build_encoders
     from export.verify import ort_session
 
@@ -143,7 +142,7 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
     # ---- the bit-level baseline
     src, kind = _parse_method(baseline)
     msg = src.encode(image[0])
-    rs_codec = reedsolo.RSCodec(transport.RS_RATES[kind]) if kind in transport.RS_RATES else None
+    rs_codec = reedsolo.RSCodec(delivery.RS_RATES[kind]) if kind in delivery.RS_RATES else None
 
     def device_base():
         m = src.encode(image[0])

@@ -259,7 +259,7 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
              f"Bundle `{cfg.get('bundle_name') or cfg['codecs']['semanticnn']}` (fingerprint {cfg['bundle_fingerprint']}); float backbone "
              f"accuracy {100 * cfg['backbone_accuracy']:.1f} %. {cfg['count']} {cfg['data']} images"
              f"{_side(cfg)}, link {cfg['link']} (MTU {cfg['mtu']} B), "
-             f"i.i.d. and Gilbert–Elliott (burst {cfg['ge_burst_bits']:g} bits) bit errors from `channel.errors` "
+             f"i.i.d. and Gilbert–Elliott (burst {cfg['ge_burst_bits']:g} bits) bit errors from `channel.bit_errors` "
              f"for every method. Bytes on air count every uplink byte: headers, pilots, CRC, parity and every "
              f"retransmission (SemanticNN's RS-protected header included, sent 1, 3 or 5 times as a device with "
              f"`--header-copies auto` settles on at each BER: 1 up to 2e-2, 3 up to 6e-2, else 5; a frame whose "

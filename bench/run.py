@@ -5,7 +5,7 @@
     snn bench all      [--quick] [--out DIR] [--json PATH]   # DIR/bench.{json,md}, 3 plots (+ edge)
 
 `all` runs accuracy, latency (its baseline picked from the accuracy rows) and the edge server's
-load benchmark (`edge.loadgen`, UDP and HTTP) in one process and one JSON with the date, the
+load benchmark (`bench.edge_load`, UDP and HTTP) in one process and one JSON with the date, the
 machine and the exact command.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 def add_end_to_end_arguments(sub) -> None:
@@ -159,7 +159,7 @@ def _previous_accuracy(out: Path) -> dict | None:
 
 def _edge(args) -> dict:
     try:
-        from edge.loadgen import run_edge_bench
+        from bench.edge_load import run_edge_bench
     except ImportError as exc:  # the edge extras are missing: say so in the results, do not fail the run
         return {"skipped": f"edge load benchmark unavailable: {exc}"}
     duration = args.edge_duration or (3.0 if args.quick else 10.0)
@@ -173,7 +173,7 @@ def _edge_markdown(r: dict, command: str) -> str:
     if "skipped" in r:
         return f"## Edge throughput\n\n{r['skipped']}\n"
     try:
-        from edge.loadgen import format_edge
+        from bench.edge_load import format_edge
         body = format_edge(r)
     except Exception:  # noqa: BLE001 - the table is a convenience; the JSON has the figures
         body = "\n".join(f"{k}: {v}" for k, v in r.items() if not isinstance(v, (dict, list)))

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 def start_snn(*args: str) -> subprocess.Popen:

@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from codec.frame import encode_inference, parse_frame
-from codec.packing import bits_per_symbol, pack_symbols, unpack_symbols
+from codec.wire.frame import encode_inference, parse_frame
+from codec.wire.packing import bits_per_symbol, pack_symbols, unpack_symbols
 
 
 def _best_of(repeats: int, fn) -> float:

@@ -1,7 +1,6 @@
-"""`snn channel ...`: the channel emulator, the bit-flipping benchmark, airtime tables, pty pairs.
+"""`snn channel ...`: the channel emulator, airtime tables, pty pairs.
 
   snn channel proxy --listen URL --to URL --ber P [--model iid|ge] [--burst L] [--drop P] ...
-  snn channel bench [--size BYTES] [--ber P] [--json PATH]
   snn channel airtime [--link NAME ...] [--sizes 37,51,147,222] [--json PATH]
   snn channel ptys [--link-a PATH --link-b PATH]
 """
@@ -11,7 +10,7 @@ import argparse
 import sys
 import threading
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 DEFAULT_AIRTIME_LINKS = ("lora-sf7", "lora-sf10", "lora-sf12", "ble-1m", "802.15.4", "uart-115200")
 
@@ -24,7 +23,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="channel_command", metavar="{proxy,bench,airtime,ptys}",
+    sub = parser.add_subparsers(dest="channel_command", metavar="{proxy,airtime,ptys}",
                                 parser_class=_OneLineParser)
 
     p = sub.add_parser("proxy", help="forward frames between two transports, injecting errors",
@@ -63,17 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--json", default=None, metavar="PATH", help="write the summary here at exit")
 
-    b = sub.add_parser("bench", help="bit-flipping throughput of each error model",
-                       description="Time ErrorModel.corrupt on random buffers (MB/s).")
-    b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
-    b.add_argument("--ber", type=float, default=1e-3, help="BER (default 1e-3)")
-    b.add_argument("--burst", type=float, default=8.0, help="GE mean burst length (default 8)")
-    b.add_argument("--models", default=",".join(("iid", "ge", "awgn", "lora")),
-                   help="comma-separated models (default iid,ge,awgn,lora)")
-    b.add_argument("--repeats", type=int, default=30)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--json", default=None, metavar="PATH")
-
     a = sub.add_parser("airtime", help="time on air per frame size and link",
                        description="Time on air (ms) of one frame of each size on each link.")
     a.add_argument("--link", action="append", default=None, metavar="NAME",
@@ -93,8 +81,6 @@ def run(args) -> int:
     cmd = getattr(args, "channel_command", None)
     if cmd == "proxy":
         return run_proxy(args)
-    if cmd == "bench":
-        return run_bench_cmd(args)
     if cmd == "airtime":
         return run_airtime(args)
     if cmd == "ptys":
@@ -107,7 +93,7 @@ def run(args) -> int:
 
 def build_proxy(args):
     """A ChannelProxy from parsed arguments (validates them; SnnError on bad input)."""
-    from channel.errors import make_error_model
+    from channel.bit_errors import make_error_model
     from channel.links import get_link
     from channel.loss import make_loss_model
     from channel.proxy import ChannelProxy
@@ -156,27 +142,7 @@ def run_proxy(args) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- bench / airtime / ptys
-
-def run_bench_cmd(args) -> int:
-    from channel.bench import BENCH_MODELS, format_table, run_bench
-    from channel.proxy import write_json
-
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in models if m not in BENCH_MODELS]
-    if bad:
-        raise SnnError(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(BENCH_MODELS)}")
-    if args.size < 1:
-        raise SnnError("--size must be at least 1 byte")
-    if not 0 < args.ber <= 0.5:
-        raise SnnError(f"--ber must lie in (0, 0.5], got {args.ber:g}")
-    rows = run_bench(args.size, args.ber, models=models, repeats=max(1, args.repeats),
-                     burst=args.burst, seed=args.seed)
-    print(format_table(rows))
-    if args.json:
-        write_json(args.json, {"buffer_bytes": args.size, "ber": args.ber, "rows": rows})
-    return 0
-
+# --------------------------------------------------------------------------- airtime / ptys
 
 def airtime_table(links, sizes) -> list[dict]:
     from channel.links import get_link

@@ -12,12 +12,11 @@ drop(n) over the whole sequence.
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 __all__ = ["LossModel", "IIDLoss", "BurstLoss", "make_loss_model"]
 

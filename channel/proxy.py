@@ -26,52 +26,17 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from channel.errors import ErrorModel
-from codec.errors import SnnError
+from channel.bit_errors import ErrorModel
+from channel.emulator import LinkDirection
 from channel.links import Link
 from channel.loss import LossModel
-from channel.transport import Transport, airtime_s, open_transport
+from channel.transports import Transport, open_transport
+from snn.errors import SnnError
 
-__all__ = ["ChannelProxy", "DirectionStats"]
-
-
-@dataclass
-class DirectionStats:
-    frames: int = 0  # frames received from the sender
-    delivered: int = 0  # frames forwarded
-    dropped: int = 0  # frames the loss model erased
-    bytes: int = 0  # bytes of the frames that were not dropped
-    bits_flipped: int = 0
-
-    @property
-    def measured_ber(self) -> float:
-        return self.bits_flipped / (8 * self.bytes) if self.bytes else 0.0
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "bits": 8 * self.bytes, "measured_ber": self.measured_ber}
-
-
-class _Direction:
-    def __init__(self, model: ErrorModel | None, loss: LossModel | None, rng) -> None:
-        self.model, self.loss, self.rng = model, loss, rng
-        self.stats = DirectionStats()
-        self.busy_until = 0.0
-
-    def apply(self, data: bytes) -> bytes | None:
-        self.stats.frames += 1
-        if self.loss is not None and self.loss.drop(1, self.rng)[0]:
-            self.stats.dropped += 1
-            return None
-        if self.model is not None and self.model.ber > 0 and data:
-            out, flipped = self.model.corrupt(np.frombuffer(data, dtype=np.uint8), self.rng)
-            data = out.tobytes()
-            self.stats.bits_flipped += int(flipped)
-        self.stats.bytes += len(data)
-        return data
+__all__ = ["ChannelProxy"]
 
 
 class ChannelProxy:
@@ -82,12 +47,12 @@ class ChannelProxy:
                  downlink_loss: LossModel | None = None, link: Link | None = None,
                  delay_s: float = 0.0, seed: int | None = None, duty_cycle: bool = False) -> None:
         self.listen_url, self.to_url = listen_url, to_url
-        self.duty_cycle = bool(duty_cycle) and link is not None
-        self.link, self.delay_s = link, float(delay_s)
+        self.link = link
         ss = np.random.SeedSequence(seed)
         rng_up, rng_down = (np.random.default_rng(s) for s in ss.spawn(2))
-        self.up = _Direction(uplink, uplink_loss, rng_up)
-        self.down = _Direction(downlink, downlink_loss, rng_down)
+        self.up = LinkDirection(uplink, uplink_loss, link, rng_up, delay_s=delay_s, duty_cycle=duty_cycle)
+        self.down = LinkDirection(downlink, downlink_loss, link, rng_down, delay_s=delay_s,
+                                  duty_cycle=duty_cycle)
         self._sel = selectors.DefaultSelector()
         self._pending: list = []  # heap (due, seq, transport, data, addr)
         self._seq = itertools.count()
@@ -161,26 +126,19 @@ class ChannelProxy:
             self._sel.register(t, selectors.EVENT_READ, ("up", device_addr))
         return t
 
-    def _forward(self, direction: _Direction, data: bytes, target: Transport, addr) -> None:
-        out = direction.apply(data)
+    def _forward(self, direction: LinkDirection, data: bytes, target: Transport, addr) -> None:
+        out, due = direction.transmit(data)
         if out is None:
             return
-        now = time.monotonic()
-        due = now + self.delay_s
-        if self.link is not None:
-            due = max(due, direction.busy_until) + airtime_s(self.link, len(out))
-            direction.busy_until = due
-            if self.duty_cycle:  # the transmitter must then stay silent for T_air (1/dc - 1)
-                direction.busy_until += airtime_s(self.link, len(out)) * (1.0 / self.link.duty_cycle - 1.0)
-        if due <= now:
+        if due <= time.monotonic():
             self._deliver(direction, target, out, addr)
         else:
             heapq.heappush(self._pending, (due, next(self._seq), direction, target, out, addr))
 
-    def _deliver(self, direction: _Direction, target: Transport, data: bytes, addr) -> None:
+    def _deliver(self, direction: LinkDirection, target: Transport, data: bytes, addr) -> None:
         try:
             target.send(data, addr)
-            direction.stats.delivered += 1
+            direction.delivered()
         except OSError:
             pass  # a vanished peer must not stop the proxy
 

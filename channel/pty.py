@@ -17,7 +17,7 @@ import select
 import threading
 from dataclasses import dataclass
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 __all__ = ["PtyPair", "open_pty_pair", "PtyCable"]
 

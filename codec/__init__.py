@@ -1,5 +1,12 @@
-"""The SemanticNN codec: data sets, symbol packing, the frame format, models and training.
+"""The SemanticNN codec, one concept per subroom.
 
-The wire-format modules (`codec.packing`, `codec.frame`, `codec.cobs`, `codec.data`) import
-without torch so that a device installs only numpy and onnxruntime.
+- `codec.wire`: the wire format (Gray packing, frames, COBS, reassembly): numpy and the FEC/crypto
+  libraries only, never torch; the reference implementation of docs/PROTOCOL.md.
+- `codec.model`: backbones with named split points, encoder, soft quantizer, BER-aware decoder.
+- `codec.training`: the two training stages, XAI, the tensor-form channel and the int8 grid.
+- `codec.datasets`: Fashion-MNIST, CIFAR and image-folder readers (numpy and Pillow, no torch).
+- `codec.bundle`, `codec.evaluate`: checkpoint bundles and accuracy per BER.
+
+`codec` imports nothing of `channel`, `device` or `edge`: evaluation takes the bit-error model as
+a parameter.
 """

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.errors import BundleError
-from codec.packing import bits_per_symbol, packed_bytes
+from codec.wire.packing import bits_per_symbol, packed_bytes
+from snn.errors import BundleError
 
 BUNDLE_FORMAT = "snn-bundle"
 BUNDLE_VERSION = 1
@@ -49,7 +49,7 @@ class Bundle:
     """A loaded bundle: config, weights, centres, metrics, and the two deployable halves."""
 
     def __init__(self, manifest: dict, backbone, codec, stored_state: dict):
-        from codec.model import Normalise
+        from codec.model.semantic_codec import Normalise
 
         self.manifest = manifest
         self.config: dict = manifest["config"]
@@ -77,11 +77,11 @@ class Bundle:
         return self.fingerprint.hex()
 
     def device_half(self) -> torch.nn.Module:
-        from codec.model import DeviceHalf
+        from codec.model.semantic_codec import DeviceHalf
         return DeviceHalf(self.normalise, self.backbone, self.codec).eval()
 
     def edge_half(self) -> torch.nn.Module:
-        from codec.model import EdgeHalf
+        from codec.model.semantic_codec import EdgeHalf
         return EdgeHalf(self.backbone, self.codec).eval()
 
     def save(self, path: str | Path) -> Path:
@@ -143,8 +143,8 @@ def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_s
 
 def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None = None) -> Bundle:
     """Load a bundle (None: the shipped default). Raises BundleError with a clear sentence."""
-    from codec.backbones import build_backbone
-    from codec.model import SemanticCodec
+    from codec.model.backbones import build_backbone
+    from codec.model.semantic_codec import SemanticCodec
 
     path = DEFAULT_BUNDLE if path is None else Path(path)
     if not path.is_file():
@@ -188,8 +188,8 @@ def make_random_bundle(path: str | Path, arch: str = "resnet8", width: float = 0
                        channels: int = 2, crop: float = 1.0, gray: bool = True, seed: int = 0,
                        input_shape: tuple[int, int, int] = (1, 28, 28), n_classes: int = 10) -> Path:
     """An untrained but structurally complete bundle, for tests and tooling (seconds, no data)."""
-    from codec.backbones import build_backbone
-    from codec.model import SemanticCodec
+    from codec.model.backbones import build_backbone
+    from codec.model.semantic_codec import SemanticCodec
 
     torch.manual_seed(seed)
     kwargs = {"in_channels": input_shape[0], "n_classes": n_classes, "width": width}

@@ -1,7 +1,8 @@
 """Accuracy per BER through the honest packed-bit path.
 
 symbols = device_half(images) -> pack_symbols (Gray or binary, as the bundle says) -> the
-channel's packed-byte error model (`channel.errors.make_error_model`, i.i.d. or Gilbert-Elliott)
+channel's packed-byte error model (`channel.bit_errors.make_error_model`, i.i.d. or Gilbert-Elliott,
+passed in by the caller: `codec` never imports `channel`)
 -> unpack_symbols -> edge_half(symbols, erased=False, ber=nominal BER) -> top-1. Each (model, BER)
 is run with several channel seeds; we report the mean and the population standard deviation.
 The edge is told the nominal BER, standing in for the per-frame pilot estimate of the live link.
@@ -9,13 +10,18 @@ The edge is told the nominal BER, standing in for the per-frame pilot estimate o
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from codec.data import Dataset
-from codec.packing import pack_symbols, unpack_symbols
-from codec.training_utils import to_tensor
+from codec.datasets import Dataset
+from codec.training.common import to_tensor
+from codec.wire.packing import pack_symbols, unpack_symbols
+
+# (model name, ber=..., burst=...) -> an error model whose .corrupt(packed uint8, rng) returns
+# (corrupted, bits flipped): `channel.bit_errors.make_error_model`
+MakeErrors = Callable[..., Any]
 
 
 @torch.inference_mode()
@@ -46,23 +52,19 @@ def backbone_accuracy(bundle, data: Dataset, batch_size: int = 500) -> float:
     return float((preds.numpy() == data.labels).mean())
 
 
-def corrupt_symbols(bundle, symbols: np.ndarray, model: str, ber: float, seed: int, burst: float | None = None):
-    """Pack, flip bits with the channel's error model, unpack: the live-link symbol path."""
-    from channel.errors import make_error_model
-
-    if ber <= 0:
+def corrupt_symbols(bundle, symbols: np.ndarray, errors, seed: int) -> np.ndarray:
+    """Pack, flip bits with the channel's error model `errors`, unpack: the live-link symbol path."""
+    if errors is None or errors.ber <= 0:
         return symbols
     packed = pack_symbols(symbols, bundle.levels, gray=bundle.gray)
-    kw = {"burst": burst} if (burst is not None and model == "ge") else {}
-    err = make_error_model(model, ber=ber, **kw)
-    rng = np.random.default_rng(seed)
-    corrupted, _ = err.corrupt(packed, rng)
+    corrupted, _ = errors.corrupt(packed, np.random.default_rng(seed))
     return unpack_symbols(corrupted, bundle.levels, bundle.n_symbols, gray=bundle.gray)
 
 
-def evaluate(bundle, data: Dataset, bers: list[float], models: list[str], seeds: int = 3,
-             burst: float | None = None, with_backbone: bool = True, log=None) -> dict:
-    """The figures of `snn eval` as a dict (accuracy as fractions 0..1)."""
+def evaluate(bundle, data: Dataset, bers: list[float], models: list[str], make_errors: MakeErrors,
+             seeds: int = 3, burst: float | None = None, with_backbone: bool = True, log=None) -> dict:
+    """The figures of `snn eval` as a dict (accuracy as fractions 0..1); `make_errors` builds the
+    channel's bit-error model for each (model, BER)."""
     t0 = time.time()
     symbols = device_symbols(bundle, data.images)
     edge = bundle.edge_half()
@@ -70,8 +72,10 @@ def evaluate(bundle, data: Dataset, bers: list[float], models: list[str], seeds:
     for model in models:
         for ber in bers:
             accs = []
+            kw = {"burst": burst} if (burst is not None and model == "ge") else {}
+            errors = make_errors(model, ber=ber, **kw) if ber > 0 else None
             for s in range(seeds if ber > 0 else 1):
-                rx = corrupt_symbols(bundle, symbols, model, ber, seed=1000 * s + 17, burst=burst)
+                rx = corrupt_symbols(bundle, symbols, errors, seed=1000 * s + 17)
                 accs.append(float((edge_predict(bundle, rx, ber, edge=edge) == data.labels).mean()))
             row = {"ber": float(ber), "model": model, "accuracy": float(np.mean(accs)),
                    "accuracy_std": float(np.std(accs)), "seeds": len(accs)}
@@ -88,7 +92,7 @@ def evaluate(bundle, data: Dataset, bers: list[float], models: list[str], seeds:
 
 def edge_speed(bundle, batch_size: int = 64, threads: int = 2, seconds: float = 3.0) -> dict:
     """MACs, params and batched throughput of the edge half (decoder + tail) alone."""
-    from codec.backbones import count_macs
+    from codec.model.backbones import count_macs
 
     old = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 PRINT_EACH_UP_TO = 50
 
@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "device_command", None) != "run":
         raise SnnError("usage: snn device run --encoder PATH --to URL [--data SPEC] [--count N] [--json PATH]")
-    from channel.transport import open_transport
-    from codec.data import load_dataset
+    from channel.transports import open_transport
+    from codec.datasets import load_dataset
     from device.client import DeviceClient
     from device.encoder import OnnxEncoder
 

@@ -31,8 +31,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from codec.errors import FrameError, SnnError
-from codec.frame import HEADER_COPIES, ErrorCode, Kind, encode_inference, header_copies_for, parse_frame
+from codec.wire.frame import (
+    HEADER_COPIES,
+    ErrorCode,
+    Kind,
+    encode_inference,
+    header_copies_for,
+    parse_frame,
+)
+from snn.errors import FrameError, SnnError
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
 BAD_FRAME_MATCH_BITS = 6  # bit flips tolerated when matching a damaged header's echoed ids
@@ -90,7 +97,7 @@ def _pct(values, q) -> float | None:
 
 
 class DeviceClient:
-    """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transport` Transport."""
+    """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transports` Transport."""
 
     def __init__(self, encoder, transport, *, device_id: int = 1, mtu: int = 1400, link=None,
                  timeout: float = 1.0, retries: int = 2, window: int = 4, pilot_len: int = 4,
@@ -127,7 +134,7 @@ class DeviceClient:
         self.unreachable = False
         self._cobs = None
         if getattr(transport, "stream", False):
-            from codec.cobs import cobs_frame
+            from codec.wire.cobs import cobs_frame
             self._cobs = cobs_frame
 
     # --- one inference ------------------------------------------------------------------

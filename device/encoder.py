@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import SnnError
-from codec.packing import bits_per_symbol, pack_symbols, symbol_codes
+from codec.wire.packing import bits_per_symbol, pack_symbols, symbol_codes
+from snn.errors import SnnError
 
 FORMAT = "semanticnn-encoder/1"
 _TEXT_KEYS = ("format", "bundle", "fingerprint", "quantization")

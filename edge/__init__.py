@@ -10,7 +10,7 @@ Modules:
 - ``server``: binds the ports (a port in use is one clear line, exit 2), loads the bundles, runs
   uvicorn with graceful SIGTERM (drain, exit 0 within 5 s).
 - ``app``: HTTP API (``POST /v1/infer``, ``GET /v1/codecs``, ``/v1/stats``, ``/healthz``,
-  ``/metrics``, ``/`` dashboard; OpenAPI at ``/docs``) and the ASGI fast path for /v1/infer.
+  ``/metrics``, ``/`` dashboard; OpenAPI at ``/docs``).
 - ``listeners``: UDP (datagram per frame) and serial (COBS stream, reader/writer threads).
 - ``core``: the per-frame pipeline: header check, codec by fingerprint, reassembly with
   erasures, BER estimate, queue, reply; every refusal counted by reason.

@@ -85,7 +85,8 @@ def _problem(status: int, reason: str, detail: str, code: int | None = None) -> 
 
 async def handle_infer(core: EdgeCore, content_type: str | None, content_length: str | None,
                        chunks) -> tuple[int, bytes]:
-    """POST /v1/infer: (status, JSON bytes). Shared by the FastAPI route and the ASGI fast path."""
+    """POST /v1/infer: (status, JSON bytes), reading the body in chunks so an oversized one is cut
+    off at max_body without being held whole."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype != OCTET:
         core.metrics.reject("content_type")
@@ -113,46 +114,6 @@ async def handle_infer(core: EdgeCore, content_type: str | None, content_length:
 
 def _problem_bytes(reason: str, detail: str, code: int | None = None) -> bytes:
     return json.dumps({"detail": detail, "reason": reason, "code": code}).encode()
-
-
-class InferFastPath:
-    """ASGI wrapper that serves POST /v1/infer straight from the ASGI scope, skipping the
-    Starlette middleware and FastAPI routing stack (about a third of a request's CPU on this
-    path); every other request, and the OpenAPI description of /v1/infer, is the FastAPI app's."""
-
-    def __init__(self, app: FastAPI, core: EdgeCore) -> None:
-        self.app = app
-        self.core = core
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] != "/v1/infer" or scope["method"] != "POST":
-            return await self.app(scope, receive, send)
-        content_type = content_length = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                content_length = value.decode("latin-1")
-
-        async def chunks():
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                yield message.get("body", b"")
-                more = message.get("more_body", False)
-
-        try:
-            status, body = await handle_infer(self.core, content_type, content_length, chunks())
-        except Exception as exc:  # noqa: BLE001 - a problem answer, never a traceback
-            log.error("internal error on POST /v1/infer: %r", exc)
-            self.core.metrics.reject("internal")
-            status, body = 500, _problem_bytes("internal", "internal error (see the server log)")
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
 
 
 def _dashboard_html() -> str:

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

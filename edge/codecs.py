@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.errors import SnnError
-from codec.packing import bits_per_symbol, erased_symbols, unpack_symbols
+from codec.wire.packing import bits_per_symbol, erased_symbols, unpack_symbols
+from snn.errors import SnnError
 
 
 @dataclass

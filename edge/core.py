@@ -16,18 +16,24 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from codec.errors import FrameError
-from codec.frame import (ErrorCode, Kind, encode_error, encode_reply, parse_frame,
-                         pilot_bit_errors)
-from codec.reassembly import Assembled, Reassembler
+from codec.wire.frame import (
+    ErrorCode,
+    Kind,
+    encode_error,
+    encode_reply,
+    parse_frame,
+    peek,
+    pilot_bit_errors,
+)
+from codec.wire.reassembly import Assembled, Reassembler
 from edge.batcher import Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
 from edge.stats import DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
+from snn.errors import FrameError
 
 log = logging.getLogger("snn.edge")
 
-_NO_FP = b"\x00\x00\x00\x00"
 
 
 class Inference:
@@ -93,19 +99,11 @@ class Rejected(Exception):
 def classify_frame_error(exc: FrameError) -> Rejected:
     """Map a parse failure to a reason: a corrupted header, an unsupported feature, or garbage."""
     text = str(exc)
-    if "CRC" in text:
+    if exc.reason == "damaged":
         return Rejected("crc", ErrorCode.BAD_FRAME, text)
-    if text.startswith("unsupported protocol version") or text.startswith("flags"):
+    if exc.reason in ("version", "flags"):
         return Rejected("unsupported", ErrorCode.UNSUPPORTED, text, 422)
     return Rejected("bad_frame", ErrorCode.BAD_FRAME, text)
-
-
-def header_ids(data: bytes) -> tuple[bytes, int, int]:
-    """(fingerprint, device id, seq) as the raw bytes claim them, for addressing an ERROR reply."""
-    fp = bytes(data[3:7]) if len(data) >= 7 else _NO_FP
-    dev = int.from_bytes(data[7:9], "big") if len(data) >= 9 else 0
-    seq = int.from_bytes(data[9:11], "big") if len(data) >= 11 else 0
-    return fp, dev, seq
 
 
 class EdgeCore:
@@ -215,7 +213,8 @@ class EdgeCore:
     def _refuse(self, rej: Rejected, data: bytes, reply: Callable[[bytes], None],
                 transport: str) -> None:
         self.metrics.reject(rej.reason)
-        fp, dev, seq = header_ids(data)
+        claimed = peek(data)
+        fp, dev, seq = claimed.fingerprint, claimed.device_id, claimed.seq
         if rej.reason not in ("bad_frame", "crc"):  # the header is sound: the device is known
             self.devices.get(dev, transport, time.monotonic()).rejected += 1
         elif not self.config.reply_bad_frames:

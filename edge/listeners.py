@@ -4,7 +4,7 @@ UDP: a reader callback on the loop for a socket the server bound beforehand (so 
 use" is found before anything starts); one frame per datagram, the reply goes back to the
 sender's address.
 
-Serial: a stream URL of `channel.transport` (``serial:///dev/ttyUSB0?baud=115200`` or
+Serial: a stream URL of `channel.transports` (``serial:///dev/ttyUSB0?baud=115200`` or
 ``pty://`` for a fresh pty pair). pyserial reads block, so a reader thread splits the stream at
 COBS delimiters and hands each frame to the loop (``call_soon_threadsafe``); replies go to a
 writer thread through a bounded queue, so a stalled port never blocks the loop.
@@ -19,7 +19,7 @@ import queue
 import socket
 import threading
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 log = logging.getLogger("snn.edge")
 
@@ -148,7 +148,7 @@ class UdpListener:
 
 def open_serial(url: str):
     """Open a stream transport for the edge to listen on (SnnError with a clear line if it can't)."""
-    from channel.transport import open_transport
+    from channel.transports import open_transport
 
     transport = open_transport(url, listen=True)
     if not getattr(transport, "stream", False):

@@ -15,10 +15,10 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from codec.errors import SnnError
 from edge.codecs import CodecRegistry
 from edge.core import EdgeConfig, EdgeCore
 from edge.listeners import bind_or_explain
+from snn.errors import SnnError
 
 
 @dataclass
@@ -89,7 +89,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     (uvicorn server, core, HTTP socket, addresses). Raises SnnError."""
     import uvicorn
 
-    from edge.app import InferFastPath, create_app
+    from edge.app import create_app
     from edge.listeners import SerialListener, UdpListener, bind_udp, open_serial
 
     http_sock = bind_http(*options.http)
@@ -150,7 +150,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     # asyncio's own loop, not uvloop even where it is installed: measured on the 2-core machine
     # (interleaved UDP closed loops, same run), uvloop cost the model thread ~15-20 us more CPU per
     # frame and 5-12 % of the throughput
-    uconfig = uvicorn.Config(InferFastPath(app, core), loop="asyncio", log_level=options.log_level, access_log=False, lifespan="on",
+    uconfig = uvicorn.Config(app, loop="asyncio", log_level=options.log_level, access_log=False, lifespan="on",
                              timeout_graceful_shutdown=options.graceful_s, server_header=False,
                              date_header=False, backlog=2048)
     server = _server_class()(uconfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def _bers(text: str) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     from codec.bundle import load_bundle
-    from codec.data import load_dataset
+    from codec.datasets import load_dataset
     from export.onnx_export import check_opset
     from export.pipeline import default_specs, export_bundle
 

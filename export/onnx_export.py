@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 OPSET = 17
 MIN_OPSET = 17
@@ -37,7 +37,7 @@ METADATA_KEYS = ("snn.format", "snn.bundle", "snn.fingerprint", "snn.levels", "s
 
 def bundle_metadata(bundle, quantization: str = "float32") -> dict[str, str]:
     """The metadata a device needs, as ONNX ``metadata_props`` (string -> JSON string)."""
-    from codec.packing import symbol_codes
+    from codec.wire.packing import symbol_codes
 
     c, h, w = (int(v) for v in bundle.input_shape)
     levels = int(bundle.levels)

@@ -13,10 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import SnnError
-from export.onnx_export import bundle_metadata, compact_names, export_edge, export_encoder, set_metadata
+from export.onnx_export import (
+    bundle_metadata,
+    compact_names,
+    export_edge,
+    export_encoder,
+    set_metadata,
+)
 from export.quantize import QUANT_METHODS, quantize_encoder
 from export.verify import agreement, onnx_symbols, ort_session, torch_symbols, verify
+from snn.errors import SnnError
 
 ENCODER_FLOAT = "encoder.onnx"
 ENCODER_INT8 = "encoder.int8.onnx"

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 QUANT_METHODS = ("minmax", "percentile", "entropy")
 INPUT_NAME = "image"
@@ -102,7 +102,12 @@ def quantize_encoder(float_path: str | Path, out_path: str | Path, calib_images:
                      activation_bits: int = 8) -> Path:
     """Quantize the float encoder at `float_path` into `out_path` (QDQ, per-channel int8 weights)."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if calib_images is None or len(calib_images) == 0:

@@ -33,7 +33,7 @@ def default_int8_encoder(log=print) -> Path:
     out = CACHE / bundle.fingerprint_hex
     encoder = out / "encoder.int8.onnx"
     if not encoder.is_file():
-        from codec.data import load_dataset
+        from codec.datasets import load_dataset
         from export.pipeline import build_encoders, calibration_split
         log(f"exporting the default encoder to {out} (once) ...")
         cal, _ = calibration_split(load_dataset("fmnist:train").images, 512, 0)

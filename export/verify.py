@@ -70,6 +70,7 @@ def latency_ms(path: str | Path, image: np.ndarray, runs: int = 1000, warmup: in
 def end_to_end_accuracy(bundle, symbols: dict[str, np.ndarray], labels: np.ndarray, bers: list[float],
                         seeds: int = 1, log=None) -> dict:
     """{encoder: {"<ber>": accuracy}} through pack -> bit flips -> unpack -> edge half."""
+    from channel.bit_errors import make_error_model
     from codec.evaluate import corrupt_symbols, edge_predict
 
     edge = bundle.edge_half()
@@ -79,7 +80,7 @@ def end_to_end_accuracy(bundle, symbols: dict[str, np.ndarray], labels: np.ndarr
         for name, sym in symbols.items():
             accs = []
             for s in range(seeds if ber > 0 else 1):
-                rx = corrupt_symbols(bundle, sym, "iid", ber, seed=1000 * s + 17)
+                rx = corrupt_symbols(bundle, sym, make_error_model("iid", ber=ber), seed=1000 * s + 17)
                 accs.append(float((edge_predict(bundle, rx, ber, edge=edge) == labels).mean()))
             out[name][key] = round(float(np.mean(accs)), 5)
             if log:

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 BOARDS_DIR = Path(__file__).with_name("boards")
 REQUIRED = ("name", "core", "clock_hz", "sram_bytes", "flash_bytes")

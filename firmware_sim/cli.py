@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +80,7 @@ def _images(args):
             raise SnnError(f"{args.images}: images must be uint8 (N,H,W[,C])")
         arr = arr[:args.count] if args.count else arr
         return arr, None
-    from codec.data import load_dataset
+    from codec.datasets import load_dataset
 
     ds = load_dataset(args.data or "fmnist:test").take(args.count)
     return ds.images, ds.labels
@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
         from firmware_sim import fw_cli
         return fw_cli.run(args)
     if args.what == "agree":
+        from codec.datasets import load_dataset
         from firmware_sim.lowering import agreement
-        from codec.data import load_dataset
         ds = load_dataset(args.data).take(args.count)
         res = agreement(str(args.encoder), ds.images)
         res.update(symbol_agreement=res["agreement"], symbol_agreement_vs_onnxruntime=res["agreement"],

@@ -33,9 +33,9 @@ from typing import Callable
 
 import numpy as np
 
-from codec.errors import SnnError
 from firmware_sim import kernels as K
 from firmware_sim.qdq_reader import QdqModel, read_qdq
+from snn.errors import SnnError
 
 GUARD_BITS = 16          # fixed-point resolution below a consumer's quantization step
 ARG_BITS = 22            # resolution of the nearest-centre search, relative to the largest centre

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 @dataclass

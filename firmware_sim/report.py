@@ -1,18 +1,18 @@
 """Budget and cost report of an int8 encoder on a board: flash, peak SRAM, MACs, cycles, latency.
 
 `mcu_report(encoder, board)` lowers the encoder (`lowering`), plans its arena (`planner`), prices
-every kernel (`cost_model`) and sizes the frame it sends (`codec.frame`) and its time on air on a
+every kernel (`cost_model`) and sizes the frame it sends (`codec.wire.frame`) and its time on air on a
 link (`channel.links`). `check_fits` refuses a model over budget with the numbers that do not fit.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from codec.errors import SnnError
 from firmware_sim.boards import Board, load_board
 from firmware_sim.cost_model import CITATION, step_cycles
 from firmware_sim.lowering import Program, lower
 from firmware_sim.planner import fusions, plan_program
+from snn.errors import SnnError
 
 RUNTIME_CODE_BYTES = 12 * 1024      # scheduler, arena set-up, packing, framing, CRC, COBS
 KERNEL_CODE_BYTES = {"conv": 6 * 1024, "conv_1x1": 3 * 1024, "depthwise_conv": 5 * 1024, "sqrt": 512,
@@ -26,8 +26,8 @@ class BudgetError(SnnError):
 
 
 def frame_bytes(metadata: dict, mtu: int, pilot_len: int = 4, truth: bool = False) -> list[int]:
-    """Sizes of the DATA frames one inference needs at this MTU (codec/frame.py layout)."""
-    from codec.frame import encode_inference
+    """Sizes of the DATA frames one inference needs at this MTU (codec/wire/frame.py layout)."""
+    from codec.wire.frame import encode_inference
 
     bits = int(metadata.get("payload_bits") or int(metadata["n_symbols"]) * int(metadata.get("bits_per_symbol", 3)))
     payload = bytes((bits + 7) // 8)

@@ -2,9 +2,9 @@
 
 For each image the emulated MCU runs the integer encoder (`lowering.Program`), waits the
 encoder's estimated latency on the board (so the timing looks like the board's, unless
-``compute_delay=False``), packs the symbols Gray-coded (`codec.packing`), builds the DATA frames
+``compute_delay=False``), packs the symbols Gray-coded (`codec.wire.packing`), builds the DATA frames
 (`codec.frame.encode_inference`, with pilots and, optionally, the ground-truth label), COBS-frames
-them (`codec.cobs`) and writes them to the port **paced at the configured baud rate** (one
+them (`codec.wire.cobs`) and writes them to the port **paced at the configured baud rate** (one
 start + 8 data + stop bits per byte, as a UART shifts them out), then reads REPLY/ERROR frames
 from the same port and matches them by sequence number. No reply within the timeout: the same
 sequence number is sent again, a bounded number of times (docs/PROTOCOL.md section 4).
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 def parse_serial_url(url: str) -> tuple[str, int]:
@@ -130,7 +130,7 @@ class McuDevice:
         self.send_truth = send_truth
         path, baud = parse_serial_url(port_url)
         self.uart = PacedUart(path, baud)
-        from codec.cobs import CobsStreamDecoder
+        from codec.wire.cobs import CobsStreamDecoder
         self.decoder = CobsStreamDecoder(max_frame=1024)
         self.pending: list[bytes] = []
 
@@ -138,8 +138,8 @@ class McuDevice:
         self.uart.close()
 
     def frames_for(self, symbols: np.ndarray, seq: int, truth: int | None) -> list[bytes]:
-        from codec.frame import encode_inference
-        from codec.packing import pack_symbols
+        from codec.wire.frame import encode_inference
+        from codec.wire.packing import pack_symbols
 
         payload = pack_symbols(symbols, self.levels, self.gray).tobytes()
         bits = int(symbols.size) * (self.levels - 1).bit_length()
@@ -147,8 +147,8 @@ class McuDevice:
                                 pilot_len=self.pilot_len, truth=truth)
 
     def _await_reply(self, seq: int, deadline: float):
-        from codec.frame import Kind, parse_frame
-        from codec.errors import FrameError
+        from codec.wire.frame import Kind, parse_frame
+        from snn.errors import FrameError
 
         while True:
             while self.pending:
@@ -171,8 +171,8 @@ class McuDevice:
                 self.pending.extend(self.decoder.feed(chunk))
 
     def infer(self, image: np.ndarray, seq: int, truth: int | None, stats: DeviceStats):
-        from codec.cobs import cobs_frame
-        from codec.frame import Kind
+        from codec.wire.cobs import cobs_frame
+        from codec.wire.frame import Kind
 
         t0 = time.monotonic()
         symbols = self.program.run(image[None])[0]

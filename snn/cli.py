@@ -11,13 +11,13 @@ import importlib
 import os
 import sys
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 # name -> (module, help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bench.demo_cli", "run the main job on the shipped default bundle"),
-    "train": ("codec.train_cli", "train a backbone or a codec"),
-    "eval": ("codec.eval_cli", "accuracy per BER of a bundle"),
+    "train": ("snn.train_cli", "train a backbone or a codec"),
+    "eval": ("snn.eval_cli", "accuracy per BER of a bundle"),
     "export": ("export.cli", "export the device half to float and int8 ONNX"),
     "device": ("device.cli", "run the device client"),
     "edge": ("edge.cli", "run the edge server"),

@@ -9,13 +9,12 @@ Names: lora-sf<7..12>[-bw<125|250|500>][-cr4/<5..8>]; ble-1m, ble-2m, ble-coded-
 """
 from __future__ import annotations
 
-from codec.errors import SnnError
-
 from channel.links.base import Link
 from channel.links.ble import BleLink, parse_ble
 from channel.links.ieee802154 import Ieee802154Link, parse_802154
 from channel.links.lora import LoRaLink, parse_lora
 from channel.links.uart import UartLink, parse_uart
+from snn.errors import SnnError
 
 __all__ = ["Link", "LoRaLink", "BleLink", "Ieee802154Link", "UartLink", "get_link", "LINK_EXAMPLES"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 class Link(abc.ABC):

@@ -1,7 +1,7 @@
 """UART: asynchronous serial at a baud rate, with start, parity and stop bits, COBS framed.
 
 A character is 1 start + data bits + parity (0/1) + stop bits on the wire (10 bits for 8N1).
-Frames travel COBS encoded with a 0x00 delimiter (see codec.cobs), so n payload bytes take at
+Frames travel COBS encoded with a 0x00 delimiter (see codec.wire.cobs), so n payload bytes take at
 most n + 1 + floor(n / 254) + 1 characters; time on air counts that worst case. There is no PHY
 limit on a frame; the MTU (default 1024 bytes) is what receivers are sized for.
 """

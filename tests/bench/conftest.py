@@ -8,9 +8,9 @@ def write_tiny_bundle(path, seed: int = 0, split: str = "layer1", resume: str | 
     """resume: a later stage the decoder reconstructs (like `snn train codec --decode-to`)."""
     import torch
 
-    from codec.backbones import build_backbone
     from codec.bundle import make_manifest, write_bundle
-    from codec.model import SemanticCodec
+    from codec.model.backbones import build_backbone
+    from codec.model.semantic_codec import SemanticCodec
 
     torch.manual_seed(seed)
     kwargs = {"in_channels": 1, "n_classes": 10, "width": 0.5, "split": split}

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from codec.data import FMNIST_DIR
+from codec.datasets import FMNIST_DIR
 
 pytestmark = pytest.mark.skipif(not (FMNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
                                 reason="real Fashion-MNIST not installed (apt-get install -y dataset-fashion-mnist)")

@@ -1,4 +1,4 @@
-"""channel/cli.py and channel/bench.py: the bench, airtime and ptys subcommands."""
+"""channel/cli.py and bench/channel.py: the bench, airtime and ptys subcommands."""
 import json
 import signal
 import subprocess
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from channel.bench import run_bench
-from channel.transport import open_transport
+from bench.channel import run_bench
+from channel.transports import open_transport
 from snn.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,14 +22,14 @@ def test_iid_flips_at_least_1_gb_per_s_on_1_mib():
 
 def test_bench_command_table_and_json(tmp_path, capsys):
     out_json = tmp_path / "bench.json"
-    assert main(["channel", "bench", "--size", "65536", "--repeats", "3", "--json", str(out_json)]) == 0
+    assert main(["bench", "channel", "--size", "65536", "--repeats", "3", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     for model in ("iid", "ge", "awgn", "lora"):
         assert model in text
     data = json.loads(out_json.read_text())
     assert {r["model"] for r in data["rows"]} == {"iid", "ge", "awgn", "lora"}
     assert all(r["mb_per_s"] > 0 and abs(r["ber"] - 1e-3) < 1e-5 for r in data["rows"])
-    assert main(["channel", "bench", "--models", "nope"]) == 2
+    assert main(["bench", "channel", "--models", "nope"]) == 2
 
 
 def test_airtime_command(tmp_path, capsys):

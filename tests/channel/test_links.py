@@ -2,7 +2,7 @@
 import pytest
 
 from channel.links import BleLink, LoRaLink, get_link
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 # AN1200.13 formula, explicit header, CRC on, 8 preamble symbols, BW 125 kHz, CR 4/5,
 # LDRO on at SF12 (T_sym 32.768 ms > 16 ms). Milliseconds.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from channel.loss import BurstLoss, IIDLoss, make_loss_model
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 Z999 = 3.2905
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from channel.errors import make_error_model
+from channel.bit_errors import make_error_model
 from channel.loss import make_loss_model
 from channel.proxy import ChannelProxy
 from channel.pty import PtyCable
-from channel.transport import open_transport
+from channel.transports import open_transport
 
 ROOT = Path(__file__).resolve().parents[2]
 Z999 = 3.2905

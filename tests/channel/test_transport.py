@@ -1,4 +1,4 @@
-"""channel/transport.py over real loopback UDP sockets, real pty pairs via pyserial, and sim://."""
+"""channel/transports/ over real loopback UDP sockets, real pty pairs via pyserial, and sim://."""
 import os
 import time
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from channel.pty import PtyCable, open_pty_pair
-from channel.transport import open_transport
-from codec.cobs import cobs_frame
-from codec.errors import SnnError
+from channel.transports import open_transport
+from codec.wire.cobs import cobs_frame
+from snn.errors import SnnError
 
 
 def test_udp_round_trip_and_timeout():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from codec.bundle import BUNDLE_VERSION, DEFAULT_BUNDLE, load_bundle, make_random_bundle
-from codec.errors import BundleError
+from snn.errors import BundleError
 
 
 @pytest.fixture(scope="module")

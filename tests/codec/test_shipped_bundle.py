@@ -1,9 +1,9 @@
 """The shipped default bundle loads and meets its accuracy bars on the real Fashion-MNIST test set."""
-import numpy as np
 import pytest
 
+from channel.bit_errors import make_error_model
 from codec.bundle import DEFAULT_BUNDLE, load_bundle
-from codec.data import FMNIST_DIR, fmnist_dir, load_dataset
+from codec.datasets import FMNIST_DIR, fmnist_dir, load_dataset
 from codec.evaluate import corrupt_symbols, device_symbols, edge_predict
 
 needs_fmnist = pytest.mark.skipif(not (fmnist_dir() / "t10k-images-idx3-ubyte.gz").is_file(),
@@ -24,7 +24,7 @@ def test_shipped_bundle_accuracy_on_full_test_set():
     test = load_dataset("fmnist:test")
     symbols = device_symbols(b, test.images)
     acc0 = float((edge_predict(b, symbols, 0.0) == test.labels).mean())
-    rx = corrupt_symbols(b, symbols, "iid", 1e-2, seed=17)
+    rx = corrupt_symbols(b, symbols, make_error_model("iid", ber=1e-2), seed=17)
     acc2 = float((edge_predict(b, rx, 1e-2) == test.labels).mean())
     assert acc0 >= 0.91, acc0
     assert acc2 >= 0.90, acc2

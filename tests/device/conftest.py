@@ -10,12 +10,12 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "export"))
 @pytest.fixture(scope="session")
 def int8_encoder(tmp_path_factory):
     """An int8 encoder exported from the tiny test bundle, calibrated on real training images."""
-    from codec.data import load_dataset
-    from export.onnx_export import bundle_metadata, export_encoder, set_metadata
-    from export.quantize import quantize_encoder
+    import onnx
     from fixture_bundle import TinyBundle
 
-    import onnx
+    from codec.datasets import load_dataset
+    from export.onnx_export import bundle_metadata, export_encoder, set_metadata
+    from export.quantize import quantize_encoder
 
     try:
         train = load_dataset("fmnist:train")
@@ -39,7 +39,7 @@ class Responder:
     """
 
     def __init__(self, url: str, drop_first: bool = False, error=None, damaged_first: bool = False):
-        from channel.transport import open_transport
+        from channel.transports import open_transport
 
         self.transport = open_transport(url, listen=True)
         self.drop_first = drop_first
@@ -52,8 +52,8 @@ class Responder:
         self.thread.start()
 
     def _loop(self):
-        from codec.errors import FrameError
-        from codec.frame import ErrorCode, encode_error, encode_reply, parse_frame
+        from codec.wire.frame import ErrorCode, encode_error, encode_reply, parse_frame
+        from snn.errors import FrameError
 
         while not self._stop.is_set():
             got = self.transport.recv(timeout=0.05)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from codec.frame import ErrorCode
+from codec.wire.frame import ErrorCode
 
 
 def _snn(*args, timeout=120):
@@ -17,7 +17,7 @@ def _snn(*args, timeout=120):
 
 @pytest.fixture(scope="module")
 def test_images():
-    from codec.data import load_dataset
+    from codec.datasets import load_dataset
 
     test = load_dataset("fmnist:test").take(40)
     return test.images, test.labels
@@ -25,7 +25,7 @@ def test_images():
 
 def _client(encoder_path, url, **kw):
     from channel.links import get_link
-    from channel.transport import open_transport
+    from channel.transports import open_transport
     from device.client import DeviceClient
     from device.encoder import OnnxEncoder
 
@@ -37,14 +37,14 @@ def _client(encoder_path, url, **kw):
 
 
 def test_device_package_never_imports_torch():
-    code = ("import sys, device, device.encoder, device.client, device.cli, channel.transport, channel.links\n"
+    code = ("import sys, device, device.encoder, device.client, device.cli, channel.transports, channel.links\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_encoder_reads_metadata_and_packs(int8_encoder, test_images):
-    from codec.packing import unpack_symbols
+    from codec.wire.packing import unpack_symbols
     from device.encoder import OnnxEncoder
 
     enc = OnnxEncoder(int8_encoder)
@@ -56,8 +56,8 @@ def test_encoder_reads_metadata_and_packs(int8_encoder, test_images):
 
 
 def test_not_an_encoder_is_refused(tmp_path, int8_encoder):
-    from codec.errors import SnnError
     from device.encoder import OnnxEncoder
+    from snn.errors import SnnError
 
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"nope")

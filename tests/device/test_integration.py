@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from codec.data import FMNIST_DIR
+from codec.datasets import FMNIST_DIR
 
 pytestmark = pytest.mark.skipif(not (FMNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
                                 reason="real Fashion-MNIST not installed (apt-get install -y dataset-fashion-mnist)")
@@ -57,7 +57,7 @@ def test_device_to_real_edge_over_pty_serial_ports(encoder, tmp_path):
     import numpy as np
 
     from codec.bundle import load_bundle
-    from codec.data import load_dataset
+    from codec.datasets import load_dataset
     from codec.evaluate import edge_predict
     from device.encoder import OnnxEncoder
     symbols = OnnxEncoder(encoder).encode(load_dataset("fmnist:test").images[:30])

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.frame import encode_inference, encode_reply, parse_frame, pilot_sequence
-from codec.packing import pack_symbols
+from codec.wire.frame import encode_inference, encode_reply, parse_frame, pilot_sequence
+from codec.wire.packing import pack_symbols
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).resolve().parent / "standin.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.frame import parse_frame  # noqa: E402
+from codec.wire.frame import parse_frame  # noqa: E402
 
 
 class EdgeProcess:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from codec.packing import pack_symbols  # noqa: E402
+from codec.wire.packing import pack_symbols  # noqa: E402
 from edge.codecs import CodecRegistry, ServedCodec  # noqa: E402
 
 FP_A = bytes.fromhex("5e5e0001")

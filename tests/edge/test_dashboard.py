@@ -5,9 +5,9 @@ import subprocess
 
 import httpx
 import pytest
-
-from codec.frame import encode_inference
 from standin import FP_A, payload_for
+
+from codec.wire.frame import encode_inference
 
 CHROMIUM = "/usr/bin/chromium"
 

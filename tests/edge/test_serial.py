@@ -4,11 +4,11 @@ import select
 import time
 
 import pytest
-
-from codec.cobs import CobsStreamDecoder, cobs_frame
-from codec.frame import ErrorCode, Kind, encode_inference, parse_frame
 from conftest import start_standin
 from standin import FP_A, payload_for
+
+from codec.wire.cobs import CobsStreamDecoder, cobs_frame
+from codec.wire.frame import ErrorCode, Kind, encode_inference, parse_frame
 
 pytest.importorskip("serial")
 

@@ -12,10 +12,10 @@ import time
 
 import httpx
 import pytest
-
-from codec.frame import ErrorCode, Kind, encode_inference
 from conftest import ROOT, UdpClient, start_standin
 from standin import FP_A, FP_B, payload_for
+
+from codec.wire.frame import ErrorCode, Kind, encode_inference
 
 OCTET = {"content-type": "application/octet-stream"}
 

@@ -15,7 +15,7 @@ def tiny_bundle():
 
 @pytest.fixture(scope="session")
 def fmnist():
-    from codec.data import load_dataset
+    from codec.datasets import load_dataset
 
     try:
         return load_dataset("fmnist:train"), load_dataset("fmnist:test")

@@ -10,9 +10,9 @@ import hashlib
 import numpy as np
 import torch
 
-from codec.backbones import build_backbone
-from codec.model import DeviceHalf, EdgeHalf, Normalise, SemanticCodec
-from codec.packing import bits_per_symbol
+from codec.model.backbones import build_backbone
+from codec.model.semantic_codec import DeviceHalf, EdgeHalf, Normalise, SemanticCodec
+from codec.wire.packing import bits_per_symbol
 
 
 class TinyBundle:

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from codec.packing import symbol_codes
+from codec.wire.packing import symbol_codes
 from export.onnx_export import read_metadata
 from export.quantize import ImageReader, tail_nodes
 
@@ -102,8 +102,8 @@ def test_calibration_batches_are_equal_sized():
 
 
 def test_empty_calibration_is_refused(tiny_bundle, fmnist, tmp_path):
-    from codec.errors import SnnError
     from export.pipeline import export_bundle
+    from snn.errors import SnnError
 
     test = fmnist[1]
     with pytest.raises(SnnError, match="calibration set is empty"):
@@ -149,9 +149,10 @@ def test_cli_exports_the_shipped_bundle(tmp_path):
 def test_int8_aware_weights_make_the_int8_encoder_pick_the_torch_symbols(fmnist, tmp_path):
     """Device-side convs on the int8 grid (`snn train codec --int8-aware`): onnxruntime's
     per-channel int8 weights then reproduce them, and int8 symbols equal torch's."""
-    from codec.int8_grid import snap_to_grid_
-    from export.pipeline import export_bundle
     from fixture_bundle import TinyBundle
+
+    from codec.training.int8_grid import snap_to_grid_
+    from export.pipeline import export_bundle
 
     train, test = fmnist
     bundle = TinyBundle(seed=1)

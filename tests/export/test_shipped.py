@@ -29,7 +29,7 @@ def test_shipped_int8_encoder_agrees_with_torch_on_real_images():
     import numpy as np
     import pytest
 
-    from codec.data import fmnist_dir, load_dataset
+    from codec.datasets import fmnist_dir, load_dataset
     from codec.evaluate import device_symbols
     from device.encoder import OnnxEncoder
 

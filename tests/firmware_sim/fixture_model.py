@@ -16,14 +16,18 @@ def build_fixture(path: Path, seed: int = 0, calib: np.ndarray | None = None, hi
                   stem: int = 8, levels: int = 8, image: int = 16) -> Path:
     import onnx
     import torch
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from torch import nn
 
-    from codec.backbones import BasicBlock
-    from codec.encoder import Encoder
-    from codec.model import Normalise
-    from codec.quantizer import SoftQuantizer
+    from codec.model.backbones import BasicBlock
+    from codec.model.encoder import Encoder
+    from codec.model.quantizer import SoftQuantizer
+    from codec.model.semantic_codec import Normalise
 
     torch.manual_seed(seed)
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from codec.errors import SnnError
 from firmware_sim import kernels as K
 from firmware_sim.lowering import agreement, lower
+from snn.errors import SnnError
 
 
 def test_integer_path_agrees_with_onnxruntime(fixture_encoder, fixture_images):

@@ -49,6 +49,6 @@ def test_cli_report_json(fixture_encoder, tmp_path, capsys):
 
 
 def test_unknown_board_is_a_clear_error():
-    from codec.errors import SnnError
+    from snn.errors import SnnError
     with pytest.raises(SnnError, match="unknown board 'nope'"):
         load_board("nope")

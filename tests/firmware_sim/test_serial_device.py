@@ -11,9 +11,9 @@ pytest.importorskip("serial")
 
 def test_emulated_mcu_speaks_cobs_frames_on_a_pty(fixture_encoder, fixture_images):
     from channel.pty import open_pty_pair
-    from codec.cobs import CobsStreamDecoder, cobs_frame
-    from codec.frame import Kind, encode_reply, parse_frame
-    from codec.packing import unpack_symbols
+    from codec.wire.cobs import CobsStreamDecoder, cobs_frame
+    from codec.wire.frame import Kind, encode_reply, parse_frame
+    from codec.wire.packing import unpack_symbols
     from firmware_sim.lowering import lower
     from firmware_sim.serial_device import McuDevice
 

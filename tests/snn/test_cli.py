@@ -20,7 +20,7 @@ def test_no_command_is_usage_error():
 
 
 def test_wire_modules_and_device_import_without_torch():
-    code = ("import sys, codec.packing, codec.frame, codec.cobs, codec.reassembly, codec.data, device\n"
+    code = ("import sys, codec.wire.packing, codec.wire.frame, codec.wire.cobs, codec.wire.reassembly, codec.datasets, device\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

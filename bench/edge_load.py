@@ -1,0 +1,671 @@
+"""`snn bench edge`: a load generator of our own against a real `snn edge serve` on loopback.
+
+The server runs as its own process (``python -m snn edge serve`` on ephemeral ports); this
+process generates load with non-blocking sockets and no torch in the loop. Phases, each
+``--duration`` seconds:
+
+1. ``model``: the decoder + task head alone, batched (``--max-batch``), in this process, one
+   torch thread like the server: ``model_fps`` — the ceiling the server is compared with (two
+   slices, just before and just after phase 2; their median).
+2. ``udp_max``: closed loop, ``--window`` frames in flight (each answered frame is sent again
+   at once): the sustained UDP throughput ``throughput_fps``.
+3. ``udp_rate``: open loop at ``--rate`` frames/s (``--garbage`` fraction of bad frames mixed
+   in): reply latency p50/p99 per frame, matched by (device id, sequence number).
+4. ``http``: ``--http-clients`` keep-alive connections posting frames to /v1/infer.
+
+Every frame must end answered (REPLY) or rejected (an ERROR reply, e.g. BUSY): the benchmark
+checks sent = answered + rejected and reports ``lost`` otherwise. ``--soak`` runs phase 3 for
+that many seconds and reports the server's RSS growth instead of the other phases.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import random
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from codec.wire.frame import HEADER_BYTES, ErrorCode, Kind, encode_inference, peek
+from codec.wire.packing import pack_symbols
+from snn.errors import SnnError
+
+GARBAGE_DEVICE = 0xFFFF
+
+
+# --- frames ------------------------------------------------------------------------------------
+
+class FrameMaker:
+    """Valid DATA frames with random symbols for one codec, and garbage for soak tests."""
+
+    def __init__(self, codec: dict, seed: int = 0, n_devices: int = 64, pilot_len: int = 4) -> None:
+        self.fp = bytes.fromhex(codec["fingerprint"])
+        self.levels = int(codec["levels"])
+        self.n_symbols = int(codec["n_symbols"])
+        self.payload_bits = int(codec["payload_bits"])
+        self.n_devices = n_devices
+        self.pilot_len = pilot_len
+        self.rng = np.random.default_rng(seed)
+        self._payloads = [pack_symbols(self.rng.integers(0, self.levels, self.n_symbols), self.levels)
+                          .tobytes() for _ in range(64)]
+        self._bad_source = encode_inference(self._payloads[0], self.payload_bits, self.fp,
+                                            GARBAGE_DEVICE, 0, pilot_len=pilot_len)[0]
+
+    def frame(self, index: int) -> bytes:
+        """Frame `index`: device 1 + index % n_devices, sequence index // n_devices."""
+        device, seq = 1 + index % self.n_devices, index // self.n_devices
+        if seq > 0xFFFF:
+            raise ValueError("too many frames for unique (device, seq) keys")
+        return encode_inference(self._payloads[index % len(self._payloads)], self.payload_bits,
+                                self.fp, device, seq, pilot_len=self.pilot_len)[0]
+
+    def index_of(self, device: int, seq: int) -> int:
+        return seq * self.n_devices + (device - 1)
+
+    def garbage(self, rnd: random.Random) -> bytes:
+        """Random bytes, a truncated frame, or a frame with its header smashed beyond repair."""
+        pick = rnd.random()
+        if pick < 0.4:
+            data = bytearray(os.urandom(rnd.randint(1, 120)))
+            if data:
+                data[0] = 0x00  # never the magic byte
+            return bytes(data)
+        if pick < 0.7:
+            return self._bad_source[: rnd.randint(0, len(self._bad_source) - 1)]
+        data = bytearray(self._bad_source)
+        data[:HEADER_BYTES] = os.urandom(HEADER_BYTES)
+        return bytes(data)
+
+
+def _classify(data: bytes):
+    """(kind, device, seq, error code) of a reply frame, cheaply (loopback: no CRC check)."""
+    claimed = peek(data)
+    if len(data) < HEADER_BYTES or not claimed.kind:
+        return None
+    return claimed.kind, claimed.device_id, claimed.seq, claimed.error_code
+
+
+def _waiting_replies(sock: socket.socket):
+    """Every datagram waiting on non-blocking `sock` that is a reply frame, classified."""
+    recv = sock.recv
+    while True:
+        try:
+            data = recv(2048)
+        except BlockingIOError:
+            return
+        info = _classify(data)
+        if info is not None:
+            yield info
+
+
+def _percentiles(lat_ms: list[float]) -> dict:
+    if not lat_ms:
+        return {"p50_ms": None, "p99_ms": None, "mean_ms": None, "max_ms": None}
+    arr = np.asarray(lat_ms)
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 3),
+            "p99_ms": round(float(np.percentile(arr, 99)), 3),
+            "mean_ms": round(float(arr.mean()), 3), "max_ms": round(float(arr.max()), 3)}
+
+
+def _udp_socket(target: tuple[str, int]) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+        except OSError:
+            pass
+    sock.connect(target)
+    sock.setblocking(False)
+    return sock
+
+
+# --- UDP: closed loop (throughput) ---------------------------------------------------------------
+
+def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float, window: int = 256,
+                    warmup: float = 1.0, grace: float = 5.0) -> dict:
+    """`window` frames in flight; each answered (or rejected) frame is sent again at once."""
+    sock = _udp_socket(target)
+    frames = [maker.frame(j) for j in range(window)]
+    sent_at = [0.0] * window
+    in_flight = [False] * window
+    sent = answered = rejected = 0
+    lat: list[float] = []
+    free = list(range(window))
+    t0 = time.perf_counter()
+    t_measure, t_end = t0 + warmup, t0 + warmup + duration
+    measured_answers = 0
+    while True:
+        now = time.perf_counter()
+        if now < t_end:
+            while free:
+                j = free.pop()
+                try:
+                    sock.send(frames[j])
+                except BlockingIOError:
+                    free.append(j)
+                    break
+                sent_at[j] = time.perf_counter()
+                in_flight[j] = True
+                sent += 1
+        elif not any(in_flight) or now > t_end + grace:
+            break
+        ready, _, _ = select.select([sock], [], [], 0.05)
+        if not ready:
+            continue
+        for kind, device, seq, _ in _waiting_replies(sock):
+            j = maker.index_of(device, seq)
+            if not 0 <= j < window or not in_flight[j]:
+                continue
+            in_flight[j] = False
+            t = time.perf_counter()
+            if kind == Kind.REPLY:
+                answered += 1
+                if t_measure <= t <= t_end:
+                    measured_answers += 1
+                    lat.append((t - sent_at[j]) * 1e3)
+            else:
+                rejected += 1
+            free.append(j)
+    sock.close()
+    lost = sent - answered - rejected
+    return {"sent": sent, "answered": answered, "rejected": rejected, "lost": lost,
+            "window": window, "duration_s": duration,
+            "throughput_fps": round(measured_answers / duration, 1), **_percentiles(lat)}
+
+
+# --- UDP: open loop (latency at an offered rate, soak) -----------------------------------------
+
+def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, duration: float,
+                  garbage: float = 0.0, grace: float = 5.0, seed: int = 0,
+                  on_tick=None) -> dict:
+    """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad), collect replies."""
+    n = int(rate * duration)
+    rnd = random.Random(seed)
+    is_garbage = [rnd.random() < garbage for _ in range(n)]
+    frames: list[bytes] = []
+    valid_index = 0
+    for g in is_garbage:
+        if g:
+            frames.append(maker.garbage(rnd))
+        else:
+            frames.append(maker.frame(valid_index))
+            valid_index += 1
+    n_valid = valid_index
+    sent_at = np.zeros(max(1, n_valid), dtype=np.float64)
+    done = np.zeros(max(1, n_valid), dtype=bool)
+    lat: list[float] = []
+    sock = _udp_socket(target)
+    sent = sent_valid = sent_garbage = answered = rejected = busy = garbage_answered = 0
+    t0 = time.perf_counter()
+    i = valid_i = 0
+    last_tick = t0
+    t_last = None
+    while True:
+        now = time.perf_counter()
+        if i < n:
+            due = min(n, int((now - t0) * rate) + 1)
+            while i < due:
+                try:
+                    sock.send(frames[i])
+                except BlockingIOError:
+                    break
+                if is_garbage[i]:
+                    sent_garbage += 1
+                else:
+                    sent_at[valid_i] = time.perf_counter()
+                    valid_i += 1
+                    sent_valid += 1
+                i += 1
+                sent += 1
+            next_due = t0 + (i / rate) if i < n else now + 0.01
+            timeout = max(0.0, min(0.01, next_due - time.perf_counter()))
+        else:
+            if t_last is None:
+                t_last = now
+            if answered + rejected >= sent or now > t_last + grace:
+                break
+            timeout = 0.02
+        if on_tick is not None and now - last_tick >= 1.0:
+            on_tick(now - t0)
+            last_tick = now
+        ready, _, _ = select.select([sock], [], [], timeout)
+        if not ready:
+            continue
+        for kind, device, seq, code in _waiting_replies(sock):
+            if kind == Kind.ERROR and code == ErrorCode.BAD_FRAME:
+                garbage_answered += 1
+                rejected += 1
+                continue
+            j = maker.index_of(device, seq)
+            if not 0 <= j < n_valid or done[j]:
+                continue
+            done[j] = True
+            if kind == Kind.REPLY:
+                answered += 1
+                lat.append((time.perf_counter() - sent_at[j]) * 1e3)
+            else:
+                rejected += 1
+                busy += code == ErrorCode.BUSY
+    elapsed = time.perf_counter() - t0
+    sock.close()
+    return {"offered_fps": rate, "duration_s": duration, "sent": sent, "sent_valid": sent_valid,
+            "sent_garbage": sent_garbage, "answered": answered, "rejected": rejected, "busy": busy,
+            "garbage_answered": garbage_answered, "lost": sent - answered - rejected,
+            "throughput_fps": round(answered / max(duration, 1e-9), 1),
+            "elapsed_s": round(elapsed, 2), **_percentiles(lat)}
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+async def _http_client(host: str, port: int, bodies: list[bytes], t_end: float, out: dict) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    heads = [(f"POST /v1/infer HTTP/1.1\r\nHost: {host}:{port}\r\n"
+              f"Content-Type: application/octet-stream\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
+             for b in bodies]
+    k = 0
+    try:
+        while time.perf_counter() < t_end:
+            t = time.perf_counter()
+            writer.write(heads[k % len(heads)])
+            k += 1
+            out["sent"] += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            if status == 200:
+                out["answered"] += 1
+                out["lat"].append((time.perf_counter() - t) * 1e3)
+            else:
+                out["rejected"] += 1
+                out["status"][status] = out["status"].get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+def http_load(url: str, maker: FrameMaker, clients: int, duration: float, warmup: float = 1.0) -> dict:
+    """`clients` keep-alive connections posting frames to /v1/infer as fast as answered."""
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    port = int(port)
+
+    async def main(seconds: float, out: dict):
+        t_end = time.perf_counter() + seconds
+        bodies = [[maker.frame(c + maker.n_devices * k) for k in range(8)] for c in range(clients)]
+        await asyncio.gather(*(_http_client(host, port, bodies[c], t_end, out) for c in range(clients)))
+
+    if warmup:
+        asyncio.run(main(warmup, {"sent": 0, "answered": 0, "rejected": 0, "lat": [], "status": {}}))
+    out = {"sent": 0, "answered": 0, "rejected": 0, "lat": [], "status": {}}
+    t0 = time.perf_counter()
+    asyncio.run(main(duration, out))
+    elapsed = time.perf_counter() - t0
+    lat = out.pop("lat")
+    return {"clients": clients, "duration_s": duration, **out,
+            "lost": out["sent"] - out["answered"] - out["rejected"],
+            "throughput_rps": round(out["answered"] / elapsed, 1), **_percentiles(lat)}
+
+
+# --- the model alone -----------------------------------------------------------------------------
+
+_LOADED: dict = {}
+
+
+def measure_model_fps(bundles: list[str] | None, batch: int, duration: float, threads: int = 1) -> dict:
+    """Decoder + task head alone, batched, random payloads: inferences per second."""
+    import torch
+
+    from edge.codecs import load_codecs
+
+    torch.set_num_threads(threads)
+    key = tuple(bundles or ())
+    if key not in _LOADED:
+        _LOADED[key] = next(iter(load_codecs(bundles)))
+    codec = _LOADED[key]
+    rng = np.random.default_rng(0)
+    payloads = [pack_symbols(rng.integers(0, codec.levels, codec.n_symbols), codec.levels).tobytes()
+                for _ in range(batch)]
+    bers = np.full(batch, 1e-3, dtype=np.float32)
+    for _ in range(3):
+        codec.infer(payloads, None, bers)
+    n, t0, c0 = 0, time.perf_counter(), _own_cpu_s()
+    times = []
+    while time.perf_counter() - t0 < duration:
+        t = time.perf_counter()
+        codec.infer(payloads, None, bers)
+        times.append(time.perf_counter() - t)
+        n += batch
+    elapsed = time.perf_counter() - t0
+    cpu = _own_cpu_s() - c0
+    return {"model_fps": round(n / elapsed, 1), "batch": batch, "threads": threads,
+            "cpu_us_per_frame": round(1e6 * cpu / n, 1), "cpu_share": round(cpu / elapsed, 2),
+            "batch_ms_median": round(1e3 * float(np.median(times)), 3), "codec": codec.describe()}
+
+
+# --- the server under test -----------------------------------------------------------------------
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+@contextmanager
+def _cpu_account(pid: int, out: dict, key: str = "answered"):
+    """Add server and load-generator CPU microseconds per answered frame to `out`."""
+    s0, c0, w0 = _cpu_s(pid), _own_cpu_s(), time.perf_counter()
+    yield
+    s1, c1, w1 = _cpu_s(pid), _own_cpu_s(), time.perf_counter()
+    n = max(1, out.get(key, 0))
+    out["server_cpu_us_per_frame"] = round(1e6 * (s1 - s0) / n, 1)
+    out["loadgen_cpu_us_per_frame"] = round(1e6 * (c1 - c0) / n, 1)
+    out["server_cpu_share"] = round((s1 - s0) / (w1 - w0), 2)
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@contextmanager
+def edge_server(bundles: list[str] | None, extra: list[str] | None = None, timeout: float = 60.0):
+    """Start `snn edge serve` on ephemeral loopback ports; yield (process, addresses)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = Path(tmp) / "ready.json"
+        cmd = [sys.executable, "-m", "snn", "edge", "serve", "--http", "127.0.0.1:0",
+               "--udp", "127.0.0.1:0", "--ready-json", str(ready)]
+        for b in bundles or []:
+            cmd += ["--bundle", str(b)]
+        cmd += extra or []
+        log = open(Path(tmp) / "server.log", "w+")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=str(Path(__file__).resolve().parents[1]))
+        try:
+            t0 = time.monotonic()
+            while not ready.exists() or not ready.read_text().strip().endswith("}"):
+                if proc.poll() is not None or time.monotonic() - t0 > timeout:
+                    log.seek(0)
+                    raise SnnError("the edge server did not start: " + log.read().strip()[-500:])
+                time.sleep(0.05)
+            yield proc, json.loads(ready.read_text())
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+
+
+def _stalls(addr: dict) -> dict:
+    """Server-side stalls so far: loop timer wake-ups and model batches later/longer than 100 ms."""
+    text = _get(addr["http"] + "/metrics")
+    out = {}
+    for key, prefix in (("loop_lag_over_100ms", "snn_edge_loop_lag_seconds_bucket{"),
+                        ("model_batches_over_100ms", 'snn_edge_latency_seconds_bucket{')):
+        le_01 = total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(prefix) or ("model" in key and 'stage="model"' not in line):
+                continue
+            if 'le="0.1"' in line:
+                le_01 = float(line.rsplit(" ", 1)[1])
+            elif 'le="+Inf"' in line:
+                total = float(line.rsplit(" ", 1)[1])
+        out[key] = int(total - le_01)
+    return out
+
+
+def _metric_sum(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _batch_stats(addr: dict) -> tuple[float, float]:
+    text = _get(addr["http"] + "/metrics")
+    return _metric_sum(text, "snn_edge_batch_size_sum"), _metric_sum(text, "snn_edge_batch_size_count")
+
+
+def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    count = after[1] - before[1]
+    return round((after[0] - before[0]) / count, 2) if count else None
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read().decode()
+
+
+def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, duration: float = 10.0,
+                   window: int = 256, http_clients: int = 16, max_batch: int = 64,
+                   max_wait_ms: float = 2.0, garbage: float = 0.0, soak: float | None = None,
+                   server_args: list[str] | None = None, log=print) -> dict:
+    """The whole benchmark (see the module docstring); returns the JSON figures."""
+    extra = ["--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)] + (server_args or [])
+    result: dict = {"bench": "edge", "rate_offered_fps": rate, "duration_s": duration,
+                    "max_batch": max_batch, "max_wait_ms": max_wait_ms, "cpus": os.cpu_count()}
+    if soak is None:
+        # the model alone in two slices, just before and just after the UDP closed loop, so that
+        # a busy machine (other jobs come and go) weighs on both sides of the ratio alike; the
+        # median is reported
+        log(f"model alone: batches of {max_batch}, {min(duration, 5.0) / 2:.1f} s ...")
+        model = measure_model_fps(bundles, max_batch, min(duration, 5.0) / 2)
+        result["model"] = {k: v for k, v in model.items() if k != "codec"}
+        result["model"]["slices_fps"] = [model["model_fps"]]
+        result["model"]["cpu_us_per_frame_slices"] = [model["cpu_us_per_frame"]]
+        result["model_fps"] = model["model_fps"]
+    # the load generator's own timing must not include GC pauses (torch is loaded in this
+    # process for the model phase): freeze what exists and pause the collector while measuring
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        return _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log)
+    finally:
+        gc.enable()
+
+
+def _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log) -> dict:
+    with edge_server(bundles, extra) as (proc, addr):
+        codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
+        result["codec"] = codec["fingerprint"] + " " + codec["name"]
+        host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
+        target = (host, int(port))
+        maker = FrameMaker(codec)
+        rss0 = _rss_kb(proc.pid)
+        if soak is not None:
+            return _soak(result, proc, target, maker, rate, soak, garbage, addr, log)
+        log(f"udp closed loop: {window} in flight, {duration:.0f} s ...")
+        batches0 = _batch_stats(addr)
+        udp_max: dict = {}
+        with _cpu_account(proc.pid, udp_max):
+            udp_max.update(udp_closed_loop(target, maker, duration, window))
+        udp_max["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
+        result["udp_max"] = udp_max
+        if "model" in result:
+            # right after the closed loop, so that the two model slices bracket it closely
+            log("model alone, second slice ...")
+            again = measure_model_fps(bundles, result["max_batch"], min(duration, 5.0) / 2)
+            result["model"]["slices_fps"].append(again["model_fps"])
+            result["model"]["cpu_us_per_frame_slices"].append(again["cpu_us_per_frame"])
+            result["model_fps"] = round(float(np.median(result["model"]["slices_fps"])), 1)
+        log(f"udp open loop: {rate:.0f} frames/s offered, {duration:.0f} s ...")
+        batches0 = _batch_stats(addr)
+        udp_rate: dict = {}
+        with _cpu_account(proc.pid, udp_rate):
+            udp_rate.update(udp_open_loop(target, FrameMaker(codec, seed=1, n_devices=64), rate,
+                                          duration, garbage))
+        udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
+        result["udp_rate"] = udp_rate
+        log(f"http: {http_clients} clients, {duration:.0f} s ...")
+        batches0 = _batch_stats(addr)
+        http: dict = {}
+        with _cpu_account(proc.pid, http):
+            http.update(http_load(addr["http"], maker, http_clients, duration))
+        http["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
+        result["http"] = http
+        metrics = _get(addr["http"] + "/metrics")
+        batches = _metric_sum(metrics, "snn_edge_batch_size_count")
+        result["server"] = {"mean_batch": round(_metric_sum(metrics, "snn_edge_batch_size_sum")
+                                                / max(batches, 1), 2),
+                            "rss_start_kb": rss0, "rss_end_kb": _rss_kb(proc.pid),
+                            "udp_kernel_drops": _metric_sum(metrics, "snn_edge_udp_kernel_drops"),
+                            **_stalls(addr)}
+        t_stop = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        result["server"]["sigterm_exit_s"] = round(time.perf_counter() - t_stop, 2)
+        result["server"]["exit_code"] = proc.returncode
+    result["sent"] = udp_max["sent"] + udp_rate["sent"]
+    result["answered"] = udp_max["answered"] + udp_rate["answered"]
+    result["rejected"] = udp_max["rejected"] + udp_rate["rejected"]
+    result["lost"] = udp_max["lost"] + udp_rate["lost"]
+    result["throughput_fps"] = udp_max["throughput_fps"]
+    result["ratio"] = round(result["throughput_fps"] / result["model_fps"], 3) if result["model_fps"] else None
+    result["p50_ms"] = udp_rate["p50_ms"]
+    result["p99_ms"] = udp_rate["p99_ms"]
+    result["accounted"] = result["lost"] == 0
+    result["loadavg"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def _soak(result, proc, target, maker, rate, seconds, garbage, addr, log) -> dict:
+    samples = []
+    t_start = time.perf_counter()
+
+    def tick(t):
+        samples.append((round(t, 1), _rss_kb(proc.pid)))
+        if int(t) % 10 == 0:
+            log(f"  soak t={t:.0f}s rss={samples[-1][1] / 1024:.1f} MiB")
+
+    log(f"soak: {rate:.0f} frames/s, {garbage:.0%} garbage, {seconds:.0f} s ...")
+    run = udp_open_loop(target, maker, rate, seconds, garbage, on_tick=tick)
+    health = json.loads(_get(addr["http"] + "/healthz"))
+    result["server"] = _stalls(addr)
+    alive = proc.poll() is None
+    warm = [kb for t, kb in samples if t >= min(5.0, seconds / 4)]
+    base = warm[0] if warm else _rss_kb(proc.pid)
+    end = _rss_kb(proc.pid)
+    result.update({"soak": run, "sent": run["sent"], "answered": run["answered"],
+                   "rejected": run["rejected"], "lost": run["lost"],
+                   "throughput_fps": run["throughput_fps"], "p50_ms": run["p50_ms"],
+                   "p99_ms": run["p99_ms"], "alive": alive, "health": health["status"],
+                   "rss_samples_kb": samples, "rss_base_kb": base, "rss_end_kb": end,
+                   "rss_growth": round(end / base - 1, 4) if base else None,
+                   "elapsed_s": round(time.perf_counter() - t_start, 1),
+                   "accounted": run["lost"] == 0})
+    result["model_fps"] = None
+    return result
+
+
+def format_edge(r: dict) -> str:
+    """The human-readable table."""
+    lines = [f"edge bench — codec {r.get('codec')}, {r.get('cpus')} CPUs, batch <= {r['max_batch']}, "
+             f"wait <= {r['max_wait_ms']} ms"]
+    if "soak" in r:
+        s = r["soak"]
+        lines += [f"soak {s['duration_s']:.0f} s at {s['offered_fps']:.0f} fps offered "
+                  f"({s['sent_garbage']} garbage of {s['sent']}):",
+                  f"  sent {s['sent']}  answered {s['answered']}  rejected {s['rejected']} "
+                  f"(garbage answered {s['garbage_answered']}, busy {s['busy']})  lost {s['lost']}",
+                  f"  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  server alive {r['alive']}  "
+                  f"server stalls > 100 ms: loop {r['server']['loop_lag_over_100ms']}, model batches "
+                  f"{r['server']['model_batches_over_100ms']}",
+                  f"  RSS {r['rss_base_kb'] / 1024:.1f} MiB (after warm-up) -> {r['rss_end_kb'] / 1024:.1f} MiB"
+                  f"  growth {100 * r['rss_growth']:.1f} %"]
+        return "\n".join(lines)
+    u, o, h = r["udp_max"], r["udp_rate"], r["http"]
+    lines += [
+        f"{'phase':<28}{'sent':>8}{'answered':>10}{'rejected':>10}{'lost':>6}{'per s':>10}{'p50 ms':>9}{'p99 ms':>9}",
+        f"{'model alone (batched)':<28}{'':>8}{'':>10}{'':>10}{'':>6}{r['model_fps']:>10.0f}"
+        f"{'':>9}{'':>9}   (median of slices {r['model']['slices_fps']})",
+        f"{'udp closed loop (' + str(u['window']) + ')':<28}{u['sent']:>8}{u['answered']:>10}"
+        f"{u['rejected']:>10}{u['lost']:>6}{u['throughput_fps']:>10.0f}{u['p50_ms']:>9}{u['p99_ms']:>9}",
+        f"{'udp @ ' + format(o['offered_fps'], '.0f') + ' fps offered':<28}{o['sent']:>8}{o['answered']:>10}"
+        f"{o['rejected']:>10}{o['lost']:>6}{o['throughput_fps']:>10.0f}{o['p50_ms']:>9}{o['p99_ms']:>9}",
+        f"{'http ' + str(h['clients']) + ' clients':<28}{h['sent']:>8}{h['answered']:>10}"
+        f"{h['rejected']:>10}{h['lost']:>6}{h['throughput_rps']:>10.0f}{h['p50_ms']:>9}{h['p99_ms']:>9}",
+        f"mean batch: udp closed loop {u.get('mean_batch')}, udp @ rate {o.get('mean_batch')}, "
+        f"http {h.get('mean_batch')}",
+        f"CPU us per frame: model alone {r['model'].get('cpu_us_per_frame_slices')}; "
+        f"(server / load generator) udp closed loop "
+        f"{u.get('server_cpu_us_per_frame')} / {u.get('loadgen_cpu_us_per_frame')}, http "
+        f"{h.get('server_cpu_us_per_frame')} / {h.get('loadgen_cpu_us_per_frame')}; load average "
+        f"{r.get('loadavg')}",
+        f"server stalls > 100 ms (all phases): loop {r['server'].get('loop_lag_over_100ms')}, "
+        f"model batches {r['server'].get('model_batches_over_100ms')}",
+        f"udp throughput / model alone = {r['ratio']}   "
+        f"accounted (sent = answered + rejected): {r['accounted']}   "
+        f"SIGTERM exit {r['server']['sigterm_exit_s']} s (code {r['server']['exit_code']})",
+    ]
+    return "\n".join(lines)
+
+
+# --- `snn bench edge` ------------------------------------------------------------------------------
+
+def add_bench_arguments(parser) -> None:
+    """Flags of `snn bench edge` (the parser lives in bench/cli.py)."""
+    parser.add_argument("--bundle", action="append", metavar="B",
+                        help="bundle to serve (default: the shipped default bundle)")
+    parser.add_argument("--rate", type=float, default=1000.0, metavar="FPS",
+                        help="offered frames/s of the open-loop UDP phase (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=10.0, metavar="S",
+                        help="seconds per phase (default %(default)s)")
+    parser.add_argument("--window", type=int, default=256,
+                        help="frames in flight in the closed-loop UDP phase (default %(default)s)")
+    parser.add_argument("--http-clients", type=int, default=16)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--garbage", type=float, default=0.0, metavar="P",
+                        help="fraction of bad frames mixed into the open-loop phase")
+    parser.add_argument("--soak", type=float, metavar="S",
+                        help="instead: S seconds at --rate (with --garbage) and report RSS growth")
+    parser.add_argument("--quick", action="store_true", help="3 s phases")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="also write DIR/edge.json")
+    parser.add_argument("--json", type=Path, metavar="PATH")
+
+
+def run_bench(args, write_json) -> int:
+    duration = 3.0 if args.quick else args.duration
+    if duration <= 0 or args.rate <= 0 or not 0 <= args.garbage < 1:
+        raise SnnError("--duration and --rate must be positive and --garbage in [0, 1)")
+    result = run_edge_bench(args.bundle, args.rate, duration, args.window, args.http_clients,
+                            args.max_batch, args.max_wait_ms, args.garbage, args.soak,
+                            log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_edge(result), flush=True)
+    write_json(args.json, result)
+    if args.out is not None:
+        write_json(args.out / ("edge_soak.json" if args.soak else "edge.json"), result)
+    return 0 if result.get("accounted") else 1

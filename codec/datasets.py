@@ -1,0 +1,224 @@
+"""Image data sets read with numpy from files already on disk; nothing is downloaded.
+
+A data set is named by a spec string:
+
+- ``fmnist:train`` / ``fmnist:test`` — Fashion-MNIST IDX gz files, from ``$SNN_FMNIST_DIR`` or the
+  Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
+  ``fmnist:PATH:test`` reads another copy.
+- ``cifar10:PATH:train|test`` / ``cifar100:PATH:train|test`` — the published python-pickle
+  directories (``cifar-10-batches-py``, ``cifar-100-python``).
+- ``folder:PATH`` — an ImageFolder tree: one sub-folder per class holding PNG/JPEG files.
+
+Images come back as uint8 arrays of shape (N, H, W, C); labels as int64 (N,).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snn.errors import DataError
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FMNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
+}
+FMNIST_HINT = ("install it with 'apt-get install -y dataset-fashion-mnist', or point SNN_FMNIST_DIR "
+               "(or the spec fmnist:PATH:test) at a folder holding the four IDX .gz files")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images (N, H, W, C) uint8, labels (N,) int64 and the class names."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, count: int | None) -> "Dataset":
+        """The first `count` samples (all when count is None)."""
+        if count is None or count >= len(self):
+            return self
+        return Dataset(self.name, self.images[:count], self.labels[:count], self.classes)
+
+
+def load_dataset(spec: str) -> Dataset:
+    """Load a data set from its spec string (see the module docstring)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "fmnist":
+        path, split = _path_and_split(rest, default_path=None)
+        return load_fmnist(split, path)
+    if kind in ("cifar10", "cifar100"):
+        path, split = _path_and_split(rest, default_path=None)
+        if path is None:
+            raise DataError(f"{kind} needs a path: use {kind}:PATH:test with PATH the extracted "
+                            f"python-pickle directory")
+        return load_cifar(path, split, fine=(kind == "cifar100"))
+    if kind == "folder":
+        if not rest:
+            raise DataError("folder needs a path: use folder:PATH with one sub-folder per class")
+        return load_image_folder(Path(rest))
+    raise DataError(f"unknown data set spec '{spec}': use fmnist:train, fmnist:test, "
+                    f"cifar10:PATH:test, cifar100:PATH:test or folder:PATH")
+
+
+def _path_and_split(rest: str, default_path: Path | None) -> tuple[Path | None, str]:
+    if not rest:
+        return default_path, "test"
+    head, _, tail = rest.rpartition(":")
+    if tail in ("train", "test"):
+        return (Path(head) if head else default_path), tail
+    return Path(rest), "test"
+
+
+# --- Fashion-MNIST (IDX) -------------------------------------------------------------------
+
+def fmnist_dir(path: Path | None = None) -> Path:
+    """The folder holding Fashion-MNIST: the argument, $SNN_FMNIST_DIR, or the Debian path."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("SNN_FMNIST_DIR")
+    return Path(env) if env else FMNIST_DIR
+
+
+def load_fmnist(split: str = "test", path: Path | None = None) -> Dataset:
+    """Fashion-MNIST from its IDX gz files, header and sizes validated."""
+    if split not in FMNIST_FILES:
+        raise DataError(f"Fashion-MNIST has splits 'train' and 'test', not '{split}'")
+    folder = fmnist_dir(path)
+    image_file, label_file, expected = FMNIST_FILES[split]
+    for name in (image_file, label_file):
+        if not (folder / name).is_file():
+            raise DataError(f"Fashion-MNIST file {folder / name} is missing: {FMNIST_HINT}")
+    images = read_idx(folder / image_file)
+    labels = read_idx(folder / label_file)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"Fashion-MNIST in {folder} is inconsistent: images {images.shape}, labels "
+                        f"{labels.shape}; {FMNIST_HINT}")
+    if path is None and len(images) != expected:
+        raise DataError(f"Fashion-MNIST {split} in {folder} has {len(images)} images, expected "
+                        f"{expected}; {FMNIST_HINT}")
+    if labels.size and labels.max() >= len(FMNIST_CLASSES):
+        raise DataError(f"Fashion-MNIST labels in {folder / label_file} exceed 9; the file is corrupt")
+    return Dataset(f"fmnist:{split}", images[..., None], labels.astype(np.int64), list(FMNIST_CLASSES))
+
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not), validating magic, dimensions and size."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}; the file is truncated or not gzip") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic)")
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated inside its header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != need:
+        raise DataError(f"{path} holds {len(raw) - header} data bytes, its header promises {need}: "
+                        f"the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file (used for fixtures and tools)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+# --- CIFAR (python pickles) ------------------------------------------------------------------
+
+def load_cifar(path: Path, split: str = "test", fine: bool = False) -> Dataset:
+    """CIFAR-10 (`cifar-10-batches-py`) or CIFAR-100 (`cifar-100-python`) pickle directories."""
+    path = Path(path)
+    name = "cifar100" if fine else "cifar10"
+    hint = (f"extract the python version of {name.upper()} (e.g. cifar-10-python.tar.gz) and pass "
+            f"its directory")
+    if not path.is_dir():
+        raise DataError(f"{name} directory {path} does not exist: {hint}")
+    if fine:
+        files = ["train"] if split == "train" else ["test"]
+        meta_file, names_key, labels_key = "meta", "fine_label_names", "fine_labels"
+    else:
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        meta_file, names_key, labels_key = "batches.meta", "label_names", "labels"
+    images, labels = [], []
+    for file in files:
+        batch = _unpickle(path / file, hint)
+        try:
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(batch[labels_key.encode()], dtype=np.int64))
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"{path / file} is not a {name} batch ({exc})") from None
+    meta = _unpickle(path / meta_file, hint)
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(names_key.encode(), [])]
+    return Dataset(f"{name}:{split}", np.concatenate(images), np.concatenate(labels), classes)
+
+
+def _unpickle(file: Path, hint: str) -> dict:
+    if not file.is_file():
+        raise DataError(f"{file} is missing: {hint}")
+    try:
+        with open(file, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise DataError(f"{file} is corrupt or truncated ({type(exc).__name__}): {hint}") from None
+
+
+# --- ImageFolder -----------------------------------------------------------------------------
+
+def load_image_folder(path: Path, size: tuple[int, int] | None = None) -> Dataset:
+    """A class-per-folder tree of PNG/JPEG images, all resized to the first image's size."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("reading image folders needs Pillow: pip install pillow") from None
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"image folder {path} does not exist")
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir())
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        for file in sorted((path / cls).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as img:
+                    img = img.convert("RGB")
+                    if size is None:
+                        size = img.size
+                    if img.size != size:
+                        img = img.resize(size)
+                    images.append(np.asarray(img, dtype=np.uint8))
+            except OSError as exc:
+                raise DataError(f"cannot read image {file}: {exc}") from None
+            labels.append(label)
+    if not images:
+        raise DataError(f"image folder {path} holds no PNG/JPEG images in class sub-folders")
+    return Dataset(f"folder:{path}", np.stack(images), np.asarray(labels, dtype=np.int64), classes)

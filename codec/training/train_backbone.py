@@ -1,0 +1,134 @@
+"""`snn train backbone`: train a float backbone (SGD+Nesterov or AdamW, cosine schedule).
+
+Standard augmentation (random translation by 2 px, horizontal flip), label smoothing 0.1, batch
+norm. One log line per epoch, a resumable checkpoint ``<out>.ckpt`` after each epoch, and the
+final backbone file holds the weights plus everything needed to rebuild it (arch, kwargs, input
+normalisation, classes, accuracy, command line, seed).
+"""
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from codec.model.backbones import build_backbone
+from codec.training.common import (
+    augment,
+    batches,
+    channel_stats,
+    load_split,
+    log,
+    predict,
+    progress,
+    rng_state,
+    save_atomic,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+    to_tensor,
+)
+from snn.errors import BundleError, SnnError
+
+BACKBONE_FORMAT = "snn-backbone"
+BACKBONE_VERSION = 1
+
+
+def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size: int = 128,
+                   optimizer: str = "sgd", lr: float | None = None, weight_decay: float = 5e-4,
+                   width: float = 1.0, split: str | None = None, seed: int = 0, threads: int | None = None,
+                   resume: bool = False, count: int | None = None, command: str | None = None) -> dict:
+    set_threads(threads)
+    g = seed_everything(seed)
+    train, test = load_split(data)
+    train, test = train.take(count), test.take(count)
+    mean, std = channel_stats(train.images)
+    c, h, w = train.images.shape[3], train.images.shape[1], train.images.shape[2]
+    kwargs = {"in_channels": c, "n_classes": len(train.classes), "width": width}
+    if split:
+        kwargs["split"] = split
+    try:
+        model = build_backbone(arch, **kwargs)
+    except ValueError as exc:
+        raise SnnError(str(exc)) from None
+    norm_mean = torch.tensor(mean).view(1, -1, 1, 1)
+    norm_std = torch.tensor(std).view(1, -1, 1, 1)
+    xtr, ytr = to_tensor(train.images), torch.from_numpy(train.labels)
+    xte, yte = to_tensor(test.images), torch.from_numpy(test.labels)
+    steps_per_epoch = math.ceil(len(xtr) / batch_size)
+    total = epochs * steps_per_epoch
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr or 0.1, momentum=0.9, nesterov=True,
+                              weight_decay=weight_decay)
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=lr or 2e-3, weight_decay=weight_decay * 100)
+    else:
+        raise SnnError(f"unknown optimizer '{optimizer}': use sgd or adamw")
+    warm = steps_per_epoch // 2
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    ckpt_path = out.with_name(out.name + ".ckpt")
+    start = 0
+    if resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        set_rng_state(g, ck["rng"])
+        start = ck["epoch"]
+        log(f"resumed from {ckpt_path} after epoch {start}")
+    t0 = time.time()
+    acc = 0.0
+    for epoch in range(start, epochs):
+        model.train()
+        tl, tn = 0.0, 0
+        for idx in progress(batches(len(xtr), batch_size, g), steps_per_epoch, f"epoch {epoch + 1}/{epochs}"):
+            x = (augment(xtr[idx], g) - norm_mean) / norm_std
+            loss = F.cross_entropy(model(x), ytr[idx], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tl += loss.item() * len(idx)
+            tn += len(idx)
+        model.eval()
+        logits = predict(lambda b: model((b - norm_mean) / norm_std), xte)
+        acc = float((logits.argmax(1) == yte).float().mean())
+        log(f"backbone {arch} epoch {epoch + 1}/{epochs} loss {tl / tn:.4f} test_acc {acc:.4f} "
+            f"lr {sched.get_last_lr()[0]:.4g} elapsed {time.time() - t0:.0f}s")
+        save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "rng": rng_state(g), "epoch": epoch + 1}, ckpt_path)
+    model.eval()
+    record = {
+        "format": BACKBONE_FORMAT, "version": BACKBONE_VERSION, "arch": arch, "kwargs": dict(kwargs, split=model.split),
+        "state_dict": model.state_dict(), "input_shape": [c, h, w], "input_mean": mean, "input_std": std,
+        "classes": list(train.classes), "data": data, "accuracy": acc, "epochs": epochs, "seed": seed,
+        "command": command or shlex.join(sys.argv), "train_seconds": time.time() - t0,
+    }
+    save_atomic(record, out)
+    log(f"saved backbone to {out}: test accuracy {acc:.4f}")
+    return record
+
+
+def load_backbone_file(path: str | Path):
+    """(model in eval mode, record) from a file written by `train_backbone`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"backbone file {path} does not exist; make one with 'snn train backbone'")
+    try:
+        record = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise BundleError(f"{path} is not a backbone file ({type(exc).__name__})") from None
+    if not isinstance(record, dict) or record.get("format") != BACKBONE_FORMAT:
+        raise BundleError(f"{path} is not a backbone file written by 'snn train backbone'")
+    if record.get("version") != BACKBONE_VERSION:
+        raise BundleError(f"{path} is backbone format version {record.get('version')}; this version reads "
+                          f"{BACKBONE_VERSION}: retrain it with 'snn train backbone'")
+    model = build_backbone(record["arch"], **record["kwargs"])
+    model.load_state_dict(record["state_dict"])
+    model.eval()
+    return model, record

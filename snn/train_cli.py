@@ -1,0 +1,100 @@
+"""`snn train backbone|codec`: argument parsing only; the loops live in train_backbone / train."""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from snn.process import passive_omp_threads
+
+_PARSERS: dict[str, argparse.ArgumentParser] = {}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", metavar="backbone|codec", required=True)
+    b = sub.add_parser("backbone", help="train a float backbone on a data set")
+    _PARSERS["backbone"] = b
+    b.add_argument("--data", default="fmnist", help="fmnist, or a spec such as cifar10:PATH (default fmnist)")
+    b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
+    b.add_argument("-o", "--out", required=True, type=Path)
+    b.add_argument("--epochs", type=int, default=12)
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    b.add_argument("--lr", type=float, default=None)
+    b.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    b.add_argument("--split", default=None, help="split-point stage name (default: per arch)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
+    b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+
+    c = sub.add_parser("codec", help="train the semantic codec on a frozen backbone")
+    _PARSERS["codec"] = c
+    c.add_argument("--backbone", required=True, type=Path)
+    c.add_argument("-o", "--out", required=True, type=Path)
+    c.add_argument("--data", default=None, help="default: the backbone's data set")
+    c.add_argument("--split", default=None, help="last stage on the device (default: the backbone's split)")
+    c.add_argument("--decode-to", default=None,
+                   help="stage whose output the decoder reconstructs; the edge runs only the stages after it "
+                        "(default: the split stage)")
+    c.add_argument("--levels", type=int, default=8, help="quantization centres L (default 8 = 3 bits)")
+    c.add_argument("--channels", type=int, default=2, help="symbol channels C_b")
+    c.add_argument("--enc-kernel", type=int, default=3)
+    c.add_argument("--enc-stride", type=int, default=1)
+    c.add_argument("--enc-hidden", type=int, default=32, help="encoder hidden channels")
+    c.add_argument("--dec-hidden", type=int, default=48, help="decoder hidden channels")
+    c.add_argument("--usage-weight", type=float, default=0.02, help="centre-usage loss weight")
+    c.add_argument("--int8-aware", action="store_true",
+                   help="device-side weights on the int8 grid 'snn export' uses (backbone head snapped, encoder "
+                        "trained through it), so the int8 encoder picks the symbols torch picks")
+    c.add_argument("--crop", type=float, default=1.0, help="spatial crop ratio: send a centred sub-window")
+    c.add_argument("--stage1-epochs", type=int, default=2)
+    c.add_argument("--stage2-epochs", type=int, default=6)
+    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--lr", type=float, default=3e-3)
+    c.add_argument("--ber-min", type=float, default=1e-4)
+    c.add_argument("--ber-max", type=float, default=0.2)
+    c.add_argument("--clean-share", type=float, default=0.15, help="share of clean (BER 0) samples")
+    c.add_argument("--erasure-prob", type=float, default=0.05, help="per-image chance of a lost fragment")
+    c.add_argument("--xai", action="store_true", help="add the IG asymmetry-compensation loss (captum)")
+    c.add_argument("--xai-weight", type=float, default=0.1)
+    c.add_argument("--xai-every", type=int, default=8, help="compute IG on every k-th batch")
+    c.add_argument("--no-ber-conditioning", action="store_true", help="ablation: decoder ignores BER")
+    c.add_argument("--binary", action="store_true", help="ablation: natural binary codes instead of Gray")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
+    c.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+
+
+def run(args: argparse.Namespace) -> int:
+    passive_omp_threads()
+    command = command_line(args)
+    if args.what == "backbone":
+        from codec.training.train_backbone import train_backbone
+        train_backbone(args.data, args.arch, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                       optimizer=args.optimizer, lr=args.lr, width=args.width, split=args.split, seed=args.seed,
+                       threads=args.threads, resume=args.resume, count=args.count,
+                       command=command)
+        return 0
+    from channel.bit_errors import make_error_model
+    from codec.training.train_codec import train_codec
+    train_codec(args, command=command, make_errors=make_error_model)
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The equivalent command line (only options that differ from their defaults), for the record."""
+    parts = ["snn", "train", args.what]
+    for action in _PARSERS[args.what]._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default and action.dest != "seed":
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):
+            parts.append(flag)
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
