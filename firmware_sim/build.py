@@ -26,7 +26,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 from firmware_sim.boards import load_board
 from firmware_sim.codegen import FIRMWARE_DIR, generate
 from firmware_sim.lowering import lower

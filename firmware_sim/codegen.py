@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 from firmware_sim import kernels as K
 from firmware_sim.c_export import c_identifier
 from firmware_sim.lowering import Program, Step

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 
 
 def add_arguments(sub) -> None:
@@ -44,11 +44,8 @@ def _write_json(path: Path | None, data: dict) -> None:
 
 
 def load_images(spec: str, count: int | None):
-    """(images uint8 NHWC, labels) of a data set spec; the loader moved with issue 12's layering."""
-    try:
-        from codec.datasets import load_dataset
-    except ImportError:
-        from codec.data import load_dataset
+    """(images uint8 NHWC, labels) of a data set spec."""
+    from codec.datasets import load_dataset
     ds = load_dataset(spec).take(count)
     return ds.images, ds.labels
 

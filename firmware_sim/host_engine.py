@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import SnnError
+from snn.errors import SnnError
 from firmware_sim.codegen import CModel, generate, support_files
 from firmware_sim.lowering import Program, lower
 

@@ -32,18 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.cobs import CobsStreamDecoder, cobs_frame
-from codec.errors import SnnError
+from codec.wire.cobs import CobsStreamDecoder, cobs_frame
+from snn.errors import SnnError
 
 QEMU = "qemu-system-arm"
 QEMU_HINT = "apt-get install qemu-system-arm (scripts/setup.sh does it as root)"
 
 
 def _open_transport(url: str):
-    try:
-        from channel.transport import open_transport
-    except ImportError:  # issue 12 splits the transports into a package
-        from channel.transports import open_transport
+    from channel.transports import open_transport
     return open_transport(url)
 
 

@@ -35,7 +35,7 @@ def test_c_equals_simulator_on_real_images_with_shipped_encoder():
 
 
 def test_generated_model_plans_its_arena_and_refuses_unknown_steps(fixture_encoder):
-    from codec.errors import SnnError
+    from snn.errors import SnnError
     from firmware_sim.codegen import generate
     from firmware_sim.lowering import lower
 
