@@ -32,8 +32,8 @@ from firmware_sim.codegen import FIRMWARE_DIR, generate
 from firmware_sim.lowering import lower
 
 TOOLCHAIN_HINT = "apt-get install gcc-arm-none-eabi (scripts/setup.sh does it as root)"
-SOURCES = ["main.c", "board.c", "startup.c", "frame.c", "pack.c", "cobs.c", "rt.c", "snn_model.c"]
-HEADERS = ["board.h", "frame.h", "pack.h", "cobs.h", "snn_fixed.h"]
+SOURCES = ["main.c", "board.c", "startup.c", "frame.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c", "snn_model.c"]
+HEADERS = ["board.h", "frame.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "snn_fixed.h"]
 STACK_BYTES = 4096
 BAUD = 115200
 
