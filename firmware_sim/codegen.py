@@ -457,6 +457,35 @@ class _Gen:
         acc_t = "int64_t" if wide else "int32_t"
         w_arr = self.array(f"{tag}_w", w, _NP_C[w.dtype])
         b_arr = self.array(f"{tag}_b", (np.zeros(m, np.int64) if bias is None else np.asarray(bias)).astype(np.int64))
+        direct = self._direct(src) if dh == 1 and dw == 1 else None
+        head = [f"    int32_t oc = i / {oh * ow};", f"    int32_t r = i - oc * {oh * ow};",
+                f"    int32_t oy = r / {ow};", f"    int32_t ox = r - oy * {ow};",
+                f"    const {_NP_C[w.dtype]} *wp = {w_arr} + oc * {cg * kh * kw};", f"    {acc_t} acc = 0;"]
+        if direct is not None:
+            # the input is a stored buffer (minus a zero point): clip the window once, then run
+            # the taps without bounds checks (padding taps add 0, as im2col's zero padding does)
+            ptr, ctype, zp = direct
+            return "\n".join(head + [
+                f"    const {ctype} *xb = ({ptr}) + (oc / {mg}) * {cg * h * wd};",
+                f"    int32_t iy0 = oy * {sh} - {pt}, ix0 = ox * {sw} - {pl};",
+                f"    int32_t ky0 = iy0 < 0 ? -iy0 : 0, ky1 = {h} - iy0 < {kh} ? {h} - iy0 : {kh};",
+                f"    int32_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = {wd} - ix0 < {kw} ? {wd} - ix0 : {kw};",
+                f"    if (ky0 == 0 && ky1 == {kh} && kx0 == 0 && kx1 == {kw}) {{  /* interior: fixed trip counts */",
+                f"        const {ctype} *xr = xb + iy0 * {wd} + ix0;",
+                f"        for (int32_t c = 0; c < {cg}; c++, xr += {h * wd}) {{",
+                f"            for (int32_t ky = 0; ky < {kh}; ky++) {{",
+                f"                for (int32_t kx = 0; kx < {kw}; kx++) {{",
+                f"                    acc += (({acc_t})xr[ky * {wd} + kx] - {zp}) * *wp++;",
+                "                }", "            }", "        }",
+                f"        return (int64_t)acc + {b_arr}[oc];", "    }",
+                f"    for (int32_t c = 0; c < {cg}; c++, xb += {h * wd}, wp += {kh * kw}) {{",
+                "        for (int32_t ky = ky0; ky < ky1; ky++) {",
+                f"            const {ctype} *xr = xb + (iy0 + ky) * {wd} + ix0;",
+                f"            const {_NP_C[w.dtype]} *wr = wp + ky * {kw};",
+                "            for (int32_t kx = kx0; kx < kx1; kx++) {",
+                f"                acc += (({acc_t})xr[kx] - {zp}) * wr[kx];",
+                "            }", "        }", "    }",
+                f"    return (int64_t)acc + {b_arr}[oc];"]) + "\n"
         x = self.at(src, "xc + iy * %d + ix" % wd)
         return "\n".join([
             f"    int32_t oc = i / {oh * ow};", f"    int32_t r = i - oc * {oh * ow};",
@@ -474,6 +503,30 @@ class _Gen:
             f"                acc += ({acc_t})({x}) * wp[kx];",
             "            }", "        }", "    }",
             f"    return (int64_t)acc + {b_arr}[oc];"]) + "\n"
+
+
+    def _direct(self, tensor: str):
+        """(pointer expression, C type, zero point) when `tensor` is a stored buffer seen through
+        zero-point offsets and flat views only; else None (the generic element path is used)."""
+        zp = 0
+        while tensor in self.by_out and self.by_out[tensor].alias:
+            step = self.by_out[tensor]
+            keys = set(_closure(step))
+            if keys == {"x", "zp"}:
+                zp += int(_closure(step)["zp"])
+            elif "sg" in keys:
+                return None
+            tensor = step.inputs[0]
+        if tensor == self.p.input_name:
+            if self.p.input_layout != "NHWC-u8" and self.shape(tensor)[0] != 1:
+                return None
+            return "(const uint8_t *)(snn_arena + SNN_INPUT_OFF)", "uint8_t", zp
+        if tensor not in self.by_out or not self.is_stored(tensor):
+            return None
+        ctype = self.storage_type(self.by_out[tensor])
+        if ctype == "int64_t":
+            return None
+        return f"(const {ctype} *)(snn_arena + {self.cname(tensor).upper()}_OFF)", ctype, zp
 
 
 def _stored_leaves(gen: _Gen, tensor: str, seen=None) -> set[str]:
@@ -540,7 +593,7 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
         gen.funcs.append(f"static inline int64_t {name}_calc(int32_t i)\n{{\n    (void)i;\n{body}}}\n")
         gen.ensure(t)
         stype = "snn_i64a" if ctype == "int64_t" else ctype
-        runs.append(f"static void {name}_run(void)\n{{\n    {stype} *out = ({stype} *)(snn_arena + {name.upper()}_OFF);\n"
+        runs.append(f"static __attribute__((noinline)) void {name}_run(void)\n{{\n    {stype} *out = ({stype} *)(snn_arena + {name.upper()}_OFF);\n"
                     f"    for (int32_t i = 0; i < {n}; i++) {{\n        out[i] = ({ctype}){name}_calc(i);\n    }}\n}}\n")
         chain = [s for s in program.steps if not s.alias and (s.output == t or _fused_root(gen, s.output) == t)]
         layers.append({"index": k, "tensor": t, "c_name": name, "ops": [s.op for s in chain],
