@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--pilots", type=int, default=4, help="pilot bytes per frame (default 4)")
     r.add_argument("--json", type=Path, default=None, help="write the figures here")
     r.add_argument("--no-refuse", action="store_true", help="exit 0 even when the model does not fit")
+    r.add_argument("--no-elf", action="store_true", help="skip building the real firmware to measure its ELF")
 
     e = sub.add_parser("export", help="C header of weights/biases/requantisation + JSON layer plan")
     e.add_argument("encoder", type=Path)
@@ -98,6 +99,15 @@ def run(args: argparse.Namespace) -> int:
         from firmware_sim.report import check_fits, format_report, mcu_report
         rep = mcu_report(args.encoder, args.board, link=args.link, pilot_len=args.pilots)
         print(format_report(rep))
+        if not args.no_elf:
+            from firmware_sim.build import elf_report, format_elf, target_for
+            try:
+                target_for(rep["board"])
+            except SnnError:
+                pass  # a user's board profile without a firmware target: the estimate only
+            else:
+                rep["firmware"] = elf_report(args.encoder, rep["board"])
+                print(format_elf(rep["firmware"]))
         _write_json(args.json, rep)
         if not args.no_refuse:
             check_fits(rep)

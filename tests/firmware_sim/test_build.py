@@ -63,3 +63,13 @@ def test_missing_toolchain_says_how_to_install(tmp_path):
     r = _snn("mcu", "build", "--board", "stm32f411", SHIPPED, "-o", str(tmp_path / "fw"), env=env)
     assert r.returncode == 2
     assert "apt-get install gcc-arm-none-eabi" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_report_shows_measured_elf_sizes(tmp_path):
+    need("arm-none-eabi-gcc")
+    js = tmp_path / "r.json"
+    r = _snn("mcu", "report", "--board", "stm32f411", SHIPPED, "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    fw = json.loads(js.read_text())["firmware"]
+    assert fw["built"] and fw["fits"] and 0 < fw["flash_bytes"] <= 512 * 1024 and fw["ram_bytes"] <= 128 * 1024
+    assert "ELF flash" in r.stdout
