@@ -57,8 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="write the bound addresses as JSON to PATH once serving")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
+    b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
+                       description="Forward device datagrams to several edge fronts, each device id "
+                                   "always to the same front (rendezvous hashing), and relay replies.")
+    b.add_argument("--listen", required=True, metavar="HOST:PORT", help="UDP address the devices send to")
+    b.add_argument("--to", action="append", required=True, metavar="HOST:PORT",
+                   help="a front's UDP address (repeat for each front)")
+    b.add_argument("--max-clients", type=int, default=4096,
+                   help="client addresses with an open upstream socket (LRU; default %(default)s)")
+    b.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                   help="close a client's upstream socket after S idle seconds (default %(default)s)")
+    b.add_argument("--ready-json", metavar="PATH", help="write the bound address as JSON to PATH once serving")
+
 
 def run(args: argparse.Namespace) -> int:
+    if args.edge_command == "balance":
+        return balance(args)
     if args.edge_command != "serve":
         raise SnnError(f"unknown edge subcommand {args.edge_command}")
     from edge.codecs import load_codecs
@@ -116,3 +130,35 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for backend in backends:
             backend.close()
+
+
+def balance(args: argparse.Namespace) -> int:
+    """`snn edge balance`: run until SIGTERM/SIGINT."""
+    import asyncio
+    import signal
+
+    from edge.balancer import serve_balancer
+    from edge.server import parse_hostport
+
+    listen = parse_hostport(args.listen, "--listen")
+    backends = [parse_hostport(t, "--to") for t in args.to]
+    if args.max_clients < 1 or args.idle_timeout <= 0:
+        raise SnnError("--max-clients must be at least 1 and --idle-timeout positive")
+
+    def ready(address: str) -> None:
+        print(f"snn edge: balancing {address} over {' '.join(args.to)}", flush=True)
+        if args.ready_json:
+            with open(args.ready_json, "w", encoding="utf-8") as fh:
+                json.dump({"udp": address, "backends": args.to}, fh)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        b = await serve_balancer(listen, backends, args.max_clients, args.idle_timeout, ready, stop)
+        print(f"snn edge: balancer stopped: {b.forwarded} datagrams forwarded, {b.replies} replies, "
+              f"{b.evicted} clients evicted", flush=True)
+
+    asyncio.run(main())
+    return 0

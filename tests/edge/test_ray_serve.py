@@ -195,3 +195,44 @@ def test_reuse_port_lets_several_fronts_share_the_udp_and_http_ports():
     h2 = bind_http("127.0.0.1", h1.getsockname()[1], reuse_port=True)
     for s in (a, b, h1, h2):
         s.close()
+
+
+def test_balancer_keeps_each_device_on_one_front(tmp_path):
+    """Two real stand-in fronts behind `snn edge balance`: every frame answered through it, each
+    device id seen by exactly one front, and the devices spread over both."""
+    from conftest import UdpClient, start_standin
+    from edge.balancer import pick
+    from test_server import frame
+
+    fronts = [start_standin(tmp_path, "--max-devices", "64") for _ in range(2)]
+    ready = tmp_path / "balance.json"
+    bal = subprocess.Popen([sys.executable, "-m", "snn", "edge", "balance", "--listen", "127.0.0.1:0",
+                            "--to", fronts[0].addresses["udp"], "--to", fronts[1].addresses["udp"],
+                            "--ready-json", str(ready)], cwd=str(ROOT), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        t0 = time.monotonic()
+        while not (ready.is_file() and ready.stat().st_size) and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        host, port = json.loads(ready.read_text())["udp"][len("udp://"):].rsplit(":", 1)
+        client = UdpClient((host, int(port)))          # one address for all devices, like a gateway
+        devices = list(range(1, 13))
+        for seq in (1, 2):
+            for dev in devices:
+                reply = client.ask(frame(dev % 10, device=dev, seq=seq))
+                assert (reply.device_id, reply.seq) == (dev, seq)
+        client.close()
+        seen = []
+        for f in fronts:
+            import urllib.request
+            stats = json.loads(urllib.request.urlopen(f.http + "/v1/stats", timeout=5).read())
+            seen.append({d["device_id"] for d in stats["devices"]})
+        assert seen[0] | seen[1] == set(devices) and not seen[0] & seen[1] and seen[0] and seen[1], seen
+        backends = [tuple(f.udp) for f in fronts]
+        assert all(pick(d, backends) == backends[i] for i, s in enumerate(seen) for d in s)
+    finally:
+        bal.send_signal(signal.SIGTERM)
+        out = bal.communicate(timeout=10)[0]
+        for f in fronts:
+            f.stop()
+    assert bal.returncode == 0 and "24 datagrams forwarded, 24 replies" in out, out
