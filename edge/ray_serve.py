@@ -79,7 +79,9 @@ class EdgeHalfReplica:
         import torch
 
         with torch.inference_mode():
-            logits = self.halves[fp_hex](torch.from_numpy(symbols.astype(np.int64)), torch.from_numpy(np.array(erased, dtype=bool)),
+            # copies: Ray hands over read-only views of its object store
+            logits = self.halves[fp_hex](torch.from_numpy(symbols.astype(np.int64)),
+                                         torch.from_numpy(np.array(erased, dtype=bool)),
                                          torch.from_numpy(ber.astype(np.float32)))
         return logits.float().numpy()
 
@@ -88,15 +90,15 @@ class RayEngine:
     """The front's side of one codec on the deployment: `run(symbols, erased, ber) -> logits`."""
 
     def __init__(self, handle, fingerprint_hex: str, levels: int, timeout_s: float = CALL_TIMEOUT_S) -> None:
-        self.handle = handle
+        self._run = handle.options(method_name="run")
         self.fp = fingerprint_hex
         self.dtype = np.uint8 if levels <= 256 else np.int64
         self.timeout_s = timeout_s
 
     def run(self, symbols: np.ndarray, erased: np.ndarray, ber: np.ndarray) -> np.ndarray:
-        response = self.handle.run.remote(self.fp, np.ascontiguousarray(symbols, dtype=self.dtype),
-                                          np.ascontiguousarray(erased, dtype=bool),
-                                          np.ascontiguousarray(ber, dtype=np.float32))
+        response = self._run.remote(self.fp, np.ascontiguousarray(symbols, dtype=self.dtype),
+                                    np.ascontiguousarray(erased, dtype=bool),
+                                    np.ascontiguousarray(ber, dtype=np.float32))
         return response.result(timeout_s=self.timeout_s)
 
     def __call__(self, symbols, erased, ber):
@@ -146,8 +148,8 @@ def connect(address: str, replicas: int, bundles: dict[str, bytes], app: str = D
     for name in ("ray", "ray.serve"):  # its INFO lines (app ready, routers) are not ours to print
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        if local:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+        if local:  # address="local": a new Ray even where `ray start` runs one on this host
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                      configure_logging=False)
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
