@@ -53,7 +53,7 @@ class Job:
 
 
 class MicroBatcher:
-    """Bounded queue + one model worker thread that cuts batches at size or age."""
+    """Bounded queue + model worker thread(s) (one unless `workers`) that cut batches at size or age."""
 
     def __init__(self, max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 2048,
                  metrics=None, on_batch: Callable | None = None, workers: int = 1) -> None:
