@@ -210,9 +210,20 @@ def test_reuse_port_lets_several_fronts_share_the_udp_and_http_ports():
 def test_balancer_keeps_each_device_on_one_front(tmp_path):
     """Two real stand-in fronts behind `snn edge balance`: every frame answered through it, each
     device id seen by exactly one front, and the devices spread over both."""
-    from conftest import UdpClient, start_standin
+    from codec.wire.frame import encode_inference
     from edge.balancer import pick
-    from test_server import frame
+
+    # this directory's conftest by path: `import conftest` finds whichever test directory's
+    # conftest was imported first when several directories are collected
+    spec = importlib.util.spec_from_file_location("edge_tests_conftest", Path(__file__).with_name("conftest.py"))
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    UdpClient, start_standin = helpers.UdpClient, helpers.start_standin
+    from standin import FP_A, payload_for
+
+    def frame(first: int, device: int, seq: int) -> bytes:
+        payload, bits = payload_for(first)
+        return encode_inference(payload, bits, FP_A, device, seq)[0]
 
     fronts = [start_standin(tmp_path, "--max-devices", "64") for _ in range(2)]
     ready = tmp_path / "balance.json"
