@@ -1,409 +1,419 @@
-"""Frame format v1: the bytes that cross the link (normative text: docs/PROTOCOL.md).
+"""Frame format v2: the bytes that cross the link (normative text: docs/PROTOCOL.md).
 
-Layout, big-endian::
+A frame is a *header block* — sent 1, 3 or 5 times — followed, for DATA, by this fragment's slice
+of the AES-CTR-encrypted payload. The block is the information bytes, then the 4 parity bytes of
+the BCH(255, 223) t=4 code (`codec.wire.bch`)::
 
-    0  magic 0xA7            1  version << 4 | kind      2  flags
-    3  codec fingerprint (4) 7  device id (2)            9  sequence number (2)
-    11 frag index << 4 | (frag count - 1)                12 payload bits (2, whole inference)
-    14 SNR hint (int8 dB, -128 = unknown)                15 pilot length (bytes)
-    16 ground-truth label (0xFF = none; test mode)
-    17 CRC-16/CCITT-FALSE (2) — over the header for DATA, over header + body for REPLY/ERROR
-    19 Reed-Solomon parity (12) over bytes 0..18: corrects up to 6 damaged header bytes
-    31 the body: DATA = pilot bytes + this fragment's slice of the packed symbols.
+    DATA   info: b0 | device id (2) | counter low 16 (2) | [fragment] | [truth] | MIC (4)
+    REPLY  info: b0 | device id (2) | counter low 16 (2) | label, confidence, BER (4, encrypted) | MIC
+    ERROR  info: b0 | device id (2) | counter low 16 (2) | code, detail (2, encrypted) | MIC
 
-The header is protected on its own: a CRC-16 alone would drop 78% of frames at BER 1e-2 (152
-bits must all survive), so the header also carries RS(31, 19) parity and a frame whose header
-cannot be repaired is dropped. On worse links a sender repeats the 31-byte block 3 or 5 times
-(bitwise majority before the RS decoder): the header then survives BER 5e-2 and 1e-1 too. A DATA body is never rejected for bit errors (the decoder
-tolerates them), and its pilot bits, a known PN9 sequence, let the edge measure the bit error
-rate of the very frame it decodes.
+    b0 = version (2 bits, = 2) | kind (2) | copies code (2: 1, 3, 5 copies) | F fragmented | T truth
+
+A single-fragment DATA block is 13 bytes: with a 37-byte payload, 50 bytes on air. What never
+changes for a device (its key, its codec, hence the payload length) is bound at provisioning
+(`codec.wire.keys`), so there is no fingerprint and no length field; the exact length of the
+datagram (copies × block + the slice) is checked instead, which also makes a truncated 3- or
+5-copy frame fail. The MIC (AES-CMAC, `codec.wire.crypto`) covers the 32-bit counter and every
+header field, not the payload: the payload carries bit errors by design.
+
+Cheap rejection: a receiver knows which body lengths its devices can send, so most garbage is
+refused by its length before any BCH or AES work; the BCH check of a clean block is one CRC-32.
+The bits the BCH decoder corrects (and the copies' disagreement with the corrected block) give
+the frame's bit error rate at no byte cost: v2 has no pilots.
 """
 from __future__ import annotations
 
-import binascii
-import struct
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 
-import numpy as np
-from reedsolo import ReedSolomonError, RSCodec
-
+from codec.wire import bch
+from codec.wire.crypto import DOWNLINK, MIC_BYTES, UPLINK, DeviceKeys
 from snn.errors import FrameError
 
-MAGIC = 0xA7
-VERSION = 1
+VERSION = 2
+COPIES = (1, 3, 5)                  # header block copies; code 0, 1, 2 in b0 (3 is reserved)
 MAX_FRAGMENTS = 16
-MAX_PILOT_BYTES = 32
-SNR_UNKNOWN = -128
-NO_TRUTH = 0xFF
-HEADER_PARITY_BYTES = 12
-_HEADER = struct.Struct(">BBB4sHHBHbBB")
-_CRC = struct.Struct(">H")
-_REPLY = struct.Struct(">BBH")
-_PROTECTED = _HEADER.size + _CRC.size                     # 19 bytes the RS code protects
-HEADER_BYTES = _PROTECTED + HEADER_PARITY_BYTES            # 31 bytes on the air before the body
-PROTECTION_BYTES = _CRC.size + HEADER_PARITY_BYTES         # 14: CRC-16 + RS parity of a block
-HEADER_COPIES = (1, 3, 5)  # the protected header block may be sent 1, 3 or 5 times
-# GF(2^8), primitive polynomial 0x11D, generator 2, first consecutive root 0 (see PROTOCOL.md)
-_RS = RSCodec(HEADER_PARITY_BYTES, nsize=255, fcr=0, prim=0x11D, generator=2, c_exp=8)
-
-
-def _parity_tables() -> list[list[int]]:
-    """Per header position, the RS parity of every byte value there, as an int.
-
-    RS parity is linear over GF(2): the parity of a XOR b is the XOR of their parities. So it is
-    a XOR of 19 table look-ups (~3 µs) instead of a polynomial division in pure Python (~20 µs);
-    the tables come from reedsolo's own encoder on the 152 unit vectors.
-    """
-    unit = [[int.from_bytes(bytes(_RS.encode(bytes(pos * [0] + [1 << bit] + (_PROTECTED - pos - 1) * [0])))
-                            [_PROTECTED:], "big") for bit in range(8)] for pos in range(_PROTECTED)]
-    tables = []
-    for pos in range(_PROTECTED):
-        table = [0] * 256
-        for value in range(1, 256):
-            low = value & -value
-            table[value] = table[value ^ low] ^ unit[pos][low.bit_length() - 1]
-        tables.append(table)
-    return tables
-
-
-_PARITY = _parity_tables()
-
-
-def _rs_parity(checked: bytes) -> bytes:
-    """The 12 RS parity bytes of a message (+ CRC). Up to 19 bytes by table (leading zeros do not
-    change a shortened RS code's parity, so shorter messages use the tables' tail), else reedsolo."""
-    if len(checked) > _PROTECTED:
-        return bytes(_RS.encode(checked))[len(checked):]
-    parity = 0
-    for table, value in zip(_PARITY[_PROTECTED - len(checked):], checked):
-        if value:
-            parity ^= table[value]
-    return parity.to_bytes(HEADER_PARITY_BYTES, "big")
+BLOCK_BYTES = 13                    # a single-fragment DATA block without truth label
+_BASE_INFO = 5                      # b0, device id, counter low 16
+REPLY_BLOCK = _BASE_INFO + 4 + MIC_BYTES + bch.PARITY_BYTES   # 17
+ERROR_BLOCK = _BASE_INFO + 2 + MIC_BYTES + bch.PARITY_BYTES   # 15
+V1_MAGIC = 0xA7
+COUNTER_WINDOW = 1 << 15            # counters are reconstructed within ±2^15 of the highest seen
 
 
 class Kind(IntEnum):
     """What a frame carries."""
 
-    DATA = 0    # device -> edge: (a fragment of) one inference's symbols
+    DATA = 0    # device -> edge: (a fragment of) one inference's encrypted symbols
     REPLY = 1   # edge -> device: label, confidence, estimated BER
-    ERROR = 2   # edge -> device: the request was refused, with a code and a reason
-
-
-class Flags(IntFlag):
-    """Header flags. v1 defines none: ENCRYPTED and AUTH are reserved, all bits must be 0."""
-
-    ENCRYPTED = 0x40  # reserved: payload under a stream cipher (AES-CTR)
-    AUTH = 0x80       # reserved: header authentication tag
+    ERROR = 2   # edge -> device: the request was refused, with a code and a detail byte
 
 
 class ErrorCode(IntEnum):
-    """Codes carried by ERROR frames."""
+    """Codes carried by ERROR frames (the detail byte is defined per code, docs/PROTOCOL.md §5)."""
 
-    BAD_FRAME = 1
-    UNKNOWN_CODEC = 2
-    BUSY = 3
-    UNSUPPORTED = 4
-    INTERNAL = 5
+    BAD_FRAME = 1       # detail: BadDetail
+    UNKNOWN_CODEC = 2   # detail: 0 — the codec bound to this device is not served here
+    BUSY = 3            # detail: suggested retry delay in 10-ms units (0 = unknown)
+    UNSUPPORTED = 4     # detail: the protocol version this edge speaks
+    INTERNAL = 5        # detail: 0
+
+
+class BadDetail(IntEnum):
+    """Detail byte of a BAD_FRAME error."""
+
+    LENGTH = 1          # the datagram's length does not fit the device's codec
+    FRAGMENT = 2        # fragment index/count inconsistent with the inference's other fragments
+    TRUTH = 3           # the truth label is not a class of the device's codec
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
-    """One parsed frame: header fields plus the raw body."""
+class DataHeader:
+    """A DATA frame's checked header block (BCH-corrected; the MIC not yet verified)."""
 
-    kind: Kind
-    flags: int
-    fingerprint: bytes
     device_id: int
-    seq: int
+    counter_low: int
+    copies: int
     frag_index: int
     frag_count: int
-    payload_bits: int
-    snr_hint: int | None
-    pilot_len: int
     truth: int | None
-    body: bytes
-    header_copies: int = 1
-
-    @property
-    def pilots(self) -> bytes:
-        return self.body[: self.pilot_len]
-
-    @property
-    def data(self) -> bytes:
-        """The packed-symbol slice this fragment carries (after the pilots)."""
-        return self.body[self.pilot_len:]
-
-    def reply(self) -> "Reply":
-        """The body of a REPLY frame."""
-        if self.kind != Kind.REPLY or len(self.body) != _REPLY.size:
-            raise FrameError("not a reply frame", reason="not_reply")
-        label, conf, ber_e5 = _REPLY.unpack(self.body)
-        return Reply(label, conf / 255.0, ber_e5 * 1e-5)
-
-    def error(self) -> tuple[ErrorCode | int, str]:
-        """(code, reason) of an ERROR frame."""
-        if self.kind != Kind.ERROR or not self.body:
-            raise FrameError("not an error frame", reason="not_reply")
-        code = self.body[0]
-        reason = self.body[1:].decode("utf-8", "replace")
-        return (ErrorCode(code) if code in ErrorCode._value2member_map_ else code), reason
+    fields: bytes        # the information bytes before the MIC, as the MIC covers them
+    mic: bytes
+    body: bytes          # the ciphertext slice after the header blocks
+    bit_errors: int      # bits the link flipped in the header copies (after correction)
+    bits: int            # header bits received (copies × block × 8)
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    label: int
-    confidence: float
-    ber: float
+class Answer:
+    """A verified REPLY or ERROR as a device reads it."""
+
+    kind: Kind
+    counter: int
+    copies: int
+    label: int = -1
+    confidence: float = 0.0
+    ber: float = 0.0
+    code: int = 0
+    detail: int = 0
 
 
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor)."""
-    return binascii.crc_hqx(data, 0xFFFF)
+def _b0(kind: Kind, copies: int, fragmented: bool = False, truth: bool = False) -> int:
+    if copies not in COPIES:
+        raise ValueError(f"the header block is sent {', '.join(map(str, COPIES))} times, not {copies}")
+    return (VERSION << 6) | (int(kind) << 4) | (COPIES.index(copies) << 2) | (fragmented << 1) | truth
 
 
-def header_bytes(copies: int = 1) -> int:
-    """Bytes on the air before a frame's body: header, CRC and RS parity (31), times the copies."""
-    return HEADER_BYTES * copies
+def block_bytes(fragmented: bool = False, truth: bool = False) -> int:
+    """Bytes of one DATA header block: 13, plus 1 when fragmented, plus 1 with a truth label."""
+    return BLOCK_BYTES + int(fragmented) + int(truth)
+
+
+def overhead_bytes(copies: int = 1, frag_count: int = 1, truth: bool = False) -> int:
+    """Everything but the payload that one inference puts on air (all its fragments)."""
+    return frag_count * copies * block_bytes(frag_count > 1, truth)
 
 
 def header_copies_for(ber: float) -> int:
-    """The copies a sender should use at this BER.
+    """The copies a sender should use at this BER: the fewest expected bytes per answered
+    inference, resends and the reply (which mirrors the copies) included.
 
-    Fewest expected bytes on air, resends included: one 72-byte frame beats three header copies
-    (134 B) while it loses under ~45% of headers (up to BER ~2e-2: 17%); three copies lose 1.3%
-    at 6e-2; five lose 0.4% at 1e-1.
+    One 13-byte block loses 0.4 % at 1e-2 and 12 % at 2.5e-2 (binomial tail of 104 bits, t = 4),
+    where three copies (majority, then BCH) start to cost fewer bytes with resends; three lose
+    0.1 % at 5e-2 but 4 % of requests and 10 % of replies at 8e-2; five lose 0.2 % of requests
+    and 0.7 % of replies at 1e-1. `tests/codec/wire/test_frame.py` measures them on real flips.
     """
-    return 1 if ber <= 2e-2 else 3 if ber <= 6e-2 else 5
-
-
-def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int, frag_index: int,
-           frag_count: int, payload_bits: int, snr_hint: int | None, pilot_len: int,
-           truth: int | None, body: bytes, copies: int = 1) -> bytes:
-    if copies not in HEADER_COPIES:
-        raise ValueError(f"the header is sent {', '.join(map(str, HEADER_COPIES))} times, not {copies}")
-    if len(fingerprint) != 4:
-        raise ValueError("the codec fingerprint is exactly 4 bytes")
-    if not 1 <= frag_count <= MAX_FRAGMENTS or not 0 <= frag_index < frag_count:
-        raise ValueError(f"fragment {frag_index}/{frag_count} outside 1..{MAX_FRAGMENTS} fragments")
-    snr = SNR_UNKNOWN if snr_hint is None else max(-127, min(127, int(round(snr_hint))))
-    if truth is not None and not 0 <= truth < NO_TRUTH:
-        raise ValueError(f"a ground-truth label must lie in 0..{NO_TRUTH - 1}")
-    head = _HEADER.pack(MAGIC, (VERSION << 4) | int(kind), int(flags), fingerprint,
-                        device_id & 0xFFFF, seq & 0xFFFF, (frag_index << 4) | (frag_count - 1),
-                        payload_bits, snr, pilot_len, NO_TRUTH if truth is None else truth)
-    if kind != Kind.DATA:  # a label must arrive right or not at all: its body is protected too
-        body = _protect(body) * copies
-    return _protect(head) * copies + body
-
-
-def _protect(message: bytes) -> bytes:
-    """message + CRC-16(message) + 12 RS parity bytes over both: a block that repairs itself."""
-    checked = message + _CRC.pack(crc16(message))
-    return checked + _rs_parity(checked)
-
-
-def _recover(block: bytes) -> bytes | None:
-    """The message of a `_protect`ed block, repaired by the RS code when its CRC fails; or None."""
-    message, crc = block[:-PROTECTION_BYTES], block[-PROTECTION_BYTES:-HEADER_PARITY_BYTES]
-    if crc16(message) == int.from_bytes(crc, "big"):
-        return message
-    try:
-        repaired = bytes(_RS.decode(block)[0])
-    except (ReedSolomonError, ValueError, IndexError, ZeroDivisionError):
-        return None
-    message, crc = repaired[:-_CRC.size], repaired[-_CRC.size:]
-    return message if crc16(message) == int.from_bytes(crc, "big") else None
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """Header fields as the raw bytes of a single-copy header claim them, *unverified* (no CRC, no
-    repair): only for addressing an ERROR about a frame that failed to parse, or for a load
-    generator on loopback that must classify replies cheaply. Never act on them otherwise."""
-    kind: int
-    fingerprint: bytes
-    device_id: int
-    seq: int
-    error_code: int  # the ERROR body's code byte, 0 when absent
-
-
-def peek(data: bytes) -> Claimed:
-    """What a frame's first header copy claims (see `Claimed`); short input yields zeros."""
-    data = bytes(data)
-    fp = data[3:7] if len(data) >= 7 else b"\x00" * 4
-    dev = int.from_bytes(data[7:9], "big") if len(data) >= 9 else 0
-    seq = int.from_bytes(data[9:11], "big") if len(data) >= 11 else 0
-    kind = data[1] & 0x0F if len(data) >= 2 and data[0] == MAGIC else 0
-    code = data[HEADER_BYTES] if kind == Kind.ERROR and len(data) > HEADER_BYTES else 0
-    return Claimed(kind, fp, dev, seq, code)
-
-
-def parse_frame(data: bytes) -> Frame:
-    """Parse and check one frame, repairing a damaged header. Raises only FrameError.
-
-    The single-copy reading is tried first (no cost on a clean link); then 3 and 5 copies.
-    """
-    data = bytes(data)
-    if len(data) < HEADER_BYTES:
-        raise FrameError(f"frame of {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header", reason="short")
-    first_error = None
-    for copies in HEADER_COPIES:
-        if len(data) < copies * HEADER_BYTES:
-            break
-        try:
-            return _parse(data, copies)
-        except FrameError as exc:
-            first_error = first_error or exc
-    raise first_error
-
-
-def _parse(data: bytes, copies: int) -> Frame:
-    end = copies * HEADER_BYTES
-    protected = _recover(data[:HEADER_BYTES] if copies == 1 else _majority(data[:end], copies))
-    if protected is None:
-        raise FrameError("header damaged beyond repair on the link (CRC and RS check failed)", reason="damaged")
-    body = data[end:]
-    (magic, ver_kind, flags, fingerprint, device_id, seq, frag, payload_bits, snr, pilot_len,
-     truth) = _HEADER.unpack_from(protected)
-    if magic != MAGIC:
-        raise FrameError(f"bad magic 0x{magic:02x} (expected 0x{MAGIC:02x})", reason="magic")
-    version, kind_value = ver_kind >> 4, ver_kind & 0x0F
-    if version != VERSION:
-        raise FrameError(f"unsupported protocol version {version} (this peer speaks v{VERSION})", reason="version")
-    if kind_value not in Kind._value2member_map_:
-        raise FrameError(f"unknown frame kind {kind_value}", reason="kind")
-    if flags:
-        raise FrameError(f"flags 0x{flags:02x} use features this v{VERSION} peer does not support "
-                         f"(encryption/authentication are reserved)", reason="flags")
-    frag_index, frag_count = frag >> 4, (frag & 0x0F) + 1
-    if frag_index >= frag_count:
-        raise FrameError(f"fragment index {frag_index} >= fragment count {frag_count}", reason="fragment")
-    kind = Kind(kind_value)
-    if kind != Kind.DATA:
-        body = _reply_body(body, copies)
-        if len(body) * 8 != payload_bits:
-            raise FrameError(f"{kind.name} body of {len(body)} bytes, header says {payload_bits} bits", reason="length")
-    else:
-        if payload_bits == 0:
-            raise FrameError("data frame with an empty payload", reason="length")
-        if pilot_len > MAX_PILOT_BYTES:
-            raise FrameError(f"pilot length {pilot_len} exceeds {MAX_PILOT_BYTES}", reason="pilots")
-        expected = pilot_len + len(fragment_slice(payload_bits, frag_count, frag_index))
-        if len(body) != expected:
-            raise FrameError(f"fragment body of {len(body)} bytes, header implies {expected}", reason="length")
-    return Frame(kind, flags, fingerprint, device_id, seq, frag_index, frag_count, payload_bits,
-                 None if snr == SNR_UNKNOWN else snr, pilot_len,
-                 None if truth == NO_TRUTH else truth, body, copies)
-
-
-def _majority(blocks: bytes, copies: int) -> bytes:
-    """Bitwise majority vote over `copies` repeated blocks of equal length."""
-    bits = np.unpackbits(np.frombuffer(blocks, dtype=np.uint8).reshape(copies, -1), axis=1)
-    return np.packbits(bits.sum(axis=0, dtype=np.uint8) > copies // 2).tobytes()
-
-
-def _reply_body(data: bytes, copies: int) -> bytes:
-    """The body of a REPLY/ERROR frame: `copies` protected blocks, majority-voted and repaired."""
-    size = len(data) // copies
-    if size <= PROTECTION_BYTES or size * copies != len(data) or size > 255:
-        raise FrameError(f"reply body of {len(data)} bytes does not hold {copies} protected block(s)", reason="short")
-    body = _recover(data if copies == 1 else _majority(data, copies))
-    if body is None:
-        raise FrameError("reply body damaged beyond repair on the link (CRC and RS check failed)", reason="damaged")
-    return body
+    return 1 if ber <= 2.5e-2 else 3 if ber <= 7e-2 else 5
 
 
 # --- fragmentation ---------------------------------------------------------------------------
 
-def fragment_slice(payload_bits: int, frag_count: int, frag_index: int) -> range:
-    """Byte range of the packed payload carried by one fragment (equal chunks, last shorter)."""
-    nbytes = (payload_bits + 7) // 8
-    chunk = -(-nbytes // frag_count)
-    return range(min(frag_index * chunk, nbytes), min((frag_index + 1) * chunk, nbytes))
+def fragment_slice(payload_len: int, frag_count: int, frag_index: int) -> range:
+    """Byte range of the payload carried by one fragment (equal chunks, last shorter)."""
+    chunk = -(-payload_len // frag_count)
+    return range(min(frag_index * chunk, payload_len), min((frag_index + 1) * chunk, payload_len))
 
 
-def fragment_count(payload_bits: int, mtu: int, pilot_len: int, header_copies: int = 1) -> int:
-    """Fragments needed so that every frame fits in `mtu` bytes."""
-    room = mtu - header_bytes(header_copies) - pilot_len
-    if room <= 0:
-        raise ValueError(f"an MTU of {mtu} bytes leaves no room after the {header_bytes(header_copies)}-byte "
-                         f"header and {pilot_len} pilot bytes")
-    count = -(-((payload_bits + 7) // 8) // room)
+def fragment_count(payload_len: int, mtu: int, copies: int = 1, truth: bool = False) -> int:
+    """Fragments needed so that every frame fits in `mtu` bytes (ValueError when impossible)."""
+    if copies * block_bytes(False, truth) + payload_len <= mtu:
+        return 1
+    room = mtu - copies * block_bytes(True, truth)
+    count = -(-payload_len // room) if room > 0 else MAX_FRAGMENTS + 1
     if count > MAX_FRAGMENTS:
-        raise ValueError(f"{payload_bits} bits need {count} fragments at MTU {mtu}; at most "
-                         f"{MAX_FRAGMENTS} are allowed")
+        raise ValueError(f"{payload_len} payload bytes with {copies} header copies need more than "
+                         f"{MAX_FRAGMENTS} fragments at MTU {mtu}")
     return count
 
 
-def encode_inference(payload: bytes, payload_bits: int, fingerprint: bytes, device_id: int,
-                     seq: int, mtu: int = 1400, pilot_len: int = 4, snr_hint: int | None = None,
-                     truth: int | None = None, header_copies: int = 1) -> list[bytes]:
-    """The DATA frames (one per fragment) that carry one inference's packed symbols.
+def plan_frames(payload_len: int, mtu: int, copies: int, truth: bool = False) -> tuple[int, int]:
+    """(copies, fragments) for an MTU: the wanted copies when they fit, else fewer (degrade, never
+    stop). ValueError only when even one copy cannot fit: an MTU below the 14..15-byte block + 1."""
+    for c in [c for c in COPIES if c <= copies][::-1]:
+        try:
+            return c, fragment_count(payload_len, mtu, c, truth)
+        except ValueError:
+            continue
+    raise ValueError(f"an MTU of {mtu} bytes cannot carry {payload_len} payload bytes in "
+                     f"{MAX_FRAGMENTS} fragments behind a {block_bytes(True, truth)}-byte header block")
 
-    `header_copies` (1, 3 or 5; see `header_copies_for`) makes the header survive worse links.
-    """
+
+def body_lengths(payload_len: int) -> set[int]:
+    """Every slice length a DATA frame of this payload can carry (for the cheap length check)."""
+    out = set()
+    for count in range(1, MAX_FRAGMENTS + 1):
+        for index in range(count):
+            n = len(fragment_slice(payload_len, count, index))
+            if n:
+                out.add(n)
+    return out
+
+
+def frame_lengths(payload_len: int) -> set[int]:
+    """Every datagram length a device with this payload may send: a receiver drops any other
+    length before it decodes anything."""
+    out = set()
+    for count in range(1, MAX_FRAGMENTS + 1):
+        slices = {len(fragment_slice(payload_len, count, i)) for i in range(count)} - {0}
+        for copies in COPIES:
+            for truth in (False, True):
+                out.update(copies * block_bytes(count > 1, truth) + n for n in slices)
+    return out
+
+
+# --- building --------------------------------------------------------------------------------
+
+def _block(keys: DeviceKeys, direction: int, counter: int, fields: bytes) -> bytes:
+    return bch.encode(fields + keys.mic(direction, counter, fields))
+
+
+def encode_inference(keys: DeviceKeys, counter: int, payload: bytes, mtu: int = 1400,
+                     copies: int = 1, truth: int | None = None) -> list[bytes]:
+    """The DATA frames (one per fragment) of one inference, under the device's keys.
+
+    `counter` is the device's 32-bit frame counter, never reused (`keys.CounterStore`); every
+    fragment carries it. The copies are the caller's wish: use `plan_frames` first when the MTU
+    may not hold them (this raises ValueError then)."""
     payload = bytes(payload)
-    if len(payload) != (payload_bits + 7) // 8:
-        raise ValueError(f"{len(payload)} payload bytes do not match {payload_bits} bits")
-    if not 0 <= pilot_len <= MAX_PILOT_BYTES:
-        raise ValueError(f"pilot length must lie in 0..{MAX_PILOT_BYTES}")
-    count = fragment_count(payload_bits, mtu, pilot_len, header_copies)
-    pilots = pilot_sequence(pilot_len)
+    if not payload:
+        raise ValueError("an inference has at least one payload byte")
+    if truth is not None and not 0 <= truth <= 0xFF:
+        raise ValueError("a truth label lies in 0..255")
+    count = fragment_count(len(payload), mtu, copies, truth is not None)
+    cipher = keys.crypt(UPLINK, counter, payload)
+    head = keys.device_id.to_bytes(2, "big") + (counter & 0xFFFF).to_bytes(2, "big")
+    tail = b"" if truth is None else bytes([truth])
     frames = []
     for index in range(count):
-        piece = fragment_slice(payload_bits, count, index)
-        frames.append(_build(Kind.DATA, 0, fingerprint, device_id, seq, index, count, payload_bits,
-                             snr_hint, pilot_len, truth, pilots + payload[piece.start:piece.stop],
-                             header_copies))
+        frag = bytes([(index << 4) | (count - 1)]) if count > 1 else b""
+        fields = bytes([_b0(Kind.DATA, copies, count > 1, truth is not None)]) + head + frag + tail
+        piece = fragment_slice(len(payload), count, index)
+        frames.append(_block(keys, UPLINK, counter, fields) * copies + cipher[piece.start:piece.stop])
     return frames
 
 
-def encode_reply(fingerprint: bytes, device_id: int, seq: int, label: int, confidence: float,
-                 ber: float, header_copies: int = 1) -> bytes:
-    """A REPLY frame: label, confidence (1/255 steps) and the edge's BER estimate (1e-5 steps).
-
-    An edge answers with as many header copies as the request carried (the downlink is as bad).
-    """
+def encode_reply(keys: DeviceKeys, counter: int, label: int, confidence: float, ber: float,
+                 copies: int = 1) -> bytes:
+    """A REPLY to the request with this (full) counter: label, confidence (1/255 steps), the
+    edge's BER estimate for the device (1e-5 steps), encrypted and authenticated downlink."""
     conf = max(0, min(255, int(round(confidence * 255))))
     ber_e5 = max(0, min(0xFFFF, int(round(ber * 1e5))))
-    body = _REPLY.pack(label & 0xFF, conf, ber_e5)
-    return _build(Kind.REPLY, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body,
-                  header_copies)
+    body = bytes([label & 0xFF, conf]) + ber_e5.to_bytes(2, "big")
+    return _answer(keys, counter, Kind.REPLY, body, copies)
 
 
-def encode_error(fingerprint: bytes, device_id: int, seq: int, code: ErrorCode, reason: str,
-                 header_copies: int = 1) -> bytes:
-    """An ERROR frame telling the device why its request was refused (reason <= 200 bytes)."""
-    body = bytes([int(code)]) + reason.encode("utf-8")[:200]
-    return _build(Kind.ERROR, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body,
-                  header_copies)
+def encode_error(keys: DeviceKeys, counter: int, code: ErrorCode, detail: int = 0,
+                 copies: int = 1) -> bytes:
+    """An authenticated ERROR about the request with this (full) counter."""
+    return _answer(keys, counter, Kind.ERROR, bytes([int(code), detail & 0xFF]), copies)
 
 
-# --- pilots ----------------------------------------------------------------------------------
-
-def _pn9(nbytes: int) -> bytes:
-    """PN9 sequence (x^9 + x^5 + 1, seed 0x1FF), MSB-first bytes — the pilot bits."""
-    state, out = 0x1FF, bytearray()
-    for _ in range(nbytes):
-        byte = 0
-        for _ in range(8):
-            bit = state & 1
-            byte = (byte << 1) | bit
-            state = (state >> 1) | (((state ^ (state >> 5)) & 1) << 8)
-        out.append(byte)
-    return bytes(out)
+def _answer(keys: DeviceKeys, counter: int, kind: Kind, body: bytes, copies: int) -> bytes:
+    fields = (bytes([_b0(kind, copies)]) + keys.device_id.to_bytes(2, "big")
+              + (counter & 0xFFFF).to_bytes(2, "big") + keys.crypt(DOWNLINK, counter, body))
+    return _block(keys, DOWNLINK, counter, fields) * copies
 
 
-_PILOTS = _pn9(MAX_PILOT_BYTES)
+# --- reading ---------------------------------------------------------------------------------
+
+def _majority(data: bytes, size: int, copies: int) -> int:
+    """Bitwise majority of `copies` consecutive blocks of `size` bytes, as an int."""
+    v = [int.from_bytes(data[i * size:(i + 1) * size], "big") for i in range(copies)]
+    if copies == 1:
+        return v[0]
+    if copies == 3:
+        a, b, c = v
+        return (a & b) | (a & c) | (b & c)
+    a, b, c, d, e = v  # two full adders: count = s2 + 2 (c1 + c2); at least 3 of 5
+    s1, c1 = a ^ b ^ c, (a & b) | (a & c) | (b & c)
+    s2, c2 = s1 ^ d ^ e, (s1 & d) | (s1 & e) | (d & e)
+    return (c1 & c2) | ((c1 | c2) & s2)
 
 
-def pilot_sequence(nbytes: int) -> bytes:
-    """The first `nbytes` pilot bytes (known to both ends)."""
-    return _PILOTS[:nbytes]
+def _decode_block(data: bytes, size: int, copies: int) -> tuple[bytes, int] | None:
+    """(corrected block, bits flipped over all copies), or None when beyond repair."""
+    voted = _majority(data, size, copies).to_bytes(size, "big")
+    out = bch.decode(voted)
+    if out is None:
+        return None
+    block = out[0]
+    ref = int.from_bytes(block, "big")
+    errors = sum((int.from_bytes(data[i * size:(i + 1) * size], "big") ^ ref).bit_count()
+                 for i in range(copies))
+    return block, errors
 
 
-def pilot_bit_errors(frame: Frame) -> int:
-    """Bits of this frame's pilots that the link flipped (called per frame on the edge's hot path)."""
-    n = frame.pilot_len
-    return (int.from_bytes(frame.body[:n], "big") ^ int.from_bytes(_PILOTS[:n], "big")).bit_count()
+def is_v1(data: bytes) -> bool:
+    """Whether this is a v1 frame (magic, version nibble 1, valid CRC-16 of its 17-byte header)."""
+    import binascii
+    return (len(data) >= 31 and data[0] == V1_MAGIC and data[1] >> 4 == 1
+            and binascii.crc_hqx(bytes(data[:17]), 0xFFFF) == int.from_bytes(data[17:19], "big"))
+
+
+def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None) -> DataHeader:
+    """Check a DATA frame's header block (BCH, majority over copies, structure). Raises only
+    FrameError. `lengths`: the body lengths a receiver's devices can send (`body_lengths`);
+    readings whose body length is not among them are not even decoded.
+
+    Readings are tried by copies (1, 3, 5) and block size (13, 14, 15); a reading counts only
+    when the decoded b0 confirms both (its copies code and its F and T flags)."""
+    data = bytes(data)
+    if len(data) <= BLOCK_BYTES:
+        raise FrameError(f"frame of {len(data)} bytes is not longer than a {BLOCK_BYTES}-byte header block",
+                         reason="short")
+    error: FrameError | None = None
+    tried = False
+    for copies in COPIES:
+        for size in (BLOCK_BYTES, BLOCK_BYTES + 1, BLOCK_BYTES + 2):
+            rest = len(data) - copies * size
+            if rest <= 0 or (lengths is not None and rest not in lengths):
+                continue
+            tried = True
+            decoded = _decode_block(data, size, copies)
+            if decoded is None:
+                error = error or FrameError("header block damaged beyond repair (BCH)", reason="damaged")
+                continue
+            block, errors = decoded
+            b0 = block[0]
+            if b0 >> 6 != VERSION:
+                error = FrameError(f"protocol version {b0 >> 6} (this peer speaks v{VERSION})", reason="version")
+                continue
+            if (b0 >> 4) & 3 != Kind.DATA:
+                error = FrameError(f"kind {(b0 >> 4) & 3} where DATA was expected", reason="kind")
+                continue
+            fragmented, has_truth = bool(b0 & 2), bool(b0 & 1)
+            if (b0 >> 2) & 3 != COPIES.index(copies) or size != block_bytes(fragmented, has_truth):
+                error = error or FrameError("header block disagrees with the frame's length", reason="length")
+                continue
+            pos = _BASE_INFO
+            index, count = 0, 1
+            if fragmented:
+                index, count = block[pos] >> 4, (block[pos] & 0x0F) + 1
+                pos += 1
+                if count < 2 or index >= count:
+                    error = FrameError(f"fragment {index} of {count}", reason="fragment")
+                    continue
+            truth = None
+            if has_truth:
+                truth = block[pos]
+                pos += 1
+            return DataHeader(int.from_bytes(block[1:3], "big"), int.from_bytes(block[3:5], "big"),
+                              copies, index, count, truth, block[:pos], block[pos:pos + MIC_BYTES],
+                              data[copies * size:], errors, copies * size * 8)
+    if not tried:
+        raise FrameError(f"no device sends a {len(data)}-byte frame", reason="length")
+    raise error
+
+
+def verify(header: DataHeader, keys: DeviceKeys, counter: int) -> bool:
+    """Whether the header's MIC is right for this device key and reconstructed 32-bit counter."""
+    return keys.mic(UPLINK, counter, header.fields) == header.mic
+
+
+def check_length(header: DataHeader, payload_len: int) -> range:
+    """The payload bytes this fragment carries; FrameError("length") unless its body is exact."""
+    piece = fragment_slice(payload_len, header.frag_count, header.frag_index)
+    if len(header.body) != len(piece) or not piece:
+        raise FrameError(f"fragment body of {len(header.body)} bytes where the device's codec "
+                         f"implies {len(piece)}", reason="length")
+    return piece
+
+
+def read_answer(data: bytes, keys: DeviceKeys, counters: dict[int, int]) -> Answer:
+    """Check a REPLY/ERROR addressed to this device: BCH, length, device id, one of the counters
+    it awaits (`counters`: low 16 bits -> full counter), MIC. Raises only FrameError; a device
+    ignores every frame this refuses."""
+    data = bytes(data)
+    for kind, size in ((Kind.REPLY, REPLY_BLOCK), (Kind.ERROR, ERROR_BLOCK)):
+        for copies in COPIES:
+            if len(data) != copies * size:
+                continue
+            decoded = _decode_block(data, size, copies)
+            if decoded is None:
+                raise FrameError("answer damaged beyond repair (BCH)", reason="damaged")
+            block = decoded[0]
+            if block[0] != _b0(kind, copies):
+                raise FrameError(f"answer header byte 0x{block[0]:02x} is not a v{VERSION} "
+                                 f"{kind.name} with {copies} copies", reason="kind")
+            if int.from_bytes(block[1:3], "big") != keys.device_id:
+                raise FrameError("answer for another device", reason="device")
+            counter = counters.get(int.from_bytes(block[3:5], "big"))
+            if counter is None:
+                raise FrameError("answer to no request in flight", reason="counter")
+            body_end = size - MIC_BYTES - bch.PARITY_BYTES
+            if keys.mic(DOWNLINK, counter, block[:body_end]) != block[body_end:body_end + MIC_BYTES]:
+                raise FrameError("answer fails authentication (MIC)", reason="auth")
+            body = keys.crypt(DOWNLINK, counter, block[_BASE_INFO:body_end])
+            if kind == Kind.REPLY:
+                return Answer(kind, counter, copies, label=body[0], confidence=body[1] / 255.0,
+                              ber=int.from_bytes(body[2:4], "big") * 1e-5)
+            return Answer(kind, counter, copies, code=body[0], detail=body[1])
+    raise FrameError(f"no answer is {len(data)} bytes long", reason="length")
+
+
+# --- counters and replay ---------------------------------------------------------------------
+
+def reconstruct_counter(highest: int, low: int) -> int:
+    """The 32-bit counter nearest `highest` (the largest accepted so far) with these low 16 bits:
+    a device may jump ahead by up to 2^15 - 1 (e.g. a restart skips at most one block of 256)."""
+    candidate = (highest & ~0xFFFF) | low
+    if candidate <= highest - COUNTER_WINDOW:
+        candidate += 1 << 16
+    elif candidate > highest + COUNTER_WINDOW:
+        candidate -= 1 << 16
+    return candidate
+
+
+class ReplayWindow:
+    """The counters of one key already used: the highest, and a 64-bit bitmap below it
+    (RFC 4303's sliding window). Kept per provisioned key for the edge's whole life, so no
+    eviction ever reopens a replay."""
+
+    SIZE = 64
+    __slots__ = ("highest", "bitmap")
+
+    def __init__(self) -> None:
+        self.highest = -1
+        self.bitmap = 0      # bit i: counter highest - i was accepted
+
+    def reconstruct(self, low: int) -> int:
+        return low if self.highest < 0 else reconstruct_counter(self.highest, low)
+
+    def seen(self, counter: int) -> bool:
+        """True for a counter used before or too old to tell (replays and stale frames)."""
+        if counter < 0 or counter >= 1 << 32:
+            return True
+        if counter > self.highest:
+            return False
+        age = self.highest - counter
+        return age >= self.SIZE or bool(self.bitmap >> age & 1)
+
+    def accept(self, counter: int) -> None:
+        """Mark a counter used (only after its MIC verified)."""
+        if counter > self.highest:
+            shift = counter - self.highest if self.highest >= 0 else self.SIZE
+            self.bitmap = ((self.bitmap << shift) | 1) & ((1 << self.SIZE) - 1)
+            self.highest = counter
+        else:
+            self.bitmap |= 1 << (self.highest - counter)

@@ -2,6 +2,12 @@
 
 A lost fragment must not cost the inference: after `timeout_s` the edge decodes what it has and
 marks the missing bytes as erased, and the decoder (trained with erasures) fills them in.
+
+v2 rules (docs/PROTOCOL.md §4.2): fragments are grouped by (device id, 32-bit counter) and only
+after their MIC verified; a fragment index received twice is a duplicate (counted, dropped); a
+fragment whose inference was already released (complete or timed out) is *late*: the receiver
+sees that its counter is used and no longer open (`is_open`), drops it and answers nothing, so
+an inference is answered at most once.
 """
 from __future__ import annotations
 
@@ -10,39 +16,37 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.wire.frame import Frame, Kind, fragment_slice, pilot_bit_errors
+from codec.wire.frame import DataHeader, fragment_slice
 
 
 @dataclass
 class Assembled:
-    """One inference's payload as received: bytes (zeros where erased) and what is known of it."""
+    """One inference's payload as received: plaintext bytes (zeros where erased) and what is
+    known of it."""
 
-    fingerprint: bytes
     device_id: int
-    seq: int
-    payload_bits: int
+    counter: int
     payload: bytearray
     erased: np.ndarray            # bool per payload byte
     first_seen: float
     frag_count: int
     received: set[int] = field(default_factory=set)
-    pilot_errors: int = 0
-    pilot_bits: int = 0
-    snr_hint: int | None = None
+    bit_errors: int = 0           # header bits the link flipped, over all fragments received
+    bits: int = 0                 # header bits received
     truth: int | None = None
-    header_copies: int = 1        # the most any fragment used: replies mirror it
+    copies: int = 1               # the most any fragment used: replies mirror it
 
     @property
     def complete(self) -> bool:
         return len(self.received) == self.frag_count
 
     @property
-    def key(self) -> tuple[bytes, int, int]:
-        return (self.fingerprint, self.device_id, self.seq)
+    def key(self) -> tuple[int, int]:
+        return (self.device_id, self.counter)
 
 
 class Reassembler:
-    """Collects DATA fragments by (fingerprint, device id, seq); bounded in memory.
+    """Collects verified DATA fragments by (device id, counter); bounded in memory.
 
     `add` returns the inference when its last fragment arrives; `expire` returns those whose
     timeout passed (incomplete, with erasures). When more than `max_pending` inferences are
@@ -52,39 +56,47 @@ class Reassembler:
     def __init__(self, timeout_s: float = 0.5, max_pending: int = 4096) -> None:
         self.timeout_s = timeout_s
         self.max_pending = max_pending
-        self._pending: OrderedDict[tuple[bytes, int, int], Assembled] = OrderedDict()
+        self._pending: OrderedDict[tuple[int, int], Assembled] = OrderedDict()
         self.duplicates = 0
         self.inconsistent = 0
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, frame: Frame, now: float) -> list[Assembled]:
-        """Add one DATA fragment; return the inferences it completes or forces out."""
-        if frame.kind != Kind.DATA:
-            raise ValueError("only DATA frames are reassembled")
-        key = (frame.fingerprint, frame.device_id, frame.seq)
+    def is_open(self, device_id: int, counter: int) -> bool:
+        return (device_id, counter) in self._pending
+
+    def add(self, header: DataHeader, counter: int, plain: bytes, payload_len: int,
+            now: float) -> list[Assembled]:
+        """Add one fragment's decrypted slice; return the inferences it completes or forces out.
+        Duplicates and fragments inconsistent with their inference are counted and dropped."""
+        key = (header.device_id, counter)
         done: list[Assembled] = []
         item = self._pending.get(key)
         if item is None:
-            if frame.frag_count == 1:
-                return [self._single(frame, now)]
-            nbytes = (frame.payload_bits + 7) // 8
-            item = Assembled(frame.fingerprint, frame.device_id, frame.seq, frame.payload_bits,
-                             bytearray(nbytes), np.ones(nbytes, dtype=bool), now, frame.frag_count,
-                             snr_hint=frame.snr_hint, truth=frame.truth)
-            self._pending[key] = item
-            while len(self._pending) > self.max_pending:
-                done.append(self._pending.popitem(last=False)[1])
-        elif item.frag_count != frame.frag_count or item.payload_bits != frame.payload_bits:
+            item = Assembled(header.device_id, counter, bytearray(payload_len),
+                             np.ones(payload_len, dtype=bool), now, header.frag_count,
+                             truth=header.truth)
+            if header.frag_count > 1:
+                self._pending[key] = item
+                while len(self._pending) > self.max_pending:
+                    done.append(self._pending.popitem(last=False)[1])
+        elif item.frag_count != header.frag_count or item.truth != header.truth:
             self.inconsistent += 1
             return done
-        if frame.frag_index in item.received:
+        if header.frag_index in item.received:
             self.duplicates += 1
             return done
-        self._place(item, frame)
+        piece = fragment_slice(payload_len, item.frag_count, header.frag_index)
+        item.payload[piece.start:piece.stop] = plain
+        item.erased[piece.start:piece.stop] = False
+        item.received.add(header.frag_index)
+        item.bit_errors += header.bit_errors
+        item.bits += header.bits
+        item.copies = max(item.copies, header.copies)
         if item.complete:
-            done.append(self._pending.pop(key))
+            self._pending.pop(key, None)
+            done.append(item)
         return done
 
     def expire(self, now: float) -> list[Assembled]:
@@ -96,21 +108,3 @@ class Reassembler:
                 break
             out.append(self._pending.pop(key))
         return out
-
-    def _single(self, frame: Frame, now: float) -> Assembled:
-        nbytes = (frame.payload_bits + 7) // 8
-        item = Assembled(frame.fingerprint, frame.device_id, frame.seq, frame.payload_bits,
-                         bytearray(nbytes), np.ones(nbytes, dtype=bool), now, 1,
-                         snr_hint=frame.snr_hint, truth=frame.truth)
-        self._place(item, frame)
-        return item
-
-    @staticmethod
-    def _place(item: Assembled, frame: Frame) -> None:
-        piece = fragment_slice(item.payload_bits, item.frag_count, frame.frag_index)
-        item.payload[piece.start:piece.stop] = frame.data
-        item.erased[piece.start:piece.stop] = False
-        item.received.add(frame.frag_index)
-        item.pilot_errors += pilot_bit_errors(frame)
-        item.pilot_bits += 8 * frame.pilot_len
-        item.header_copies = max(item.header_copies, frame.header_copies)

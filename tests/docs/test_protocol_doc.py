@@ -1,35 +1,91 @@
-"""The worked example in docs/PROTOCOL.md is what the reference implementation produces."""
+"""The worked examples and test vectors in docs/PROTOCOL.md are what the reference implementation
+produces, byte for byte (a C device is checked against the same text)."""
 import re
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from codec.wire.frame import encode_inference, encode_reply, parse_frame, pilot_sequence
+from codec.wire import bch
+from codec.wire.crypto import DeviceKeys
+from codec.wire.frame import (
+    ErrorCode,
+    Kind,
+    body_lengths,
+    check_length,
+    encode_error,
+    encode_inference,
+    encode_reply,
+    read_answer,
+    read_header,
+    verify,
+)
 from codec.wire.packing import pack_symbols
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+KEYS = DeviceKeys(7, bytes(range(16)))
+PAYLOAD = pack_symbols(np.arange(98) % 8, 8).tobytes()
+_FENCE = re.compile(r"^```\w*\n(.*?)^```", flags=re.S | re.M)
 
 
-def _hex_block(index: int) -> bytes:
-    block = re.findall(r"```\n(.*?)```", DOC, flags=re.S)[index]
-    lines = [re.sub(r"^[0-9a-f]{4}: ", "", line) for line in block.strip().splitlines()]
+def _blocks() -> list[str]:
+    return _FENCE.findall(DOC)
+
+
+def _hex(text: str) -> bytes:
+    lines = [re.sub(r"^([0-9a-f]{4}: |K_\w+ = )", "", line) for line in text.strip().splitlines()]
     return bytes.fromhex(" ".join(lines))
 
 
+def _block_after(marker: str) -> bytes:
+    tail = DOC[DOC.index(marker):]
+    return _hex(_FENCE.search(tail).group(1))
+
+
+def test_generator_and_check_value():
+    assert "g(x) = 0x1EE5B42FD" in DOC and f"0x{bch.GENERATOR:X}" == "0x1EE5B42FD"
+    assert "is `0E7C650A`" in DOC and bch.remainder(b"123456789") == 0x0E7C650A
+
+
+def test_subkeys():
+    root = Cipher(algorithms.AES(bytes(range(16))), modes.ECB()).encryptor()
+    text = _blocks()[[i for i, b in enumerate(_blocks()) if b.startswith("K_enc")][0]]
+    k_enc, k_mic = (_hex(line) for line in text.strip().splitlines())
+    assert k_enc == root.update(b"\x01" + bytes(15)) and k_mic == root.update(b"\x02" + bytes(15))
+
+
+def test_keystream_and_mic():
+    assert _block_after("Uplink keystream") == KEYS.keystream(0, 513, 37)
+    mic_text = _block_after("MIC input").hex()
+    assert mic_text == (b"\x00\x00\x00\x02\x01\x80\x00\x07\x02\x01" + KEYS.mic(0, 513, bytes.fromhex("8000070201"))).hex()
+
+
 def test_worked_data_frame():
-    payload = pack_symbols(np.arange(98) % 8, 8).tobytes()
-    (frame,) = encode_inference(payload, 294, bytes.fromhex("1234abcd"), 7, 513, mtu=222, pilot_len=4)
-    assert frame == _hex_block(0)
-    assert parse_frame(frame).seq == 513
+    (frame,) = encode_inference(KEYS, 513, PAYLOAD, mtu=222)
+    assert frame == _block_after("The DATA frame (50 bytes")
+    head = read_header(frame, body_lengths(37))
+    assert verify(head, KEYS, 513) and KEYS.crypt(0, 513, head.body, check_length(head, 37).start) == PAYLOAD
 
 
-def test_worked_reply_frame():
-    assert encode_reply(bytes.fromhex("1234abcd"), 7, 513, 4, 0.93, 0.0123) == _hex_block(1)
+def test_worked_three_copies():
+    (frame,) = encode_inference(KEYS, 513, PAYLOAD, copies=3)
+    assert frame[:39] == _block_after("The same inference with 3 copies") and len(frame) == 76
 
 
-def test_documented_pn9_pilots():
-    listed = re.search(r"bits packed MSB first\): `(.*?)`", DOC, flags=re.S).group(1)
-    assert pilot_sequence(32) == bytes.fromhex(listed.replace("\n", " "))
+def test_worked_reply_and_error():
+    reply = encode_reply(KEYS, 513, 4, 0.93, 0.0123)
+    assert reply == _block_after("The reply \"label 4")
+    assert read_answer(reply, KEYS, {513: 513}).label == 4
+    error = encode_error(KEYS, 513, ErrorCode.BUSY, 5)
+    assert error == _block_after("An ERROR BUSY")
+    answer = read_answer(error, KEYS, {513: 513})
+    assert (answer.kind, answer.code, answer.detail) == (Kind.ERROR, ErrorCode.BUSY, 5)
+
+
+def test_worked_fragments_with_truth():
+    frames = encode_inference(KEYS, 514, PAYLOAD, mtu=40, truth=2)
+    text = _blocks()[[i for i, b in enumerate(_blocks()) if b.startswith("83 00 07 02 02 01")][0]]
+    assert frames == [bytes.fromhex(line) for line in text.strip().splitlines()]
 
 
 def test_documented_packing_example():
