@@ -28,19 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="link model for time on air and the default MTU (lora-sf7, ble-1m, uart-115200, "
                         "802.15.4, ...; 'none' for neither). Default lora-sf7")
     p.add_argument("--mtu", type=int, default=None, help="bytes per frame (default: the link's MTU, else 1400)")
-    p.add_argument("--device-id", type=int, default=1, help="device id in the frame header (default 1)")
+    p.add_argument("--device-id", type=int, default=1, help="this device's id (its entry in --key-file; default 1)")
+    p.add_argument("--key-file", metavar="FILE",
+                   help="keys file with this device's entry (snn keys new); its frame counter persists "
+                        "beside it (FILE.ID.counter). Without it: the public all-zero key, for an edge "
+                        "run with --insecure only")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply (default 2)")
     p.add_argument("--retries", type=int, default=2,
-                   help="resends of an unanswered inference, same sequence number (default 2)")
+                   help="resends of an unanswered inference, each under a new counter (default 2)")
     p.add_argument("--window", type=int, default=4, help="inferences in flight at once (default 4)")
-    p.add_argument("--pilots", type=int, default=4, help="pilot bytes per frame for the edge's BER estimate")
     p.add_argument("--header-copies", default="auto", choices=["auto", "1", "3", "5"],
-                   help="copies of the protected frame header (auto: from the BER the edge reports, "
-                        "and more robust on each resend; default auto)")
-    p.add_argument("--snr-hint", type=int, default=None, help="link SNR (dB) to put in the header")
+                   help="copies of the header block (auto: from the BER the edge reports, and more "
+                        "robust on each resend; fewer when the MTU cannot hold them; default auto)")
     p.add_argument("--truth", action="store_true",
                    help="send the ground-truth label in the header (test mode: the edge scores itself)")
-    p.add_argument("--seq-start", type=int, default=0, help="first sequence number (default 0)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the summary and every inference here")
     p.add_argument("--verbose", action="store_true", help="print every inference even on long runs")
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if len(data) == 0:
         raise SnnError(f"{args.data} holds no images (after --offset {args.offset})")
     labels = _truth_labels(data, info.classes)
+    keys, counters = _credentials(args, info.fingerprint)
     link = None
     if args.link and args.link.lower() != "none":
         from channel.links import get_link
@@ -94,10 +96,9 @@ def run(args: argparse.Namespace) -> int:
             if acc is not None:
                 bar.set_postfix(acc=f"{acc:.2%}", refresh=False)
 
-    client = DeviceClient(encoder, transport, device_id=args.device_id, mtu=mtu, link=link, timeout=args.timeout,
-                          retries=args.retries, window=args.window, pilot_len=args.pilots,
-                          snr_hint=args.snr_hint, send_truth=args.truth, seq_start=args.seq_start,
-                          on_result=on_result,
+    client = DeviceClient(encoder, transport, keys=keys, counters=counters, mtu=mtu, link=link,
+                          timeout=args.timeout, retries=args.retries, window=args.window,
+                          send_truth=args.truth, on_result=on_result,
                           header_copies=args.header_copies if args.header_copies == "auto" else int(args.header_copies))
     if not args.quiet:
         print(f"device {args.device_id}: {encoder.path.name} ({info.quantization}, codec {info.fingerprint.hex()}, "
@@ -132,6 +133,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _credentials(args, fingerprint: bytes):
+    """(DeviceKeys, CounterStore) from --key-file/--device-id, checked against the encoder."""
+    from codec.wire.crypto import INSECURE_KEY, DeviceKeys
+    from codec.wire.keys import CounterStore, counter_path, load_keys
+
+    if not 0 <= args.device_id <= 0xFFFF:
+        raise SnnError(f"--device-id must lie in 0..65535, got {args.device_id}")
+    if args.key_file is None:
+        print("snn device: WARNING: no --key-file: sending under the public all-zero key (only an edge "
+              "run with --insecure answers; anyone can read and forge these frames)", file=sys.stderr)
+        return DeviceKeys(args.device_id, INSECURE_KEY), CounterStore(None)
+    entry = load_keys(args.key_file).get(args.device_id)
+    if entry is None:
+        raise SnnError(f"{args.key_file} has no key for device {args.device_id}")
+    if entry.fingerprint is not None and entry.fingerprint != fingerprint:
+        raise SnnError(f"device {args.device_id} is provisioned for codec {entry.fingerprint.hex()}, but "
+                       f"{args.encoder} is codec {fingerprint.hex()}: use the matching encoder or "
+                       f"re-provision the device")
+    return DeviceKeys(args.device_id, entry.key), CounterStore(counter_path(args.key_file, args.device_id))
+
+
 def _truth_labels(data, classes: list[str]):
     """Labels in the encoder's class order, or None when they cannot be matched."""
     import numpy as np
@@ -147,7 +169,7 @@ def _truth_labels(data, classes: list[str]):
 def _line(rec, classes: list[str], acc) -> str:
     name = lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "?"  # noqa: E731
     air = f"air {rec.airtime_ms:8.2f} ms" if rec.airtime_ms is not None else ""
-    head = (f"#{rec.index:<5d} seq {rec.seq:<5d} enc {rec.encode_ms:6.3f} ms  {rec.bytes_on_air:4d} B/"
+    head = (f"#{rec.index:<5d} ctr {rec.counter:<6d} enc {rec.encode_ms:6.3f} ms  {rec.bytes_on_air:4d} B/"
             f"{rec.frames} fr  {air}")
     if rec.status != "ok":
         return f"{head}  {rec.status.upper()}: {rec.error}"

@@ -1,17 +1,20 @@
-"""The device client: encode, pack, frame, send, and wait for the edge's label.
+"""The device client: encode, pack, encrypt, frame, send, and wait for the edge's label.
 
-Policy (docs/PROTOCOL.md §4):
+Policy (docs/PROTOCOL.md §5, §6.3):
 
-- up to `window` inferences are in flight at once, each under its own sequence number;
+- up to `window` inferences are in flight at once, each under its own 32-bit frame counter,
+  taken from a `CounterStore` that persists it ahead (a restarted device never reuses one);
 - an inference that gets no REPLY/ERROR within `timeout` seconds of its last transmission is
-  resent whole, under the *same* sequence number, at most `retries` times, then counted lost.
-  Nothing is ever resent because of bit errors: the device cannot see them and does not need to;
-- a BAD_FRAME error (a frame whose header the link destroyed, i.e. a lost frame) does not end
-  the inference: with several fragments the edge decodes those that arrived, the missing bytes
-  as erasures, and replies; a single-fragment inference is resent at once (it is lost, and
-  waiting out the timeout would only add latency);
-- a BUSY error is retried after `busy_delay` (same bound); any other ERROR ends that inference,
-  and UNKNOWN_CODEC / UNSUPPORTED end the run (every later inference would be refused too);
+  resent whole under a **new** counter (a new keystream; the edge keeps no reply cache and
+  treats it as a new request), at most `retries` times, then counted lost; an answer to any of
+  its counters ends it. Nothing is ever resent because of bit errors;
+- a BUSY error is retried after the delay it suggests (or `busy_delay`), with a new counter
+  and the same bound; UNKNOWN_CODEC, UNSUPPORTED and BAD_FRAME (length: the wrong codec) end
+  the run, since every later inference would be refused too;
+- only answers that authenticate (our device id, a counter in flight, the MIC under our key)
+  are read; anything else is counted and ignored, so no one can feed the device a label;
+- when the MTU cannot hold the wanted header copies, fewer copies and more fragments are used
+  (`plan_frames`) and the device says so once: it never stops on a legal link;
 - when the edge never answers at all, the run stops after `give_up_after` inferences were lost
   (by default one window's worth), so an unreachable edge costs (1 + retries) x timeout, not
   count x that.
@@ -31,18 +34,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from codec.wire.crypto import DeviceKeys
 from codec.wire.frame import (
-    HEADER_COPIES,
+    COPIES,
+    BadDetail,
     ErrorCode,
     Kind,
     encode_inference,
     header_copies_for,
-    parse_frame,
+    plan_frames,
+    read_answer,
 )
+from codec.wire.keys import CounterStore
 from snn.errors import FrameError, SnnError
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
-BAD_FRAME_MATCH_BITS = 6  # bit flips tolerated when matching a damaged header's echoed ids
 
 
 @dataclass
@@ -50,7 +56,7 @@ class InferenceRecord:
     """One inference, as printed and saved."""
 
     index: int
-    seq: int
+    counter: int                 # the counter of the last transmission
     truth: int | None
     encode_ms: float
     frames: int
@@ -67,6 +73,7 @@ class InferenceRecord:
     header_copies: int = 1       # header block copies of the last transmission
     bytes_sent: int = 0          # every transmission, all fragments
     _payload: bytes = field(default=b"", repr=False)
+    _counters: list = field(default_factory=list, repr=False)
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
@@ -97,41 +104,46 @@ def _pct(values, q) -> float | None:
 
 
 class DeviceClient:
-    """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transports` Transport."""
+    """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transports` Transport,
+    under the device's keys (`DeviceKeys`) and persisted counter (`CounterStore`)."""
 
-    def __init__(self, encoder, transport, *, device_id: int = 1, mtu: int = 1400, link=None,
-                 timeout: float = 1.0, retries: int = 2, window: int = 4, pilot_len: int = 4,
-                 snr_hint: int | None = None, send_truth: bool = False, seq_start: int = 0,
-                 busy_delay: float = 0.05, give_up_after: int | None = None, on_result=None,
-                 header_copies: int | str = 1):
+    def __init__(self, encoder, transport, *, keys: DeviceKeys, counters: CounterStore,
+                 mtu: int = 1400, link=None, timeout: float = 1.0, retries: int = 2,
+                 window: int = 4, send_truth: bool = False, busy_delay: float = 0.05,
+                 give_up_after: int | None = None, on_result=None, header_copies: int | str = 1,
+                 log=None):
         if timeout <= 0:
             raise SnnError("--timeout must be > 0 seconds")
         if retries < 0 or window < 1:
             raise SnnError("--retries must be >= 0 and --window >= 1")
+        if window > 1 << 14:
+            raise SnnError("--window must stay below 16384 (counters in flight must differ in 16 bits)")
         self.encoder = encoder
         self.transport = transport
-        self.device_id = int(device_id) & 0xFFFF
+        self.keys = keys
+        self.device_id = keys.device_id
+        self.counters = counters
         self.mtu = int(mtu)
         self.link = link
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.window = int(window)
-        self.pilot_len = int(pilot_len)
-        self.snr_hint = snr_hint
         self.send_truth = send_truth
-        self.seq_start = int(seq_start) & 0xFFFF
         self.busy_delay = float(busy_delay)
         self.give_up_after = give_up_after if give_up_after is not None else self.window
         self.on_result = on_result
-        if header_copies != "auto" and header_copies not in HEADER_COPIES:
-            raise SnnError(f"--header-copies must be auto or one of {HEADER_COPIES}")
+        self.log = log or (lambda text: print(f"snn device: {text}", file=sys.stderr, flush=True))
+        if header_copies != "auto" and header_copies not in COPIES:
+            raise SnnError(f"--header-copies must be auto or one of {COPIES}")
         self.header_copies = header_copies
         self.link_ber: float | None = None   # smoothed from the BER the edge reports in replies
         self.records: list[InferenceRecord] = []
-        self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
-                      "bad_frame_errors": 0}
+        self.stats = {"resends": 0, "duplicates": 0, "refused_frames": 0, "busy": 0, "degraded": 0}
         self.fatal: str | None = None
         self.unreachable = False
+        self._awaiting: dict[int, int] = {}          # counter low 16 -> full counter in flight
+        self._by_counter: dict[int, InferenceRecord] = {}
+        self._degraded_said: set = set()
         self._cobs = None
         if getattr(transport, "stream", False):
             from codec.wire.cobs import cobs_frame
@@ -151,30 +163,36 @@ class DeviceClient:
             return None
 
     def prepare(self, index: int, image: np.ndarray, truth: int | None) -> InferenceRecord:
-        """Encode, pack and frame one image (not yet sent)."""
+        """Encode and pack one image (framed when sent: each transmission has its own counter)."""
         payload, seconds = self.encoder.encode_one(image)
-        seq = (self.seq_start + index) & 0xFFFF
-        rec = InferenceRecord(index=index, seq=seq, truth=truth, encode_ms=round(seconds * 1e3, 4),
-                              frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
-        self._frame(rec, self._copies_now())
-        return rec
+        return InferenceRecord(index=index, counter=-1, truth=truth, encode_ms=round(seconds * 1e3, 4),
+                               frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
 
-    def _copies_now(self) -> int:
-        """Header copies for a first transmission: fixed, or from the BER the edge reported."""
+    def _copies_now(self, rec: InferenceRecord) -> int:
+        """Header copies: fixed, or from the BER the edge reported, one step more on a resend."""
         if self.header_copies != "auto":
             return int(self.header_copies)
-        return 1 if self.link_ber is None else header_copies_for(self.link_ber)
+        copies = 1 if self.link_ber is None else header_copies_for(self.link_ber)
+        if rec.attempts:
+            copies = COPIES[min(len(COPIES) - 1, max(COPIES.index(copies), COPIES.index(rec.header_copies) + 1))]
+        return copies
 
-    def _frame(self, rec: InferenceRecord, copies: int) -> None:
-        info = self.encoder.info
+    def _frame(self, rec: InferenceRecord, copies: int, counter: int) -> None:
+        truth = rec.truth if self.send_truth else None
         try:
-            frames = encode_inference(rec._payload, info.payload_bits, info.fingerprint, self.device_id, rec.seq,
-                                      mtu=self.mtu, pilot_len=self.pilot_len, snr_hint=self.snr_hint,
-                                      truth=rec.truth if self.send_truth else None, header_copies=copies)
+            used, _ = plan_frames(len(rec._payload), self.mtu, copies, truth is not None)
+            frames = encode_inference(self.keys, counter, rec._payload, mtu=self.mtu, copies=used,
+                                      truth=truth)
         except ValueError as exc:
-            raise SnnError(f"cannot frame {info.payload_bytes} payload bytes: {exc}") from None
+            raise SnnError(f"cannot frame {len(rec._payload)} payload bytes: {exc}") from None
+        if used != copies:
+            self.stats["degraded"] += 1
+            if (copies, used) not in self._degraded_said:
+                self._degraded_said.add((copies, used))
+                self.log(f"MTU {self.mtu} cannot carry {copies} header copies: sending {used} "
+                         f"in {len(frames)} fragment(s) instead")
         sizes = [self._on_air(f) for f in frames]
-        rec._frames, rec.frames, rec.header_copies = frames, len(frames), copies
+        rec._frames, rec.frames, rec.header_copies = frames, len(frames), used
         rec.bytes_on_air, rec.airtime_ms = sum(sizes), self._airtime_ms(sizes)
 
     def _transmit(self, rec: InferenceRecord) -> None:
@@ -183,9 +201,12 @@ class DeviceClient:
             rec._first_sent = now
         else:
             self.stats["resends"] += 1
-            if self.header_copies == "auto" and rec.header_copies < HEADER_COPIES[-1]:
-                # no answer: the header may not have survived; resend it more robustly
-                self._frame(rec, HEADER_COPIES[HEADER_COPIES.index(rec.header_copies) + 1])
+        counter = self.counters.take()
+        self._frame(rec, self._copies_now(rec), counter)
+        rec.counter = counter
+        rec._counters.append(counter)
+        self._awaiting[counter & 0xFFFF] = counter
+        self._by_counter[counter] = rec
         rec.attempts += 1
         rec.bytes_sent += rec.bytes_on_air
         for frame in rec._frames:
@@ -194,7 +215,10 @@ class DeviceClient:
 
     def _finish(self, rec: InferenceRecord, status: str, pending: dict) -> None:
         rec.status = status
-        pending.pop(rec.seq, None)
+        pending.pop(rec.index, None)
+        for counter in rec._counters:
+            self._awaiting.pop(counter & 0xFFFF, None)
+            self._by_counter.pop(counter, None)
         if status == "ok" and rec.truth is not None:
             rec.correct = rec.label == rec.truth
         if self.on_result:
@@ -214,7 +238,7 @@ class DeviceClient:
                 truth = None if labels is None else int(labels[next_index])
                 rec = self.prepare(next_index, images[next_index], truth)
                 self.records.append(rec)
-                pending[rec.seq] = rec
+                pending[rec.index] = rec
                 self._transmit(rec)
                 next_index += 1
             if not pending:
@@ -244,81 +268,32 @@ class DeviceClient:
 
     def _handle(self, data: bytes, pending: dict) -> int:
         try:
-            frame = parse_frame(data)
-        except FrameError:
-            self.stats["bad_frames"] += 1
+            answer = read_answer(data, self.keys, self._awaiting)
+        except FrameError as exc:
+            # damaged on the link, not for us, not authentic, or for a finished inference
+            self.stats["duplicates" if exc.reason == "counter" else "refused_frames"] += 1
             return 0
-        if frame.kind == Kind.DATA:
-            self.stats["foreign_frames"] += 1
-            return 0
-        if frame.device_id != self.device_id or frame.fingerprint != self.encoder.info.fingerprint:
-            if frame.kind == Kind.ERROR:
-                self._bad_frame_echo(frame, pending)
-            self.stats["foreign_frames"] += 1
-            return 0
-        rec = pending.get(frame.seq)
-        if rec is None:
+        rec = self._by_counter.get(answer.counter)
+        if rec is None or rec.status != "pending":
             self.stats["duplicates"] += 1
             return 0
         rec.rtt_ms = round((time.monotonic() - rec._first_sent) * 1e3, 4)
-        if frame.kind == Kind.REPLY:
-            try:
-                reply = frame.reply()
-            except FrameError:
-                self.stats["bad_frames"] += 1
-                return 0
-            rec.label, rec.confidence, rec.edge_ber = reply.label, round(reply.confidence, 4), reply.ber
-            self.link_ber = reply.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * reply.ber
+        if answer.kind == Kind.REPLY:
+            rec.label, rec.confidence, rec.edge_ber = answer.label, round(answer.confidence, 4), answer.ber
+            self.link_ber = answer.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * answer.ber
             self._finish(rec, "ok", pending)
             return 1
-        code, reason = frame.error()
-        if code == ErrorCode.BAD_FRAME:
-            # a frame's header did not survive the link: that frame is lost. With several
-            # fragments the edge still decodes the others (the lost bytes become erasures) and
-            # replies, so keep waiting. With one fragment nothing else will come: resend now
-            # (same sequence number, same bound) instead of waiting out the timeout
-            self.stats["bad_frame_errors"] += 1
-            rec.rtt_ms = None
-            if rec.frames == 1 and rec.attempts <= self.retries:
-                rec._due = time.monotonic()
+        code = ErrorCode(answer.code) if answer.code in ErrorCode._value2member_map_ else answer.code
+        if code in (ErrorCode.BUSY, ErrorCode.INTERNAL) and rec.attempts <= self.retries:
+            self.stats["busy"] += code == ErrorCode.BUSY
+            delay = answer.detail * 0.01 if code == ErrorCode.BUSY and answer.detail else self.busy_delay
+            rec._due = time.monotonic() + delay  # resent when due, under a new counter
             return 0
-        if code == ErrorCode.BUSY and rec.attempts <= self.retries:
-            self.stats["busy"] += 1
-            rec._due = time.monotonic() + self.busy_delay  # resent when due, same sequence number
-            return 0
-        name = code.name if isinstance(code, ErrorCode) else str(code)
-        rec.error = f"edge error {name}: {reason}"
-        if code in FATAL_ERRORS:
+        rec.error = f"edge error {_describe(code, answer.detail)}"
+        if code in FATAL_ERRORS or (code == ErrorCode.BAD_FRAME and answer.detail == BadDetail.LENGTH):
             self.fatal = rec.error
         self._finish(rec, "error", pending)
         return 0
-
-    def _bad_frame_echo(self, frame, pending: dict) -> None:
-        """A BAD_FRAME error whose ids do not match ours exactly: the edge addressed it with the
-        ids of a header the link had damaged, so they are our ids with a few bits flipped. When
-        exactly one pending single-fragment inference lies within a few bits of them, its frame
-        was the one lost: resend it now rather than after the timeout (a wrong guess costs one
-        extra frame; the right inference still falls back on its timeout)."""
-        try:
-            code, _ = frame.error()
-        except FrameError:
-            return
-        if code != ErrorCode.BAD_FRAME:
-            return
-        got = frame.fingerprint + frame.device_id.to_bytes(2, "big") + frame.seq.to_bytes(2, "big")
-        mine = self.encoder.info.fingerprint + self.device_id.to_bytes(2, "big")
-        scored = []
-        for rec in pending.values():
-            want = mine + rec.seq.to_bytes(2, "big")
-            scored.append((sum(bin(a ^ b).count("1") for a, b in zip(got, want)), rec))
-        scored.sort(key=lambda t: t[0])
-        if not scored or scored[0][0] > BAD_FRAME_MATCH_BITS or \
-                (len(scored) > 1 and scored[1][0] == scored[0][0]):
-            return
-        rec = scored[0][1]
-        if rec.frames == 1 and rec.attempts <= self.retries:
-            self.stats["bad_frame_errors"] += 1
-            rec._due = time.monotonic()
 
     # --- figures ------------------------------------------------------------------------
 
@@ -349,6 +324,7 @@ class DeviceClient:
             "bytes_on_air_per_inference": int(recs[0].bytes_on_air) if recs else None,
             "bytes_sent_mean": round(float(np.mean([r.bytes_sent for r in recs])), 2) if recs else None,
             "header_copies": self.header_copies,
+            "header_copies_used": sorted({r.header_copies for r in recs}),
             "frames_per_inference": int(recs[0].frames) if recs else None,
             "airtime_ms_per_inference": round(float(np.mean(air)), 4) if air else None,
             "link": getattr(self.link, "name", None),
@@ -362,8 +338,27 @@ class DeviceClient:
             "inferences_per_s": round(len(ok) / wall, 2),
             "peak_rss_bytes": peak_rss_bytes(),
             "fingerprint": info.fingerprint.hex(),
+            "counter_next": self.counters.next,
             "bundle": info.bundle,
             "quantization": info.quantization,
             "device_id": self.device_id,
             "window": self.window, "timeout_s": self.timeout, "retries": self.retries,
         }
+
+
+def _describe(code, detail: int) -> str:
+    """An ERROR code and detail byte in words (docs/PROTOCOL.md §5)."""
+    if code == ErrorCode.BAD_FRAME:
+        what = {BadDetail.LENGTH: "the frame's length does not fit the codec bound to this device "
+                                  "(wrong encoder for this key?)",
+                BadDetail.FRAGMENT: "inconsistent fragments",
+                BadDetail.TRUTH: "the truth label is not a class of the codec"}.get(detail, f"detail {detail}")
+        return f"BAD_FRAME: {what}"
+    if code == ErrorCode.UNKNOWN_CODEC:
+        return "UNKNOWN_CODEC: the codec bound to this device is not served by the edge"
+    if code == ErrorCode.UNSUPPORTED:
+        return f"UNSUPPORTED: the edge speaks protocol v{detail}"
+    if code == ErrorCode.BUSY:
+        return "BUSY: the edge shed load (retries exhausted)"
+    name = code.name if isinstance(code, ErrorCode) else str(code)
+    return f"{name} (detail {detail})"

@@ -37,9 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--torchscript", action="store_true",
                    help="run the edge half TorchScript-traced (faster model, but occasional "
                         "re-optimisation stalls; default: eager)")
-    p.add_argument("--no-bad-frame-replies", action="store_true",
-                   help="drop frames whose header fails silently (counted) instead of answering an "
-                        "ERROR frame; saves downlink airtime on radio links")
+    p.add_argument("--keys", metavar="FILE",
+                   help="the provisioned devices' keys (snn keys new -o FILE); frames that do not "
+                        "authenticate are counted and never answered. Each key's highest counter is "
+                        "kept in FILE.edge-state across restarts")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve without --keys: any device id under the public all-zero key (no "
+                        "secrecy, no authentication, no replay window; loudly logged)")
+    p.add_argument("--auth-failures-per-s", type=float, default=50.0, metavar="R",
+                   help="frames failing authentication allowed per source address and second "
+                        "(burst 4x); beyond it a source is refused before any decoding "
+                        "(default %(default)s)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -60,10 +68,21 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError("--max-wait-ms must be >= 0 and --reassembly-timeout > 0")
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
+    if args.keys and args.insecure:
+        raise SnnError("--keys and --insecure exclude each other")
+    if not args.keys and not args.insecure:
+        raise SnnError("the edge needs --keys FILE (make one: snn keys new --device ID -o FILE); "
+                       "--insecure serves without authentication")
+    from codec.wire.keys import load_keys
+
+    keys = load_keys(args.keys) if args.keys else None
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
     config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
-                        reply_bad_frames=not args.no_bad_frame_replies)
+                        keys=keys, insecure=args.insecure,
+                        state_path=f"{args.keys}.edge-state" if args.keys else None,
+                        auth_failures_per_s=args.auth_failures_per_s,
+                        auth_failure_burst=4 * args.auth_failures_per_s)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            log_level=args.log_level)
 

@@ -251,10 +251,15 @@ def _majority(data: bytes, size: int, copies: int) -> int:
     return (c1 & c2) | ((c1 | c2) & s2)
 
 
-def _decode_block(data: bytes, size: int, copies: int) -> tuple[bytes, int] | None:
-    """(corrected block, bits flipped over all copies), or None when beyond repair."""
+def _decode_block(data: bytes, size: int, copies: int, repair: bool = True) -> tuple[bytes, int] | None:
+    """(corrected block, bits flipped over all copies), or None when beyond repair (or, without
+    `repair`, when the voted block is not a codeword as it stands: one CRC-32, no decoding)."""
     voted = _majority(data, size, copies).to_bytes(size, "big")
-    out = bch.decode(voted)
+    if not repair:
+        clean = bch.remainder(voted[:-bch.PARITY_BYTES]) == int.from_bytes(voted[-bch.PARITY_BYTES:], "big")
+        out = (voted, 0) if clean else None
+    else:
+        out = bch.decode(voted)
     if out is None:
         return None
     block = out[0]
@@ -271,10 +276,12 @@ def is_v1(data: bytes) -> bool:
             and binascii.crc_hqx(bytes(data[:17]), 0xFFFF) == int.from_bytes(data[17:19], "big"))
 
 
-def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None) -> DataHeader:
+def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None,
+                repair: bool = True) -> DataHeader:
     """Check a DATA frame's header block (BCH, majority over copies, structure). Raises only
     FrameError. `lengths`: the body lengths a receiver's devices can send (`body_lengths`);
-    readings whose body length is not among them are not even decoded.
+    readings whose body length is not among them are not even decoded. `repair=False` accepts
+    only blocks that arrive clean (the cheap path for a source that keeps failing).
 
     Readings are tried by copies (1, 3, 5) and block size (13, 14, 15); a reading counts only
     when the decoded b0 confirms both (its copies code and its F and T flags)."""
@@ -290,7 +297,7 @@ def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None) -
             if rest <= 0 or (lengths is not None and rest not in lengths):
                 continue
             tried = True
-            decoded = _decode_block(data, size, copies)
+            decoded = _decode_block(data, size, copies, repair)
             if decoded is None:
                 error = error or FrameError("header block damaged beyond repair (BCH)", reason="damaged")
                 continue

@@ -16,7 +16,40 @@ ROOT = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).resolve().parent / "standin.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.wire.frame import parse_frame  # noqa: E402
+from codec.wire.crypto import DeviceKeys  # noqa: E402
+from codec.wire.frame import encode_inference, read_answer  # noqa: E402
+from standin import payload_for, test_key, write_test_keys  # noqa: E402
+
+
+class FleetDevice:
+    """A test device of the provisioned fleet: its keys and counter, and frames carrying a payload
+    the stand-in labels `label` (docs/PROTOCOL.md v2)."""
+
+    _next: dict[int, int] = {}   # per device id across tests: counters are never reused
+
+    def __init__(self, device_id: int, counter: int | None = None, key: bytes | None = None) -> None:
+        self.keys = DeviceKeys(device_id, test_key(device_id) if key is None else key)
+        if counter is not None:
+            FleetDevice._next[device_id] = max(counter, FleetDevice._next.get(device_id, 0))
+        self.sent: dict[int, int] = {}
+
+    @property
+    def counter(self) -> int:
+        return FleetDevice._next.get(self.keys.device_id, 0)
+
+    def frames(self, label: int, **kw) -> list[bytes]:
+        """The frames of one inference under the next counter (kw: mtu, copies, truth)."""
+        counter = self.counter
+        FleetDevice._next[self.keys.device_id] = counter + 1
+        self.sent[counter & 0xFFFF] = counter
+        return encode_inference(self.keys, counter, payload_for(label)[0], **kw)
+
+    def frame(self, label: int, **kw) -> bytes:
+        (data,) = self.frames(label, **kw)
+        return data
+
+    def read(self, data: bytes):
+        return read_answer(data, self.keys, self.sent)
 
 
 class EdgeProcess:
@@ -64,11 +97,17 @@ def start_standin(tmp_path: Path, *args: str, timeout: float = 60.0) -> EdgeProc
         time.sleep(0.05)
 
 
+@pytest.fixture(scope="session")
+def keys_file(tmp_path_factory):
+    """The test fleet's keys file (standin.write_test_keys)."""
+    return write_test_keys(tmp_path_factory.mktemp("keys") / "fleet.json")
+
+
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory):
-    """A stand-in edge with two codecs (FP_A, FP_B), default settings, short reassembly timeout."""
+def edge(tmp_path_factory, keys_file):
+    """A keyed stand-in edge with two codecs (FP_A, FP_B), short reassembly timeout."""
     server = start_standin(tmp_path_factory.mktemp("edge"), "--reassembly-timeout", "0.3",
-                           "--max-devices", "64")
+                           "--max-devices", "64", "--keys", keys_file, "--auth-failures-per-s", "2000")
     yield server
     server.stop()
 
@@ -83,13 +122,22 @@ class UdpClient:
     def send(self, data: bytes) -> None:
         self.sock.sendto(data, self.addr)
 
-    def recv(self, timeout: float = 5.0):
+    def recv(self, timeout: float = 5.0) -> bytes:
         self.sock.settimeout(timeout)
-        return parse_frame(self.sock.recv(4096))
+        return self.sock.recv(4096)
 
-    def ask(self, data: bytes, timeout: float = 5.0):
+    def silent(self, timeout: float = 0.3) -> bool:
+        """True when nothing arrives within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.recv(4096)
+        except socket.timeout:
+            return True
+        return False
+
+    def ask(self, device: FleetDevice, data: bytes, timeout: float = 5.0):
         self.send(data)
-        return self.recv(timeout)
+        return device.read(self.recv(timeout))
 
     def close(self) -> None:
         self.sock.close()

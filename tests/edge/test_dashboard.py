@@ -5,9 +5,8 @@ import subprocess
 
 import httpx
 import pytest
-from standin import FP_A, payload_for
-
-from codec.wire.frame import encode_inference
+from conftest import FleetDevice
+from standin import FP_A
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -15,9 +14,10 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium "
                                                           "(scripts/setup.sh installs it as root)")
 def test_dashboard_renders_live_numbers(edge, udp):
+    devs = [FleetDevice(700 + k) for k in range(3)]
     for i in range(30):
-        payload, bits = payload_for(i % 10)
-        udp.ask(encode_inference(payload, bits, FP_A, 700 + i % 3, i, truth=i % 10)[0])
+        dev = devs[i % 3]
+        udp.ask(dev, dev.frame(i % 10, truth=i % 10))
     polls0 = httpx.get(edge.http + "/v1/stats").json()["snapshots"]
     out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                           "--virtual-time-budget=3500", "--dump-dom", edge.http + "/"],

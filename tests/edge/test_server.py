@@ -13,8 +13,11 @@ import time
 import httpx
 import pytest
 from conftest import ROOT, UdpClient, start_standin
-from standin import FP_A, FP_B, payload_for
+from standin import FP_A, FP_B
 
+from conftest import FleetDevice
+
+from codec.wire.crypto import DeviceKeys
 from codec.wire.frame import ErrorCode, Kind, encode_inference
 
 OCTET = {"content-type": "application/octet-stream"}
@@ -30,103 +33,151 @@ def metric(text: str, name: str, **labels) -> float:
     raise AssertionError(f"{name} {labels} not in /metrics")
 
 
-def frame(first: int, fp: bytes = FP_A, device: int = 7, seq: int = 1, **kw) -> bytes:
-    payload, bits = payload_for(first)
-    return encode_inference(payload, bits, fp, device, seq, **kw)[0]
+def rejects(edge, reason: str) -> float:
+    return metric(httpx.get(edge.http + "/metrics").text, "snn_edge_rejects_total", reason=reason)
+
+
+def frame(first: int, device: int = 7, **kw) -> bytes:
+    """One inference's single frame from a fresh counter range of this device (kw: copies, truth)."""
+    return FleetDevice(device).frame(first, **kw)
 
 
 # --- UDP --------------------------------------------------------------------------------------
 
-def test_udp_reply_routes_by_fingerprint(udp):
-    for fp, first, want in ((FP_A, 4, 4), (FP_B, 4, 7), (FP_A, 9, 9), (FP_B, 8, 1)):
-        r = udp.ask(frame(first, fp, device=3, seq=first))
-        assert r.kind == Kind.REPLY and r.fingerprint == fp and (r.device_id, r.seq) == (3, first)
-        reply = r.reply()
-        assert reply.label == want and reply.confidence > 0.9
-        assert 1e-5 <= reply.ber <= 0.5
+def test_udp_reply_routes_by_provisioned_codec(udp):
+    for device, first, want in ((3, 4, 4), (23, 4, 7), (3, 9, 9), (23, 8, 1)):
+        dev = FleetDevice(device)
+        want_counter = dev.counter
+        r = udp.ask(dev, dev.frame(first))
+        assert r.kind == Kind.REPLY and r.counter == want_counter
+        assert r.label == want and r.confidence > 0.9 and 1e-5 <= r.ber <= 0.5
 
 
 @pytest.mark.parametrize("copies", [3, 5])
 def test_udp_reply_mirrors_header_copies(udp, copies):
-    r = udp.ask(frame(6, device=12, seq=copies, header_copies=copies))
-    assert r.kind == Kind.REPLY and r.header_copies == copies and r.reply().label == 6
+    dev = FleetDevice(12)
+    r = udp.ask(dev, dev.frame(6, copies=copies))
+    assert r.kind == Kind.REPLY and r.copies == copies and r.label == 6
 
 
-def test_udp_retry_of_same_seq_is_answered_again(udp):
-    data = frame(2, device=11, seq=77)
-    assert udp.ask(data).reply().label == 2
-    assert udp.ask(data).reply().label == 2
-
-
-def test_udp_unknown_fingerprint_gets_error(udp, edge):
-    r = udp.ask(frame(1, b"\x01\x02\x03\x04", device=5, seq=9))
-    assert r.kind == Kind.ERROR and (r.device_id, r.seq) == (5, 9)
-    code, reason = r.error()
-    assert code == ErrorCode.UNKNOWN_CODEC and "01020304" in reason and FP_A.hex() in reason
-    assert metric(httpx.get(edge.http + "/metrics").text, "snn_edge_rejects_total",
-                  reason="unknown_codec") >= 1
-
-
-@pytest.mark.parametrize("data", [b"", b"\x00", os.urandom(17), os.urandom(64), os.urandom(1400),
-                                  frame(1)[:20], frame(1)[:-3], frame(1) + b"xx"])
-def test_udp_bad_input_gets_error_and_listener_survives(udp, data):
+def test_duplicate_is_answered_once_and_counted_as_replay(udp, edge):
+    dev = FleetDevice(11, counter=77)
+    data = dev.frame(2)
+    before = rejects(edge, "replay")
+    assert udp.ask(dev, data).label == 2
     udp.send(data)
-    r = udp.recv()
-    assert r.kind == Kind.ERROR and r.error()[0] == ErrorCode.BAD_FRAME
-    assert udp.ask(frame(6, seq=1234)).reply().label == 6  # still alive
+    assert udp.silent()
+    assert rejects(edge, "replay") == before + 1
+    assert udp.ask(dev, dev.frame(3)).label == 3     # the next counter is fine
 
 
-def test_udp_random_flood_is_counted_and_server_stays_up(udp, edge):
+def test_restarted_device_with_persisted_counter_is_answered(udp):
+    first = FleetDevice(13, counter=5000)
+    assert udp.ask(first, first.frame(1)).label == 1
+    again = FleetDevice(13, counter=5000 + 256)        # restart: the counter store skipped a block
+    assert again.counter == 5256
+    assert udp.ask(again, again.frame(4)).label == 4
+
+
+def test_unserved_codec_gets_an_authenticated_error(udp, edge):
+    dev = FleetDevice(30, counter=9)
+    r = udp.ask(dev, dev.frame(1))
+    assert r.kind == Kind.ERROR and r.code == ErrorCode.UNKNOWN_CODEC and r.counter >= 9
+    assert rejects(edge, "unknown_codec") >= 1
+
+
+def test_bad_truth_gets_an_authenticated_error(udp, edge):
+    dev = FleetDevice(14, counter=3)
+    r = udp.ask(dev, dev.frame(1, truth=200))
+    assert r.kind == Kind.ERROR and r.code == ErrorCode.BAD_FRAME and r.detail == 3
+    assert rejects(edge, "bad_truth") >= 1
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", os.urandom(17), os.urandom(50), os.urandom(1400),
+                                  frame(1)[:20], frame(1)[:-3], frame(1) + b"xx",
+                                  FleetDevice(7, key=bytes(16)).frame(1),           # wrong key
+                                  FleetDevice(5000).frame(1)])                      # unknown device
+def test_udp_keyed_edge_answers_nothing_to_what_does_not_authenticate(udp, data):
+    udp.send(data)
+    assert udp.silent()
+    dev = FleetDevice(8)
+    assert udp.ask(dev, dev.frame(6)).label == 6  # still alive
+
+
+def test_udp_random_flood_is_counted_silently_and_server_stays_up(udp, edge):
+    reasons = ("length", "damaged", "version", "bad_frame", "auth", "rate_limited")
     before = httpx.get(edge.http + "/metrics").text
-    rejects0 = sum(metric(before, "snn_edge_rejects_total", reason=r) for r in ("bad_frame", "crc"))
     rnd = random.Random(1)
-    n, got = 300, 0
-    for _ in range(n // 50):  # in chunks: replies must not overflow our socket buffer
-        for _ in range(50):
-            udp.send(os.urandom(rnd.randint(0, 300)))
-        for _ in range(50):
-            assert udp.recv().kind == Kind.ERROR
-            got += 1
+    n = 300
+    for _ in range(n):
+        udp.send(os.urandom(rnd.randint(0, 300)))
+    assert udp.silent(0.5)
+    time.sleep(0.2)
     after = httpx.get(edge.http + "/metrics").text
-    rejects1 = sum(metric(after, "snn_edge_rejects_total", reason=r) for r in ("bad_frame", "crc"))
-    assert got == n and rejects1 - rejects0 == n
+    counted = sum(metric(after, "snn_edge_rejects_total", reason=r) - metric(before, "snn_edge_rejects_total", reason=r)
+                  for r in reasons)
+    assert counted == n
     assert httpx.get(edge.http + "/healthz").json()["status"] == "ok"
 
 
-def test_fragments_reassembled_and_missing_fragment_erased(udp, edge):
-    payload, bits = payload_for(5)
-    frames = encode_inference(payload, bits, FP_A, 21, 3, mtu=50)
+def test_a_failing_source_gets_the_cheap_path_only(tmp_path, keys_file):
+    """Beyond its budget of authentication failures a source's frames are not BCH-decoded: a
+    clean keyed frame from the same address still gets through, garbage costs a CRC-32."""
+    server = start_standin(tmp_path, "--keys", keys_file, "--auth-failures-per-s", "5")
+    client = UdpClient(server.udp)
+    try:
+        for _ in range(200):
+            client.send(os.urandom(50))       # a length the fleet sends: decoded until limited
+        assert client.silent(0.5)
+        m = httpx.get(server.http + "/metrics").text
+        assert metric(m, "snn_edge_rejects_total", reason="rate_limited") >= 150
+        dev = FleetDevice(15)
+        assert client.ask(dev, dev.frame(2)).label == 2
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_fragments_reassembled_missing_erased_late_fragment_unanswered(udp, edge):
+    dev = FleetDevice(2, counter=300)
+    frames = dev.frames(5, mtu=30)
     assert len(frames) > 2
     for f in reversed(frames):  # any order
         udp.send(f)
-    r = udp.recv()
-    assert r.reply().label == 5
+    assert dev.read(udp.recv()).label == 5
     incomplete0 = metric(httpx.get(edge.http + "/metrics").text, "snn_edge_incomplete_inferences_total")
+    frames = dev.frames(5, mtu=30)
     t0 = time.monotonic()
     for f in frames[:-1]:  # the last fragment is lost: answered after the reassembly timeout
         udp.send(f)
-    r = udp.recv()
-    assert r.kind == Kind.REPLY and (r.device_id, r.seq) == (21, 3)
+    r = dev.read(udp.recv())
+    assert r.kind == Kind.REPLY and r.counter == dev.counter - 1
     assert time.monotonic() - t0 >= 0.25
     assert metric(httpx.get(edge.http + "/metrics").text,
                   "snn_edge_incomplete_inferences_total") == incomplete0 + 1
+    replays = rejects(edge, "replay")
+    udp.send(frames[-1])        # late: its inference was answered already
+    assert udp.silent()
+    assert rejects(edge, "replay") == replays + 1
 
 
-def test_pilots_and_snr_hint_set_ber(udp):
-    clean = udp.ask(frame(1, device=40, seq=1, pilot_len=16)).reply().ber
-    assert clean < 1e-3
-    noisy = bytearray(frame(1, device=41, seq=1, pilot_len=16))
-    for i in range(31, 31 + 16):  # flip one bit in every pilot byte: 16 of 128 pilot bits
-        noisy[i] ^= 0x01
-    assert udp.ask(bytes(noisy)).reply().ber > 0.05
-    weak = udp.ask(frame(1, device=42, seq=1, pilot_len=0, snr_hint=-3)).reply().ber
-    assert weak > 0.05  # BPSK at -3 dB: ~0.16
+def test_header_bit_errors_set_the_ber_estimate(udp):
+    clean = FleetDevice(40, counter=1)
+    assert udp.ask(clean, clean.frame(1)).ber < 1e-2
+    noisy = FleetDevice(41, counter=1)
+    for _ in range(5):
+        data = bytearray(noisy.frame(1))
+        for i in (0, 3, 6, 9):  # four flipped header bits of 104: the BCH corrects them
+            data[i] ^= 0x10
+        r = udp.ask(noisy, bytes(data))
+    assert r.ber > 0.015
 
 
 def test_device_flood_keeps_table_bounded(udp, edge):
     for chunk in range(1000, 1300, 50):  # in chunks: replies must not overflow our socket buffer
-        for dev in range(chunk, chunk + 50):
-            udp.send(frame(1, device=dev, seq=1))
+        devs = [FleetDevice(d, counter=1) for d in range(chunk, chunk + 50)]
+        for dev in devs:
+            udp.send(dev.frame(1))
         for _ in range(50):
             udp.recv()
     stats = httpx.get(edge.http + "/v1/stats").json()
@@ -139,11 +190,12 @@ def test_device_flood_keeps_table_bounded(udp, edge):
 # --- HTTP -------------------------------------------------------------------------------------
 
 def test_http_infer(edge):
-    r = httpx.post(edge.http + "/v1/infer", content=frame(3, FP_B, device=9, seq=2, truth=6),
-                   headers=OCTET)
+    dev = FleetDevice(22, counter=2)
+    r = httpx.post(edge.http + "/v1/infer", content=dev.frame(3, truth=6), headers=OCTET)
     assert r.status_code == 200
     body = r.json()
     assert body["label"] == 6 and body["class_name"] == "class6" and body["codec"] == FP_B.hex()
+    assert dev.read(bytes.fromhex(body["reply"])).label == 6 and body["counter"] == dev.counter - 1
     assert body["truth"] == 6 and 0 <= body["confidence"] <= 1 and body["ber"] > 0
     assert set(body["timings"]) == {"queue_ms", "model_ms", "total_ms"}
 
@@ -151,15 +203,16 @@ def test_http_infer(edge):
 @pytest.mark.parametrize("content,headers,status,reason", [
     (frame(1), {"content-type": "text/plain"}, 415, "content_type"),
     (frame(1), {}, 415, "content_type"),
-    (b"", OCTET, 400, "bad_frame"),
-    (os.urandom(80), OCTET, 400, None),
-    (frame(1)[:-1], OCTET, 400, "bad_frame"),
-    (frame(1, b"\xde\xad\xbe\xef"), OCTET, 404, "unknown_codec"),
+    (b"", OCTET, 400, "length"),
+    (os.urandom(80), OCTET, None, None),
+    (frame(1)[:-1], OCTET, None, None),
+    (FleetDevice(7, key=bytes(16)).frame(1), OCTET, 403, "auth"),
+    (frame(1, device=30), OCTET, 404, "unknown_codec"),
     (b"\x00" * 200_000, OCTET, 413, "too_large"),
 ])
 def test_http_bad_input_is_a_clear_problem(edge, content, headers, status, reason):
     r = httpx.post(edge.http + "/v1/infer", content=content, headers=headers)
-    assert r.status_code == status
+    assert r.status_code == status if status else 400 <= r.status_code < 500
     body = r.json()
     assert body["detail"] and "Traceback" not in r.text
     if reason:
@@ -176,8 +229,7 @@ def test_http_huge_chunked_body_is_refused(edge):
 
 
 def test_http_fragment_is_refused_with_reason(edge):
-    payload, bits = payload_for(1)
-    part = encode_inference(payload, bits, FP_A, 1, 1, mtu=50)[0]
+    part = FleetDevice(1).frames(1, mtu=30)[0]
     r = httpx.post(edge.http + "/v1/infer", content=part, headers=OCTET)
     assert r.status_code == 422 and "fragment" in r.json()["detail"]
 
@@ -209,9 +261,10 @@ def test_server_runs_on_asyncio_loop(edge):
 def test_metrics_count_what_was_answered(udp, edge):
     """The per-frame figures (kept as plain counters, exported at scrape time) follow the traffic."""
     before = httpx.get(edge.http + "/metrics").text
+    dev = FleetDevice(900)
     for k in range(5):
-        reply = udp.ask(frame(k, FP_A, device=900, seq=k, truth=k))
-        assert reply.kind == Kind.REPLY and reply.reply().label == k
+        reply = udp.ask(dev, dev.frame(k, truth=k))
+        assert reply.kind == Kind.REPLY and reply.label == k
     after = httpx.get(edge.http + "/metrics").text
     assert metric(after, "snn_edge_frames_total", transport="udp") - \
         metric(before, "snn_edge_frames_total", transport="udp") == 5
@@ -224,39 +277,42 @@ def test_metrics_count_what_was_answered(udp, edge):
 
 # --- overload, lifecycle ------------------------------------------------------------------------
 
-def test_overload_busy_replies_all_accounted_health_responsive(tmp_path):
-    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05")
+def test_overload_busy_replies_all_accounted_health_responsive(tmp_path, keys_file):
+    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05", "--keys", keys_file)
     client = UdpClient(server.udp)
+    devs = [FleetDevice(1 + d) for d in range(4)]
     try:
         n = 200
         for i in range(n):
-            client.send(frame(i % 8, device=1 + i % 4, seq=i))
+            client.send(devs[i % 4].frame(i % 8))
         t = time.monotonic()
         health = httpx.get(server.http + "/healthz", timeout=2.0)
         assert health.status_code == 200 and time.monotonic() - t < 1.0
         answered = busy = 0
         for _ in range(n):
-            r = client.recv(timeout=10)
+            data = client.recv(timeout=10)
+            r = next(d.read(data) for d in devs if int.from_bytes(data[1:3], "big") == d.keys.device_id)
             if r.kind == Kind.REPLY:
                 answered += 1
             else:
-                assert r.error()[0] == ErrorCode.BUSY
+                assert r.code == ErrorCode.BUSY
                 busy += 1
         assert answered + busy == n and busy > 0 and answered >= 8
         m = httpx.get(server.http + "/metrics").text
         assert metric(m, "snn_edge_rejects_total", reason="busy") == busy
-        r = httpx.post(server.http + "/v1/infer", content=frame(1), headers=OCTET)
+        r = httpx.post(server.http + "/v1/infer", content=devs[0].frame(1), headers=OCTET)
         assert r.status_code in (200, 503)
     finally:
         client.close()
         server.stop()
 
 
-def test_sigterm_drains_and_exits_within_5s(tmp_path):
-    server = start_standin(tmp_path, "--delay", "0.02")
+def test_sigterm_drains_and_exits_within_5s(tmp_path, keys_file):
+    server = start_standin(tmp_path, "--delay", "0.02", "--keys", keys_file)
     client = UdpClient(server.udp)
+    dev = FleetDevice(1)
     for i in range(50):
-        client.send(frame(1, seq=i))
+        client.send(dev.frame(1))
     time.sleep(0.05)
     elapsed = server.stop()
     client.close()
@@ -275,32 +331,47 @@ def test_cli_port_in_use_is_one_line_and_exit_2():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = _snn("edge", "serve", "--http", f"127.0.0.1:{port}", "--udp", "127.0.0.1:0")
+        r = _snn("edge", "serve", "--http", f"127.0.0.1:{port}", "--udp", "127.0.0.1:0", "--insecure")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "in use" in lines[0] and str(port) in lines[0], r.stderr
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
-        r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", f"127.0.0.1:{port}")
+        r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", f"127.0.0.1:{port}", "--insecure")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "udp" in r.stderr
 
 
 def test_cli_bad_arguments_exit_2():
     r = _snn("edge", "serve", "--http", "nonsense", "--udp", "none")
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
-    r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", "none", "--bundle", "/nonexistent.snn")
+    r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", "none", "--bundle", "/nonexistent.snn",
+             "--insecure")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", "none")
+    assert r.returncode == 2 and "--keys" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_insecure_edge_answers_the_all_zero_key(tmp_path):
+    server = start_standin(tmp_path, "--insecure")
+    client = UdpClient(server.udp)
+    try:
+        dev = FleetDevice(77, key=bytes(16))
+        assert client.ask(dev, dev.frame(5)).label == 5
+        assert "INSECURE" in server.log()
+    finally:
+        client.close()
+        server.stop()
 
 
 def test_http_concurrent_requests(edge):
     results = []
 
     def worker(k):
+        dev = FleetDevice(500 + k)
         with httpx.Client() as c:
             for i in range(10):
-                r = c.post(edge.http + "/v1/infer", content=frame(k % 10, device=500 + k, seq=i),
-                           headers=OCTET)
+                r = c.post(edge.http + "/v1/infer", content=dev.frame(k % 10), headers=OCTET)
                 results.append((r.status_code, r.json()["label"], k % 10))
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
