@@ -135,23 +135,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _credentials(args, fingerprint: bytes):
     """(DeviceKeys, CounterStore) from --key-file/--device-id, checked against the encoder."""
-    from codec.wire.crypto import INSECURE_KEY, DeviceKeys
-    from codec.wire.keys import CounterStore, counter_path, load_keys
+    from codec.wire.keys import device_credentials
 
-    if not 0 <= args.device_id <= 0xFFFF:
-        raise SnnError(f"--device-id must lie in 0..65535, got {args.device_id}")
-    if args.key_file is None:
-        print("snn device: WARNING: no --key-file: sending under the public all-zero key (only an edge "
-              "run with --insecure answers; anyone can read and forge these frames)", file=sys.stderr)
-        return DeviceKeys(args.device_id, INSECURE_KEY), CounterStore(None)
-    entry = load_keys(args.key_file).get(args.device_id)
-    if entry is None:
-        raise SnnError(f"{args.key_file} has no key for device {args.device_id}")
-    if entry.fingerprint is not None and entry.fingerprint != fingerprint:
-        raise SnnError(f"device {args.device_id} is provisioned for codec {entry.fingerprint.hex()}, but "
-                       f"{args.encoder} is codec {fingerprint.hex()}: use the matching encoder or "
-                       f"re-provision the device")
-    return DeviceKeys(args.device_id, entry.key), CounterStore(counter_path(args.key_file, args.device_id))
+    return device_credentials(args.key_file, args.device_id, fingerprint,
+                              warn=lambda text: print(f"snn device: WARNING: {text}", file=sys.stderr))
 
 
 def _truth_labels(data, classes: list[str]):

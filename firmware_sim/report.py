@@ -25,15 +25,14 @@ class BudgetError(SnnError):
     """The model does not fit the board."""
 
 
-def frame_bytes(metadata: dict, mtu: int, pilot_len: int = 4, truth: bool = False) -> list[int]:
-    """Sizes of the DATA frames one inference needs at this MTU (codec/wire/frame.py layout)."""
-    from codec.wire.frame import encode_inference
+def frame_bytes(metadata: dict, mtu: int, truth: bool = False) -> list[int]:
+    """Sizes of the DATA frames one inference needs at this MTU (codec/wire/frame.py v2 layout)."""
+    from codec.wire.frame import block_bytes, fragment_count, fragment_slice
 
     bits = int(metadata.get("payload_bits") or int(metadata["n_symbols"]) * int(metadata.get("bits_per_symbol", 3)))
-    payload = bytes((bits + 7) // 8)
-    frames = encode_inference(payload, bits, bytes(4), 0, 0, mtu=mtu, pilot_len=pilot_len,
-                              truth=0 if truth else None)
-    return [len(f) for f in frames]
+    n = (bits + 7) // 8
+    count = fragment_count(n, mtu, 1, truth)
+    return [block_bytes(count > 1, truth) + len(fragment_slice(n, count, k)) for k in range(count)]
 
 
 def _layer_rows(program: Program, core: str) -> list[dict]:
@@ -50,7 +49,7 @@ def _layer_rows(program: Program, core: str) -> list[dict]:
     return rows
 
 
-def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK, pilot_len: int = 4,
+def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK,
                program: Program | None = None) -> dict:
     """The report as a dict (contract keys: board, fits, flash_bytes, peak_sram_bytes, macs, latency_ms)."""
     if isinstance(board, str):
@@ -63,7 +62,7 @@ def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK, pilot_len:
 
     lk = get_link(link)
     mtu = min(int(getattr(lk, "mtu", 255) or 255), 255)
-    sizes = frame_bytes(meta, mtu, pilot_len) if "n_symbols" in meta else [0]
+    sizes = frame_bytes(meta, mtu) if "n_symbols" in meta else [0]
     stream = lk.name.startswith("uart") if hasattr(lk, "name") else False
     wire = [n + (n // 254 + 2 if stream else 0) for n in sizes]  # COBS code bytes + delimiter on UART
     air_s = sum(lk.time_on_air_s(n) for n in wire)

@@ -3,7 +3,8 @@
 For each image the emulated MCU runs the integer encoder (`lowering.Program`), waits the
 encoder's estimated latency on the board (so the timing looks like the board's, unless
 ``compute_delay=False``), packs the symbols Gray-coded (`codec.wire.packing`), builds the DATA frames
-(`codec.frame.encode_inference`, with pilots and, optionally, the ground-truth label), COBS-frames
+(`codec.wire.frame.encode_inference`: protocol v2, encrypted and authenticated under the device's
+key, optionally with the ground-truth label; a new counter per transmission), COBS-frames
 them (`codec.wire.cobs`) and writes them to the port **paced at the configured baud rate** (one
 start + 8 data + stop bits per byte, as a UART shifts them out), then reads REPLY/ERROR frames
 from the same port and matches them by sequence number. No reply within the timeout: the same
@@ -114,8 +115,12 @@ class DeviceStats:
 class McuDevice:
     """The emulated firmware: integer encoder + framing + paced UART + reply matching."""
 
-    def __init__(self, program, port_url: str, device_id: int = 1, pilot_len: int = 4, mtu: int = 255,
+    def __init__(self, program, port_url: str, keys=None, counters=None, mtu: int = 255,
                  timeout_s: float = 3.0, retries: int = 2, compute_delay_s: float = 0.0, send_truth: bool = True):
+        """`keys`: the device's `DeviceKeys` (default: device 1 under the all-zero key of an
+        --insecure edge); `counters`: its `CounterStore` (default: not persisted)."""
+        from codec.wire.crypto import INSECURE_KEY, DeviceKeys
+        from codec.wire.keys import CounterStore
         meta = program.metadata
         for key in ("fingerprint", "levels", "n_symbols"):
             if key not in meta:
@@ -124,7 +129,9 @@ class McuDevice:
         self.fingerprint = bytes.fromhex(str(meta["fingerprint"]))[:4].rjust(4, b"\0")
         self.levels = int(meta["levels"])
         self.gray = bool(meta.get("gray", True))
-        self.device_id, self.pilot_len, self.mtu = device_id, pilot_len, mtu
+        self.keys = keys or DeviceKeys(1, INSECURE_KEY)
+        self.counters = counters or CounterStore(None)
+        self.device_id, self.mtu = self.keys.device_id, mtu
         self.timeout_s, self.retries = timeout_s, retries
         self.compute_delay_s = compute_delay_s
         self.send_truth = send_truth
@@ -137,32 +144,27 @@ class McuDevice:
     def close(self) -> None:
         self.uart.close()
 
-    def frames_for(self, symbols: np.ndarray, seq: int, truth: int | None) -> list[bytes]:
-        from codec.wire.frame import encode_inference
+    def frames_for(self, symbols: np.ndarray, counter: int, truth: int | None) -> list[bytes]:
+        """The v2 DATA frames of one inference under this counter (encrypted, authenticated)."""
+        from codec.wire.frame import encode_inference, plan_frames
         from codec.wire.packing import pack_symbols
 
         payload = pack_symbols(symbols, self.levels, self.gray).tobytes()
-        bits = int(symbols.size) * (self.levels - 1).bit_length()
-        return encode_inference(payload, bits, self.fingerprint, self.device_id, seq, mtu=self.mtu,
-                                pilot_len=self.pilot_len, truth=truth)
+        copies, _ = plan_frames(len(payload), self.mtu, 1, truth is not None)
+        return encode_inference(self.keys, counter, payload, mtu=self.mtu, copies=copies, truth=truth)
 
-    def _await_reply(self, seq: int, deadline: float):
-        from codec.wire.frame import Kind, parse_frame
+    def _await_reply(self, counters: dict, deadline: float):
+        """The first authenticated answer to one of `counters` (low 16 bits -> counter)."""
+        from codec.wire.frame import read_answer
         from snn.errors import FrameError
 
         while True:
             while self.pending:
                 raw = self.pending.pop(0)
                 try:
-                    frame = parse_frame(raw)
+                    return read_answer(raw, self.keys, counters)
                 except FrameError:
                     continue
-                if frame.device_id != self.device_id or frame.seq != seq:
-                    continue
-                if frame.kind == Kind.REPLY:
-                    return frame
-                if frame.kind == Kind.ERROR:
-                    return frame
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -170,7 +172,7 @@ class McuDevice:
             if chunk:
                 self.pending.extend(self.decoder.feed(chunk))
 
-    def infer(self, image: np.ndarray, seq: int, truth: int | None, stats: DeviceStats):
+    def infer(self, image: np.ndarray, truth: int | None, stats: DeviceStats):
         from codec.wire.cobs import cobs_frame
         from codec.wire.frame import Kind
 
@@ -179,21 +181,24 @@ class McuDevice:
         spent = time.monotonic() - t0
         if self.compute_delay_s > spent:
             time.sleep(self.compute_delay_s - spent)
-        frames = self.frames_for(symbols, seq, truth if self.send_truth else None)
         start = time.monotonic()
+        counters: dict[int, int] = {}
         for attempt in range(self.retries + 1):
+            counter = self.counters.take()          # every transmission under a new counter
+            counters[counter & 0xFFFF] = counter
+            frames = self.frames_for(symbols, counter, truth if self.send_truth else None)
             air = 0.0
             for f in frames:
                 air += self.uart.write(cobs_frame(f))
             if attempt == 0:
                 stats.air_ms.append(air * 1e3)
-            reply = self._await_reply(seq, time.monotonic() + self.timeout_s)
+            reply = self._await_reply(counters, time.monotonic() + self.timeout_s)
             if reply is not None:
                 stats.rtt_ms.append((time.monotonic() - start) * 1e3)
                 if reply.kind == Kind.ERROR:
                     stats.errors += 1
-                    return None, reply.error()
-                return reply.reply(), None
+                    return None, (reply.code, reply.detail)
+                return reply, None
             if attempt < self.retries:
                 stats.retries += 1
         return None, None
@@ -202,7 +207,7 @@ class McuDevice:
         stats = DeviceStats()
         for i, img in enumerate(images):
             truth = int(labels[i]) if labels is not None else None
-            reply, err = self.infer(np.asarray(img, dtype=np.uint8), i & 0xFFFF, truth, stats)
+            reply, err = self.infer(np.asarray(img, dtype=np.uint8), truth, stats)
             stats.count += 1
             if reply is not None:
                 stats.answered += 1

@@ -142,3 +142,26 @@ class CounterStore:
         value = self.next
         self.next += 1
         return value
+
+
+def device_credentials(key_file: str | Path | None, device_id: int, fingerprint: bytes | None = None,
+                       warn=None):
+    """(DeviceKeys, CounterStore) of one device from its keys file, checked against the codec it
+    runs (`fingerprint`). Without a keys file: the public all-zero key of an `--insecure` edge and
+    an unpersisted counter, after `warn(text)`."""
+    from codec.wire.crypto import INSECURE_KEY, DeviceKeys
+
+    if not 0 <= device_id <= 0xFFFF:
+        raise SnnError(f"--device-id must lie in 0..65535, got {device_id}")
+    if key_file is None:
+        if warn:
+            warn("no --key-file: sending under the public all-zero key (only an edge run with "
+                 "--insecure answers; anyone can read and forge these frames)")
+        return DeviceKeys(device_id, INSECURE_KEY), CounterStore(None)
+    entry = load_keys(key_file).get(device_id)
+    if entry is None:
+        raise SnnError(f"{key_file} has no key for device {device_id}")
+    if fingerprint is not None and entry.fingerprint is not None and entry.fingerprint != fingerprint:
+        raise SnnError(f"device {device_id} is provisioned for codec {entry.fingerprint.hex()}, but its "
+                       f"encoder is codec {fingerprint.hex()}: use the matching encoder or re-provision")
+    return DeviceKeys(device_id, entry.key), CounterStore(counter_path(key_file, device_id))

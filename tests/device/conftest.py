@@ -31,58 +31,72 @@ def int8_encoder(tmp_path_factory):
     return out / "encoder.int8.onnx"
 
 
-class Responder:
-    """A stand-in edge for client tests: answers each complete inference with a REPLY frame.
+KEY = bytes(range(16))
+DEVICE_ID = 1
 
-    label = the truth label in the header (or 0); `drop_first` ignores the first transmission of
-    every sequence number (so the device must resend); `error` answers with that ERROR code.
+
+class Responder:
+    """A stand-in edge for client tests: answers each complete inference with an authenticated
+    REPLY under the test key (`KEY`, device `DEVICE_ID`).
+
+    label = the truth label in the header (or 0); `drop_first` ignores the first N transmissions
+    (so the device must resend); `error` answers with that ERROR code; `forge` answers first with
+    a REPLY under another key (which the device must ignore); `twice` sends every reply twice.
     """
 
-    def __init__(self, url: str, drop_first: bool = False, error=None, damaged_first: bool = False):
+    def __init__(self, url: str, drop_first: int = 0, error=None, forge: bool = False, twice: bool = False):
         from channel.transports import open_transport
+        from codec.wire.crypto import DeviceKeys
 
         self.transport = open_transport(url, listen=True)
-        self.drop_first = drop_first
+        self.keys = DeviceKeys(DEVICE_ID, KEY)
+        self.drop_first = int(drop_first)
         self.error = error
-        self.damaged_first = damaged_first
-        self.seen: dict[int, int] = {}
+        self.forge = forge
+        self.twice = twice
+        self.counters: list[int] = []
         self.frames = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def _loop(self):
-        from codec.wire.frame import ErrorCode, encode_error, encode_reply, parse_frame
+        from codec.wire.crypto import DeviceKeys
+        from codec.wire.frame import encode_error, encode_reply, read_header, verify
         from snn.errors import FrameError
 
+        last = -1
         while not self._stop.is_set():
             got = self.transport.recv(timeout=0.05)
             if got is None:
                 continue
             data, addr = got
             try:
-                frame = parse_frame(data)
+                head = read_header(data)
             except FrameError:
                 continue
+            counter = (last & ~0xFFFF) | head.counter_low
+            if counter < last - 0x8000:
+                counter += 0x10000
+            if not verify(head, self.keys, counter):
+                continue
+            last = max(last, counter)
             self.frames += 1
-            if frame.frag_index != frame.frag_count - 1:
+            if head.frag_index != head.frag_count - 1:
                 continue
-            n = self.seen.get(frame.seq, 0)
-            self.seen[frame.seq] = n + 1
-            if self.drop_first and n == 0:
+            self.counters.append(counter)
+            if len(self.counters) <= self.drop_first:
                 continue
-            if self.damaged_first and n == 0:  # as if the header arrived with device id bit 0 flipped
-                out = encode_error(frame.fingerprint, frame.device_id ^ 1, frame.seq, ErrorCode.BAD_FRAME,
-                                   "header damaged beyond repair")
-                self.transport.send(out, addr)
-                continue
+            if self.forge:
+                self.transport.send(encode_reply(DeviceKeys(DEVICE_ID, bytes(16)), counter, 9, 1.0, 0.0), addr)
             if self.error is not None:
-                out = encode_error(frame.fingerprint, frame.device_id, frame.seq, self.error, "test refusal")
+                out = encode_error(self.keys, counter, self.error, 0)
             else:
-                label = frame.truth if frame.truth is not None else 0
-                out = encode_reply(frame.fingerprint, frame.device_id, frame.seq, label, 0.9, 0.0)
+                label = head.truth if head.truth is not None else 0
+                out = encode_reply(self.keys, counter, label, 0.9, 0.0, head.copies)
             try:
-                self.transport.send(out, addr)
+                for _ in range(2 if self.twice else 1):
+                    self.transport.send(out, addr)
             except (OSError, ValueError):
                 pass
 
