@@ -13,8 +13,12 @@ process generates load with non-blocking sockets and no torch in the loop. Phase
    in): reply latency p50/p99 per frame, matched by (device id, sequence number).
 4. ``http``: ``--http-clients`` keep-alive connections posting frames to /v1/infer.
 
-Every frame must end answered (REPLY) or rejected (an ERROR reply, e.g. BUSY): the benchmark
-checks sent = answered + rejected and reports ``lost`` otherwise. ``--soak`` runs phase 3 for
+Protocol v2: the load generator provisions its own fleet (`FrameMaker.write_keys`, the server
+runs with ``--keys``), every frame has its own counter (a resent frame would be a replay), and
+garbage gets no reply at all. Every frame must end answered (REPLY), rejected with an ERROR
+(e.g. BUSY) or refused silently — counted by the server's ``snn_edge_rejects_total`` — or
+dropped by the kernel (``snn_edge_udp_kernel_drops``): the benchmark checks
+sent = answered + rejected + refused + kernel drops and reports ``lost`` otherwise. ``--soak`` runs phase 3 for
 that many seconds and reports the server's RSS growth instead of the other phases.
 """
 from __future__ import annotations
@@ -36,63 +40,93 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.wire.frame import HEADER_BYTES, ErrorCode, Kind, encode_inference, peek
+from codec.wire.crypto import DOWNLINK, DeviceKeys
+from codec.wire.frame import BLOCK_BYTES, ErrorCode, Kind, encode_inference, reconstruct_counter
+from codec.wire.keys import KeyEntry, write_keys
 from codec.wire.packing import pack_symbols
 from snn.errors import SnnError
 
 GARBAGE_DEVICE = 0xFFFF
+FLEET = 64
 
 
 # --- frames ------------------------------------------------------------------------------------
 
-class FrameMaker:
-    """Valid DATA frames with random symbols for one codec, and garbage for soak tests."""
+# reasons the server refuses without a reply (docs/PROTOCOL.md §4.3)
+SILENT_REASONS = ("length", "damaged", "version", "bad_frame", "auth", "replay", "rate_limited")
 
-    def __init__(self, codec: dict, seed: int = 0, n_devices: int = 64, pilot_len: int = 4) -> None:
-        self.fp = bytes.fromhex(codec["fingerprint"])
+
+def bench_key(device_id: int) -> bytes:
+    """The load generator's fleet keys: deterministic (a benchmark, not a deployment)."""
+    import hashlib
+    return hashlib.sha256(b"snn bench key %d" % device_id).digest()[:16]
+
+
+class FrameMaker:
+    """Valid v2 DATA frames with random symbols for one codec, each under its own counter, from a
+    provisioned fleet of `n_devices` devices (ids 1..n); and garbage for soak tests."""
+
+    def __init__(self, codec: dict, seed: int = 0, n_devices: int = 64, base_counter: int = 0) -> None:
         self.levels = int(codec["levels"])
         self.n_symbols = int(codec["n_symbols"])
-        self.payload_bits = int(codec["payload_bits"])
         self.n_devices = n_devices
-        self.pilot_len = pilot_len
+        self.base = base_counter
+        self.used = 0                         # frame indices handed out so far
+        self.keys = {d: DeviceKeys(d, bench_key(d)) for d in range(1, n_devices + 1)}
         self.rng = np.random.default_rng(seed)
         self._payloads = [pack_symbols(self.rng.integers(0, self.levels, self.n_symbols), self.levels)
                           .tobytes() for _ in range(64)]
-        self._bad_source = encode_inference(self._payloads[0], self.payload_bits, self.fp,
-                                            GARBAGE_DEVICE, 0, pilot_len=pilot_len)[0]
+        self._bad_source = encode_inference(DeviceKeys(GARBAGE_DEVICE, bytes(16)), 0, self._payloads[0])[0]
+
+    @staticmethod
+    def write_keys(path, n_devices: int = 64) -> str:
+        """The fleet's keys file for `snn edge serve --keys` (devices 1..n, the default codec)."""
+        write_keys(path, [KeyEntry(d, bench_key(d)) for d in range(1, n_devices + 1)], force=True)
+        return str(path)
+
+    def fork(self, seed: int) -> "FrameMaker":
+        """A maker for the same fleet whose counters start after every counter this one used."""
+        other = FrameMaker({"levels": self.levels, "n_symbols": self.n_symbols}, seed, self.n_devices,
+                           self.base + -(-self.used // self.n_devices) + 1)
+        other.keys = self.keys
+        return other
 
     def frame(self, index: int) -> bytes:
-        """Frame `index`: device 1 + index % n_devices, sequence index // n_devices."""
-        device, seq = 1 + index % self.n_devices, index // self.n_devices
-        if seq > 0xFFFF:
-            raise ValueError("too many frames for unique (device, seq) keys")
-        return encode_inference(self._payloads[index % len(self._payloads)], self.payload_bits,
-                                self.fp, device, seq, pilot_len=self.pilot_len)[0]
+        """Frame `index`: device 1 + index % n_devices, counter base + index // n_devices."""
+        device, counter = 1 + index % self.n_devices, self.base + index // self.n_devices
+        self.used = max(self.used, index + 1)
+        return encode_inference(self.keys[device], counter, self._payloads[index % len(self._payloads)])[0]
 
-    def index_of(self, device: int, seq: int) -> int:
-        return seq * self.n_devices + (device - 1)
+    def index_of(self, device: int, counter_low: int) -> int:
+        """The frame index of a reply (the full counter from its low 16 bits)."""
+        high = self.base + self.used // self.n_devices
+        return (reconstruct_counter(high, counter_low) - self.base) * self.n_devices + (device - 1)
+
+    def error_code(self, device: int, counter_low: int, data: bytes) -> int:
+        """The (encrypted) code byte of an ERROR reply."""
+        keys = self.keys.get(device)
+        if keys is None or len(data) < 6:
+            return 0
+        counter = reconstruct_counter(self.base + self.used // self.n_devices, counter_low)
+        return keys.crypt(DOWNLINK, counter, data[5:6])[0]
 
     def garbage(self, rnd: random.Random) -> bytes:
         """Random bytes, a truncated frame, or a frame with its header smashed beyond repair."""
         pick = rnd.random()
         if pick < 0.4:
-            data = bytearray(os.urandom(rnd.randint(1, 120)))
-            if data:
-                data[0] = 0x00  # never the magic byte
-            return bytes(data)
+            return os.urandom(rnd.randint(1, 120))
         if pick < 0.7:
             return self._bad_source[: rnd.randint(0, len(self._bad_source) - 1)]
         data = bytearray(self._bad_source)
-        data[:HEADER_BYTES] = os.urandom(HEADER_BYTES)
+        data[:BLOCK_BYTES] = os.urandom(BLOCK_BYTES)
         return bytes(data)
 
 
 def _classify(data: bytes):
-    """(kind, device, seq, error code) of a reply frame, cheaply (loopback: no CRC check)."""
-    claimed = peek(data)
-    if len(data) < HEADER_BYTES or not claimed.kind:
+    """(kind, device, counter low, raw) of a v2 answer, cheaply and unverified (loopback)."""
+    if len(data) < 15 or data[0] >> 6 != 2:
         return None
-    return claimed.kind, claimed.device_id, claimed.seq, claimed.error_code
+    return (data[0] >> 4) & 3, int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:5], "big"), data
 
 
 def _waiting_replies(sock: socket.socket):
@@ -136,6 +170,8 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
     """`window` frames in flight; each answered (or rejected) frame is sent again at once."""
     sock = _udp_socket(target)
     frames = [maker.frame(j) for j in range(window)]
+    slot_index = list(range(window))         # the frame index each slot is waiting for
+    next_index = window
     sent_at = [0.0] * window
     in_flight = [False] * window
     sent = answered = rejected = 0
@@ -162,11 +198,16 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
         ready, _, _ = select.select([sock], [], [], 0.05)
         if not ready:
             continue
-        for kind, device, seq, _ in _waiting_replies(sock):
-            j = maker.index_of(device, seq)
-            if not 0 <= j < window or not in_flight[j]:
+        for kind, device, low, _ in _waiting_replies(sock):
+            index = maker.index_of(device, low)
+            j = index % window
+            if not 0 <= index or slot_index[j] != index or not in_flight[j]:
                 continue
             in_flight[j] = False
+            # the slot's next frame: a new counter (the same bytes again would be a replay).
+            # Indices step by `window`, so a slot keeps its index modulo window
+            slot_index[j] = index + window
+            frames[j] = maker.frame(slot_index[j])
             t = time.perf_counter()
             if kind == Kind.REPLY:
                 answered += 1
@@ -178,6 +219,7 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
             free.append(j)
     sock.close()
     lost = sent - answered - rejected
+    del next_index
     return {"sent": sent, "answered": answered, "rejected": rejected, "lost": lost,
             "window": window, "duration_s": duration,
             "throughput_fps": round(measured_answers / duration, 1), **_percentiles(lat)}
@@ -187,8 +229,10 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
 
 def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, duration: float,
                   garbage: float = 0.0, grace: float = 5.0, seed: int = 0,
-                  on_tick=None) -> dict:
-    """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad), collect replies."""
+                  on_tick=None, metrics_url: str | None = None) -> dict:
+    """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad), collect replies.
+    What the server refuses silently (garbage gets no reply) is read from `metrics_url`."""
+    before = _refusals(metrics_url)
     n = int(rate * duration)
     rnd = random.Random(seed)
     is_garbage = [rnd.random() < garbage for _ in range(n)]
@@ -232,7 +276,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
         else:
             if t_last is None:
                 t_last = now
-            if answered + rejected >= sent or now > t_last + grace:
+            if answered + rejected >= sent_valid or now > t_last + grace:
                 break
             timeout = 0.02
         if on_tick is not None and now - last_tick >= 1.0:
@@ -241,12 +285,11 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
         ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             continue
-        for kind, device, seq, code in _waiting_replies(sock):
-            if kind == Kind.ERROR and code == ErrorCode.BAD_FRAME:
-                garbage_answered += 1
-                rejected += 1
+        for kind, device, low, raw in _waiting_replies(sock):
+            if device not in maker.keys:
+                garbage_answered += 1      # must stay 0: the edge answers nothing unauthenticated
                 continue
-            j = maker.index_of(device, seq)
+            j = maker.index_of(device, low)
             if not 0 <= j < n_valid or done[j]:
                 continue
             done[j] = True
@@ -255,29 +298,41 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
                 lat.append((time.perf_counter() - sent_at[j]) * 1e3)
             else:
                 rejected += 1
-                busy += code == ErrorCode.BUSY
+                busy += maker.error_code(device, low, raw) == ErrorCode.BUSY
     elapsed = time.perf_counter() - t0
     sock.close()
+    time.sleep(0.2)   # the server counts the last refusals
+    refused, drops = (a - b for a, b in zip(_refusals(metrics_url), before))
     return {"offered_fps": rate, "duration_s": duration, "sent": sent, "sent_valid": sent_valid,
             "sent_garbage": sent_garbage, "answered": answered, "rejected": rejected, "busy": busy,
-            "garbage_answered": garbage_answered, "lost": sent - answered - rejected,
+            "refused_silently": int(refused), "kernel_drops": int(drops),
+            "garbage_answered": garbage_answered,
+            "lost": sent - answered - rejected - int(refused) - int(drops) if metrics_url else
+            sent_valid - answered - rejected,
             "throughput_fps": round(answered / max(duration, 1e-9), 1),
             "elapsed_s": round(elapsed, 2), **_percentiles(lat)}
 
 
+def _refusals(metrics_url: str | None) -> tuple[float, float]:
+    """(silent refusals, kernel drops) the server counted so far (0, 0 without a URL)."""
+    if not metrics_url:
+        return 0.0, 0.0
+    text = _get(metrics_url)
+    refused = sum(_metric_sum(text, f'snn_edge_rejects_total{{reason="{r}"}}') for r in SILENT_REASONS)
+    return refused, _metric_sum(text, "snn_edge_udp_kernel_drops")
+
+
 # --- HTTP ----------------------------------------------------------------------------------------
 
-async def _http_client(host: str, port: int, bodies: list[bytes], t_end: float, out: dict) -> None:
+async def _http_client(host: str, port: int, next_body, t_end: float, out: dict) -> None:
     reader, writer = await asyncio.open_connection(host, port)
-    heads = [(f"POST /v1/infer HTTP/1.1\r\nHost: {host}:{port}\r\n"
-              f"Content-Type: application/octet-stream\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
-             for b in bodies]
-    k = 0
     try:
         while time.perf_counter() < t_end:
+            body = next_body()            # a new counter every request: a repeat is a replay
             t = time.perf_counter()
-            writer.write(heads[k % len(heads)])
-            k += 1
+            writer.write((f"POST /v1/infer HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                          f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}"
+                          f"\r\n\r\n").encode() + body)
             out["sent"] += 1
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -302,10 +357,14 @@ def http_load(url: str, maker: FrameMaker, clients: int, duration: float, warmup
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     port = int(port)
 
+    counter = iter(range(1 << 40))
+
+    def next_body() -> bytes:
+        return maker.frame(next(counter))
+
     async def main(seconds: float, out: dict):
         t_end = time.perf_counter() + seconds
-        bodies = [[maker.frame(c + maker.n_devices * k) for k in range(8)] for c in range(clients)]
-        await asyncio.gather(*(_http_client(host, port, bodies[c], t_end, out) for c in range(clients)))
+        await asyncio.gather(*(_http_client(host, port, next_body, t_end, out) for c in range(clients)))
 
     if warmup:
         asyncio.run(main(warmup, {"sent": 0, "answered": 0, "rejected": 0, "lat": [], "status": {}}))
@@ -399,7 +458,8 @@ def edge_server(bundles: list[str] | None, extra: list[str] | None = None, timeo
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready.json"
         cmd = [sys.executable, "-m", "snn", "edge", "serve", "--http", "127.0.0.1:0",
-               "--udp", "127.0.0.1:0", "--ready-json", str(ready)]
+               "--udp", "127.0.0.1:0", "--ready-json", str(ready),
+               "--keys", FrameMaker.write_keys(Path(tmp) / "keys.json", FLEET)]
         for b in bundles or []:
             cmd += ["--bundle", str(b)]
         cmd += extra or []
@@ -503,7 +563,7 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
         target = (host, int(port))
-        maker = FrameMaker(codec)
+        maker = FrameMaker(codec, n_devices=FLEET)
         rss0 = _rss_kb(proc.pid)
         if soak is not None:
             return _soak(result, proc, target, maker, rate, soak, garbage, addr, log)
@@ -525,15 +585,16 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         batches0 = _batch_stats(addr)
         udp_rate: dict = {}
         with _cpu_account(proc.pid, udp_rate):
-            udp_rate.update(udp_open_loop(target, FrameMaker(codec, seed=1, n_devices=64), rate,
-                                          duration, garbage))
+            maker = maker.fork(seed=1)
+            udp_rate.update(udp_open_loop(target, maker, rate, duration, garbage,
+                                          metrics_url=addr["http"] + "/metrics"))
         udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_rate"] = udp_rate
         log(f"http: {http_clients} clients, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         http: dict = {}
         with _cpu_account(proc.pid, http):
-            http.update(http_load(addr["http"], maker, http_clients, duration))
+            http.update(http_load(addr["http"], maker.fork(seed=2), http_clients, duration))
         http["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["http"] = http
         metrics = _get(addr["http"] + "/metrics")
@@ -551,6 +612,8 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
     result["sent"] = udp_max["sent"] + udp_rate["sent"]
     result["answered"] = udp_max["answered"] + udp_rate["answered"]
     result["rejected"] = udp_max["rejected"] + udp_rate["rejected"]
+    result["refused_silently"] = udp_rate["refused_silently"]
+    result["kernel_drops"] = udp_rate["kernel_drops"]
     result["lost"] = udp_max["lost"] + udp_rate["lost"]
     result["throughput_fps"] = udp_max["throughput_fps"]
     result["ratio"] = round(result["throughput_fps"] / result["model_fps"], 3) if result["model_fps"] else None
@@ -571,7 +634,8 @@ def _soak(result, proc, target, maker, rate, seconds, garbage, addr, log) -> dic
             log(f"  soak t={t:.0f}s rss={samples[-1][1] / 1024:.1f} MiB")
 
     log(f"soak: {rate:.0f} frames/s, {garbage:.0%} garbage, {seconds:.0f} s ...")
-    run = udp_open_loop(target, maker, rate, seconds, garbage, on_tick=tick)
+    run = udp_open_loop(target, maker, rate, seconds, garbage, on_tick=tick,
+                        metrics_url=addr["http"] + "/metrics")
     health = json.loads(_get(addr["http"] + "/healthz"))
     result["server"] = _stalls(addr)
     alive = proc.poll() is None
@@ -580,6 +644,7 @@ def _soak(result, proc, target, maker, rate, seconds, garbage, addr, log) -> dic
     end = _rss_kb(proc.pid)
     result.update({"soak": run, "sent": run["sent"], "answered": run["answered"],
                    "rejected": run["rejected"], "lost": run["lost"],
+                   "refused_silently": run["refused_silently"], "kernel_drops": run["kernel_drops"],
                    "throughput_fps": run["throughput_fps"], "p50_ms": run["p50_ms"],
                    "p99_ms": run["p99_ms"], "alive": alive, "health": health["status"],
                    "rss_samples_kb": samples, "rss_base_kb": base, "rss_end_kb": end,
@@ -599,7 +664,8 @@ def format_edge(r: dict) -> str:
         lines += [f"soak {s['duration_s']:.0f} s at {s['offered_fps']:.0f} fps offered "
                   f"({s['sent_garbage']} garbage of {s['sent']}):",
                   f"  sent {s['sent']}  answered {s['answered']}  rejected {s['rejected']} "
-                  f"(garbage answered {s['garbage_answered']}, busy {s['busy']})  lost {s['lost']}",
+                  f"(busy {s['busy']})  refused silently {s['refused_silently']} (garbage answered "
+                  f"{s['garbage_answered']})  kernel drops {s['kernel_drops']}  lost {s['lost']}",
                   f"  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  server alive {r['alive']}  "
                   f"server stalls > 100 ms: loop {r['server']['loop_lag_over_100ms']}, model batches "
                   f"{r['server']['model_batches_over_100ms']}",

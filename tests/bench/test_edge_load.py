@@ -23,7 +23,8 @@ def test_bench_edge_quick_contract(tmp_path):
     r, result = _bench(tmp_path, "--duration", "1", "--rate", "300")
     for key in CONTRACT:
         assert key in result, key
-    assert result["sent"] == result["answered"] + result["rejected"] and result["lost"] == 0
+    assert result["sent"] == (result["answered"] + result["rejected"] + result["refused_silently"]
+                              + result["kernel_drops"]) and result["lost"] == 0
     assert result["answered"] > 0 and result["throughput_fps"] > 0 and result["model_fps"] > 0
     assert result["http"]["answered"] > 0 and result["http"]["lost"] == 0
     assert result["server"]["exit_code"] == 0 and result["server"]["sigterm_exit_s"] < 5
@@ -36,6 +37,9 @@ def test_soak_60s_with_garbage(tmp_path):
     _, result = _bench(tmp_path, "--soak", "60", "--rate", "1000", "--garbage", "0.05", timeout=400)
     soak = result["soak"]
     assert result["alive"] and result["health"] == "ok"
-    assert soak["lost"] == 0 and soak["sent"] == soak["answered"] + soak["rejected"]
-    assert soak["sent_garbage"] > 0 and soak["garbage_answered"] == soak["sent_garbage"]
+    assert soak["lost"] == 0
+    assert soak["sent"] == soak["answered"] + soak["rejected"] + soak["refused_silently"] + soak["kernel_drops"]
+    # v2: garbage gets no reply at all; the server counts it (snn_edge_rejects_total)
+    assert soak["sent_garbage"] > 0 and soak["garbage_answered"] == 0
+    assert soak["refused_silently"] >= soak["sent_garbage"] - soak["kernel_drops"]
     assert result["rss_growth"] <= 0.10, result["rss_growth"]
