@@ -94,7 +94,8 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
     from channel.links import get_link
     from codec.bundle import load_bundle
     from codec.datasets import load_dataset
-    from codec.wire.frame import encode_inference, parse_frame
+    from codec.wire.crypto import DeviceKeys
+    from codec.wire.frame import check_length, encode_inference, read_header, verify
     from codec.wire.packing import pack_symbols, unpack_symbols
     from export.pipeline import build_encoders
     from export.verify import ort_session
@@ -115,10 +116,13 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
         name = sess.get_inputs()[0].name
         payload_bits = bundle.n_symbols * bundle.bits_per_symbol
 
-        def device_sem():
+        keys = DeviceKeys(1, bytes(range(16)))
+        del payload_bits
+
+        def device_sem():  # encode, pack, encrypt, authenticate, frame (protocol v2)
             sym = sess.run(None, {name: image})[0]
             packed = pack_symbols(np.asarray(sym).reshape(1, -1).astype(np.int64), bundle.levels, gray=bundle.gray)[0]
-            return encode_inference(packed.tobytes(), payload_bits, bundle.fingerprint, 1, 1, mtu=222)
+            return encode_inference(keys, 1, packed.tobytes(), mtu=222)
 
         encode_ms = _median_ms(lambda: sess.run(None, {name: image}), runs)
         device_ms = _median_ms(device_sem, runs)
@@ -128,11 +132,17 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
     edge = bundle.edge_half()
     torch.set_num_threads(2)
 
-    def edge_sem():
-        f = parse_frame(frames[0])
-        sym = unpack_symbols(np.frombuffer(b"".join(parse_frame(fr).data for fr in frames), np.uint8)
-                             if len(frames) > 1 else np.frombuffer(f.data, np.uint8),
-                             bundle.levels, bundle.n_symbols, gray=bundle.gray)
+    nbytes = (bundle.n_symbols * bundle.bits_per_symbol + 7) // 8
+
+    def edge_sem():  # header block, MIC, decrypt, unpack, decoder + tail
+        payload = bytearray(nbytes)
+        for fr in frames:
+            head = read_header(fr)
+            assert verify(head, keys, 1)
+            piece = check_length(head, nbytes)
+            payload[piece.start:piece.stop] = keys.crypt(0, 1, head.body, piece.start)
+        sym = unpack_symbols(np.frombuffer(bytes(payload), np.uint8), bundle.levels, bundle.n_symbols,
+                             gray=bundle.gray)
         with torch.inference_mode():
             s = torch.from_numpy(sym.astype(np.int64))[None]
             return edge(s, torch.zeros_like(s, dtype=torch.bool), torch.tensor([1e-2])).argmax(1)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 UPLINK = 0
 DOWNLINK = 1
 KEY_BYTES = 16
+_SUFFIX = [bytes(7) + i.to_bytes(2, "big") for i in range(4096)]   # 00 x 7 ‖ block index
 MIC_BYTES = 4
 INSECURE_KEY = bytes(KEY_BYTES)   # the public all-zero key of `--insecure` (no security at all)
 
@@ -45,10 +46,10 @@ class DeviceKeys:
 
     def keystream(self, direction: int, counter: int, nbytes: int) -> bytes:
         """The first `nbytes` keystream bytes of (direction, this device, counter)."""
-        prefix = bytes([direction]) + self.device_id.to_bytes(2, "big") + \
-            (counter & 0xFFFFFFFF).to_bytes(4, "big") + bytes(7)
-        blocks = b"".join(prefix + i.to_bytes(2, "big") for i in range(-(-nbytes // 16)))
-        return self._ecb.update(blocks)[:nbytes]
+        prefix = bytes([direction]) + self.device_id.to_bytes(2, "big") + (counter & 0xFFFFFFFF).to_bytes(4, "big")
+        count = -(-nbytes // 16)
+        suffixes = _SUFFIX[:count] if count <= len(_SUFFIX) else [bytes(7) + i.to_bytes(2, "big") for i in range(count)]
+        return self._ecb.update(b"".join([prefix + s for s in suffixes]))[:nbytes]
 
     def crypt(self, direction: int, counter: int, data: bytes, offset: int = 0) -> bytes:
         """data XOR keystream[offset : offset + len(data)] (encryption and decryption alike)."""

@@ -24,8 +24,8 @@ the frame's bit error rate at no byte cost: v2 has no pilots.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from codec.wire import bch
 from codec.wire.crypto import DOWNLINK, MIC_BYTES, UPLINK, DeviceKeys
@@ -68,8 +68,7 @@ class BadDetail(IntEnum):
     TRUTH = 3           # the truth label is not a class of the device's codec
 
 
-@dataclass(frozen=True, slots=True)
-class DataHeader:
+class DataHeader(NamedTuple):
     """A DATA frame's checked header block (BCH-corrected; the MIC not yet verified)."""
 
     device_id: int
@@ -85,8 +84,7 @@ class DataHeader:
     bits: int            # header bits received (copies × block × 8)
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """A verified REPLY or ERROR as a device reads it."""
 
     kind: Kind
@@ -254,15 +252,18 @@ def _majority(data: bytes, size: int, copies: int) -> int:
 def _decode_block(data: bytes, size: int, copies: int, repair: bool = True) -> tuple[bytes, int] | None:
     """(corrected block, bits flipped over all copies), or None when beyond repair (or, without
     `repair`, when the voted block is not a codeword as it stands: one CRC-32, no decoding)."""
-    voted = _majority(data, size, copies).to_bytes(size, "big")
-    if not repair:
-        clean = bch.remainder(voted[:-bch.PARITY_BYTES]) == int.from_bytes(voted[-bch.PARITY_BYTES:], "big")
-        out = (voted, 0) if clean else None
+    voted = data[:size] if copies == 1 else _majority(data, size, copies).to_bytes(size, "big")
+    if bch.remainder(voted[:-bch.PARITY_BYTES]) == int.from_bytes(voted[-bch.PARITY_BYTES:], "big"):
+        out = (voted, 0)                       # a codeword as it stands: one CRC, no decoding
+    elif not repair:
+        out = None
     else:
         out = bch.decode(voted)
     if out is None:
         return None
     block = out[0]
+    if copies == 1:
+        return out
     ref = int.from_bytes(block, "big")
     errors = sum((int.from_bytes(data[i * size:(i + 1) * size], "big") ^ ref).bit_count()
                  for i in range(copies))
@@ -285,7 +286,8 @@ def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None,
 
     Readings are tried by copies (1, 3, 5) and block size (13, 14, 15); a reading counts only
     when the decoded b0 confirms both (its copies code and its F and T flags)."""
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     if len(data) <= BLOCK_BYTES:
         raise FrameError(f"frame of {len(data)} bytes is not longer than a {BLOCK_BYTES}-byte header block",
                          reason="short")
