@@ -20,12 +20,15 @@ the link, and retransmissions are later rounds of the same stream.
   most t = nsym // 2 byte errors decodes (bounded-distance decoding; `tests/bench` checks this
   rule against `reedsolo` itself); with more, the inference fails (a decoder error, or a
   miscorrection that the frame's own checks reject).
-- Header-only protection (`header_only`, SemanticNN's own frames and the "no CRC, no ARQ"
-  baseline, which uses them too): the 31-byte frame header of `codec.wire.frame` (17 fields, CRC-16,
-  RS(31, 19) parity) is accepted when it has at most 6 byte errors (bounded-distance decoding,
-  then the CRC; `tests/bench` checks this rule against `codec.frame.parse_frame`); otherwise the
-  frame is dropped and the device resends it (timeout, same sequence number) up to `cap`
-  attempts. The body arrives with its bit errors.
+- Header-only protection (`header_only`, SemanticNN's own v2 frames and the "no CRC, no ARQ"
+  baseline, which uses them too): the 13-byte header block of `codec.wire.frame` (14 when
+  fragmented: b0, device id, counter, [fragment], MIC, BCH parity), sent 1, 3 or 5 times, is
+  accepted when, after the bitwise majority of its copies, at most 4 of its bits are wrong
+  (bounded-distance BCH decoding; beyond that the block is dropped, and a miscorrection fails the
+  MIC; `tests/bench` checks this rule against `codec.wire.frame.read_header`); otherwise the
+  frame is dropped and the device resends it (timeout, a new counter) up to `cap` attempts. The
+  body arrives with its bit errors. The header's flipped bits (counted against the corrected
+  block, every copy) are the edge's BER measurement: `header_flips` / `header_bits`.
 
 Only the uplink is counted (the device's bytes); replies and ACKs are not, for any method.
 """
@@ -35,11 +38,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec.wire.frame import header_bytes
+from codec.wire import bch
+from codec.wire.frame import block_bytes, plan_frames
 
-HEADER_FIELDS = 17            # header fields without CRC/parity (PROTOCOL.md §2, bytes 0-16)
-FRAME_HEADER = header_bytes()  # 31: SemanticNN's protected header (fields + CRC-16 + RS parity)
-FRAME_HEADER_T = 6             # byte errors the RS(31, 19) header code corrects
+HEADER_FIELDS = 17            # header fields of the bit-level baselines (as v1 SemanticNN frames had)
+FRAME_HEADER = block_bytes()  # 13: SemanticNN's v2 header block, one copy, one fragment
+FRAME_HEADER_T = bch.T        # bit errors the BCH code of the header block corrects
 CRC32_BYTES = 4
 DEFAULT_CAP = 8
 RS_RATES = {"rs223": 32, "rs191": 64, "rs127": 128}  # name -> parity bytes nsym of RS(255, 255 - nsym)
@@ -56,6 +60,9 @@ class Transfer:
     erased: list | None = None
     pilot_flips: np.ndarray | None = None
     pilot_bits: np.ndarray | None = None
+    header_flips: np.ndarray | None = None
+    header_bits: np.ndarray | None = None
+    header_loss: float = 0.0      # fraction of transmitted fragments whose header was lost
 
     def summary(self) -> dict:
         return {"bytes_on_air": float(self.bytes_on_air.mean()),
@@ -152,30 +159,38 @@ def rs(model, rng: np.random.Generator, lengths, mtu: int, nsym: int, header: in
 
 
 def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int, cap: int = DEFAULT_CAP,
-                header: int = FRAME_HEADER, t: int = FRAME_HEADER_T, extra: int = 0,
-                copies: int = 1) -> Transfer:
-    """Protected header only: resend a fragment while its header is lost (<= cap), keep body errors.
+                t: int = FRAME_HEADER_T, extra: int = 0, copies: int = 1) -> Transfer:
+    """v2 frames: resend a fragment while its header block is lost (<= cap), keep body errors.
 
     `copies` (1, 3, 5): the header block is sent that many times and the receiver takes the
-    bitwise majority before counting byte errors (codec.wire.frame's header copies).
+    bitwise majority; the block survives with at most `t` wrong bits after the vote. When the MTU
+    cannot hold the copies, fewer are used (`plan_frames`, as a device does).
 
-    `extra` bytes per fragment (pilots) travel between the header and the data and count as bytes
-    on air; `pilot_flips[i]` counts their flipped bits in the accepted attempts of item i and
-    `pilot_bits[i]` how many pilot bits arrived. `received[i]` is the message as it arrived (bit
-    errors included) and `erased[i]` marks the bytes of fragments that hit the cap (zeros in
-    `received`); `delivered` is False only when no fragment of the item arrived.
+    `extra` bytes per fragment (pilots, for the comparison in `bench/ber_estimate.py`) travel
+    between the header and the data and count as bytes on air; `pilot_flips[i]` counts their
+    flipped bits in the accepted attempts of item i and `pilot_bits[i]` how many arrived;
+    `header_flips` / `header_bits` the same for the header copies. `received[i]` is the message
+    as it arrived (bit errors included) and `erased[i]` marks the bytes of fragments that hit the
+    cap (zeros in `received`); `delivered` is False only when no fragment of the item arrived.
     """
     lengths = np.array([len(m) for m in messages], dtype=np.int64)
-    span = header * copies                     # header bytes on the air
-    k, chunk = fragment_plan(lengths, mtu - span - extra)
     n = len(messages)
+    plans = {int(m): plan_frames(int(m), mtu - extra, copies) for m in set(lengths.tolist())}
+    c_used = np.array([plans[int(m)][0] for m in lengths], dtype=np.int64)
+    k = np.array([plans[int(m)][1] for m in lengths], dtype=np.int64)
+    block = np.where(k > 1, block_bytes(True), block_bytes(False)).astype(np.int64)
+    span = block * c_used                      # header bytes on the air per fragment
+    chunk = -(-lengths // k)
     sent = np.zeros(n, dtype=np.int64)
     packets = np.zeros(n, dtype=np.int64)
     arrived = np.zeros(n, dtype=np.int64)
     pilot_flips = np.zeros(n, dtype=np.int64)
+    header_flips = np.zeros(n, dtype=np.int64)
+    header_bits = np.zeros(n, dtype=np.int64)
     flat = np.frombuffer(b"".join(messages), dtype=np.uint8).copy()
     erased = np.zeros(flat.size, dtype=bool)
     offset = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    width = int(block.max()) * 8 if n else 0
     for index in range(int(k.max()) if n else 0):
         pending = index < k
         dlen = fragment_length(lengths, chunk, index)
@@ -187,25 +202,26 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
             starts = np.concatenate([[0], np.cumsum(size[idx])])
             pos = np.asarray(model.flip_positions(int(starts[-1]) * 8, rng), dtype=np.int64)
             byte = pos // 8
-            per_byte = np.bincount(byte, minlength=int(starts[-1])) > 0
             pkt = np.searchsorted(starts, byte, side="right") - 1
             off = byte - starts[pkt]
-            in_head = off < span
-            if copies == 1:
-                c_bytes = np.concatenate([[0], np.cumsum(per_byte)])
-                good = c_bytes[starts[:-1] + header] - c_bytes[starts[:-1]] <= t
-            else:  # a header bit is wrong after the vote when most of its copies flipped
-                key = (pkt[in_head] * header + off[in_head] % header) * 8 + pos[in_head] % 8
-                votes = np.bincount(key, minlength=idx.size * header * 8) > copies // 2
-                good = votes.reshape(idx.size, header, 8).any(axis=2).sum(axis=1) <= t
+            head_span = span[idx][pkt]
+            in_head = off < head_span
+            blk = block[idx][pkt]
+            # wrong bits of the voted block: a bit is wrong when most of its copies flipped
+            key = pkt[in_head] * width + (off[in_head] % blk[in_head]) * 8 + pos[in_head] % 8
+            hits = np.bincount(key, minlength=idx.size * width).reshape(idx.size, width)
+            good = (hits > c_used[idx][:, None] // 2).sum(axis=1) <= t
+            flips_head = np.bincount(pkt[in_head], minlength=idx.size)
             sent[idx] += size[idx]
             packets[idx] += 1
             ok_flip = good[pkt]
-            pil = ok_flip & ~in_head & (off < span + extra)
+            pil = ok_flip & ~in_head & (off < head_span + extra)
             np.add.at(pilot_flips, idx[pkt[pil]], 1)
-            body = ok_flip & (off >= span + extra)
+            header_flips[idx[good]] += flips_head[good]
+            header_bits[idx[good]] += 8 * span[idx[good]]
+            body = ok_flip & (off >= head_span + extra)
             owner = idx[pkt[body]]
-            where = offset[owner] + index * chunk[owner] + off[body] - span - extra
+            where = offset[owner] + index * chunk[owner] + off[body] - head_span[body] - extra
             np.bitwise_xor.at(flat, where, (0x80 >> (pos[body] % 8)).astype(np.uint8))
             arrived[idx[good]] += 1
             pending[idx[good]] = False
@@ -219,4 +235,7 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
     tr.erased = [erased[o:o + m] for o, m in zip(offset, lengths)]
     tr.pilot_flips = pilot_flips
     tr.pilot_bits = arrived * extra * 8
+    tr.header_flips = header_flips
+    tr.header_bits = header_bits
+    tr.header_loss = float(1 - arrived.sum() / packets.sum()) if packets.sum() else 0.0
     return tr

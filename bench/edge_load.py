@@ -42,6 +42,7 @@ import numpy as np
 
 from codec.wire.crypto import DOWNLINK, DeviceKeys
 from codec.wire.frame import BLOCK_BYTES, ErrorCode, Kind, encode_inference, reconstruct_counter
+from codec.wire.frame import _fields as block_fields
 from codec.wire.keys import KeyEntry, write_keys
 from codec.wire.packing import pack_symbols
 from snn.errors import SnnError
@@ -103,12 +104,13 @@ class FrameMaker:
         return (reconstruct_counter(high, counter_low) - self.base) * self.n_devices + (device - 1)
 
     def error_code(self, device: int, counter_low: int, data: bytes) -> int:
-        """The (encrypted) code byte of an ERROR reply."""
+        """The (encrypted) code byte of an ERROR reply (one copy read, loopback)."""
         keys = self.keys.get(device)
-        if keys is None or len(data) < 6:
+        if keys is None or len(data) % 14:
             return 0
         counter = reconstruct_counter(self.base + self.used // self.n_devices, counter_low)
-        return keys.crypt(DOWNLINK, counter, data[5:6])[0]
+        body = block_fields(data[:14], 2)[3]
+        return keys.crypt(DOWNLINK, counter, body)[0]
 
     def garbage(self, rnd: random.Random) -> bytes:
         """Random bytes, a truncated frame, or a frame with its header smashed beyond repair."""
@@ -124,9 +126,9 @@ class FrameMaker:
 
 def _classify(data: bytes):
     """(kind, device, counter low, raw) of a v2 answer, cheaply and unverified (loopback)."""
-    if len(data) < 15 or data[0] >> 6 != 2:
+    if len(data) < 14 or data[0] >> 6 != 2:
         return None
-    return (data[0] >> 4) & 3, int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:5], "big"), data
+    return (data[0] >> 4) & 3, int.from_bytes(data[1:3], "big"), (data[3] << 4) | (data[4] >> 4), data
 
 
 def _waiting_replies(sock: socket.socket):

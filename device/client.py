@@ -116,8 +116,9 @@ class DeviceClient:
             raise SnnError("--timeout must be > 0 seconds")
         if retries < 0 or window < 1:
             raise SnnError("--retries must be >= 0 and --window >= 1")
-        if window > 1 << 14:
-            raise SnnError("--window must stay below 16384 (counters in flight must differ in 16 bits)")
+        if window > 1 << 10:
+            raise SnnError("--window must stay at or below 1024 (counters in flight must differ in their "
+                           "12 bits on air, resends included)")
         self.encoder = encoder
         self.transport = transport
         self.keys = keys
@@ -141,7 +142,7 @@ class DeviceClient:
         self.stats = {"resends": 0, "duplicates": 0, "refused_frames": 0, "busy": 0, "degraded": 0}
         self.fatal: str | None = None
         self.unreachable = False
-        self._awaiting: dict[int, int] = {}          # counter low 16 -> full counter in flight
+        self._awaiting: dict[int, int] = {}          # counter low 12 bits -> full counter in flight
         self._by_counter: dict[int, InferenceRecord] = {}
         self._degraded_said: set = set()
         self._cobs = None
@@ -205,7 +206,7 @@ class DeviceClient:
         self._frame(rec, self._copies_now(rec), counter)
         rec.counter = counter
         rec._counters.append(counter)
-        self._awaiting[counter & 0xFFFF] = counter
+        self._awaiting[counter & 0xFFF] = counter
         self._by_counter[counter] = rec
         rec.attempts += 1
         rec.bytes_sent += rec.bytes_on_air
@@ -217,7 +218,7 @@ class DeviceClient:
         rec.status = status
         pending.pop(rec.index, None)
         for counter in rec._counters:
-            self._awaiting.pop(counter & 0xFFFF, None)
+            self._awaiting.pop(counter & 0xFFF, None)
             self._by_counter.pop(counter, None)
         if status == "ok" and rec.truth is not None:
             rec.correct = rec.label == rec.truth

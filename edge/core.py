@@ -48,7 +48,8 @@ log = logging.getLogger("snn.edge")
 
 
 class Device:
-    """One provisioned device: its keys, its codec and its replay window (for the edge's life)."""
+    """One provisioned device: its keys, its codec and its replay window (for the edge's life;
+    an insecure device's window only reconstructs counters, it refuses no replay)."""
 
     __slots__ = ("keys", "codec", "window", "fingerprint")
 
@@ -337,8 +338,13 @@ class EdgeCore:
         if device is None:
             raise _silent("auth", "frame does not authenticate")
         window = device.window
-        counter = window.reconstruct(header.counter_low) if window else header.counter_low
-        if not verify(header, device.keys, counter):
+        base = window.reconstruct(header.counter_low)
+        # the nearest counter with these low bits, else up to three wraps ahead (a device that
+        # sent thousands of frames the edge never saw, or a first contact after a long run)
+        for counter in (base, base + 4096, base + 8192, base + 12288):
+            if verify(header, device.keys, counter):
+                break
+        else:
             raise _silent("auth", "frame does not authenticate")
         codec = self._codec_for(device, header)
         if codec is not None:
@@ -346,9 +352,10 @@ class EdgeCore:
                 check_length(header, codec.payload_bytes)
             except FrameError as exc:
                 raise _silent("length", str(exc), 400) from None
-        if window is not None:
-            if window.seen(counter) and not self.reassembler.is_open(header.device_id, counter):
-                raise _silent("replay", "counter already used (a replay, a duplicate or a late fragment)", 409)
+        if window.seen(counter) and not self.reassembler.is_open(header.device_id, counter) \
+                and not self.insecure:
+            raise _silent("replay", "counter already used (a replay, a duplicate or a late fragment)", 409)
+        if not window.seen(counter):
             window.accept(counter)
             self._state_dirty = True
         return device, header, counter
@@ -360,7 +367,7 @@ class EdgeCore:
         if device is None:
             if len(self._insecure_devices) >= self.config.max_devices:
                 self._insecure_devices.pop(next(iter(self._insecure_devices)))
-            device = Device(DeviceKeys(device_id, INSECURE_KEY), None, None, replay=False)
+            device = Device(DeviceKeys(device_id, INSECURE_KEY), None, None)
             self._insecure_devices[device_id] = device
         return device
 

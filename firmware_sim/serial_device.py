@@ -154,7 +154,7 @@ class McuDevice:
         return encode_inference(self.keys, counter, payload, mtu=self.mtu, copies=copies, truth=truth)
 
     def _await_reply(self, counters: dict, deadline: float):
-        """The first authenticated answer to one of `counters` (low 16 bits -> counter)."""
+        """The first authenticated answer to one of `counters` (low 12 bits -> counter)."""
         from codec.wire.frame import read_answer
         from snn.errors import FrameError
 
@@ -185,7 +185,7 @@ class McuDevice:
         counters: dict[int, int] = {}
         for attempt in range(self.retries + 1):
             counter = self.counters.take()          # every transmission under a new counter
-            counters[counter & 0xFFFF] = counter
+            counters[counter & 0xFFF] = counter
             frames = self.frames_for(symbols, counter, truth if self.send_truth else None)
             air = 0.0
             for f in frames:

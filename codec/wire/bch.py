@@ -1,40 +1,43 @@
-"""The binary BCH code that protects every v2 header block: BCH(255, 223), t = 4, over GF(2^8).
+"""The binary BCH code that protects every v2 header block: BCH(127, 99), t = 4, over GF(2^7).
 
-Why this code: a v2 header block is 72..104 information bits that must arrive exactly (or be
+Why this code: a v2 header block is 68..92 information bits that must arrive exactly (or be
 dropped). A bit-level code fits bit errors (a byte-level Reed–Solomon code sees every byte with a
-flipped bit as damaged: 8x the symbol error rate at low BER). Four corrected bits in a 104-bit
-block lose 0.4 % of blocks at i.i.d. BER 1e-2 (Poisson tail P(>=5 | mean 1.04)); 32 parity bits
-keep the block byte-aligned (9 info bytes + 4 parity bytes = 13 bytes) and make the encoder a
-plain CRC-32 with the code's generator polynomial, which a C firmware writes in ten lines.
+flipped bit as damaged: 8x the symbol error rate at low BER). Four corrected bits in a 96-bit
+block lose 0.34 % of blocks at i.i.d. BER 1e-2 (binomial tail P(>= 5 | n = 96)) for 28 parity
+bits; the information lengths are chosen so that information + parity is a whole number of
+bytes (68 + 28 = 96 bits = 12 bytes for a plain DATA block). The encoder is a CRC with the code's
+generator polynomial: a C firmware writes it in ten lines.
 
-Parameters (docs/PROTOCOL.md §3): GF(2^8) with primitive polynomial x^8+x^4+x^3+x^2+1 (0x11D),
-alpha = x; generator g(x) = lcm of the minimal polynomials of alpha^1, alpha^3, alpha^5, alpha^7
-(degree 32, `GENERATOR`). Systematic and shortened: a block is the information bytes followed by
-the 32 parity bits, the remainder of info(x)·x^32 mod g(x); bits are read MSB first, the first bit
-being the highest-degree coefficient. Decoding: remainder -> syndromes S1..S8 -> Berlekamp–Massey
--> Chien search over the shortened positions; a block with more than 4 errors is either reported
-uncorrectable or (rarely) miscorrected, which the MIC behind it catches.
+Parameters (docs/PROTOCOL.md §3): GF(2^7) with primitive polynomial x^7 + x^3 + 1 (0x89), alpha =
+x; generator g(x) = lcm of the minimal polynomials of alpha^1, alpha^3, alpha^5, alpha^7 (degree
+28, `GENERATOR`). Systematic and shortened: a block is the information bits followed by the 28
+parity bits, the remainder of info(x)·x^28 mod g(x); the first bit is the highest-degree
+coefficient. Decoding: remainder -> syndromes S1..S8 -> Berlekamp–Massey -> Chien search over the
+shortened positions; a block with more than 4 errors is either reported uncorrectable or (rarely)
+miscorrected, which the MIC behind it catches.
 """
 from __future__ import annotations
 
-PRIMITIVE = 0x11D
+M = 7
+N = (1 << M) - 1           # 127
+PRIMITIVE = 0x89
 T = 4                      # errors corrected per block
-PARITY_BITS = 32
-PARITY_BYTES = 4
-MAX_INFO_BYTES = 27        # 223 information bits at most, in whole bytes
+PARITY_BITS = 28
+MAX_BITS = N               # information + parity bits of a (shortened) block
+_MASK = (1 << PARITY_BITS) - 1
 
 
 def _gf_tables() -> tuple[list[int], list[int]]:
-    exp, log = [0] * 512, [0] * 256
+    exp, log = [0] * (2 * N), [0] * (N + 1)
     x = 1
-    for i in range(255):
+    for i in range(N):
         exp[i] = x
         log[x] = i
         x <<= 1
-        if x & 0x100:
+        if x & (1 << M):
             x ^= PRIMITIVE
-    for i in range(255, 512):
-        exp[i] = exp[i - 255]
+    for i in range(N, 2 * N):
+        exp[i] = exp[i - N]
     return exp, log
 
 
@@ -47,11 +50,11 @@ def _mul(a: int, b: int) -> int:
 
 def _minimal_polynomial(power: int) -> int:
     """Minimal polynomial over GF(2) of alpha^power, as an int (bit i = coefficient of x^i)."""
-    conjugates, e = [], power % 255
+    conjugates, e = [], power % N
     while e not in conjugates:
         conjugates.append(e)
-        e = (2 * e) % 255
-    poly = [1]  # coefficients in GF(2^8), lowest degree first
+        e = (2 * e) % N
+    poly = [1]  # coefficients in GF(2^7), lowest degree first
     for c in conjugates:
         root = EXP[c]
         nxt = [0] * (len(poly) + 1)
@@ -80,17 +83,17 @@ def _generator() -> int:
     return g
 
 
-GENERATOR = _generator()                      # x^32 + ...: 0x1_xxxx_xxxx
+GENERATOR = _generator()                      # x^28 + ...: 0x1_xxx_xxxx
 assert GENERATOR.bit_length() == PARITY_BITS + 1
-_G32 = GENERATOR & 0xFFFFFFFF                 # the CRC-32 polynomial without its x^32 term
+_GLOW = GENERATOR & _MASK                      # the CRC polynomial without its x^28 term
 
 
 def _crc_table() -> list[int]:
     table = []
     for byte in range(256):
-        r = byte << 24
+        r = byte << (PARITY_BITS - 8)
         for _ in range(8):
-            r = ((r << 1) ^ _G32) & 0xFFFFFFFF if r & 0x80000000 else (r << 1) & 0xFFFFFFFF
+            r = ((r << 1) ^ _GLOW) & _MASK if r >> (PARITY_BITS - 1) else (r << 1) & _MASK
         table.append(r)
     return table
 
@@ -98,51 +101,37 @@ def _crc_table() -> list[int]:
 _TABLE = _crc_table()
 
 
-def _crc(data: bytes) -> int:
+def remainder(data: bytes) -> int:
+    """data(x) · x^28 mod g(x): a 28-bit CRC with polynomial g (init 0, MSB first, no reflection,
+    no final XOR). Leading zero bits do not change it, so information bits that are not a whole
+    number of bytes are fed with zero bits in front."""
     r = 0
     for byte in data:
-        r = ((r << 8) & 0xFFFFFFFF) ^ _TABLE[(r >> 24) ^ byte]
+        r = ((r << 8) & _MASK) ^ _TABLE[(r >> (PARITY_BITS - 8)) ^ byte]
     return r
 
 
-# The parity is linear over GF(2): the XOR of the parities of each byte in its place. Per
-# distance from the end, the parity of every byte value (what the C firmware does with the
-# CRC table above instead; same result, checked by tests/codec/wire/test_bch.py).
-_PLACED = [[_crc(bytes([b]) + bytes(k)) for b in range(256)] for k in range(MAX_INFO_BYTES + PARITY_BYTES)][::-1]
+def parity(info: int, info_bits: int) -> int:
+    """The 28 parity bits of `info_bits` information bits (an int, first bit most significant)."""
+    return remainder(info.to_bytes((info_bits + 7) // 8, "big"))
 
 
-def remainder(data: bytes) -> int:
-    """data(x) · x^32 mod g(x): the parity of `data` (a CRC-32 with polynomial g, init 0, MSB
-    first, no reflection, no final XOR). Zero for a whole codeword without errors."""
-    r = 0
-    for table, byte in zip(_PLACED[len(_PLACED) - len(data):], data):
-        r ^= table[byte]
-    return r
+def encode(info: int, info_bits: int) -> bytes:
+    """info ‖ parity as bytes; info_bits + 28 must be a multiple of 8 and at most 127."""
+    total = info_bits + PARITY_BITS
+    if total % 8 or total > MAX_BITS or info >> info_bits:
+        raise ValueError(f"{info_bits} information bits do not make a whole BCH block of <= {MAX_BITS} bits")
+    return ((info << PARITY_BITS) | parity(info, info_bits)).to_bytes(total // 8, "big")
 
 
-def encode(info: bytes) -> bytes:
-    """info ‖ its 4 parity bytes."""
-    if not 1 <= len(info) <= MAX_INFO_BYTES:
-        raise ValueError(f"a BCH block carries 1..{MAX_INFO_BYTES} information bytes, not {len(info)}")
-    return bytes(info) + remainder(info).to_bytes(PARITY_BYTES, "big")
-
-
-def _syndromes(block: bytes) -> list[int]:
-    """S_1..S_2t of a received block, from its remainder mod g (g(alpha^j) = 0 for j = 1..2t).
-
-    r(x) = q(x)g(x) + R(x) with R of degree < 32; the block's polynomial is data·x^32 + parity,
-    i.e. exactly the received bits, so S_j = r(alpha^j) = R'(alpha^j) where R' is the remainder
-    of the *whole* received block (info and parity) divided by g — computed as the CRC register
-    after feeding the info bytes, XORed with the received parity (both are of degree < 32)."""
-    info, parity = block[:-PARITY_BYTES], int.from_bytes(block[-PARITY_BYTES:], "big")
-    rem = remainder(info) ^ parity
+def _syndromes(rem: int) -> list[int]:
+    """S_1..S_2t of a received block whose remainder mod g is `rem` (g(alpha^j) = 0 for j <= 2t)."""
     out = []
     for j in range(1, 2 * T + 1):
-        s, bit = 0, 0
-        r = rem
+        s, bit, r = 0, 0, rem
         while r:
             if r & 1:
-                s ^= EXP[(j * bit) % 255]
+                s ^= EXP[(j * bit) % N]
             r >>= 1
             bit += 1
         out.append(s)
@@ -161,7 +150,7 @@ def _berlekamp_massey(s: list[int]) -> list[int]:
         if d == 0:
             shift += 1
             continue
-        coef = EXP[LOG[d] + 255 - LOG[b]]
+        coef = EXP[LOG[d] + N - LOG[b]]
         new = lam + [0] * max(0, len(prev) + shift - len(lam))
         for i, p in enumerate(prev):
             new[i + shift] ^= _mul(coef, p)
@@ -176,32 +165,29 @@ def _berlekamp_massey(s: list[int]) -> list[int]:
 
 def decode(block: bytes) -> tuple[bytes, int] | None:
     """(the corrected block, bits corrected), or None when more than t errors are detected."""
-    block = bytes(block)
     nbits = 8 * len(block)
-    if len(block) <= PARITY_BYTES or nbits > 255:
-        raise ValueError(f"a BCH block is 5..{255 // 8} bytes, not {len(block)}")
-    if remainder(block[:-PARITY_BYTES]) == int.from_bytes(block[-PARITY_BYTES:], "big"):
-        return block, 0                       # a codeword: the clean path costs one CRC
-    s = _syndromes(block)
-    if not any(s):
-        return block, 0
-    lam = _berlekamp_massey(s)
+    if nbits <= PARITY_BITS or nbits > MAX_BITS:
+        raise ValueError(f"a BCH block is 5..{MAX_BITS // 8} bytes, not {len(block)}")
+    value = int.from_bytes(block, "big")
+    rem = parity(value >> PARITY_BITS, nbits - PARITY_BITS) ^ (value & _MASK)
+    if rem == 0:
+        return bytes(block), 0                 # a codeword: the clean path costs one CRC
+    lam = _berlekamp_massey(_syndromes(rem))
     degree = len(lam) - 1
     if degree == 0 or degree > T or lam[-1] == 0:
         return None
-    # Chien search: bit at degree i (i = 0 is the last bit of the block) is in error iff
-    # Lambda(alpha^-i) = 0. Only the nbits positions of the shortened code may hold errors.
+    # Chien search: the bit at degree i (i = 0 is the block's last bit) is in error iff
+    # Lambda(alpha^-i) = 0; only the nbits positions of the shortened code may hold errors
     logs = [(k, LOG[c]) for k, c in enumerate(lam) if c and k]
     flips = []
     for i in range(nbits):
         v = 1
         for k, lc in logs:
-            v ^= EXP[(lc - k * i) % 255]
+            v ^= EXP[(lc - k * i) % N]
         if v == 0:
             flips.append(i)
     if len(flips) != degree:
         return None
-    value = int.from_bytes(block, "big")
     for i in flips:
         value ^= 1 << i
     return value.to_bytes(len(block), "big"), degree

@@ -1,16 +1,16 @@
 """Frame format v2: the bytes that cross the link (normative text: docs/PROTOCOL.md).
 
 A frame is a *header block* — sent 1, 3 or 5 times — followed, for DATA, by this fragment's slice
-of the AES-CTR-encrypted payload. The block is the information bytes, then the 4 parity bytes of
-the BCH(255, 223) t=4 code (`codec.wire.bch`)::
+of the AES-CTR-encrypted payload. A block is a bit string, MSB first: the information bits, then
+the 28 parity bits of the BCH(127, 99) t=4 code (`codec.wire.bch`), a whole number of bytes::
 
-    DATA   info: b0 | device id (2) | counter low 16 (2) | [fragment] | [truth] | MIC (4)
-    REPLY  info: b0 | device id (2) | counter low 16 (2) | label, confidence, BER (4, encrypted) | MIC
-    ERROR  info: b0 | device id (2) | counter low 16 (2) | code, detail (2, encrypted) | MIC
+    DATA   b0 (8) | device id (16) | counter low (12) | [fragment (8)] | [truth (8)] | MIC (32) | parity (28)
+    REPLY  b0 | device id | counter low | label, confidence, BER code (24, encrypted) | MIC | parity
+    ERROR  b0 | device id | counter low | code, detail (16, encrypted)                | MIC | parity
 
     b0 = version (2 bits, = 2) | kind (2) | copies code (2: 1, 3, 5 copies) | F fragmented | T truth
 
-A single-fragment DATA block is 13 bytes: with a 37-byte payload, 50 bytes on air. What never
+A single-fragment DATA block is 12 bytes: with a 37-byte payload, 49 bytes on air. What never
 changes for a device (its key, its codec, hence the payload length) is bound at provisioning
 (`codec.wire.keys`), so there is no fingerprint and no length field; the exact length of the
 datagram (copies × block + the slice) is checked instead, which also makes a truncated 3- or
@@ -18,12 +18,13 @@ datagram (copies × block + the slice) is checked instead, which also makes a tr
 header field, not the payload: the payload carries bit errors by design.
 
 Cheap rejection: a receiver knows which body lengths its devices can send, so most garbage is
-refused by its length before any BCH or AES work; the BCH check of a clean block is one CRC-32.
+refused by its length before any BCH or AES work; the BCH check of a clean block is one CRC.
 The bits the BCH decoder corrects (and the copies' disagreement with the corrected block) give
 the frame's bit error rate at no byte cost: v2 has no pilots.
 """
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -34,12 +35,17 @@ from snn.errors import FrameError
 VERSION = 2
 COPIES = (1, 3, 5)                  # header block copies; code 0, 1, 2 in b0 (3 is reserved)
 MAX_FRAGMENTS = 16
-BLOCK_BYTES = 13                    # a single-fragment DATA block without truth label
-_BASE_INFO = 5                      # b0, device id, counter low 16
-REPLY_BLOCK = _BASE_INFO + 4 + MIC_BYTES + bch.PARITY_BYTES   # 17
-ERROR_BLOCK = _BASE_INFO + 2 + MIC_BYTES + bch.PARITY_BYTES   # 15
+COUNTER_BITS = 12                   # low bits of the 32-bit frame counter on air
+_LOW = (1 << COUNTER_BITS) - 1
+_HEAD_BITS = 8 + 16 + COUNTER_BITS  # b0, device id, counter low
+_MIC_BITS = 8 * MIC_BYTES
+BLOCK_BYTES = (_HEAD_BITS + _MIC_BITS + bch.PARITY_BITS) // 8     # 12: DATA, one fragment, no truth
+REPLY_BODY = 3                      # label, confidence, BER code
+ERROR_BODY = 2                      # code, detail
+REPLY_BLOCK = BLOCK_BYTES + REPLY_BODY                            # 15
+ERROR_BLOCK = BLOCK_BYTES + ERROR_BODY                            # 14
 V1_MAGIC = 0xA7
-COUNTER_WINDOW = 1 << 15            # counters are reconstructed within ±2^15 of the highest seen
+COUNTER_WINDOW = 1 << (COUNTER_BITS - 1)   # counters are reconstructed within ±2^11 of the highest
 
 
 class Kind(IntEnum):
@@ -97,6 +103,15 @@ class Answer(NamedTuple):
     detail: int = 0
 
 
+def ber_code(ber: float) -> int:
+    """The REPLY's BER byte: q = round(-40 log10 BER), 0..255 (BER 1 .. 4e-7, steps of 6 %)."""
+    return 255 if ber <= 0 else max(0, min(255, int(round(-40 * math.log10(ber)))))
+
+
+def ber_from_code(q: int) -> float:
+    return 10 ** (-q / 40)
+
+
 def _b0(kind: Kind, copies: int, fragmented: bool = False, truth: bool = False) -> int:
     if copies not in COPIES:
         raise ValueError(f"the header block is sent {', '.join(map(str, COPIES))} times, not {copies}")
@@ -104,7 +119,7 @@ def _b0(kind: Kind, copies: int, fragmented: bool = False, truth: bool = False) 
 
 
 def block_bytes(fragmented: bool = False, truth: bool = False) -> int:
-    """Bytes of one DATA header block: 13, plus 1 when fragmented, plus 1 with a truth label."""
+    """Bytes of one DATA header block: 12, plus 1 when fragmented, plus 1 with a truth label."""
     return BLOCK_BYTES + int(fragmented) + int(truth)
 
 
@@ -114,15 +129,15 @@ def overhead_bytes(copies: int = 1, frag_count: int = 1, truth: bool = False) ->
 
 
 def header_copies_for(ber: float) -> int:
-    """The copies a sender should use at this BER: the fewest expected bytes per answered
+    """The copies a sender should use at this BER: the fewest expected uplink bytes per answered
     inference, resends and the reply (which mirrors the copies) included.
 
-    One 13-byte block loses 0.4 % at 1e-2 and 12 % at 2.5e-2 (binomial tail of 104 bits, t = 4),
+    One 12-byte block loses 0.29 % at 1e-2 and 9 % at 2.5e-2 (binomial tail of 96 bits, t = 4),
     where three copies (majority, then BCH) start to cost fewer bytes with resends; three lose
-    0.1 % at 5e-2 but 4 % of requests and 10 % of replies at 8e-2; five lose 0.2 % of requests
-    and 0.7 % of replies at 1e-1. `tests/codec/wire/test_frame.py` measures them on real flips.
+    3 % of requests and 7 % of replies at 8e-2, beyond which five (0.15 % and 0.4 % at 1e-1) are
+    cheaper. `tests/codec/wire/test_frame.py` measures the header losses on real flips.
     """
-    return 1 if ber <= 2.5e-2 else 3 if ber <= 7e-2 else 5
+    return 1 if ber <= 2.5e-2 else 3 if ber <= 8e-2 else 5
 
 
 # --- fragmentation ---------------------------------------------------------------------------
@@ -182,8 +197,25 @@ def frame_lengths(payload_len: int) -> set[int]:
 
 # --- building --------------------------------------------------------------------------------
 
-def _block(keys: DeviceKeys, direction: int, counter: int, fields: bytes) -> bytes:
-    return bch.encode(fields + keys.mic(direction, counter, fields))
+def _block(keys: DeviceKeys, direction: int, counter: int, b0: int, ext: bytes) -> bytes:
+    """b0 ‖ device id ‖ counter low 12 ‖ ext ‖ MIC, then the BCH parity: one header block.
+    The MIC covers dir ‖ counter (32) ‖ b0 ‖ device id ‖ ext (whole bytes)."""
+    mic = keys.mic(direction, counter, bytes([b0]) + keys.device_id.to_bytes(2, "big") + ext)
+    info = (((b0 << 16) | keys.device_id) << COUNTER_BITS) | (counter & _LOW)
+    for byte in ext:
+        info = (info << 8) | byte
+    info = (info << _MIC_BITS) | int.from_bytes(mic, "big")
+    return bch.encode(info, _HEAD_BITS + 8 * len(ext) + _MIC_BITS)
+
+
+def _fields(block: bytes, ext_len: int) -> tuple[int, int, int, bytes, bytes]:
+    """(b0, device id, counter low, ext bytes, MIC) of a corrected block."""
+    v = int.from_bytes(block, "big") >> bch.PARITY_BITS
+    mic = (v & 0xFFFFFFFF).to_bytes(MIC_BYTES, "big")
+    v >>= _MIC_BITS
+    ext = (v & ((1 << (8 * ext_len)) - 1)).to_bytes(ext_len, "big")
+    v >>= 8 * ext_len
+    return block[0], (v >> COUNTER_BITS) & 0xFFFF, v & _LOW, ext, mic
 
 
 def encode_inference(keys: DeviceKeys, counter: int, payload: bytes, mtu: int = 1400,
@@ -200,25 +232,22 @@ def encode_inference(keys: DeviceKeys, counter: int, payload: bytes, mtu: int = 
         raise ValueError("a truth label lies in 0..255")
     count = fragment_count(len(payload), mtu, copies, truth is not None)
     cipher = keys.crypt(UPLINK, counter, payload)
-    head = keys.device_id.to_bytes(2, "big") + (counter & 0xFFFF).to_bytes(2, "big")
     tail = b"" if truth is None else bytes([truth])
+    b0 = _b0(Kind.DATA, copies, count > 1, truth is not None)
     frames = []
     for index in range(count):
-        frag = bytes([(index << 4) | (count - 1)]) if count > 1 else b""
-        fields = bytes([_b0(Kind.DATA, copies, count > 1, truth is not None)]) + head + frag + tail
+        ext = (bytes([(index << 4) | (count - 1)]) if count > 1 else b"") + tail
         piece = fragment_slice(len(payload), count, index)
-        frames.append(_block(keys, UPLINK, counter, fields) * copies + cipher[piece.start:piece.stop])
+        frames.append(_block(keys, UPLINK, counter, b0, ext) * copies + cipher[piece.start:piece.stop])
     return frames
 
 
 def encode_reply(keys: DeviceKeys, counter: int, label: int, confidence: float, ber: float,
                  copies: int = 1) -> bytes:
     """A REPLY to the request with this (full) counter: label, confidence (1/255 steps), the
-    edge's BER estimate for the device (1e-5 steps), encrypted and authenticated downlink."""
+    edge's BER estimate for the device (`ber_code`), encrypted and authenticated downlink."""
     conf = max(0, min(255, int(round(confidence * 255))))
-    ber_e5 = max(0, min(0xFFFF, int(round(ber * 1e5))))
-    body = bytes([label & 0xFF, conf]) + ber_e5.to_bytes(2, "big")
-    return _answer(keys, counter, Kind.REPLY, body, copies)
+    return _answer(keys, counter, Kind.REPLY, bytes([label & 0xFF, conf, ber_code(ber)]), copies)
 
 
 def encode_error(keys: DeviceKeys, counter: int, code: ErrorCode, detail: int = 0,
@@ -228,9 +257,7 @@ def encode_error(keys: DeviceKeys, counter: int, code: ErrorCode, detail: int = 
 
 
 def _answer(keys: DeviceKeys, counter: int, kind: Kind, body: bytes, copies: int) -> bytes:
-    fields = (bytes([_b0(kind, copies)]) + keys.device_id.to_bytes(2, "big")
-              + (counter & 0xFFFF).to_bytes(2, "big") + keys.crypt(DOWNLINK, counter, body))
-    return _block(keys, DOWNLINK, counter, fields) * copies
+    return _block(keys, DOWNLINK, counter, _b0(kind, copies), keys.crypt(DOWNLINK, counter, body)) * copies
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -251,9 +278,10 @@ def _majority(data: bytes, size: int, copies: int) -> int:
 
 def _decode_block(data: bytes, size: int, copies: int, repair: bool = True) -> tuple[bytes, int] | None:
     """(corrected block, bits flipped over all copies), or None when beyond repair (or, without
-    `repair`, when the voted block is not a codeword as it stands: one CRC-32, no decoding)."""
+    `repair`, when the voted block is not a codeword as it stands: one CRC, no decoding)."""
     voted = data[:size] if copies == 1 else _majority(data, size, copies).to_bytes(size, "big")
-    if bch.remainder(voted[:-bch.PARITY_BYTES]) == int.from_bytes(voted[-bch.PARITY_BYTES:], "big"):
+    value = int.from_bytes(voted, "big")
+    if bch.parity(value >> bch.PARITY_BITS, 8 * size - bch.PARITY_BITS) == value & ((1 << bch.PARITY_BITS) - 1):
         out = (voted, 0)                       # a codeword as it stands: one CRC, no decoding
     elif not repair:
         out = None
@@ -284,7 +312,7 @@ def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None,
     readings whose body length is not among them are not even decoded. `repair=False` accepts
     only blocks that arrive clean (the cheap path for a source that keeps failing).
 
-    Readings are tried by copies (1, 3, 5) and block size (13, 14, 15); a reading counts only
+    Readings are tried by copies (1, 3, 5) and block size (12, 13, 14); a reading counts only
     when the decoded b0 confirms both (its copies code and its F and T flags)."""
     if type(data) is not bytes:
         data = bytes(data)
@@ -315,20 +343,16 @@ def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None,
             if (b0 >> 2) & 3 != COPIES.index(copies) or size != block_bytes(fragmented, has_truth):
                 error = error or FrameError("header block disagrees with the frame's length", reason="length")
                 continue
-            pos = _BASE_INFO
+            _, device, low, ext, mic = _fields(block, size - BLOCK_BYTES)
             index, count = 0, 1
             if fragmented:
-                index, count = block[pos] >> 4, (block[pos] & 0x0F) + 1
-                pos += 1
+                index, count = ext[0] >> 4, (ext[0] & 0x0F) + 1
                 if count < 2 or index >= count:
                     error = FrameError(f"fragment {index} of {count}", reason="fragment")
                     continue
-            truth = None
-            if has_truth:
-                truth = block[pos]
-                pos += 1
-            return DataHeader(int.from_bytes(block[1:3], "big"), int.from_bytes(block[3:5], "big"),
-                              copies, index, count, truth, block[:pos], block[pos:pos + MIC_BYTES],
+            truth = ext[-1] if has_truth else None
+            return DataHeader(device, low, copies, index, count, truth,
+                              bytes([b0]) + device.to_bytes(2, "big") + ext, mic,
                               data[copies * size:], errors, copies * size * 8)
     if not tried:
         raise FrameError(f"no device sends a {len(data)}-byte frame", reason="length")
@@ -351,46 +375,45 @@ def check_length(header: DataHeader, payload_len: int) -> range:
 
 def read_answer(data: bytes, keys: DeviceKeys, counters: dict[int, int]) -> Answer:
     """Check a REPLY/ERROR addressed to this device: BCH, length, device id, one of the counters
-    it awaits (`counters`: low 16 bits -> full counter), MIC. Raises only FrameError; a device
+    it awaits (`counters`: low 12 bits -> full counter), MIC. Raises only FrameError; a device
     ignores every frame this refuses."""
     data = bytes(data)
-    for kind, size in ((Kind.REPLY, REPLY_BLOCK), (Kind.ERROR, ERROR_BLOCK)):
+    for kind, size, body_len in ((Kind.REPLY, REPLY_BLOCK, REPLY_BODY), (Kind.ERROR, ERROR_BLOCK, ERROR_BODY)):
         for copies in COPIES:
             if len(data) != copies * size:
                 continue
             decoded = _decode_block(data, size, copies)
             if decoded is None:
                 raise FrameError("answer damaged beyond repair (BCH)", reason="damaged")
-            block = decoded[0]
-            if block[0] != _b0(kind, copies):
-                raise FrameError(f"answer header byte 0x{block[0]:02x} is not a v{VERSION} "
+            b0, device, low, body, mic = _fields(decoded[0], body_len)
+            if b0 != _b0(kind, copies):
+                raise FrameError(f"answer header byte 0x{b0:02x} is not a v{VERSION} "
                                  f"{kind.name} with {copies} copies", reason="kind")
-            if int.from_bytes(block[1:3], "big") != keys.device_id:
+            if device != keys.device_id:
                 raise FrameError("answer for another device", reason="device")
-            counter = counters.get(int.from_bytes(block[3:5], "big"))
+            counter = counters.get(low)
             if counter is None:
                 raise FrameError("answer to no request in flight", reason="counter")
-            body_end = size - MIC_BYTES - bch.PARITY_BYTES
-            if keys.mic(DOWNLINK, counter, block[:body_end]) != block[body_end:body_end + MIC_BYTES]:
+            if keys.mic(DOWNLINK, counter, bytes([b0]) + device.to_bytes(2, "big") + body) != mic:
                 raise FrameError("answer fails authentication (MIC)", reason="auth")
-            body = keys.crypt(DOWNLINK, counter, block[_BASE_INFO:body_end])
+            plain = keys.crypt(DOWNLINK, counter, body)
             if kind == Kind.REPLY:
-                return Answer(kind, counter, copies, label=body[0], confidence=body[1] / 255.0,
-                              ber=int.from_bytes(body[2:4], "big") * 1e-5)
-            return Answer(kind, counter, copies, code=body[0], detail=body[1])
+                return Answer(kind, counter, copies, label=plain[0], confidence=plain[1] / 255.0,
+                              ber=ber_from_code(plain[2]))
+            return Answer(kind, counter, copies, code=plain[0], detail=plain[1])
     raise FrameError(f"no answer is {len(data)} bytes long", reason="length")
 
 
 # --- counters and replay ---------------------------------------------------------------------
 
 def reconstruct_counter(highest: int, low: int) -> int:
-    """The 32-bit counter nearest `highest` (the largest accepted so far) with these low 16 bits:
-    a device may jump ahead by up to 2^15 - 1 (e.g. a restart skips at most one block of 256)."""
-    candidate = (highest & ~0xFFFF) | low
+    """The 32-bit counter nearest `highest` (the largest accepted so far) with these low 12 bits:
+    within -2^11 .. +2^11 of it (a restart skips at most one block of 256)."""
+    candidate = (highest & ~_LOW) | low
     if candidate <= highest - COUNTER_WINDOW:
-        candidate += 1 << 16
+        candidate += 1 << COUNTER_BITS
     elif candidate > highest + COUNTER_WINDOW:
-        candidate -= 1 << 16
+        candidate -= 1 << COUNTER_BITS
     return candidate
 
 

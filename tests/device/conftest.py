@@ -75,9 +75,9 @@ class Responder:
                 head = read_header(data)
             except FrameError:
                 continue
-            counter = (last & ~0xFFFF) | head.counter_low
-            if counter < last - 0x8000:
-                counter += 0x10000
+            counter = (last & ~0xFFF) | head.counter_low
+            if counter < last - 0x800:
+                counter += 0x1000
             if not verify(head, self.keys, counter):
                 continue
             last = max(last, counter)

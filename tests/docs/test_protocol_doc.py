@@ -43,8 +43,8 @@ def _block_after(marker: str) -> bytes:
 
 
 def test_generator_and_check_value():
-    assert "g(x) = 0x1EE5B42FD" in DOC and f"0x{bch.GENERATOR:X}" == "0x1EE5B42FD"
-    assert "is `0E7C650A`" in DOC and bch.remainder(b"123456789") == 0x0E7C650A
+    assert "g(x) = 0x1C9C26B9" in DOC and f"0x{bch.GENERATOR:X}" == "0x1C9C26B9"
+    assert "is `0x816FB28`" in DOC and bch.remainder(b"123456789") == 0x816FB28
 
 
 def test_subkeys():
@@ -57,25 +57,28 @@ def test_subkeys():
 def test_keystream_and_mic():
     assert _block_after("Uplink keystream") == KEYS.keystream(0, 513, 37)
     mic_text = _block_after("MIC input").hex()
-    assert mic_text == (b"\x00\x00\x00\x02\x01\x80\x00\x07\x02\x01" + KEYS.mic(0, 513, bytes.fromhex("8000070201"))).hex()
+    assert mic_text == (bytes.fromhex("0000000201800007") + KEYS.mic(0, 513, bytes.fromhex("800007"))).hex()
 
 
 def test_worked_data_frame():
     (frame,) = encode_inference(KEYS, 513, PAYLOAD, mtu=222)
-    assert frame == _block_after("The DATA frame (50 bytes")
+    assert frame == _block_after("The DATA frame (49 bytes")
     head = read_header(frame, body_lengths(37))
     assert verify(head, KEYS, 513) and KEYS.crypt(0, 513, head.body, check_length(head, 37).start) == PAYLOAD
 
 
 def test_worked_three_copies():
     (frame,) = encode_inference(KEYS, 513, PAYLOAD, copies=3)
-    assert frame[:39] == _block_after("The same inference with 3 copies") and len(frame) == 76
+    assert frame[:12] == _block_after("The same inference with 3 copies") and len(frame) == 73
+    assert frame[:36] == frame[:12] * 3
 
 
 def test_worked_reply_and_error():
     reply = encode_reply(KEYS, 513, 4, 0.93, 0.0123)
     assert reply == _block_after("The reply \"label 4")
     assert read_answer(reply, KEYS, {513: 513}).label == 4
+    assert "`04 ed 4c`" in DOC and "`1e c2 1e 41`" in DOC
+    assert KEYS.mic(1, 513, bytes.fromhex("900007cec6cd")) == bytes.fromhex("1ec21e41")
     error = encode_error(KEYS, 513, ErrorCode.BUSY, 5)
     assert error == _block_after("An ERROR BUSY")
     answer = read_answer(error, KEYS, {513: 513})
@@ -84,7 +87,7 @@ def test_worked_reply_and_error():
 
 def test_worked_fragments_with_truth():
     frames = encode_inference(KEYS, 514, PAYLOAD, mtu=40, truth=2)
-    text = _blocks()[[i for i, b in enumerate(_blocks()) if b.startswith("83 00 07 02 02 01")][0]]
+    text = _blocks()[[i for i, b in enumerate(_blocks()) if b.startswith("83 00 07 20 20 10")][0]]
     assert frames == [bytes.fromhex(line) for line in text.strip().splitlines()]
 
 

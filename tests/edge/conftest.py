@@ -41,7 +41,7 @@ class FleetDevice:
         """The frames of one inference under the next counter (kw: mtu, copies, truth)."""
         counter = self.counter
         FleetDevice._next[self.keys.device_id] = counter + 1
-        self.sent[counter & 0xFFFF] = counter
+        self.sent[counter & 0xFFF] = counter
         return encode_inference(self.keys, counter, payload_for(label)[0], **kw)
 
     def frame(self, label: int, **kw) -> bytes:
