@@ -104,26 +104,34 @@ def test_rs_rule_matches_reedsolo():
     assert agree >= 39  # a miscorrection beyond t is possible but rare
 
 
-def _parses(frame: bytes) -> bool:
-    from codec.wire.frame import parse_frame
+def _keys():
+    from codec.wire.crypto import DeviceKeys
+    return DeviceKeys(7, bytes(range(16)))
+
+
+def _parses(frame: bytes, counter: int = 9) -> bool:
+    from codec.wire.frame import check_length, read_header, verify
     from snn.errors import FrameError
     try:
-        parse_frame(frame)
-        return True
+        head = read_header(frame)
+        check_length(head, 40)
+        return verify(head, _keys(), counter)
     except FrameError:
         return False
 
 
-def test_header_only_rule_matches_parse_frame():
+def test_header_only_rule_matches_read_header():
+    """v2: a header block with <= 4 flipped bits is repaired (BCH t = 4); with more it is lost."""
     from codec.wire.frame import encode_inference
 
-    (frame,) = encode_inference(bytes(range(40)), 320, b"\x01\x02\x03\x04", 7, 9, mtu=222)
-    for k, accepted in ((6, True), (7, False), (10, False)):
+    (frame,) = encode_inference(_keys(), 9, bytes(range(40)), mtu=222)
+    for k, accepted in ((4, True), (5, False), (9, False)):
         bad = bytearray(frame)
-        for i in range(k):
-            bad[2 * i + 1] ^= 0x5A
+        bits = [8 * (2 * i + 1) + i % 8 for i in range(k)]
+        for b in bits:
+            bad[b // 8] ^= 0x80 >> (b % 8)
         assert _parses(bytes(bad)) == accepted
-        tr = header_only(Scripted([8 * (2 * i + 1) for i in range(k)]), RNG, [bytes(range(40))], 222, cap=1)
+        tr = header_only(Scripted(bits), RNG, [bytes(range(40))], 222, cap=1)
         assert bool(tr.delivered[0]) == accepted
 
 
@@ -139,6 +147,14 @@ def test_header_only_resends_and_keeps_body_errors():
     got = np.frombuffer(tr.received[0], dtype=np.uint8)
     assert got[10] == 0x40 and got.sum() == 0x40
     assert tr.pilot_flips[0] == 1 and tr.pilot_bits[0] == 32
+    # the edge's BER measurement: flipped header bits of the accepted attempt / its header bits
+    assert tr.header_flips[0] == 0 and tr.header_bits[0] == 8 * h
+
+
+def test_header_only_counts_corrected_header_bits():
+    h = delivery.FRAME_HEADER
+    tr = header_only(Scripted([3, 17, 40]), RNG, [bytes(20)], 222)
+    assert tr.delivered[0] and tr.packets[0] == 1 and tr.header_flips[0] == 3 and tr.header_bits[0] == 8 * h
 
 
 def test_header_only_cap_erases_the_fragment():
@@ -151,18 +167,18 @@ def test_flips_per_packet_counts():
     assert flips.tolist() == [3, 2] and byte_err.tolist() == [2, 1] and head.tolist() == [2, 1]
 
 
-def test_header_copies_vote_like_parse_frame():
+def test_header_copies_vote_like_read_header():
     """3 header copies: a bit flipped in 2 of 3 copies is wrong after the vote, in 1 of 3 it is not."""
-    from codec.wire.frame import HEADER_BYTES, encode_inference
+    from codec.wire.frame import BLOCK_BYTES, encode_inference
 
-    (frame,) = encode_inference(bytes(range(40)), 320, b"\x01\x02\x03\x04", 7, 9, mtu=400, header_copies=3)
+    (frame,) = encode_inference(_keys(), 9, bytes(range(40)), mtu=400, copies=3)
     for copies_hit, accepted in ((1, True), (2, False)):
         bad = bytearray(frame)
         flips = []
-        for i in range(7):  # 7 damaged header bytes > t = 6, if the vote keeps them
+        for i in range(5):  # 5 wrong bits > t = 4, if the vote keeps them
             for c in range(copies_hit):
-                bad[c * HEADER_BYTES + 2 * i + 1] ^= 0x01
-                flips.append(8 * (c * HEADER_BYTES + 2 * i + 1) + 7)
+                bad[c * BLOCK_BYTES + 2 * i + 1] ^= 0x01
+                flips.append(8 * (c * BLOCK_BYTES + 2 * i + 1) + 7)
         assert _parses(bytes(bad)) == accepted
         tr = header_only(Scripted(sorted(flips)), RNG, [bytes(range(40))], 400, cap=1, copies=3)
         assert bool(tr.delivered[0]) == accepted
