@@ -158,6 +158,15 @@ def rs(model, rng: np.random.Generator, lengths, mtu: int, nsym: int, header: in
     return Transfer(sent.astype(np.float64), ok, k.copy())
 
 
+def _plan(n: int, mtu: int, copies: int) -> tuple[int, int]:
+    """(copies, fragments) as a device plans them (`plan_frames`); for baselines whose messages
+    need more than the frame's 16 fragments (e.g. 8-bit features), as many as they need."""
+    try:
+        return plan_frames(n, mtu, copies)
+    except ValueError:
+        return copies, -(-n // (mtu - copies * block_bytes(True)))
+
+
 def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int, cap: int = DEFAULT_CAP,
                 t: int = FRAME_HEADER_T, extra: int = 0, copies: int = 1) -> Transfer:
     """v2 frames: resend a fragment while its header block is lost (<= cap), keep body errors.
@@ -175,7 +184,7 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
     """
     lengths = np.array([len(m) for m in messages], dtype=np.int64)
     n = len(messages)
-    plans = {int(m): plan_frames(int(m), mtu - extra, copies) for m in set(lengths.tolist())}
+    plans = {int(m): _plan(int(m), mtu - extra, copies) for m in set(lengths.tolist())}
     c_used = np.array([plans[int(m)][0] for m in lengths], dtype=np.int64)
     k = np.array([plans[int(m)][1] for m in lengths], dtype=np.int64)
     block = np.where(k > 1, block_bytes(True), block_bytes(False)).astype(np.int64)
