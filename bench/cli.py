@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     wire.add_argument("--symbols", type=int, default=392)
     wire.add_argument("--levels", type=int, default=8)
     wire.add_argument("--json", type=Path, metavar="PATH")
+    ber = sub.add_parser("ber", help="the edge's BER estimate: header bits corrected vs pilot bytes")
+    ber.add_argument("--frames", type=int, default=3000)
+    ber.add_argument("--json", type=Path, metavar="PATH")
     b = sub.add_parser("channel", help="bit-flipping throughput of each error model",
                        description="Time ErrorModel.corrupt on random buffers (MB/s).")
     b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
@@ -66,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, result)
     elif args.bench == "channel":
         return run_channel_bench(args)
+    elif args.bench == "ber":
+        from bench.ber_estimate import format_ber, run_ber_bench
+        if args.frames < 100:
+            raise SnnError("--frames must be at least 100")
+        result = run_ber_bench(args.frames)
+        print(format_ber(result))
+        write_json(args.json, result)
     elif args.bench == "edge":
         from bench.edge_load import run_bench
         return run_bench(args, write_json)
