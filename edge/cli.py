@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="serve without --keys: any device id under the public all-zero key (no "
                         "secrecy, no authentication, no replay window; loudly logged)")
+    p.add_argument("--device-rate", type=float, default=1000.0, metavar="R",
+                   help="inferences per second one authenticated device may ask (burst 2 s worth); "
+                        "beyond it an authenticated BUSY (default %(default)s)")
     p.add_argument("--auth-failures-per-s", type=float, default=50.0, metavar="R",
                    help="frames failing authentication allowed per source address and second "
                         "(burst 4x); beyond it a source is refused before any decoding "
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError("--max-wait-ms must be >= 0 and --reassembly-timeout > 0")
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
+    if args.device_rate <= 0 or args.auth_failures_per_s <= 0:
+        raise SnnError("--device-rate and --auth-failures-per-s must be > 0")
     if args.keys and args.insecure:
         raise SnnError("--keys and --insecure exclude each other")
     if not args.keys and not args.insecure:
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                         keys=keys, insecure=args.insecure,
                         state_path=f"{args.keys}.edge-state" if args.keys else None,
-                        auth_failures_per_s=args.auth_failures_per_s,
+                        auth_failures_per_s=args.auth_failures_per_s, device_rate=args.device_rate,
                         auth_failure_burst=4 * args.auth_failures_per_s)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            log_level=args.log_level)

@@ -51,7 +51,7 @@ class Device:
     """One provisioned device: its keys, its codec and its replay window (for the edge's life;
     an insecure device's window only reconstructs counters, it refuses no replay)."""
 
-    __slots__ = ("keys", "codec", "window", "fingerprint")
+    __slots__ = ("keys", "codec", "window", "fingerprint", "tokens", "t_tokens")
 
     def __init__(self, keys: DeviceKeys, codec: ServedCodec | None, fingerprint: bytes | None,
                  replay: bool = True) -> None:
@@ -59,6 +59,18 @@ class Device:
         self.codec = codec
         self.fingerprint = fingerprint
         self.window = ReplayWindow() if replay else None
+        self.tokens = -1.0            # the device's rate-limit bucket (-1: full, not yet used)
+        self.t_tokens = 0.0
+
+    def over_rate(self, rate: float, now: float) -> bool:
+        """Token bucket (burst 2 s worth): whether this inference exceeds the device's rate."""
+        burst = 2.0 * rate
+        self.tokens = burst if self.tokens < 0 else min(burst, self.tokens + (now - self.t_tokens) * rate)
+        self.t_tokens = now
+        if self.tokens < 1.0:
+            return True
+        self.tokens -= 1.0
+        return False
 
 
 class Inference:
@@ -98,6 +110,7 @@ class EdgeConfig:
     auth_failures_per_s: float = 50.0   # per source; beyond it a source is refused unread
     auth_failure_burst: float = 200.0
     max_sources: int = 4096             # sources tracked by the failure limiter (LRU)
+    device_rate: float = 1000.0         # inferences per s per authenticated device (burst 2x); beyond: BUSY
     keys: dict[int, KeyEntry] | None = None   # provisioned devices (`snn edge serve --keys`)
     insecure: bool = False              # without keys: any device id under the all-zero key
     state_path: str | None = None       # the replay windows' highest counters, kept across restarts
@@ -401,6 +414,9 @@ class EdgeCore:
             raise refuse("bad_truth", ErrorCode.BAD_FRAME,
                          f"truth label {header.truth} is not a class of codec {codec.fingerprint_hex} "
                          f"({len(codec.classes)} classes)", 422, BadDetail.TRUTH)
+        if header.frag_index == 0 and device.over_rate(self.config.device_rate, now):
+            raise refuse("device_rate", ErrorCode.BUSY, f"device {header.device_id} is over its rate of "
+                         f"{self.config.device_rate:g} inferences/s", 429, 50)
         plain = device.keys.crypt(0, counter, header.body, piece.start)
         if header.frag_count == 1:
             return Inference(device, counter, plain, None, header.bit_errors, header.bits,

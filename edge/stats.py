@@ -22,11 +22,11 @@ from prometheus_client.utils import floatToGoString
 # Before authentication (never answered): length, damaged (BCH), version (incl. v1 frames),
 # bad_frame, auth (unknown device or MIC), replay (incl. duplicate and late fragments),
 # rate_limited (a source over its authentication-failure budget). After: unknown_codec,
-# bad_truth, busy, internal, shutdown (answered with an authenticated ERROR); HTTP: too_large,
-# content_type.
+# bad_truth, device_rate (an authenticated device over its rate), busy, internal, shutdown
+# (answered with an authenticated ERROR); HTTP: too_large, content_type.
 REJECT_REASONS = ("length", "damaged", "version", "bad_frame", "auth", "replay", "rate_limited",
-                  "unknown_codec", "bad_truth", "busy", "too_large", "content_type", "internal",
-                  "shutdown")
+                  "unknown_codec", "bad_truth", "device_rate", "busy", "too_large", "content_type",
+                  "internal", "shutdown")
 TRANSPORTS = ("udp", "serial", "http")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

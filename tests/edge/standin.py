@@ -103,12 +103,13 @@ def main() -> int:
     p.add_argument("--keys")
     p.add_argument("--insecure", action="store_true")
     p.add_argument("--auth-failures-per-s", type=float, default=50.0)
+    p.add_argument("--device-rate", type=float, default=1000.0)
     args = p.parse_args()
     from codec.wire.keys import load_keys
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
                         reassembly_timeout_s=args.reassembly_timeout,
                         keys=load_keys(args.keys) if args.keys else None, insecure=args.insecure,
-                        auth_failures_per_s=args.auth_failures_per_s,
+                        auth_failures_per_s=args.auth_failures_per_s, device_rate=args.device_rate,
                         auth_failure_burst=4 * args.auth_failures_per_s)
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial)

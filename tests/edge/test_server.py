@@ -138,6 +138,22 @@ def test_a_failing_source_gets_the_cheap_path_only(tmp_path, keys_file):
         server.stop()
 
 
+def test_a_device_over_its_rate_gets_an_authenticated_busy(tmp_path, keys_file):
+    server = start_standin(tmp_path, "--keys", keys_file, "--device-rate", "5")
+    client = UdpClient(server.udp)
+    try:
+        dev = FleetDevice(16)
+        answers = [client.ask(dev, dev.frame(1)) for _ in range(14)]   # burst 10, then 5/s
+        busy = [a for a in answers if a.kind == Kind.ERROR]
+        assert busy and all(a.code == ErrorCode.BUSY for a in busy)
+        assert sum(a.kind == Kind.REPLY for a in answers) >= 10
+        other = FleetDevice(17)                                         # keyed per device
+        assert client.ask(other, other.frame(2)).label == 2
+    finally:
+        client.close()
+        server.stop()
+
+
 def test_fragments_reassembled_missing_erased_late_fragment_unanswered(udp, edge):
     dev = FleetDevice(2, counter=300)
     frames = dev.frames(5, mtu=30)
