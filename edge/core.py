@@ -23,6 +23,7 @@ from typing import Callable
 from codec.wire.crypto import INSECURE_KEY, DeviceKeys
 from codec.wire.frame import (
     BadDetail,
+    BodyLengths,
     DataHeader,
     ErrorCode,
     ReplayWindow,
@@ -209,7 +210,9 @@ class EdgeCore:
                 log.warning("device %d's codec %s is not served here: its frames are refused",
                             d.keys.device_id, d.fingerprint.hex() if d.fingerprint else "?")
         self._lengths = frozenset().union(*(frame_lengths(n) for n in sizes)) if sizes else frozenset()
-        self._body_lengths = frozenset().union(*(body_lengths(n) for n in sizes)) if sizes else frozenset()
+        self._body_lengths = BodyLengths(frozenset(), frozenset())
+        for n in sizes:
+            self._body_lengths = self._body_lengths | body_lengths(n)
         self._state_dirty = False
         self._load_state()
         if self.insecure:
@@ -314,8 +317,12 @@ class EdgeCore:
         self.metrics.frame(transport)
         self.frame_rate.add()
         now = time.monotonic()
-        # a source over its failure budget gets the cheap path only: a clean block and its MIC
+        # a source over its failure budget gets the cheap path only: a raw b0 of a v2 DATA frame,
+        # then a clean block and its MIC
         limited = source is not None and self.limiter.blocked(source, now)
+        if limited and (not data or data[0] & 0xF0 != 0x80):
+            self.metrics.reject("rate_limited")
+            return
         try:
             device, header, counter = self._authenticate(data, repair=not limited)
             item = self._open(device, header, counter, now)

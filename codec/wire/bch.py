@@ -18,6 +18,8 @@ miscorrected, which the MIC behind it catches.
 """
 from __future__ import annotations
 
+import numpy as _np
+
 M = 7
 N = (1 << M) - 1           # 127
 PRIMITIVE = 0x89
@@ -42,6 +44,8 @@ def _gf_tables() -> tuple[list[int], list[int]]:
 
 
 EXP, LOG = _gf_tables()
+_EXP_NP = _np.array(EXP, dtype=_np.int64)
+_POSITIONS = _np.arange(MAX_BITS, dtype=_np.int64)
 
 
 def _mul(a: int, b: int) -> int:
@@ -124,18 +128,39 @@ def encode(info: int, info_bits: int) -> bytes:
     return ((info << PARITY_BITS) | parity(info, info_bits)).to_bytes(total // 8, "big")
 
 
+def _syndrome_tables() -> list[list[list[int]]]:
+    """Per odd j and per byte of the 28-bit remainder: the byte's contribution to S_j."""
+    tables = []
+    for j in range(1, 2 * T, 2):
+        per_byte = []
+        for k in range(4):
+            row = []
+            for value in range(256):
+                s = 0
+                for bit in range(8):
+                    if value >> bit & 1:
+                        s ^= EXP[(j * (8 * k + bit)) % N]
+                row.append(s)
+            per_byte.append(row)
+        tables.append(per_byte)
+    return tables
+
+
+_SYN = _syndrome_tables()
+
+
 def _syndromes(rem: int) -> list[int]:
-    """S_1..S_2t of a received block whose remainder mod g is `rem` (g(alpha^j) = 0 for j <= 2t)."""
-    out = []
-    for j in range(1, 2 * T + 1):
-        s, bit, r = 0, 0, rem
-        while r:
-            if r & 1:
-                s ^= EXP[(j * bit) % N]
-            r >>= 1
-            bit += 1
-        out.append(s)
-    return out
+    """S_1..S_2t of a received block whose remainder mod g is `rem` (g(alpha^j) = 0 for j <= 2t):
+    odd ones by table, even ones as squares (S_2j = S_j^2 in characteristic 2)."""
+    b0, b1, b2, b3 = rem & 0xFF, (rem >> 8) & 0xFF, (rem >> 16) & 0xFF, rem >> 24
+    odd = [t[0][b0] ^ t[1][b1] ^ t[2][b2] ^ t[3][b3] for t in _SYN]
+    s = [0] * (2 * T)
+    for i, v in enumerate(odd):
+        s[2 * i] = v
+    for j in range(2, 2 * T + 1, 2):
+        h = s[j // 2 - 1]
+        s[j - 1] = _mul(h, h)
+    return s
 
 
 def _berlekamp_massey(s: list[int]) -> list[int]:
@@ -178,14 +203,11 @@ def decode(block: bytes) -> tuple[bytes, int] | None:
         return None
     # Chien search: the bit at degree i (i = 0 is the block's last bit) is in error iff
     # Lambda(alpha^-i) = 0; only the nbits positions of the shortened code may hold errors
-    logs = [(k, LOG[c]) for k, c in enumerate(lam) if c and k]
-    flips = []
-    for i in range(nbits):
-        v = 1
-        for k, lc in logs:
-            v ^= EXP[(lc - k * i) % N]
-        if v == 0:
-            flips.append(i)
+    v = _np.ones(nbits, dtype=_np.int64)
+    for k, c in enumerate(lam):
+        if c and k:
+            v ^= _EXP_NP[(LOG[c] - k * _POSITIONS[:nbits]) % N]
+    flips = _np.flatnonzero(v == 0).tolist()
     if len(flips) != degree:
         return None
     for i in flips:

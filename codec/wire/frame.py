@@ -172,15 +172,22 @@ def plan_frames(payload_len: int, mtu: int, copies: int, truth: bool = False) ->
                      f"{MAX_FRAGMENTS} fragments behind a {block_bytes(True, truth)}-byte header block")
 
 
-def body_lengths(payload_len: int) -> set[int]:
-    """Every slice length a DATA frame of this payload can carry (for the cheap length check)."""
-    out = set()
-    for count in range(1, MAX_FRAGMENTS + 1):
-        for index in range(count):
-            n = len(fragment_slice(payload_len, count, index))
-            if n:
-                out.add(n)
-    return out
+class BodyLengths(NamedTuple):
+    """The bodies a receiver's devices can send: whole payloads (F = 0) and fragment slices
+    (F = 1). A reading whose block size implies F = 0 must carry a whole payload."""
+
+    whole: frozenset
+    pieces: frozenset
+
+    def __or__(self, other: "BodyLengths") -> "BodyLengths":
+        return BodyLengths(self.whole | other.whole, self.pieces | other.pieces)
+
+
+def body_lengths(payload_len: int) -> BodyLengths:
+    """Every body length a DATA frame of this payload can carry (for the cheap length check)."""
+    pieces = {len(fragment_slice(payload_len, count, index))
+              for count in range(2, MAX_FRAGMENTS + 1) for index in range(count)} - {0}
+    return BodyLengths(frozenset({payload_len}), frozenset(pieces))
 
 
 def frame_lengths(payload_len: int) -> set[int]:
@@ -305,8 +312,7 @@ def is_v1(data: bytes) -> bool:
             and binascii.crc_hqx(bytes(data[:17]), 0xFFFF) == int.from_bytes(data[17:19], "big"))
 
 
-def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None,
-                repair: bool = True) -> DataHeader:
+def read_header(data: bytes, lengths: BodyLengths | None = None, repair: bool = True) -> DataHeader:
     """Check a DATA frame's header block (BCH, majority over copies, structure). Raises only
     FrameError. `lengths`: the body lengths a receiver's devices can send (`body_lengths`);
     readings whose body length is not among them are not even decoded. `repair=False` accepts
@@ -324,7 +330,9 @@ def read_header(data: bytes, lengths: set[int] | frozenset[int] | None = None,
     for copies in COPIES:
         for size in (BLOCK_BYTES, BLOCK_BYTES + 1, BLOCK_BYTES + 2):
             rest = len(data) - copies * size
-            if rest <= 0 or (lengths is not None and rest not in lengths):
+            if rest <= 0 or (lengths is not None and not (
+                    (size < BLOCK_BYTES + 2 and rest in lengths.whole)             # F = 0 (T = 0 or 1)
+                    or (size > BLOCK_BYTES and rest in lengths.pieces))):          # F = 1 (T = 0 or 1)
                 continue
             tried = True
             decoded = _decode_block(data, size, copies, repair)

@@ -116,7 +116,7 @@ def test_failure_reasons():
     assert exc.value.reason == "short"
     with pytest.raises(FrameError) as exc:
         read_header(bytes(30), body_lengths(37))
-    assert exc.value.reason == "version"        # an all-zero block is a codeword of version 0
+    assert exc.value.reason == "length"         # 18 bytes after a 12-byte block: no whole payload
     with pytest.raises(FrameError) as exc:
         read_header(bytes(range(1, 50)))
     assert exc.value.reason == "damaged"
@@ -137,6 +137,8 @@ def test_failure_reasons():
 def test_length_filter_skips_decoding():
     lengths = frame_lengths(37)
     assert 49 in lengths and 97 in lengths and 1000 not in lengths and 12 not in lengths
+    body = body_lengths(37)
+    assert body.whole == {37} and 19 in body.pieces and 37 not in body.pieces
     with pytest.raises(FrameError) as exc:
         read_header(bytes(108), body_lengths(37))
     assert exc.value.reason == "length"
