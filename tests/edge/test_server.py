@@ -71,6 +71,29 @@ def test_duplicate_is_answered_once_and_counted_as_replay(udp, edge):
     assert udp.ask(dev, dev.frame(3)).label == 3     # the next counter is fine
 
 
+def test_every_datagram_delivered_twice_is_answered_once(udp, edge):
+    """A link that duplicates every datagram: each inference answered once, the copies counted as
+    replays (one-fragment and fragmented inferences alike)."""
+    dev = FleetDevice(18)
+    before = rejects(edge, "replay")
+    inferences = [dev.frames(k % 10) for k in range(10)] + [dev.frames(k % 10, mtu=30) for k in range(5)]
+    for frames in inferences:
+        for f in frames:
+            udp.send(f)
+            udp.send(f)
+    got = []
+    udp.sock.settimeout(1.0)
+    try:
+        while True:
+            got.append(dev.read(udp.sock.recv(4096)))
+    except socket.timeout:
+        pass
+    counters = [a.counter for a in got]
+    assert len(counters) == len(set(counters)) == len(inferences)      # each answered exactly once
+    assert all(a.kind == Kind.REPLY for a in got)
+    assert rejects(edge, "replay") - before == sum(len(f) for f in inferences)
+
+
 def test_restarted_device_with_persisted_counter_is_answered(udp):
     first = FleetDevice(13, counter=5000)
     assert udp.ask(first, first.frame(1)).label == 1
