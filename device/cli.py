@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if summary["answered"] == 0:
         print(f"snn device: no reply from the edge at {args.to} ({summary['sent']} inference(s) sent, "
               f"each {1 + args.retries} time(s) with a {args.timeout:g} s timeout): is the edge running and "
-              f"reachable?", file=sys.stderr)
+              f"reachable, and is this device provisioned in its --keys file? (an edge answers nothing "
+              f"it cannot authenticate)", file=sys.stderr)
         return 1
     return 0
 
