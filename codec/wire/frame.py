@@ -8,10 +8,11 @@ A frame is `copies` (1, 3 or 5) identical BCH-protected header blocks, then the 
     REPLY  (edge -> device): block (13 B, the 3-byte encrypted answer inside) x copies
     ERROR  (edge -> device): the same, with an error code instead of an answer
 
-Block bits, MSB first (BCH(127, 99) t=4 shortened: `codec.wire.bch`)::
+Block bits, MSB first (BCH(127, 99) t=4 shortened: `codec.wire.bch`); every field but the last
+nibble is byte aligned::
 
-    DATA:  version 2 | kind 2 | device id 16 | counter low 16 | [fragment 8] | MIC 32 | parity 28
-    REPLY/ERROR: version 2 | kind 2 | counter low 16 | body 24 | MIC 32 | parity 28
+    DATA:        device id 16 | counter low 16 | [fragment 8] | MIC 32 | version 2 | kind 2 | parity 28
+    REPLY/ERROR: counter low 16 | body 24 | MIC 32 | version 2 | kind 2 | parity 28
 
 What never changes for a device (key, codec fingerprint, hence the payload length) is bound
 when it is provisioned (`codec.wire.keys`), so it is not sent: the payload length is implicit and
@@ -255,11 +256,11 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
         piece = fragment_slice(len(payload), count, index)
         frag = _frag_byte(index, count)
         tag = int.from_bytes(mic(key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, fingerprint)), "big")
-        info = (VERSION << 66) | (kind << 64) | (device_id << 48) | ((counter & 0xFFFF) << 32)
+        tail = (tag << 4) | (VERSION << 2) | kind
         if count == 1:
-            block = _block(info | tag, 68)
+            block = _block((device_id << 52) | ((counter & 0xFFFF) << 36) | tail, 68)
         else:
-            block = _block((info << 8) | (frag << 32) | tag, 76)
+            block = _block((device_id << 60) | ((counter & 0xFFFF) << 44) | (frag << 36) | tail, 76)
         body = payload[piece.start:piece.stop]
         if truth is not None and index == count - 1:  # keystream bytes P, P+1, P+2
             body += bytes([truth]) * TRUTH_BYTES
@@ -312,9 +313,9 @@ def _try_data(data, copies, size, peers, full_counter):
     info, errors = got
     frag = 0
     if size == FRAG_BLOCK_BYTES:
-        frag, info = info >> 32 & 0xFF, (info >> 40 << 32) | (info & 0xFFFFFFFF)
-    version, kind = info >> 66, info >> 64 & 3
-    device_id, low, tag = info >> 48 & 0xFFFF, info >> 32 & 0xFFFF, info & 0xFFFFFFFF
+        frag, info = info >> 36 & 0xFF, (info >> 44 << 36) | (info & 0xFFFFFFFFF)
+    version, kind, tag = info >> 2 & 3, info & 3, info >> 4 & 0xFFFFFFFF
+    device_id, low = info >> 52 & 0xFFFF, info >> 36 & 0xFFFF
     if version != VERSION:
         return 2, f"protocol version {version} (this peer speaks v{VERSION})", None
     if kind not in (Kind.DATA, Kind.DATA_TRUTH):
@@ -366,7 +367,7 @@ def _encode_down(kind: Kind, body: bytes, key: bytes, device_id: int, fingerprin
     cipher = xor_keystream(key, DOWNLINK, device_id, counter, 0, body)
     tag = int.from_bytes(mic(key, _mic_message(DOWNLINK, device_id, counter, kind, copies, 0, fingerprint, cipher)),
                          "big")
-    info = (VERSION << 74) | (kind << 72) | ((counter & 0xFFFF) << 56) | (int.from_bytes(cipher, "big") << 32) | tag
+    info = ((counter & 0xFFFF) << 60) | (int.from_bytes(cipher, "big") << 36) | (tag << 4) | (VERSION << 2) | kind
     return _block(info, 76) * copies
 
 
@@ -398,8 +399,8 @@ def parse_reply(data: bytes, *, key: bytes, device_id: int, fingerprint: bytes,
     if got is None:
         raise FrameError("reply damaged beyond repair on the link", reason="damaged")
     info, errors = got
-    version, kind, low = info >> 74, info >> 72 & 3, info >> 56 & 0xFFFF
-    cipher, tag = (info >> 32 & 0xFFFFFF).to_bytes(3, "big"), info & 0xFFFFFFFF
+    version, kind, low = info >> 2 & 3, info & 3, info >> 60 & 0xFFFF
+    cipher, tag = (info >> 36 & 0xFFFFFF).to_bytes(3, "big"), info >> 4 & 0xFFFFFFFF
     if version != VERSION:
         raise FrameError(f"protocol version {version}", reason="version")
     if kind not in (Kind.REPLY, Kind.ERROR):
