@@ -2,7 +2,7 @@
 
 A frame is `copies` (1, 3 or 5) identical BCH-protected header blocks, then the body::
 
-    DATA   (device -> edge): block (12 B; 13 B when fragmented) x copies, then this fragment's
+    DATA   (device -> edge): block (12-15 B) x copies, then this fragment's
            slice of the AES-CTR encrypted payload [+ 3 encrypted truth bytes in test mode, last
            fragment only]
     REPLY  (edge -> device): block (13 B, the 3-byte encrypted answer inside) x copies
@@ -11,7 +11,8 @@ A frame is `copies` (1, 3 or 5) identical BCH-protected header blocks, then the 
 Block bits, MSB first (BCH(127, 99) t=4 shortened: `codec.wire.bch`); every field but the last
 nibble is byte aligned::
 
-    DATA:        device id 16 | counter low 16 | [fragment 8] | MIC 32 | version 2 | kind 2 | parity 28
+    DATA:        device id 16 | counter low 16 (or all 32: "long") | [fragment 8] | MIC 32 | version 2 |
+                 kind 2 | parity 28                       (12 B; 13 fragmented; 14/15 long)
     REPLY/ERROR: counter low 16 | body 24 | MIC 32 | version 2 | kind 2 | parity 28
 
 What never changes for a device (key, codec fingerprint, hence the payload length) is bound
@@ -38,6 +39,7 @@ HEADER_COPIES = (1, 3, 5)
 MAX_FRAGMENTS = 16
 BLOCK_BYTES = 12            # DATA, one fragment: 68 info bits + 28 parity
 FRAG_BLOCK_BYTES = 13       # DATA, fragmented: + the fragment byte
+LONG_EXTRA = 2              # + the counter's high 16 bits ("long" blocks: 14 and 15 bytes)
 REPLY_BLOCK_BYTES = 13      # REPLY/ERROR: counter, 24-bit body, MIC
 TRUTH_BYTES = 3             # test mode: the truth label, 3 times (bitwise majority)
 NO_TRUTH = 0xFF
@@ -95,6 +97,7 @@ class DataFrame:
     header_bits: int            # bits of header blocks received (copies x block)
     peer: object                # the Peer whose key and codec authenticated it
     block_bytes: int = BLOCK_BYTES
+    long_counter: bool = False
 
     @property
     def fragmented(self) -> bool:
@@ -154,15 +157,21 @@ def fragment_slice(payload_bytes: int, frag_count: int, frag_index: int) -> rang
     return range(min(frag_index * chunk, payload_bytes), min((frag_index + 1) * chunk, payload_bytes))
 
 
-def frame_plan(payload_bytes: int, mtu: int, copies: int, truth: bool = False) -> int:
+def block_bytes(fragmented: bool, long_counter: bool = False) -> int:
+    """Size of one header block: 12, 13 (fragmented), 14 (long counter), 15 (both)."""
+    return (FRAG_BLOCK_BYTES if fragmented else BLOCK_BYTES) + (LONG_EXTRA if long_counter else 0)
+
+
+def frame_plan(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False) -> int:
     """Fragments one inference needs at this MTU and copy count (ValueError when none fits)."""
     extra = TRUTH_BYTES if truth else 0
-    if copies * BLOCK_BYTES + payload_bytes + extra <= mtu:
+    if copies * block_bytes(False, long_counter) + payload_bytes + extra <= mtu:
         return 1
-    room = mtu - copies * FRAG_BLOCK_BYTES - extra
+    size = block_bytes(True, long_counter)
+    room = mtu - copies * size - extra
     if room <= 0:
         raise ValueError(f"an MTU of {mtu} bytes leaves no room after {copies} header block(s) of "
-                         f"{FRAG_BLOCK_BYTES} bytes")
+                         f"{size} bytes")
     count = max(2, -(-payload_bytes // room))
     if count > MAX_FRAGMENTS or count > payload_bytes:
         raise ValueError(f"{payload_bytes} payload bytes need {count} fragments at MTU {mtu} with "
@@ -170,32 +179,32 @@ def frame_plan(payload_bytes: int, mtu: int, copies: int, truth: bool = False) -
     return count
 
 
-def fitting_copies(payload_bytes: int, mtu: int, wanted: int, truth: bool = False) -> tuple[int, int]:
+def fitting_copies(payload_bytes: int, mtu: int, wanted: int, truth: bool = False,
+                   long_counter: bool = False) -> tuple[int, int]:
     """(copies, fragments) closest to `wanted` copies that fit the MTU: a device degrades to fewer
     copies (and so more fragments) rather than stop. ValueError only when even 1 copy cannot fit."""
     for copies in sorted((c for c in HEADER_COPIES if c <= wanted), reverse=True):
         try:
-            return copies, frame_plan(payload_bytes, mtu, copies, truth)
+            return copies, frame_plan(payload_bytes, mtu, copies, truth, long_counter)
         except ValueError as exc:
             last = exc
     raise last
 
 
-def data_bytes(payload_bytes: int, mtu: int, copies: int, truth: bool = False) -> int:
+def data_bytes(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False) -> int:
     """Bytes on the air for one inference (every fragment)."""
-    count = frame_plan(payload_bytes, mtu, copies, truth)
-    block = BLOCK_BYTES if count == 1 else FRAG_BLOCK_BYTES
-    return count * copies * block + payload_bytes + (TRUTH_BYTES if truth else 0)
+    count = frame_plan(payload_bytes, mtu, copies, truth, long_counter)
+    return count * copies * block_bytes(count > 1, long_counter) + payload_bytes + (TRUTH_BYTES if truth else 0)
 
 
-def _hdr_byte(kind: int, copies: int) -> int:
-    return (VERSION << 6) | (kind << 4) | copies
+def _hdr_byte(kind: int, copies: int, long_counter: bool = False) -> int:
+    return (VERSION << 6) | (kind << 4) | (long_counter << 3) | copies
 
 
 def _mic_message(direction: int, device_id: int, counter: int, kind: int, copies: int, frag: int,
-                 fingerprint: bytes, body: bytes = b"") -> bytes:
+                 fingerprint: bytes, body: bytes = b"", long_counter: bool = False) -> bytes:
     return (bytes([direction]) + device_id.to_bytes(2, "big") + counter.to_bytes(4, "big")
-            + bytes([_hdr_byte(kind, copies), frag]) + fingerprint + body)
+            + bytes([_hdr_byte(kind, copies, long_counter), frag]) + fingerprint + body)
 
 
 def _frag_byte(index: int, count: int) -> int:
@@ -237,10 +246,14 @@ def _decode_block(data: bytes, copies: int, size: int) -> tuple[int, int] | None
 # --- DATA --------------------------------------------------------------------------------------
 
 def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint: bytes, counter: int,
-                     mtu: int = 1400, copies: int = 1, truth: int | None = None) -> list[bytes]:
+                     mtu: int = 1400, copies: int = 1, truth: int | None = None,
+                     long_counter: bool = False) -> list[bytes]:
     """The DATA frames (one per fragment) of one inference under frame counter `counter`.
 
-    The caller never reuses a counter under a key (`codec.wire.keys.CounterStore`)."""
+    The caller never reuses a counter under a key (`codec.wire.keys.CounterStore`).
+    `long_counter` sends all 32 counter bits (2 bytes more per block): a device does so on its
+    first transmission after it starts and on resends, so an edge that lost track of it (a
+    restart) resynchronises (docs/PROTOCOL.md §4.3)."""
     payload = bytes(payload)
     copies_code(copies)
     if not 0 <= device_id <= 0xFFFF or not 0 <= counter <= 0xFFFFFFFF:
@@ -250,17 +263,19 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
     if truth is not None and not 0 <= truth < NO_TRUTH:
         raise ValueError(f"a ground-truth label must lie in 0..{NO_TRUTH - 1}")
     kind = Kind.DATA if truth is None else Kind.DATA_TRUTH
-    count = frame_plan(len(payload), mtu, copies, truth is not None)
+    count = frame_plan(len(payload), mtu, copies, truth is not None, long_counter)
     frames = []
+    cbits = 32 if long_counter else 16
     for index in range(count):
         piece = fragment_slice(len(payload), count, index)
         frag = _frag_byte(index, count)
-        tag = int.from_bytes(mic(key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, fingerprint)), "big")
-        tail = (tag << 4) | (VERSION << 2) | kind
-        if count == 1:
-            block = _block((device_id << 52) | ((counter & 0xFFFF) << 36) | tail, 68)
-        else:
-            block = _block((device_id << 60) | ((counter & 0xFFFF) << 44) | (frag << 36) | tail, 76)
+        tag = int.from_bytes(mic(key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, fingerprint,
+                                                   long_counter=long_counter)), "big")
+        info = (device_id << cbits) | (counter & ((1 << cbits) - 1))
+        if count > 1:
+            info = (info << 8) | frag
+        k = 16 + cbits + (8 if count > 1 else 0) + 36
+        block = _block((info << 36) | (tag << 4) | (VERSION << 2) | kind, k)
         body = payload[piece.start:piece.stop]
         if truth is not None and index == count - 1:  # keystream bytes P, P+1, P+2
             body += bytes([truth]) * TRUTH_BYTES
@@ -268,16 +283,20 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
     return frames
 
 
+_SIZES = [(False, False), (True, False), (False, True), (True, True)]   # (fragmented, long)
+
+
 def _candidates(n: int, sizes: frozenset[int] | None):
-    """(copies, block bytes) readings a datagram of n bytes can have, most likely first."""
+    """(copies, fragmented, long counter) readings a datagram of n bytes can have, likeliest first."""
     top = max(sizes) + TRUTH_BYTES if sizes else 1 << 16
     for copies in HEADER_COPIES:
-        rest = n - copies * BLOCK_BYTES
-        if rest >= 1 and (sizes is None or rest in sizes or rest - TRUTH_BYTES in sizes):
-            yield copies, BLOCK_BYTES
-        rest = n - copies * FRAG_BLOCK_BYTES
-        if 1 <= rest <= top:
-            yield copies, FRAG_BLOCK_BYTES
+        for fragmented, long_counter in _SIZES:
+            rest = n - copies * block_bytes(fragmented, long_counter)
+            if fragmented:
+                if 1 <= rest <= top:
+                    yield copies, fragmented, long_counter
+            elif rest >= 1 and (sizes is None or rest in sizes or rest - TRUTH_BYTES in sizes):
+                yield copies, fragmented, long_counter
 
 
 _STAGES = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length")
@@ -297,8 +316,8 @@ def parse_data(data: bytes, peers: Callable[[int], Sequence[Peer]], full_counter
     """
     data = bytes(data)
     worst, detail = 0, f"no v{VERSION} frame is {len(data)} bytes long"
-    for copies, size in _candidates(len(data), sizes):
-        stage, text, frame = _try_data(data, copies, size, peers, full_counter)
+    for copies, fragmented, long_counter in _candidates(len(data), sizes):
+        stage, text, frame = _try_data(data, copies, fragmented, long_counter, peers, full_counter)
         if frame is not None:
             return frame
         if stage > worst:
@@ -306,32 +325,39 @@ def parse_data(data: bytes, peers: Callable[[int], Sequence[Peer]], full_counter
     raise FrameError(detail, reason=_STAGES[worst])
 
 
-def _try_data(data, copies, size, peers, full_counter):
+def _try_data(data, copies, fragmented, long_counter, peers, full_counter):
+    size = block_bytes(fragmented, long_counter)
     got = _decode_block(data, copies, size)
     if got is None:
         return 1, "header damaged beyond repair on the link (BCH decoding failed)", None
     info, errors = got
-    frag = 0
-    if size == FRAG_BLOCK_BYTES:
-        frag, info = info >> 36 & 0xFF, (info >> 44 << 36) | (info & 0xFFFFFFFFF)
     version, kind, tag = info >> 2 & 3, info & 3, info >> 4 & 0xFFFFFFFF
-    device_id, low = info >> 52 & 0xFFFF, info >> 36 & 0xFFFF
+    info >>= 36
+    frag = 0
+    if fragmented:
+        frag, info = info & 0xFF, info >> 8
+    cbits = 32 if long_counter else 16
+    device_id, low = info >> cbits & 0xFFFF, info & ((1 << cbits) - 1)
     if version != VERSION:
         return 2, f"protocol version {version} (this peer speaks v{VERSION})", None
     if kind not in (Kind.DATA, Kind.DATA_TRUTH):
         return 3, f"a {Kind(kind).name} frame where DATA was expected", None
-    index, count = (0, 1) if size == BLOCK_BYTES else (frag >> 4, (frag & 0xF) + 1)
-    if count == 1 and size == FRAG_BLOCK_BYTES or index >= count:
+    index, count = (frag >> 4, (frag & 0xF) + 1) if fragmented else (0, 1)
+    if fragmented and count == 1 or index >= count:
         return 4, f"fragment {index} of {count}", None
-    counter = full_counter(device_id, low)
+    counter = low if long_counter else full_counter(device_id, low)
     found = None
     for peer in peers(device_id):
-        want = mic(peer.key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, peer.fingerprint))
+        want = mic(peer.key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, peer.fingerprint,
+                                          long_counter=long_counter))
         if int.from_bytes(want, "big") == tag:
             found = peer
             break
     if found is None:
         return 5, f"device {device_id}: authentication failed (unknown device, wrong key or MIC)", None
+    if found.payload_bytes == 0:  # authenticated, but the receiver does not serve its codec
+        return 6, "", DataFrame(device_id, counter, copies, index, count, b"", None, errors,
+                                copies * size * 8, found, size, long_counter)
     piece = fragment_slice(found.payload_bytes, count, index)
     truth_bytes = TRUTH_BYTES if kind == Kind.DATA_TRUTH and index == count - 1 else 0
     body = data[copies * size:]
@@ -345,7 +371,7 @@ def _try_data(data, copies, size, peers, full_counter):
         truth = (a & b) | (a & c) | (b & c)
         plain = plain[:-3]
     return 6, "", DataFrame(device_id, counter, copies, index, count, plain, truth, errors,
-                            copies * size * 8, found, size)
+                            copies * size * 8, found, size, long_counter)
 
 
 # --- REPLY and ERROR ---------------------------------------------------------------------------

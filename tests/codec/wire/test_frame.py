@@ -300,3 +300,18 @@ def test_counter_store_never_reuses_after_a_crash(tmp_path):
 
 def test_kind_values_are_the_documented_ones():
     assert [int(k) for k in Kind] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("mtu", [51, 1400])
+def test_long_counter_resynchronises_a_receiver_that_lost_track(mtu):
+    counter = 0x12345678
+    frames = encode_inference(_payload(), key=KEY, device_id=7, fingerprint=FP, counter=counter, mtu=mtu,
+                              long_counter=True)
+    assert len(frames[0]) in (14 + 37, 15 + 19)
+    parsed = [parse_data(f, lambda dev: [PEER], lambda dev, low: low) for f in frames]  # knows no H
+    assert {p.counter for p in parsed} == {counter} and all(p.long_counter for p in parsed)
+    assert b"".join(p.data for p in parsed) == _payload()
+    short = encode_inference(_payload(), key=KEY, device_id=7, fingerprint=FP, counter=counter)[0]
+    with pytest.raises(FrameError) as exc:   # the short form needs the receiver's window
+        parse_data(short, lambda dev: [PEER], lambda dev, low: low)
+    assert exc.value.reason == "auth"
