@@ -78,12 +78,6 @@ def run(args: argparse.Namespace) -> int:
         from codec.wire.keys import load_keys
         keys = load_keys(args.keys)
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
-    if args.insecure:
-        logging.getLogger("snn.edge").warning(
-            "INSECURE: no --keys, every device is accepted with the public all-zero key; anyone who "
-            "reaches this edge can use it and read its answers")
-        print("snn edge: WARNING: --insecure: no authentication, no secrecy (trusted links only)",
-              file=sys.stderr, flush=True)
     config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                         keys=keys, insecure=keys is None, source_fail_rate=args.source_fail_rate,
@@ -93,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
                            log_level=args.log_level)
 
     def ready(addresses: dict) -> None:
+        if args.insecure:  # said once serving, loudly, on stderr and in the log
+            logging.getLogger("snn.edge").warning(
+                "INSECURE (--insecure): no keys; every device is accepted with the public all-zero key, so "
+                "anyone who reaches this edge can use it and read its answers (trusted links only)")
         parts = [addresses["http"]] + ([addresses["udp"]] if addresses["udp"] else [])
         parts += [f"serial:{p}" for p in addresses["serial"]]
         print(f"snn edge: serving {'; '.join(addresses['codecs'])} on {' '.join(parts)}", flush=True)

@@ -356,6 +356,8 @@ class EdgeCore:
             frame = self._open(data, None)
         except Rejected as rej:
             self.metrics.reject(rej.reason)
+            if rej.code is None:  # HTTP is a connection, not a reflector: a problem body says why
+                rej.code = ErrorCode.BAD_FRAME
             raise
         if frame.frag_count != 1:
             self.metrics.reject("bad_frame")
