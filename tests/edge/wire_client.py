@@ -22,7 +22,7 @@ def key_for(dev: int) -> bytes:
 # devices provisioned on the test edges: most for any served codec, 6 bound to FP_B, 5 to a codec
 # the edges do not serve
 KEYS = {dev: DeviceKey(dev, key_for(dev), FP_B if dev == 6 else UNSERVED if dev == 5 else None)
-        for dev in [*range(1, 64), *range(500, 520), 900, *range(1000, 1300)]}
+        for dev in [*range(1, 64), *range(500, 520), *range(700, 710), 900, *range(1000, 1300)]}
 _COUNTER = itertools.count(1)
 SENT: dict[int, tuple[int, int, bytes]] = {}   # counter low 16 bits -> (device, counter, fingerprint)
 
