@@ -82,7 +82,7 @@ class Peer(Protocol):
     payload_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataFrame:
     """One authenticated DATA frame, payload decrypted (bit errors and all)."""
 
@@ -234,6 +234,8 @@ def _majority(data: bytes, copies: int, size: int) -> tuple[int, list[int]]:
 
 def _decode_block(data: bytes, copies: int, size: int) -> tuple[int, int] | None:
     """(info bits, bits found wrong over all copies) of a repeated block, or None."""
+    if copies == 1 and not bch.remainder(data[:size]):   # a clean block: the common case, no decoding
+        return int.from_bytes(data[:size], "big") >> bch.PARITY_BITS, 0
     voted, words = _majority(data, copies, size)
     got = bch.decode(voted, size * 8)
     if got is None:
@@ -314,9 +316,15 @@ def parse_data(data: bytes, peers: Callable[[int], Sequence[Peer]], full_counter
     replay window reconstructs. `sizes`: the payload lengths served, to skip impossible
     readings before any decoding (a garbage datagram usually costs a set look-up).
     """
-    data = bytes(data)
-    worst, detail = 0, f"no v{VERSION} frame is {len(data)} bytes long"
-    for copies, fragmented, long_counter in _candidates(len(data), sizes):
+    if type(data) is not bytes:
+        data = bytes(data)
+    n = len(data)
+    if sizes is not None and n - BLOCK_BYTES in sizes:   # the common reading first, without the generator
+        stage, text, frame = _try_data(data, 1, False, False, peers, full_counter)
+        if frame is not None:
+            return frame
+    worst, detail = 0, f"no v{VERSION} frame is {n} bytes long"
+    for copies, fragmented, long_counter in _candidates(n, sizes):
         stage, text, frame = _try_data(data, copies, fragmented, long_counter, peers, full_counter)
         if frame is not None:
             return frame
@@ -326,7 +334,7 @@ def parse_data(data: bytes, peers: Callable[[int], Sequence[Peer]], full_counter
 
 
 def _try_data(data, copies, fragmented, long_counter, peers, full_counter):
-    size = block_bytes(fragmented, long_counter)
+    size = (FRAG_BLOCK_BYTES if fragmented else BLOCK_BYTES) + (LONG_EXTRA if long_counter else 0)
     got = _decode_block(data, copies, size)
     if got is None:
         return 1, "header damaged beyond repair on the link (BCH decoding failed)", None
