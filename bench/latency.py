@@ -73,10 +73,11 @@ def _fragments(n: int, room: int) -> list[int]:
 
 def frame_sizes(method: str, n_bytes: int, mtu: int) -> list[int]:
     """Bytes of each frame on a clean link for a message of n bytes sent by `method`."""
-    if method == "semanticnn":
-        from bench.accuracy import PILOTS
-        over = delivery.FRAME_HEADER + PILOTS
-        return [over + d for d in _fragments(n_bytes, mtu - over)]
+    if method == "semanticnn":   # v2: one 12-byte header block (13 when fragmented), no pilots
+        from codec.wire.frame import BLOCK_BYTES, FRAG_BLOCK_BYTES
+        if BLOCK_BYTES + n_bytes <= mtu:
+            return [BLOCK_BYTES + n_bytes]
+        return [FRAG_BLOCK_BYTES + d for d in _fragments(n_bytes, mtu - FRAG_BLOCK_BYTES)]
     kind = method.rsplit("-", 1)[1]
     if kind == "arq":
         over = delivery.HEADER_FIELDS + delivery.CRC32_BYTES
