@@ -71,3 +71,19 @@ def test_device_to_real_edge_over_pty_serial_ports(encoder, tmp_path):
     expected = edge_predict(load_bundle(), symbols, 0.0)
     assert [r["label"] for r in s["inferences"]] == [int(v) for v in np.asarray(expected)], s
     assert s["link"].startswith("uart") and s["airtime_ms_per_inference"] > 0
+
+
+@pytest.mark.slow
+def test_lora_sf12_mtu_at_ber_1e1_both_ways_degrades_and_is_answered(encoder, tmp_path):
+    """MTU 51 (LoRa SF10-12), BER 0.1 up and down, --header-copies auto: five copies do not fit, the
+    device sends three (more fragments), says so, and >= 90 % of inferences are answered."""
+    from bench.stack import LocalStack
+    with LocalStack(ber=0.1, seed=5, extra_proxy_args=("--downlink-ber", "0.1")) as stack:
+        dev = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder), "--to",
+                              stack.device_url, "--count", "100", "--mtu", "51", "--header-copies", "auto",
+                              "--timeout", "1", "--quiet", "--json", str(tmp_path / "d.json"),
+                              *stack.device_args(4)], capture_output=True, text=True, timeout=600)
+    s = json.loads((tmp_path / "d.json").read_text())
+    assert s["answered"] >= 90, s
+    assert "fits at most 3 header copies" in dev.stderr and s["degraded"] > 0
+    assert "cannot frame" not in dev.stderr
