@@ -195,6 +195,10 @@ class EdgeCore:
                      source: object = None) -> None:
         """One frame from a datagram or stream link (`source`: the sender's address, for rate
         limits); answers through `reply` only when the frame authenticated (never raises)."""
+        if source is not None and self.source_limits.empty(source):
+            # a source over its failure budget: the cheapest possible refusal, before anything else
+            self.metrics.reject("rate_limited")
+            return
         t_recv = time.perf_counter()
         self.received += 1
         self.metrics.frame(transport)
@@ -220,8 +224,6 @@ class EdgeCore:
     def _open(self, data: bytes, source: object, reply: Callable[[bytes], None] | None = None) -> DataFrame:
         """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise."""
         ring = self.keyring
-        if source is not None and self.source_limits.empty(source):
-            raise Rejected("rate_limited", None, "this source sent too many frames that failed")
         try:
             frame = parse_data(data, ring.peers, ring.full_counter, ring.sizes)
         except FrameError as exc:
