@@ -229,7 +229,7 @@ class EdgeCore:
         except FrameError as exc:
             if source is not None:
                 self.source_limits.take(source)
-            if exc.reason in ("length", "damaged") and reply is not None:
+            if reply is not None and data[:1] == b"\xa7":   # a v1 frame? (cheap: one byte first)
                 self._v1_upgrade(data, source, reply)
             raise Rejected(exc.reason, None, str(exc), _HTTP_STATUS.get(exc.reason, 400)) from None
         dev = frame.device_id

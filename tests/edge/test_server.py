@@ -367,3 +367,30 @@ def test_http_concurrent_requests(edge):
     for t in threads:
         t.join()
     assert len(results) == 80 and all(s == 200 and got == want for s, got, want in results)
+
+
+def _v1_frame(device: int) -> bytes:
+    """A version-1 DATA frame claiming `device` (magic 0xA7, valid v1 header CRC-16)."""
+    import binascii
+    import struct
+    head = struct.pack(">BBB4sHHBHbBB", 0xA7, 0x10, 0, FP_A, device, 1, 0, 294, -128, 4, 0xFF)
+    return head + binascii.crc_hqx(head, 0xFFFF).to_bytes(2, "big") + bytes(12) + bytes(41)
+
+
+def test_v1_frame_gets_the_upgrade_error_only_from_a_keyed_devices_own_source(udp, edge):
+    stranger = UdpClient(edge.udp)
+    try:
+        stranger.send(_v1_frame(15))           # device 15 never authenticated from there: silence
+        assert stranger.silent()
+        assert udp.ask(frame(1, device=15)).label == 1
+        udp.send(_v1_frame(15))                # now attributable: an authenticated ERROR naming v2
+        raw = udp.sock.recv(4096)
+        from codec.wire.frame import parse_reply
+        from wire_client import key_for
+        got = parse_reply(raw, key=key_for(15), device_id=15, fingerprint=FP_A, full_counter=lambda low: low)
+        assert got.code == ErrorCode.UNSUPPORTED and got.detail == 2 and "upgrade" in got.text
+        assert len(raw) < len(_v1_frame(15))
+        stranger.send(_v1_frame(15))           # the same claim from elsewhere: still silence
+        assert stranger.silent()
+    finally:
+        stranger.close()
