@@ -139,12 +139,16 @@ class CounterStore:
         if self.path is None:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps({"next": self.reserved}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps({"next": self.reserved}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(self.path)
+        except OSError as exc:
+            raise SnnError(f"cannot write the frame-counter state {self.path}: {exc.strerror or exc} (the "
+                           f"device must persist its counter before sending; give --state PATH)") from None
 
     def take(self) -> int:
         """A counter never used before under this key."""

@@ -315,3 +315,8 @@ def test_long_counter_resynchronises_a_receiver_that_lost_track(mtu):
     with pytest.raises(FrameError) as exc:   # the short form needs the receiver's window
         parse_data(short, lambda dev: [PEER], lambda dev, low: low)
     assert exc.value.reason == "auth"
+
+
+def test_counter_store_that_cannot_persist_is_a_clear_error(tmp_path):
+    with pytest.raises(SnnError, match="cannot write the frame-counter state"):
+        CounterStore(tmp_path / "missing-dir" / "k.state")
