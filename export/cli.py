@@ -50,7 +50,7 @@ def _bers(text: str) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     from codec.bundle import load_bundle
-    from codec.datasets import load_dataset
+    from codec.datasets import load_dataset, split_options
     from export.onnx_export import check_opset
     from export.pipeline import default_specs, export_bundle
 
@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError("--count must be > 0")
     bundle = load_bundle(args.bundle)
     calib_spec, test_spec = default_specs(bundle)
-    train = load_dataset(args.calib_data or calib_spec)
-    test = load_dataset(args.data or test_spec).take(args.count)
+    opts = dict(split_options(bundle.config["backbone"]), shape=bundle.input_shape)
+    train = load_dataset(args.calib_data or calib_spec, **opts)
+    test = load_dataset(args.data or test_spec, **opts).take(args.count)
     if len(train) == 0:
         raise SnnError(f"the calibration set {args.calib_data or calib_spec} is empty")
     print(f"exporting {bundle!r}")

@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="backbone|codec", required=True)
     b = sub.add_parser("backbone", help="train a float backbone on a data set")
     _PARSERS["backbone"] = b
-    b.add_argument("--data", default="fmnist", help="fmnist, or a spec such as cifar10:PATH (default fmnist)")
+    b.add_argument("--data", default="fmnist",
+                   help="fmnist, or a spec such as cifar10:PATH or folder:PATH (default fmnist)")
     b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
     b.add_argument("-o", "--out", required=True, type=Path)
     b.add_argument("--epochs", type=int, default=12)
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
     b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    _split_flags(b, "default: the tree must have train/ and test/ sub-folders")
 
     c = sub.add_parser("codec", help="train the semantic codec on a frozen backbone")
     _PARSERS["codec"] = c
@@ -65,6 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
     c.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    _split_flags(c, "default: the split the backbone was trained with")
+
+
+def _split_flags(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--holdout", type=float, default=None, metavar="F",
+                        help=f"folder:PATH as one tree: hold this fraction of each class out as the test split "
+                             f"({default})")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the --holdout split (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         train_backbone(args.data, args.arch, args.out, epochs=args.epochs, batch_size=args.batch_size,
                        optimizer=args.optimizer, lr=args.lr, width=args.width, split=args.split, seed=args.seed,
                        threads=args.threads, resume=args.resume, count=args.count,
-                       command=command)
+                       command=command, holdout=args.holdout, split_seed=args.split_seed)
         return 0
     from channel.bit_errors import make_error_model
     from codec.training.train_codec import train_codec

@@ -36,15 +36,21 @@ def data_specs(data: str) -> tuple[str, str]:
     """`fmnist` -> ('fmnist:train', 'fmnist:test'); a full spec 'kind:PATH' gets :train/:test added."""
     if data in ("fmnist", "fashion-mnist"):
         return "fmnist:train", "fmnist:test"
-    if data.endswith(":train") or data.endswith(":test"):
+    if data.endswith((":train", ":test", ":val")):
         base = data.rsplit(":", 1)[0]
         return base + ":train", base + ":test"
     return data + ":train", data + ":test"
 
 
-def load_split(data: str) -> tuple[Dataset, Dataset]:
+def load_split(data: str, holdout: float | None = None, split_seed: int = 0,
+               shape: tuple[int, int, int] | None = None) -> tuple[Dataset, Dataset]:
+    """(train, test) of a data set; holdout/split_seed/shape as in `codec.datasets.load_dataset`."""
     train_spec, test_spec = data_specs(data)
-    return load_dataset(train_spec), load_dataset(test_spec)
+    opts = {"holdout": holdout, "split_seed": split_seed, "shape": shape}
+    train = load_dataset(train_spec, **opts)
+    if shape is None and train.name.startswith("folder:"):  # the test split gets the train split's shape
+        opts["shape"] = (train.images.shape[3], train.images.shape[1], train.images.shape[2])
+    return train, load_dataset(test_spec, **opts)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -41,10 +41,11 @@ BACKBONE_VERSION = 1
 def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size: int = 128,
                    optimizer: str = "sgd", lr: float | None = None, weight_decay: float = 5e-4,
                    width: float = 1.0, split: str | None = None, seed: int = 0, threads: int | None = None,
-                   resume: bool = False, count: int | None = None, command: str | None = None) -> dict:
+                   resume: bool = False, count: int | None = None, command: str | None = None,
+                   holdout: float | None = None, split_seed: int = 0) -> dict:
     set_threads(threads)
     g = seed_everything(seed)
-    train, test = load_split(data)
+    train, test = load_split(data, holdout, split_seed)
     train, test = train.take(count), test.take(count)
     mean, std = channel_stats(train.images)
     c, h, w = train.images.shape[3], train.images.shape[1], train.images.shape[2]
@@ -106,7 +107,7 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
     record = {
         "format": BACKBONE_FORMAT, "version": BACKBONE_VERSION, "arch": arch, "kwargs": dict(kwargs, split=model.split),
         "state_dict": model.state_dict(), "input_shape": [c, h, w], "input_mean": mean, "input_std": std,
-        "classes": list(train.classes), "data": data, "accuracy": acc, "epochs": epochs, "seed": seed,
+        "classes": list(train.classes), "data": data, "holdout": holdout, "split_seed": split_seed, "accuracy": acc, "epochs": epochs, "seed": seed,
         "command": command or shlex.join(sys.argv), "train_seconds": time.time() - t0,
     }
     save_atomic(record, out)

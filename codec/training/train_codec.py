@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from codec.datasets import split_options
 from codec.model.quantizer import bits_entropy, usage_loss
 from codec.model.semantic_codec import Normalise, SemanticCodec
 from codec.training.channel_sim import SymbolChannel, sample_ber, sample_erasures
@@ -123,7 +124,11 @@ def train_codec(args, command: str, make_errors) -> Path:
         p.requires_grad_(False)
     backbone.eval()
     data = args.data or record.get("data") or "fmnist"
-    train, test = load_split(data)
+    split = split_options(record) if data == record.get("data") else {}
+    if getattr(args, "holdout", None) is not None:
+        split = {"holdout": args.holdout, "split_seed": args.split_seed}
+    record = dict(record, data=data, **{"holdout": None, **split})
+    train, test = load_split(data, shape=tuple(record["input_shape"]), **split)
     train, test = train.take(args.count), test.take(args.count)
     if train.images.shape[1:3] != tuple(record["input_shape"][1:]):
         raise SnnError(f"data set {data} has {train.images.shape[1:3]} px images; the backbone expects "
