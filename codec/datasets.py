@@ -197,11 +197,35 @@ def load_cifar(path: Path, split: str = "test", fine: bool = False) -> Dataset:
     return Dataset(f"{name}:{split}", np.concatenate(images), np.concatenate(labels), classes)
 
 
+# What a CIFAR batch holds besides dicts, lists, bytes and numbers: numpy arrays. Every other global
+# a pickle names (os.system, builtins.eval, ...) is refused before it is looked up.
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell a bytes object
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An Unpickler that builds only what a CIFAR batch holds (see _CIFAR_GLOBALS)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise DataError(f"refused: the pickle asks for {module}.{name}, which no CIFAR batch holds")
+        return super().find_class(module, name)
+
+
 def _unpickle(file: Path, hint: str) -> dict:
     if not file.is_file():
         raise DataError(f"{file} is missing: {hint}")
     try:
         with open(file, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except DataError as exc:
+        raise DataError(f"{file} is not a CIFAR batch: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise DataError(f"{file} is corrupt or truncated ({type(exc).__name__}): {hint}") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{file} is not a CIFAR batch (a {type(batch).__name__}, not a dict): {hint}")
+    return batch

@@ -110,15 +110,21 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def rng_state(g: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "gen": g.get_state(), "numpy": np.random.get_state(),
-            "python": random.getstate()}
+    """Every RNG state as tensors, lists, ints and strings, so checkpoints load with weights_only=True."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "gen": g.get_state(),
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "python": [version, list(internal), gauss_next]}
 
 
 def set_rng_state(g: torch.Generator, state: dict) -> None:
     torch.set_rng_state(state["torch"])
     g.set_state(state["gen"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 @torch.no_grad()

@@ -75,7 +75,7 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
     ckpt_path = out.with_name(out.name + ".ckpt")
     start = 0
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -121,7 +121,7 @@ def load_backbone_file(path: str | Path):
     if not path.is_file():
         raise BundleError(f"backbone file {path} does not exist; make one with 'snn train backbone'")
     try:
-        record = torch.load(path, weights_only=False, map_location="cpu")
+        record = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise BundleError(f"{path} is not a backbone file ({type(exc).__name__})") from None
     if not isinstance(record, dict) or record.get("format") != BACKBONE_FORMAT:

@@ -177,7 +177,7 @@ def train_codec(args, command: str, make_errors) -> Path:
         return o, s
 
     if args.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         codec.load_state_dict(ck["codec"])
         state["done"] = ck["done"]
         stage = plan[state["done"] - 1][0] if state["done"] else 1
