@@ -81,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(text)
     _print_table(report)
     if report["failed_bars"]:
-        for line in report["failed_bars"]:
-            print(f"BAR MISSED: {line}")
         return 1 if args.strict else 0
     return 0
 
@@ -101,4 +99,9 @@ def _print_table(r: dict) -> None:
         lat = r["latency"]
         print(f"{'latency ms (1 thread)':22s}{'':>10s}{lat['float']['median_ms']:>12.3f}"
               f"{lat['int8']['median_ms']:>12.3f}")
-    print(f"\n{r['test_images']} test images; bars {'passed' if r['passed'] else 'MISSED'}")
+    if "backbone_accuracy" in r:
+        print(f"{'float backbone':22s}{r['backbone_accuracy']:>10.4f}")
+    print(f"\nchecked on {r['test_images']} test images:")
+    for c in r.get("checks", []):
+        print(f"  {'ok    ' if c['ok'] else 'MISSED'} {c['text']}")
+    print("all checks hold" if r["passed"] else f"{len(r['failed_bars'])} check(s) MISSED")

@@ -62,7 +62,12 @@ def test_folder_tree_backbone_codec_eval_export(tmp_path, capsys):
     assert main(["export", str(bundle), "-o", str(out), "--calib", "40", "--holdout", "10",
                  "--latency-runs", "0", "--no-edge"]) == 0
     report = json.loads((out / "verify.json").read_text())
-    assert report["test_images"] == 45
+    assert report["test_images"] == 45 and 0 < report["backbone_accuracy"] <= 1
+    said = capsys.readouterr().out
+    for check in report["checks"]:  # the export prints each thing it checked, with its verdict
+        assert f"{'ok    ' if check['ok'] else 'MISSED'} {check['text']}" in said
+    gap = report["backbone_accuracy"] - report["accuracy"]["torch"]["0"]
+    assert report["passed"] is (all(c["ok"] for c in report["checks"])) and (gap <= 0.03 or not report["passed"])
     meta = {p.key: p.value for p in onnx.load(str(out / "encoder.int8.onnx")).metadata_props}
     assert json.loads(meta["snn.classes"]) == CLASSES
 
@@ -118,3 +123,33 @@ def test_bad_holdout_is_a_clear_error(tmp_path, capsys, holdout):
     assert main(["train", "backbone", "--data", f"folder:{tmp_path / 'tree'}", "--holdout", holdout,
                  "-o", str(tmp_path / "b.pt")]) == 2
     assert "--holdout" in capsys.readouterr().err
+
+
+def test_finetune_head_trains_the_device_stages_on_their_int8_grid(tmp_path, capsys):
+    import torch
+
+    from codec.training.int8_grid import on_grid
+    from codec.training.train_backbone import load_backbone_file
+
+    tree = tmp_path / "tree"
+    make_tree(tree, per_class=30)
+    bb, bundle = tmp_path / "bb.pt", tmp_path / "ft.snn"
+    assert main(["train", "backbone", "--data", f"folder:{tree}", "--holdout", "0.2", "--arch", "resnet8",
+                 "--width", "0.5", "--epochs", "2", "-o", str(bb)]) == 0
+    assert main(["train", "codec", "--backbone", str(bb), "-o", str(bundle), "--enc-hidden", "8", "--dec-hidden", "8",
+                 "--stage1-epochs", "1", "--stage2-epochs", "2", "--finetune-head", "--int8-aware",
+                 "--head-lr", "1e-2"]) == 0
+    original, _ = load_backbone_file(bb)
+    b = load_bundle(bundle)
+    assert b.manifest["finetune_head"] is True
+    head = [k for k in b.backbone.state_dict() if k.startswith("stages.") and "conv" in k and k.endswith("weight")
+            and any(k.startswith(f"stages.{s}.") for s in b.backbone.split_points[:b.backbone.split_points.index(
+                b.backbone.split) + 1])]
+    assert head
+    moved = [k for k in head if not torch.allclose(b.backbone.state_dict()[k], original.state_dict()[k].half().float(),
+                                                   atol=1e-3)]
+    assert moved, "fine-tuning left every device-side conv where it was"
+    assert all(on_grid(b.backbone.state_dict()[k], tol=0.25) for k in head)  # to float16 precision
+    err = capsys.readouterr().err
+    gap = b.metrics["backbone_accuracy"] - b.metrics["results"][0]["accuracy"]
+    assert ("WARNING" in err and "--stage2-steps" in err) == (gap > 0.03)
