@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stage 2 also trains the device-side backbone stages (int8-aware with --int8-aware), "
                         "distilled from the frozen original backbone")
     c.add_argument("--head-lr", type=float, default=1e-4, help="learning rate of --finetune-head (default 1e-4)")
+    c.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
+                   help="start from this bundle's codec (e.g. to fine-tune it with --finetune-head); --backbone "
+                        "may name a bundle too")
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--lr", type=float, default=3e-3)
     c.add_argument("--ber-min", type=float, default=1e-4)

@@ -11,6 +11,7 @@ import math
 import shlex
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -141,10 +142,13 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int | None = None, b
 
 
 def load_backbone_file(path: str | Path):
-    """(model in eval mode, record) from a file written by `train_backbone`."""
+    """(model in eval mode, record) from a file written by `train_backbone`, or the backbone inside a
+    bundle (.snn), so a codec can be retrained on a shipped bundle's backbone."""
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"backbone file {path} does not exist; make one with 'snn train backbone'")
+    if _is_bundle(path):
+        return _backbone_of_bundle(path)
     try:
         record = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
@@ -158,3 +162,26 @@ def load_backbone_file(path: str | Path):
     model.load_state_dict(record["state_dict"])
     model.eval()
     return model, record
+
+
+def _is_bundle(path: Path) -> bool:
+    """A bundle is a zip with manifest.json at its top (torch.save files are zips too)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "manifest.json" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _backbone_of_bundle(path: Path):
+    from codec.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    m, cfg = bundle.manifest, bundle.config["backbone"]
+    record = {"format": BACKBONE_FORMAT, "version": BACKBONE_VERSION, "arch": cfg["arch"], "kwargs": cfg["kwargs"],
+              "state_dict": bundle.backbone.state_dict(), "input_shape": list(bundle.input_shape),
+              "input_mean": bundle.input_mean, "input_std": bundle.input_std, "classes": bundle.classes,
+              "data": cfg.get("data"), "holdout": cfg.get("holdout"), "split_seed": cfg.get("split_seed", 0),
+              "accuracy": cfg.get("accuracy"), "command": m.get("backbone_command"), "seed": m.get("backbone_seed"),
+              "train_seconds": m.get("backbone_train_seconds") or 0.0, "from_bundle": str(path)}
+    return bundle.backbone.eval(), record

@@ -219,13 +219,16 @@ def train_codec(args, command: str, make_errors) -> Path:
     fvar = float(probe[1].var()) if finetune else float(tr["target"].var())
     split_shape = tuple(probe[0].shape[1:])
     out_shape = tuple(probe[1].shape[1:]) if backbone.resume != backbone.split else None
-    try:
-        codec = SemanticCodec(split_shape, levels=args.levels, channels=args.channels, enc_kernel=args.enc_kernel,
-                              enc_stride=args.enc_stride, enc_hidden=args.enc_hidden, dec_hidden=args.dec_hidden,
-                              crop=args.crop, ber_conditioning=not args.no_ber_conditioning, gray=not args.binary,
-                              out_shape=out_shape)
-    except ValueError as exc:
-        raise SnnError(str(exc)) from None
+    if getattr(args, "init", None):
+        codec = _codec_from_bundle(args.init, split_shape)
+    else:
+        try:
+            codec = SemanticCodec(split_shape, levels=args.levels, channels=args.channels, enc_kernel=args.enc_kernel,
+                                  enc_stride=args.enc_stride, enc_hidden=args.enc_hidden, dec_hidden=args.dec_hidden,
+                                  crop=args.crop, ber_conditioning=not args.no_ber_conditioning, gray=not args.binary,
+                                  out_shape=out_shape)
+        except ValueError as exc:
+            raise SnnError(str(exc)) from None
     if args.int8_aware:
         int8_aware(codec.encoder)
         if finetune:
@@ -341,6 +344,21 @@ def train_codec(args, command: str, make_errors) -> Path:
     extra = {"stage1_epochs": n1, "stage2_epochs": n2, "best_epoch": best["epoch"],
              "val_score": round(best["score"], 6), "finetune_head": finetune}
     return finish_bundle(args, command, backbone, record, codec, test, time.time() - t_start, make_errors, extra)
+
+
+def _codec_from_bundle(path, split_shape: tuple) -> SemanticCodec:
+    """--init: continue from a bundle's codec (its shape flags win over the command line's; its
+    centres stay fixed)."""
+    from codec.bundle import load_bundle
+
+    src = load_bundle(path)
+    codec = SemanticCodec.from_config(src.config["codec"])
+    codec.load_state_dict(src.codec.state_dict())
+    if tuple(codec.config["split_shape"]) != tuple(split_shape):
+        raise SnnError(f"--init {path}: its codec reads {tuple(codec.config['split_shape'])} features, this backbone's split "
+                       f"gives {tuple(split_shape)}: pass the same --split/--decode-to")
+    log(f"codec initialised from {path} ({src!r})")
+    return codec
 
 
 def _cpu_state(module: torch.nn.Module) -> dict:

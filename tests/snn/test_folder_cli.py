@@ -153,3 +153,9 @@ def test_finetune_head_trains_the_device_stages_on_their_int8_grid(tmp_path, cap
     err = capsys.readouterr().err
     gap = b.metrics["backbone_accuracy"] - b.metrics["results"][0]["accuracy"]
     assert ("WARNING" in err and "--stage2-steps" in err) == (gap > 0.03)
+    # a bundle stands in for its backbone, and --init continues from its codec
+    again = tmp_path / "again.snn"
+    assert main(["train", "codec", "--backbone", str(bundle), "--init", str(bundle), "-o", str(again),
+                 "--stage1-epochs", "0", "--stage2-epochs", "1"]) == 0
+    c = load_bundle(again)
+    assert c.config["codec"] == b.config["codec"] and c.classes == CLASSES
