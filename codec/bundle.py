@@ -1,9 +1,11 @@
 """Bundles: one zip file holding everything to run, export and check a trained codec.
 
-Layout (a zip, stored uncompressed except the manifest):
+Layout (a zip, every member deflated; a reader checks each member's declared size against a
+limit before reading it, so a zip bomb is refused, not inflated):
 
 - ``manifest.json``: format name and version, bundle name, codec + backbone config, the exact
-  centres (float32 as hex and as numbers), the 4-byte fingerprint, input shape/normalisation,
+  centers (float32 as hex and as numbers; keys ``centers``/``centers_f32_hex``, older bundles
+  spell them ``centres``/``centres_f32_hex`` and still load), the 4-byte fingerprint, input shape/normalisation,
   classes, the training command line and seed, and measured metrics.
 - ``weights.pt``: ``{"backbone": state_dict, "codec": state_dict}``, floating tensors in float16
   (the codec is trained against the float16-rounded backbone; the figures in the manifest are
@@ -92,6 +94,30 @@ class Bundle:
                 f"{self.payload_bytes} B, fingerprint {self.fingerprint_hex})")
 
 
+# A bundle's members are small (the shipped one holds ~0.3 MB of weights); these caps refuse a zip
+# bomb or a mislabelled file before anything is inflated.
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_WEIGHTS_BYTES = 512 << 20
+
+
+def read_member(z: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
+    """A zip member's bytes, refused (BundleError) when its declared or actual size exceeds `limit`."""
+    info = z.getinfo(name)
+    if info.file_size > limit:
+        raise BundleError(f"{path}: member {name} declares {info.file_size} bytes, over the {limit}-byte "
+                          "limit of a bundle; it is not a bundle this snn wrote")
+    with z.open(info) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError(f"{path}: member {name} inflates past the {limit}-byte limit of a bundle")
+    return data
+
+
+def _manifest_centers(manifest: dict) -> list:
+    """The centers of a manifest, under either spelling (bundles before 2026-11-30 say 'centres')."""
+    return manifest["centers"] if "centers" in manifest else manifest["centres"]
+
+
 def make_manifest(name: str, backbone_record: dict, codec_config: dict, centres: np.ndarray, command: str, seed: int,
                   metrics: dict | None = None, extra: dict | None = None) -> dict:
     """The manifest dict of a new bundle (fingerprint filled in by `write_bundle`)."""
@@ -101,7 +127,7 @@ def make_manifest(name: str, backbone_record: dict, codec_config: dict, centres:
                    "backbone": {"arch": backbone_record["arch"], "kwargs": backbone_record["kwargs"],
                                 "data": backbone_record.get("data"), "accuracy": backbone_record.get("accuracy"),
                                 **_split_keys(backbone_record)}},
-        "centres": [float(c) for c in centres],
+        "centers": [float(c) for c in centres],
         "input_shape": list(backbone_record["input_shape"]), "input_mean": list(backbone_record["input_mean"]),
         "input_std": list(backbone_record["input_std"]), "classes": list(backbone_record["classes"]),
         "command": command, "seed": seed, "metrics": metrics or {}, **(extra or {}),
@@ -134,10 +160,10 @@ def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_s
     """Write the zip; the stored backbone state is cast to float16 (floating tensors only)."""
     path = Path(path)
     stored = storage_form(backbone_state, codec_state)
-    centres = np.asarray(manifest["centres"], dtype=np.float32)
     manifest = dict(manifest)
+    centres = np.asarray(_manifest_centers(manifest), dtype=np.float32)
     manifest["fingerprint"] = compute_fingerprint(manifest["config"]["codec"], centres, _hash_view(stored)).hex()
-    manifest["centres_f32_hex"] = centres.astype("<f4").tobytes().hex()
+    manifest["centers_f32_hex"] = centres.astype("<f4").tobytes().hex()
     buf = io.BytesIO()
     torch.save(stored, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,9 +186,10 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
         raise BundleError(f"bundle file {path} does not exist{hint}")
     try:
         with zipfile.ZipFile(path) as z:
-            manifest = json.loads(z.read("manifest.json"))
-            weights = z.read("weights.pt")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError) as exc:
+            manifest = json.loads(read_member(z, "manifest.json", MAX_MANIFEST_BYTES, path))
+            weights = read_member(z, "weights.pt", MAX_WEIGHTS_BYTES, path)
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError,
+            zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path} is not a valid bundle (corrupt or not a bundle: {type(exc).__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path} is not an snn bundle (its manifest has no format '{BUNDLE_FORMAT}')")
@@ -183,7 +210,8 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
     if bundle.fingerprint.hex() != manifest.get("fingerprint"):
         raise BundleError(f"{path} is corrupt: its weights hash to fingerprint {bundle.fingerprint.hex()}, "
                           f"its manifest says {manifest.get('fingerprint')}")
-    stored = np.frombuffer(bytes.fromhex(manifest.get("centres_f32_hex", "")), dtype="<f4")
+    stored = np.frombuffer(bytes.fromhex(manifest.get("centers_f32_hex", manifest.get("centres_f32_hex", ""))),
+                           dtype="<f4")
     if stored.shape != bundle.centers.shape or not np.array_equal(stored, bundle.centers):
         raise BundleError(f"{path} is corrupt: the centres in its manifest differ from its weights")
     if expect_fingerprint is not None and bytes(expect_fingerprint) != bundle.fingerprint:
