@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     key, counters = device_identity(args)
     encoder = OnnxEncoder(args.encoder, threads=args.threads)
     info = encoder.info
-    data = load_dataset(args.data)
+    h, w, c = info.input_shape
+    data = load_dataset(args.data, shape=(c, h, w))  # an image folder is converted to what the encoder takes
     if args.offset:
         data = type(data)(data.name, data.images[args.offset:], data.labels[args.offset:], data.classes)
     data = data.take(args.count)
@@ -127,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
     summary = client.summary()
     summary.update({"encoder": str(args.encoder), "to": args.to, "data": data.name, "interrupted": interrupted})
     if args.json:
-        record = dict(summary, inferences=[r.public() for r in client.records])
+        name = lambda i: info.classes[i] if i is not None and 0 <= i < len(info.classes) else None  # noqa: E731
+        record = dict(summary, classes=list(info.classes),
+                      inferences=[dict(r.public(), class_name=name(r.label)) for r in client.records])
         Path(args.json).write_text(json.dumps(record, indent=1))
     _print_summary(summary)
     for note in client.notes:

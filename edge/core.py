@@ -338,6 +338,7 @@ class EdgeCore:
         self.answered += 1
         self.answer_rate.add()
         stats.answered += 1
+        stats.last_label, stats.last_class = label, job.codec.class_name(label)
         if truth is not None:
             stats.truth += 1
             m.truth += 1

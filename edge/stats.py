@@ -165,12 +165,15 @@ class DeviceStats:
     correct: int = 0
     last_seen: float = 0.0
     transport: str = ""
+    last_label: int | None = None
+    last_class: str | None = None
 
     def as_dict(self, now: float) -> dict:
         return {"device_id": self.device_id, "frames": self.frames, "answered": self.answered,
                 "rejected": self.rejected, "ber": self.ber, "transport": self.transport,
                 "accuracy": (self.correct / self.truth) if self.truth else None,
-                "truth": self.truth, "last_seen_s": round(now - self.last_seen, 3)}
+                "truth": self.truth, "last_seen_s": round(now - self.last_seen, 3),
+                "last_label": self.last_label, "last_class": self.last_class}
 
 
 class DeviceTable:

@@ -70,6 +70,8 @@ def test_device_to_real_edge_over_pty_serial_ports(encoder, tmp_path):
     symbols = OnnxEncoder(encoder).encode(load_dataset("fmnist:test").images[:30])
     expected = edge_predict(load_bundle(), symbols, 0.0)
     assert [r["label"] for r in s["inferences"]] == [int(v) for v in np.asarray(expected)], s
+    classes = load_bundle().classes  # the wire carries the index; the device JSON names it
+    assert s["classes"] == classes and all(r["class_name"] == classes[r["label"]] for r in s["inferences"])
     assert s["link"].startswith("uart") and s["airtime_ms_per_inference"] > 0
 
 

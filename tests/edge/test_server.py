@@ -189,6 +189,8 @@ def test_http_infer(edge):
     assert r.status_code == 200
     body = r.json()
     assert body["label"] == 6 and body["class_name"] == "class6" and body["codec"] == FP_B.hex()
+    seen = [d for d in httpx.get(edge.http + "/v1/stats").json()["devices"] if d.get("last_label") is not None]
+    assert seen and all(d["last_class"] == f"class{d['last_label']}" for d in seen)  # /v1/stats names it too
     assert body["truth"] == 6 and 0 <= body["confidence"] <= 1 and body["ber"] > 0
     assert body["device_id"] == 9 and body["counter"] > 0
     assert set(body["timings"]) == {"queue_ms", "model_ms", "total_ms"}
