@@ -9,12 +9,12 @@ Methods (rows):
 - ``semanticnn`` (the shipped bundle) and ablation bundles found in ``codec/zoo`` (names
   ``*layer3*``, ``fmnist_*no_ber*``, ``*no_xai*``, ``*binary*``) or given with --ablation NAME=PATH; ``deepcod``,
   the DeepCOD-style codec of `bench.deepcod` (same encoder budget, no channel in training). They
-  send real v2 frames: a 13-byte header block (device id, counter, MIC, BCH parity; 1, 3 or 5
-  copies as `--header-copies auto` picks them at the BER) + the encrypted packed symbols, resent
-  under a new counter while the header is lost (<= cap); the edge unpacks the body with its bit
-  errors, marks symbols of lost fragments erased, and is told the BER the header blocks'
-  corrected bits measured, pooled over the run (what its per-device smoothing converges to).
-  Overhead = bytes on air - payload: header copies, MIC, counter and resends.
+  send v2 frames (docs/PROTOCOL.md): header copies as `--header-copies auto` settles on at the
+  BER, each a 12-byte BCH-protected block (device id, counter, 32-bit MIC), then the encrypted
+  packed symbols; a transmission whose header is lost is resent (a new counter, the long
+  counter's 2 bytes more per block, <= cap); the edge unpacks the body with its bit errors, marks
+  symbols of lost fragments erased, and is told the BER its header decoding measured, pooled
+  over the run (what its per-device smoothing converges to). Every one of those bytes counts.
 - ``feat8-*``: uniform 8-bit quantization of the float split features (per-image min and max as
   two float32, then C·H·W bytes), no learning; sent ``plain`` (SemanticNN framing, errors land in
   the features) and with ``arq``.
@@ -56,7 +56,6 @@ BERS = (0.0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
 CHANNELS = ("iid", "ge")
 BURST = 8.0
 LINK = "lora-sf7"
-PILOTS = 0   # v2 sends no pilots: the header block's corrected bits measure the BER
 CAP = delivery.DEFAULT_CAP
 QUICK_COUNT = 300
 PLAIN_COUNT = None  # images for the decode-and-classify `*-plain` rows (None: all)
@@ -192,7 +191,7 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
     symbols = clean_cache[key]
     packed = pack_symbols(symbols, b.levels, gray=b.gray)
     messages = [row.tobytes() for row in packed]
-    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, extra=PILOTS, copies=header_copies)
+    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, copies=header_copies)
     header_bits = int(tr.header_bits.sum())
     ber_est = float(tr.header_flips.sum()) / header_bits if header_bits else 0.0
     ok = tr.delivered
@@ -217,12 +216,9 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
         idx = np.flatnonzero(ok & ~same)
     if idx.size:
         pred[idx] = edge_predict(edge, rx[idx], erased[idx], ber_est)
-    bytes_on_air = float(tr.bytes_on_air.mean())
-    return {"accuracy": float((pred == labels).mean()), "bytes_on_air": bytes_on_air,
+    return {"accuracy": float((pred == labels).mean()), "bytes_on_air": float(tr.bytes_on_air.mean()),
             "delivered": float(ok.mean()), "packets": float(tr.packets.mean()), "ber_estimate": ber_est,
-            "payload_bytes": int(packed.shape[1]), "overhead_bytes": bytes_on_air - int(packed.shape[1]),
-            "header_copies": header_copies,
-            "header_loss": tr.header_loss}
+            "payload_bytes": int(packed.shape[1])}
 
 
 def _deepcod(deepcod, bundle, quick: bool, train_minutes: float, log) -> list[Codec]:
@@ -386,8 +382,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         "benchmark": "accuracy", "rows": rows, "bars": check_bars(rows), "equal_accuracy": equal_accuracy(rows),
         "config": {"data": data.name, "count": n, "side_count": side_n, "quick": quick, "link": link, "mtu": mtu,
                    "channels": list(channels), "bers": [float(b) for b in bers], "ge_burst_bits": burst,
-                   "arq_cap": cap, "pilot_bytes": PILOTS, "frame_header_bytes": delivery.FRAME_HEADER,
-                   "protocol": "v2 (13-byte BCH-protected header block, AES-CTR payload, 32-bit MIC)",
+                   "arq_cap": cap, "pilot_bytes": 0, "frame_header_bytes": delivery.FRAME_HEADER,
                    "baseline_header_bytes": delivery.HEADER_FIELDS, "crc32_bytes": delivery.CRC32_BYTES,
                    "rs_rates": {r: f"RS(255,{255 - delivery.RS_RATES[r]})" for r in rs_rates},
                    "jpeg_qualities": list(qualities), "seed": seed,

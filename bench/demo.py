@@ -28,8 +28,7 @@ def run_offline(count: int, bers: list[float]) -> dict:
 
 
 def run_live(count: int, ber: float, link: str = "lora-sf7") -> dict:
-    """Device -> proxy (bit flips at `ber`) -> edge, all real processes on loopback UDP; the stack
-    provisions its own keys, so the live run is authenticated and encrypted like a deployment."""
+    """Device -> proxy (bit flips at `ber`) -> edge, all real processes on loopback UDP."""
     from bench.stack import LocalStack
     from export.shipped import default_int8_encoder
     encoder = default_int8_encoder(log=lambda msg: print(msg, flush=True))
@@ -74,10 +73,12 @@ def format_demo(result: dict) -> str:
                   f"snn edge serve, loopback UDP",
                   f"   answered {d['answered']}/{d['count']}, accuracy {d['accuracy']:.2%}, "
                   f"{d['transmissions']} transmissions, {d['bytes_sent_mean']:.0f} B sent per inference "
-                  f"(every header copy, MIC, parity byte and resend counted)",
+                  f"(every header copy, parity bit, MIC, counter and resend counted; keys provisioned "
+                  f"by the demo, payload AES-CTR encrypted)",
                   f"   encode p50 {d['encode_p50_ms']:.2f} ms, round trip p50 {d['rtt_p50_ms']:.1f} ms / "
                   f"p99 {d['rtt_p99_ms']:.1f} ms, time on air on {live['link']}: "
                   f"{d['airtime_ms_per_inference']:.0f} ms",
                   f"   BER measured by the proxy {p.get('uplink', {}).get('measured_ber', float('nan')):.4f}, "
-                  f"estimated by the edge from header bit errors {d.get('edge_ber_mean', float('nan')):.4f}"]
+                  f"estimated by the edge from the bits its header decoding corrected "
+                  f"{d.get('edge_ber_mean', float('nan')):.4f}"]
     return "\n".join(lines)

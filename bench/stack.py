@@ -48,45 +48,43 @@ def _wait(predicate, timeout: float, proc: subprocess.Popen, what: str):
 
 
 class LocalStack:
-    """`with LocalStack(ber=1e-2) as stack:` an edge and a proxy in front of it.
+    """`with LocalStack(ber=1e-2) as stack:` a keyed edge and a proxy in front of it.
 
     `link="udp"`: loopback UDP sockets. `link="serial"`: the edge listens on a pty, the proxy
     bridges a second pty to it, as a UART cable to real firmware would. `stack.device_url` is
     where a device sends; `stack.edge` and `stack.proxy` are the processes. The stack provisions
-    its own keys (`snn keys new`, devices 0..`devices`-1, the edge's default codec):
-    `stack.device_args(ID)` are the `snn device run` flags of device ID.
+    its own keys for devices 1..`devices` (`stack.key_file`; `stack.device_args(ID)` are the
+    flags a device needs).
     """
 
     def __init__(self, ber: float = 0.0, model: str = "iid", bundle: str | None = None,
                  seed: int = 0, link: str = "udp", baud: int = 115200,
-                 extra_proxy_args: tuple[str, ...] = (), devices: int = 64) -> None:
+                 extra_proxy_args: tuple[str, ...] = (), devices: int = 16) -> None:
         if link not in ("udp", "serial"):
             raise SnnError(f"link must be udp or serial, not {link}")
         self.ber, self.model, self.bundle, self.seed = ber, model, bundle, seed
         self.link, self.baud = link, baud
         self.extra_proxy_args = extra_proxy_args
-        self.devices = devices
         self._tmp = tempfile.TemporaryDirectory(prefix="snn-stack-")
         self.edge: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None
         self.addresses: dict = {}
         self.device_url = ""
         self.proxy_summary: dict = {}
-        self.keys_file = str(Path(self._tmp.name) / "keys.json")
+        self.key_file = Path(self._tmp.name) / "keys.json"
+        from codec.wire.keys import new_keys, write_keys
+        write_keys(self.key_file, new_keys(list(range(1, devices + 1))))
 
     def device_args(self, device_id: int = 1) -> list[str]:
-        """`snn device run` flags for a provisioned device of this stack."""
-        return ["--key-file", self.keys_file, "--device-id", str(device_id)]
+        """What `snn device run` / `snn mcu run` need to be device `device_id` of this stack."""
+        return ["--key-file", str(self.key_file), "--device-id", str(device_id)]
 
     def __enter__(self) -> "LocalStack":
         tmp = Path(self._tmp.name)
         ready = tmp / "edge.json"
         listen = ["--udp", "127.0.0.1:0"] if self.link == "udp" else ["--udp", "none", "--serial", "pty://"]
-        from codec.wire.keys import new_entries, write_keys
-
-        write_keys(self.keys_file, new_entries(list(range(self.devices))), force=True)
         args = ["edge", "serve", *listen, "--http", "127.0.0.1:0", "--ready-json", str(ready),
-                "--log-level", "warning", "--keys", self.keys_file]
+                "--log-level", "warning", "--keys", str(self.key_file)]
         if self.bundle:
             args += ["--bundle", self.bundle]
         try:

@@ -1,20 +1,21 @@
-"""The device client: encode, pack, encrypt, frame, send, and wait for the edge's label.
+"""The device client: encode, pack, frame, send, and wait for the edge's label.
 
-Policy (docs/PROTOCOL.md §5, §6.3):
+Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
 
-- up to `window` inferences are in flight at once, each under its own 32-bit frame counter,
-  taken from a `CounterStore` that persists it ahead (a restarted device never reuses one);
+- up to `window` inferences are in flight at once;
+- every transmission takes a fresh frame counter from the device's `CounterStore` (never reused
+  under its key, persisted ahead across restarts); the first transmission of a process and every
+  resend carry the long 32-bit counter so an edge that lost track resynchronises;
 - an inference that gets no REPLY/ERROR within `timeout` seconds of its last transmission is
-  resent whole under a **new** counter (a new keystream; the edge keeps no reply cache and
-  treats it as a new request), at most `retries` times, then counted lost; an answer to any of
-  its counters ends it. Nothing is ever resent because of bit errors;
-- a BUSY error is retried after the delay it suggests (or `busy_delay`), with a new counter
-  and the same bound; UNKNOWN_CODEC, UNSUPPORTED and BAD_FRAME (length: the wrong codec) end
-  the run, since every later inference would be refused too;
-- only answers that authenticate (our device id, a counter in flight, the MIC under our key)
-  are read; anything else is counted and ignored, so no one can feed the device a label;
-- when the MTU cannot hold the wanted header copies, fewer copies and more fragments are used
-  (`plan_frames`) and the device says so once: it never stops on a legal link;
+  resent whole, under a *new* counter, at most `retries` times, then counted lost; a late reply
+  to an earlier transmission still counts (every counter of the inference stays pending).
+  Nothing is ever resent because of bit errors: the device cannot see them and does not need to;
+- replies are authenticated (MIC under the device's key): anything else is dropped and counted;
+- a BUSY error is retried after the delay it names (same bound); BAD_FRAME is resent at once;
+  any other ERROR ends that inference, and UNKNOWN_CODEC / UNSUPPORTED end the run (every later
+  inference would be refused too);
+- the header copies (1, 3, 5; `auto` from the BER the edge reports, one step more on each resend)
+  are degraded to what the MTU fits, never a reason to stop;
 - when the edge never answers at all, the run stops after `give_up_after` inferences were lost
   (by default one window's worth), so an unreachable edge costs (1 + retries) x timeout, not
   count x that.
@@ -34,18 +35,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from codec.wire.crypto import DeviceKeys
 from codec.wire.frame import (
-    COPIES,
-    BadDetail,
+    HEADER_COPIES,
     ErrorCode,
-    Kind,
+    ErrorReply,
     encode_inference,
+    fitting_copies,
     header_copies_for,
-    plan_frames,
-    read_answer,
+    parse_reply,
 )
-from codec.wire.keys import CounterStore
+from codec.wire.keys import CounterStore, DeviceKey
 from snn.errors import FrameError, SnnError
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
@@ -56,7 +55,7 @@ class InferenceRecord:
     """One inference, as printed and saved."""
 
     index: int
-    counter: int                 # the counter of the last transmission
+    counter: int                 # of the last transmission
     truth: int | None
     encode_ms: float
     frames: int
@@ -72,8 +71,8 @@ class InferenceRecord:
     correct: bool | None = None
     header_copies: int = 1       # header block copies of the last transmission
     bytes_sent: int = 0          # every transmission, all fragments
-    _payload: bytes = field(default=b"", repr=False)
     _counters: list = field(default_factory=list, repr=False)
+    _payload: bytes = field(default=b"", repr=False)
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
@@ -104,47 +103,45 @@ def _pct(values, q) -> float | None:
 
 
 class DeviceClient:
-    """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transports` Transport,
-    under the device's keys (`DeviceKeys`) and persisted counter (`CounterStore`)."""
+    """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transports` Transport."""
 
-    def __init__(self, encoder, transport, *, keys: DeviceKeys, counters: CounterStore,
-                 mtu: int = 1400, link=None, timeout: float = 1.0, retries: int = 2,
-                 window: int = 4, send_truth: bool = False, busy_delay: float = 0.05,
-                 give_up_after: int | None = None, on_result=None, header_copies: int | str = 1,
-                 log=None):
+    def __init__(self, encoder, transport, *, key: DeviceKey, counters: CounterStore | None = None,
+                 mtu: int = 1400, link=None, timeout: float = 1.0, retries: int = 2, window: int = 4,
+                 send_truth: bool = False, give_up_after: int | None = None, on_result=None,
+                 header_copies: int | str = 1):
         if timeout <= 0:
             raise SnnError("--timeout must be > 0 seconds")
         if retries < 0 or window < 1:
             raise SnnError("--retries must be >= 0 and --window >= 1")
-        if window > 1 << 10:
-            raise SnnError("--window must stay at or below 1024 (counters in flight must differ in their "
-                           "12 bits on air, resends included)")
+        if key.fingerprint is not None and key.fingerprint != encoder.info.fingerprint:
+            raise SnnError(f"device {key.device_id} is provisioned for codec {key.fingerprint.hex()}, but this "
+                           f"encoder is codec {encoder.info.fingerprint.hex()}: use the matching encoder or "
+                           f"provision the device for this one")
         self.encoder = encoder
         self.transport = transport
-        self.keys = keys
-        self.device_id = keys.device_id
-        self.counters = counters
+        self.key = key
+        self.device_id = key.device_id
+        self.counters = counters if counters is not None else CounterStore(None)
+        self._long_next = True   # the first transmission carries the whole counter (edge resync)
         self.mtu = int(mtu)
         self.link = link
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.window = int(window)
         self.send_truth = send_truth
-        self.busy_delay = float(busy_delay)
         self.give_up_after = give_up_after if give_up_after is not None else self.window
         self.on_result = on_result
-        self.log = log or (lambda text: print(f"snn device: {text}", file=sys.stderr, flush=True))
-        if header_copies != "auto" and header_copies not in COPIES:
-            raise SnnError(f"--header-copies must be auto or one of {COPIES}")
+        if header_copies != "auto" and header_copies not in HEADER_COPIES:
+            raise SnnError(f"--header-copies must be auto or one of {HEADER_COPIES}")
         self.header_copies = header_copies
         self.link_ber: float | None = None   # smoothed from the BER the edge reports in replies
         self.records: list[InferenceRecord] = []
-        self.stats = {"resends": 0, "duplicates": 0, "refused_frames": 0, "busy": 0, "degraded": 0}
+        self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
+                      "bad_frame_errors": 0, "degraded": 0}
+        self.notes: list[str] = []          # what the device changed to keep going (said once each)
+        self._pending_counters: dict[int, int] = {}   # low 16 bits -> full counter of a transmission
         self.fatal: str | None = None
         self.unreachable = False
-        self._awaiting: dict[int, int] = {}          # counter low 12 bits -> full counter in flight
-        self._by_counter: dict[int, InferenceRecord] = {}
-        self._degraded_said: set = set()
         self._cobs = None
         if getattr(transport, "stream", False):
             from codec.wire.cobs import cobs_frame
@@ -166,48 +163,53 @@ class DeviceClient:
     def prepare(self, index: int, image: np.ndarray, truth: int | None) -> InferenceRecord:
         """Encode and pack one image (framed when sent: each transmission has its own counter)."""
         payload, seconds = self.encoder.encode_one(image)
-        return InferenceRecord(index=index, counter=-1, truth=truth, encode_ms=round(seconds * 1e3, 4),
-                               frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
+        rec = InferenceRecord(index=index, counter=-1, truth=truth, encode_ms=round(seconds * 1e3, 4),
+                              frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
+        rec.header_copies = self._copies_now()
+        return rec
 
-    def _copies_now(self, rec: InferenceRecord) -> int:
-        """Header copies: fixed, or from the BER the edge reported, one step more on a resend."""
+    def _copies_now(self) -> int:
+        """Header copies for a first transmission: fixed, or from the BER the edge reported."""
         if self.header_copies != "auto":
             return int(self.header_copies)
-        copies = 1 if self.link_ber is None else header_copies_for(self.link_ber)
-        if rec.attempts:
-            copies = COPIES[min(len(COPIES) - 1, max(COPIES.index(copies), COPIES.index(rec.header_copies) + 1))]
-        return copies
+        return 1 if self.link_ber is None else header_copies_for(self.link_ber)
 
-    def _frame(self, rec: InferenceRecord, copies: int, counter: int) -> None:
-        truth = rec.truth if self.send_truth else None
+    def _frame(self, rec: InferenceRecord, copies: int, long_counter: bool) -> None:
+        """Frame `rec` under a fresh counter with the most copies (<= `copies`) the MTU fits."""
+        info = self.encoder.info
+        truth = rec.truth if self.send_truth and rec.truth is not None and 0 <= rec.truth < 255 else None
         try:
-            used, _ = plan_frames(len(rec._payload), self.mtu, copies, truth is not None)
-            frames = encode_inference(self.keys, counter, rec._payload, mtu=self.mtu, copies=used,
-                                      truth=truth)
+            fit, _ = fitting_copies(info.payload_bytes, self.mtu, copies, truth is not None, long_counter)
         except ValueError as exc:
-            raise SnnError(f"cannot frame {len(rec._payload)} payload bytes: {exc}") from None
-        if used != copies:
+            raise SnnError(f"cannot frame {info.payload_bytes} payload bytes: {exc}") from None
+        if fit < copies:
             self.stats["degraded"] += 1
-            if (copies, used) not in self._degraded_said:
-                self._degraded_said.add((copies, used))
-                self.log(f"MTU {self.mtu} cannot carry {copies} header copies: sending {used} "
-                         f"in {len(frames)} fragment(s) instead")
+            note = (f"MTU {self.mtu} fits at most {fit} header cop{'y' if fit == 1 else 'ies'} for "
+                    f"{info.payload_bytes} B: sending {fit} instead of {copies}")
+            if note not in self.notes:
+                self.notes.append(note)
+        counter = self.counters.take()
+        frames = encode_inference(rec._payload, key=self.key.key, device_id=self.device_id,
+                                  fingerprint=info.fingerprint, counter=counter, mtu=self.mtu, copies=fit,
+                                  truth=truth, long_counter=long_counter)
         sizes = [self._on_air(f) for f in frames]
-        rec._frames, rec.frames, rec.header_copies = frames, len(frames), used
+        rec._frames, rec.frames, rec.header_copies, rec.counter = frames, len(frames), fit, counter
+        rec._counters.append(counter)
+        self._pending_counters[counter & 0xFFFF] = counter
         rec.bytes_on_air, rec.airtime_ms = sum(sizes), self._airtime_ms(sizes)
 
     def _transmit(self, rec: InferenceRecord) -> None:
         now = time.monotonic()
+        copies = rec.header_copies
         if rec.attempts == 0:
             rec._first_sent = now
         else:
             self.stats["resends"] += 1
-        counter = self.counters.take()
-        self._frame(rec, self._copies_now(rec), counter)
-        rec.counter = counter
-        rec._counters.append(counter)
-        self._awaiting[counter & 0xFFF] = counter
-        self._by_counter[counter] = rec
+            if self.header_copies == "auto" and copies < HEADER_COPIES[-1]:
+                # no answer: the header may not have survived; resend it more robustly
+                copies = HEADER_COPIES[HEADER_COPIES.index(copies) + 1]
+        self._frame(rec, copies, long_counter=self._long_next or rec.attempts > 0)
+        self._long_next = False
         rec.attempts += 1
         rec.bytes_sent += rec.bytes_on_air
         for frame in rec._frames:
@@ -218,8 +220,8 @@ class DeviceClient:
         rec.status = status
         pending.pop(rec.index, None)
         for counter in rec._counters:
-            self._awaiting.pop(counter & 0xFFF, None)
-            self._by_counter.pop(counter, None)
+            if self._pending_counters.get(counter & 0xFFFF) == counter:
+                del self._pending_counters[counter & 0xFFFF]
         if status == "ok" and rec.truth is not None:
             rec.correct = rec.label == rec.truth
         if self.on_result:
@@ -230,7 +232,7 @@ class DeviceClient:
     def run(self, images: np.ndarray, labels: np.ndarray | None = None) -> list[InferenceRecord]:
         """Run one inference per image; returns the records (also in `self.records`)."""
         n = len(images)
-        pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()
+        pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()   # by inference index
         next_index, answered, lost = 0, 0, 0
         self.t_start = time.monotonic()
         while next_index < n or pending:
@@ -268,30 +270,40 @@ class DeviceClient:
         return self.records
 
     def _handle(self, data: bytes, pending: dict) -> int:
+        """One datagram from the edge: an authenticated REPLY/ERROR for a pending transmission, or
+        nothing (counted)."""
         try:
-            answer = read_answer(data, self.keys, self._awaiting)
+            got = parse_reply(data, key=self.key.key, device_id=self.device_id,
+                              fingerprint=self.encoder.info.fingerprint,
+                              full_counter=self._pending_counters.get)
         except FrameError as exc:
-            # damaged on the link, not for us, not authentic, or for a finished inference
-            self.stats["duplicates" if exc.reason == "counter" else "refused_frames"] += 1
+            self.stats["duplicates" if exc.reason == "unmatched" else
+                       "foreign_frames" if exc.reason == "auth" else "bad_frames"] += 1
             return 0
-        rec = self._by_counter.get(answer.counter)
-        if rec is None or rec.status != "pending":
+        rec = next((r for r in pending.values() if got.counter in r._counters), None)
+        if rec is None:
             self.stats["duplicates"] += 1
             return 0
         rec.rtt_ms = round((time.monotonic() - rec._first_sent) * 1e3, 4)
-        if answer.kind == Kind.REPLY:
-            rec.label, rec.confidence, rec.edge_ber = answer.label, round(answer.confidence, 4), answer.ber
-            self.link_ber = answer.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * answer.ber
+        if not isinstance(got, ErrorReply):
+            rec.label, rec.confidence, rec.edge_ber = got.label, round(got.confidence, 4), got.ber
+            self.link_ber = got.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * got.ber
             self._finish(rec, "ok", pending)
             return 1
-        code = ErrorCode(answer.code) if answer.code in ErrorCode._value2member_map_ else answer.code
-        if code in (ErrorCode.BUSY, ErrorCode.INTERNAL) and rec.attempts <= self.retries:
-            self.stats["busy"] += code == ErrorCode.BUSY
-            delay = answer.detail * 0.01 if code == ErrorCode.BUSY and answer.detail else self.busy_delay
-            rec._due = time.monotonic() + delay  # resent when due, under a new counter
+        code = got.code
+        if code == ErrorCode.BAD_FRAME and rec.attempts <= self.retries:
+            self.stats["bad_frame_errors"] += 1
+            rec.rtt_ms = None
+            rec._due = time.monotonic()
             return 0
-        rec.error = f"edge error {_describe(code, answer.detail)}"
-        if code in FATAL_ERRORS or (code == ErrorCode.BAD_FRAME and answer.detail == BadDetail.LENGTH):
+        if code == ErrorCode.BUSY and rec.attempts <= self.retries:
+            self.stats["busy"] += 1
+            rec.rtt_ms = None
+            rec._due = time.monotonic() + max(0.01, got.arg * 0.01)  # resent then, under a new counter
+            return 0
+        name = code.name if isinstance(code, ErrorCode) else str(code)
+        rec.error = f"edge error {name}: {got.text}"
+        if code in FATAL_ERRORS:
             self.fatal = rec.error
         self._finish(rec, "error", pending)
         return 0
@@ -325,7 +337,6 @@ class DeviceClient:
             "bytes_on_air_per_inference": int(recs[0].bytes_on_air) if recs else None,
             "bytes_sent_mean": round(float(np.mean([r.bytes_sent for r in recs])), 2) if recs else None,
             "header_copies": self.header_copies,
-            "header_copies_used": sorted({r.header_copies for r in recs}),
             "frames_per_inference": int(recs[0].frames) if recs else None,
             "airtime_ms_per_inference": round(float(np.mean(air)), 4) if air else None,
             "link": getattr(self.link, "name", None),
@@ -339,27 +350,9 @@ class DeviceClient:
             "inferences_per_s": round(len(ok) / wall, 2),
             "peak_rss_bytes": peak_rss_bytes(),
             "fingerprint": info.fingerprint.hex(),
-            "counter_next": self.counters.next,
             "bundle": info.bundle,
             "quantization": info.quantization,
             "device_id": self.device_id,
+            "notes": self.notes,
             "window": self.window, "timeout_s": self.timeout, "retries": self.retries,
         }
-
-
-def _describe(code, detail: int) -> str:
-    """An ERROR code and detail byte in words (docs/PROTOCOL.md §5)."""
-    if code == ErrorCode.BAD_FRAME:
-        what = {BadDetail.LENGTH: "the frame's length does not fit the codec bound to this device "
-                                  "(wrong encoder for this key?)",
-                BadDetail.FRAGMENT: "inconsistent fragments",
-                BadDetail.TRUTH: "the truth label is not a class of the codec"}.get(detail, f"detail {detail}")
-        return f"BAD_FRAME: {what}"
-    if code == ErrorCode.UNKNOWN_CODEC:
-        return "UNKNOWN_CODEC: the codec bound to this device is not served by the edge"
-    if code == ErrorCode.UNSUPPORTED:
-        return f"UNSUPPORTED: the edge speaks protocol v{detail}"
-    if code == ErrorCode.BUSY:
-        return "BUSY: the edge shed load (retries exhausted)"
-    name = code.name if isinstance(code, ErrorCode) else str(code)
-    return f"{name} (detail {detail})"

@@ -1,98 +1,74 @@
-"""The per-frame pipeline shared by every listener: check, authenticate, reassemble, estimate
-BER, queue, reply (protocol v2, docs/PROTOCOL.md §4.3).
+"""The per-frame pipeline shared by every listener: authenticate, reassemble, estimate BER, queue, reply.
 
-    bytes ─► length known? ─► header block (BCH) ─► device key + MIC ─► replay window ─►
-    decrypt ─► Reassembler (erasures after the timeout) ─► BER (header bit errors, per device)
-    ─► MicroBatcher ─► model thread ─► REPLY frame / JSON (authenticated, encrypted)
+    bytes ─► source rate limit ─► parse_data (length look-up, BCH, MIC, exact length, decrypt)
+    ─► replay window ─► device rate limit ─► Reassembler (erasures after the timeout) ─► BER
+    estimate (bits the header decoding corrected, smoothed per device) ─► MicroBatcher ─►
+    model thread ─► authenticated REPLY frame / JSON
 
-Nothing that fails authentication gets an answer: garbage, wrong keys, replays and late
-fragments are only counted (`snn_edge_rejects_total{reason}`), so the edge is neither a
-reflector nor an amplifier. The cheap checks come first (length, then one CRC-32 for a clean
-block) and a source that keeps failing authentication is refused before any of them. An
-authenticated frame ends in exactly one of: a REPLY, an authenticated ERROR, or a place in a
-pending inference that is answered once. Nothing here blocks the loop.
+Every frame ends in exactly one of: a REPLY; an authenticated ERROR (unknown codec, busy,
+internal); a place in a pending inference that is answered once it is complete or timed out;
+or silence, counted by reason — whatever fails authentication, replays, late and duplicate
+fragments, rate-limited sources (docs/PROTOCOL.md §6: the edge never answers what it cannot
+authenticate, and never with more bytes than it received). Nothing here blocks the loop.
 """
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from codec.wire.crypto import INSECURE_KEY, DeviceKeys
 from codec.wire.frame import (
-    BadDetail,
-    BodyLengths,
-    DataHeader,
+    VERSION,
+    DataFrame,
     ErrorCode,
-    ReplayWindow,
-    check_length,
     encode_error,
     encode_reply,
-    frame_lengths,
-    body_lengths,
-    fragment_slice,
-    is_v1,
-    read_header,
-    verify,
+    parse_data,
 )
-from codec.wire.keys import KeyEntry
+from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
+from edge.auth import Keyring, TokenBuckets
 from edge.batcher import Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
 from edge.stats import DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
-from snn.errors import FrameError, SnnError
+from snn.errors import FrameError
 
 log = logging.getLogger("snn.edge")
-
-
-class Device:
-    """One provisioned device: its keys, its codec and its replay window (for the edge's life;
-    an insecure device's window only reconstructs counters, it refuses no replay)."""
-
-    __slots__ = ("keys", "codec", "window", "fingerprint", "tokens", "t_tokens")
-
-    def __init__(self, keys: DeviceKeys, codec: ServedCodec | None, fingerprint: bytes | None,
-                 replay: bool = True) -> None:
-        self.keys = keys
-        self.codec = codec
-        self.fingerprint = fingerprint
-        self.window = ReplayWindow() if replay else None
-        self.tokens = -1.0            # the device's rate-limit bucket (-1: full, not yet used)
-        self.t_tokens = 0.0
-
-    def over_rate(self, rate: float, now: float) -> bool:
-        """Token bucket (burst 2 s worth): whether this inference exceeds the device's rate."""
-        burst = 2.0 * rate
-        self.tokens = burst if self.tokens < 0 else min(burst, self.tokens + (now - self.t_tokens) * rate)
-        self.t_tokens = now
-        if self.tokens < 1.0:
-            return True
-        self.tokens -= 1.0
-        return False
+BUSY_RETRY_10MS = 5     # a BUSY error asks the device to retry after 50 ms
 
 
 class Inference:
-    """One whole authenticated inference as the pipeline sees it (one frame or reassembled)."""
+    """One whole inference as the pipeline sees it (a single frame or a reassembled set)."""
 
-    __slots__ = ("device", "counter", "payload", "erased", "bit_errors", "bits", "truth", "copies")
+    __slots__ = ("device_id", "counter", "payload", "erased", "header_errors", "header_bits", "truth",
+                 "copies", "peer")
 
-    def __init__(self, device: Device, counter: int, payload, erased, bit_errors: int, bits: int,
-                 truth: int | None, copies: int = 1) -> None:
-        self.device = device
+    def __init__(self, device_id, counter, payload, erased, header_errors, header_bits, truth, copies,
+                 peer) -> None:
+        self.device_id = device_id
         self.counter = counter
         self.payload = payload
         self.erased = erased          # None when every byte arrived, else bool per payload byte
-        self.bit_errors = bit_errors  # header bits flipped: the frame's own BER measurement
-        self.bits = bits
+        self.header_errors = header_errors
+        self.header_bits = header_bits
         self.truth = truth
         self.copies = copies          # the reply is sent as robustly as the request came
+        self.peer = peer              # edge.auth.Peer: key, fingerprint, codec
 
-    @property
-    def device_id(self) -> int:
-        return self.device.keys.device_id
+    @classmethod
+    def from_frame(cls, frame: DataFrame) -> "Inference":
+        """A single-fragment frame, without the reassembler (the hot path)."""
+        return cls(frame.device_id, frame.counter, frame.data, None, frame.header_errors,
+                   frame.header_bits, frame.truth, frame.copies, frame.peer)
+
+    @classmethod
+    def from_assembled(cls, item: Assembled) -> "Inference":
+        return cls(item.device_id, item.counter, bytes(item.payload), None if item.complete else item.erased,
+                   item.header_errors, item.header_bits, item.truth, item.header_copies, item.peer)
 
 
 @dataclass
@@ -108,75 +84,54 @@ class EdgeConfig:
     ber_decay: float = 0.9
     max_body: int = 65536
     drain_s: float = 1.5
-    auth_failures_per_s: float = 50.0   # per source; beyond it a source is refused unread
-    auth_failure_burst: float = 200.0
-    max_sources: int = 4096             # sources tracked by the failure limiter (LRU)
-    device_rate: float = 1000.0         # inferences per s per authenticated device (burst 2x); beyond: BUSY
-    keys: dict[int, KeyEntry] | None = None   # provisioned devices (`snn edge serve --keys`)
-    insecure: bool = False              # without keys: any device id under the all-zero key
-    state_path: str | None = None       # the replay windows' highest counters, kept across restarts
+    keys: dict[int, DeviceKey] | None = None   # provisioned devices (codec.wire.keys.load_keys)
+    insecure: bool = False                     # no keys: every device with the all-zero key
+    source_fail_rate: float = 200.0            # failed datagrams/s a source may send (0: no limit)
+    source_fail_burst: float = 400.0
+    device_rate: float = 5000.0                # authenticated frames/s per device (0: no limit)
+    device_burst: float = 10000.0
+    extra: dict = field(default_factory=dict)
 
 
 class Rejected(Exception):
-    """A frame or request refused with a reason (metrics label), an ERROR code and a message.
-    `answer` is False for what failed authentication: nothing may be sent back."""
+    """A frame or request refused with a reason (metrics label), an ERROR code (None: answer
+    nothing) and a message. `frame` is set when the frame authenticated: only then may an ERROR
+    go back."""
 
-    def __init__(self, reason: str, code: ErrorCode, message: str, http_status: int = 400,
-                 detail: int = 0, answer: bool = True) -> None:
+    def __init__(self, reason: str, code: ErrorCode | None, message: str, http_status: int = 400,
+                 frame: DataFrame | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.code = code
         self.message = message
         self.http_status = http_status
-        self.detail = detail
-        self.answer = answer
+        self.frame = frame
 
 
-def _silent(reason: str, message: str, status: int = 403) -> Rejected:
-    return Rejected(reason, ErrorCode.BAD_FRAME, message, status, answer=False)
+_HTTP_STATUS = {"length": 400, "damaged": 400, "version": 400, "kind": 400, "fragment": 400, "auth": 401,
+                "bad_length": 400, "replay": 409, "late": 409, "rate_limited": 429}
 
 
-class SourceLimiter:
-    """Token bucket per source address for frames that fail authentication: a flood of garbage
-    from one source is refused before any BCH or AES work once its bucket is empty, so it
-    cannot starve keyed devices. Bounded LRU of sources."""
-
-    def __init__(self, rate: float, burst: float, max_sources: int) -> None:
-        self.rate, self.burst, self.max_sources = rate, burst, max_sources
-        self._buckets: dict = {}
-
-    def blocked(self, source, now: float) -> bool:
-        bucket = self._buckets.get(source)
-        if bucket is None:
-            return False
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[0], bucket[1] = tokens, now
-        return tokens < 1.0
-
-    def failed(self, source, now: float) -> None:
-        bucket = self._buckets.get(source)
-        if bucket is None:
-            if len(self._buckets) >= self.max_sources:
-                self._buckets.pop(next(iter(self._buckets)))
-            bucket = self._buckets[source] = [self.burst, now]
-        bucket[0] -= 1.0
+def _v1_claim(data: bytes) -> int | None:
+    """The device id a v1 frame claims, when it is one (magic 0xA7, valid CRC-16 of its header)."""
+    if len(data) >= 31 and data[0] == 0xA7 and data[1] >> 4 == 1 and \
+            binascii.crc_hqx(data[:17], 0xFFFF) == int.from_bytes(data[17:19], "big"):
+        return int.from_bytes(data[7:9], "big")
+    return None
 
 
 class EdgeCore:
-    """State of one edge server: keys, codecs, reassembly, BER estimates, devices, metrics,
-    batcher. `config.keys`: the provisioned devices (`codec.wire.keys.load_keys`); without
-    them `config.insecure` accepts any device id under the public all-zero key (no replay
-    window, no secrecy: for tests and demos on loopback)."""
+    """State of one edge server: codecs, keys, reassembly, BER estimates, devices, metrics, batcher."""
 
     def __init__(self, codecs: CodecRegistry, config: EdgeConfig | None = None) -> None:
-        keys = (config or EdgeConfig()).keys
-        if keys is None and not (config or EdgeConfig()).insecure:
-            raise SnnError("the edge needs --keys FILE (make one with: snn keys new --device ID -o FILE); "
-                           "--insecure serves without authentication")
         self.codecs = codecs
         self.config = config or EdgeConfig()
         cfg = self.config
-        self.insecure = keys is None
+        if cfg.keys is None and not cfg.insecure:
+            raise ValueError("EdgeConfig needs keys, or insecure=True")
+        self.keyring = Keyring(codecs, cfg.keys, cfg.insecure)
+        self.source_limits = TokenBuckets(cfg.source_fail_rate, cfg.source_fail_burst)
+        self.device_limits = TokenBuckets(cfg.device_rate, cfg.device_burst, max_keys=65536)
         self.metrics = EdgeMetrics()
         self.devices = DeviceTable(self.metrics, cfg.max_devices)
         self.ber = BerEstimator(decay=cfg.ber_decay, max_devices=cfg.max_devices)
@@ -184,7 +139,6 @@ class EdgeCore:
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
                                     self.metrics, on_batch=self._on_batch)
         self.metrics.queue_depth.set_function(self.batcher.__len__)
-        self.limiter = SourceLimiter(cfg.auth_failures_per_s, cfg.auth_failure_burst, cfg.max_sources)
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
         self.answer_rate = RateMeter()
@@ -194,30 +148,10 @@ class EdgeCore:
         self.snapshots = 0
         self._reply_to: dict[tuple, tuple[str, Callable]] = {}
         self._expire_task: asyncio.Task | None = None
-        self._last_v1_log = 0.0
         self.running = False
-        self._keyed: dict[int, Device] = {}
-        self._insecure_devices: dict[int, Device] = {}
-        served = list(codecs)
-        default = served[0] if served else None
-        for entry in (keys or {}).values():
-            codec = default if entry.fingerprint is None else codecs.get(entry.fingerprint)
-            self._keyed[entry.device_id] = Device(DeviceKeys(entry.device_id, entry.key), codec,
-                                                  entry.fingerprint)
-        sizes = {c.payload_bytes for c in served} | {d.codec.payload_bytes for d in self._keyed.values() if d.codec}
-        for d in self._keyed.values():
-            if d.codec is None:
-                log.warning("device %d's codec %s is not served here: its frames are refused",
-                            d.keys.device_id, d.fingerprint.hex() if d.fingerprint else "?")
-        self._lengths = frozenset().union(*(frame_lengths(n) for n in sizes)) if sizes else frozenset()
-        self._body_lengths = BodyLengths(frozenset(), frozenset())
-        for n in sizes:
-            self._body_lengths = self._body_lengths | body_lengths(n)
-        self._state_dirty = False
-        self._load_state()
-        if self.insecure:
-            log.warning("INSECURE: serving without --keys: any device id is accepted under the public "
-                        "all-zero key; frames can be forged and read by anyone, and replays are answered")
+        for entry in self.keyring.unserved:
+            log.warning("device %d is provisioned for codec %s, which this edge does not serve: its "
+                        "frames get UNKNOWN_CODEC", entry.device_id, entry.fingerprint.hex())
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -234,26 +168,20 @@ class EdgeCore:
             self._expire_task.cancel()
         for item in self.reassembler.expire(float("inf")):
             self._dispatch(item)
-        self.save_state()
         left = await self.batcher.drain(self.config.drain_s)
         for job in left:
             job.done(job, -1, 0.0, Rejected("shutdown", ErrorCode.BUSY, "the edge is shutting down"))
 
     async def _expire_loop(self) -> None:
         period = max(0.01, min(0.05, self.config.reassembly_timeout_s / 5))
-        last_save = time.monotonic()
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(period)
             # how late the loop woke us: a stall of the loop (or of the whole process) shows here
             self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - period))
             try:
-                now = time.monotonic()
-                for item in self.reassembler.expire(now):
+                for item in self.reassembler.expire(time.monotonic()):
                     self._dispatch(item)
-                if now - last_save >= 1.0:
-                    last_save = now
-                    self.save_state()
             except Exception:  # noqa: BLE001 - the timer must survive anything
                 log.exception("reassembly expiry failed")
 
@@ -261,198 +189,89 @@ class EdgeCore:
         self.metrics.batch.observe(n)
         self.metrics.observe_latency("model", seconds)
 
-    # --- replay windows across restarts ----------------------------------------------------
-
-    def _load_state(self) -> None:
-        """Restore each key's highest counter: a restarted edge neither reopens old counters to
-        replay nor loses track of devices whose counters passed 2^16 (only low bits travel)."""
-        path = self.config.state_path
-        if not path or self.insecure:
-            return
-        import json
-        import os
-        if not os.path.exists(path):
-            return
-        try:
-            highest = json.loads(open(path, encoding="utf-8").read())["highest"]
-            for dev, value in highest.items():
-                device = self._keyed.get(int(dev))
-                if device is not None and device.window is not None:
-                    device.window.highest = int(value)
-                    device.window.bitmap = (1 << ReplayWindow.SIZE) - 1  # all at or below: used
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise SnnError(f"edge counter state {path} is damaged: remove it only if no device may "
-                           f"replay (old frames would be answered again)") from None
-
-    def save_state(self) -> None:
-        """Write the windows' highest counters (atomically); called about once a second."""
-        path = self.config.state_path
-        if not path or self.insecure or not self._state_dirty:
-            return
-        import json
-        import os
-        self._state_dirty = False
-        doc = {"format": "snn-edge-counters/1",
-               "highest": {str(d): dev.window.highest for d, dev in self._keyed.items()
-                           if dev.window is not None and dev.window.highest >= 0}}
-        tmp = f"{path}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh)
-            os.replace(tmp, path)
-        except OSError:
-            self._state_dirty = True
-            log.warning("cannot write the edge counter state %s", path, exc_info=True)
-
     # --- datagram / stream frames ----------------------------------------------------------
 
     def handle_frame(self, data: bytes, transport: str, reply: Callable[[bytes], None],
-                     source=None) -> None:
-        """One frame from a datagram or stream link; answers through `reply` (never raises).
-        `source` (the sender's IP address) keys the limiter of authentication failures: a source
-        over its budget still gets frames whose header block arrives clean through (one CRC-32
-        and one AES-CMAC), so a keyed device behind the same address keeps working."""
+                     source: object = None) -> None:
+        """One frame from a datagram or stream link (`source`: the sender's address, for rate
+        limits); answers through `reply` only when the frame authenticated (never raises)."""
+        if source is not None and self.source_limits.empty(source):
+            # a source over its failure budget: the cheapest possible refusal, before anything else
+            self.metrics.reject("rate_limited")
+            return
         t_recv = time.perf_counter()
         self.received += 1
         self.metrics.frame(transport)
         self.frame_rate.add()
-        now = time.monotonic()
-        # a source over its failure budget gets the cheap path only: a raw b0 of a v2 DATA frame,
-        # then a clean block and its MIC
-        limited = source is not None and self.limiter.blocked(source, now)
-        if limited and (not data or data[0] & 0xF0 != 0x80):
-            self.metrics.reject("rate_limited")
-            return
         try:
-            device, header, counter = self._authenticate(data, repair=not limited)
-            item = self._open(device, header, counter, now)
-            if item is None:
-                self._reply_to.setdefault((device.keys.device_id, counter), (transport, reply))
+            frame = self._open(data, source, reply)
+            if frame.frag_count == 1:
+                self._submit(Inference.from_frame(frame), transport, reply, t_recv)
                 return
-            self._submit(item, transport, reply, t_recv)
+            key = (frame.device_id, frame.counter)
+            self._reply_to[key] = (transport, reply)
+            before = self.reassembler.duplicates
+            for item in self.reassembler.add(frame, time.monotonic()):
+                self._dispatch(item, t_recv)
+            if self.reassembler.duplicates != before:
+                self.metrics.reject("duplicate")
         except Rejected as rej:
-            if not rej.answer and source is not None:
-                self.limiter.failed(source, now)
-            self.metrics.reject(rej.reason)
-            if rej.answer:
-                self._send(reply, encode_error(rej.device.keys, rej.counter, rej.code, rej.detail,
-                                               rej.copies))
-        except Exception:  # noqa: BLE001 - never a dead listener; nothing is said to the sender
+            self._refuse(rej, reply)
+        except Exception:  # noqa: BLE001 - never a dead listener
             log.exception("internal error on a %s frame", transport)
             self.metrics.reject("internal")
 
-    def _authenticate(self, data: bytes, repair: bool = True) -> tuple[Device, DataHeader, int]:
-        """Length, header block, key, MIC and replay window; Rejected(answer=False) on failure."""
-        if len(data) not in self._lengths:
-            if is_v1(data):
-                self._log_v1()
-                raise _silent("version", "a v1 frame: upgrade the device to protocol v2", 426)
-            raise _silent("length", f"no device sends a {len(data)}-byte frame", 400)
+    def _open(self, data: bytes, source: object, reply: Callable[[bytes], None] | None = None) -> DataFrame:
+        """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise."""
+        ring = self.keyring
         try:
-            header = read_header(data, self._body_lengths, repair)
+            frame = parse_data(data, ring.peers, ring.full_counter, ring.sizes)
         except FrameError as exc:
-            raise _silent("rate_limited" if not repair else
-                          "damaged" if exc.reason == "damaged" else
-                          "version" if exc.reason == "version" else "bad_frame", str(exc), 400) from None
-        device = self._device(header.device_id)
-        if device is None:
-            raise _silent("auth", "frame does not authenticate")
-        window = device.window
-        base = window.reconstruct(header.counter_low)
-        # the nearest counter with these low bits, else up to three wraps ahead (a device that
-        # sent thousands of frames the edge never saw, or a first contact after a long run)
-        for counter in (base, base + 4096, base + 8192, base + 12288):
-            if verify(header, device.keys, counter):
-                break
+            if source is not None:
+                self.source_limits.take(source)
+            if reply is not None and data[:1] == b"\xa7":   # a v1 frame? (cheap: one byte first)
+                self._v1_upgrade(data, source, reply)
+            raise Rejected(exc.reason, None, str(exc), _HTTP_STATUS.get(exc.reason, 400)) from None
+        dev = frame.device_id
+        window = ring.window(dev)
+        if window.seen(frame.counter):
+            if not (frame.frag_count > 1 and self.reassembler.pending(dev, frame.counter)):
+                reason = "late" if frame.frag_count > 1 else "replay"
+                raise Rejected(reason, None, f"device {dev}: counter {frame.counter} was used already",
+                               _HTTP_STATUS[reason])
         else:
-            raise _silent("auth", "frame does not authenticate")
-        codec = self._codec_for(device, header)
-        if codec is not None:
-            try:  # truncated or extended: silent, and the counter stays unused
-                check_length(header, codec.payload_bytes)
-            except FrameError as exc:
-                raise _silent("length", str(exc), 400) from None
-        if window.seen(counter) and not self.reassembler.is_open(header.device_id, counter) \
-                and not self.insecure:
-            raise _silent("replay", "counter already used (a replay, a duplicate or a late fragment)", 409)
-        if not window.seen(counter):
-            window.accept(counter)
-            self._state_dirty = True
-        return device, header, counter
+            window.mark(frame.counter)
+        ring.last_source[dev] = source
+        if not self.device_limits.take(dev):
+            raise Rejected("rate_limited", None, f"device {dev} is over its frame rate", 429)
+        if frame.peer.codec is None:
+            raise Rejected("unknown_codec", ErrorCode.UNKNOWN_CODEC,
+                           f"device {dev} is provisioned for codec {frame.peer.fingerprint.hex()}; this edge "
+                           f"serves {', '.join(self.codecs.fingerprints()) or 'none'}", 404, frame)
+        return frame
 
-    def _device(self, device_id: int) -> Device | None:
-        if not self.insecure:
-            return self._keyed.get(device_id)
-        device = self._insecure_devices.get(device_id)
-        if device is None:
-            if len(self._insecure_devices) >= self.config.max_devices:
-                self._insecure_devices.pop(next(iter(self._insecure_devices)))
-            device = Device(DeviceKeys(device_id, INSECURE_KEY), None, None)
-            self._insecure_devices[device_id] = device
-        return device
+    def _v1_upgrade(self, data: bytes, source: object, reply: Callable[[bytes], None]) -> None:
+        """A v1 frame from the address a provisioned device last authenticated from: tell it to
+        upgrade (an authenticated ERROR, 13 bytes, shorter than any v1 frame). Anyone else: silence."""
+        dev = _v1_claim(data)
+        if dev is None or source is None or self.keyring.insecure or self.keyring.last_source.get(dev) != source:
+            return
+        peer, window = self.keyring.peers(dev)[0], self.keyring.window(dev)
+        self._send(reply, encode_error(key=peer.key, device_id=dev, fingerprint=peer.fingerprint,
+                                       counter=max(0, window.top), code=ErrorCode.UNSUPPORTED, detail=VERSION))
 
-    def _codec_for(self, device: Device, header: DataHeader) -> ServedCodec | None:
-        """The device's codec; insecure devices are matched by the length their frame implies."""
-        if not self.insecure:
-            return device.codec
-        for codec in self.codecs:
-            piece = fragment_slice(codec.payload_bytes, header.frag_count, header.frag_index)
-            if len(piece) == len(header.body) and piece:
-                return codec
-        return None
+    def _refuse(self, rej: Rejected, reply: Callable[[bytes], None] | None) -> None:
+        self.metrics.reject(rej.reason)
+        frame = rej.frame
+        if frame is None or rej.code is None or reply is None:
+            return  # nothing goes back to what did not authenticate
+        self.devices.get(frame.device_id, "udp", time.monotonic()).rejected += 1
+        self._send(reply, self._error(frame.peer, frame.device_id, frame.counter, rej.code, frame.copies))
 
-    def _open(self, device: Device, header: DataHeader, counter: int, now: float) -> Inference | None:
-        """Checks an authenticated frame may fail (each answered with an authenticated ERROR),
-        then decrypt; the whole inference, or None while fragments are missing."""
-        def refuse(reason, code, message, status, detail=0):
-            rej = Rejected(reason, code, message, status, detail)
-            rej.device, rej.counter, rej.copies = device, counter, header.copies
-            self.devices.get(header.device_id, "udp", now).rejected += 1
-            return rej
-
-        codec = self._codec_for(device, header)
-        if codec is None:
-            fp = device.fingerprint.hex() if device.fingerprint else "?"
-            raise refuse("unknown_codec", ErrorCode.UNKNOWN_CODEC,
-                         f"device {header.device_id}'s codec {fp} is not served here; this edge serves "
-                         f"{', '.join(self.codecs.fingerprints()) or 'none'}", 404)
-        piece = check_length(header, codec.payload_bytes)   # checked before the replay window
-        if header.truth is not None and header.truth >= len(codec.classes):
-            raise refuse("bad_truth", ErrorCode.BAD_FRAME,
-                         f"truth label {header.truth} is not a class of codec {codec.fingerprint_hex} "
-                         f"({len(codec.classes)} classes)", 422, BadDetail.TRUTH)
-        if header.frag_index == 0 and device.over_rate(self.config.device_rate, now):
-            raise refuse("device_rate", ErrorCode.BUSY, f"device {header.device_id} is over its rate of "
-                         f"{self.config.device_rate:g} inferences/s", 429, 50)
-        plain = device.keys.crypt(0, counter, header.body, piece.start)
-        if header.frag_count == 1:
-            return Inference(device, counter, plain, None, header.bit_errors, header.bits,
-                             header.truth, header.copies)
-        seen = self.reassembler.inconsistent, self.reassembler.duplicates
-        done = self.reassembler.add(header, counter, plain, codec.payload_bytes, now)
-        if self.reassembler.inconsistent != seen[0]:
-            self.metrics.reject("bad_frame")
-        elif self.reassembler.duplicates != seen[1]:
-            self.metrics.reject("replay")   # a fragment index received twice: no second answer
-        mine = None
-        for item in done:
-            if item.key == (header.device_id, counter) and item.complete:
-                mine = self._from_assembled(device, item)
-            else:
-                self._dispatch(item)
-        return mine
-
-    def _from_assembled(self, device: Device, item: Assembled) -> Inference:
-        return Inference(device, item.counter, bytes(item.payload),
-                         None if item.complete else item.erased, item.bit_errors, item.bits,
-                         item.truth, item.copies)
-
-    def _log_v1(self) -> None:
-        now = time.monotonic()
-        if now - self._last_v1_log > 10.0:
-            self._last_v1_log = now
-            log.warning("v1 frames received (not answered: v1 cannot be authenticated); "
-                        "upgrade those devices to protocol v2")
+    @staticmethod
+    def _error(peer, device_id: int, counter: int, code: ErrorCode, copies: int) -> bytes:
+        return encode_error(key=peer.key, device_id=device_id, fingerprint=peer.fingerprint, counter=counter,
+                            code=code, arg=BUSY_RETRY_10MS if code == ErrorCode.BUSY else 0, copies=copies)
 
     @staticmethod
     def _send(reply: Callable[[bytes], None], data: bytes) -> None:
@@ -464,36 +283,31 @@ class EdgeCore:
     def _dispatch(self, item: Assembled, t_recv: float | None = None) -> None:
         """An inference left the reassembler (complete, timed out or evicted): queue it."""
         transport, reply = self._reply_to.pop(item.key, ("udp", None))
-        device = self._device(item.device_id)
-        if reply is None or device is None:
+        if reply is None:
             return
         if not item.complete:
             self.metrics.incomplete.inc()
-        self._submit(self._from_assembled(device, item), transport, reply,
-                     t_recv or time.perf_counter())
+        self._submit(Inference.from_assembled(item), transport, reply, t_recv or time.perf_counter())
 
     def _submit(self, item: Inference, transport: str, reply: Callable[[bytes], None],
                 t_recv: float) -> None:
-        self._reply_to.pop((item.device_id, item.counter), None)
-        codec = item.device.codec if not self.insecure else self._codec_by_size(len(item.payload))
-        job = self._job(item, transport, codec, t_recv, self._frame_done)
+        job = self._job(item, transport, item.peer.codec, t_recv, self._frame_done)
         job.meta = (item, reply, job.meta)
         if not self.batcher.submit(job):
             reason = "busy" if self.batcher.accepting else "shutdown"
             self.metrics.reject(reason)
             job.meta[2].rejected += 1
-            self._send(reply, encode_error(item.device.keys, item.counter, ErrorCode.BUSY,
-                                           10 if reason == "busy" else 0, item.copies))
-
-    def _codec_by_size(self, nbytes: int) -> ServedCodec:
-        return next(c for c in self.codecs if c.payload_bytes == nbytes)
+            self._send(reply, self._error(item.peer, item.device_id, item.counter, ErrorCode.BUSY, item.copies))
 
     def _job(self, item: Inference, transport: str, codec: ServedCodec, t_recv: float,
              done: Callable) -> Job:
         stats = self.devices.get(item.device_id, transport, time.monotonic())
         stats.frames += 1
-        ber = self.ber.update(item.device_id, item.bit_errors, item.bits)
+        ber = self.ber.update(item.device_id, item.header_errors, item.header_bits)
         stats.ber = ber
+        if item.truth is not None and item.truth >= len(codec.classes):
+            self.metrics.reject("bad_truth")  # not scored: a label this codec cannot give
+            item.truth = None
         # the device's stats ride along (meta) so that answering needs no second table look-up
         return Job(codec, item.payload, item.erased, ber, done, t_recv, stats)
 
@@ -503,11 +317,13 @@ class EdgeCore:
             rej = error if isinstance(error, Rejected) else Rejected(
                 "internal", ErrorCode.INTERNAL, "internal error in the model")
             self.metrics.reject(rej.reason)
-            self._send(reply, encode_error(item.device.keys, item.counter, rej.code,
-                                           10 if rej.code == ErrorCode.BUSY else 0, item.copies))
+            self._send(reply, self._error(item.peer, item.device_id, item.counter,
+                                          rej.code or ErrorCode.INTERNAL, item.copies))
             return
-        self._send(reply, encode_reply(item.device.keys, item.counter, label, confidence,
-                                       job.ber, item.copies))
+        peer = item.peer
+        self._send(reply, encode_reply(key=peer.key, device_id=item.device_id, fingerprint=peer.fingerprint,
+                                       counter=item.counter, label=label, confidence=confidence, ber=job.ber,
+                                       copies=item.copies))
         self._account(job, stats, item.truth, label)
 
     def _account(self, job: Job, stats: DeviceStats, truth: int | None, label: int) -> None:
@@ -522,6 +338,7 @@ class EdgeCore:
         self.answered += 1
         self.answer_rate.add()
         stats.answered += 1
+        stats.last_label, stats.last_class = label, job.codec.class_name(label)
         if truth is not None:
             stats.truth += 1
             m.truth += 1
@@ -532,27 +349,27 @@ class EdgeCore:
     # --- HTTP ------------------------------------------------------------------------------
 
     async def infer_http(self, data: bytes) -> dict:
-        """One whole inference in one authenticated DATA frame over HTTP; raises Rejected with an
-        HTTP status (403 and no detail for what does not authenticate)."""
+        """One whole inference in one authenticated DATA frame over HTTP (the same frame as on UDP,
+        docs/PROTOCOL.md §7); raises Rejected with an HTTP status."""
         t_recv = time.perf_counter()
         self.received += 1
         self.metrics.frame("http")
         self.frame_rate.add()
         try:
-            device, header, counter = self._authenticate(data)
-            if header.frag_count != 1:
-                rej = Rejected("bad_frame", ErrorCode.BAD_FRAME,
-                               f"HTTP takes a whole inference in one frame; this is fragment "
-                               f"{header.frag_index + 1} of {header.frag_count} (send fragments over "
-                               f"UDP or serial, or frame with a larger MTU)", 422, BadDetail.FRAGMENT)
-                raise rej
-            item = self._open(device, header, counter, time.monotonic())
+            frame = self._open(data, None)
         except Rejected as rej:
             self.metrics.reject(rej.reason)
-            if not rej.answer:
-                rej.message = "frame does not authenticate"
+            if rej.code is None:  # HTTP is a connection, not a reflector: a problem body says why
+                rej.code = ErrorCode.BAD_FRAME
             raise
-        codec = item.device.codec if not self.insecure else self._codec_by_size(len(item.payload))
+        if frame.frag_count != 1:
+            self.metrics.reject("bad_frame")
+            raise Rejected("bad_frame", ErrorCode.BAD_FRAME,
+                           f"HTTP takes a whole inference in one frame; this is fragment "
+                           f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
+                           f"or serial, or frame with a larger MTU)", 422)
+        item = Inference.from_frame(frame)
+        codec = item.peer.codec
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
@@ -579,8 +396,6 @@ class EdgeCore:
             "label": label, "class_name": codec.class_name(label), "confidence": confidence,
             "ber": job.ber, "codec": codec.fingerprint_hex, "device_id": item.device_id,
             "counter": item.counter, "truth": item.truth,
-            "reply": encode_reply(item.device.keys, item.counter, label, confidence, job.ber,
-                                  item.copies).hex(),
             "timings": {"queue_ms": (job.t_start - t_recv) * 1e3, "model_ms": job.t_model * 1e3,
                         "total_ms": (t_end - t_recv) * 1e3},
         }

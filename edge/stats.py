@@ -19,14 +19,11 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 # Reasons a frame or request is refused (the label values of snn_edge_rejects_total).
-# Before authentication (never answered): length, damaged (BCH), version (incl. v1 frames),
-# bad_frame, auth (unknown device or MIC), replay (incl. duplicate and late fragments),
-# rate_limited (a source over its authentication-failure budget). After: unknown_codec,
-# bad_truth, device_rate (an authenticated device over its rate), busy, internal, shutdown
-# (answered with an authenticated ERROR); HTTP: too_large, content_type.
-REJECT_REASONS = ("length", "damaged", "version", "bad_frame", "auth", "replay", "rate_limited",
-                  "unknown_codec", "bad_truth", "device_rate", "busy", "too_large", "content_type",
-                  "internal", "shutdown")
+# refusals by reason (docs/PROTOCOL.md §3.5, §6): what fails authentication is answered with
+# silence ("length" .. "bad_length"), as are replays, late/duplicate fragments and rate limits
+REJECT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay",
+                  "late", "duplicate", "rate_limited", "bad_truth", "bad_frame", "unknown_codec", "busy",
+                  "too_large", "content_type", "internal", "shutdown")
 TRANSPORTS = ("udp", "serial", "http")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -168,12 +165,15 @@ class DeviceStats:
     correct: int = 0
     last_seen: float = 0.0
     transport: str = ""
+    last_label: int | None = None
+    last_class: str | None = None
 
     def as_dict(self, now: float) -> dict:
         return {"device_id": self.device_id, "frames": self.frames, "answered": self.answered,
                 "rejected": self.rejected, "ber": self.ber, "transport": self.transport,
                 "accuracy": (self.correct / self.truth) if self.truth else None,
-                "truth": self.truth, "last_seen_s": round(now - self.last_seen, 3)}
+                "truth": self.truth, "last_seen_s": round(now - self.last_seen, 3),
+                "last_label": self.last_label, "last_class": self.last_class}
 
 
 class DeviceTable:

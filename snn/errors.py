@@ -15,9 +15,8 @@ class FrameError(SnnError):
     """Bytes that are not a valid frame; parsing never raises anything else.
 
     `reason` is machine-readable (a receiver counts and answers by it, never by the message):
-    "cobs" (byte framing), "short", "length" (not a length the sender's codec allows),
-    "damaged" (header block beyond repair), "version", "kind", "fragment", and for answers a
-    device reads: "device", "counter" (no such request in flight), "auth" (MIC).
+    "cobs" (byte framing), "short", "damaged" (header beyond repair), "magic", "version", "kind",
+    "flags", "fragment", "length", "pilots", "not_reply" (a peer expected another kind).
     """
 
     def __init__(self, message: str, reason: str = "malformed") -> None:

@@ -1,19 +1,18 @@
-"""Provisioning files: per-device keys (read by the torch-free device and the edge) and the
-device's persisted frame counter.
+"""Provisioned device keys (the keys file) and a device's persistent frame counter (its state file).
 
-Keys file (JSON, mode 0600; docs/PROTOCOL.md §6)::
+Keys file (JSON, mode 0600, docs/PROTOCOL.md §4.4)::
 
-    {"format": "snn-keys/1",
-     "devices": [{"id": 7, "key": "000102…0f", "fingerprint": "1234abcd"}, …]}
+    {"format": "snn-keys", "version": 1,
+     "devices": [{"id": 7, "key": "<32 hex digits>", "fingerprint": "e727eef6"}, ...]}
 
-`id` is the 16-bit device id, `key` the 128-bit key in hex, `fingerprint` the codec the device
-runs (hex, or null: the edge's default codec). The codec being bound here is why a v2 frame has
-no fingerprint and no length field: the edge knows each device's payload length.
+`id` is the 16-bit device id, `key` its AES-128 key, `fingerprint` the codec it is provisioned
+for (optional: absent means "whichever codec the edge serves that authenticates it"). The edge
+reads the whole file, a device only its own entry. This module needs no torch: the device reads
+it too.
 
-Counter state (beside the key file, `<keys file>.<id>.counter`): `{"reserved": N}` — every
-counter below N may have been used. A device starting up sends from N and first writes
-N + COUNTER_BLOCK (fsync'ed); it writes the next block before it crosses it. A crash loses at
-most a block of counters, and never reuses one: AES-CTR keystream is never repeated.
+State file (beside the key file: ``KEYFILE.dev<ID>.state``): the next frame counter the device
+may use, written *ahead* by `RESERVE` before any of those counters goes on the air, so a crash
+can skip counters but never reuse one (a reused counter would repeat a CTR keystream).
 """
 from __future__ import annotations
 
@@ -23,145 +22,138 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from codec.wire.crypto import KEY_BYTES
 from snn.errors import SnnError
 
-FORMAT = "snn-keys/1"
-COUNTER_BLOCK = 256
-COUNTER_LIMIT = 1 << 32
+KEYS_FORMAT = "snn-keys"
+KEYS_VERSION = 1
+RESERVE = 256
+MAX_COUNTER = 0xFFFFFFFF
 
 
-@dataclass(frozen=True)
-class KeyEntry:
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    """One provisioned device."""
+
     device_id: int
     key: bytes
     fingerprint: bytes | None = None
 
-    def to_json(self) -> dict:
-        return {"id": self.device_id, "key": self.key.hex(),
-                "fingerprint": None if self.fingerprint is None else self.fingerprint.hex()}
+    def as_json(self) -> dict:
+        entry = {"id": self.device_id, "key": self.key.hex()}
+        if self.fingerprint is not None:
+            entry["fingerprint"] = self.fingerprint.hex()
+        return entry
 
 
-def new_entries(device_ids: list[int], fingerprint: bytes | None = None) -> list[KeyEntry]:
-    """Fresh random keys (os CSPRNG) for these device ids."""
+def new_keys(device_ids: list[int], fingerprint: bytes | None = None) -> list[DeviceKey]:
+    """Fresh random 128-bit keys (from `secrets`) for distinct device ids."""
     if len(set(device_ids)) != len(device_ids):
-        raise SnnError("each --device may be given once")
+        raise SnnError("each --device id may appear once")
     for dev in device_ids:
         if not 0 <= dev <= 0xFFFF:
-            raise SnnError(f"device id {dev} outside 0..65535")
-    return [KeyEntry(dev, secrets.token_bytes(KEY_BYTES), fingerprint) for dev in device_ids]
+            raise SnnError(f"device id {dev} is outside 0..65535")
+    if fingerprint is not None and len(fingerprint) != 4:
+        raise SnnError("a codec fingerprint is 4 bytes (8 hex digits)")
+    return [DeviceKey(dev, secrets.token_bytes(16), fingerprint) for dev in device_ids]
 
 
-def write_keys(path: str | Path, entries: list[KeyEntry], force: bool = False) -> None:
-    """Write a keys file with mode 0600; refuse to overwrite unless `force`."""
+def write_keys(path: str | Path, keys: list[DeviceKey], force: bool = False) -> Path:
+    """Write a keys file readable by its owner only; refuse to overwrite unless `force`."""
     path = Path(path)
     if path.exists() and not force:
-        raise SnnError(f"{path} exists; refusing to overwrite keys (use --force)")
-    text = json.dumps({"format": FORMAT, "devices": [e.to_json() for e in entries]}, indent=1) + "\n"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+        raise SnnError(f"{path} exists: refusing to overwrite keys (use --force to replace them)")
+    text = json.dumps({"format": KEYS_FORMAT, "version": KEYS_VERSION,
+                       "devices": [k.as_json() for k in keys]}, indent=1) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
 
 
-def load_keys(path: str | Path) -> dict[int, KeyEntry]:
-    """device id -> entry; any defect is one SnnError line."""
+def load_keys(path: str | Path) -> dict[int, DeviceKey]:
+    """Every entry of a keys file by device id; SnnError with one clear line on any defect."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SnnError(f"keys file {path} not found (make one: snn keys new --device ID -o {path})") from None
-    except (OSError, ValueError) as exc:
-        raise SnnError(f"keys file {path} is not readable JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("devices"), list):
-        raise SnnError(f"keys file {path} is not a {FORMAT} file")
-    out: dict[int, KeyEntry] = {}
-    for item in doc["devices"]:
+    except OSError as exc:
+        raise SnnError(f"cannot read keys file {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SnnError(f"{path} is not a keys file (not JSON); make one with 'snn keys new'") from None
+    if not isinstance(doc, dict) or doc.get("format") != KEYS_FORMAT or doc.get("version") != KEYS_VERSION:
+        raise SnnError(f"{path} is not an {KEYS_FORMAT} v{KEYS_VERSION} file; make one with 'snn keys new'")
+    out: dict[int, DeviceKey] = {}
+    for n, entry in enumerate(doc.get("devices") or []):
         try:
-            dev = int(item["id"])
-            key = bytes.fromhex(item["key"])
-            fp = item.get("fingerprint")
-            fp = None if fp is None else bytes.fromhex(fp)
+            dev = int(entry["id"])
+            key = bytes.fromhex(entry["key"])
+            fp = bytes.fromhex(entry["fingerprint"]) if entry.get("fingerprint") else None
         except (KeyError, TypeError, ValueError):
-            raise SnnError(f"keys file {path}: malformed entry {item!r}") from None
-        if not 0 <= dev <= 0xFFFF or len(key) != KEY_BYTES or (fp is not None and len(fp) != 4):
-            raise SnnError(f"keys file {path}: entry for device {dev} needs an id in 0..65535, "
-                           f"a {KEY_BYTES}-byte key and a 4-byte fingerprint or null")
+            raise SnnError(f"{path}: device entry {n} needs an integer id and a hex key") from None
+        if not 0 <= dev <= 0xFFFF or len(key) != 16 or (fp is not None and len(fp) != 4):
+            raise SnnError(f"{path}: device entry {n}: id 0..65535, a 16-byte key, a 4-byte fingerprint")
         if dev in out:
-            raise SnnError(f"keys file {path}: device {dev} listed twice")
-        out[dev] = KeyEntry(dev, key, fp)
+            raise SnnError(f"{path}: device {dev} appears twice")
+        out[dev] = DeviceKey(dev, key, fp)
+    if not out:
+        raise SnnError(f"{path} holds no device keys")
     return out
 
 
-def counter_path(keys_path: str | Path, device_id: int) -> Path:
-    return Path(f"{keys_path}.{device_id}.counter")
+def device_key(path: str | Path, device_id: int) -> DeviceKey:
+    keys = load_keys(path)
+    if device_id not in keys:
+        raise SnnError(f"{path} has no key for device {device_id} (it holds {sorted(keys)[:10]})")
+    return keys[device_id]
+
+
+def state_path(key_file: str | Path, device_id: int) -> Path:
+    key_file = Path(key_file)
+    return key_file.with_name(f"{key_file.name}.dev{device_id}.state")
 
 
 class CounterStore:
-    """A device's 32-bit frame counter, persisted a block ahead so a restart never reuses one."""
+    """A device's frame counter, persisted ahead of use (see the module docstring).
 
-    def __init__(self, path: str | Path | None, block: int = COUNTER_BLOCK) -> None:
-        self.path = None if path is None else Path(path)
-        self.block = block
-        self.next = self._read()
+    One process per device id at a time: two processes sharing a state file would both take the
+    same block of counters."""
+
+    def __init__(self, path: str | Path | None, start: int = 0) -> None:
+        self.path = Path(path) if path is not None else None
+        self.next = start
+        if self.path is not None and self.path.exists():
+            try:
+                self.next = max(start, int(json.loads(self.path.read_text())["next"]))
+            except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+                raise SnnError(f"counter state file {self.path} is unreadable: move it away only if you also "
+                               f"provision a new key (a reused counter repeats the keystream)") from None
         self.reserved = self.next
         self._reserve()
 
-    def _read(self) -> int:
-        if self.path is None or not self.path.exists():
-            return 0
-        try:
-            value = int(json.loads(self.path.read_text())["reserved"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise SnnError(f"counter state {self.path} is damaged; refusing to risk reusing a "
-                           f"counter (re-provision the device with a new key)") from None
-        return value
-
     def _reserve(self) -> None:
-        self.reserved = self.next + self.block
-        if self.reserved >= COUNTER_LIMIT:
-            raise SnnError("the 32-bit frame counter of this key is exhausted: provision a new key")
+        self.reserved = self.next + RESERVE
+        if self.reserved > MAX_COUNTER:
+            raise SnnError("the frame counter of this key is exhausted: provision a new key")
         if self.path is None:
             return
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            os.write(fd, json.dumps({"reserved": self.reserved}).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps({"next": self.reserved}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(self.path)
+        except OSError as exc:
+            raise SnnError(f"cannot write the frame-counter state {self.path}: {exc.strerror or exc} (the "
+                           f"device must persist its counter before sending; give --state PATH)") from None
 
     def take(self) -> int:
-        """The next unused counter (persists the next block first when this one runs out)."""
+        """A counter never used before under this key."""
         if self.next >= self.reserved:
             self._reserve()
         value = self.next
         self.next += 1
         return value
-
-
-def device_credentials(key_file: str | Path | None, device_id: int, fingerprint: bytes | None = None,
-                       warn=None):
-    """(DeviceKeys, CounterStore) of one device from its keys file, checked against the codec it
-    runs (`fingerprint`). Without a keys file: the public all-zero key of an `--insecure` edge and
-    an unpersisted counter, after `warn(text)`."""
-    from codec.wire.crypto import INSECURE_KEY, DeviceKeys
-
-    if not 0 <= device_id <= 0xFFFF:
-        raise SnnError(f"--device-id must lie in 0..65535, got {device_id}")
-    if key_file is None:
-        if warn:
-            warn("no --key-file: sending under the public all-zero key (only an edge run with "
-                 "--insecure answers; anyone can read and forge these frames)")
-        return DeviceKeys(device_id, INSECURE_KEY), CounterStore(None)
-    entry = load_keys(key_file).get(device_id)
-    if entry is None:
-        raise SnnError(f"{key_file} has no key for device {device_id}")
-    if fingerprint is not None and entry.fingerprint is not None and entry.fingerprint != fingerprint:
-        raise SnnError(f"device {device_id} is provisioned for codec {entry.fingerprint.hex()}, but its "
-                       f"encoder is codec {fingerprint.hex()}: use the matching encoder or re-provision")
-    return DeviceKeys(device_id, entry.key), CounterStore(counter_path(key_file, device_id))

@@ -2,12 +2,11 @@
 
 A lost fragment must not cost the inference: after `timeout_s` the edge decodes what it has and
 marks the missing bytes as erased, and the decoder (trained with erasures) fills them in.
-
-v2 rules (docs/PROTOCOL.md §4.2): fragments are grouped by (device id, 32-bit counter) and only
-after their MIC verified; a fragment index received twice is a duplicate (counted, dropped); a
-fragment whose inference was already released (complete or timed out) is *late*: the receiver
-sees that its counter is used and no longer open (`is_open`), drops it and answers nothing, so
-an inference is answered at most once.
+Fragments are keyed by (device id, frame counter): they arrive authenticated and decrypted
+(`codec.wire.frame.parse_data`). A duplicate fragment of a pending inference is counted and
+dropped; one that arrives after its inference left (answered, timed out) is the receiver's
+business: its replay window says the counter was used and the inference is not pending
+(docs/PROTOCOL.md §6: no second reply).
 """
 from __future__ import annotations
 
@@ -16,25 +15,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.wire.frame import DataHeader, fragment_slice
+from codec.wire.frame import DataFrame, fragment_slice
 
 
 @dataclass
 class Assembled:
-    """One inference's payload as received: plaintext bytes (zeros where erased) and what is
-    known of it."""
+    """One inference's payload as received: bytes (zeros where erased) and what is known of it."""
 
     device_id: int
     counter: int
+    payload_bytes: int
     payload: bytearray
     erased: np.ndarray            # bool per payload byte
     first_seen: float
     frag_count: int
     received: set[int] = field(default_factory=set)
-    bit_errors: int = 0           # header bits the link flipped, over all fragments received
-    bits: int = 0                 # header bits received
+    header_errors: int = 0
+    header_bits: int = 0
     truth: int | None = None
-    copies: int = 1               # the most any fragment used: replies mirror it
+    header_copies: int = 1        # the most any fragment used: replies mirror it
+    peer: object = None
 
     @property
     def complete(self) -> bool:
@@ -46,7 +46,7 @@ class Assembled:
 
 
 class Reassembler:
-    """Collects verified DATA fragments by (device id, counter); bounded in memory.
+    """Collects DATA fragments by (device id, counter); bounded in memory.
 
     `add` returns the inference when its last fragment arrives; `expire` returns those whose
     timeout passed (incomplete, with erasures). When more than `max_pending` inferences are
@@ -63,40 +63,31 @@ class Reassembler:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def is_open(self, device_id: int, counter: int) -> bool:
+    def pending(self, device_id: int, counter: int) -> bool:
+        """Whether the inference of this counter is still being reassembled."""
         return (device_id, counter) in self._pending
 
-    def add(self, header: DataHeader, counter: int, plain: bytes, payload_len: int,
-            now: float) -> list[Assembled]:
-        """Add one fragment's decrypted slice; return the inferences it completes or forces out.
-        Duplicates and fragments inconsistent with their inference are counted and dropped."""
-        key = (header.device_id, counter)
+    def add(self, frame: DataFrame, now: float) -> list[Assembled]:
+        """Add one DATA fragment; return the inferences it completes or forces out."""
+        key = (frame.device_id, frame.counter)
         done: list[Assembled] = []
         item = self._pending.get(key)
         if item is None:
-            item = Assembled(header.device_id, counter, bytearray(payload_len),
-                             np.ones(payload_len, dtype=bool), now, header.frag_count,
-                             truth=header.truth)
-            if header.frag_count > 1:
-                self._pending[key] = item
-                while len(self._pending) > self.max_pending:
-                    done.append(self._pending.popitem(last=False)[1])
-        elif item.frag_count != header.frag_count or item.truth != header.truth:
+            if frame.frag_count == 1:
+                return [self._single(frame, now)]
+            item = self._new(frame, now)
+            self._pending[key] = item
+            while len(self._pending) > self.max_pending:
+                done.append(self._pending.popitem(last=False)[1])
+        elif item.frag_count != frame.frag_count or item.peer is not frame.peer:
             self.inconsistent += 1
             return done
-        if header.frag_index in item.received:
+        if frame.frag_index in item.received:
             self.duplicates += 1
             return done
-        piece = fragment_slice(payload_len, item.frag_count, header.frag_index)
-        item.payload[piece.start:piece.stop] = plain
-        item.erased[piece.start:piece.stop] = False
-        item.received.add(header.frag_index)
-        item.bit_errors += header.bit_errors
-        item.bits += header.bits
-        item.copies = max(item.copies, header.copies)
+        self._place(item, frame)
         if item.complete:
-            self._pending.pop(key, None)
-            done.append(item)
+            done.append(self._pending.pop(key))
         return done
 
     def expire(self, now: float) -> list[Assembled]:
@@ -108,3 +99,26 @@ class Reassembler:
                 break
             out.append(self._pending.pop(key))
         return out
+
+    @staticmethod
+    def _new(frame: DataFrame, now: float) -> Assembled:
+        nbytes = frame.peer.payload_bytes
+        return Assembled(frame.device_id, frame.counter, nbytes, bytearray(nbytes),
+                         np.ones(nbytes, dtype=bool), now, frame.frag_count, peer=frame.peer)
+
+    def _single(self, frame: DataFrame, now: float) -> Assembled:
+        item = self._new(frame, now)
+        self._place(item, frame)
+        return item
+
+    @staticmethod
+    def _place(item: Assembled, frame: DataFrame) -> None:
+        piece = fragment_slice(item.payload_bytes, item.frag_count, frame.frag_index)
+        item.payload[piece.start:piece.stop] = frame.data
+        item.erased[piece.start:piece.stop] = False
+        item.received.add(frame.frag_index)
+        item.header_errors += frame.header_errors
+        item.header_bits += frame.header_bits
+        if frame.truth is not None:
+            item.truth = frame.truth
+        item.header_copies = max(item.header_copies, frame.copies)

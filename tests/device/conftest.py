@@ -31,29 +31,26 @@ def int8_encoder(tmp_path_factory):
     return out / "encoder.int8.onnx"
 
 
-KEY = bytes(range(16))
-DEVICE_ID = 1
-
-
 class Responder:
-    """A stand-in edge for client tests: answers each complete inference with an authenticated
-    REPLY under the test key (`KEY`, device `DEVICE_ID`).
+    """A stand-in edge for client tests: authenticates each inference (v2, the all-zero key unless
+    `key` is given) and answers its last fragment with an authenticated REPLY.
 
-    label = the truth label in the header (or 0); `drop_first` ignores the first N transmissions
-    (so the device must resend); `error` answers with that ERROR code; `forge` answers first with
-    a REPLY under another key (which the device must ignore); `twice` sends every reply twice.
+    label = the truth label sent (or 0); `drop_first` ignores the first transmission of every
+    inference (same payload; the device must resend under a new counter); `error` answers with
+    that ERROR code; `forged` answers with a REPLY under another key (the device must ignore it).
     """
 
-    def __init__(self, url: str, drop_first: int = 0, error=None, forge: bool = False, twice: bool = False):
+    def __init__(self, url: str, drop_first: bool = False, error=None, key: bytes = bytes(16),
+                 forged: bool = False, fp: bytes = bytes(4), payload_bytes: int = 37):
         from channel.transports import open_transport
-        from codec.wire.crypto import DeviceKeys
 
+        self.fp, self.payload_bytes = fp, payload_bytes
         self.transport = open_transport(url, listen=True)
-        self.keys = DeviceKeys(DEVICE_ID, KEY)
-        self.drop_first = int(drop_first)
+        self.drop_first = drop_first
         self.error = error
-        self.forge = forge
-        self.twice = twice
+        self.key = key
+        self.forged = forged
+        self.seen: dict[bytes, int] = {}
         self.counters: list[int] = []
         self.frames = 0
         self._stop = threading.Event()
@@ -61,44 +58,50 @@ class Responder:
         self.thread.start()
 
     def _loop(self):
-        from codec.wire.crypto import DeviceKeys
-        from codec.wire.frame import encode_error, encode_reply, read_header, verify
+        from dataclasses import dataclass
+
+        from codec.wire.frame import encode_error, encode_reply, parse_data
         from snn.errors import FrameError
 
-        last = -1
+        @dataclass
+        class Peer:
+            key: bytes
+            fingerprint: bytes
+            payload_bytes: int
+
         while not self._stop.is_set():
             got = self.transport.recv(timeout=0.05)
             if got is None:
                 continue
             data, addr = got
             try:
-                head = read_header(data)
+                # the tiny test codec: any fingerprint, 37-byte payload (what the fixture exports)
+                frame = parse_data(data, lambda dev: [Peer(self.key, self.fp, self.payload_bytes)],
+                                   lambda dev, low: self.top & ~0xFFFF | low)
             except FrameError:
                 continue
-            counter = (last & ~0xFFF) | head.counter_low
-            if counter < last - 0x800:
-                counter += 0x1000
-            if not verify(head, self.keys, counter):
-                continue
-            last = max(last, counter)
             self.frames += 1
-            if head.frag_index != head.frag_count - 1:
+            self.top = max(self.top, frame.counter)
+            self.counters.append(frame.counter)
+            if frame.frag_index != frame.frag_count - 1:
                 continue
-            self.counters.append(counter)
-            if len(self.counters) <= self.drop_first:
+            n = self.seen.get(frame.data, 0)
+            self.seen[frame.data] = n + 1
+            if self.drop_first and n == 0:
                 continue
-            if self.forge:
-                self.transport.send(encode_reply(DeviceKeys(DEVICE_ID, bytes(16)), counter, 9, 1.0, 0.0), addr)
+            args = dict(key=bytes(16) if self.forged else self.key, device_id=frame.device_id,
+                        fingerprint=self.fp, counter=frame.counter, copies=frame.copies)
             if self.error is not None:
-                out = encode_error(self.keys, counter, self.error, 0)
+                out = encode_error(code=self.error, arg=1, **args)
             else:
-                label = head.truth if head.truth is not None else 0
-                out = encode_reply(self.keys, counter, label, 0.9, 0.0, head.copies)
+                label = frame.truth if frame.truth is not None else 0
+                out = encode_reply(label=label, confidence=0.9, ber=0.0, **args)
             try:
-                for _ in range(2 if self.twice else 1):
-                    self.transport.send(out, addr)
+                self.transport.send(out, addr)
             except (OSError, ValueError):
                 pass
+
+    top = 0
 
     def close(self):
         self._stop.set()
@@ -107,11 +110,14 @@ class Responder:
 
 
 @pytest.fixture
-def responder_factory():
+def responder_factory(int8_encoder):
+    from device.encoder import OnnxEncoder
+
+    info = OnnxEncoder(int8_encoder).info
     made = []
 
     def make(url, **kw):
-        r = Responder(url, **kw)
+        r = Responder(url, fp=info.fingerprint, payload_bytes=info.payload_bytes, **kw)
         made.append(r)
         return r
 

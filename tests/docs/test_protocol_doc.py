@@ -1,94 +1,109 @@
-"""The worked examples and test vectors in docs/PROTOCOL.md are what the reference implementation
-produces, byte for byte (a C device is checked against the same text)."""
+"""Every worked example and test vector in docs/PROTOCOL.md is what the reference implementation
+produces, and parses back (a C firmware is written against these bytes)."""
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from codec.wire import bch
-from codec.wire.crypto import DeviceKeys
+from codec.wire.crypto import counter_block, keystream, mic
 from codec.wire.frame import (
     ErrorCode,
-    Kind,
-    body_lengths,
-    check_length,
+    ber_code,
     encode_error,
     encode_inference,
     encode_reply,
-    read_answer,
-    read_header,
-    verify,
+    parse_data,
+    parse_reply,
 )
 from codec.wire.packing import pack_symbols
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
-KEYS = DeviceKeys(7, bytes(range(16)))
+KEY = bytes(range(16))
+FP = bytes.fromhex("1234abcd")
 PAYLOAD = pack_symbols(np.arange(98) % 8, 8).tobytes()
-_FENCE = re.compile(r"^```\w*\n(.*?)^```", flags=re.S | re.M)
 
 
-def _blocks() -> list[str]:
-    return _FENCE.findall(DOC)
+@dataclass
+class Peer:
+    key: bytes = KEY
+    fingerprint: bytes = FP
+    payload_bytes: int = 37
 
 
-def _hex(text: str) -> bytes:
-    lines = [re.sub(r"^([0-9a-f]{4}: |K_\w+ = )", "", line) for line in text.strip().splitlines()]
+def _blocks(lang: str = "") -> list[str]:
+    return [body for tag, body in re.findall(r"^```(\w*)\n(.*?)^```", DOC, flags=re.S | re.M) if tag == lang]
+
+
+def _hex_block(index: int) -> bytes:
+    lines = [re.sub(r"^[0-9a-f]{4}: ", "", line) for line in _blocks()[index].strip().splitlines()]
     return bytes.fromhex(" ".join(lines))
 
 
-def _block_after(marker: str) -> bytes:
-    tail = DOC[DOC.index(marker):]
-    return _hex(_FENCE.search(tail).group(1))
-
-
-def test_generator_and_check_value():
-    assert "g(x) = 0x1C9C26B9" in DOC and f"0x{bch.GENERATOR:X}" == "0x1C9C26B9"
-    assert "is `0x816FB28`" in DOC and bch.remainder(b"123456789") == 0x816FB28
-
-
-def test_subkeys():
-    root = Cipher(algorithms.AES(bytes(range(16))), modes.ECB()).encryptor()
-    text = _blocks()[[i for i, b in enumerate(_blocks()) if b.startswith("K_enc")][0]]
-    k_enc, k_mic = (_hex(line) for line in text.strip().splitlines())
-    assert k_enc == root.update(b"\x01" + bytes(15)) and k_mic == root.update(b"\x02" + bytes(15))
-
-
-def test_keystream_and_mic():
-    assert _block_after("Uplink keystream") == KEYS.keystream(0, 513, 37)
-    mic_text = _block_after("MIC input").hex()
-    assert mic_text == (bytes.fromhex("0000000201800007") + KEYS.mic(0, 513, bytes.fromhex("800007"))).hex()
+def _hex_after(label: str) -> bytes:
+    """The backticked hex bytes that follow `label` in the text."""
+    text = re.search(re.escape(label) + r"\s*`([0-9a-f ]+)`", DOC.replace("\n", " "))
+    assert text, label
+    return bytes.fromhex(text.group(1))
 
 
 def test_worked_data_frame():
-    (frame,) = encode_inference(KEYS, 513, PAYLOAD, mtu=222)
-    assert frame == _block_after("The DATA frame (49 bytes")
-    head = read_header(frame, body_lengths(37))
-    assert verify(head, KEYS, 513) and KEYS.crypt(0, 513, head.body, check_length(head, 37).start) == PAYLOAD
+    (frame,) = encode_inference(PAYLOAD, key=KEY, device_id=7, fingerprint=FP, counter=513, mtu=222)
+    assert frame == _hex_block(0) and len(frame) == 49
+    parsed = parse_data(frame, lambda dev: [Peer()], lambda dev, low: low)
+    assert (parsed.device_id, parsed.counter, parsed.data, parsed.truth) == (7, 513, PAYLOAD, None)
 
 
-def test_worked_three_copies():
-    (frame,) = encode_inference(KEYS, 513, PAYLOAD, copies=3)
-    assert frame[:12] == _block_after("The same inference with 3 copies") and len(frame) == 73
-    assert frame[:36] == frame[:12] * 3
+def test_worked_crypto_vectors():
+    message = _hex_after("fragment `00`, fingerprint):")
+    assert message == bytes.fromhex("00000700000201810012 34abcd".replace(" ", ""))
+    assert mic(KEY, message) == _hex_after("→ AES-CMAC → MIC")
+    assert counter_block(0, 7, 513, 0) == _hex_after("counter block A_0 =")
+    assert keystream(KEY, 0, 7, 513, 0, 37) == _hex_after("keystream bytes 0–36:")
+
+
+def test_worked_bch_vectors():
+    assert f"g(x) = 0x{bch.GENERATOR:08x}" in DOC
+    assert f"`T[0x01] =\n0x{bch._TABLE[1]:08x}`" in DOC or f"`T[0x01] = 0x{bch._TABLE[1]:08x}`" in DOC
+    assert f"0x{bch._TABLE[0x80]:08x}" in DOC
+    frame = _hex_block(0)
+    parity = int.from_bytes(frame[:12], "big") & ((1 << 28) - 1)
+    assert f"BCH parity `0x{parity:07x}`" in DOC
 
 
 def test_worked_reply_and_error():
-    reply = encode_reply(KEYS, 513, 4, 0.93, 0.0123)
-    assert reply == _block_after("The reply \"label 4")
-    assert read_answer(reply, KEYS, {513: 513}).label == 4
-    assert "`04 ed 4c`" in DOC and "`1e c2 1e 41`" in DOC
-    assert KEYS.mic(1, 513, bytes.fromhex("900007cec6cd")) == bytes.fromhex("1ec21e41")
-    error = encode_error(KEYS, 513, ErrorCode.BUSY, 5)
-    assert error == _block_after("An ERROR BUSY")
-    answer = read_answer(error, KEYS, {513: 513})
-    assert (answer.kind, answer.code, answer.detail) == (Kind.ERROR, ErrorCode.BUSY, 5)
+    reply = encode_reply(key=KEY, device_id=7, fingerprint=FP, counter=513, label=4, confidence=0.93, ber=0.0123)
+    assert reply == _hex_block(1)
+    assert ber_code(0.0123) == 132
+    got = parse_reply(reply, key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: 513)
+    assert (got.label, round(got.confidence, 2)) == (4, 0.93)
+    error = encode_error(key=KEY, device_id=7, fingerprint=FP, counter=513, code=ErrorCode.BUSY, arg=5)
+    assert error == _hex_block(2)
+    assert parse_reply(error, key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: 513).arg == 5
+    message = _hex_after("encrypted `cf 83 c1`. MIC input")
+    assert message == bytes.fromhex("01000700000201a10012 34abcdcf83c1".replace(" ", ""))
+    assert mic(KEY, message) == _hex_after("cf 83 c1` → MIC")
 
 
 def test_worked_fragments_with_truth():
-    frames = encode_inference(KEYS, 514, PAYLOAD, mtu=40, truth=2)
-    text = _blocks()[[i for i, b in enumerate(_blocks()) if b.startswith("83 00 07 20 20 10")][0]]
-    assert frames == [bytes.fromhex(line) for line in text.strip().splitlines()]
+    frames = encode_inference(PAYLOAD, key=KEY, device_id=7, fingerprint=FP, counter=515, mtu=51, truth=3)
+    assert frames == [_hex_block(3), _hex_block(4)]
+    parsed = [parse_data(f, lambda dev: [Peer()], lambda dev, low: low) for f in frames]
+    assert b"".join(p.data for p in parsed) == PAYLOAD and parsed[1].truth == 3
+    message = _hex_after("Fragment 1's MIC\ninput:".replace("\n", " "))
+    assert message == bytes.fromhex("00000700000203911112 34abcd".replace(" ", ""))
+    assert mic(KEY, message) == _hex_after("12 34 ab cd` → MIC")
+
+
+def test_documented_keys_file_loads(tmp_path):
+    from codec.wire.keys import load_keys
+    path = tmp_path / "keys.json"
+    path.write_text(_blocks("json")[0])
+    keys = load_keys(path)
+    assert keys[7].key == KEY and keys[7].fingerprint == FP
+    assert json.loads(_blocks("json")[0])["format"] == "snn-keys"
 
 
 def test_documented_packing_example():

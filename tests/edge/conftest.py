@@ -1,4 +1,5 @@
-"""Fixtures: real edge servers (uvicorn + UDP [+ serial]) in subprocesses on ephemeral ports."""
+"""Fixtures: real edge servers (uvicorn + UDP [+ serial]) in subprocesses on ephemeral ports, keyed
+with the test keys file of `wire_client`."""
 from __future__ import annotations
 
 import json
@@ -16,40 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).resolve().parent / "standin.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.wire.crypto import DeviceKeys  # noqa: E402
-from codec.wire.frame import encode_inference, read_answer  # noqa: E402
-from standin import payload_for, test_key, write_test_keys  # noqa: E402
-
-
-class FleetDevice:
-    """A test device of the provisioned fleet: its keys and counter, and frames carrying a payload
-    the stand-in labels `label` (docs/PROTOCOL.md v2)."""
-
-    _next: dict[int, int] = {}   # per device id across tests: counters are never reused
-
-    def __init__(self, device_id: int, counter: int | None = None, key: bytes | None = None) -> None:
-        self.keys = DeviceKeys(device_id, test_key(device_id) if key is None else key)
-        if counter is not None:
-            FleetDevice._next[device_id] = max(counter, FleetDevice._next.get(device_id, 0))
-        self.sent: dict[int, int] = {}
-
-    @property
-    def counter(self) -> int:
-        return FleetDevice._next.get(self.keys.device_id, 0)
-
-    def frames(self, label: int, **kw) -> list[bytes]:
-        """The frames of one inference under the next counter (kw: mtu, copies, truth)."""
-        counter = self.counter
-        FleetDevice._next[self.keys.device_id] = counter + 1
-        self.sent[counter & 0xFFF] = counter
-        return encode_inference(self.keys, counter, payload_for(label)[0], **kw)
-
-    def frame(self, label: int, **kw) -> bytes:
-        (data,) = self.frames(label, **kw)
-        return data
-
-    def read(self, data: bytes):
-        return read_answer(data, self.keys, self.sent)
+from wire_client import open_reply, write_test_keys  # noqa: E402,F401
 
 
 class EdgeProcess:
@@ -80,6 +48,8 @@ class EdgeProcess:
 
 
 def start_standin(tmp_path: Path, *args: str, timeout: float = 60.0) -> EdgeProcess:
+    if "--insecure" not in args and "--keys" not in args:
+        args = (*args, "--keys", str(write_test_keys(tmp_path / "keys.json")))
     log_path = tmp_path / f"edge-{time.monotonic_ns()}.log"
     log = open(log_path, "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -97,17 +67,11 @@ def start_standin(tmp_path: Path, *args: str, timeout: float = 60.0) -> EdgeProc
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def keys_file(tmp_path_factory):
-    """The test fleet's keys file (standin.write_test_keys)."""
-    return write_test_keys(tmp_path_factory.mktemp("keys") / "fleet.json")
-
-
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory, keys_file):
-    """A keyed stand-in edge with two codecs (FP_A, FP_B), short reassembly timeout."""
+def edge(tmp_path_factory):
+    """A stand-in edge with two codecs (FP_A, FP_B), default settings, short reassembly timeout."""
     server = start_standin(tmp_path_factory.mktemp("edge"), "--reassembly-timeout", "0.3",
-                           "--max-devices", "64", "--keys", keys_file, "--auth-failures-per-s", "2000")
+                           "--max-devices", "64")
     yield server
     server.stop()
 
@@ -122,12 +86,13 @@ class UdpClient:
     def send(self, data: bytes) -> None:
         self.sock.sendto(data, self.addr)
 
-    def recv(self, timeout: float = 5.0) -> bytes:
+    def recv(self, timeout: float = 5.0):
+        """The next authenticated REPLY/ERROR (codec.wire.frame.Reply / ErrorReply)."""
         self.sock.settimeout(timeout)
-        return self.sock.recv(4096)
+        return open_reply(self.sock.recv(4096))
 
     def silent(self, timeout: float = 0.3) -> bool:
-        """True when nothing arrives within `timeout`."""
+        """True when nothing at all comes back within `timeout`."""
         self.sock.settimeout(timeout)
         try:
             self.sock.recv(4096)
@@ -135,9 +100,9 @@ class UdpClient:
             return True
         return False
 
-    def ask(self, device: FleetDevice, data: bytes, timeout: float = 5.0):
+    def ask(self, data: bytes, timeout: float = 5.0):
         self.send(data)
-        return device.read(self.recv(timeout))
+        return self.recv(timeout)
 
     def close(self) -> None:
         self.sock.close()

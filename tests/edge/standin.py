@@ -4,10 +4,7 @@ The stand-in edge half answers label = (symbol 0 + symbol 1 + offset) mod n_clas
 edge unpacks the payload right and routes each frame to the codec its fingerprint names. Run as a
 script it serves stand-in codecs with the real server (uvicorn, UDP, serial) in this process:
 
-    python tests/edge/standin.py --http 127.0.0.1:0 --udp 127.0.0.1:0 --keys FILE|--insecure [--queue N] ...
-
-`write_test_keys` provisions the test fleet with deterministic keys (`test_key`): devices
-0..1999 run FP_A, 20..29 FP_B, 30 a codec no edge serves.
+    python tests/edge/standin.py --http 127.0.0.1:0 --udp 127.0.0.1:0 [--queue N] ...
 """
 from __future__ import annotations
 
@@ -29,24 +26,7 @@ from edge.codecs import CodecRegistry, ServedCodec  # noqa: E402
 
 FP_A = bytes.fromhex("5e5e0001")
 FP_B = bytes.fromhex("5e5e0002")
-FP_UNSERVED = bytes.fromhex("01020304")
 CLASSES = [f"class{i}" for i in range(10)]
-FLEET = 2000
-
-
-def test_key(device_id: int) -> bytes:
-    import hashlib
-    return hashlib.sha256(b"snn test key %d" % device_id).digest()[:16]
-
-
-def fleet_fingerprint(device_id: int) -> bytes:
-    return FP_B if 20 <= device_id < 30 else FP_UNSERVED if device_id == 30 else FP_A
-
-
-def write_test_keys(path) -> str:
-    from codec.wire.keys import KeyEntry, write_keys
-    write_keys(path, [KeyEntry(d, test_key(d), fleet_fingerprint(d)) for d in range(FLEET)], force=True)
-    return str(path)
 
 
 class StandInEdgeHalf(nn.Module):
@@ -102,15 +82,13 @@ def main() -> int:
     p.add_argument("--reassembly-timeout", type=float, default=0.5)
     p.add_argument("--keys")
     p.add_argument("--insecure", action="store_true")
-    p.add_argument("--auth-failures-per-s", type=float, default=50.0)
-    p.add_argument("--device-rate", type=float, default=1000.0)
+    p.add_argument("--source-fail-rate", type=float, default=200.0)
     args = p.parse_args()
     from codec.wire.keys import load_keys
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
                         reassembly_timeout_s=args.reassembly_timeout,
                         keys=load_keys(args.keys) if args.keys else None, insecure=args.insecure,
-                        auth_failures_per_s=args.auth_failures_per_s, device_rate=args.device_rate,
-                        auth_failure_burst=4 * args.auth_failures_per_s)
+                        source_fail_rate=args.source_fail_rate, source_fail_burst=2 * args.source_fail_rate)
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial)
 

@@ -5,8 +5,8 @@ import subprocess
 
 import httpx
 import pytest
-from conftest import FleetDevice
 from standin import FP_A
+from wire_client import data_frame
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -14,10 +14,8 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium "
                                                           "(scripts/setup.sh installs it as root)")
 def test_dashboard_renders_live_numbers(edge, udp):
-    devs = [FleetDevice(700 + k) for k in range(3)]
     for i in range(30):
-        dev = devs[i % 3]
-        udp.ask(dev, dev.frame(i % 10, truth=i % 10))
+        udp.ask(data_frame(i % 10, FP_A, device=700 + i % 3, truth=i % 10))
     polls0 = httpx.get(edge.http + "/v1/stats").json()["snapshots"]
     out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                           "--virtual-time-budget=3500", "--dump-dom", edge.http + "/"],

@@ -12,15 +12,15 @@ import time
 import httpx
 import pytest
 from conftest import ROOT, UdpClient, start_standin
-from standin import FP_A, FP_B
-
-from conftest import FleetDevice
-
-from codec.wire.crypto import DeviceKeys
-from codec.wire.frame import ErrorCode, Kind, encode_inference
 from prometheus_client.parser import text_string_to_metric_families
+from standin import FP_A, FP_B
+from wire_client import UNSERVED, data_frame, data_frames, open_reply
+
+from codec.wire.frame import ErrorCode, ErrorReply, Reply
 
 OCTET = {"content-type": "application/octet-stream"}
+SILENT = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
+          "duplicate", "rate_limited")
 
 
 def metric(text: str, name: str, **labels) -> float:
@@ -32,190 +32,127 @@ def metric(text: str, name: str, **labels) -> float:
     raise AssertionError(f"{name} {labels} not in /metrics")
 
 
-def rejects(edge, reason: str) -> float:
-    return metric(httpx.get(edge.http + "/metrics").text, "snn_edge_rejects_total", reason=reason)
+def rejects(edge, *reasons) -> float:
+    text = httpx.get(edge.http + "/metrics").text
+    return sum(metric(text, "snn_edge_rejects_total", reason=r) for r in reasons)
 
 
-def frame(first: int, device: int = 7, **kw) -> bytes:
-    """One inference's single frame from a fresh counter range of this device (kw: copies, truth)."""
-    return FleetDevice(device).frame(first, **kw)
+frame = data_frame
 
 
 # --- UDP --------------------------------------------------------------------------------------
 
-def test_udp_reply_routes_by_provisioned_codec(udp):
-    for device, first, want in ((3, 4, 4), (23, 4, 7), (3, 9, 9), (23, 8, 1)):
-        dev = FleetDevice(device)
-        want_counter = dev.counter
-        r = udp.ask(dev, dev.frame(first))
-        assert r.kind == Kind.REPLY and r.counter == want_counter
-        assert r.label == want and r.confidence > 0.9 and 1e-5 <= r.ber <= 0.5
+def test_udp_reply_routes_by_codec_and_is_authenticated(udp):
+    for fp, first, want in ((FP_A, 4, 4), (FP_B, 4, 7), (FP_A, 9, 9), (FP_B, 8, 1)):
+        r = udp.ask(frame(first, fp, device=3))
+        assert isinstance(r, Reply) and r.label == want and r.confidence > 0.9
+        assert 1e-6 <= r.ber <= 0.5
 
 
 @pytest.mark.parametrize("copies", [3, 5])
 def test_udp_reply_mirrors_header_copies(udp, copies):
-    dev = FleetDevice(12)
-    r = udp.ask(dev, dev.frame(6, copies=copies))
-    assert r.kind == Kind.REPLY and r.copies == copies and r.label == 6
-
-
-def test_duplicate_is_answered_once_and_counted_as_replay(udp, edge):
-    dev = FleetDevice(11, counter=77)
-    data = dev.frame(2)
-    before = rejects(edge, "replay")
-    assert udp.ask(dev, data).label == 2
+    data = frame(6, device=12, copies=copies)
     udp.send(data)
+    raw = udp.sock.recv(4096)
+    assert len(raw) == 13 * copies < len(data)
+    r = open_reply(raw)
+    assert r.label == 6
+
+
+def test_udp_replay_is_silent_and_counted_a_resend_is_answered(udp, edge):
+    before = rejects(edge, "replay")
+    data = frame(2, device=11)
+    assert udp.ask(data).label == 2
+    udp.send(data)                       # the same datagram again (a replay, or the link duplicated it)
     assert udp.silent()
     assert rejects(edge, "replay") == before + 1
-    assert udp.ask(dev, dev.frame(3)).label == 3     # the next counter is fine
+    assert udp.ask(frame(2, device=11)).label == 2   # a resend takes a new counter: answered
 
 
-def test_every_datagram_delivered_twice_is_answered_once(udp, edge):
-    """A link that duplicates every datagram: each inference answered once, the copies counted as
-    replays (one-fragment and fragmented inferences alike)."""
-    dev = FleetDevice(18)
+def test_udp_every_datagram_delivered_twice_gets_one_answer_each(udp, edge):
     before = rejects(edge, "replay")
-    inferences = [dev.frames(k % 10) for k in range(10)] + [dev.frames(k % 10, mtu=30) for k in range(5)]
-    for frames in inferences:
-        for f in frames:
-            udp.send(f)
-            udp.send(f)
-    got = []
-    udp.sock.settimeout(1.0)
-    try:
-        while True:
-            got.append(dev.read(udp.sock.recv(4096)))
-    except socket.timeout:
-        pass
-    counters = [a.counter for a in got]
-    assert len(counters) == len(set(counters)) == len(inferences)      # each answered exactly once
-    assert all(a.kind == Kind.REPLY for a in got)
-    assert rejects(edge, "replay") - before == sum(len(f) for f in inferences)
+    frames = [frame(k % 10, device=13) for k in range(10)]
+    for f in frames:
+        udp.send(f)
+        udp.send(f)
+    labels = sorted(udp.recv().label for _ in frames)
+    assert labels == sorted(k % 10 for k in range(10)) and udp.silent()
+    assert rejects(edge, "replay") == before + 10
 
 
-def test_restarted_device_with_persisted_counter_is_answered(udp):
-    first = FleetDevice(13, counter=5000)
-    assert udp.ask(first, first.frame(1)).label == 1
-    again = FleetDevice(13, counter=5000 + 256)        # restart: the counter store skipped a block
-    assert again.counter == 5256
-    assert udp.ask(again, again.frame(4)).label == 4
-
-
-def test_unserved_codec_gets_an_authenticated_error(udp, edge):
-    dev = FleetDevice(30, counter=9)
-    r = udp.ask(dev, dev.frame(1))
-    assert r.kind == Kind.ERROR and r.code == ErrorCode.UNKNOWN_CODEC and r.counter >= 9
+def test_udp_unserved_codec_gets_an_authenticated_error(udp, edge):
+    r = udp.ask(frame(1, UNSERVED, device=5))
+    assert isinstance(r, ErrorReply) and r.code == ErrorCode.UNKNOWN_CODEC
     assert rejects(edge, "unknown_codec") >= 1
 
 
-def test_bad_truth_gets_an_authenticated_error(udp, edge):
-    dev = FleetDevice(14, counter=3)
-    r = udp.ask(dev, dev.frame(1, truth=200))
-    assert r.kind == Kind.ERROR and r.code == ErrorCode.BAD_FRAME and r.detail == 3
-    assert rejects(edge, "bad_truth") >= 1
-
-
-@pytest.mark.parametrize("data", [b"", b"\x00", os.urandom(17), os.urandom(50), os.urandom(1400),
-                                  frame(1)[:20], frame(1)[:-3], frame(1) + b"xx",
-                                  FleetDevice(7, key=bytes(16)).frame(1),           # wrong key
-                                  FleetDevice(5000).frame(1)])                      # unknown device
-def test_udp_keyed_edge_answers_nothing_to_what_does_not_authenticate(udp, data):
+@pytest.mark.parametrize("data", [
+    b"", b"\x00", os.urandom(17), os.urandom(49), os.urandom(64), os.urandom(1400), bytes(49),
+    frame(1)[:20], frame(1)[:-3], frame(1) + b"xx",
+    frame(1, key=bytes(16)),                        # wrong key
+    frame(1, device=4000),                          # not provisioned
+    frame(1, device=6),                             # provisioned for FP_B, claims FP_A: MIC fails
+    bytes.fromhex("a710001234abcd000702010001268004ffbd4b30b90916864 5deb93d99804f".replace(" ", "")) + bytes(41),
+])
+def test_udp_what_fails_authentication_gets_silence_and_is_counted(udp, edge, data):
+    before = rejects(edge, *SILENT)
     udp.send(data)
     assert udp.silent()
-    dev = FleetDevice(8)
-    assert udp.ask(dev, dev.frame(6)).label == 6  # still alive
+    assert rejects(edge, *SILENT) == before + 1
+    assert udp.ask(frame(6)).label == 6  # still alive
 
 
 def test_udp_random_flood_is_counted_silently_and_server_stays_up(udp, edge):
-    reasons = ("length", "damaged", "version", "bad_frame", "auth", "rate_limited")
-    before = httpx.get(edge.http + "/metrics").text
+    before = rejects(edge, *SILENT)
     rnd = random.Random(1)
     n = 300
     for _ in range(n):
         udp.send(os.urandom(rnd.randint(0, 300)))
     assert udp.silent(0.5)
-    time.sleep(0.2)
-    after = httpx.get(edge.http + "/metrics").text
-    counted = sum(metric(after, "snn_edge_rejects_total", reason=r) - metric(before, "snn_edge_rejects_total", reason=r)
-                  for r in reasons)
-    assert counted == n
+    deadline = time.monotonic() + 5
+    while rejects(edge, *SILENT) - before < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rejects(edge, *SILENT) - before == n
     assert httpx.get(edge.http + "/healthz").json()["status"] == "ok"
 
 
-def test_a_failing_source_gets_the_cheap_path_only(tmp_path, keys_file):
-    """Beyond its budget of authentication failures a source's frames are not BCH-decoded: a
-    clean keyed frame from the same address still gets through, garbage costs a CRC-32."""
-    server = start_standin(tmp_path, "--keys", keys_file, "--auth-failures-per-s", "5")
-    client = UdpClient(server.udp)
-    try:
-        for _ in range(200):
-            client.send(os.urandom(50))       # a length the fleet sends: decoded until limited
-        assert client.silent(0.5)
-        m = httpx.get(server.http + "/metrics").text
-        assert metric(m, "snn_edge_rejects_total", reason="rate_limited") >= 150
-        dev = FleetDevice(15)
-        assert client.ask(dev, dev.frame(2)).label == 2
-    finally:
-        client.close()
-        server.stop()
-
-
-def test_a_device_over_its_rate_gets_an_authenticated_busy(tmp_path, keys_file):
-    server = start_standin(tmp_path, "--keys", keys_file, "--device-rate", "5")
-    client = UdpClient(server.udp)
-    try:
-        dev = FleetDevice(16)
-        answers = [client.ask(dev, dev.frame(1)) for _ in range(14)]   # burst 10, then 5/s
-        busy = [a for a in answers if a.kind == Kind.ERROR]
-        assert busy and all(a.code == ErrorCode.BUSY for a in busy)
-        assert sum(a.kind == Kind.REPLY for a in answers) >= 10
-        other = FleetDevice(17)                                         # keyed per device
-        assert client.ask(other, other.frame(2)).label == 2
-    finally:
-        client.close()
-        server.stop()
-
-
-def test_fragments_reassembled_missing_erased_late_fragment_unanswered(udp, edge):
-    dev = FleetDevice(2, counter=300)
-    frames = dev.frames(5, mtu=30)
+def test_fragments_reassembled_missing_erased_late_and_duplicate_silent(udp, edge):
+    frames = data_frames(5, device=21, mtu=30)
     assert len(frames) > 2
     for f in reversed(frames):  # any order
         udp.send(f)
-    assert dev.read(udp.recv()).label == 5
+    assert udp.recv().label == 5
+    late0 = rejects(edge, "late")
+    udp.send(frames[1])                     # after the inference was answered: no second reply
+    assert udp.silent() and rejects(edge, "late") == late0 + 1
     incomplete0 = metric(httpx.get(edge.http + "/metrics").text, "snn_edge_incomplete_inferences_total")
-    frames = dev.frames(5, mtu=30)
+    frames = data_frames(5, device=21, mtu=30)
+    dup0 = rejects(edge, "duplicate")
     t0 = time.monotonic()
     for f in frames[:-1]:  # the last fragment is lost: answered after the reassembly timeout
         udp.send(f)
-    r = dev.read(udp.recv())
-    assert r.kind == Kind.REPLY and r.counter == dev.counter - 1
-    assert time.monotonic() - t0 >= 0.25
+    udp.send(frames[0])    # and one arrives twice
+    r = udp.recv()
+    assert isinstance(r, Reply) and time.monotonic() - t0 >= 0.25
+    assert rejects(edge, "duplicate") == dup0 + 1
     assert metric(httpx.get(edge.http + "/metrics").text,
                   "snn_edge_incomplete_inferences_total") == incomplete0 + 1
-    replays = rejects(edge, "replay")
-    udp.send(frames[-1])        # late: its inference was answered already
-    assert udp.silent()
-    assert rejects(edge, "replay") == replays + 1
 
 
-def test_header_bit_errors_set_the_ber_estimate(udp):
-    clean = FleetDevice(40, counter=1)
-    assert udp.ask(clean, clean.frame(1)).ber < 1e-2
-    noisy = FleetDevice(41, counter=1)
-    for _ in range(5):
-        data = bytearray(noisy.frame(1))
-        for i in (0, 3, 6, 9):  # four flipped header bits of 104: the BCH corrects them
-            data[i] ^= 0x10
-        r = udp.ask(noisy, bytes(data))
-    assert r.ber > 0.015
+def test_header_corrections_set_the_ber(udp):
+    assert udp.ask(frame(1, device=40)).ber < 2e-3
+    for _ in range(6):                       # 4 of 96 header bits wrong in every frame: ~4 %
+        noisy = bytearray(frame(1, device=41))
+        for i in (0, 3, 6, 9):
+            noisy[i] ^= 0x10
+        got = udp.ask(bytes(noisy))
+    assert got.label == 1 and got.ber > 0.01
 
 
 def test_device_flood_keeps_table_bounded(udp, edge):
     for chunk in range(1000, 1300, 50):  # in chunks: replies must not overflow our socket buffer
-        devs = [FleetDevice(d, counter=1) for d in range(chunk, chunk + 50)]
-        for dev in devs:
-            udp.send(dev.frame(1))
+        for dev in range(chunk, chunk + 50):
+            udp.send(frame(1, device=dev))
         for _ in range(50):
             udp.recv()
     stats = httpx.get(edge.http + "/v1/stats").json()
@@ -223,18 +160,39 @@ def test_device_flood_keeps_table_bounded(udp, edge):
     m = httpx.get(edge.http + "/metrics").text
     assert metric(m, "snn_edge_devices") <= 64
     assert metric(m, "snn_edge_devices_evicted_total") > 0
+    # evicting statistics never reopens replays: the windows are per provisioned key
+    again = frame(1, device=1000)
+    assert udp.ask(again).label == 1
+    udp.send(again)
+    assert udp.silent()
+
+
+def test_source_over_its_failure_budget_is_ignored_keyed_device_still_served(tmp_path):
+    server = start_standin(tmp_path, "--source-fail-rate", "20")
+    bad, good = UdpClient(server.udp), UdpClient(server.udp)
+    try:
+        for _ in range(400):
+            bad.send(os.urandom(49))
+        assert good.ask(frame(3, device=9)).label == 3
+        time.sleep(0.3)
+        assert rejects(server, "rate_limited") > 300 and bad.silent()
+    finally:
+        bad.close()
+        good.close()
+        server.stop()
 
 
 # --- HTTP -------------------------------------------------------------------------------------
 
 def test_http_infer(edge):
-    dev = FleetDevice(22, counter=2)
-    r = httpx.post(edge.http + "/v1/infer", content=dev.frame(3, truth=6), headers=OCTET)
+    r = httpx.post(edge.http + "/v1/infer", content=frame(3, FP_B, device=9, truth=6), headers=OCTET)
     assert r.status_code == 200
     body = r.json()
     assert body["label"] == 6 and body["class_name"] == "class6" and body["codec"] == FP_B.hex()
-    assert dev.read(bytes.fromhex(body["reply"])).label == 6 and body["counter"] == dev.counter - 1
+    seen = [d for d in httpx.get(edge.http + "/v1/stats").json()["devices"] if d.get("last_label") is not None]
+    assert seen and all(d["last_class"] == f"class{d['last_label']}" for d in seen)  # /v1/stats names it too
     assert body["truth"] == 6 and 0 <= body["confidence"] <= 1 and body["ber"] > 0
+    assert body["device_id"] == 9 and body["counter"] > 0
     assert set(body["timings"]) == {"queue_ms", "model_ms", "total_ms"}
 
 
@@ -242,19 +200,26 @@ def test_http_infer(edge):
     (frame(1), {"content-type": "text/plain"}, 415, "content_type"),
     (frame(1), {}, 415, "content_type"),
     (b"", OCTET, 400, "length"),
-    (os.urandom(80), OCTET, None, None),
-    (frame(1)[:-1], OCTET, None, None),
-    (FleetDevice(7, key=bytes(16)).frame(1), OCTET, 403, "auth"),
-    (frame(1, device=30), OCTET, 404, "unknown_codec"),
+    (os.urandom(80), OCTET, 400, None),
+    (frame(1)[:-1], OCTET, 400, None),
+    (frame(1, key=bytes(16)), OCTET, 401, "auth"),
+    (frame(1, UNSERVED, device=5), OCTET, 404, "unknown_codec"),
     (b"\x00" * 200_000, OCTET, 413, "too_large"),
 ])
 def test_http_bad_input_is_a_clear_problem(edge, content, headers, status, reason):
     r = httpx.post(edge.http + "/v1/infer", content=content, headers=headers)
-    assert r.status_code == status if status else 400 <= r.status_code < 500
+    assert r.status_code == status
     body = r.json()
     assert body["detail"] and "Traceback" not in r.text
     if reason:
         assert body["reason"] == reason
+
+
+def test_http_replay_is_refused(edge):
+    data = frame(4, device=14)
+    assert httpx.post(edge.http + "/v1/infer", content=data, headers=OCTET).status_code == 200
+    r = httpx.post(edge.http + "/v1/infer", content=data, headers=OCTET)
+    assert r.status_code == 409 and r.json()["reason"] == "replay"
 
 
 def test_http_huge_chunked_body_is_refused(edge):
@@ -267,7 +232,7 @@ def test_http_huge_chunked_body_is_refused(edge):
 
 
 def test_http_fragment_is_refused_with_reason(edge):
-    part = FleetDevice(1).frames(1, mtu=30)[0]
+    part = data_frames(1, device=1, mtu=30)[0]
     r = httpx.post(edge.http + "/v1/infer", content=part, headers=OCTET)
     assert r.status_code == 422 and "fragment" in r.json()["detail"]
 
@@ -299,10 +264,9 @@ def test_server_runs_on_asyncio_loop(edge):
 def test_metrics_count_what_was_answered(udp, edge):
     """The per-frame figures (kept as plain counters, exported at scrape time) follow the traffic."""
     before = httpx.get(edge.http + "/metrics").text
-    dev = FleetDevice(900)
     for k in range(5):
-        reply = udp.ask(dev, dev.frame(k, truth=k))
-        assert reply.kind == Kind.REPLY and reply.label == k
+        reply = udp.ask(frame(k, FP_A, device=900, truth=k))
+        assert isinstance(reply, Reply) and reply.label == k
     after = httpx.get(edge.http + "/metrics").text
     assert metric(after, "snn_edge_frames_total", transport="udp") - \
         metric(before, "snn_edge_frames_total", transport="udp") == 5
@@ -315,22 +279,20 @@ def test_metrics_count_what_was_answered(udp, edge):
 
 # --- overload, lifecycle ------------------------------------------------------------------------
 
-def test_overload_busy_replies_all_accounted_health_responsive(tmp_path, keys_file):
-    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05", "--keys", keys_file)
+def test_overload_busy_replies_all_accounted_health_responsive(tmp_path):
+    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05")
     client = UdpClient(server.udp)
-    devs = [FleetDevice(1 + d) for d in range(4)]
     try:
         n = 200
         for i in range(n):
-            client.send(devs[i % 4].frame(i % 8))
+            client.send(frame(i % 8, device=1 + i % 4))
         t = time.monotonic()
         health = httpx.get(server.http + "/healthz", timeout=2.0)
         assert health.status_code == 200 and time.monotonic() - t < 1.0
         answered = busy = 0
         for _ in range(n):
-            data = client.recv(timeout=10)
-            r = next(d.read(data) for d in devs if int.from_bytes(data[1:3], "big") == d.keys.device_id)
-            if r.kind == Kind.REPLY:
+            r = client.recv(timeout=10)
+            if isinstance(r, Reply):
                 answered += 1
             else:
                 assert r.code == ErrorCode.BUSY
@@ -338,19 +300,18 @@ def test_overload_busy_replies_all_accounted_health_responsive(tmp_path, keys_fi
         assert answered + busy == n and busy > 0 and answered >= 8
         m = httpx.get(server.http + "/metrics").text
         assert metric(m, "snn_edge_rejects_total", reason="busy") == busy
-        r = httpx.post(server.http + "/v1/infer", content=devs[0].frame(1), headers=OCTET)
+        r = httpx.post(server.http + "/v1/infer", content=frame(1), headers=OCTET)
         assert r.status_code in (200, 503)
     finally:
         client.close()
         server.stop()
 
 
-def test_sigterm_drains_and_exits_within_5s(tmp_path, keys_file):
-    server = start_standin(tmp_path, "--delay", "0.02", "--keys", keys_file)
+def test_sigterm_drains_and_exits_within_5s(tmp_path):
+    server = start_standin(tmp_path, "--delay", "0.02")
     client = UdpClient(server.udp)
-    dev = FleetDevice(1)
     for i in range(50):
-        client.send(dev.frame(1))
+        client.send(frame(1))
     time.sleep(0.05)
     elapsed = server.stop()
     client.close()
@@ -381,35 +342,25 @@ def test_cli_port_in_use_is_one_line_and_exit_2():
 
 
 def test_cli_bad_arguments_exit_2():
-    r = _snn("edge", "serve", "--http", "nonsense", "--udp", "none")
+    r = _snn("edge", "serve", "--http", "nonsense", "--udp", "none", "--insecure")
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
     r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", "none", "--bundle", "/nonexistent.snn",
              "--insecure")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", "none")
-    assert r.returncode == 2 and "--keys" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-
-
-def test_insecure_edge_answers_the_all_zero_key(tmp_path):
-    server = start_standin(tmp_path, "--insecure")
-    client = UdpClient(server.udp)
-    try:
-        dev = FleetDevice(77, key=bytes(16))
-        assert client.ask(dev, dev.frame(5)).label == 5
-        assert "INSECURE" in server.log()
-    finally:
-        client.close()
-        server.stop()
+    r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--udp", "none")   # neither --keys nor --insecure
+    assert r.returncode == 2 and "--keys" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = _snn("edge", "serve", "--http", "127.0.0.1:0", "--keys", "/nonexistent.json")
+    assert r.returncode == 2 and "keys file" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_http_concurrent_requests(edge):
     results = []
 
     def worker(k):
-        dev = FleetDevice(500 + k)
         with httpx.Client() as c:
             for i in range(10):
-                r = c.post(edge.http + "/v1/infer", content=dev.frame(k % 10), headers=OCTET)
+                r = c.post(edge.http + "/v1/infer", content=frame(k % 10, device=500 + k),
+                           headers=OCTET)
                 results.append((r.status_code, r.json()["label"], k % 10))
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
@@ -418,3 +369,30 @@ def test_http_concurrent_requests(edge):
     for t in threads:
         t.join()
     assert len(results) == 80 and all(s == 200 and got == want for s, got, want in results)
+
+
+def _v1_frame(device: int) -> bytes:
+    """A version-1 DATA frame claiming `device` (magic 0xA7, valid v1 header CRC-16)."""
+    import binascii
+    import struct
+    head = struct.pack(">BBB4sHHBHbBB", 0xA7, 0x10, 0, FP_A, device, 1, 0, 294, -128, 4, 0xFF)
+    return head + binascii.crc_hqx(head, 0xFFFF).to_bytes(2, "big") + bytes(12) + bytes(41)
+
+
+def test_v1_frame_gets_the_upgrade_error_only_from_a_keyed_devices_own_source(udp, edge):
+    stranger = UdpClient(edge.udp)
+    try:
+        stranger.send(_v1_frame(15))           # device 15 never authenticated from there: silence
+        assert stranger.silent()
+        assert udp.ask(frame(1, device=15)).label == 1
+        udp.send(_v1_frame(15))                # now attributable: an authenticated ERROR naming v2
+        raw = udp.sock.recv(4096)
+        from codec.wire.frame import parse_reply
+        from wire_client import key_for
+        got = parse_reply(raw, key=key_for(15), device_id=15, fingerprint=FP_A, full_counter=lambda low: low)
+        assert got.code == ErrorCode.UNSUPPORTED and got.detail == 2 and "upgrade" in got.text
+        assert len(raw) < len(_v1_frame(15))
+        stranger.send(_v1_frame(15))           # the same claim from elsewhere: still silence
+        assert stranger.silent()
+    finally:
+        stranger.close()
