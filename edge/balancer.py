@@ -1,9 +1,10 @@
 """A UDP balancer that keeps each device on one front: `snn edge balance`.
 
 Fronts hold per-device state (fragments waiting for reassembly, BER estimates, replay windows),
-so all datagrams of a device must reach the same front. The balancer reads the device id its
-header claims (`codec.wire.frame.peek`: unverified, which is enough to route; a frame whose
-header the link damaged is lost either way) and picks the front by rendezvous hashing (the
+so all datagrams of a device must reach the same front. The balancer reads the device id the
+first header block claims (bytes 0-1 of a DATA frame, docs/PROTOCOL.md §3.1: unverified, which
+is enough to route; the front authenticates, and a frame whose first copy the link damaged may
+reach another front, which refuses it silently) and picks the front by rendezvous hashing (the
 highest hash of (front, device id)), so a device keeps its front while the list stays the same
 and only the devices of a removed front move.
 
@@ -19,7 +20,10 @@ import hashlib
 import time
 from collections import OrderedDict
 
-from codec.wire.frame import peek
+
+def claimed_device(data: bytes) -> int:
+    """The device id a DATA frame's first header block claims (0 for a runt)."""
+    return int.from_bytes(data[:2], "big") if len(data) >= 2 else 0
 
 
 def pick(device_id: int, backends: list[tuple[str, int]]) -> tuple[str, int]:
@@ -61,7 +65,7 @@ class UdpBalancer(asyncio.DatagramProtocol):
         self.listen = transport
 
     def datagram_received(self, data: bytes, client) -> None:
-        backend = pick(peek(data).device_id, self.backends)
+        backend = pick(claimed_device(data), self.backends)
         key = (client, backend)
         up = self.clients.get(key)
         if isinstance(up, _Upstream) and up.transport is not None:

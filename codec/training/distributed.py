@@ -9,7 +9,8 @@ batch-norm statistics over batch/N images and float summation order: "the same w
 
 Launch: under `torchrun` (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT set) the process joins
 the group torchrun made; otherwise `launch` spawns N local processes (torch.multiprocessing) that
-meet on a free localhost port. gloo on CPU, NCCL when the loop runs on CUDA. Only rank 0 logs and
+meet on a free localhost port. gloo on the CPU; on CUDA (--device) each rank takes GPU LOCAL_RANK
+and the group uses NCCL. Only rank 0 logs and
 writes files. With one process nothing of torch.distributed is touched and the loops run exactly
 as before (same seed, same numbers).
 
@@ -79,7 +80,8 @@ class Dist:
         """All-reduce (sum) a few scalars, e.g. correct counts of each rank's test shard."""
         if not self.enabled:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
+        on = "cuda" if tdist.get_backend() == "nccl" else "cpu"   # NCCL reduces CUDA tensors only
+        t = torch.tensor(values, dtype=torch.float64, device=on)
         tdist.all_reduce(t)
         return t.tolist()
 
@@ -140,17 +142,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(fn: Callable, nproc: int | None, *args) -> None:
+def uses_cuda(device: str | None) -> bool:
+    """Whether a loop given --device `device` trains on CUDA (auto: when present)."""
+    if device in (None, "auto"):
+        return torch.cuda.is_available()
+    return str(device).startswith("cuda")
+
+
+def launch(fn: Callable, nproc: int | None, *args, device: str | None = "cpu") -> None:
     """Run fn(*args) in every process of the group: under torchrun, in this process (the group
     torchrun set up); with nproc > 1, in nproc spawned local processes; else here, alone.
-    An SnnError in any rank is raised here as one SnnError (the first rank's message)."""
+    An SnnError in any rank is raised here as one SnnError (the first rank's message). `device`
+    is the loop's --device: on CUDA each rank takes GPU LOCAL_RANK and the group uses NCCL."""
     if nproc is not None and nproc < 1:
         raise SnnError(f"--nproc must be at least 1, got {nproc}")
     if under_torchrun():
         world = int(os.environ["WORLD_SIZE"])
         if nproc not in (None, world):
             raise SnnError(f"--nproc {nproc} differs from torchrun's WORLD_SIZE {world}: give one of them")
-        _run_rank(fn, args)
+        _run_rank(fn, args, device)
         return
     if not nproc or nproc == 1:
         fn(*args)
@@ -166,7 +176,7 @@ def launch(fn: Callable, nproc: int | None, *args) -> None:
     errors = ctx.SimpleQueue()
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(nproc)}
     try:
-        mp.start_processes(_spawned, args=(nproc, env, errors, fn, args), nprocs=nproc, join=True,
+        mp.start_processes(_spawned, args=(nproc, env, errors, fn, args, device), nprocs=nproc, join=True,
                            start_method="spawn")
     except Exception as exc:  # noqa: BLE001 - a rank failed: report the clearest cause
         if not errors.empty():
@@ -174,22 +184,23 @@ def launch(fn: Callable, nproc: int | None, *args) -> None:
         raise RuntimeError(f"a training process failed: {exc}") from None
 
 
-def _spawned(rank: int, nproc: int, env: dict, errors, fn: Callable, args: tuple) -> None:
+def _spawned(rank: int, nproc: int, env: dict, errors, fn: Callable, args: tuple, device: str | None) -> None:
     """Entry of a spawned rank: the torchrun environment, then the group, then fn."""
     os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
     # the cores are shared by the ranks (a loop's own --threads still wins)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     try:
-        _run_rank(fn, args)
+        _run_rank(fn, args, device)
     except SnnError as exc:
         errors.put(str(exc))
         sys.exit(2)
 
 
-def _run_rank(fn: Callable, args: tuple) -> None:
-    # the loops train on the CPU today (gloo); once they place tensors on cuda:LOCAL_RANK,
-    # backend(that device) gives NCCL
-    tdist.init_process_group(backend("cpu"))
+def _run_rank(fn: Callable, args: tuple, device: str | None) -> None:
+    cuda = uses_cuda(device)
+    if cuda:  # "cuda" in the loop is then this rank's own GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    tdist.init_process_group(backend("cuda" if cuda else "cpu"))
     try:
         fn(*args)
     finally:
