@@ -26,15 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def device_run(encoder: Path, udp: str, count: int, keys: dict[int, bytes]) -> dict:
-    """`snn device run` as device 1 of the server's provisioned keys."""
+    """`snn device run` as device 64 of the server's provisioned keys (the closed loop uses 1-63)."""
     from codec.wire.keys import DeviceKey, write_keys
 
     with tempfile.TemporaryDirectory() as tmp:
         out, key_file = Path(tmp) / "device.json", Path(tmp) / "keys.json"
-        write_keys(key_file, [DeviceKey(1, keys[1])])
+        write_keys(key_file, [DeviceKey(64, keys[64])])
         run = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder), "--to", udp,
                               "--data", "fmnist:test", "--count", str(count), "--quiet", "--json", str(out),
-                              "--key-file", str(key_file), "--device-id", "1"],
+                              "--key-file", str(key_file), "--device-id", "64"],
                              capture_output=True, text=True, timeout=600, cwd=str(ROOT))
         if run.returncode != 0:
             raise RuntimeError(f"snn device run failed: {run.stderr.strip()[-500:]}")
@@ -48,7 +48,7 @@ def one_engine(name: str, extra: list[str], encoder: Path, count: int, duration:
         dev = device_run(encoder, addr["udp"], count, addr["keys"])
         codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
-        loop = udp_closed_loop((host, int(port)), FrameMaker(codec, addr["keys"], start=1 << 20), duration,
+        loop = udp_closed_loop((host, int(port)), FrameMaker(codec, addr["keys"], n_devices=63), duration,
                                window=256)
         t_stop = time.perf_counter()
         proc.terminate()
