@@ -119,7 +119,7 @@ size_t snn_frame_data(uint8_t *out, const uint8_t fingerprint[4], uint16_t devic
 }
 
 int snn_frame_parse_reply(const uint8_t *buf, size_t n, const uint8_t fingerprint[4], uint16_t device_id,
-                          uint16_t seq, snn_reply_t *out)
+                          uint16_t seq, snn_reply_v1_t *out)
 {
     if (n < SNN_FRAME_HEADER_BYTES + 2 + PARITY + 1) {
         return -1;

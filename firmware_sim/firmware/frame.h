@@ -15,7 +15,7 @@ typedef struct {
     uint8_t label;       /* REPLY: class index; ERROR: error code */
     uint8_t confidence;  /* x 255 */
     uint16_t ber_e5;     /* the edge's BER estimate x 1e5 */
-} snn_reply_t;
+} snn_reply_v1_t;
 
 /* CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF). */
 uint16_t snn_crc16(const uint8_t *data, size_t n);
@@ -34,6 +34,6 @@ size_t snn_frame_data(uint8_t *out, const uint8_t fingerprint[4], uint16_t devic
 /* Parse a frame from the edge: 1 = a REPLY or ERROR for (device_id, seq) filled into *out,
  * 0 = a valid frame for someone else, -1 = damaged or not a reply (CRC checks only). */
 int snn_frame_parse_reply(const uint8_t *buf, size_t n, const uint8_t fingerprint[4], uint16_t device_id,
-                          uint16_t seq, snn_reply_t *out);
+                          uint16_t seq, snn_reply_v1_t *out);
 
 #endif
