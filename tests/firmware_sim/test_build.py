@@ -73,3 +73,22 @@ def test_report_shows_measured_elf_sizes(tmp_path):
     fw = json.loads(js.read_text())["firmware"]
     assert fw["built"] and fw["fits"] and 0 < fw["flash_bytes"] <= 512 * 1024 and fw["ram_bytes"] <= 128 * 1024
     assert "ELF flash" in r.stdout
+
+
+def test_key_file_entry_goes_into_a_private_config(tmp_path):
+    need("arm-none-eabi-gcc")
+    from firmware_sim.build import build_firmware
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"format": "snn-keys", "version": 1, "devices": [
+        {"id": 7, "key": "000102030405060708090a0b0c0d0e0f", "fingerprint": "e727eef6"},
+        {"id": 8, "key": "ff" * 16, "fingerprint": "12345678"}]}))
+    res = build_firmware(SHIPPED, "stm32f411", tmp_path / "fw", key_file=keys, device_id=7, protocol=2)
+    cfg = (tmp_path / "fw" / "snn_config.h").read_text()
+    assert "0x00, 0x01, 0x02" in cfg and res["protocol"] == 2 and res["fits"]
+    assert stat.S_IMODE(os.stat(tmp_path / "fw" / "snn_config.h").st_mode) == 0o600
+    meta = json.loads((tmp_path / "fw" / "firmware.json").read_text())
+    assert "0001020304" not in json.dumps(meta)          # the key stays in the private header only
+    for dev, msg in ((8, "provisioned for codec 12345678"), (9, "no key for device 9")):
+        r = _snn("mcu", "build", "--board", "stm32f411", SHIPPED, "-o", str(tmp_path / f"x{dev}"),
+                 "--key-file", str(keys), "--device-id", str(dev), "--protocol", "2")
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1
