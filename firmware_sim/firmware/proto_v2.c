@@ -2,8 +2,9 @@
  * 32-bit AES-CMAC MIC, version, kind), an AES-128-CTR payload, per-device key, a fresh 32-bit
  * counter for every transmission (the long 32-bit form for the first one after start and for
  * every resend). Replies are authenticated (MIC) and matched to any transmission of the pending
- * inference. A reply block the link damaged is dropped, not BCH-corrected: the device then
- * resends (correction is the edge's job on the uplink; the downlink here is a UART). */
+ * inference. A reply block the link damaged is BCH-decoded (up to 4 wrong bits per block,
+ * Berlekamp-Massey and a Chien search over GF(2^7)); beyond that it is dropped and the device
+ * resends. */
 #include "aes.h"
 #include "cmac.h"
 #include "proto.h"
@@ -25,6 +26,7 @@ static const uint8_t fingerprint[4] = {
 static const uint8_t device_key[16] = SNN_KEY_BYTES;
 static snn_aes128_t aes;
 static uint32_t crc28_table[256];
+static uint8_t gf_exp[254], gf_log[128];   /* GF(2^7), x^7 + x^3 + 1; exp doubled to skip a mod */
 static uint32_t next_counter;
 static int sent_since_start;
 static uint32_t pending[MAX_PENDING];
@@ -47,6 +49,92 @@ void snn_proto_init(void)
         }
         crc28_table[v] = (uint32_t)r;
     }
+    uint8_t x = 1;
+    for (int i = 0; i < 127; i++) {
+        gf_exp[i] = gf_exp[i + 127] = x;
+        gf_log[x] = (uint8_t)i;
+        x = (uint8_t)((x << 1) ^ ((x & 0x40) ? 0x89 : 0));
+    }
+}
+
+static uint8_t gf_mul(uint8_t a, uint8_t b)
+{
+    return (a && b) ? gf_exp[gf_log[a] + gf_log[b]] : 0;
+}
+
+/* Correct up to 4 wrong bits of an n-byte BCH(127,99) codeword in place (bit i counted from the
+ * last bit sent). Returns the bits corrected, or -1 when the block is beyond repair. */
+static int bch_correct(uint8_t *w, size_t nbytes)
+{
+    unsigned nbits = (unsigned)(8 * nbytes);
+    uint8_t s[9] = {0};
+    int any = 0;
+    for (unsigned j = 1; j <= 8; j++) {
+        for (unsigned i = 0; i < nbits; i++) {
+            if ((w[nbytes - 1 - i / 8] >> (i % 8)) & 1u) {
+                s[j] ^= gf_exp[(i * j) % 127];
+            }
+        }
+        any |= s[j];
+    }
+    if (!any) {
+        return 0;
+    }
+    uint8_t c[9] = {1}, b[9] = {1}, t[9];
+    unsigned len = 0, m = 1;
+    uint8_t bb = 1;
+    for (unsigned n = 0; n < 8; n++) {   /* Berlekamp-Massey */
+        uint8_t d = s[n + 1];
+        for (unsigned i = 1; i <= len; i++) {
+            d ^= gf_mul(c[i], s[n + 1 - i]);
+        }
+        if (d == 0) {
+            m++;
+            continue;
+        }
+        uint8_t coef = gf_exp[gf_log[d] + 127 - gf_log[bb]];
+        for (unsigned i = 0; i < 9; i++) {
+            t[i] = c[i];
+        }
+        for (unsigned i = 0; i + m < 9; i++) {
+            c[i + m] ^= gf_mul(coef, b[i]);
+        }
+        if (2 * len <= n) {
+            len = n + 1 - len;
+            for (unsigned i = 0; i < 9; i++) {
+                b[i] = t[i];
+            }
+            bb = d;
+            m = 1;
+        } else {
+            m++;
+        }
+    }
+    if (len > 4) {
+        return -1;
+    }
+    unsigned found = 0, where[4];
+    for (unsigned i = 0; i < nbits; i++) {   /* Chien search: bit i wrong when Lambda(alpha^-i) = 0 */
+        uint8_t v = 0;
+        for (unsigned k = 0; k <= len; k++) {
+            if (c[k]) {
+                v ^= gf_exp[(gf_log[c[k]] + 127 * 4 - (i * k) % 127) % 127];
+            }
+        }
+        if (v == 0) {
+            if (found == 4) {
+                return -1;
+            }
+            where[found++] = i;
+        }
+    }
+    if (found != len) {
+        return -1;
+    }
+    for (unsigned k = 0; k < found; k++) {
+        w[nbytes - 1 - where[k] / 8] ^= (uint8_t)(1u << (where[k] % 8));
+    }
+    return (int)found;
 }
 
 static uint32_t crc28(const uint8_t *data, size_t n)
@@ -212,7 +300,7 @@ int snn_proto_parse(const uint8_t *buf, size_t n, snn_reply_t *out)
         }
         b[i] = v;
     }
-    if (crc28(b, 13) != 0) {
+    if (crc28(b, 13) != 0 && (bch_correct(b, 13) < 0 || crc28(b, 13) != 0)) {
         return -1;
     }
     unsigned version = b[9] >> 6, kind = (b[9] >> 4) & 3u;

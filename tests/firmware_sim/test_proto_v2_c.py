@@ -37,6 +37,17 @@ def _lib(tmp_path, mtu: int):
     return lib
 
 
+def _codeword(fields: bytes, vk: int) -> bytes:
+    """fields + version/kind nibble + their BCH(127,99) parity (the spec's CRC-28, g = 0x1c9c26b9)."""
+    info = (int.from_bytes(fields, "big") << 4) | vk
+    nbits = 8 * len(fields) + 4
+    r = info << 28
+    for bit in range(nbits + 27, 27, -1):
+        if r >> bit & 1:
+            r ^= 0x1C9C26B9 << (bit - 28)
+    return ((info << 28) | r).to_bytes((nbits + 28) // 8, "big")
+
+
 class Reply(ctypes.Structure):
     _fields_ = [("kind", ctypes.c_uint8), ("label", ctypes.c_uint8), ("confidence", ctypes.c_uint8),
                 ("ber", ctypes.c_uint16), ("retry_ms", ctypes.c_uint16)]
@@ -68,8 +79,9 @@ def test_data_frame_and_reply_equal_the_worked_examples(tmp_path):
     assert lib.snn_proto_parse(DOC_BUSY, ctypes.c_size_t(13), ctypes.byref(r)) == 1
     assert (r.kind, r.label, r.retry_ms) == (2, 3, 50)
     _transmit(lib, 513, 0)
-    forged = bytearray(DOC_REPLY)
-    forged[2] ^= 1                                # a changed answer: the MIC no longer matches
+    assert _codeword(DOC_REPLY[:9], 0xA) == DOC_REPLY
+    forged = _codeword(bytes([0x02, 0x01, 0xCF ^ 1]) + DOC_REPLY[3:9], 0xA)   # another answer, valid block
+    assert forged != DOC_REPLY
     assert lib.snn_proto_parse(bytes(forged), ctypes.c_size_t(13), ctypes.byref(r)) == -1
 
 
@@ -88,3 +100,26 @@ def test_fragments_with_truth_equal_the_worked_example(tmp_path):
     _transmit(lib, 100, 0)
     frames = _transmit(lib, 515, 0, truth=3)
     assert frames == [DOC_FRAG0, DOC_FRAG1]
+
+
+def test_reply_block_with_up_to_4_wrong_bits_is_repaired(tmp_path):
+    import random
+    lib = _lib(tmp_path, 222)
+    rng = random.Random(5)
+    r = Reply()
+    for flips in (1, 2, 3, 4):
+        for _ in range(25):
+            _transmit(lib, 513, 0)
+            bad = bytearray(DOC_REPLY)
+            for bit in rng.sample(range(104), flips):
+                bad[bit // 8] ^= 0x80 >> (bit % 8)
+            assert lib.snn_proto_parse(bytes(bad), ctypes.c_size_t(13), ctypes.byref(r)) == 1, (flips, bad.hex())
+            assert (r.label, r.confidence, r.ber) == (4, 237, 132)
+    refused = 0
+    for _ in range(50):      # 6 wrong bits: beyond t = 4, found uncorrectable or caught by the MIC
+        _transmit(lib, 513, 0)
+        bad = bytearray(DOC_REPLY)
+        for bit in rng.sample(range(104), 6):
+            bad[bit // 8] ^= 0x80 >> (bit % 8)
+        refused += lib.snn_proto_parse(bytes(bad), ctypes.c_size_t(13), ctypes.byref(r)) == -1
+    assert refused == 50
