@@ -465,19 +465,28 @@ class _Gen:
             # the input is a stored buffer (minus a zero point): clip the window once, then run
             # the taps without bounds checks (padding taps add 0, as im2col's zero padding does)
             ptr, ctype, zp = direct
+            if not wide and kh * kw <= 49:
+                # interior outputs: every tap valid, so sum x*w over the raw codes and take the zero
+                # point off once per output (zp * sum of the output channel's weights). The sum may
+                # pass 2^31 on the way; it is exact modulo 2^32 and the result fits int32 (its bound)
+                wsum = self.array(f"{tag}_wsum", w.reshape(m, -1).astype(np.int64).sum(axis=1))
+                taps = " + ".join(f"(uint32_t)xr[{ky * wd + kx}] * (uint32_t)(int32_t)wp[{ky * kw + kx}]"
+                                  for ky in range(kh) for kx in range(kw))
+                interior = [
+                    f"    if (ky0 == 0 && ky1 == {kh} && kx0 == 0 && kx1 == {kw}) {{  /* interior: unrolled taps */",
+                    f"        const {ctype} *xr = xb + iy0 * {wd} + ix0;", "        uint32_t sum = 0;",
+                    f"        for (int32_t c = 0; c < {cg}; c++, xr += {h * wd}, wp += {kh * kw}) {{",
+                    f"            sum += {taps};", "        }",
+                    f"        acc = (int32_t)(sum - (uint32_t){zp} * (uint32_t){wsum}[oc]);",
+                    f"        return (int64_t)acc + {b_arr}[oc];", "    }"]
+            else:
+                interior = []
             return "\n".join(head + [
                 f"    const {ctype} *xb = ({ptr}) + (oc / {mg}) * {cg * h * wd};",
                 f"    int32_t iy0 = oy * {sh} - {pt}, ix0 = ox * {sw} - {pl};",
                 f"    int32_t ky0 = iy0 < 0 ? -iy0 : 0, ky1 = {h} - iy0 < {kh} ? {h} - iy0 : {kh};",
                 f"    int32_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = {wd} - ix0 < {kw} ? {wd} - ix0 : {kw};",
-                f"    if (ky0 == 0 && ky1 == {kh} && kx0 == 0 && kx1 == {kw}) {{  /* interior: fixed trip counts */",
-                f"        const {ctype} *xr = xb + iy0 * {wd} + ix0;",
-                f"        for (int32_t c = 0; c < {cg}; c++, xr += {h * wd}) {{",
-                f"            for (int32_t ky = 0; ky < {kh}; ky++) {{",
-                f"                for (int32_t kx = 0; kx < {kw}; kx++) {{",
-                f"                    acc += (({acc_t})xr[ky * {wd} + kx] - {zp}) * *wp++;",
-                "                }", "            }", "        }",
-                f"        return (int64_t)acc + {b_arr}[oc];", "    }",
+            ] + interior + [
                 f"    for (int32_t c = 0; c < {cg}; c++, xb += {h * wd}, wp += {kh * kw}) {{",
                 "        for (int32_t ky = ky0; ky < ky1; ky++) {",
                 f"            const {ctype} *xr = xb + (iy0 + ky) * {wd} + ix0;",
