@@ -197,7 +197,7 @@ def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None
     if not encoder.is_file():
         raise SnnError(f"{encoder}: no such encoder file")
     program = lower(encoder)
-    model = generate(program)
+    model = generate(program, frame_bytes=1 + mtu)   # the stream tag + one frame, in the arena
     fingerprint = str(program.metadata.get("fingerprint", ""))
     key, key_source = device_key(key_file, device_id, fingerprint)
     if protocol == 1:

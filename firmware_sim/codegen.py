@@ -38,8 +38,9 @@ from firmware_sim.lowering import Program, Step
 from firmware_sim.planner import Buffer, MemoryPlan, fusions, plan_buffers
 
 FIRMWARE_DIR = Path(__file__).with_name("firmware")
-FRAME_BYTES = 256            # the frame buffer the firmware builds its DATA frame in (arena)
+FRAME_BYTES = 256            # default frame buffer in the arena (the build asks for 1 + its MTU)
 _Q_TYPES = {(0, 255): "uint8_t", (-128, 127): "int8_t", (0, 65535): "uint16_t", (-32768, 32767): "int16_t"}
+_CTYPE_BYTES = {"uint8_t": 1, "int8_t": 1, "uint16_t": 2, "int16_t": 2, "int32_t": 4, "int64_t": 8}
 _NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
          np.dtype(np.uint8): "uint8_t", np.dtype(np.int64): "int64_t"}
 
@@ -585,8 +586,7 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
                       kind="input")]
     for t in order:
         step = gen.by_out[t]
-        size = int(np.prod(_shape(step.out.shape))) * {"uint8_t": 1, "int8_t": 1, "uint16_t": 2, "int16_t": 2,
-                                                        "int32_t": 4, "int64_t": 8}[gen.storage_type(step)]
+        size = int(np.prod(_shape(step.out.shape))) * _CTYPE_BYTES[gen.storage_type(step)]
         buffers.append(Buffer(t, (size + 3) // 4 * 4, time[t], max(last.get(t, time[t]), time[t]),
                               kind="output" if t == out_base else "activation"))
     buffers.append(Buffer("frame", (frame_bytes + 3) // 4 * 4, len(order), len(order) + 1, kind="frame"))
@@ -607,8 +607,7 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
         chain = [s for s in program.steps if not s.alias and (s.output == t or _fused_root(gen, s.output) == t)]
         layers.append({"index": k, "tensor": t, "c_name": name, "ops": [s.op for s in chain],
                        "kernels": [s.kernel for s in chain], "steps": [s.name for s in chain],
-                       "macs": int(sum(s.macs for s in chain)), "elements": n, "bytes": n * {"uint8_t": 1, "int8_t": 1,
-                       "uint16_t": 2, "int16_t": 2, "int32_t": 4, "int64_t": 8}[ctype]})
+                       "macs": int(sum(s.macs for s in chain)), "elements": n, "bytes": n * _CTYPE_BYTES[ctype]})
     up = prefix.upper()
     defs = [f"#define {c.upper()}_OFF {offsets[t]}u" for t, c in gen.names.items() if t in offsets and t != program.input_name]
     defs.append(f"#define SNN_INPUT_OFF {offsets[program.input_name]}u")

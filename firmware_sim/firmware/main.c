@@ -38,7 +38,9 @@ static uint64_t layer_t0;
 static const uint8_t fingerprint[4] = {
     (uint8_t)(SNN_MODEL_FINGERPRINT >> 24), (uint8_t)(SNN_MODEL_FINGERPRINT >> 16),
     (uint8_t)(SNN_MODEL_FINGERPRINT >> 8), (uint8_t)SNN_MODEL_FINGERPRINT};
-static uint8_t frame_buf[1u + SNN_MTU * 5u];   /* byte 0: the 0x01 stream tag */
+/* frames are built in the arena's frame buffer (the activations are dead by then): byte 0 holds
+ * the 0x01 stream tag, a frame (at most SNN_MTU bytes) follows */
+typedef char snn_frame_fits_arena[(SNN_MODEL_FRAME_BYTES >= 1u + SNN_MTU) ? 1 : -1];
 
 /* called by snn_model_run() at each layer boundary (SNN_LAYER_MARK, see the Makefile) */
 void snn_layer_mark(unsigned k)
@@ -67,7 +69,7 @@ static void put32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* emit() of the protocol: frames are built at frame_buf + 1, so the stream tag fits in front. */
+/* emit() of the protocol: frames are built at snn_model_frame() + 1, so the stream tag fits in front. */
 static void send_protocol_frame(const uint8_t *frame, size_t n)
 {
     uint8_t *tagged = (uint8_t *)frame - 1;
@@ -147,7 +149,7 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
     uint64_t t_sent = snn_ticks();
     for (unsigned attempt = 0; attempt <= retries && status == 2; attempt++) {
         attempts++;
-        snn_proto_transmit(seq, attempt, payload, nbytes, bits, truth, frame_buf + 1, send_protocol_frame);
+        snn_proto_transmit(seq, attempt, payload, nbytes, bits, truth, snn_model_frame() + 1, send_protocol_frame);
         uint64_t deadline = snn_ticks() + (uint64_t)timeout_ms * (SNN_CPU_HZ / 1000u);
         while (snn_ticks() < deadline) {
             int n = poll_message();
