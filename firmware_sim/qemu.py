@@ -200,6 +200,9 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
                     ready = m
         boot_s = time.monotonic() - t_start
         protocol = int(meta.get("protocol", 1))
+        if progress:
+            progress(f"QEMU {meta['qemu_machine']} booted {Path(meta['qemu_elf']).name} in {boot_s:.2f} s: "
+                     f"protocol v{protocol}, key {meta.get('key', '?')}; {len(images)} images to {to_url}")
         if protocol >= 2:   # the counter store: every transmission takes a fresh counter
             base = reserve_counters(meta, Path(firmware_dir), len(images) * (retries + 1) + 1)
             qemu.send(bytes([0, ord("C")]) + base.to_bytes(4, "big"))
