@@ -9,10 +9,12 @@ device's key once protocol v2 binds one (``snn_config.h``).
 Two images come out of one source tree:
 
 - ``firmware.elf`` for the board itself (its memory map, its UART, its reset clock);
-- ``firmware-qemu.elf`` for QEMU's nearest machine (`QEMU_MACHINES`): the same objects with the
-  SysTick clock QEMU emulates, linked with the *board's* flash and RAM limits. For the STM32F411
-  the machine is ``netduinoplus2`` (STM32F405): same Cortex-M4F, same USART2 registers at the
-  same address, same flash/SRAM origins, so only the clock constant differs.
+- ``firmware-qemu.elf`` for QEMU's nearest machine (`TARGETS`): the same kernels with the SysTick
+  clock QEMU emulates, linked with the *board's* flash and RAM limits. For the STM32F411 the
+  machine is ``netduinoplus2`` (STM32F405): same Cortex-M4F, same USART2 registers at the same
+  address, same flash/SRAM origins, so only the clock constant differs. QEMU models no nRF52840
+  UART and no STM32F7/H7 USART: those boards' QEMU images run on the MPS2 image of their core
+  (``mps2-an386``, ``mps2-an500``) with its CMSDK UART and memory origins.
 
 Flash is ``.isr_vector + .text + .rodata + .data`` and RAM ``.data + .bss + .stack`` (the tensor
 arena is in ``.bss``), read from the ELF's section headers with ``arm-none-eabi-size -A``.
@@ -53,18 +55,33 @@ class Target:
     qemu_machine: str | None
     qemu_hz: int = 0                 # the SysTick clock QEMU's machine emulates
     qemu_serial_index: int = 0       # which -serial the firmware's UART is
+    qemu_family: tuple[str, ...] | None = None   # the QEMU image's UART, when QEMU lacks the board's
+    qemu_flash_origin: int | None = None         # the QEMU machine's memory map, when it differs
+    qemu_ram_origin: int | None = None
+
+    @property
+    def qemu_own_map(self) -> bool:
+        return self.qemu_flash_origin is not None or self.qemu_ram_origin is not None
+
+
+MPS2 = dict(qemu_hz=25_000_000, qemu_serial_index=0, qemu_family=("SNN_BOARD_CMSDK",))
 
 
 M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 TARGETS: dict[str, Target] = {
     "stm32f411": Target(M4F, ("SNN_BOARD_STM32F4",), 0x08000000, 0x20000000, None, 16_000_000,
                         "netduinoplus2", 168_000_000, 1),
-    "nrf52840": Target(M4F, ("SNN_BOARD_NRF52",), 0x00000000, 0x20000000, None, 64_000_000, None),
+    # QEMU models neither the nRF52840's UART nor the STM32F7/H7 USART: their QEMU images run the
+    # same kernels within the same flash/RAM limits on the MPS2 FPGA image of their core
+    # (Cortex-M4: mps2-an386, Cortex-M7: mps2-an500), whose CMSDK UART board.c also drives
+    "nrf52840": Target(M4F, ("SNN_BOARD_NRF52",), 0x00000000, 0x20000000, None, 64_000_000, "mps2-an386", **MPS2),
     "stm32f746": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
-                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 16_000_000, None),
+                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 16_000_000, "mps2-an500",
+                        qemu_flash_origin=0x0, **MPS2),
     # the H743's largest contiguous RAM is the 512 KB AXI SRAM (the profile's 1 MB spans banks)
     "stm32h743": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
-                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 64_000_000, None),
+                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 64_000_000,
+                        "mps2-an500", qemu_flash_origin=0x0, qemu_ram_origin=0x20000000, **MPS2),
 }
 CFLAGS = ("-O2", "-std=c99", "-ffreestanding", "-fno-builtin", "-ffunction-sections", "-fdata-sections",
           "-Wall", "-Wextra", "-Wno-unused-function")
@@ -85,8 +102,9 @@ def target_for(board_name: str) -> Target:
     return TARGETS[key]
 
 
-def _defines(target: Target, hz: int, layer_hook: bool) -> list[str]:
-    d = [f"-D{f}" for f in target.family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u"]
+def _defines(target: Target, hz: int, layer_hook: bool, qemu: bool = False) -> list[str]:
+    family = target.qemu_family if qemu and target.qemu_family else target.family
+    d = [f"-D{f}" for f in family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u"]
     return d + (["-DSNN_LAYER_HOOK"] if layer_hook else [])
 
 
@@ -140,8 +158,9 @@ firmware.elf: $(SRCS) link.ld *.h
 \t$(CC) $(CFLAGS) {' '.join(_defines(target, target.cpu_hz, True))} $(SRCS) $(LDFLAGS) -o $@
 \t$(SIZE) -A $@
 """ + (f"""
-firmware-qemu.elf: $(SRCS) link.ld *.h
-\t$(CC) $(CFLAGS) {' '.join(_defines(target, target.qemu_hz, True))} $(SRCS) $(LDFLAGS) -o $@
+firmware-qemu.elf: $(SRCS) {_qemu_ld(target)} *.h
+\t$(CC) $(CFLAGS) {' '.join(_defines(target, target.qemu_hz, True, qemu=True))} $(SRCS) \\
+\t    $(CPU) {' '.join(LDFLAGS)} -T {_qemu_ld(target)} -o $@
 """ if target.qemu_machine else "") + """
 clean:
 \trm -f *.elf
@@ -169,9 +188,14 @@ def image_sizes(elf: Path) -> dict:
     return {"flash_bytes": flash, "ram_bytes": ram, "sections": s}
 
 
-def _compile(out: Path, target: Target, hz: int, elf_name: str, protocol: int) -> None:
-    cmd = [toolchain(), *target.cpu_flags, *CFLAGS, "-I.", *_defines(target, hz, True), *sources(protocol),
-           *target.cpu_flags, *LDFLAGS, "-T", "link.ld", "-o", elf_name]
+def _qemu_ld(target: Target) -> str:
+    return "link-qemu.ld" if target.qemu_own_map else "link.ld"
+
+
+def _compile(out: Path, target: Target, hz: int, elf_name: str, protocol: int, qemu: bool = False) -> None:
+    ld = _qemu_ld(target) if qemu else "link.ld"
+    cmd = [toolchain(), *target.cpu_flags, *CFLAGS, "-I.", *_defines(target, hz, True, qemu), *sources(protocol),
+           *target.cpu_flags, *LDFLAGS, "-T", ld, "-o", elf_name]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "overflowed" in ln or "error" in ln]
@@ -211,12 +235,19 @@ def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None
     for name in sources(protocol)[:-1] + HEADERS:
         shutil.copyfile(FIRMWARE_DIR / name, out / name)
     ram_len = min(board.sram_bytes, target.ram_length or board.sram_bytes)
-    ld = (FIRMWARE_DIR / "link.ld.in").read_text()
-    for k, v in {"@BOARD@": board.name, "@FLASH_ORIGIN@": f"0x{target.flash_origin:08X}",
-                 "@FLASH_LENGTH@": str(board.flash_bytes), "@RAM_ORIGIN@": f"0x{target.ram_origin:08X}",
-                 "@RAM_LENGTH@": str(ram_len), "@STACK_BYTES@": str(STACK_BYTES)}.items():
-        ld = ld.replace(k, v)
-    (out / "link.ld").write_text(ld)
+    template = (FIRMWARE_DIR / "link.ld.in").read_text()
+    maps = {"link.ld": (board.name, target.flash_origin, target.ram_origin)}
+    if target.qemu_machine and target.qemu_own_map:   # same lengths (the board's), the machine's origins
+        maps["link-qemu.ld"] = (f"{board.name} on QEMU {target.qemu_machine}",
+                                target.flash_origin if target.qemu_flash_origin is None else target.qemu_flash_origin,
+                                target.ram_origin if target.qemu_ram_origin is None else target.qemu_ram_origin)
+    for name, (title, flash_origin, ram_origin) in maps.items():
+        ld = template
+        for k, v in {"@BOARD@": title, "@FLASH_ORIGIN@": f"0x{flash_origin:08X}",
+                     "@FLASH_LENGTH@": str(board.flash_bytes), "@RAM_ORIGIN@": f"0x{ram_origin:08X}",
+                     "@RAM_LENGTH@": str(ram_len), "@STACK_BYTES@": str(STACK_BYTES)}.items():
+            ld = ld.replace(k, v)
+        (out / name).write_text(ld)
     config = [f"/* Generated by `snn mcu build` for {board.name}, device {device_id}. This folder is mode 0700. */",
               "#ifndef SNN_CONFIG_H", "#define SNN_CONFIG_H", f"#define SNN_DEVICE_ID {device_id}u",
               f"#define SNN_PILOT_BYTES {pilot_bytes}u", f"#define SNN_MTU {mtu}u",
@@ -248,7 +279,7 @@ def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = No
     out, board, target = proj["out"], proj["board"], proj["target"]
     _compile(out, target, target.cpu_hz, "firmware.elf", proj["protocol"])
     if target.qemu_machine:
-        _compile(out, target, target.qemu_hz, "firmware-qemu.elf", proj["protocol"])
+        _compile(out, target, target.qemu_hz, "firmware-qemu.elf", proj["protocol"], qemu=True)
     sizes = image_sizes(out / "firmware.elf")
     ram_limit = min(board.sram_bytes, target.ram_length or board.sram_bytes)
     fits = sizes["flash_bytes"] <= board.flash_bytes and sizes["ram_bytes"] <= ram_limit

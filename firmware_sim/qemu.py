@@ -53,8 +53,7 @@ def load_firmware(firmware_dir: Path, board: str) -> dict:
     if Path(board).stem.lower() != meta["board"]:
         raise SnnError(f"{firmware_dir} was built for {meta['board']}, not {board}")
     if not meta.get("qemu_machine"):
-        raise SnnError(f"no QEMU image for {meta['board']}: QEMU models no machine with its UART "
-                       "(only the STM32F411 image runs under QEMU, on netduinoplus2)")
+        raise SnnError(f"no QEMU image for {meta['board']}: QEMU models no machine near it")
     elf = Path(firmware_dir) / "firmware-qemu.elf"
     if not elf.is_file():
         raise SnnError(f"{elf} is missing; rebuild with snn mcu build")

@@ -148,8 +148,30 @@ def test_icount_reports_instructions_per_layer(firmware):
 
 def test_qemu_bad_input_is_one_line(tmp_path, firmware):
     for args in (["--board", "stm32f411", "--firmware", str(tmp_path)],
-                 ["--board", "stm32f746", "--firmware", str(firmware)],
+                 ["--board", "stm32f746", "--firmware", str(firmware)],   # built for another board
                  ["--board", "stm32f411", "--firmware", str(firmware), "--count", "0"]):
         r = subprocess.run([sys.executable, "-m", "snn", "mcu", "qemu", *args, "--to", "udp://127.0.0.1:9"],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("board, machine", [("stm32f746", "mps2-an500"), ("nrf52840", "mps2-an386")])
+def test_boards_without_a_modelled_uart_run_on_the_mps2_image_of_their_core(tmp_path, board, machine):
+    need("arm-none-eabi-gcc")
+    need("qemu-system-arm")
+    from firmware_sim.build import build_firmware
+    from firmware_sim.fw_cli import load_images
+    from firmware_sim.lowering import lower
+    from firmware_sim.qemu import run_qemu
+    res = build_firmware(SHIPPED, board, tmp_path / board)
+    assert res["qemu_machine"] == machine
+    images, labels = load_images("fmnist:test", 2)
+    edge = FakeEdge()
+    edge.start()
+    try:
+        out = run_qemu(board, tmp_path / board, edge.url, images, labels, labels)
+    finally:
+        edge.stop = True
+    assert out["answered"] == 2 and out["qemu_machine"] == machine
+    sim = lower(SHIPPED).run(images)
+    assert all(np.array_equal(sym, sim[k]) for k, (_, sym) in enumerate(edge.frames))
