@@ -103,14 +103,15 @@ class QemuUart:
         return self.decoder.feed(data)
 
     def _stop(self) -> str:
+        """Stop QEMU; the last line it wrote on stderr (why it stopped, when it did on its own)."""
         if self.proc.poll() is None:
             self.proc.kill()
         try:
             _, err = self.proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             err = b""
-        return (err or b"").decode(errors="replace").strip().splitlines()[-1:] and \
-            (err or b"").decode(errors="replace").strip().splitlines()[-1] or ""
+        lines = (err or b"").decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
 
     def close(self) -> None:
         for s in (getattr(self, "sock", None), self.server):
