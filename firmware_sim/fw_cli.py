@@ -20,8 +20,6 @@ def add_arguments(sub) -> None:
     b.add_argument("-o", "--out", type=Path, required=True, help="project folder (created mode 0700: it holds the key)")
     b.add_argument("--key-file", type=Path, default=None, help="per-device keys file (snn keys new)")
     b.add_argument("--device-id", type=int, default=1, help="this device's id (default 1)")
-    b.add_argument("--protocol", type=int, choices=(1, 2), default=None,
-                   help="wire protocol version (default: the one codec.wire speaks)")
     b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here")
     b.add_argument("--no-refuse", action="store_true", help="exit 0 even when the image does not fit the board")
 
@@ -64,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.what == "build":
         from firmware_sim.build import build_firmware, format_build
-        res = build_firmware(args.encoder, args.board, args.out, key_file=args.key_file, device_id=args.device_id,
-                             protocol=args.protocol)
+        res = build_firmware(args.encoder, args.board, args.out, key_file=args.key_file, device_id=args.device_id)
         print(format_build(res))
         _write_json(args.json, res)
         if not res["fits"] and not args.no_refuse:

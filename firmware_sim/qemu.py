@@ -134,8 +134,10 @@ def reserve_counters(meta: dict, firmware_dir: Path, count: int) -> int:
     """
     import os
 
+    from codec.wire.keys import state_path
+
     key_file = meta.get("key_file")
-    state = Path(f"{key_file}.dev{meta['device_id']}.state") if key_file else Path(firmware_dir) / "counter.state"
+    state = state_path(key_file, int(meta["device_id"])) if key_file else Path(firmware_dir) / "counter.state"
     start = 0
     if state.exists():
         try:
@@ -154,11 +156,10 @@ def reserve_counters(meta: dict, firmware_dir: Path, count: int) -> int:
     return start
 
 
-def ber_of(code: int, protocol: int) -> float:
-    """The edge's BER estimate from a reply's field (v1: x 1e5; v2: a log code, 0 = below 1e-6)."""
-    if protocol == 1:
-        return code * 1e-5
-    return 0.0 if code == 0 else 1e-6 * 10 ** ((code - 1) / 32)
+def ber_of(code: int) -> float:
+    """The edge's BER estimate from a reply's BER code (codec.wire.frame.ber_from_code)."""
+    from codec.wire.frame import ber_from_code
+    return ber_from_code(code)
 
 
 def _layer_estimates(meta: dict, core: str) -> list[int]:
@@ -199,13 +200,13 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
                 if m[:2] == b"\x00R":
                     ready = m
         boot_s = time.monotonic() - t_start
-        protocol = int(meta.get("protocol", 1))
+        protocol = int(meta.get("protocol", 2))
         if progress:
             progress(f"QEMU {meta['qemu_machine']} booted {Path(meta['qemu_elf']).name} in {boot_s:.2f} s: "
                      f"protocol v{protocol}, key {meta.get('key', '?')}; {len(images)} images to {to_url}")
-        if protocol >= 2:   # the counter store: every transmission takes a fresh counter
-            base = reserve_counters(meta, Path(firmware_dir), len(images) * (retries + 1) + 1)
-            qemu.send(bytes([0, ord("C")]) + base.to_bytes(4, "big"))
+        # the counter store: every transmission takes a fresh counter
+        base = reserve_counters(meta, Path(firmware_dir), len(images) * (retries + 1) + 1)
+        qemu.send(bytes([0, ord("C")]) + base.to_bytes(4, "big"))
         hz = float(meta["qemu_hz"])
         rows, layer_ticks, frames_out, replies_in = [], [], 0, 0
         for k, img in enumerate(images):
@@ -240,7 +241,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
             rows.append({"seq": seq, "status": ("answered", "error", "no_reply")[min(code, 2)],
                          "label": int(status[5]) if code == 0 else None,
                          "confidence": status[6] / 255.0 if code == 0 else None,
-                         "ber": ber_of(status[7] << 8 | status[8], protocol) if code == 0 else None,
+                         "ber": ber_of(status[8]) if code == 0 else None,
                          "error_code": int(status[5]) if code == 1 else None, "attempts": int(status[9]),
                          "encode_ticks": int.from_bytes(status[10:14], "big"),
                          "rtt_ticks": int.from_bytes(status[14:18], "big"), "wall_ms": wall * 1e3})

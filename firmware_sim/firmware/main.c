@@ -12,7 +12,7 @@
  *   device -> host  00 'S' seq(2) status label confidence ber(2) attempts encode_ticks(4) rtt_ticks(4)
  *                   version counter(4)
  *                   status: 0 answered, 1 edge error (label = error code), 2 no reply
- *                   ber: v1 BER x 1e5, v2 the edge's BER code
+ *                   ber: the edge's BER code (docs/PROTOCOL.md, REPLY)
  *   device -> host  00 'L' count ticks[count](4 each)     SysTick ticks of each layer of the last encode
  * On a board without a host harness the same loop serves a sensor: only 'I' would change. */
 #include <stddef.h>

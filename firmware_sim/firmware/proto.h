@@ -1,6 +1,6 @@
 /* The protocol as the firmware's main loop sees it: send one transmission of an inference, parse
- * the edge's answer. One implementation per protocol version (proto_v1.c over frame.c,
- * proto_v2.c), chosen by the build; main.c does not change when the wire format does. */
+ * the edge's answer. One implementation per protocol version (proto_v2.c today), chosen by the
+ * build; main.c does not change when the wire format does. */
 #ifndef SNN_PROTO_H
 #define SNN_PROTO_H
 
@@ -11,7 +11,7 @@ typedef struct {
     uint8_t kind;        /* 1 REPLY, 2 ERROR */
     uint8_t label;       /* REPLY: class index; ERROR: error code */
     uint8_t confidence;  /* REPLY: x 255 */
-    uint16_t ber;        /* REPLY: v1 BER x 1e5; v2 the BER code byte */
+    uint16_t ber;        /* REPLY: the BER code byte */
     uint16_t retry_ms;   /* ERROR BUSY: retry after (v2) */
 } snn_reply_t;
 
@@ -20,7 +20,7 @@ typedef void (*snn_emit_fn)(const uint8_t *frame, size_t n);
 /* Key schedule, tables. */
 void snn_proto_init(void);
 
-/* The next unused frame counter, from the device's non-volatile store (v2; ignored by v1). */
+/* The next unused frame counter, from the device's non-volatile store. */
 void snn_proto_set_counter(uint32_t next);
 uint32_t snn_proto_counter(void);
 

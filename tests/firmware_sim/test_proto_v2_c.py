@@ -23,7 +23,7 @@ PAYLOAD = bytes.fromhex("05adec" * 12 + "04")
 def _lib(tmp_path, mtu: int):
     gcc = need("gcc")
     (tmp_path / "snn_config.h").write_text(
-        "#define SNN_DEVICE_ID 7u\n#define SNN_MTU %du\n#define SNN_COPIES 1u\n#define SNN_PILOT_BYTES 0u\n"
+        "#define SNN_DEVICE_ID 7u\n#define SNN_MTU %du\n#define SNN_COPIES 1u\n"
         "#define SNN_KEY_BYTES {0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15}\n" % mtu)
     (tmp_path / "snn_model.h").write_text(
         "#define SNN_MODEL_FINGERPRINT 0x1234ABCDu\n#define SNN_MODEL_N_SYMBOLS 98u\n"
