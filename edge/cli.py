@@ -40,6 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bad-frame-replies", action="store_true",
                    help="drop frames whose header fails silently (counted) instead of answering an "
                         "ERROR frame; saves downlink airtime on radio links")
+    p.add_argument("--http-max-connections", type=int, metavar="N",
+                   help="most HTTP connections held at once; at the cap a new connection closes the "
+                        "one idle longest (default 4096, or half of `ulimit -n` where that is lower; "
+                        "at most ulimit -n minus 256)")
+    p.add_argument("--http-idle-timeout", type=float, default=5.0, metavar="S",
+                   help="close an HTTP connection that starts no request within S seconds of "
+                        "connecting or of its last response (default %(default)s)")
+    p.add_argument("--http-request-timeout", type=float, default=5.0, metavar="S",
+                   help="close an HTTP connection whose request (line, headers, body) is not all in "
+                        "S seconds after its first byte (default %(default)s)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -50,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError(f"unknown edge subcommand {args.edge_command}")
     from edge.codecs import load_codecs
     from edge.core import EdgeConfig
+    from edge.http_guard import HttpLimits, check_max_connections, default_max_connections
     from edge.server import ServeOptions, parse_hostport, serve
 
     for name, value in (("--max-batch", args.max_batch), ("--queue", args.queue),
@@ -58,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
             raise SnnError(f"{name} must be at least 1, got {value}")
     if args.max_wait_ms < 0 or args.reassembly_timeout <= 0:
         raise SnnError("--max-wait-ms must be >= 0 and --reassembly-timeout > 0")
+    if not all(0 < t < 86400 for t in (args.http_idle_timeout, args.http_request_timeout)):
+        raise SnnError("--http-idle-timeout and --http-request-timeout take seconds, more than 0 "
+                       "and less than a day")
+    cap = (default_max_connections() if args.http_max_connections is None
+           else check_max_connections(args.http_max_connections))
+    limits = HttpLimits(cap, args.http_idle_timeout, args.http_request_timeout)
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
@@ -65,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                         reply_bad_frames=not args.no_bad_frame_replies)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
-                           log_level=args.log_level)
+                           log_level=args.log_level, http_limits=limits)
 
     def ready(addresses: dict) -> None:
         parts = [addresses["http"]] + ([addresses["udp"]] if addresses["udp"] else [])
