@@ -190,24 +190,28 @@ class Attacker:
 
 # --- the probes --------------------------------------------------------------------------------
 
-def probe_healthz(host: str, port: int, timeout: float = 5.0) -> float | None:
-    """Seconds for GET /healthz on a fresh connection (connect included); None if it failed."""
+def probe_healthz(host: str, port: int, timeout: float = 5.0) -> float | str:
+    """Seconds for GET /healthz on a fresh connection (connect included), or why it failed."""
     t0 = time.monotonic()
+    data = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
+            connected = time.monotonic() - t0
             s.settimeout(max(0.01, timeout - (time.monotonic() - t0)))
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
-            data = b""
             while True:
                 chunk = s.recv(4096)
                 if not chunk:
                     break
                 data += chunk
-    except OSError:
-        return None
+    except OSError as exc:
+        return f"{type(exc).__name__} after {time.monotonic() - t0:.2f} s with {len(data)} B"
     if not data.startswith(b"HTTP/1.1 200"):
-        return None
-    return time.monotonic() - t0
+        return f"answer {data[:20]!r}"
+    total = time.monotonic() - t0
+    if total > 1.0:
+        return f"slow: connect {connected:.2f} s, answer {total - connected:.2f} s"
+    return total
 
 
 class HealthProbe:
@@ -215,7 +219,7 @@ class HealthProbe:
 
     def __init__(self, host: str, port: int, interval_s: float) -> None:
         self.host, self.port, self.interval_s = host, port, interval_s
-        self.samples: list[float | None] = []
+        self.samples: list[float | str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -234,15 +238,19 @@ class HealthProbe:
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
 
 
-def summarize_probes(samples: list[float | None], bar_s: float = 1.0) -> dict:
-    ok = sorted(s for s in samples if s is not None)
+def summarize_probes(samples: list[float | str]) -> dict:
+    """Latency figures of the probes that answered within 1 s; the others, counted and described
+    (over_1s: answered late; failed: no answer)."""
+    ok = sorted(s for s in samples if not isinstance(s, str))
 
     def pct(q: float) -> float | None:
         return round(ok[min(len(ok) - 1, int(q * len(ok)))] * 1000, 1) if ok else None
 
-    return {"probes": len(samples), "ok": len(ok), "failed": len(samples) - len(ok),
-            "over_1s": sum(1 for s in ok if s > bar_s), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-            "max_ms": round(ok[-1] * 1000, 1) if ok else None}
+    slow = [s for s in samples if isinstance(s, str) and s.startswith("slow")]
+    return {"probes": len(samples), "ok": len(ok), "failed": len(samples) - len(ok) - len(slow),
+            "over_1s": len(slow), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "max_ms": round(ok[-1] * 1000, 1) if ok else None,
+            "failures": [s for s in samples if isinstance(s, str)][:5]}
 
 
 def _get(url: str, timeout: float = 5.0) -> str:
@@ -258,6 +266,24 @@ def _metric_values(text: str, prefix: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
+
+
+def listen_overflows() -> int | None:
+    """TcpExt ListenOverflows of this network namespace: connections the kernel dropped because
+    a listening socket's accept queue was full (a client then retries its SYN after 1 s, 3 s...)."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/netstat").read_text().splitlines() if ln.startswith("TcpExt:")]
+        return int(lines[1][lines[0].index("ListenOverflows")])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _loop_lags(text: str) -> dict[str, int]:
+    """How often the edge's 50-ms loop-lag timer fired over 0.25 s and over 1 s late (a stalled loop)."""
+    b = _metric_values(text, "snn_edge_loop_lag_seconds_bucket")
+    total = b.get('snn_edge_loop_lag_seconds_bucket{le="+Inf"}', 0)
+    return {"over_250ms": int(total - b.get('snn_edge_loop_lag_seconds_bucket{le="0.25"}', 0)),
+            "over_1s": int(total - b.get('snn_edge_loop_lag_seconds_bucket{le="1.0"}', 0))}
 
 
 def _fd_count(pid: int) -> int | None:
@@ -352,9 +378,11 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
             time.sleep(2.0)
     result["healthz_baseline"] = summarize_probes(probe.samples)
     log_bytes_before = log_path.stat().st_size
+    lag0 = _loop_lags(_get(http + "/metrics"))
 
     log(f"flood: {connections} idle connections from {clients} processes, held {hold_s:.0f} s ...")
     ramp_s = connections / (rate * clients)
+    overflows0 = listen_overflows()
     attackers = [Attacker(host, port, share, ramp_s + hold_s + 2.0, rate, f"127.0.0.{2 + i}", mode)
                  for i in range(clients)]
     fds, rss, held = [], [], []
@@ -378,7 +406,9 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
                 fds.append(_fd_count(edge.pid) or 0)
                 rss.append(_rss_mb(edge.pid) or 0.0)
                 held.append(sum(a.last.get("established", 0) for a in attackers))
-            metrics = _metric_values(_get(http + "/metrics", timeout=10), "snn_edge_http_")
+            text = _get(http + "/metrics", timeout=10)
+            metrics = _metric_values(text, "snn_edge_http_")
+            lag1 = _loop_lags(text)
             if device_thread is not None:
                 device_thread.join(300)
         result["healthz_flood"] = summarize_probes(probe.samples)
@@ -392,6 +422,9 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
             except SnnError as exc:
                 finals.append({"error": str(exc)})
     result["attackers"] = finals
+    result["server"]["loop_stalls"] = {k: lag1[k] - lag0[k] for k in lag0}
+    overflows1 = listen_overflows()
+    result["listen_overflows"] = None if overflows0 is None or overflows1 is None else overflows1 - overflows0
     result["clients_held_max"] = max(held, default=0)
     result["clients_opened"] = sum(f.get("opened", 0) for f in finals)
     result["server"].update({
@@ -423,14 +456,18 @@ def format_http_abuse(r: dict) -> str:
              f"edge cap {r['max_connections']}, fd limit {r['fd_limit']}",
              f"  clients held at most {r['clients_held_max']} at once, opened {r['clients_opened']} in all",
              f"  edge: open connections peak {s['open_peak']}, descriptors idle {s['fds_idle']} / max {s['fds_max']}, "
-             f"RSS idle {s['rss_mb_idle']} / max {s['rss_mb_max']} MB",
-             f"  edge closed: {s['closed']}; accept errors: {s['accept_errors']}",
+             f"RSS idle {s['rss_mb_idle']} / max {s['rss_mb_max']} MB; loop stalls during the flood: "
+             f"{s['loop_stalls']['over_250ms']} over 0.25 s, {s['loop_stalls']['over_1s']} over 1 s",
+             f"  edge closed: {s['closed']}; accept errors: {s['accept_errors']}; connections the kernel "
+             f"dropped with the accept queue full: {r['listen_overflows']}",
              f"  /healthz (fresh connection each)  probes  failed  >1s   p50 ms   p99 ms   max ms",
              f"    before the flood              {b['probes']:>7} {b['failed']:>7} {b['over_1s']:>4} "
              f"{b['p50_ms']!s:>8} {b['p99_ms']!s:>8} {b['max_ms']!s:>8}",
              f"    during the flood              {f['probes']:>7} {f['failed']:>7} {f['over_1s']:>4} "
              f"{f['p50_ms']!s:>8} {f['p99_ms']!s:>8} {f['max_ms']!s:>8}",
              f"    after it                      {r['healthz_after']['probes']:>7} {r['healthz_after']['failed']:>7}"]
+    if f["failures"]:
+        lines.append(f"    failed or late probes during the flood: {'; '.join(f['failures'])}")
     for name in ("device_baseline", "device_flood"):
         d = r.get(name)
         if d:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import resource
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -78,8 +79,11 @@ class ConnectionGuard:
     """The open HTTP connections, which of them may be closed to make room, and the counts
     (a Prometheus collector: register it in the metrics registry)."""
 
-    def __init__(self, limits: HttpLimits) -> None:
+    def __init__(self, limits: HttpLimits, log_interval_s: float = 10.0) -> None:
         self.limits = limits
+        self.log_interval_s = log_interval_s
+        self._logged_at: dict[str, float] = {}
+        self._logged_count: dict[str, int] = {}
         self.open: set = set()
         # connections without a whole request in the app, longest-waiting first
         self._evictable: OrderedDict = OrderedDict()
@@ -93,21 +97,29 @@ class ConnectionGuard:
         if len(self.open) >= self.limits.max_connections:
             if not self._evictable:
                 self.closed["refused"] += 1
-                log.warning("HTTP connection cap (%d) reached with a request in the app on every "
-                            "connection: refusing new connections", self.limits.max_connections,
-                            extra={"rate_key": "http-cap-refused"})
+                self._log_cap("refused", "closing new connections at once (every connection has a "
+                                         "request in the app)")
                 return False
             victim, _ = self._evictable.popitem(last=False)
             self.open.discard(victim)
             self.closed["evicted"] += 1
-            log.warning("HTTP connection cap (%d) reached: closing the connections that waited "
-                        "longest without a request", self.limits.max_connections,
-                        extra={"rate_key": "http-cap-evicted"})
+            self._log_cap("evicted", "closing the connections that waited longest without a request")
             victim.transport.abort()
         self.open.add(conn)
         self._evictable[conn] = None
         self.peak = max(self.peak, len(self.open))
         return True
+
+    def _log_cap(self, reason: str, what: str) -> None:
+        """At most one line per reason per interval, with the count since the last one: under a
+        flood this runs thousands of times a second, too often even to make a log record."""
+        now = time.monotonic()
+        if now - self._logged_at.get(reason, -1e9) < self.log_interval_s:
+            return
+        since = self.closed[reason] - self._logged_count.get(reason, 0)
+        self._logged_at[reason], self._logged_count[reason] = now, self.closed[reason]
+        log.warning("HTTP connection cap (%d) reached: %s (%d %s since the last such line)",
+                    self.limits.max_connections, what, since, reason)
 
     def busy(self, conn) -> None:
         """`conn` has a whole request in the app: not to be closed for room until it answers."""
