@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "ERROR frame; saves downlink airtime on radio links")
     p.add_argument("--http-max-connections", type=int, metavar="N",
                    help="most HTTP connections held at once; at the cap a new connection closes the "
-                        "one idle longest (default 4096, or half of `ulimit -n` where that is lower; "
+                        "one idle longest (default 1024, or half of `ulimit -n` where that is lower; "
                         "at most ulimit -n minus 256)")
     p.add_argument("--http-idle-timeout", type=float, default=5.0, metavar="S",
                    help="close an HTTP connection that starts no request within S seconds of "

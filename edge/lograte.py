@@ -14,7 +14,8 @@ import logging
 import time
 from typing import Callable, Iterable
 
-SUMMARY_ATTR = "snn_rate_summary"
+# a record with this attribute set is let through: it is a summary, or its source limits itself
+SUMMARY_ATTR = "snn_rate_limited"
 
 
 class RateLimitFilter(logging.Filter):
