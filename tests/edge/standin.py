@@ -80,11 +80,22 @@ def main() -> int:
     p.add_argument("--max-devices", type=int, default=1024)
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--reassembly-timeout", type=float, default=0.5)
+    p.add_argument("--http-max-connections", type=int, default=None)
+    p.add_argument("--http-idle-timeout", type=float, default=5.0)
+    p.add_argument("--http-request-timeout", type=float, default=5.0)
+    p.add_argument("--nofile", type=int, default=None,
+                   help="lower this process's descriptor limit to N once loaded (EMFILE tests)")
     args = p.parse_args()
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
                         reassembly_timeout_s=args.reassembly_timeout)
+    from edge.http_guard import HttpLimits, default_max_connections
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
-                           udp=parse_hostport(args.udp, "--udp"), serial=args.serial)
+                           udp=parse_hostport(args.udp, "--udp"), serial=args.serial,
+                           http_limits=HttpLimits(args.http_max_connections or default_max_connections(),
+                                                  args.http_idle_timeout, args.http_request_timeout))
+    if args.nofile:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
     def ready(addresses):
         print("READY " + json.dumps(addresses), flush=True)
