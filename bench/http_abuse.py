@@ -303,11 +303,27 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _device_run(encoder: Path, udp_url: str, count: int, out: Path, offset: int = 0) -> dict:
+def keyed_args(tmp: Path, device_id: int = 1) -> tuple[list[str], list[str]]:
+    """(edge args, device args) for a keyed edge when this tree's `snn edge serve` takes --keys
+    (wire protocol v2: `snn keys new`, `--keys`, `--key-file --device-id`); ([], []) before it."""
+    help_text = subprocess.run([sys.executable, "-m", "snn", "edge", "serve", "--help"],
+                               capture_output=True, text=True, timeout=60).stdout
+    if "--keys" not in help_text:
+        return [], []
+    keys = tmp / "keys.json"
+    r = subprocess.run([sys.executable, "-m", "snn", "keys", "new", "--device", str(device_id), "-o", str(keys)],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise SnnError(f"snn keys new failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return ["--keys", str(keys)], ["--key-file", str(keys), "--device-id", str(device_id)]
+
+
+def _device_run(encoder: Path, udp_url: str, count: int, out: Path, offset: int = 0,
+                key_args: list[str] | None = None) -> dict:
     proc = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder),
                            "--to", udp_url, "--data", "fmnist:test", "--count", str(count),
                            "--offset", str(offset), "--truth", "--link", "none", "--window", "4",
-                           "--timeout", "2", "--quiet", "--json", str(out)],
+                           "--timeout", "2", "--quiet", "--json", str(out), *(key_args or [])],
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0 or not out.is_file():
         raise SnnError(f"snn device run failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -339,6 +355,8 @@ def run_http_abuse(connections: int = 21000, clients: int = 3, hold_s: float = 2
                             ("--http-request-timeout", request_timeout), ("--bundle", bundle)):
             if value is not None:
                 args += [flag, str(value)]
+        edge_keys, device_keys = keyed_args(tmp)
+        args += edge_keys
         encoder = None
         if device_count > 0:
             from export.shipped import default_int8_encoder
@@ -348,14 +366,14 @@ def run_http_abuse(connections: int = 21000, clients: int = 3, hold_s: float = 2
                                     stderr=subprocess.STDOUT, text=True)
         try:
             return _measure(edge, ready, log_path, tmp, encoder, connections, clients, share, hold_s,
-                            rate, mode, device_count, probe_interval_s, log)
+                            rate, mode, device_count, probe_interval_s, log, device_keys)
         finally:
             stop(edge)
 
 
 def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections: int, clients: int,
              share: int, hold_s: float, rate: float, mode: str, device_count: int,
-             probe_interval_s: float, log) -> dict:
+             probe_interval_s: float, log, device_keys: list[str]) -> dict:
     t0 = time.monotonic()
     while not (ready.is_file() and ready.stat().st_size):
         if edge.poll() is not None or time.monotonic() - t0 > 120:
@@ -373,7 +391,8 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
     log(f"edge up at {http} (cap {cap} connections); baseline ...")
     with HealthProbe(host, port, probe_interval_s) as probe:
         if device_count > 0:
-            result["device_baseline"] = _device_run(encoder, addresses["udp"], device_count, tmp / "d0.json")
+            result["device_baseline"] = _device_run(encoder, addresses["udp"], device_count, tmp / "d0.json",
+                                                    key_args=device_keys)
         else:
             time.sleep(2.0)
     result["healthz_baseline"] = summarize_probes(probe.samples)
@@ -396,7 +415,7 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
                     time.sleep(min(ramp_s, 5.0))
                     try:
                         device_out.update(_device_run(encoder, addresses["udp"], device_count, tmp / "d1.json",
-                                                      offset=device_count))
+                                                      offset=device_count, key_args=device_keys))
                     except SnnError as exc:
                         device_out["error"] = str(exc)
                 device_thread = threading.Thread(target=run_device, daemon=True)

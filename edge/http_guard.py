@@ -40,7 +40,7 @@ from snn.errors import SnnError
 log = logging.getLogger("snn.edge.http")
 
 # descriptors kept free for everything but HTTP connections: the listening sockets, UDP, serial
-# ptys, the log, bundle files, torch's and onnxruntime's pipes; the idle edge holds about 30
+# ptys, the log, bundle files, pipes; the idle edge holds about 10 (measured: 8-9)
 FD_RESERVE = 256
 DEFAULT_MAX_CONNECTIONS = 1024
 LINGER_RESET = struct.pack("ii", 1, 0)
@@ -213,7 +213,7 @@ def protocol_class(guard: ConnectionGuard) -> type:
             self._request_t0 = 0.0
             super().connection_made(transport)
             if not self._guard.admit(self):
-                transport.abort()
+                reset(transport)
                 return
             self._arm("idle", self._guard.limits.idle_timeout_s)
 
