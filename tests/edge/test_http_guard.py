@@ -137,6 +137,20 @@ def test_keep_alive_connection_is_closed_after_idling_and_answers_before(edge):
     assert metric(text, "snn_edge_http_closed_total", reason="request_timeout") >= 3
 
 
+def test_garbage_request_flood_logs_one_line_not_one_per_connection(edge):
+    """uvicorn logs "Invalid HTTP request received." per bad request; 300 of them in a row make
+    one line (the limiter's summary follows after its 10-s interval)."""
+    host, port = _addr(edge)
+    for _ in range(300):
+        with socket.create_connection((host, port)) as s:
+            s.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+            s.settimeout(5)
+            assert s.recv(100).startswith(b"HTTP/1.1 400")
+    assert probe_healthz(host, port) < 1.0
+    lines = [ln for ln in edge.log().splitlines() if "Invalid HTTP request" in ln]
+    assert len(lines) == 1, lines
+
+
 def test_flood_of_2000_idle_connections_is_capped_and_healthz_answers(tmp_path):
     """2,000 idle connections from two processes (reopened when closed) against a cap of 200:
     the edge never holds more than 200, /healthz on a fresh connection answers within 1 s
