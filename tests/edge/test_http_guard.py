@@ -11,7 +11,8 @@ import time
 
 import httpx
 import pytest
-from conftest import ROOT, start_standin
+from conftest import ROOT, UdpClient, start_standin
+from test_server import frame
 
 from bench.http_abuse import Attacker, probe_healthz
 
@@ -154,18 +155,22 @@ def test_garbage_request_flood_logs_one_line_not_one_per_connection(edge):
 def test_flood_of_2000_idle_connections_is_capped_and_healthz_answers(tmp_path):
     """2,000 idle connections from two processes (reopened when closed) against a cap of 200:
     the edge never holds more than 200, /healthz on a fresh connection answers within 1 s
-    throughout, and the log gets a line or two, not one per connection."""
+    throughout, a device still gets its labels over UDP, and the log gets a line or two, not one
+    per connection."""
     cap = 200
     edge = start_standin(tmp_path, "--http-max-connections", str(cap), "--http-idle-timeout", "3")
     try:
         host, port = _addr(edge)
         log_before = len(edge.log())
         attackers = [Attacker(host, port, 1000, 4.0, 600.0, "", "idle") for _ in range(2)]
-        probes = []
+        probes, labels = [], []
+        udp = UdpClient(edge.udp)
         t_end = time.monotonic() + 4.0
         while time.monotonic() < t_end:
             probes.append(probe_healthz(host, port, timeout=5.0))
+            labels.append(udp.ask(frame(5, device=9, seq=len(labels)), timeout=2.0).reply().label)
             time.sleep(0.1)
+        udp.close()
         results = [a.finish(30) for a in attackers]
         text = httpx.get(edge.http + "/metrics").text
         flood_log = edge.log()[log_before:]
@@ -178,6 +183,7 @@ def test_flood_of_2000_idle_connections_is_capped_and_healthz_answers(tmp_path):
     assert metric(text, "snn_edge_http_closed_total", reason="evicted") >= 2000 - cap
     late = [p for p in probes if isinstance(p, str) or p > 1.0]
     assert len(probes) >= 15 and not late, late
+    assert labels == [5] * len(labels)
     assert "Traceback" not in flood_log
     assert len(flood_log.splitlines()) <= 3, flood_log
 
