@@ -223,7 +223,7 @@ class HealthProbe:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "HealthProbe":
+    def __enter__(self) -> HealthProbe:
         self._thread.start()
         return self
 
@@ -479,7 +479,7 @@ def format_http_abuse(r: dict) -> str:
              f"{s['loop_stalls']['over_250ms']} over 0.25 s, {s['loop_stalls']['over_1s']} over 1 s",
              f"  edge closed: {s['closed']}; accept errors: {s['accept_errors']}; connections the kernel "
              f"dropped with the accept queue full: {r['listen_overflows']}",
-             f"  /healthz (fresh connection each)  probes  failed  >1s   p50 ms   p99 ms   max ms",
+             "  /healthz (fresh connection each)  probes  failed  >1s   p50 ms   p99 ms   max ms",
              f"    before the flood              {b['probes']:>7} {b['failed']:>7} {b['over_1s']:>4} "
              f"{b['p50_ms']!s:>8} {b['p99_ms']!s:>8} {b['max_ms']!s:>8}",
              f"    during the flood              {f['probes']:>7} {f['failed']:>7} {f['over_1s']:>4} "

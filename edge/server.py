@@ -23,11 +23,16 @@ from typing import Callable
 
 from edge.codecs import CodecRegistry
 from edge.core import EdgeConfig, EdgeCore
-from edge.http_guard import (FD_RESERVE, ConnectionGuard, HttpLimits, default_max_connections, fd_limit,
-                             protocol_class)
+from edge.http_guard import (
+    FD_RESERVE,
+    ConnectionGuard,
+    HttpLimits,
+    default_max_connections,
+    fd_limit,
+    protocol_class,
+)
 from edge.listeners import bind_or_explain
 from snn.errors import SnnError
-
 
 # connections the kernel queues for accept() (capped by net.core.somaxconn)
 LISTEN_BACKLOG = 2048

@@ -53,7 +53,7 @@ def seconds_until_closed(sock: socket.socket, limit: float = 10.0) -> float:
             pass
     except ConnectionResetError:
         pass
-    except socket.timeout:
+    except TimeoutError:
         raise AssertionError(f"the server kept the connection open for {limit} s")
     return time.monotonic() - t0
 
