@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 from conftest import ROOT, UdpClient, start_standin
-from test_server import frame
+from wire_client import data_frame
 
 from bench.http_abuse import Attacker, probe_healthz
 
@@ -168,7 +168,7 @@ def test_flood_of_2000_idle_connections_is_capped_and_healthz_answers(tmp_path):
         t_end = time.monotonic() + 4.0
         while time.monotonic() < t_end:
             probes.append(probe_healthz(host, port, timeout=5.0))
-            labels.append(udp.ask(frame(5, device=9, seq=len(labels)), timeout=2.0).reply().label)
+            labels.append(udp.ask(data_frame(5, device=9), timeout=2.0).label)
             time.sleep(0.1)
         udp.close()
         results = [a.finish(30) for a in attackers]
