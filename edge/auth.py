@@ -80,6 +80,58 @@ class Keyring:
         w = self.windows.get(device_id)
         return low if w is None else w.full_counter(low)
 
+    # --- the windows across restarts (docs/PROTOCOL.md §4.3) --------------------------------
+
+    STATE_FORMAT = "snn-edge-counters/1"
+
+    def load_windows(self, path) -> int:
+        """Restore each provisioned key's highest counter from `path` (absent: nothing to do):
+        every counter at or below it counts as used, so a restarted edge reopens no replay.
+        Returns the windows restored; a damaged file is one clear SnnError."""
+        import json
+        import os
+
+        from snn.errors import SnnError
+        if self.insecure or not os.path.exists(path):
+            return 0
+        try:
+            with open(path, encoding="utf-8") as fh:
+                doc = json.load(fh)
+            if doc.get("format") != self.STATE_FORMAT:
+                raise ValueError("format")
+            tops = {int(dev): int(top) for dev, top in doc["highest"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise SnnError(f"edge counter state {path} is damaged; remove it only if no device's old "
+                           f"frames can be replayed (they would be answered once more)") from None
+        for dev, top in tops.items():
+            if dev in self._peers and 0 <= top < 1 << 32:
+                w = self.windows[dev] = ReplayWindow(top)
+                w.bits = (1 << 64) - 1
+        self._saved = dict(tops)
+        return len(tops)
+
+    def save_windows(self, path) -> bool:
+        """Write every key's highest counter to `path` (atomically: temporary file, fsync,
+        rename) when it changed since the last save; True when written."""
+        import json
+        import os
+        if self.insecure:
+            return False
+        tops = {dev: w.top for dev, w in self.windows.items() if w.top >= 0}
+        if tops == getattr(self, "_saved", None):
+            return False
+        tmp = f"{path}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps({"format": self.STATE_FORMAT,
+                                     "highest": {str(d): t for d, t in tops.items()}}).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        self._saved = tops
+        return True
+
 
 class TokenBuckets:
     """Per-key token buckets: `rate` tokens/s up to `burst`; at most `max_keys` keys tracked (LRU)."""

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "re-optimisation stalls; default: eager)")
     p.add_argument("--keys", metavar="FILE",
                    help="provisioned device keys (snn keys new ...): only frames authenticated by one "
-                        "of them are answered (docs/PROTOCOL.md §4)")
+                        "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
+                        "in FILE.edge-state across restarts")
     p.add_argument("--insecure", action="store_true",
                    help="without --keys: accept every device with the public all-zero key (tests and "
                         "demos on trusted links only)")
@@ -99,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                         keys=keys, insecure=keys is None, source_fail_rate=args.source_fail_rate,
                         device_rate=args.device_rate, device_burst=2 * args.device_rate,
-                        source_fail_burst=2 * args.source_fail_rate)
+                        source_fail_burst=2 * args.source_fail_rate,
+                        state_path=f"{args.keys}.edge-state" if args.keys else None)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            log_level=args.log_level, http_limits=limits)
 

@@ -90,6 +90,8 @@ class EdgeConfig:
     source_fail_burst: float = 400.0
     device_rate: float = 5000.0                # authenticated frames/s per device (0: no limit)
     device_burst: float = 10000.0
+    state_path: str | None = None              # replay windows kept across restarts (FILE.edge-state)
+    state_every_s: float = 1.0                 # how often changed windows are written
     extra: dict = field(default_factory=dict)
 
 
@@ -130,6 +132,10 @@ class EdgeCore:
         if cfg.keys is None and not cfg.insecure:
             raise ValueError("EdgeConfig needs keys, or insecure=True")
         self.keyring = Keyring(codecs, cfg.keys, cfg.insecure)
+        if cfg.state_path:
+            restored = self.keyring.load_windows(cfg.state_path)
+            if restored:
+                log.info("restored %d replay windows from %s", restored, cfg.state_path)
         self.source_limits = TokenBuckets(cfg.source_fail_rate, cfg.source_fail_burst)
         self.device_limits = TokenBuckets(cfg.device_rate, cfg.device_burst, max_keys=65536)
         self.metrics = EdgeMetrics()
@@ -168,22 +174,38 @@ class EdgeCore:
             self._expire_task.cancel()
         for item in self.reassembler.expire(float("inf")):
             self._dispatch(item)
+        self._save_windows()
         left = await self.batcher.drain(self.config.drain_s)
         for job in left:
             job.done(job, -1, 0.0, Rejected("shutdown", ErrorCode.BUSY, "the edge is shutting down"))
 
     async def _expire_loop(self) -> None:
         period = max(0.01, min(0.05, self.config.reassembly_timeout_s / 5))
+        last_save = time.monotonic()
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(period)
             # how late the loop woke us: a stall of the loop (or of the whole process) shows here
             self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - period))
             try:
-                for item in self.reassembler.expire(time.monotonic()):
+                now = time.monotonic()
+                for item in self.reassembler.expire(now):
                     self._dispatch(item)
+                if now - last_save >= self.config.state_every_s:
+                    last_save = now
+                    self._save_windows()
             except Exception:  # noqa: BLE001 - the timer must survive anything
                 log.exception("reassembly expiry failed")
+
+    def _save_windows(self) -> None:
+        """Persist the replay windows' highest counters (a crash loses at most state_every_s of
+        them: frames of that last second could be replayed once after the restart)."""
+        if not self.config.state_path:
+            return
+        try:
+            self.keyring.save_windows(self.config.state_path)
+        except OSError:
+            log.warning("cannot write the edge counter state %s", self.config.state_path, exc_info=True)
 
     def _on_batch(self, n: int, seconds: float) -> None:
         self.metrics.batch.observe(n)
