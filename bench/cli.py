@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
     from bench.edge_load import add_bench_arguments
     add_bench_arguments(edge)
+    abuse = sub.add_parser("http-abuse", help="a flood of idle HTTP connections against a real edge",
+                           description="Open --connections idle HTTP connections from --clients processes "
+                                       "against a real `snn edge serve`, and measure /healthz (fresh "
+                                       "connection each), a device over UDP and the edge's log.")
+    from bench.http_abuse import add_arguments as add_abuse_arguments
+    add_abuse_arguments(abuse)
     from bench.run import add_end_to_end_arguments
     add_end_to_end_arguments(sub)
 
@@ -84,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "edge":
         from bench.edge_load import run_bench
         return run_bench(args, write_json)
+    elif args.bench == "http-abuse":
+        from bench.http_abuse import run as run_http_abuse
+        return run_http_abuse(args, write_json)
     elif args.bench in ("accuracy", "latency", "all"):
         from bench.run import run_end_to_end
         return run_end_to_end(args, write_json)

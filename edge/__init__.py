@@ -9,6 +9,9 @@ Modules:
 - ``cli``: the ``snn edge`` subcommand (thin).
 - ``server``: binds the ports (a port in use is one clear line, exit 2), loads the bundles, runs
   uvicorn with graceful SIGTERM (drain, exit 0 within 5 s).
+- ``http_guard``: bounds HTTP: a connection cap (the longest-idle closed for a newcomer), idle
+  and whole-request deadlines, in uvicorn's h11 protocol; accept errors counted.
+- ``lograte``: one log line per kind of failure per interval, then a count (no flood of lines).
 - ``app``: HTTP API (``POST /v1/infer``, ``GET /v1/codecs``, ``/v1/stats``, ``/healthz``,
   ``/metrics``, ``/`` dashboard; OpenAPI at ``/docs``).
 - ``listeners``: UDP (datagram per frame) and serial (COBS stream, reader/writer threads).

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from edge.core import EdgeCore, Rejected
 
@@ -98,13 +99,18 @@ async def handle_infer(core: EdgeCore, content_type: str | None, content_length:
         return 413, _problem_bytes("too_large", f"body of {content_length} bytes; a frame is at "
                                                 f"most {max_body} bytes")
     parts, size = [], 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > max_body:
-            core.metrics.reject("too_large")
-            return 413, _problem_bytes("too_large", f"body over {max_body} bytes; a frame is at "
-                                                    f"most {max_body} bytes")
-        parts.append(chunk)
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > max_body:
+                core.metrics.reject("too_large")
+                return 413, _problem_bytes("too_large", f"body over {max_body} bytes; a frame is at "
+                                                        f"most {max_body} bytes")
+            parts.append(chunk)
+    except ClientDisconnect:
+        # the client left (or the request deadline cut it) mid-body: nobody to answer, and not
+        # an internal error (a traceback per connection is what a flood of these would write)
+        return 400, _problem_bytes("bad_frame", "the client disconnected before the whole body arrived")
     try:
         result = await core.infer_http(b"".join(parts))
     except Rejected as rej:

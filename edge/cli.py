@@ -49,6 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "ignored for a while (0: no limit; default %(default)s)")
     p.add_argument("--device-rate", type=float, default=5000.0, metavar="N",
                    help="authenticated frames/s per device (0: no limit; default %(default)s)")
+    p.add_argument("--http-max-connections", type=int, metavar="N",
+                   help="most HTTP connections held at once; at the cap a new connection closes the "
+                        "one idle longest (default 1024, or half of `ulimit -n` where that is lower; "
+                        "at most ulimit -n minus 256)")
+    p.add_argument("--http-idle-timeout", type=float, default=5.0, metavar="S",
+                   help="close an HTTP connection that starts no request within S seconds of "
+                        "connecting or of its last response (default %(default)s)")
+    p.add_argument("--http-request-timeout", type=float, default=5.0, metavar="S",
+                   help="close an HTTP connection whose request (line, headers, body) is not all in "
+                        "S seconds after its first byte (default %(default)s)")
     p.add_argument("--ray", metavar="local|ADDRESS",
                    help="run the decoder + task head on Ray Serve replicas: 'local' starts a Ray on this "
                         "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra")
@@ -86,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError(f"unknown edge subcommand {args.edge_command}")
     from edge.codecs import load_codecs
     from edge.core import EdgeConfig
+    from edge.http_guard import HttpLimits, check_max_connections, default_max_connections
     from edge.server import ServeOptions, parse_hostport, serve
 
     for name, value in (("--max-batch", args.max_batch), ("--queue", args.queue),
@@ -102,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
             raise SnnError("--torchscript applies to the in-process model half, not to --ray replicas")
         if args.replica_cpus <= 0:
             raise SnnError(f"--replica-cpus must be positive, got {args.replica_cpus}")
+    if not all(0 < t < 86400 for t in (args.http_idle_timeout, args.http_request_timeout)):
+        raise SnnError("--http-idle-timeout and --http-request-timeout take seconds, more than 0 "
+                       "and less than a day")
+    cap = (default_max_connections() if args.http_max_connections is None
+           else check_max_connections(args.http_max_connections))
+    limits = HttpLimits(cap, args.http_idle_timeout, args.http_request_timeout)
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
     if args.keys and args.insecure:
@@ -122,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                         state_path=f"{args.keys}.edge-state" if args.keys else None,
                         model_workers=args.replicas if args.ray else 1)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
-                           log_level=args.log_level, reuse_port=args.reuse_port)
+                           log_level=args.log_level, http_limits=limits, reuse_port=args.reuse_port)
 
     engine: dict = {"engine": "torchscript" if args.torchscript else "torch", "replicas": 1}
     backends: list = []

@@ -83,14 +83,25 @@ def main() -> int:
     p.add_argument("--keys")
     p.add_argument("--insecure", action="store_true")
     p.add_argument("--source-fail-rate", type=float, default=200.0)
+    p.add_argument("--http-max-connections", type=int, default=None)
+    p.add_argument("--http-idle-timeout", type=float, default=5.0)
+    p.add_argument("--http-request-timeout", type=float, default=5.0)
+    p.add_argument("--nofile", type=int, default=None,
+                   help="lower this process's descriptor limit to N once loaded (EMFILE tests)")
     args = p.parse_args()
     from codec.wire.keys import load_keys
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
                         reassembly_timeout_s=args.reassembly_timeout,
                         keys=load_keys(args.keys) if args.keys else None, insecure=args.insecure,
                         source_fail_rate=args.source_fail_rate, source_fail_burst=2 * args.source_fail_rate)
+    from edge.http_guard import HttpLimits, default_max_connections
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
-                           udp=parse_hostport(args.udp, "--udp"), serial=args.serial)
+                           udp=parse_hostport(args.udp, "--udp"), serial=args.serial,
+                           http_limits=HttpLimits(args.http_max_connections or default_max_connections(),
+                                                  args.http_idle_timeout, args.http_request_timeout))
+    if args.nofile:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
     def ready(addresses):
         print("READY " + json.dumps(addresses), flush=True)
