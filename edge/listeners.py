@@ -103,7 +103,7 @@ class UdpListener:
             except OSError as exc:  # e.g. ICMP port unreachable from a client that went away
                 log.debug("udp receive error: %s", exc)
                 continue
-            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr))
+            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), addr)
 
     def send(self, data: bytes, addr) -> None:
         if self._backlog:

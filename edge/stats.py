@@ -19,7 +19,10 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 # Reasons a frame or request is refused (the label values of snn_edge_rejects_total).
-REJECT_REASONS = ("bad_frame", "crc", "unsupported", "unknown_codec", "bad_payload", "busy",
+# refusals by reason (docs/PROTOCOL.md §3.5, §6): what fails authentication is answered with
+# silence ("length" .. "bad_length"), as are replays, late/duplicate fragments and rate limits
+REJECT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay",
+                  "late", "duplicate", "rate_limited", "bad_truth", "bad_frame", "unknown_codec", "busy",
                   "too_large", "content_type", "internal", "shutdown")
 TRANSPORTS = ("udp", "serial", "http")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
