@@ -1,7 +1,9 @@
 """`snn train backbone`: train a float backbone (SGD+Nesterov or AdamW, cosine schedule).
 
 Standard augmentation (random translation by 2 px, horizontal flip), label smoothing 0.1, batch
-norm. One log line per epoch, a resumable checkpoint ``<out>.ckpt`` after each epoch, and the
+norm. The default schedule is at least 12 epochs and at least 3,000 steps (small data sets get
+more epochs); the epoch kept is the one that scores best on a seeded validation split of the
+training set (the test set is measured once, at the end). CUDA when present. One log line per epoch, a resumable checkpoint ``<out>.ckpt`` after each epoch, and the
 final backbone file holds the weights plus everything needed to rebuild it (arch, kwargs, input
 normalisation, classes, accuracy, command line, seed).
 """

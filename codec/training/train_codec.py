@@ -17,6 +17,14 @@ gradient. We keep gbar fixed (detached) and v differentiable (its straight-throu
 the encoder), normalise q_s = |A_s| / sum |A| per image, and minimise log S - H(q): the encoder is
 pushed to spread task-relevant information over more symbols, so one flipped symbol costs less.
 
+Schedules count optimisation steps (--stage1-steps/--stage2-steps, turned into whole epochs for
+the data size, so a small data set is not undertrained; --stage*-epochs override). A seeded
+validation split of the training set (the backbone's, never the test set) scores every stage-2
+epoch and the best one is kept. --finetune-head also trains the device-side backbone stages in
+stage 2 (through their int8 grid with --int8-aware), distilled from a frozen copy of the original
+backbone, with a distillation term on the backbone's own path so the head stays a valid head.
+CUDA is used when present; random draws stay on a CPU generator so a seed means the same channel.
+
 Each epoch logs one line; a checkpoint ``<out>.ckpt`` after each epoch makes runs resumable
 (--resume), and runs are deterministic for a given --seed on a given machine.
 """
