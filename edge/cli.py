@@ -33,10 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="decode a fragmented inference with erasures after S seconds (default %(default)s)")
     p.add_argument("--max-devices", type=int, default=1024,
                    help="devices tracked in the per-device statistics (LRU; default %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default %(default)s)")
+    p.add_argument("--engine", choices=["onnx", "torch"], default="onnx",
+                   help="what runs the decoder + task head: onnx (the bundle's verified edge.onnx on "
+                        "onnxruntime, no torch needed; default) or torch (the bundle's weights)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads of the model engine per batch (default %(default)s)")
     p.add_argument("--torchscript", action="store_true",
-                   help="run the edge half TorchScript-traced (faster model, but occasional "
-                        "re-optimisation stalls; default: eager)")
+                   help="with --engine torch: run the edge half TorchScript-traced (faster model, but "
+                        "occasional re-optimisation stalls; default: eager)")
     p.add_argument("--no-bad-frame-replies", action="store_true",
                    help="drop frames whose header fails silently (counted) instead of answering an "
                         "ERROR frame; saves downlink airtime on radio links")
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
                         ("--max-devices", args.max_devices), ("--threads", args.threads)):
         if value < 1:
             raise SnnError(f"{name} must be at least 1, got {value}")
+    if args.torchscript and args.engine != "torch":
+        raise SnnError("--torchscript traces the torch engine: add --engine torch")
     if args.max_wait_ms < 0 or args.reassembly_timeout <= 0:
         raise SnnError("--max-wait-ms must be >= 0 and --reassembly-timeout > 0")
     http = parse_hostport(args.http, "--http")
@@ -76,4 +82,5 @@ def run(args: argparse.Namespace) -> int:
                 json.dump(addresses, fh)
         sys.stdout.flush()
 
-    return serve(lambda: load_codecs(args.bundle, trace=args.torchscript), config, options, ready)
+    return serve(lambda: load_codecs(args.bundle, trace=args.torchscript, engine=args.engine,
+                                     threads=args.threads), config, options, ready)

@@ -104,7 +104,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             codecs = codecs()
         if len(codecs) == 0:
             raise SnnError("no codec to serve: give --bundle PATH")
-        _set_threads(options.threads)
+        if any(c.engine.name == "torch" for c in codecs):
+            from edge.engines import set_torch_threads
+            set_torch_threads(options.threads)
     except BaseException:
         http_sock.close()
         if udp_sock is not None:
@@ -121,7 +123,8 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     listeners: list = []
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,
-                 "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs]}
+                 "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
+                 "engine": ",".join(sorted({c.engine.name for c in codecs}))}
 
     async def on_startup(core: EdgeCore) -> None:
         import asyncio
@@ -180,11 +183,3 @@ def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         print("snn edge: the server failed to start (see the log above)", file=sys.stderr)
         return 1
     return 0
-
-
-def _set_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(n)))
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)
