@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from channel.bit_errors import make_error_model
     from codec.training.train_codec import train_codec
     train_codec(args, command=command, make_errors=make_error_model)
+    # the bundle carries its ONNX edge half, so a torch-free edge (the default engine) serves it
+    from export.onnx_export import add_edge_to_bundle
+    add_edge_to_bundle(args.out)
     return 0
 
 
