@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--queue", type=int, default=2048,
                    help="inferences that may wait for the model; beyond it frames get a BUSY reply "
                         "(default %(default)s)")
+    p.add_argument("--deadline-ms", type=float, default=50.0,
+                   help="answer a frame within this many ms of its arrival or refuse it BUSY at once "
+                        "(admission by expected queue delay; default %(default)s)")
     p.add_argument("--reassembly-timeout", type=float, default=0.5, metavar="S",
                    help="decode a fragmented inference with erasures after S seconds (default %(default)s)")
     p.add_argument("--max-devices", type=int, default=1024,
@@ -62,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
             raise SnnError(f"{name} must be at least 1, got {value}")
     if args.torchscript and args.engine != "torch":
         raise SnnError("--torchscript traces the torch engine: add --engine torch")
-    if args.max_wait_ms < 0 or args.reassembly_timeout <= 0:
-        raise SnnError("--max-wait-ms must be >= 0 and --reassembly-timeout > 0")
+    if args.max_wait_ms < 0 or args.reassembly_timeout <= 0 or args.deadline_ms <= 0:
+        raise SnnError("--max-wait-ms must be >= 0, --reassembly-timeout and --deadline-ms > 0")
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
     config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
-                        reply_bad_frames=not args.no_bad_frame_replies)
+                        reply_bad_frames=not args.no_bad_frame_replies, deadline_ms=args.deadline_ms)
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            log_level=args.log_level)
 

@@ -111,6 +111,20 @@ class ServedCodec:
         for n in range(1, max_batch + 1):
             self.infer(payloads[:n], None, np.full(n, 1e-3, dtype=np.float32))
 
+    def batch_seconds(self, n: int, repeats: int = 5) -> float:
+        """Median seconds of one batch of n random payloads (the admission cost model's seed)."""
+        import time
+
+        rng = np.random.default_rng(1)
+        payloads = [bytes(rng.integers(0, 256, self.payload_bytes, dtype=np.uint8)) for _ in range(n)]
+        bers = np.full(n, 1e-3, dtype=np.float32)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            self.infer(payloads, None, bers)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
     def infer(self, payloads: list, erased: list | None, bers: np.ndarray) -> BatchResult:
         """Decode a batch. `payloads`: packed bytes per inference; `erased`: per-byte bool masks
         (None when every payload arrived whole); `bers`: the estimates that condition the decoder."""

@@ -120,6 +120,10 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     # shape, and a first call in a fresh thread held the GIL (and so the loop) for ~0.5 s
     for codec in codecs:
         core.batcher.run_in_model_thread(codec.warm_up, config.max_batch)
+    # the admission cost model starts from the slowest codec's measured batches
+    small, full = max((core.batcher.run_in_model_thread(c.batch_seconds, 1),
+                       core.batcher.run_in_model_thread(c.batch_seconds, config.max_batch)) for c in codecs)
+    core.batcher.calibrate(small, full)
     listeners: list = []
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,

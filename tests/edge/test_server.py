@@ -225,7 +225,9 @@ def test_metrics_count_what_was_answered(udp, edge):
 # --- overload, lifecycle ------------------------------------------------------------------------
 
 def test_overload_busy_replies_all_accounted_health_responsive(tmp_path):
-    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05")
+    # a deadline long enough that the queue bound, not the deadline, refuses here
+    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05",
+                           "--deadline-ms", "60000")
     client = UdpClient(server.udp)
     try:
         n = 200
@@ -309,3 +311,32 @@ def test_http_concurrent_requests(edge):
     for t in threads:
         t.join()
     assert len(results) == 80 and all(s == 200 and got == want for s, got, want in results)
+
+
+def test_overload_sheds_by_deadline_answered_frames_stay_fast(tmp_path):
+    """A burst far beyond what a slow model answers in 80 ms: the excess is refused BUSY at once,
+    what is answered is answered within about the deadline, and the server's counters agree."""
+    server = start_standin(tmp_path, "--max-batch", "4", "--delay", "0.02", "--deadline-ms", "80")
+    client = UdpClient(server.udp)
+    try:
+        n = 200
+        sent_at = {}
+        for i in range(n):
+            sent_at[i] = time.perf_counter()
+            client.send(frame(i % 8, device=1 + i % 4, seq=i))
+        answered, busy, rtt = 0, 0, []
+        for _ in range(n):
+            r = client.recv(timeout=10)
+            if r.kind == Kind.REPLY:
+                answered += 1
+                rtt.append(time.perf_counter() - sent_at[r.seq])
+            else:
+                assert r.error()[0] == ErrorCode.BUSY
+                busy += 1
+        assert answered + busy == n and busy > n // 2 and answered >= 4
+        assert max(rtt) < 0.08 + 0.1, rtt          # the deadline, plus this busy machine's slack
+        m = httpx.get(server.http + "/metrics").text
+        assert metric(m, "snn_edge_rejects_total", reason="busy") == busy
+    finally:
+        client.close()
+        server.stop()
