@@ -10,7 +10,9 @@ Policy (docs/PROTOCOL.md §4):
   the inference: with several fragments the edge decodes those that arrived, the missing bytes
   as erasures, and replies; a single-fragment inference is resent at once (it is lost, and
   waiting out the timeout would only add latency);
-- a BUSY error is retried after `busy_delay` (same bound); any other ERROR ends that inference,
+- a BUSY error is retried after a jittered, doubling back-off (`busy_backoff`: `busy_delay` x 2^k
+  for the k-th BUSY of that inference, times a random 0.5-1.5, at most `timeout`; same bound on
+  transmissions), so a fleet refused together does not come back together; any other ERROR ends that inference,
   and UNKNOWN_CODEC / UNSUPPORTED end the run (every later inference would be refused too);
 - when the edge never answers at all, the run stops after `give_up_after` inferences were lost
   (by default one window's worth), so an unreachable edge costs (1 + retries) x timeout, not
@@ -23,6 +25,7 @@ known, whether it was right.
 """
 from __future__ import annotations
 
+import random
 import resource
 import sys
 import time
@@ -70,6 +73,7 @@ class InferenceRecord:
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
+    _busy: int = 0               # BUSY replies so far (the back-off doubles with each)
 
     def public(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -121,6 +125,7 @@ class DeviceClient:
         self.send_truth = send_truth
         self.seq_start = int(seq_start) & 0xFFFF
         self.busy_delay = float(busy_delay)
+        self._rng = random.Random(self.device_id * 7919 + self.seq_start)  # jitter differs per device
         self.give_up_after = give_up_after if give_up_after is not None else self.window
         self.on_result = on_result
         if header_copies != "auto" and header_copies not in HEADER_COPIES:
@@ -284,7 +289,8 @@ class DeviceClient:
             return 0
         if code == ErrorCode.BUSY and rec.attempts <= self.retries:
             self.stats["busy"] += 1
-            rec._due = time.monotonic() + self.busy_delay  # resent when due, same sequence number
+            rec._due = time.monotonic() + self.busy_backoff(rec._busy)  # resent when due, same seq
+            rec._busy += 1
             return 0
         name = code.name if isinstance(code, ErrorCode) else str(code)
         rec.error = f"edge error {name}: {reason}"
@@ -292,6 +298,10 @@ class DeviceClient:
             self.fatal = rec.error
         self._finish(rec, "error", pending)
         return 0
+
+    def busy_backoff(self, k: int) -> float:
+        """Seconds to wait after the k-th (0-based) BUSY of one inference."""
+        return min(self.timeout, self.busy_delay * (2 ** min(k, 16)) * self._rng.uniform(0.5, 1.5))
 
     def _bad_frame_echo(self, frame, pending: dict) -> None:
         """A BAD_FRAME error whose ids do not match ours exactly: the edge addressed it with the

@@ -1,5 +1,6 @@
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -38,13 +39,16 @@ class Responder:
     every sequence number (so the device must resend); `error` answers with that ERROR code.
     """
 
-    def __init__(self, url: str, drop_first: bool = False, error=None, damaged_first: bool = False):
+    def __init__(self, url: str, drop_first: bool = False, error=None, damaged_first: bool = False,
+                 busy_first: int = 0):
         from channel.transports import open_transport
 
         self.transport = open_transport(url, listen=True)
         self.drop_first = drop_first
         self.error = error
         self.damaged_first = damaged_first
+        self.busy_first = busy_first          # answer BUSY to the first k transmissions of each seq
+        self.arrivals: dict[int, list[float]] = {}
         self.seen: dict[int, int] = {}
         self.frames = 0
         self._stop = threading.Event()
@@ -69,6 +73,11 @@ class Responder:
                 continue
             n = self.seen.get(frame.seq, 0)
             self.seen[frame.seq] = n + 1
+            self.arrivals.setdefault(frame.seq, []).append(time.monotonic())
+            if n < self.busy_first:
+                self.transport.send(encode_error(frame.fingerprint, frame.device_id, frame.seq,
+                                                 ErrorCode.BUSY, "overloaded"), addr)
+                continue
             if self.drop_first and n == 0:
                 continue
             if self.damaged_first and n == 0:  # as if the header arrived with device id bit 0 flipped
