@@ -174,9 +174,12 @@ class EdgeCore:
 
     # --- datagram / stream frames ----------------------------------------------------------
 
-    def handle_frame(self, data: bytes, transport: str, reply: Callable[[bytes], None]) -> None:
-        """One frame from a datagram or stream link; answers through `reply` (never raises)."""
-        t_recv = time.perf_counter()
+    def handle_frame(self, data: bytes, transport: str, reply: Callable[[bytes], None],
+                     t_recv: float | None = None) -> None:
+        """One frame from a datagram or stream link; answers through `reply` (never raises).
+        `t_recv`: when it arrived (perf_counter; the kernel's stamp for UDP), default now."""
+        if t_recv is None:
+            t_recv = time.perf_counter()
         self.received += 1
         self.metrics.frame(transport)
         self.frame_rate.add()

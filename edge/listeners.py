@@ -17,11 +17,15 @@ import logging
 import os
 import queue
 import socket
+import struct
+import sys
 import threading
+import time
 
 from snn.errors import SnnError
 
 log = logging.getLogger("snn.edge")
+_TIMESPEC = struct.Struct("@qq")   # struct timespec on 64-bit Linux
 
 
 def bind_or_explain(sock: socket.socket, scheme: str, host: str, port: int, flag: str) -> None:
@@ -77,6 +81,16 @@ class UdpListener:
     def __init__(self, core, sock: socket.socket, burst: int = 64, max_backlog: int = 8192) -> None:
         self.core = core
         self.sock = sock
+        # the kernel's arrival time of each datagram (Linux SO_TIMESTAMPNS): a frame's deadline
+        # runs from when it reached the socket, so time spent in the receive buffer counts and a
+        # frame that waited there past its deadline is refused at once instead of decoded late
+        self.timestamps = False
+        if sys.platform.startswith("linux"):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_TIMESTAMPNS", 35), 1)
+                self.timestamps = True
+            except OSError:
+                pass
         self.burst = burst
         self.max_backlog = max_backlog
         self._backlog: collections.deque = collections.deque()
@@ -94,6 +108,8 @@ class UdpListener:
         return listener
 
     def _on_readable(self) -> None:
+        if self.timestamps:
+            return self._read_stamped()
         recvfrom, handle = self.sock.recvfrom, self.core.handle_frame
         for _ in range(self.burst):
             try:
@@ -104,6 +120,24 @@ class UdpListener:
                 log.debug("udp receive error: %s", exc)
                 continue
             handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr))
+
+    def _read_stamped(self) -> None:
+        recvmsg, handle, unpack = self.sock.recvmsg, self.core.handle_frame, _TIMESPEC.unpack_from
+        # kernel stamps are wall-clock; the pipeline's are perf_counter: one offset per burst
+        offset = time.time() - time.perf_counter()
+        for _ in range(self.burst):
+            try:
+                data, anc, _flags, addr = recvmsg(65536, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("udp receive error: %s", exc)
+                continue
+            t_recv = None
+            if anc and len(anc[0][2]) >= _TIMESPEC.size:
+                sec, nsec = unpack(anc[0][2])
+                t_recv = min(sec + nsec * 1e-9 - offset, time.perf_counter())
+            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), t_recv)
 
     def send(self, data: bytes, addr) -> None:
         if self._backlog:

@@ -30,6 +30,22 @@ def test_bench_edge_quick_contract(tmp_path):
     assert "udp closed loop" in r.stdout and "http 16 clients" in r.stdout
 
 
+def test_bench_edge_overload_and_engines_side_by_side(tmp_path):
+    r, result = _bench(tmp_path, "--duration", "1", "--rate", "300", "--http-clients", "2",
+                       "--overload", "3", "--engines", "onnx,torch", "--reps", "1")
+    over = result["udp_overload"]
+    assert result["engine"] == "onnx" and result["model"]["engine"] == "onnx"
+    # offered 3 x the closed loop of this run; every datagram accounted by the server's counters
+    assert over["offered_fps"] == pytest.approx(3 * result["udp_max"]["throughput_fps"], rel=1e-3)
+    assert over["sent_fps"] > 0 and over["sent"] > 0
+    c = over["server_counts"]
+    assert over["server_accounted"] and over["sent"] == c["answered"] + c["rejected"] + c["kernel_drops"]
+    assert c["answered"] > 0 and result["accounted"]
+    e = result["engines"]
+    assert e["onnx"]["throughput_fps_median"] > 0 and e["torch"]["model_fps_median"] > 0
+    assert "throughput_fps" in e["onnx_vs_torch"] and "udp overload 3x" in r.stdout
+
+
 @pytest.mark.slow
 def test_soak_60s_with_garbage(tmp_path):
     """60 s at 1,000 frames/s with 5% garbage: no crash, every frame accounted, RSS growth <= 10%."""
