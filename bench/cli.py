@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
     from bench.edge_load import add_bench_arguments
     add_bench_arguments(edge)
+    fleet = sub.add_parser("fleet", help="thousands of simulated devices at mixed rates and BERs "
+                                         "against one edge: goodput and p99 against offered load")
+    from bench.fleet import add_fleet_arguments
+    add_fleet_arguments(fleet)
     from bench.run import add_end_to_end_arguments
     add_end_to_end_arguments(sub)
 
@@ -69,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "edge":
         from bench.edge_load import run_bench
         return run_bench(args, write_json)
+    elif args.bench == "fleet":
+        from bench.fleet import run_fleet
+        return run_fleet(args, write_json)
     elif args.bench in ("accuracy", "latency", "all"):
         from bench.run import run_end_to_end
         return run_end_to_end(args, write_json)

@@ -142,8 +142,9 @@ def _udp_socket(target: tuple[str, int]) -> socket.socket:
 def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float, window: int = 256,
                     warmup: float = 1.0, grace: float = 5.0, busy_backoff: float = 0.005) -> dict:
     """`window` frames in flight; each answered frame is sent again at once, a refused (BUSY)
-    one after a jittered `busy_backoff` (as a device backs off), so the loop measures what the
-    edge answers rather than how fast it can refuse."""
+    one after a jittered back-off that doubles with each BUSY in a row (`busy_backoff` x 2^k,
+    at most 64x; as a device backs off), so the window shrinks to what the edge admits and
+    the loop measures what the edge answers rather than how fast it can refuse."""
     import heapq
 
     sock = _udp_socket(target)
@@ -154,6 +155,7 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
     lat: list[float] = []
     free = list(range(window))
     backoff: list[tuple[float, int]] = []     # (due, slot) of refused frames waiting to go again
+    busy_run = [0] * window                    # BUSY replies in a row per slot
     rnd = random.Random(0)
     t0 = time.perf_counter()
     t_measure, t_end = t0 + warmup, t0 + warmup + duration
@@ -190,10 +192,13 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
                 if t_measure <= t <= t_end:
                     measured_answers += 1
                     lat.append((t - sent_at[j]) * 1e3)
+                busy_run[j] = 0
                 free.append(j)
             else:
                 rejected += 1
-                heapq.heappush(backoff, (t + busy_backoff * rnd.uniform(0.5, 1.5), j))
+                delay = busy_backoff * (1 << min(busy_run[j], 6)) * rnd.uniform(0.5, 1.5)
+                busy_run[j] += 1
+                heapq.heappush(backoff, (t + delay, j))
     sock.close()
     lost = sent - answered - rejected
     return {"sent": sent, "answered": answered, "rejected": rejected, "lost": lost,
