@@ -472,10 +472,16 @@ def server_counts(addr: dict) -> dict:
     frames received over UDP, inferences answered, refusals (all and BUSY), kernel drops."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    out = {"udp_frames": 0.0, "answered": 0.0, "rejected": 0.0, "busy": 0.0, "kernel_drops": 0.0}
+    out = {"udp_frames": 0.0, "answered": 0.0, "rejected": 0.0, "busy": 0.0, "kernel_drops": 0.0,
+           "total_le_50ms": 0.0, "total_le_100ms": 0.0}
     for family in text_string_to_metric_families(_get(addr["http"] + "/metrics")):
         for sample in family.samples:
-            if sample.name == "snn_edge_frames_total" and sample.labels.get("transport") == "udp":
+            if sample.name == "snn_edge_latency_seconds_bucket" and sample.labels.get("stage") == "total":
+                # the server's own view of answered frames: arrival on the socket to reply sent
+                le = sample.labels.get("le")
+                if le in ("0.05", "0.1"):
+                    out["total_le_50ms" if le == "0.05" else "total_le_100ms"] += sample.value
+            elif sample.name == "snn_edge_frames_total" and sample.labels.get("transport") == "udp":
                 out["udp_frames"] += sample.value
             elif sample.name == "snn_edge_inferences_total":
                 out["answered"] += sample.value
@@ -498,7 +504,10 @@ def udp_overload(target: tuple[str, int], maker: FrameMaker, capacity_fps: float
     after = server_counts(addr)
     srv = {k: int(after[k] - before[k]) for k in after}
     goodput = run["answered"] / duration
+    answered = max(1, srv["answered"])
     return {**run, "factor": factor, "capacity_fps": capacity_fps,
+            "server_answered_within_50ms": round(srv["total_le_50ms"] / answered, 4),
+            "server_answered_within_100ms": round(srv["total_le_100ms"] / answered, 4),
             "goodput_fps": round(goodput, 1),
             "goodput_share": round(goodput / capacity_fps, 3) if capacity_fps else None,
             "server_counts": srv,
@@ -754,7 +763,8 @@ def format_edge(r: dict) -> str:
             f"{v['rejected']:>10}{v['lost']:>6}{v['goodput_fps']:>10.0f}{v['p50_ms']:>9}{v['p99_ms']:>9}",
             f"  offered {v['offered_fps']:.0f}/s, really sent {v['sent_fps']:.0f}/s; goodput "
             f"{v['goodput_fps']:.0f}/s = {100 * v['goodput_share']:.1f} % of the closed loop's "
-            f"{v['capacity_fps']:.0f}/s",
+            f"{v['capacity_fps']:.0f}/s; the server answered {100 * v['server_answered_within_50ms']:.1f} % "
+            f"within 50 ms and {100 * v['server_answered_within_100ms']:.1f} % within 100 ms of arrival",
             f"  server: answered {c['answered']} + rejected {c['rejected']} (busy {c['busy']}) + kernel "
             f"drops {c['kernel_drops']} = {c['answered'] + c['rejected'] + c['kernel_drops']} of "
             f"{v['sent']} sent (accounted: {v['server_accounted']}; replies the load generator "
