@@ -21,22 +21,36 @@ needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST and os.environ.get("CI") != "1
                                   reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
 
 
-@pytest.fixture(scope="module")
-def real_symbols():
-    """Symbols of 1,000 real test images from the shipped bundle's device half (torch)."""
+def _real_symbols(count=None):
+    """Symbols of real test images from the shipped bundle's device half (torch)."""
     from codec.bundle import load_bundle
     from codec.datasets import load_dataset
     from codec.evaluate import device_symbols
 
     bundle = load_bundle()
-    test = load_dataset("fmnist:test").take(1000)
+    test = load_dataset("fmnist:test").take(count)
     sym = device_symbols(bundle, test.images).reshape(len(test.labels), -1)
     return bundle, sym.astype(np.int64), test.labels
 
 
+@pytest.fixture(scope="module")
+def real_symbols():
+    return _real_symbols(1000)
+
+
 @needs_fmnist
 def test_onnx_labels_equal_torch_on_real_images_with_errors(real_symbols):
-    bundle, sym, truth = real_symbols
+    _labels_equal(*real_symbols)
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_onnx_labels_equal_torch_on_the_full_test_set():
+    """The README's figure: all 10,000 test images, clean, BER 1e-2-like and 5e-2 + erasures."""
+    _labels_equal(*_real_symbols(None))
+
+
+def _labels_equal(bundle, sym, truth):
     onnx = next(iter(load_codecs(None, engine="onnx")))
     torch_ = next(iter(load_codecs(None, engine="torch")))
     assert (onnx.engine.name, torch_.engine.name) == ("onnx", "torch")
@@ -48,11 +62,15 @@ def test_onnx_labels_equal_torch_on_real_images_with_errors(real_symbols):
         s[hit] = rng.integers(0, bundle.levels, int(hit.sum()))
         erased = rng.random(s.shape) < p_erase
         bers = np.full(len(s), ber, np.float32)
+        same, worst = 0, 0.0
         for i in range(0, len(s), 64):
             a = onnx.engine.run(s[i:i + 64], erased[i:i + 64], bers[i:i + 64])
             t = torch_.engine.run(s[i:i + 64], erased[i:i + 64], bers[i:i + 64])
-            assert np.array_equal(a.argmax(1), t.argmax(1))
-            assert np.abs(a - t).max() < 1e-4
+            same += int((a.argmax(1) == t.argmax(1)).sum())
+            worst = max(worst, float(np.abs(a - t).max()))
+        print(f"symbol errors {p_sym:g}, erased {p_erase:g}: labels equal {same}/{len(s)}, "
+              f"max |logit difference| {worst:.1e}")
+        assert same == len(s) and worst < 1e-4
     clean = np.concatenate([onnx.engine.run(sym[i:i + 64], np.zeros_like(sym[i:i + 64], bool),
                                             np.full(len(sym[i:i + 64]), 1e-4, np.float32)).argmax(1)
                             for i in range(0, len(sym), 64)])
