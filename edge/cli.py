@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline-ms", type=float, default=50.0,
                    help="answer a frame within this many ms of its arrival or refuse it BUSY at once "
                         "(admission by expected queue delay; default %(default)s)")
+    p.add_argument("--udp-queue", type=int, default=1024, metavar="N",
+                   help="datagrams the kernel may hold for the UDP socket (receive buffer; default "
+                        "%(default)s): beyond it the kernel drops them (counted), so overload never "
+                        "builds a queue that outlives the deadline")
     p.add_argument("--reassembly-timeout", type=float, default=0.5, metavar="S",
                    help="decode a fragmented inference with erasures after S seconds (default %(default)s)")
     p.add_argument("--max-devices", type=int, default=1024,
@@ -73,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                         reply_bad_frames=not args.no_bad_frame_replies, deadline_ms=args.deadline_ms)
+    if args.udp_queue < 16:
+        raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
+                           udp_queue=args.udp_queue,
                            log_level=args.log_level)
 
     def ready(addresses: dict) -> None:

@@ -27,6 +27,7 @@ class ServeOptions:
     udp: tuple[str, int] | None = ("127.0.0.1", 9000)
     serial: list[str] | None = None
     threads: int = 1
+    udp_queue: int | None = None      # datagrams the kernel holds for the UDP socket (None: 4 MiB)
     graceful_s: float = 1.0
     log_level: str = "warning"
 
@@ -97,7 +98,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     serial_transports = []
     try:
         if options.udp is not None:
-            udp_sock = bind_udp(*options.udp)
+            udp_sock = bind_udp(*options.udp, queue=options.udp_queue)
         for url in options.serial or []:
             serial_transports.append(open_serial(url))
         if callable(codecs):

@@ -81,11 +81,13 @@ def main() -> int:
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--reassembly-timeout", type=float, default=0.5)
     p.add_argument("--deadline-ms", type=float, default=50.0)
+    p.add_argument("--udp-queue", type=int, default=None)
     args = p.parse_args()
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
                         reassembly_timeout_s=args.reassembly_timeout, deadline_ms=args.deadline_ms)
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
-                           udp=parse_hostport(args.udp, "--udp"), serial=args.serial)
+                           udp=parse_hostport(args.udp, "--udp"), serial=args.serial,
+                           udp_queue=args.udp_queue)
 
     def ready(addresses):
         print("READY " + json.dumps(addresses), flush=True)

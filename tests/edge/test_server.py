@@ -340,3 +340,33 @@ def test_overload_sheds_by_deadline_answered_frames_stay_fast(tmp_path):
     finally:
         client.close()
         server.stop()
+
+
+def test_saturated_edge_lets_the_kernel_drop_and_counts_every_datagram(tmp_path):
+    """Far beyond a slow model with a shallow UDP queue: the listener stops reading while even a
+    fresh frame would be refused, the kernel drops the overflow, and the server's counters
+    account for every datagram (answered + rejected + kernel drops = sent)."""
+    server = start_standin(tmp_path, "--max-batch", "4", "--delay", "0.02", "--deadline-ms", "60",
+                           "--udp-queue", "64")
+    client = UdpClient(server.udp)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    try:
+        n = 3000
+        for i in range(n):
+            client.send(frame(i % 8, device=1 + i % 16, seq=i))
+        got = {Kind.REPLY: 0, Kind.ERROR: 0}
+        try:
+            while True:
+                got[client.recv(timeout=1.5).kind] += 1
+        except socket.timeout:
+            pass
+        m = httpx.get(server.http + "/metrics").text
+        answered = metric(m, "snn_edge_inferences_total", codec="standin-5e5e0001")
+        rejected = sum(metric(m, "snn_edge_rejects_total", reason=r) for r in ("busy",))
+        drops = metric(m, "snn_edge_udp_kernel_drops")
+        assert drops > 0 and answered >= 4
+        assert answered + rejected + drops == n, (answered, rejected, drops)
+        assert got[Kind.REPLY] == answered and got[Kind.ERROR] == rejected
+    finally:
+        client.close()
+        server.stop()
