@@ -556,11 +556,11 @@ def compare_engines(bundles, engines: list[str], extra: list[str], duration: flo
 
 
 def _metric_sum(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    """The sum of a metric's samples over its labels (prometheus_client's parser, not by hand)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(float(s.value) for family in text_string_to_metric_families(text)
+               for s in family.samples if s.name == name)
 
 
 def _batch_stats(addr: dict) -> tuple[float, float]:

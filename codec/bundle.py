@@ -1,9 +1,11 @@
 """Bundles: one zip file holding everything to run, export and check a trained codec.
 
-Layout (a zip, stored uncompressed except the manifest):
+Layout (a zip, every member deflated; a reader checks each member's declared size against a
+limit before reading it, so a zip bomb is refused, not inflated):
 
 - ``manifest.json``: format name and version, bundle name, codec + backbone config, the exact
-  centres (float32 as hex and as numbers), the 4-byte fingerprint, input shape/normalisation,
+  centers (float32 as hex and as numbers; keys ``centers``/``centers_f32_hex``, older bundles
+  spell them ``centres``/``centres_f32_hex`` and still load), the 4-byte fingerprint, input shape/normalisation,
   classes, the training command line and seed, and measured metrics.
 - ``weights.pt``: ``{"backbone": state_dict, "codec": state_dict}``, floating tensors in float16
   (the codec is trained against the float16-rounded backbone; the figures in the manifest are
@@ -34,6 +36,7 @@ from codec.bundle_file import (
     DEFAULT_BUNDLE,
     EDGE_ONNX,
     MAX_EDGE_ONNX_BYTES,
+    MAX_MANIFEST_BYTES,
     edge_record,
     read_member,
 )
@@ -107,6 +110,16 @@ class Bundle:
                 f"{self.payload_bytes} B, fingerprint {self.fingerprint_hex})")
 
 
+# A bundle's members are small (the shipped one holds ~0.3 MB of weights); these caps refuse a zip
+# bomb or a mislabelled file before anything is inflated (`codec.bundle_file.read_member`).
+MAX_WEIGHTS_BYTES = 512 << 20
+
+
+def _manifest_centers(manifest: dict) -> list:
+    """The centers of a manifest, under either spelling (bundles before 2026-11-30 say 'centres')."""
+    return manifest["centers"] if "centers" in manifest else manifest["centres"]
+
+
 def make_manifest(name: str, backbone_record: dict, codec_config: dict, centres: np.ndarray, command: str, seed: int,
                   metrics: dict | None = None, extra: dict | None = None) -> dict:
     """The manifest dict of a new bundle (fingerprint filled in by `write_bundle`)."""
@@ -115,7 +128,7 @@ def make_manifest(name: str, backbone_record: dict, codec_config: dict, centres:
         "config": {"codec": codec_config,
                    "backbone": {"arch": backbone_record["arch"], "kwargs": backbone_record["kwargs"],
                                 "data": backbone_record.get("data"), "accuracy": backbone_record.get("accuracy")}},
-        "centres": [float(c) for c in centres],
+        "centers": [float(c) for c in centres],
         "input_shape": list(backbone_record["input_shape"]), "input_mean": list(backbone_record["input_mean"]),
         "input_std": list(backbone_record["input_std"]), "classes": list(backbone_record["classes"]),
         "command": command, "seed": seed, "metrics": metrics or {}, **(extra or {}),
@@ -144,13 +157,13 @@ def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_s
     bound by its SHA-256 in the manifest (it does not enter the codec fingerprint)."""
     path = Path(path)
     stored = storage_form(backbone_state, codec_state)
-    centres = np.asarray(manifest["centres"], dtype=np.float32)
     manifest = dict(manifest)
     manifest.pop("edge_onnx", None)
     if edge_onnx is not None:
         manifest["edge_onnx"] = edge_record(bytes(edge_onnx))
+    centres = np.asarray(_manifest_centers(manifest), dtype=np.float32)
     manifest["fingerprint"] = compute_fingerprint(manifest["config"]["codec"], centres, _hash_view(stored)).hex()
-    manifest["centres_f32_hex"] = centres.astype("<f4").tobytes().hex()
+    manifest["centers_f32_hex"] = centres.astype("<f4").tobytes().hex()
     buf = io.BytesIO()
     torch.save(stored, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,11 +188,12 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
         raise BundleError(f"bundle file {path} does not exist{hint}")
     try:
         with zipfile.ZipFile(path) as z:
-            manifest = json.loads(z.read("manifest.json"))
-            weights = z.read("weights.pt")
+            manifest = json.loads(read_member(z, "manifest.json", MAX_MANIFEST_BYTES, path))
+            weights = read_member(z, "weights.pt", MAX_WEIGHTS_BYTES, path)
             edge_onnx = (read_member(z, EDGE_ONNX, MAX_EDGE_ONNX_BYTES, path)
                          if EDGE_ONNX in z.namelist() else None)
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError) as exc:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError,
+            zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path} is not a valid bundle (corrupt or not a bundle: {type(exc).__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path} is not an snn bundle (its manifest has no format '{BUNDLE_FORMAT}')")
@@ -200,7 +214,8 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
     if bundle.fingerprint.hex() != manifest.get("fingerprint"):
         raise BundleError(f"{path} is corrupt: its weights hash to fingerprint {bundle.fingerprint.hex()}, "
                           f"its manifest says {manifest.get('fingerprint')}")
-    stored = np.frombuffer(bytes.fromhex(manifest.get("centres_f32_hex", "")), dtype="<f4")
+    stored = np.frombuffer(bytes.fromhex(manifest.get("centers_f32_hex", manifest.get("centres_f32_hex", ""))),
+                           dtype="<f4")
     if stored.shape != bundle.centers.shape or not np.array_equal(stored, bundle.centers):
         raise BundleError(f"{path} is corrupt: the centres in its manifest differ from its weights")
     if (edge_onnx is None) != (manifest.get("edge_onnx") is None) or (

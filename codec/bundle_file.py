@@ -55,18 +55,17 @@ class EdgeModel:
         return self.manifest["config"]["codec"]
 
 
-def read_member(z: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
-    """One member's bytes, refusing a member larger than `limit` (declared or actual)."""
-    try:
-        info = z.getinfo(name)
-    except KeyError:
-        raise BundleError(f"{path} has no {name}") from None
+def read_member(z: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
+    """A zip member's bytes, refused (BundleError) when its declared or actual size exceeds
+    `limit`; KeyError when the member is missing."""
+    info = z.getinfo(name)
     if info.file_size > limit:
-        raise BundleError(f"{path}: {name} is {info.file_size} bytes, more than the {limit} allowed")
+        raise BundleError(f"{path}: member {name} declares {info.file_size} bytes, over the {limit}-byte "
+                          "limit of a bundle; it is not a bundle this snn wrote")
     with z.open(info) as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
-        raise BundleError(f"{path}: {name} inflates past the {limit} bytes allowed")
+        raise BundleError(f"{path}: member {name} inflates past the {limit}-byte limit of a bundle")
     return data
 
 
@@ -100,7 +99,7 @@ def read_manifest(path: str | Path | None = None) -> dict:
     try:
         with _open(path) as z:
             return parse_manifest(read_member(z, MANIFEST, MAX_MANIFEST_BYTES, path), path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path} is corrupt ({type(exc).__name__})") from None
 
 
@@ -124,7 +123,7 @@ def load_edge_model(path: str | Path | None = None, threads: int = 1,
                     f"{path} carries no {EDGE_ONNX} (made before bundles held the ONNX edge half): add it "
                     f"with 'snn export {path} --add-edge' (needs torch), or serve it with --engine torch")
             data = read_member(z, EDGE_ONNX, limit, path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path} is corrupt ({type(exc).__name__})") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != record.get("sha256"):

@@ -10,7 +10,7 @@ from snn.errors import SnnError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="what", metavar="report|export|run|agree|boards", required=True)
+    sub = parser.add_subparsers(dest="what", metavar="report|export|run|agree|build|qemu|boards", required=True)
     r = sub.add_parser("report", help="flash, peak SRAM, MACs and latency of an int8 encoder on a board")
     r.add_argument("encoder", type=Path, help="int8 QDQ ONNX encoder (snn export -o DIR -> DIR/encoder.int8.onnx)")
     r.add_argument("--board", required=True, help="board name (stm32f411, stm32f746, stm32h743, nrf52840) "
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--pilots", type=int, default=4, help="pilot bytes per frame (default 4)")
     r.add_argument("--json", type=Path, default=None, help="write the figures here")
     r.add_argument("--no-refuse", action="store_true", help="exit 0 even when the model does not fit")
+    r.add_argument("--no-elf", action="store_true", help="skip building the real firmware to measure its ELF")
 
     e = sub.add_parser("export", help="C header of weights/biases/requantisation + JSON layer plan")
     e.add_argument("encoder", type=Path)
@@ -49,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--data", default="fmnist:test")
     a.add_argument("--count", type=int, default=None)
     a.add_argument("--json", type=Path, default=None)
+    a.add_argument("--engine", choices=("sim", "c"), default="sim",
+                   help="sim: the Python integer simulator; c: the generated C firmware built for this host")
+
+    from firmware_sim import fw_cli
+    fw_cli.add_arguments(sub)
 
     sub.add_parser("boards", help="list the board profiles")
 
@@ -93,6 +99,15 @@ def run(args: argparse.Namespace) -> int:
         from firmware_sim.report import check_fits, format_report, mcu_report
         rep = mcu_report(args.encoder, args.board, link=args.link, pilot_len=args.pilots)
         print(format_report(rep))
+        if not args.no_elf:
+            from firmware_sim.build import elf_report, format_elf, target_for
+            try:
+                target_for(rep["board"])
+            except SnnError:
+                pass  # a user's board profile without a firmware target: the estimate only
+            else:
+                rep["firmware"] = elf_report(args.encoder, rep["board"])
+                print(format_elf(rep["firmware"]))
         _write_json(args.json, rep)
         if not args.no_refuse:
             check_fits(rep)
@@ -103,11 +118,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {res['header']} ({res['arrays']} arrays, {res['param_bytes']} B of parameters) and "
               f"{res['plan']} (arena {res['arena_bytes']} B)")
         return 0
+    if args.what in ("build", "qemu") or (args.what == "agree" and args.engine == "c"):
+        from firmware_sim import fw_cli
+        return fw_cli.run(args)
     if args.what == "agree":
         from codec.datasets import load_dataset
         from firmware_sim.lowering import agreement
         ds = load_dataset(args.data).take(args.count)
         res = agreement(str(args.encoder), ds.images)
+        res.update(symbol_agreement=res["agreement"], symbol_agreement_vs_onnxruntime=res["agreement"],
+                   symbol_agreement_vs_sim=1.0, engine="sim")
         print(f"symbols agreeing with onnxruntime int8: {res['agree']}/{res['symbols']} = {res['agreement']:.6f} "
               f"({res['images_bit_exact']:.4f} of images bit-exact, max index distance {res['max_index_distance']})")
         _write_json(args.json, res)

@@ -78,3 +78,37 @@ def test_other_codec_is_refused(bundle_path):
 
 def test_default_bundle_path_is_package_data():
     assert DEFAULT_BUNDLE.name == "fmnist_default.snn" and DEFAULT_BUNDLE.parent.name == "zoo"
+
+
+def test_oversized_member_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    """A zip bomb (a member that inflates far past any real bundle) is refused by its declared size."""
+    import zipfile
+
+    import codec.bundle as bundle_module
+    from codec.bundle import load_bundle
+    from snn.errors import BundleError
+
+    bomb = tmp_path / "bomb.snn"
+    with zipfile.ZipFile(bomb, "w") as z:
+        z.writestr("manifest.json", b"{}", compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("weights.pt", b"\0" * (4 << 20), compress_type=zipfile.ZIP_DEFLATED)  # 4 MiB of zeros
+    assert bomb.stat().st_size < 64 << 10
+    monkeypatch.setattr(bundle_module, "MAX_WEIGHTS_BYTES", 1 << 20)
+    with pytest.raises(BundleError, match="over the 1048576-byte limit"):
+        load_bundle(bomb)
+
+
+def test_new_bundles_spell_centers_and_old_spelling_still_loads(tmp_path):
+    """Public formats say "centers" (as the ONNX metadata does); a bundle written before the rename,
+    with "centres", still loads to the same centers."""
+    new = make_random_bundle(tmp_path / "new.snn")
+    with zipfile.ZipFile(new) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        weights = z.read("weights.pt")
+    assert "centers" in manifest and "centers_f32_hex" in manifest and "centres" not in manifest
+    old_manifest = {("centres" + k[len("centers"):] if k.startswith("centers") else k): v for k, v in manifest.items()}
+    old = tmp_path / "old.snn"
+    with zipfile.ZipFile(old, "w") as z:
+        z.writestr("manifest.json", json.dumps(old_manifest))
+        z.writestr("weights.pt", weights)
+    assert np.array_equal(load_bundle(old).centers, load_bundle(new).centers)

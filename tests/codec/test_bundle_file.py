@@ -74,7 +74,7 @@ def test_bundle_without_edge_onnx_says_how_to_add_it(tmp_path):
 
 
 def test_size_limit_is_enforced(with_edge):
-    with pytest.raises(BundleError, match="allowed"):
+    with pytest.raises(BundleError, match="limit"):
         load_edge_model(with_edge, limit=1000)
 
 

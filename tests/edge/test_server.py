@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -16,17 +15,17 @@ from conftest import ROOT, UdpClient, start_standin
 from standin import FP_A, FP_B, payload_for
 
 from codec.wire.frame import ErrorCode, Kind, encode_inference
+from prometheus_client.parser import text_string_to_metric_families
 
 OCTET = {"content-type": "application/octet-stream"}
 
 
 def metric(text: str, name: str, **labels) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" ([0-9.e+-]+)$"
-    for line in text.splitlines():
-        m = re.match(pattern, line)
-        if m:
-            return float(m.group(1))
+    """One sample of the Prometheus text, read with prometheus_client's own parser."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == str(v) for k, v in labels.items()):
+                return float(sample.value)
     raise AssertionError(f"{name} {labels} not in /metrics")
 
 

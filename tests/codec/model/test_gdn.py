@@ -20,10 +20,16 @@ def test_gdn_matches_formula():
     assert torch.allclose(ig(x), x * denom, atol=1e-5)
 
 
-def test_gdn_denominator_positive_for_negative_params():
+def test_gdn_reparametrisation_keeps_the_denominator_positive_for_negative_params():
+    """beta and gamma are stored as square roots, so negative stored values still give beta > 0 and
+    gamma >= 0: the output is x / sqrt(9 + beta_min + sum_j x_j^2) for beta_sqrt = -3, gamma_sqrt = -1,
+    never a NaN or a sign flip."""
     g = GDN(2)
     with torch.no_grad():
         g.beta_sqrt.fill_(-3.0)
         g.gamma_sqrt.fill_(-1.0)
-    y = g(torch.randn(1, 2, 3, 3))
-    assert torch.isfinite(y).all()
+    x = torch.randn(1, 2, 3, 3)
+    y = g(x)
+    denom = torch.sqrt(9.0 + g.beta_min + (x * x).sum(1, keepdim=True))
+    assert torch.allclose(y, x / denom, atol=1e-6)
+    assert torch.equal(torch.sign(y), torch.sign(x))

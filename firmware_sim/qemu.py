@@ -1,0 +1,241 @@
+"""`snn mcu qemu`: the cross-compiled firmware under qemu-system-arm, over its emulated UART.
+
+    feeder ──UART (TCP chardev)──► firmware-qemu.elf ──UART──► relay ──► --to URL (proxy → edge)
+    feeder ◄── status 'S' ◄──────── firmware ◄──UART◄── relay ◄── reply ◄──────────┘
+
+QEMU runs the image the build wrote for its nearest machine (``firmware-qemu.elf``; for the
+STM32F411 that is ``netduinoplus2``, whose STM32F4 USART2 and memory map the board shares) with
+that USART bridged to a TCP socket this module listens on. Over that one byte stream this side
+sends images (the harness's ``00 'I'`` message, see ``firmware/main.c``), relays every protocol
+frame the firmware writes to ``--to`` unchanged, and writes the edge's replies back to the UART.
+The firmware itself parses the reply, times out, retries, and reports the outcome in a status
+message; nothing of the device runs in Python. The emulated USART has a one-byte receive
+register: QEMU's character backend stops reading the socket until the firmware has taken the
+byte (``can_receive``), so a polling firmware loses nothing and no pacing is needed.
+
+Timing. QEMU emulates instructions, not a pipeline: without ``-icount`` the SysTick follows the
+host's clock, so the encode time reported is QEMU's wall time; with ``--icount`` (``-icount
+shift=0``: one instruction = 1 ns of virtual time) the SysTick ticks per layer convert to
+**instructions executed**, which this module reports next to the cost model's cycle estimate.
+Instructions are not cycles: a Cortex-M4 spends 1-3 cycles on most, more on loads from flash
+with wait states; QEMU models none of that.
+"""
+from __future__ import annotations
+
+import json
+import selectors
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from codec.wire.cobs import CobsStreamDecoder, cobs_frame
+from snn.errors import SnnError
+
+QEMU = "qemu-system-arm"
+QEMU_HINT = "apt-get install qemu-system-arm (scripts/setup.sh does it as root)"
+
+
+def _open_transport(url: str):
+    from channel.transports import open_transport
+    return open_transport(url)
+
+
+def load_firmware(firmware_dir: Path, board: str) -> dict:
+    """The build's description (firmware.json) with its QEMU image checked."""
+    meta_path = Path(firmware_dir) / "firmware.json"
+    if not meta_path.is_file():
+        raise SnnError(f"{firmware_dir}: not a firmware folder (no firmware.json); run snn mcu build first")
+    meta = json.loads(meta_path.read_text())
+    if Path(board).stem.lower() != meta["board"]:
+        raise SnnError(f"{firmware_dir} was built for {meta['board']}, not {board}")
+    if not meta.get("qemu_machine"):
+        raise SnnError(f"no QEMU image for {meta['board']}: QEMU models no machine with its UART "
+                       "(only the STM32F411 image runs under QEMU, on netduinoplus2)")
+    elf = Path(firmware_dir) / "firmware-qemu.elf"
+    if not elf.is_file():
+        raise SnnError(f"{elf} is missing; rebuild with snn mcu build")
+    meta["qemu_elf"] = str(elf)
+    return meta
+
+
+class QemuUart:
+    """qemu-system-arm running an image, its firmware UART connected to a local TCP socket."""
+
+    def __init__(self, machine: str, elf: str, serial_index: int, icount: bool = False):
+        qemu = shutil.which(QEMU)
+        if qemu is None:
+            raise SnnError(f"{QEMU} not found: {QEMU_HINT}")
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(1)
+        port = self.server.getsockname()[1]
+        serial = ["-serial", "null"] * serial_index + ["-serial", "chardev:uart"]
+        cmd = [qemu, "-M", machine, "-display", "none", "-monitor", "none", "-nodefaults", "-kernel", elf,
+               "-chardev", f"socket,id=uart,host=127.0.0.1,port={port}", *serial]
+        if icount:
+            cmd += ["-icount", "shift=0"]
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.server.settimeout(15)
+        try:
+            self.sock, _ = self.server.accept()
+        except socket.timeout:
+            err = self._stop()
+            raise SnnError(f"{QEMU} did not connect its UART: {err or 'no output'}") from None
+        self.sock.setblocking(False)
+        self.decoder = CobsStreamDecoder(max_frame=4096)
+
+    def send(self, message: bytes) -> None:
+        self.sock.setblocking(True)
+        self.sock.sendall(cobs_frame(message))
+        self.sock.setblocking(False)
+
+    def read(self) -> list[bytes]:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return []
+        if not data:
+            raise SnnError(f"{QEMU} closed the UART: {self._stop() or 'it exited'}")
+        return self.decoder.feed(data)
+
+    def _stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            _, err = self.proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            err = b""
+        return (err or b"").decode(errors="replace").strip().splitlines()[-1:] and \
+            (err or b"").decode(errors="replace").strip().splitlines()[-1] or ""
+
+    def close(self) -> None:
+        for s in (getattr(self, "sock", None), self.server):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self._stop()
+
+
+def _layer_estimates(meta: dict, core: str) -> list[int]:
+    """The cost model's cycles for each firmware layer (the steps each stored tensor's loop runs)."""
+    from firmware_sim.cost_model import step_cycles
+    from firmware_sim.lowering import lower
+
+    program = lower(meta["encoder"])
+    by_name = {s.name: s for s in program.steps}
+    return [int(sum(step_cycles(by_name[n], core) for n in layer["steps"] if n in by_name)) for layer in meta["layers"]]
+
+
+def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, send_labels=None,
+             truth_labels=None, timeout_s: float = 3.0, retries: int = 2, icount: bool = False,
+             progress=None, seq0: int = 0) -> dict:
+    """Feed `images` to the firmware under QEMU, relay its frames to `to_url`; the run's figures."""
+    meta = load_firmware(Path(firmware_dir), board)
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    if len(images) and images[0].size != meta["input_bytes"]:
+        raise SnnError(f"images of {images[0].size} bytes; the firmware takes {meta['input_bytes']}")
+    if not 0 < timeout_s <= 60 or not 0 <= retries <= 10:
+        raise SnnError("--timeout must lie in (0, 60] s and --retries in 0..10")
+    link = _open_transport(to_url)
+    qemu = None
+    t_start = time.monotonic()
+    try:
+        qemu = QemuUart(meta["qemu_machine"], meta["qemu_elf"], int(meta.get("qemu_serial_index", 0)), icount)
+        sel = selectors.DefaultSelector()
+        sel.register(qemu.sock, selectors.EVENT_READ, "uart")
+        sel.register(link.fileno(), selectors.EVENT_READ, "link")
+        ready = None
+        deadline = time.monotonic() + 20
+        while ready is None:
+            if time.monotonic() > deadline:
+                raise SnnError("the firmware did not report ready on its UART within 20 s")
+            sel.select(0.2)
+            for m in qemu.read():
+                if m[:2] == b"\x00R":
+                    ready = m
+        boot_s = time.monotonic() - t_start
+        hz = float(meta["qemu_hz"])
+        rows, layer_ticks, frames_out, replies_in = [], [], 0, 0
+        for k, img in enumerate(images):
+            seq = (seq0 + k) & 0xFFFF
+            truth = 0xFF if send_labels is None else int(send_labels[k])
+            tmo = int(round(timeout_s * 1000))
+            qemu.send(bytes([0, ord("I"), seq >> 8, seq & 0xFF, truth, tmo >> 8, tmo & 0xFF, retries]) + img.tobytes())
+            t0 = time.monotonic()
+            status = layers = None
+            limit = t0 + 30 + (timeout_s * (retries + 1)) * (20 if icount else 3)
+            while status is None or layers is None:
+                if time.monotonic() > limit:
+                    raise SnnError(f"image {k}: the firmware sent no status within {limit - t0:.0f} s")
+                for key, _ in sel.select(0.5):
+                    if key.data == "uart":
+                        for m in qemu.read():
+                            if m[:2] == b"\x00S" and len(m) >= 18 and (m[2] << 8 | m[3]) == seq:
+                                status = m
+                            elif m[:2] == b"\x00L":
+                                layers = m
+                            elif m and m[0] != 0:
+                                link.send(m)
+                                frames_out += 1
+                    else:
+                        got = link.recv(timeout=0)
+                        while got is not None:
+                            qemu.send(got[0])
+                            replies_in += 1
+                            got = link.recv(timeout=0)
+            wall = time.monotonic() - t0
+            code = status[4]
+            rows.append({"seq": seq, "status": ("answered", "error", "no_reply")[min(code, 2)],
+                         "label": int(status[5]) if code == 0 else None,
+                         "confidence": status[6] / 255.0 if code == 0 else None,
+                         "ber": (status[7] << 8 | status[8]) * 1e-5 if code == 0 else None,
+                         "error_code": int(status[5]) if code == 1 else None, "attempts": int(status[9]),
+                         "encode_ticks": int.from_bytes(status[10:14], "big"),
+                         "rtt_ticks": int.from_bytes(status[14:18], "big"), "wall_ms": wall * 1e3})
+            n_layers = layers[2]
+            layer_ticks.append([int.from_bytes(layers[3 + 4 * j:7 + 4 * j], "big") for j in range(n_layers)])
+            if progress and ((k + 1) % 50 == 0 or k + 1 == len(images)):
+                done = sum(r["status"] == "answered" for r in rows)
+                progress(f"{k + 1}/{len(images)} images, {done} answered")
+    finally:
+        if qemu is not None:
+            qemu.close()
+        link.close()
+    wall_s = time.monotonic() - t_start
+    answered = [r for r in rows if r["status"] == "answered"]
+    correct = 0
+    if truth_labels is not None:
+        correct = sum(1 for r, t in zip(rows, truth_labels) if r["label"] is not None and r["label"] == int(t))
+    enc = np.array([r["encode_ticks"] for r in rows], float) / hz * 1e3
+    rtt = np.array([r["rtt_ticks"] for r in answered], float) / hz * 1e3 if answered else np.zeros(1)
+    res = {"board": meta["board"], "qemu_machine": meta["qemu_machine"], "count": len(rows),
+           "answered": len(answered), "accuracy": correct / len(rows) if rows else 0.0,
+           "accuracy_answered": correct / len(answered) if answered else 0.0,
+           "errors": sum(r["status"] == "error" for r in rows), "no_reply": sum(r["status"] == "no_reply" for r in rows),
+           "resends": int(sum(r["attempts"] - 1 for r in rows)), "frames_relayed": frames_out,
+           "replies_relayed": replies_in, "icount": bool(icount), "boot_s": boot_s, "wall_s": wall_s,
+           "per_image_wall_ms": float(np.mean([r["wall_ms"] for r in rows])) if rows else 0.0,
+           "rtt_p50_ms": float(np.percentile(rtt, 50)), "rtt_p99_ms": float(np.percentile(rtt, 99)),
+           "encode_p50_ms": float(np.percentile(enc, 50)) if rows else 0.0,
+           "timing_note": ("virtual time under -icount shift=0 (1 instruction = 1 ns)" if icount
+                           else "QEMU wall time of the emulated firmware, not the board's")}
+    if icount and layer_ticks:
+        per = np.mean(np.array(layer_ticks, float), axis=0) * (1e9 / hz)   # ticks -> ns -> instructions
+        from firmware_sim.boards import load_board
+        core = load_board(meta["board"]).core
+        est = _layer_estimates(meta, core)
+        res["instructions"] = int(round(per.sum()))
+        res["cost_model_cycles"] = int(sum(est))
+        res["layers"] = [{"layer": L["index"], "tensor": L["tensor"], "ops": L["ops"], "macs": L["macs"],
+                          "instructions": int(round(i)), "cost_model_cycles": e}
+                         for L, i, e in zip(meta["layers"], per, est)]
+        res["note"] = "QEMU counts instructions, not cycles; the cost model estimates cycles"
+    res["rows"] = rows
+    return res
