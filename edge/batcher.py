@@ -220,7 +220,11 @@ class MicroBatcher:
         return batch
 
     def _split_expired(self, batch: list[Job]) -> tuple[list[Job], list[Job]]:
-        """(jobs that can still be answered in time, jobs that cannot): run only the first."""
+        """(jobs that can still be answered in time, jobs that cannot): run only the first.
+        Only while work waits behind this batch: refusing a late job is worth it when the
+        model time goes to others; with nothing queued it is answered late rather than not."""
+        if not self._queue:
+            return batch, []
         now = time.perf_counter()
         limit = now + self.expected_s(len(batch)) - self.deadline_s   # received before: too late
         if batch[0].t_recv > limit:     # the oldest is in time, so are all (FIFO)

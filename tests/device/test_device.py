@@ -197,8 +197,8 @@ def test_busy_is_retried_after_a_jittered_doubling_backoff(int8_encoder, test_im
     assert s["answered"] == 4 and client.stats["busy"] == 8
     for seq, times in r.arrivals.items():
         first, second = times[1] - times[0], times[2] - times[1]
-        assert 0.02 <= first <= 0.075 + 0.05, times     # 50 ms x [0.5, 1.5], plus scheduling slack
-        assert 0.045 <= second <= 0.15 + 0.05, times    # doubled
+        assert 0.02 <= first <= 0.075 + 0.25, times     # 50 ms x [0.5, 1.5], plus a busy machine's slack
+        assert 0.045 <= second <= 0.15 + 0.25, times    # doubled
     gaps = [c.busy_backoff(0) for c in (client,) for _ in range(200)]
     assert min(gaps) >= 0.025 and max(gaps) <= 0.075 and np.std(gaps) > 0.01   # jittered
     assert client.busy_backoff(30) == client.timeout                          # bounded
