@@ -396,6 +396,15 @@ def _own_cpu_s() -> float:
 
 
 @contextmanager
+def _server_accounting(addr: dict, out: dict):
+    """Add the datagrams the kernel dropped for the server during the block to `out`."""
+    before = server_counts(addr)
+    yield
+    time.sleep(0.1)
+    out["kernel_drops"] = int(server_counts(addr)["kernel_drops"] - before["kernel_drops"])
+
+
+@contextmanager
 def _cpu_account(pid: int, out: dict, key: str = "answered"):
     """Add server and load-generator CPU microseconds per answered frame to `out`."""
     s0, c0, w0 = _cpu_s(pid), _own_cpu_s(), time.perf_counter()
@@ -631,7 +640,7 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         log(f"udp closed loop: {window} in flight, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         udp_max: dict = {}
-        with _cpu_account(proc.pid, udp_max):
+        with _cpu_account(proc.pid, udp_max), _server_accounting(addr, udp_max):
             udp_max.update(udp_closed_loop(target, maker, duration, window))
         udp_max["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_max"] = udp_max
@@ -646,7 +655,7 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         log(f"udp open loop: {rate:.0f} frames/s offered, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         udp_rate: dict = {}
-        with _cpu_account(proc.pid, udp_rate):
+        with _cpu_account(proc.pid, udp_rate), _server_accounting(addr, udp_rate):
             udp_rate.update(udp_open_loop(target, FrameMaker(codec, seed=1, n_devices=64), rate,
                                           duration, garbage))
         udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
@@ -682,7 +691,9 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
     result["sent"] = udp_max["sent"] + udp_rate["sent"]
     result["answered"] = udp_max["answered"] + udp_rate["answered"]
     result["rejected"] = udp_max["rejected"] + udp_rate["rejected"]
-    result["lost"] = udp_max["lost"] + udp_rate["lost"]
+    result["kernel_drops"] = udp_max["kernel_drops"] + udp_rate["kernel_drops"]
+    # no reply and not dropped by the kernel either (the server counts its drops)
+    result["lost"] = udp_max["lost"] + udp_rate["lost"] - result["kernel_drops"]
     result["throughput_fps"] = udp_max["throughput_fps"]
     result["ratio"] = round(result["throughput_fps"] / result["model_fps"], 3) if result["model_fps"] else None
     result["p50_ms"] = udp_rate["p50_ms"]
@@ -780,7 +791,7 @@ def format_edge(r: dict) -> str:
         f"server stalls > 100 ms (all phases): loop {r['server'].get('loop_lag_over_100ms')}, "
         f"model batches {r['server'].get('model_batches_over_100ms')}",
         f"udp throughput / model alone = {r['ratio']}   "
-        f"accounted (sent = answered + rejected): {r['accounted']}   "
+        f"accounted (sent = answered + rejected + kernel drops {r.get('kernel_drops', 0)}): {r['accounted']}   "
         f"SIGTERM exit {r['server']['sigterm_exit_s']} s (code {r['server']['exit_code']})",
     ]
     if "engines" in r:
