@@ -237,7 +237,9 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
     while True:
         now = time.perf_counter()
         if i < n:
-            due = min(n, int((now - t0) * rate) + 1)
+            # at most 64 sends between two looks at the replies (a load generator that falls
+            # behind must not let replies wait in its own socket)
+            due = min(n, int((now - t0) * rate) + 1, i + 64)
             while i < due:
                 try:
                     sock.send(frames[i])

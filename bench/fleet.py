@@ -127,7 +127,11 @@ def play(target: tuple[str, int], sched: FleetSchedule, grace: float = 3.0) -> d
     while True:
         now = time.perf_counter()
         if i < n:
-            while i < n and times[i] <= now - t0:
+            burst = 0
+            # at most 64 sends between two looks at the replies: a load generator that falls
+            # behind must not let replies wait in its own socket (that would be its latency)
+            while i < n and times[i] <= now - t0 and burst < 64:
+                burst += 1
                 try:
                     sock.send(frames[i])
                 except BlockingIOError:

@@ -213,8 +213,10 @@ def load_codecs(paths: list[str] | None, trace: bool = False, engine: str = "onn
                 threads: int = 1) -> CodecRegistry:
     """Load bundles by path (none given: the shipped default bundle) onto `engine`
     ("onnx": manifest + verified edge.onnx, no torch; "torch": the whole bundle)."""
-    if engine not in ("onnx", "torch"):
-        raise SnnError(f"--engine takes onnx or torch, got {engine!r}")
+    from edge.engines import ENGINES
+
+    if engine not in ENGINES:
+        raise SnnError(f"--engine takes {' or '.join(ENGINES)}, got {engine!r}")
     registry = CodecRegistry()
     for path in (paths or [None]):
         source = str(path) if path else "default"

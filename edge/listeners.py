@@ -118,34 +118,42 @@ class UdpListener:
         return listener
 
     def _on_readable(self) -> None:
-        if self._saturated():
-            return
-        if self.timestamps:
-            return self._read_stamped()
-        recvfrom, handle = self.sock.recvfrom, self.core.handle_frame
+        recvmsg, recvfrom, handle = self.sock.recvmsg, self.sock.recvfrom, self.core.handle_frame
+        batcher = getattr(self.core, "batcher", None)
+        stamped, unpack = self.timestamps, _TIMESPEC.unpack_from
+        # kernel stamps are wall-clock; the pipeline's are perf_counter: one offset per burst
+        offset = time.time() - time.perf_counter()
         for _ in range(self.burst):
+            if batcher is not None and self._saturated(batcher):
+                return
             try:
-                data, addr = recvfrom(65536)
+                if stamped:
+                    data, anc, _flags, addr = recvmsg(65536, 64)
+                else:
+                    (data, addr), anc = recvfrom(65536), None
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ICMP port unreachable from a client that went away
                 log.debug("udp receive error: %s", exc)
                 continue
-            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr))
+            t_recv = None
+            if anc and len(anc[0][2]) >= _TIMESPEC.size:
+                sec, nsec = unpack(anc[0][2])
+                t_recv = min(sec + nsec * 1e-9 - offset, time.perf_counter())
+            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), t_recv)
 
-    def _saturated(self) -> bool:
+    def _saturated(self, batcher) -> bool:
         """Overload: when even a fresh frame would be refused, stop reading for about half a
-        batch. The kernel holds what arrives meanwhile (a bounded `--udp-queue`) and drops what
-        overflows, counted: the cheapest refusal there is, and it leaves the CPU to the model.
-        Frames read after the pause still carry their arrival time, so admission stays exact."""
-        batcher = getattr(self.core, "batcher", None)
-        if batcher is None or not batcher.accepting:
+        batch (checked before every datagram). The kernel holds what arrives meanwhile (a
+        bounded `--udp-queue`) and drops what overflows, counted: the cheapest refusal there
+        is, and it leaves the CPU to the model. Frames read after the pause carry their arrival
+        time, so one that waited too long is still refused BUSY by admission."""
+        if not batcher.accepting:
             return False
         now = time.perf_counter()
         if batcher.admit(now, now):
             return False
-        fd = self.sock.fileno()
-        self._loop.remove_reader(fd)
+        self._loop.remove_reader(self.sock.fileno())
         self.paused += 1
         pause = min(0.005, max(0.0005, batcher.expected_s(batcher.max_batch) / 2))
         self._loop.call_later(pause, self._resume)
@@ -154,24 +162,6 @@ class UdpListener:
     def _resume(self) -> None:
         if not self._closed:
             self._loop.add_reader(self.sock.fileno(), self._on_readable)
-
-    def _read_stamped(self) -> None:
-        recvmsg, handle, unpack = self.sock.recvmsg, self.core.handle_frame, _TIMESPEC.unpack_from
-        # kernel stamps are wall-clock; the pipeline's are perf_counter: one offset per burst
-        offset = time.time() - time.perf_counter()
-        for _ in range(self.burst):
-            try:
-                data, anc, _flags, addr = recvmsg(65536, 64)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.debug("udp receive error: %s", exc)
-                continue
-            t_recv = None
-            if anc and len(anc[0][2]) >= _TIMESPEC.size:
-                sec, nsec = unpack(anc[0][2])
-                t_recv = min(sec + nsec * 1e-9 - offset, time.perf_counter())
-            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), t_recv)
 
     def send(self, data: bytes, addr) -> None:
         if self._backlog:
