@@ -186,7 +186,12 @@ class EdgeCore:
         try:
             frame = self._check(data)
             if frame.frag_count == 1:
-                self._submit(Inference.from_frame(frame), transport, reply, t_recv)
+                if self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
+                    # shed before the frame costs anything more (pilots, BER, queue, model)
+                    self._busy(frame.fingerprint, frame.device_id, frame.seq, frame.header_copies,
+                               transport, reply)
+                    return
+                self._submit(Inference.from_frame(frame), transport, reply, t_recv, admitted=True)
                 return
             key = (frame.fingerprint, frame.device_id, frame.seq)
             self._reply_to[key] = (transport, reply)
@@ -253,8 +258,8 @@ class EdgeCore:
         self._submit(Inference.from_assembled(item), transport, reply, t_recv or time.perf_counter())
 
     def _submit(self, item: Inference, transport: str, reply: Callable[[bytes], None],
-                t_recv: float) -> None:
-        if self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
+                t_recv: float, admitted: bool = False) -> None:
+        if not admitted and self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
             # shed before the inference costs anything more (BER estimate, queue slot, model time)
             self._busy(item.fingerprint, item.device_id, item.seq, item.header_copies, transport, reply)
             return
