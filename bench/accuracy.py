@@ -9,10 +9,12 @@ Methods (rows):
 - ``semanticnn`` (the shipped bundle) and ablation bundles found in ``codec/zoo`` (names
   ``*layer3*``, ``fmnist_*no_ber*``, ``*no_xai*``, ``*binary*``) or given with --ablation NAME=PATH; ``deepcod``,
   the DeepCOD-style codec of `bench.deepcod` (same encoder budget, no channel in training). They
-  send real v1 frames: 31-byte protected header + 4 pilot bytes + packed symbols, resent while
-  the header is lost (<= cap); the edge unpacks the body with its bit errors, marks symbols of
-  lost fragments erased, and is told the BER its pilots measured, pooled over the run (what its
-  per-device smoothing converges to).
+  send v2 frames (docs/PROTOCOL.md): header copies as `--header-copies auto` settles on at the
+  BER, each a 12-byte BCH-protected block (device id, counter, 32-bit MIC), then the encrypted
+  packed symbols; a transmission whose header is lost is resent (a new counter, the long
+  counter's 2 bytes more per block, <= cap); the edge unpacks the body with its bit errors, marks
+  symbols of lost fragments erased, and is told the BER its header decoding measured, pooled
+  over the run (what its per-device smoothing converges to). Every one of those bytes counts.
 - ``feat8-*``: uniform 8-bit quantization of the float split features (per-image min and max as
   two float32, then C·H·W bytes), no learning; sent ``plain`` (SemanticNN framing, errors land in
   the features) and with ``arq``.
@@ -54,7 +56,6 @@ BERS = (0.0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
 CHANNELS = ("iid", "ge")
 BURST = 8.0
 LINK = "lora-sf7"
-PILOTS = 4
 CAP = delivery.DEFAULT_CAP
 QUICK_COUNT = 300
 PLAIN_COUNT = None  # images for the decode-and-classify `*-plain` rows (None: all)
@@ -190,9 +191,9 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
     symbols = clean_cache[key]
     packed = pack_symbols(symbols, b.levels, gray=b.gray)
     messages = [row.tobytes() for row in packed]
-    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, extra=PILOTS, copies=header_copies)
-    pilot_bits = int(tr.pilot_bits.sum())
-    ber_est = float(tr.pilot_flips.sum()) / pilot_bits if pilot_bits else 0.0
+    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, copies=header_copies)
+    header_bits = int(tr.header_bits.sum())
+    ber_est = float(tr.header_flips.sum()) / header_bits if header_bits else 0.0
     ok = tr.delivered
     rx_bytes = np.zeros_like(packed)
     erased_b = np.zeros(packed.shape, dtype=bool)
@@ -381,7 +382,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         "benchmark": "accuracy", "rows": rows, "bars": check_bars(rows), "equal_accuracy": equal_accuracy(rows),
         "config": {"data": data.name, "count": n, "side_count": side_n, "quick": quick, "link": link, "mtu": mtu,
                    "channels": list(channels), "bers": [float(b) for b in bers], "ge_burst_bits": burst,
-                   "arq_cap": cap, "pilot_bytes": PILOTS, "frame_header_bytes": delivery.FRAME_HEADER,
+                   "arq_cap": cap, "pilot_bytes": 0, "frame_header_bytes": delivery.FRAME_HEADER,
                    "baseline_header_bytes": delivery.HEADER_FIELDS, "crc32_bytes": delivery.CRC32_BYTES,
                    "rs_rates": {r: f"RS(255,{255 - delivery.RS_RATES[r]})" for r in rs_rates},
                    "jpeg_qualities": list(qualities), "seed": seed,

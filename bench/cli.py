@@ -26,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", type=Path, metavar="PATH")
 
+    flood = sub.add_parser("flood", help="a keyed device while one source floods the edge with garbage")
+    flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
+    flood.add_argument("--garbage-rate", type=float, default=20000.0,
+                       help="garbage datagrams/s from one source (default %(default)s)")
+    flood.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
+    flood.add_argument("--bundle", action="append", metavar="B")
+    flood.add_argument("--json", type=Path, metavar="PATH")
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
     from bench.edge_load import add_bench_arguments
     add_bench_arguments(edge)
@@ -70,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, result)
     elif args.bench == "channel":
         return run_channel_bench(args)
+    elif args.bench == "flood":
+        from bench.flood import format_flood, run_flood
+        if args.rate <= 0 or args.garbage_rate < 0 or args.duration <= 0:
+            raise SnnError("--rate and --duration must be positive, --garbage-rate >= 0")
+        result = run_flood(args.rate, args.garbage_rate, args.duration, args.bundle)
+        print(format_flood(result))
+        write_json(args.json, result)
+        return 0 if result["garbage_replies"] == 0 else 1
     elif args.bench == "edge":
         from bench.edge_load import run_bench
         return run_bench(args, write_json)

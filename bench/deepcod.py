@@ -147,7 +147,10 @@ def load_deepcod(path: str | Path, bundle) -> DeepCODCodec:
     from codec.model.semantic_codec import SemanticCodec
     from snn.errors import BundleError
 
-    record = torch.load(Path(path), weights_only=False, map_location="cpu")
+    try:
+        record = torch.load(Path(path), weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - unreadable, or a pickle naming more than tensors and plain data
+        raise BundleError(f"{path} is not a DeepCOD-style codec file ({type(exc).__name__})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise BundleError(f"{path} is not a DeepCOD-style codec written by bench.deepcod")
     if record["bundle_fingerprint"] != bundle.fingerprint.hex():

@@ -20,12 +20,17 @@ the link, and retransmissions are later rounds of the same stream.
   most t = nsym // 2 byte errors decodes (bounded-distance decoding; `tests/bench` checks this
   rule against `reedsolo` itself); with more, the inference fails (a decoder error, or a
   miscorrection that the frame's own checks reject).
-- Header-only protection (`header_only`, SemanticNN's own frames and the "no CRC, no ARQ"
-  baseline, which uses them too): the 31-byte frame header of `codec.wire.frame` (17 fields, CRC-16,
-  RS(31, 19) parity) is accepted when it has at most 6 byte errors (bounded-distance decoding,
-  then the CRC; `tests/bench` checks this rule against `codec.frame.parse_frame`); otherwise the
-  frame is dropped and the device resends it (timeout, same sequence number) up to `cap`
-  attempts. The body arrives with its bit errors.
+- Header-only protection (`header_only`, SemanticNN's own v2 frames and the "no CRC, no ARQ"
+  baseline, which uses them too): each fragment is `copies` BCH-protected header blocks of
+  `codec.wire.frame` (12 bytes, 13 when fragmented: device id, counter, MIC, version/kind and 28
+  parity bits) followed by the data; a block is accepted when, after the bitwise majority of
+  its copies, at most 4 of its bits are wrong (BCH t = 4; a miscorrection beyond t is caught by
+  the MIC, so it is a loss too; `tests/bench` checks this rule against
+  `codec.wire.frame.parse_data`). The edge decodes an inference with the fragments whose header
+  arrived (the others erased); only when none arrived does the device resend the whole
+  inference (timeout, a new counter, the long 32-bit counter: blocks 2 bytes longer), up to
+  `cap` transmissions. The body arrives with its bit errors; the bits the header decoding
+  corrected are the edge's BER estimate (`header_flips` / `header_bits`).
 
 Only the uplink is counted (the device's bytes); replies and ACKs are not, for any method.
 """
@@ -35,11 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec.wire.frame import header_bytes
+from codec.wire import bch
+from codec.wire.frame import BLOCK_BYTES, FRAG_BLOCK_BYTES, LONG_EXTRA, TRUTH_BYTES
 
-HEADER_FIELDS = 17            # header fields without CRC/parity (PROTOCOL.md §2, bytes 0-16)
-FRAME_HEADER = header_bytes()  # 31: SemanticNN's protected header (fields + CRC-16 + RS parity)
-FRAME_HEADER_T = 6             # byte errors the RS(31, 19) header code corrects
+HEADER_FIELDS = 17            # v1 header fields a baseline frame carries (the bit-level baselines)
+FRAME_HEADER = BLOCK_BYTES    # 12: a v2 header block (device, counter, MIC, version/kind, BCH parity)
+FRAME_HEADER_T = bch.T        # bit errors a v2 header block corrects
 CRC32_BYTES = 4
 DEFAULT_CAP = 8
 RS_RATES = {"rs223": 32, "rs191": 64, "rs127": 128}  # name -> parity bytes nsym of RS(255, 255 - nsym)
@@ -54,8 +60,8 @@ class Transfer:
     packets: np.ndarray
     received: list | None = None
     erased: list | None = None
-    pilot_flips: np.ndarray | None = None
-    pilot_bits: np.ndarray | None = None
+    header_flips: np.ndarray | None = None   # header bits found wrong in accepted frames
+    header_bits: np.ndarray | None = None    # header bits received in accepted frames
 
     def summary(self) -> dict:
         return {"bytes_on_air": float(self.bytes_on_air.mean()),
@@ -151,72 +157,89 @@ def rs(model, rng: np.random.Generator, lengths, mtu: int, nsym: int, header: in
     return Transfer(sent.astype(np.float64), ok, k.copy())
 
 
+def _plan(length: int, mtu: int, copies: int, extra: int, long_counter: bool) -> int:
+    """Fragments of a v2 inference (`codec.wire.frame.frame_plan`'s rule, without its 16-fragment
+    limit, so that large baseline messages can be costed too)."""
+    grow = LONG_EXTRA if long_counter else 0
+    if copies * (BLOCK_BYTES + grow) + length + extra <= mtu:
+        return 1
+    room = mtu - copies * (FRAG_BLOCK_BYTES + grow) - extra
+    if room <= 0:
+        raise ValueError(f"no room for data in a fragment at MTU {mtu} with {copies} header copies")
+    return max(2, -(-length // room))
+
+
 def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int, cap: int = DEFAULT_CAP,
-                header: int = FRAME_HEADER, t: int = FRAME_HEADER_T, extra: int = 0,
-                copies: int = 1) -> Transfer:
-    """Protected header only: resend a fragment while its header is lost (<= cap), keep body errors.
+                t: int = FRAME_HEADER_T, copies: int = 1, truth: bool = False) -> Transfer:
+    """SemanticNN v2 frames: BCH-protected header blocks, body errors kept (see the module doc).
 
     `copies` (1, 3, 5): the header block is sent that many times and the receiver takes the
-    bitwise majority before counting byte errors (codec.wire.frame's header copies).
-
-    `extra` bytes per fragment (pilots) travel between the header and the data and count as bytes
-    on air; `pilot_flips[i]` counts their flipped bits in the accepted attempts of item i and
-    `pilot_bits[i]` how many pilot bits arrived. `received[i]` is the message as it arrived (bit
-    errors included) and `erased[i]` marks the bytes of fragments that hit the cap (zeros in
-    `received`); `delivered` is False only when no fragment of the item arrived.
+    bitwise majority before the BCH decoder. `received[i]` is the message as it arrived (bit
+    errors included) and `erased[i]` marks the bytes of fragments whose header was lost (zeros
+    in `received`); `delivered` is False only when no fragment of the item arrived in `cap`
+    transmissions. `truth` adds the 3 test-mode truth bytes to the last fragment.
     """
     lengths = np.array([len(m) for m in messages], dtype=np.int64)
-    span = header * copies                     # header bytes on the air
-    k, chunk = fragment_plan(lengths, mtu - span - extra)
     n = len(messages)
     sent = np.zeros(n, dtype=np.int64)
     packets = np.zeros(n, dtype=np.int64)
-    arrived = np.zeros(n, dtype=np.int64)
-    pilot_flips = np.zeros(n, dtype=np.int64)
+    header_flips = np.zeros(n, dtype=np.int64)
+    header_bits = np.zeros(n, dtype=np.int64)
     flat = np.frombuffer(b"".join(messages), dtype=np.uint8).copy()
-    erased = np.zeros(flat.size, dtype=bool)
+    clean = flat.copy()
+    erased = np.ones(flat.size, dtype=bool)
     offset = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    for index in range(int(k.max()) if n else 0):
-        pending = index < k
-        dlen = fragment_length(lengths, chunk, index)
-        size = span + extra + dlen
-        for _ in range(cap):
-            idx = np.flatnonzero(pending)
-            if idx.size == 0:
-                break
-            starts = np.concatenate([[0], np.cumsum(size[idx])])
+    extra = TRUTH_BYTES if truth else 0
+    pending = np.ones(n, dtype=bool)            # no fragment of the item has arrived yet
+    for attempt in range(cap):
+        idx_all = np.flatnonzero(pending)
+        if idx_all.size == 0:
+            break
+        long_counter = attempt > 0                 # resends carry the whole counter
+        k = np.array([_plan(int(m), mtu, copies, extra, long_counter) for m in lengths[idx_all]])
+        chunk = -(-lengths[idx_all] // k)
+        block = np.where(k > 1, FRAG_BLOCK_BYTES, BLOCK_BYTES) + (LONG_EXTRA if long_counter else 0)
+        arrived_any = np.zeros(idx_all.size, dtype=bool)
+        for index in range(int(k.max())):
+            sel = np.flatnonzero(index < k)
+            idx = idx_all[sel]
+            dlen = np.clip(lengths[idx] - index * chunk[sel], 0, chunk[sel])
+            span = block[sel] * copies
+            size = span + dlen + np.where(index == k[sel] - 1, extra, 0)
+            starts = np.concatenate([[0], np.cumsum(size)])
             pos = np.asarray(model.flip_positions(int(starts[-1]) * 8, rng), dtype=np.int64)
             byte = pos // 8
-            per_byte = np.bincount(byte, minlength=int(starts[-1])) > 0
             pkt = np.searchsorted(starts, byte, side="right") - 1
             off = byte - starts[pkt]
-            in_head = off < span
-            if copies == 1:
-                c_bytes = np.concatenate([[0], np.cumsum(per_byte)])
-                good = c_bytes[starts[:-1] + header] - c_bytes[starts[:-1]] <= t
-            else:  # a header bit is wrong after the vote when most of its copies flipped
-                key = (pkt[in_head] * header + off[in_head] % header) * 8 + pos[in_head] % 8
-                votes = np.bincount(key, minlength=idx.size * header * 8) > copies // 2
-                good = votes.reshape(idx.size, header, 8).any(axis=2).sum(axis=1) <= t
-            sent[idx] += size[idx]
+            in_head = off < span[pkt]
+            # a header bit is wrong after the vote when more than half of its copies flipped
+            hb = block[sel][pkt[in_head]]
+            key = pkt[in_head] * 1024 + (off[in_head] % hb) * 8 + pos[in_head] % 8
+            uniq, votes = np.unique(key, return_counts=True)
+            wrong = np.bincount(uniq[votes > copies // 2] // 1024, minlength=sel.size)
+            good = wrong <= t
+            sent[idx] += size
             packets[idx] += 1
-            ok_flip = good[pkt]
-            pil = ok_flip & ~in_head & (off < span + extra)
-            np.add.at(pilot_flips, idx[pkt[pil]], 1)
-            body = ok_flip & (off >= span + extra)
+            flips_head = np.bincount(pkt[in_head], minlength=sel.size)
+            header_flips[idx[good]] += flips_head[good]
+            header_bits[idx[good]] += (span * 8)[good]
+            body = good[pkt] & ~in_head & (off - span[pkt] < dlen[pkt])
             owner = idx[pkt[body]]
-            where = offset[owner] + index * chunk[owner] + off[body] - span - extra
+            where = offset[owner] + index * chunk[sel][pkt[body]] + off[body] - span[pkt[body]]
             np.bitwise_xor.at(flat, where, (0x80 >> (pos[body] % 8)).astype(np.uint8))
-            arrived[idx[good]] += 1
-            pending[idx[good]] = False
-        for i in np.flatnonzero(pending):  # fragments that hit the cap: their bytes are erased
-            a = offset[i] + index * chunk[i]
-            erased[a:a + dlen[i]] = True
-            flat[a:a + dlen[i]] = 0
-    delivered = arrived > 0
+            for j in np.flatnonzero(good):
+                a = offset[idx[j]] + index * chunk[sel][j]
+                erased[a:a + dlen[j]] = False
+            arrived_any[sel[good]] = True
+        pending[idx_all[arrived_any]] = False
+        # items that got nothing start over on their next transmission: undo any partial state
+        for i in idx_all[~arrived_any]:
+            flat[offset[i]:offset[i] + lengths[i]] = clean[offset[i]:offset[i] + lengths[i]]
+    flat[erased] = 0
+    delivered = ~pending
     out = [flat[o:o + m].tobytes() if d else None for o, m, d in zip(offset, lengths, delivered)]
     tr = Transfer(sent.astype(np.float64), delivered, packets, out)
     tr.erased = [erased[o:o + m] for o, m in zip(offset, lengths)]
-    tr.pilot_flips = pilot_flips
-    tr.pilot_bits = arrived * extra * 8
+    tr.header_flips = header_flips
+    tr.header_bits = header_bits
     return tr

@@ -37,7 +37,8 @@ def run_live(count: int, ber: float, link: str = "lora-sf7") -> dict:
         proc = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder),
                                "--to", stack.device_url, "--data", "fmnist:test", "--count", str(count),
                                "--truth", "--link", link, "--window", "8", "--timeout", "2",
-                               "--quiet", "--json", str(out)], capture_output=True, text=True)
+                               "--quiet", "--json", str(out), *stack.device_args(1)],
+                              capture_output=True, text=True)
         if proc.returncode != 0 or not out.is_file():
             raise SnnError(f"the device run failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         device = json.loads(out.read_text())
@@ -72,10 +73,12 @@ def format_demo(result: dict) -> str:
                   f"snn edge serve, loopback UDP",
                   f"   answered {d['answered']}/{d['count']}, accuracy {d['accuracy']:.2%}, "
                   f"{d['transmissions']} transmissions, {d['bytes_sent_mean']:.0f} B sent per inference "
-                  f"(every header copy, parity byte, pilot and resend counted)",
+                  f"(every header copy, parity bit, MIC, counter and resend counted; keys provisioned "
+                  f"by the demo, payload AES-CTR encrypted)",
                   f"   encode p50 {d['encode_p50_ms']:.2f} ms, round trip p50 {d['rtt_p50_ms']:.1f} ms / "
                   f"p99 {d['rtt_p99_ms']:.1f} ms, time on air on {live['link']}: "
                   f"{d['airtime_ms_per_inference']:.0f} ms",
                   f"   BER measured by the proxy {p.get('uplink', {}).get('measured_ber', float('nan')):.4f}, "
-                  f"estimated by the edge from pilots {d.get('edge_ber_mean', float('nan')):.4f}"]
+                  f"estimated by the edge from the bits its header decoding corrected "
+                  f"{d.get('edge_ber_mean', float('nan')):.4f}"]
     return "\n".join(lines)

@@ -10,20 +10,27 @@ process generates load with non-blocking sockets and no torch in the loop. Phase
 2. ``udp_max``: closed loop, ``--window`` frames in flight (each answered frame is sent again
    at once): the sustained UDP throughput ``throughput_fps``.
 3. ``udp_rate``: open loop at ``--rate`` frames/s (``--garbage`` fraction of bad frames mixed
-   in): reply latency p50/p99 per frame, matched by (device id, sequence number).
+   in, sent from a second socket: another source address): reply latency p50/p99 per frame,
+   matched by frame counter.
 4. ``http``: ``--http-clients`` keep-alive connections posting frames to /v1/infer.
+
 5. ``overload`` (with ``--overload K``): open loop at K x the closed-loop throughput of phase 2
    (same run): the rate really sent, goodput against that capacity, p50/p99 of answered frames,
-   and the accounting sent = answered + rejected + kernel drops from the server's own counters
+   and the accounting sent = answered + refused + kernel drops from the server's own counters
    (/metrics, parsed with prometheus_client).
 
 Phase 1 and the server use the same engine (``--engine``, default onnx). ``--engines onnx,torch``
 adds a side-by-side comparison: one server per engine, closed loops alternated (``--reps``
 each), and the model alone per engine, in the same run.
 
-Every frame must end answered (REPLY) or rejected (an ERROR reply, e.g. BUSY): the benchmark
-checks sent = answered + rejected and reports ``lost`` otherwise. ``--soak`` runs phase 3 for
-that many seconds and reports the server's RSS growth instead of the other phases.
+The server is keyed (protocol v2): the benchmark provisions keys for its devices, and every
+frame it sends takes a fresh frame counter (a resent datagram would be a replay). Every frame
+must end answered (REPLY), refused with an authenticated ERROR (e.g. BUSY), refused silently
+(garbage, replays: the server answers nothing to what fails authentication, so these are read
+from its ``snn_edge_rejects_total`` counters) or dropped by the kernel
+(``snn_edge_udp_kernel_drops``): the benchmark checks sent = answered + rejected + kernel drops
+and reports ``lost`` otherwise. ``--soak`` runs phase 3 for that many seconds and reports the
+server's RSS growth instead of the other phases.
 """
 from __future__ import annotations
 
@@ -44,67 +51,86 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.wire.frame import HEADER_BYTES, ErrorCode, Kind, encode_inference, peek
+from codec.wire.crypto import DOWNLINK, xor_keystream
+from codec.wire.frame import BLOCK_BYTES, REPLY_BLOCK_BYTES, ErrorCode, Kind, encode_inference
+from codec.wire.keys import new_keys, write_keys
 from codec.wire.packing import pack_symbols
 from snn.errors import SnnError
 
 GARBAGE_DEVICE = 0xFFFF
+# the server's silent refusals (docs/PROTOCOL.md §6): read from /metrics, since they get no reply
+SILENT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
+                  "duplicate", "rate_limited")
 
 
 # --- frames ------------------------------------------------------------------------------------
 
 class FrameMaker:
-    """Valid DATA frames with random symbols for one codec, and garbage for soak tests."""
+    """Valid, authenticated DATA frames with random symbols for one codec, and garbage.
 
-    def __init__(self, codec: dict, seed: int = 0, n_devices: int = 64, pilot_len: int = 4) -> None:
+    Every frame takes the next counter of one sequence shared by all devices (so a counter's
+    low 16 bits, which a reply echoes, identify the frame among the last 65,536 made); device =
+    1 + counter % n_devices, so each device's counters only grow."""
+
+    def __init__(self, codec: dict, keys: dict[int, bytes], seed: int = 0, n_devices: int = 64,
+                 start: int = 1) -> None:
         self.fp = bytes.fromhex(codec["fingerprint"])
         self.levels = int(codec["levels"])
         self.n_symbols = int(codec["n_symbols"])
-        self.payload_bits = int(codec["payload_bits"])
+        self.keys = keys
         self.n_devices = n_devices
-        self.pilot_len = pilot_len
+        self.counter = start
         self.rng = np.random.default_rng(seed)
         self._payloads = [pack_symbols(self.rng.integers(0, self.levels, self.n_symbols), self.levels)
                           .tobytes() for _ in range(64)]
-        self._bad_source = encode_inference(self._payloads[0], self.payload_bits, self.fp,
-                                            GARBAGE_DEVICE, 0, pilot_len=pilot_len)[0]
+        self._bad_source = self.frame()
 
-    def frame(self, index: int) -> bytes:
-        """Frame `index`: device 1 + index % n_devices, sequence index // n_devices."""
-        device, seq = 1 + index % self.n_devices, index // self.n_devices
-        if seq > 0xFFFF:
-            raise ValueError("too many frames for unique (device, seq) keys")
-        return encode_inference(self._payloads[index % len(self._payloads)], self.payload_bits,
-                                self.fp, device, seq, pilot_len=self.pilot_len)[0]
+    def frame(self) -> bytes:
+        """The next frame (a fresh counter)."""
+        counter = self.counter
+        self.counter += 1
+        device = 1 + counter % self.n_devices
+        return encode_inference(self._payloads[counter % len(self._payloads)], key=self.keys[device],
+                                device_id=device, fingerprint=self.fp, counter=counter)[0]
 
-    def index_of(self, device: int, seq: int) -> int:
-        return seq * self.n_devices + (device - 1)
+    def device_of(self, counter: int) -> int:
+        return 1 + counter % self.n_devices
 
     def garbage(self, rnd: random.Random) -> bytes:
         """Random bytes, a truncated frame, or a frame with its header smashed beyond repair."""
         pick = rnd.random()
         if pick < 0.4:
-            data = bytearray(os.urandom(rnd.randint(1, 120)))
-            if data:
-                data[0] = 0x00  # never the magic byte
-            return bytes(data)
+            return os.urandom(rnd.randint(0, 120))
         if pick < 0.7:
             return self._bad_source[: rnd.randint(0, len(self._bad_source) - 1)]
         data = bytearray(self._bad_source)
-        data[:HEADER_BYTES] = os.urandom(HEADER_BYTES)
+        data[:BLOCK_BYTES] = os.urandom(BLOCK_BYTES)
         return bytes(data)
 
 
+def provision(path: Path, n_devices: int) -> dict[int, bytes]:
+    """A keys file for devices 1..n_devices (any served codec); their keys by id."""
+    keys = new_keys(list(range(1, n_devices + 1)))
+    write_keys(path, keys, force=True)
+    return {k.device_id: k.key for k in keys}
+
+
 def _classify(data: bytes):
-    """(kind, device, seq, error code) of a reply frame, cheaply (loopback: no CRC check)."""
-    claimed = peek(data)
-    if len(data) < HEADER_BYTES or not claimed.kind:
+    """(kind, counter low 16 bits) of a reply, cheaply (loopback: no BCH decoding or MIC check;
+    the fields sit at fixed places of a clean first block)."""
+    if len(data) < REPLY_BLOCK_BYTES or len(data) % REPLY_BLOCK_BYTES:
         return None
-    return claimed.kind, claimed.device_id, claimed.seq, claimed.error_code
+    return (data[9] >> 4) & 3, int.from_bytes(data[:2], "big")
+
+
+def error_code(data: bytes, maker: FrameMaker, counter: int) -> int:
+    """The code of an ERROR reply to `counter` (decrypted with its device's key; no MIC check)."""
+    device = maker.device_of(counter)
+    return xor_keystream(maker.keys[device], DOWNLINK, device, counter, 0, data[2:5])[0]
 
 
 def _waiting_replies(sock: socket.socket):
-    """Every datagram waiting on non-blocking `sock` that is a reply frame, classified."""
+    """Every datagram waiting on non-blocking `sock` that looks like a reply: (kind, low, data)."""
     recv = sock.recv
     while True:
         try:
@@ -113,7 +139,17 @@ def _waiting_replies(sock: socket.socket):
             return
         info = _classify(data)
         if info is not None:
-            yield info
+            yield info[0], info[1], data
+
+
+def _drain(sock: socket.socket) -> int:
+    n = 0
+    while True:
+        try:
+            sock.recv(2048)
+        except BlockingIOError:
+            return n
+        n += 1
 
 
 def _percentiles(lat_ms: list[float]) -> dict:
@@ -141,22 +177,22 @@ def _udp_socket(target: tuple[str, int]) -> socket.socket:
 
 def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float, window: int = 256,
                     warmup: float = 1.0, grace: float = 5.0, busy_backoff: float = 0.005) -> dict:
-    """`window` frames in flight; each answered frame is sent again at once, a refused (BUSY)
-    one after a jittered back-off that doubles with each BUSY in a row (`busy_backoff` x 2^k,
-    at most 64x; as a device backs off), so the window shrinks to what the edge admits and
+    """`window` frames in flight; each answered frame is followed at once by a new one, a refused
+    (BUSY) one after a jittered back-off that doubles with each BUSY in a row (`busy_backoff` x
+    2^k, at most 64x; as a device backs off), so the window shrinks to what the edge admits and
     the loop measures what the edge answers rather than how fast it can refuse."""
     import heapq
 
     sock = _udp_socket(target)
-    frames = [maker.frame(j) for j in range(window)]
+    backoff: list[tuple[float, int]] = []     # (due, slot) of refused frames waiting to go again
+    busy_run = [0] * window                    # BUSY replies in a row per slot
+    rnd = random.Random(0)
+    slot_of: dict[int, int] = {}      # counter low 16 bits -> slot
     sent_at = [0.0] * window
     in_flight = [False] * window
     sent = answered = rejected = 0
     lat: list[float] = []
     free = list(range(window))
-    backoff: list[tuple[float, int]] = []     # (due, slot) of refused frames waiting to go again
-    busy_run = [0] * window                    # BUSY replies in a row per slot
-    rnd = random.Random(0)
     t0 = time.perf_counter()
     t_measure, t_end = t0 + warmup, t0 + warmup + duration
     measured_answers = 0
@@ -167,11 +203,14 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
         if now < t_end:
             while free:
                 j = free.pop()
+                low = maker.counter & 0xFFFF
+                frame = maker.frame()
                 try:
-                    sock.send(frames[j])
+                    sock.send(frame)
                 except BlockingIOError:
                     free.append(j)
                     break
+                slot_of[low] = j
                 sent_at[j] = time.perf_counter()
                 in_flight[j] = True
                 sent += 1
@@ -181,9 +220,9 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
         ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             continue
-        for kind, device, seq, _ in _waiting_replies(sock):
-            j = maker.index_of(device, seq)
-            if not 0 <= j < window or not in_flight[j]:
+        for kind, low, _ in _waiting_replies(sock):
+            j = slot_of.pop(low, -1)
+            if j < 0 or not in_flight[j]:
                 continue
             in_flight[j] = False
             t = time.perf_counter()
@@ -210,24 +249,24 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
 
 def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, duration: float,
                   garbage: float = 0.0, grace: float = 5.0, seed: int = 0,
-                  on_tick=None) -> dict:
-    """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad), collect replies."""
+                  on_tick=None, silent_rejects=None) -> dict:
+    """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad, from a second
+    socket), collect replies. `silent_rejects()` reads the server's count of frames it refused
+    without a reply; without it garbage cannot be accounted."""
     n = int(rate * duration)
     rnd = random.Random(seed)
     is_garbage = [rnd.random() < garbage for _ in range(n)]
     frames: list[bytes] = []
-    valid_index = 0
+    first = maker.counter
     for g in is_garbage:
-        if g:
-            frames.append(maker.garbage(rnd))
-        else:
-            frames.append(maker.frame(valid_index))
-            valid_index += 1
-    n_valid = valid_index
+        frames.append(maker.garbage(rnd) if g else maker.frame())
+    n_valid = maker.counter - first
     sent_at = np.zeros(max(1, n_valid), dtype=np.float64)
     done = np.zeros(max(1, n_valid), dtype=bool)
     lat: list[float] = []
+    silent0 = silent_rejects() if silent_rejects else 0.0
     sock = _udp_socket(target)
+    bad_sock = _udp_socket(target)
     sent = sent_valid = sent_garbage = answered = rejected = busy = garbage_answered = 0
     t0 = time.perf_counter()
     i = valid_i = 0
@@ -242,7 +281,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
             due = min(n, int((now - t0) * rate) + 1, i + 64)
             while i < due:
                 try:
-                    sock.send(frames[i])
+                    (bad_sock if is_garbage[i] else sock).send(frames[i])
                 except BlockingIOError:
                     break
                 if is_garbage[i]:
@@ -259,7 +298,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
         else:
             if t_last is None:
                 t_last = now
-            if answered + rejected >= sent or now > t_last + grace:
+            if answered + rejected >= sent_valid or now > t_last + grace:
                 break
             timeout = 0.02
         if on_tick is not None and now - last_tick >= 1.0:
@@ -268,13 +307,11 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
         ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             continue
-        for kind, device, seq, code in _waiting_replies(sock):
-            if kind == Kind.ERROR and code == ErrorCode.BAD_FRAME:
-                garbage_answered += 1
-                rejected += 1
-                continue
-            j = maker.index_of(device, seq)
-            if not 0 <= j < n_valid or done[j]:
+        garbage_answered += _drain(bad_sock)   # must stay 0: garbage gets no reply
+        for kind, low, data in _waiting_replies(sock):
+            # the frame with these low bits: the newest sent (replies come within 65,536 frames)
+            j = (valid_i - 1) - ((((first + valid_i - 1) & 0xFFFF) - low) & 0xFFFF)
+            if not 0 <= j < valid_i or done[j]:
                 continue
             done[j] = True
             if kind == Kind.REPLY:
@@ -282,12 +319,23 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
                 lat.append((time.perf_counter() - sent_at[j]) * 1e3)
             else:
                 rejected += 1
-                busy += code == ErrorCode.BUSY
+                busy += error_code(data, maker, first + j) == ErrorCode.BUSY
+    if silent_rejects is not None:   # the server's silent refusals settle within a moment
+        deadline = time.perf_counter() + 2.0
+        while True:
+            silent = int(silent_rejects() - silent0)
+            if answered + rejected + silent >= sent or time.perf_counter() > deadline:
+                break
+            time.sleep(0.05)
+    else:
+        silent = 0
     elapsed = time.perf_counter() - t0
     sock.close()
+    bad_sock.close()
     return {"offered_fps": rate, "duration_s": duration, "sent": sent, "sent_valid": sent_valid,
-            "sent_garbage": sent_garbage, "answered": answered, "rejected": rejected, "busy": busy,
-            "garbage_answered": garbage_answered, "lost": sent - answered - rejected,
+            "sent_garbage": sent_garbage, "answered": answered, "rejected": rejected + silent, "busy": busy,
+            "refused_silently": silent, "valid_unanswered": sent_valid - answered - rejected,
+            "garbage_answered": garbage_answered, "lost": sent - answered - rejected - silent,
             "sent_fps": round(sent / max(t_sent - t0, 1e-9), 1),
             "throughput_fps": round(answered / max(duration, 1e-9), 1),
             "elapsed_s": round(elapsed, 2), **_percentiles(lat)}
@@ -295,17 +343,15 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
 
 # --- HTTP ----------------------------------------------------------------------------------------
 
-async def _http_client(host: str, port: int, bodies: list[bytes], t_end: float, out: dict) -> None:
+async def _http_client(host: str, port: int, maker: FrameMaker, t_end: float, out: dict) -> None:
     reader, writer = await asyncio.open_connection(host, port)
-    heads = [(f"POST /v1/infer HTTP/1.1\r\nHost: {host}:{port}\r\n"
-              f"Content-Type: application/octet-stream\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
-             for b in bodies]
-    k = 0
     try:
         while time.perf_counter() < t_end:
+            body = maker.frame()   # a fresh counter per request: a repeated frame is a replay (409)
             t = time.perf_counter()
-            writer.write(heads[k % len(heads)])
-            k += 1
+            writer.write((f"POST /v1/infer HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                          f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+                          ).encode() + body)
             out["sent"] += 1
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -332,8 +378,7 @@ def http_load(url: str, maker: FrameMaker, clients: int, duration: float, warmup
 
     async def main(seconds: float, out: dict):
         t_end = time.perf_counter() + seconds
-        bodies = [[maker.frame(c + maker.n_devices * k) for k in range(8)] for c in range(clients)]
-        await asyncio.gather(*(_http_client(host, port, bodies[c], t_end, out) for c in range(clients)))
+        await asyncio.gather(*(_http_client(host, port, maker, t_end, out) for c in range(clients)))
 
     if warmup:
         asyncio.run(main(warmup, {"sent": 0, "answered": 0, "rejected": 0, "lat": [], "status": {}}))
@@ -429,12 +474,15 @@ def _rss_kb(pid: int) -> int:
 
 
 @contextmanager
-def edge_server(bundles: list[str] | None, extra: list[str] | None = None, timeout: float = 60.0):
-    """Start `snn edge serve` on ephemeral loopback ports; yield (process, addresses)."""
+def edge_server(bundles: list[str] | None, extra: list[str] | None = None, timeout: float = 60.0,
+                n_devices: int = 64):
+    """Start a keyed `snn edge serve` on ephemeral loopback ports; yield (process, addresses),
+    the addresses with "keys": the provisioned devices' keys by id."""
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready.json"
+        keys = provision(Path(tmp) / "keys.json", n_devices)
         cmd = [sys.executable, "-m", "snn", "edge", "serve", "--http", "127.0.0.1:0",
-               "--udp", "127.0.0.1:0", "--ready-json", str(ready)]
+               "--udp", "127.0.0.1:0", "--ready-json", str(ready), "--keys", str(Path(tmp) / "keys.json")]
         for b in bundles or []:
             cmd += ["--bundle", str(b)]
         cmd += extra or []
@@ -448,7 +496,7 @@ def edge_server(bundles: list[str] | None, extra: list[str] | None = None, timeo
                     log.seek(0)
                     raise SnnError("the edge server did not start: " + log.read().strip()[-500:])
                 time.sleep(0.05)
-            yield proc, json.loads(ready.read_text())
+            yield proc, dict(json.loads(ready.read_text()), keys=keys)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -476,6 +524,15 @@ def _stalls(addr: dict) -> dict:
                 total = float(line.rsplit(" ", 1)[1])
         out[key] = int(total - le_01)
     return out
+
+
+def silent_refusals(addr: dict) -> float:
+    """Frames the server refused without a reply so far (docs/PROTOCOL.md §6), from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = _get(addr["http"] + "/metrics")
+    return sum(float(s.value) for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == "snn_edge_rejects_total" and s.labels.get("reason") in SILENT_REASONS)
 
 
 def server_counts(addr: dict) -> dict:
@@ -510,7 +567,8 @@ def udp_overload(target: tuple[str, int], maker: FrameMaker, capacity_fps: float
     """Offer `factor` x `capacity_fps` (open loop) and account for every datagram with the
     server's counters: sent = answered + rejected + kernel drops."""
     before = server_counts(addr)
-    run = udp_open_loop(target, maker, factor * capacity_fps, duration)
+    run = udp_open_loop(target, maker, factor * capacity_fps, duration,
+                        silent_rejects=lambda: silent_refusals(addr))
     time.sleep(0.2)  # the last replies and the kernel's drop counter settle
     after = server_counts(addr)
     srv = {k: int(after[k] - before[k]) for k in after}
@@ -542,7 +600,7 @@ def compare_engines(bundles, engines: list[str], extra: list[str], duration: flo
             proc, addr = stack.enter_context(edge_server(bundles, extra + ["--engine", engine]))
             codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
             host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
-            servers[engine] = ((host, int(port)), FrameMaker(codec), addr)
+            servers[engine] = ((host, int(port)), FrameMaker(codec, addr["keys"]), addr)
             if addr.get("engine") != engine:
                 raise SnnError(f"asked for engine {engine}, the server runs {addr.get('engine')}")
         for rep in range(reps):
@@ -635,7 +693,7 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
         target = (host, int(port))
-        maker = FrameMaker(codec)
+        maker = FrameMaker(codec, addr["keys"])
         rss0 = _rss_kb(proc.pid)
         if soak is not None:
             return _soak(result, proc, target, maker, rate, soak, garbage, addr, log)
@@ -658,8 +716,10 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         batches0 = _batch_stats(addr)
         udp_rate: dict = {}
         with _cpu_account(proc.pid, udp_rate), _server_accounting(addr, udp_rate):
-            udp_rate.update(udp_open_loop(target, FrameMaker(codec, seed=1, n_devices=64), rate,
-                                          duration, garbage))
+            rate_maker = FrameMaker(codec, addr["keys"], seed=1, start=maker.counter)
+            udp_rate.update(udp_open_loop(target, rate_maker, rate, duration, garbage,
+                                          silent_rejects=lambda: silent_refusals(addr)))
+        maker.counter = rate_maker.counter   # counters only grow per device
         udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_rate"] = udp_rate
         if overload:
@@ -668,8 +728,9 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
                 f"offered, {duration:.0f} s ...")
             over: dict = {}
             with _cpu_account(proc.pid, over):
-                over.update(udp_overload(target, FrameMaker(codec, seed=2, n_devices=256), capacity,
-                                         overload, duration, addr))
+                over_maker = FrameMaker(codec, addr["keys"], seed=2, start=maker.counter)
+                over.update(udp_overload(target, over_maker, capacity, overload, duration, addr))
+            maker.counter = over_maker.counter
             result["udp_overload"] = over
         log(f"http: {http_clients} clients, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
@@ -693,14 +754,13 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
     result["sent"] = udp_max["sent"] + udp_rate["sent"]
     result["answered"] = udp_max["answered"] + udp_rate["answered"]
     result["rejected"] = udp_max["rejected"] + udp_rate["rejected"]
-    result["kernel_drops"] = udp_max["kernel_drops"] + udp_rate["kernel_drops"]
-    # no reply and not dropped by the kernel either (the server counts its drops)
-    result["lost"] = udp_max["lost"] + udp_rate["lost"] - result["kernel_drops"]
+    result["lost"] = udp_max["lost"] + udp_rate["lost"]
     result["throughput_fps"] = udp_max["throughput_fps"]
     result["ratio"] = round(result["throughput_fps"] / result["model_fps"], 3) if result["model_fps"] else None
     result["p50_ms"] = udp_rate["p50_ms"]
     result["p99_ms"] = udp_rate["p99_ms"]
-    result["accounted"] = result["lost"] == 0
+    result["kernel_drops"] = udp_max["kernel_drops"] + udp_rate["kernel_drops"]
+    result["accounted"] = result["lost"] <= result["kernel_drops"]
     if "udp_overload" in result:
         over = result["udp_overload"]
         result["accounted"] = result["accounted"] and over["server_accounted"]
@@ -720,7 +780,8 @@ def _soak(result, proc, target, maker, rate, seconds, garbage, addr, log) -> dic
             log(f"  soak t={t:.0f}s rss={samples[-1][1] / 1024:.1f} MiB")
 
     log(f"soak: {rate:.0f} frames/s, {garbage:.0%} garbage, {seconds:.0f} s ...")
-    run = udp_open_loop(target, maker, rate, seconds, garbage, on_tick=tick)
+    run = udp_open_loop(target, maker, rate, seconds, garbage, on_tick=tick,
+                        silent_rejects=lambda: silent_refusals(addr))
     health = json.loads(_get(addr["http"] + "/healthz"))
     result["server"] = _stalls(addr)
     alive = proc.poll() is None
@@ -793,7 +854,7 @@ def format_edge(r: dict) -> str:
         f"server stalls > 100 ms (all phases): loop {r['server'].get('loop_lag_over_100ms')}, "
         f"model batches {r['server'].get('model_batches_over_100ms')}",
         f"udp throughput / model alone = {r['ratio']}   "
-        f"accounted (sent = answered + rejected + kernel drops {r.get('kernel_drops', 0)}): {r['accounted']}   "
+        f"accounted (sent = answered + rejected + kernel drops): {r['accounted']}   "
         f"SIGTERM exit {r['server']['sigterm_exit_s']} s (code {r['server']['exit_code']})",
     ]
     if "engines" in r:

@@ -1,10 +1,12 @@
 """`snn bench fleet`: thousands of simulated devices at mixed rates and BERs against one edge.
 
-One real `snn edge serve` on loopback (``--engine``, default onnx) and one load generator that
-plays every device over one UDP socket (the device id is in each frame's header; the edge answers
-the address a frame came from). Device classes (`CLASSES`): many slow sensors on a clean link,
-a few fast cameras, and far nodes on a bad link whose bits really flip (the body of each frame,
-pilots included, through `channel.bit_errors`, so the edge estimates a high BER for them).
+One real keyed `snn edge serve` on loopback (``--engine``, default onnx; one key per simulated
+device) and one load generator that plays every device over one UDP socket (the device id is in
+each frame's header; the edge answers the address a frame came from). Device classes
+(`CLASSES`): many slow sensors on a clean link, a few fast cameras, and far nodes on a bad link
+that send 3 header copies; every frame's bits really flip at its class's BER
+(`channel.bit_errors`), header included, so the edge estimates each link's BER from the header's
+own decoding, and a header beyond repair is refused silently (counted by the server).
 
 Steps:
 
@@ -41,7 +43,8 @@ from bench.edge_load import (
     server_counts,
     udp_closed_loop,
 )
-from codec.wire.frame import ErrorCode, Kind, encode_inference, header_bytes
+from codec.wire.crypto import DOWNLINK, xor_keystream
+from codec.wire.frame import ErrorCode, Kind, encode_inference
 from codec.wire.packing import pack_symbols
 from snn.errors import SnnError
 
@@ -51,12 +54,13 @@ class DeviceClass:
     name: str
     share_devices: float   # fraction of the fleet
     weight: float          # relative frame rate of one device of this class
-    ber: float             # bit error rate of its uplink (frame body and pilots)
+    ber: float             # bit error rate of its uplink (the whole frame)
+    copies: int = 1        # header copies it sends
 
 
 CLASSES = (DeviceClass("sensor", 0.80, 1.0, 1e-4),
            DeviceClass("camera", 0.05, 20.0, 1e-3),
-           DeviceClass("far", 0.15, 2.0, 5e-2))
+           DeviceClass("far", 0.15, 2.0, 2e-2, copies=3))
 
 
 def fleet_devices(n: int, first_id: int = 1) -> list[tuple[int, DeviceClass]]:
@@ -72,15 +76,17 @@ def fleet_devices(n: int, first_id: int = 1) -> list[tuple[int, DeviceClass]]:
 
 
 class FleetSchedule:
-    """Every frame of one load level, pre-encoded and ordered by send time."""
+    """Every frame of one load level, pre-encoded and ordered by send time. Frame j carries
+    counter `start + j` (one sequence for the whole fleet, so each device's counters grow and a
+    reply's low 16 counter bits name the frame among the last 65,536 sent)."""
 
-    def __init__(self, codec: dict, devices, total_fps: float, duration: float, seed: int,
-                 seq_start: dict[int, int]) -> None:
+    def __init__(self, codec: dict, devices, keys: dict[int, bytes], total_fps: float, duration: float,
+                 seed: int, start: int) -> None:
         from channel.bit_errors import make_error_model
 
         rng = np.random.default_rng(seed)
         fp = bytes.fromhex(codec["fingerprint"])
-        levels, n_sym, bits = int(codec["levels"]), int(codec["n_symbols"]), int(codec["payload_bits"])
+        levels, n_sym = int(codec["levels"]), int(codec["n_symbols"])
         payloads = [pack_symbols(rng.integers(0, levels, n_sym), levels).tobytes() for _ in range(32)]
         weights = np.array([cls.weight for _, cls in devices])
         rates = total_fps * weights / weights.sum()
@@ -93,21 +99,21 @@ class FleetSchedule:
         order = np.argsort(times, kind="stable")
         self.times, self.device_index = times[order], idx[order]
         self.classes = [cls.name for _, cls in devices]
-        hb = header_bytes(1)
         models = {cls.name: make_error_model("iid", ber=cls.ber) for cls in CLASSES}
+        self.start, self.devices, self.keys = start, devices, keys
         self.frames: list[bytes] = []
-        self.key_to_index: dict[tuple[int, int], int] = {}
         for j, i in enumerate(self.device_index):
             dev, cls = devices[i]
-            seq = seq_start.get(dev, 0)
-            seq_start[dev] = (seq + 1) & 0xFFFF
-            frame = bytearray(encode_inference(payloads[j % len(payloads)], bits, fp, dev, seq,
-                                               pilot_len=4)[0])
-            body = np.frombuffer(bytes(frame[hb:]), dtype=np.uint8)
-            flipped, _ = models[cls.name].corrupt(body, rng)
-            frame[hb:] = flipped.tobytes()
-            self.frames.append(bytes(frame))
-            self.key_to_index[(dev, seq)] = j
+            frame = encode_inference(payloads[j % len(payloads)], key=keys[dev], device_id=dev,
+                                     fingerprint=fp, counter=start + j, copies=cls.copies,
+                                     long_counter=True)[0]
+            flipped, _ = models[cls.name].corrupt(np.frombuffer(frame, dtype=np.uint8), rng)
+            self.frames.append(flipped.tobytes())
+
+    def is_busy(self, j: int, data: bytes) -> bool:
+        """Whether the ERROR reply `data` to frame j says BUSY (decrypted; loopback, no MIC check)."""
+        dev = self.devices[self.device_index[j]][0]
+        return xor_keystream(self.keys[dev], DOWNLINK, dev, self.start + j, 0, data[2:5])[0] == ErrorCode.BUSY
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -120,7 +126,7 @@ def play(target: tuple[str, int], sched: FleetSchedule, grace: float = 3.0) -> d
     latency = np.full(n, np.nan)
     sent_at = np.zeros(n)
     sock = _udp_socket(target)
-    frames, times, keys = sched.frames, sched.times, sched.key_to_index
+    frames, times, start = sched.frames, sched.times, sched.start
     i = replies = 0
     t0 = time.perf_counter()
     t_last_send = t0
@@ -148,16 +154,17 @@ def play(target: tuple[str, int], sched: FleetSchedule, grace: float = 3.0) -> d
         ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             continue
-        for kind, device, seq, code in _waiting_replies(sock):
-            j = keys.get((device, seq))
-            if j is None or outcome[j]:
+        for kind, low, data in _waiting_replies(sock):
+            # the newest frame sent with these low counter bits
+            j = (i - 1) - ((((start + i - 1) & 0xFFFF) - low) & 0xFFFF)
+            if not 0 <= j < i or outcome[j]:
                 continue
             replies += 1
             if kind == Kind.REPLY:
                 outcome[j] = 1
                 latency[j] = (time.perf_counter() - sent_at[j]) * 1e3
             else:
-                outcome[j] = 2 if code == ErrorCode.BUSY else 3
+                outcome[j] = 2 if sched.is_busy(j, data) else 3
     sock.close()
     return {"sent": i, "send_s": t_last_send - t0, "outcome": outcome, "latency": latency}
 
@@ -188,20 +195,22 @@ def run_fleet_bench(bundles=None, n_devices: int = 2000, loads=(0.25, 0.5, 1.0, 
                                          "ber": c.ber} for c in CLASSES}, "loads": []}
     gc.collect()
     gc.freeze()
-    with edge_server(bundles, extra) as (proc, addr):
+    with edge_server(bundles, extra, n_devices=n_devices) as (proc, addr):
         codec = json.loads(_get_json(addr["http"] + "/v1/codecs"))[0]
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
         target = (host, int(port))
         log(f"fleet: closed-loop capacity, {min(duration, 5.0):.0f} s ...")
-        cap = udp_closed_loop(target, FrameMaker(codec, seed=seed), min(duration, 5.0), window)
+        maker = FrameMaker(codec, addr["keys"], seed=seed)
+        cap = udp_closed_loop(target, maker, min(duration, 5.0), window)
         capacity = cap["throughput_fps"]
         result["capacity_fps"] = capacity
         result["rss_start_kb"] = _rss_kb(proc.pid)
-        seqs: dict[int, int] = {}
+        counter = maker.counter
         for k, factor in enumerate(loads):
             offered = factor * capacity
-            sched = FleetSchedule(codec, devices, offered, duration, seed + k, seqs)
+            sched = FleetSchedule(codec, devices, addr["keys"], offered, duration, seed + k, counter)
+            counter += len(sched)
             log(f"fleet: load {factor:g} x capacity = {offered:.0f} frames/s from {n_devices} devices "
                 f"({len(sched)} frames), {duration:.0f} s ...")
             before = server_counts(addr)

@@ -22,6 +22,7 @@ import binascii
 import statistics
 import tempfile
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -72,10 +73,11 @@ def _fragments(n: int, room: int) -> list[int]:
 
 def frame_sizes(method: str, n_bytes: int, mtu: int) -> list[int]:
     """Bytes of each frame on a clean link for a message of n bytes sent by `method`."""
-    if method == "semanticnn":
-        from bench.accuracy import PILOTS
-        over = delivery.FRAME_HEADER + PILOTS
-        return [over + d for d in _fragments(n_bytes, mtu - over)]
+    if method == "semanticnn":   # v2: one 12-byte header block (13 when fragmented), no pilots
+        from codec.wire.frame import BLOCK_BYTES, FRAG_BLOCK_BYTES
+        if BLOCK_BYTES + n_bytes <= mtu:
+            return [BLOCK_BYTES + n_bytes]
+        return [FRAG_BLOCK_BYTES + d for d in _fragments(n_bytes, mtu - FRAG_BLOCK_BYTES)]
     kind = method.rsplit("-", 1)[1]
     if kind == "arq":
         over = delivery.HEADER_FIELDS + delivery.CRC32_BYTES
@@ -94,7 +96,7 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
     from channel.links import get_link
     from codec.bundle import load_bundle
     from codec.datasets import load_dataset
-    from codec.wire.frame import encode_inference, parse_frame
+    from codec.wire.frame import encode_inference, parse_data
     from codec.wire.packing import pack_symbols, unpack_symbols
     from export.pipeline import build_encoders
     from export.verify import ort_session
@@ -118,7 +120,9 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
         def device_sem():
             sym = sess.run(None, {name: image})[0]
             packed = pack_symbols(np.asarray(sym).reshape(1, -1).astype(np.int64), bundle.levels, gray=bundle.gray)[0]
-            return encode_inference(packed.tobytes(), payload_bits, bundle.fingerprint, 1, 1, mtu=222)
+            # a keyed device: AES-CTR, CMAC and the BCH header, as on the air
+            return encode_inference(packed.tobytes(), key=bytes(range(16)), device_id=1,
+                                    fingerprint=bundle.fingerprint, counter=1, mtu=222)
 
         encode_ms = _median_ms(lambda: sess.run(None, {name: image}), runs)
         device_ms = _median_ms(device_sem, runs)
@@ -128,10 +132,12 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
     edge = bundle.edge_half()
     torch.set_num_threads(2)
 
+    peer = SimpleNamespace(key=bytes(range(16)), fingerprint=bundle.fingerprint,
+                           payload_bytes=(payload_bits + 7) // 8)
+
     def edge_sem():
-        f = parse_frame(frames[0])
-        sym = unpack_symbols(np.frombuffer(b"".join(parse_frame(fr).data for fr in frames), np.uint8)
-                             if len(frames) > 1 else np.frombuffer(f.data, np.uint8),
+        opened = [parse_data(fr, lambda dev: [peer], lambda dev, low: low) for fr in frames]
+        sym = unpack_symbols(np.frombuffer(b"".join(f.data for f in opened), np.uint8),
                              bundle.levels, bundle.n_symbols, gray=bundle.gray)
         with torch.inference_mode():
             s = torch.from_numpy(sym.astype(np.int64))[None]

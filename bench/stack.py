@@ -48,16 +48,18 @@ def _wait(predicate, timeout: float, proc: subprocess.Popen, what: str):
 
 
 class LocalStack:
-    """`with LocalStack(ber=1e-2) as stack:` an edge and a proxy in front of it.
+    """`with LocalStack(ber=1e-2) as stack:` a keyed edge and a proxy in front of it.
 
     `link="udp"`: loopback UDP sockets. `link="serial"`: the edge listens on a pty, the proxy
     bridges a second pty to it, as a UART cable to real firmware would. `stack.device_url` is
-    where a device sends; `stack.edge` and `stack.proxy` are the processes.
+    where a device sends; `stack.edge` and `stack.proxy` are the processes. The stack provisions
+    its own keys for devices 1..`devices` (`stack.key_file`; `stack.device_args(ID)` are the
+    flags a device needs).
     """
 
     def __init__(self, ber: float = 0.0, model: str = "iid", bundle: str | None = None,
                  seed: int = 0, link: str = "udp", baud: int = 115200,
-                 extra_proxy_args: tuple[str, ...] = ()) -> None:
+                 extra_proxy_args: tuple[str, ...] = (), devices: int = 16) -> None:
         if link not in ("udp", "serial"):
             raise SnnError(f"link must be udp or serial, not {link}")
         self.ber, self.model, self.bundle, self.seed = ber, model, bundle, seed
@@ -69,13 +71,20 @@ class LocalStack:
         self.addresses: dict = {}
         self.device_url = ""
         self.proxy_summary: dict = {}
+        self.key_file = Path(self._tmp.name) / "keys.json"
+        from codec.wire.keys import new_keys, write_keys
+        write_keys(self.key_file, new_keys(list(range(1, devices + 1))))
+
+    def device_args(self, device_id: int = 1) -> list[str]:
+        """What `snn device run` / `snn mcu run` need to be device `device_id` of this stack."""
+        return ["--key-file", str(self.key_file), "--device-id", str(device_id)]
 
     def __enter__(self) -> "LocalStack":
         tmp = Path(self._tmp.name)
         ready = tmp / "edge.json"
         listen = ["--udp", "127.0.0.1:0"] if self.link == "udp" else ["--udp", "none", "--serial", "pty://"]
         args = ["edge", "serve", *listen, "--http", "127.0.0.1:0", "--ready-json", str(ready),
-                "--log-level", "warning"]
+                "--log-level", "warning", "--keys", str(self.key_file)]
         if self.bundle:
             args += ["--bundle", self.bundle]
         try:

@@ -127,12 +127,20 @@ def make_manifest(name: str, backbone_record: dict, codec_config: dict, centres:
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "name": name,
         "config": {"codec": codec_config,
                    "backbone": {"arch": backbone_record["arch"], "kwargs": backbone_record["kwargs"],
-                                "data": backbone_record.get("data"), "accuracy": backbone_record.get("accuracy")}},
+                                "data": backbone_record.get("data"), "accuracy": backbone_record.get("accuracy"),
+                                **_split_keys(backbone_record)}},
         "centers": [float(c) for c in centres],
         "input_shape": list(backbone_record["input_shape"]), "input_mean": list(backbone_record["input_mean"]),
         "input_std": list(backbone_record["input_std"]), "classes": list(backbone_record["classes"]),
         "command": command, "seed": seed, "metrics": metrics or {}, **(extra or {}),
     }
+
+
+def _split_keys(record: dict) -> dict:
+    """The held-out split of a single image-folder tree, when the backbone was trained on one."""
+    if record.get("holdout") is None:
+        return {}
+    return {"holdout": record["holdout"], "split_seed": record.get("split_seed", 0)}
 
 
 def storage_form(backbone_state: dict, codec_state: dict) -> dict:

@@ -7,7 +7,9 @@ A data set is named by a spec string:
   ``fmnist:PATH:test`` reads another copy.
 - ``cifar10:PATH:train|test`` / ``cifar100:PATH:train|test`` — the published python-pickle
   directories (``cifar-10-batches-py``, ``cifar-100-python``).
-- ``folder:PATH`` — an ImageFolder tree: one sub-folder per class holding PNG/JPEG files.
+- ``folder:PATH`` / ``folder:PATH:train|test|val`` — an ImageFolder tree (``PATH/train`` +
+  ``PATH/test``, or one tree split by a seeded held-out fraction); layouts and the grayscale/RGB
+  and resize rules are in `codec.image_folder`.
 
 Images come back as uint8 arrays of shape (N, H, W, C); labels as int64 (N,).
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.image_folder import SPLIT_NAMES, load_image_folder
 from snn.errors import DataError
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -33,7 +36,6 @@ FMNIST_FILES = {
 }
 FMNIST_HINT = ("install it with 'apt-get install -y dataset-fashion-mnist', or point SNN_FMNIST_DIR "
                "(or the spec fmnist:PATH:test) at a folder holding the four IDX .gz files")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,12 @@ class Dataset:
         return Dataset(self.name, self.images[:count], self.labels[:count], self.classes)
 
 
-def load_dataset(spec: str) -> Dataset:
-    """Load a data set from its spec string (see the module docstring)."""
+def load_dataset(spec: str, holdout: float | None = None, split_seed: int = 0,
+                 shape: tuple[int, int, int] | None = None) -> Dataset:
+    """Load a data set from its spec string (see the module docstring).
+
+    `holdout`/`split_seed` (the held-out split of a single folder tree) and `shape` ((C, H, W) a
+    trained model expects) apply to folder specs only."""
     kind, _, rest = spec.partition(":")
     if kind == "fmnist":
         path, split = _path_and_split(rest, default_path=None)
@@ -70,9 +76,19 @@ def load_dataset(spec: str) -> Dataset:
     if kind == "folder":
         if not rest:
             raise DataError("folder needs a path: use folder:PATH with one sub-folder per class")
-        return load_image_folder(Path(rest))
+        head, _, tail = rest.rpartition(":")
+        path, split = (head, tail) if head and tail in SPLIT_NAMES else (rest, None)
+        return load_image_folder(Path(path), split, holdout=holdout, split_seed=split_seed, shape=shape)
     raise DataError(f"unknown data set spec '{spec}': use fmnist:train, fmnist:test, "
                     f"cifar10:PATH:test, cifar100:PATH:test or folder:PATH")
+
+
+def split_options(record: dict | None) -> dict:
+    """The held-out split a backbone record / bundle config recorded, as load_dataset kwargs."""
+    record = record or {}
+    if record.get("holdout") is None:
+        return {}
+    return {"holdout": float(record["holdout"]), "split_seed": int(record.get("split_seed") or 0)}
 
 
 def _path_and_split(rest: str, default_path: Path | None) -> tuple[Path | None, str]:
@@ -181,44 +197,35 @@ def load_cifar(path: Path, split: str = "test", fine: bool = False) -> Dataset:
     return Dataset(f"{name}:{split}", np.concatenate(images), np.concatenate(labels), classes)
 
 
+# What a CIFAR batch holds besides dicts, lists, bytes and numbers: numpy arrays. Every other global
+# a pickle names (os.system, builtins.eval, ...) is refused before it is looked up.
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell a bytes object
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An Unpickler that builds only what a CIFAR batch holds (see _CIFAR_GLOBALS)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise DataError(f"refused: the pickle asks for {module}.{name}, which no CIFAR batch holds")
+        return super().find_class(module, name)
+
+
 def _unpickle(file: Path, hint: str) -> dict:
     if not file.is_file():
         raise DataError(f"{file} is missing: {hint}")
     try:
         with open(file, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except DataError as exc:
+        raise DataError(f"{file} is not a CIFAR batch: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise DataError(f"{file} is corrupt or truncated ({type(exc).__name__}): {hint}") from None
-
-
-# --- ImageFolder -----------------------------------------------------------------------------
-
-def load_image_folder(path: Path, size: tuple[int, int] | None = None) -> Dataset:
-    """A class-per-folder tree of PNG/JPEG images, all resized to the first image's size."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataError("reading image folders needs Pillow: pip install pillow") from None
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(f"image folder {path} does not exist")
-    classes = sorted(d.name for d in path.iterdir() if d.is_dir())
-    images, labels = [], []
-    for label, cls in enumerate(classes):
-        for file in sorted((path / cls).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as img:
-                    img = img.convert("RGB")
-                    if size is None:
-                        size = img.size
-                    if img.size != size:
-                        img = img.resize(size)
-                    images.append(np.asarray(img, dtype=np.uint8))
-            except OSError as exc:
-                raise DataError(f"cannot read image {file}: {exc}") from None
-            labels.append(label)
-    if not images:
-        raise DataError(f"image folder {path} holds no PNG/JPEG images in class sub-folders")
-    return Dataset(f"folder:{path}", np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+    if not isinstance(batch, dict):
+        raise DataError(f"{file} is not a CIFAR batch (a {type(batch).__name__}, not a dict): {hint}")
+    return batch

@@ -28,19 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="link model for time on air and the default MTU (lora-sf7, ble-1m, uart-115200, "
                         "802.15.4, ...; 'none' for neither). Default lora-sf7")
     p.add_argument("--mtu", type=int, default=None, help="bytes per frame (default: the link's MTU, else 1400)")
-    p.add_argument("--device-id", type=int, default=1, help="device id in the frame header (default 1)")
+    p.add_argument("--key-file", metavar="FILE",
+                   help="keys file (snn keys new): this device's 128-bit key and codec; its frame counter is "
+                        "kept beside it in FILE.dev<ID>.state (docs/PROTOCOL.md §4)")
+    p.add_argument("--device-id", type=int, default=1, help="this device's id in the keys file (default 1)")
+    p.add_argument("--insecure", action="store_true",
+                   help="no key file: use the public all-zero key (only with an edge run --insecure)")
+    p.add_argument("--state", metavar="FILE",
+                   help="frame-counter state file (default: beside --key-file; with --insecure and no "
+                        "--state, counters start from the clock)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply (default 2)")
     p.add_argument("--retries", type=int, default=2,
-                   help="resends of an unanswered inference, same sequence number (default 2)")
+                   help="resends of an unanswered inference, each under a new frame counter (default 2)")
     p.add_argument("--window", type=int, default=4, help="inferences in flight at once (default 4)")
-    p.add_argument("--pilots", type=int, default=4, help="pilot bytes per frame for the edge's BER estimate")
     p.add_argument("--header-copies", default="auto", choices=["auto", "1", "3", "5"],
                    help="copies of the protected frame header (auto: from the BER the edge reports, "
                         "and more robust on each resend; default auto)")
-    p.add_argument("--snr-hint", type=int, default=None, help="link SNR (dB) to put in the header")
     p.add_argument("--truth", action="store_true",
-                   help="send the ground-truth label in the header (test mode: the edge scores itself)")
-    p.add_argument("--seq-start", type=int, default=0, help="first sequence number (default 0)")
+                   help="send the ground-truth label with each inference (test mode: the edge scores itself)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the summary and every inference here")
     p.add_argument("--verbose", action="store_true", help="print every inference even on long runs")
@@ -57,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.count <= 0:
         raise SnnError("--count must be > 0")
+    key, counters = device_identity(args)
     encoder = OnnxEncoder(args.encoder, threads=args.threads)
     info = encoder.info
-    data = load_dataset(args.data)
+    h, w, c = info.input_shape
+    data = load_dataset(args.data, shape=(c, h, w))  # an image folder is converted to what the encoder takes
     if args.offset:
         data = type(data)(data.name, data.images[args.offset:], data.labels[args.offset:], data.classes)
     data = data.take(args.count)
@@ -94,11 +101,15 @@ def run(args: argparse.Namespace) -> int:
             if acc is not None:
                 bar.set_postfix(acc=f"{acc:.2%}", refresh=False)
 
-    client = DeviceClient(encoder, transport, device_id=args.device_id, mtu=mtu, link=link, timeout=args.timeout,
-                          retries=args.retries, window=args.window, pilot_len=args.pilots,
-                          snr_hint=args.snr_hint, send_truth=args.truth, seq_start=args.seq_start,
-                          on_result=on_result,
-                          header_copies=args.header_copies if args.header_copies == "auto" else int(args.header_copies))
+    try:
+        client = DeviceClient(encoder, transport, key=key, counters=counters, mtu=mtu, link=link,
+                              timeout=args.timeout, retries=args.retries, window=args.window,
+                              send_truth=args.truth, on_result=on_result,
+                              header_copies=args.header_copies if args.header_copies == "auto"
+                              else int(args.header_copies))
+    except SnnError:
+        transport.close()
+        raise
     if not args.quiet:
         print(f"device {args.device_id}: {encoder.path.name} ({info.quantization}, codec {info.fingerprint.hex()}, "
               f"{info.payload_bytes} B payload) -> {args.to}, MTU {mtu}"
@@ -117,9 +128,13 @@ def run(args: argparse.Namespace) -> int:
     summary = client.summary()
     summary.update({"encoder": str(args.encoder), "to": args.to, "data": data.name, "interrupted": interrupted})
     if args.json:
-        record = dict(summary, inferences=[r.public() for r in client.records])
+        name = lambda i: info.classes[i] if i is not None and 0 <= i < len(info.classes) else None  # noqa: E731
+        record = dict(summary, classes=list(info.classes),
+                      inferences=[dict(r.public(), class_name=name(r.label)) for r in client.records])
         Path(args.json).write_text(json.dumps(record, indent=1))
     _print_summary(summary)
+    for note in client.notes:
+        print(f"snn device: note: {note}", file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt
     if client.fatal:
@@ -130,6 +145,25 @@ def run(args: argparse.Namespace) -> int:
               f"reachable?", file=sys.stderr)
         return 1
     return 0
+
+
+def device_identity(args) -> tuple:
+    """(DeviceKey, CounterStore) from --key-file/--device-id, or the insecure all-zero key."""
+    from codec.wire.crypto import ZERO_KEY
+    from codec.wire.keys import CounterStore, DeviceKey, device_key, state_path
+
+    if args.key_file and args.insecure:
+        raise SnnError("--key-file and --insecure exclude each other")
+    if not 0 <= args.device_id <= 0xFFFF:
+        raise SnnError("--device-id must lie in 0..65535")
+    if args.key_file:
+        key = device_key(args.key_file, args.device_id)
+        return key, CounterStore(args.state or state_path(args.key_file, args.device_id))
+    if not args.insecure:
+        raise SnnError("the device needs --key-file FILE --device-id ID (from 'snn keys new'), or --insecure "
+                       "for an edge run with --insecure")
+    start = 0 if args.state else (time.time_ns() // 16_000) & 0xFFFFFFFF
+    return DeviceKey(args.device_id, ZERO_KEY, None), CounterStore(args.state, start=start)
 
 
 def _truth_labels(data, classes: list[str]):
@@ -147,7 +181,7 @@ def _truth_labels(data, classes: list[str]):
 def _line(rec, classes: list[str], acc) -> str:
     name = lambda i: classes[i] if i is not None and 0 <= i < len(classes) else "?"  # noqa: E731
     air = f"air {rec.airtime_ms:8.2f} ms" if rec.airtime_ms is not None else ""
-    head = (f"#{rec.index:<5d} seq {rec.seq:<5d} enc {rec.encode_ms:6.3f} ms  {rec.bytes_on_air:4d} B/"
+    head = (f"#{rec.index:<5d} ctr {rec.counter:<10d} enc {rec.encode_ms:6.3f} ms  {rec.bytes_on_air:4d} B/"
             f"{rec.frames} fr  {air}")
     if rec.status != "ok":
         return f"{head}  {rec.status.upper()}: {rec.error}"

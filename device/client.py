@@ -1,19 +1,24 @@
 """The device client: encode, pack, frame, send, and wait for the edge's label.
 
-Policy (docs/PROTOCOL.md §4):
+Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
 
-- up to `window` inferences are in flight at once, each under its own sequence number;
+- up to `window` inferences are in flight at once;
+- every transmission takes a fresh frame counter from the device's `CounterStore` (never reused
+  under its key, persisted ahead across restarts); the first transmission of a process and every
+  resend carry the long 32-bit counter so an edge that lost track resynchronises;
 - an inference that gets no REPLY/ERROR within `timeout` seconds of its last transmission is
-  resent whole, under the *same* sequence number, at most `retries` times, then counted lost.
+  resent whole, under a *new* counter, at most `retries` times, then counted lost; a late reply
+  to an earlier transmission still counts (every counter of the inference stays pending).
   Nothing is ever resent because of bit errors: the device cannot see them and does not need to;
-- a BAD_FRAME error (a frame whose header the link destroyed, i.e. a lost frame) does not end
-  the inference: with several fragments the edge decodes those that arrived, the missing bytes
-  as erasures, and replies; a single-fragment inference is resent at once (it is lost, and
-  waiting out the timeout would only add latency);
-- a BUSY error is retried after a jittered, doubling back-off (`busy_backoff`: `busy_delay` x 2^k
-  for the k-th BUSY of that inference, times a random 0.5-1.5, at most `timeout`; same bound on
-  transmissions), so a fleet refused together does not come back together; any other ERROR ends that inference,
-  and UNKNOWN_CODEC / UNSUPPORTED end the run (every later inference would be refused too);
+- replies are authenticated (MIC under the device's key): anything else is dropped and counted;
+- a BUSY error is retried after a jittered back-off that doubles with each BUSY of that
+  inference (`busy_backoff`: the delay the edge names x 2^k x a random 0.5-1.5, at most
+  `timeout`; same bound), so a fleet refused together does not come back together; BAD_FRAME is
+  resent at once;
+  any other ERROR ends that inference, and UNKNOWN_CODEC / UNSUPPORTED end the run (every later
+  inference would be refused too);
+- the header copies (1, 3, 5; `auto` from the BER the edge reports, one step more on each resend)
+  are degraded to what the MTU fits, never a reason to stop;
 - when the edge never answers at all, the run stops after `give_up_after` inferences were lost
   (by default one window's worth), so an unreachable edge costs (1 + retries) x timeout, not
   count x that.
@@ -37,15 +42,16 @@ import numpy as np
 from codec.wire.frame import (
     HEADER_COPIES,
     ErrorCode,
-    Kind,
+    ErrorReply,
     encode_inference,
+    fitting_copies,
     header_copies_for,
-    parse_frame,
+    parse_reply,
 )
+from codec.wire.keys import CounterStore, DeviceKey
 from snn.errors import FrameError, SnnError
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
-BAD_FRAME_MATCH_BITS = 6  # bit flips tolerated when matching a damaged header's echoed ids
 
 
 @dataclass
@@ -53,7 +59,7 @@ class InferenceRecord:
     """One inference, as printed and saved."""
 
     index: int
-    seq: int
+    counter: int                 # of the last transmission
     truth: int | None
     encode_ms: float
     frames: int
@@ -69,6 +75,7 @@ class InferenceRecord:
     correct: bool | None = None
     header_copies: int = 1       # header block copies of the last transmission
     bytes_sent: int = 0          # every transmission, all fragments
+    _counters: list = field(default_factory=list, repr=False)
     _payload: bytes = field(default=b"", repr=False)
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
@@ -103,30 +110,32 @@ def _pct(values, q) -> float | None:
 class DeviceClient:
     """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transports` Transport."""
 
-    def __init__(self, encoder, transport, *, device_id: int = 1, mtu: int = 1400, link=None,
-                 timeout: float = 1.0, retries: int = 2, window: int = 4, pilot_len: int = 4,
-                 snr_hint: int | None = None, send_truth: bool = False, seq_start: int = 0,
-                 busy_delay: float = 0.05, give_up_after: int | None = None, on_result=None,
+    def __init__(self, encoder, transport, *, key: DeviceKey, counters: CounterStore | None = None,
+                 mtu: int = 1400, link=None, timeout: float = 1.0, retries: int = 2, window: int = 4,
+                 send_truth: bool = False, give_up_after: int | None = None, on_result=None,
                  header_copies: int | str = 1):
         if timeout <= 0:
             raise SnnError("--timeout must be > 0 seconds")
         if retries < 0 or window < 1:
             raise SnnError("--retries must be >= 0 and --window >= 1")
+        if key.fingerprint is not None and key.fingerprint != encoder.info.fingerprint:
+            raise SnnError(f"device {key.device_id} is provisioned for codec {key.fingerprint.hex()}, but this "
+                           f"encoder is codec {encoder.info.fingerprint.hex()}: use the matching encoder or "
+                           f"provision the device for this one")
         self.encoder = encoder
         self.transport = transport
-        self.device_id = int(device_id) & 0xFFFF
+        self.key = key
+        self.device_id = key.device_id
+        self.counters = counters if counters is not None else CounterStore(None)
+        self._long_next = True   # the first transmission carries the whole counter (edge resync)
         self.mtu = int(mtu)
         self.link = link
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.window = int(window)
-        self.pilot_len = int(pilot_len)
-        self.snr_hint = snr_hint
         self.send_truth = send_truth
-        self.seq_start = int(seq_start) & 0xFFFF
-        self.busy_delay = float(busy_delay)
-        self._rng = random.Random(self.device_id * 7919 + self.seq_start)  # jitter differs per device
         self.give_up_after = give_up_after if give_up_after is not None else self.window
+        self._rng = random.Random(self.device_id * 7919 + time.monotonic_ns())  # jitter differs per device
         self.on_result = on_result
         if header_copies != "auto" and header_copies not in HEADER_COPIES:
             raise SnnError(f"--header-copies must be auto or one of {HEADER_COPIES}")
@@ -134,7 +143,9 @@ class DeviceClient:
         self.link_ber: float | None = None   # smoothed from the BER the edge reports in replies
         self.records: list[InferenceRecord] = []
         self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
-                      "bad_frame_errors": 0}
+                      "bad_frame_errors": 0, "degraded": 0}
+        self.notes: list[str] = []          # what the device changed to keep going (said once each)
+        self._pending_counters: dict[int, int] = {}   # low 16 bits -> full counter of a transmission
         self.fatal: str | None = None
         self.unreachable = False
         self._cobs = None
@@ -156,12 +167,11 @@ class DeviceClient:
             return None
 
     def prepare(self, index: int, image: np.ndarray, truth: int | None) -> InferenceRecord:
-        """Encode, pack and frame one image (not yet sent)."""
+        """Encode and pack one image (framed when sent: each transmission has its own counter)."""
         payload, seconds = self.encoder.encode_one(image)
-        seq = (self.seq_start + index) & 0xFFFF
-        rec = InferenceRecord(index=index, seq=seq, truth=truth, encode_ms=round(seconds * 1e3, 4),
+        rec = InferenceRecord(index=index, counter=-1, truth=truth, encode_ms=round(seconds * 1e3, 4),
                               frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
-        self._frame(rec, self._copies_now())
+        rec.header_copies = self._copies_now()
         return rec
 
     def _copies_now(self) -> int:
@@ -170,27 +180,42 @@ class DeviceClient:
             return int(self.header_copies)
         return 1 if self.link_ber is None else header_copies_for(self.link_ber)
 
-    def _frame(self, rec: InferenceRecord, copies: int) -> None:
+    def _frame(self, rec: InferenceRecord, copies: int, long_counter: bool) -> None:
+        """Frame `rec` under a fresh counter with the most copies (<= `copies`) the MTU fits."""
         info = self.encoder.info
+        truth = rec.truth if self.send_truth and rec.truth is not None and 0 <= rec.truth < 255 else None
         try:
-            frames = encode_inference(rec._payload, info.payload_bits, info.fingerprint, self.device_id, rec.seq,
-                                      mtu=self.mtu, pilot_len=self.pilot_len, snr_hint=self.snr_hint,
-                                      truth=rec.truth if self.send_truth else None, header_copies=copies)
+            fit, _ = fitting_copies(info.payload_bytes, self.mtu, copies, truth is not None, long_counter)
         except ValueError as exc:
             raise SnnError(f"cannot frame {info.payload_bytes} payload bytes: {exc}") from None
+        if fit < copies:
+            self.stats["degraded"] += 1
+            note = (f"MTU {self.mtu} fits at most {fit} header cop{'y' if fit == 1 else 'ies'} for "
+                    f"{info.payload_bytes} B: sending {fit} instead of {copies}")
+            if note not in self.notes:
+                self.notes.append(note)
+        counter = self.counters.take()
+        frames = encode_inference(rec._payload, key=self.key.key, device_id=self.device_id,
+                                  fingerprint=info.fingerprint, counter=counter, mtu=self.mtu, copies=fit,
+                                  truth=truth, long_counter=long_counter)
         sizes = [self._on_air(f) for f in frames]
-        rec._frames, rec.frames, rec.header_copies = frames, len(frames), copies
+        rec._frames, rec.frames, rec.header_copies, rec.counter = frames, len(frames), fit, counter
+        rec._counters.append(counter)
+        self._pending_counters[counter & 0xFFFF] = counter
         rec.bytes_on_air, rec.airtime_ms = sum(sizes), self._airtime_ms(sizes)
 
     def _transmit(self, rec: InferenceRecord) -> None:
         now = time.monotonic()
+        copies = rec.header_copies
         if rec.attempts == 0:
             rec._first_sent = now
         else:
             self.stats["resends"] += 1
-            if self.header_copies == "auto" and rec.header_copies < HEADER_COPIES[-1]:
+            if self.header_copies == "auto" and copies < HEADER_COPIES[-1]:
                 # no answer: the header may not have survived; resend it more robustly
-                self._frame(rec, HEADER_COPIES[HEADER_COPIES.index(rec.header_copies) + 1])
+                copies = HEADER_COPIES[HEADER_COPIES.index(copies) + 1]
+        self._frame(rec, copies, long_counter=self._long_next or rec.attempts > 0)
+        self._long_next = False
         rec.attempts += 1
         rec.bytes_sent += rec.bytes_on_air
         for frame in rec._frames:
@@ -199,7 +224,10 @@ class DeviceClient:
 
     def _finish(self, rec: InferenceRecord, status: str, pending: dict) -> None:
         rec.status = status
-        pending.pop(rec.seq, None)
+        pending.pop(rec.index, None)
+        for counter in rec._counters:
+            if self._pending_counters.get(counter & 0xFFFF) == counter:
+                del self._pending_counters[counter & 0xFFFF]
         if status == "ok" and rec.truth is not None:
             rec.correct = rec.label == rec.truth
         if self.on_result:
@@ -210,7 +238,7 @@ class DeviceClient:
     def run(self, images: np.ndarray, labels: np.ndarray | None = None) -> list[InferenceRecord]:
         """Run one inference per image; returns the records (also in `self.records`)."""
         n = len(images)
-        pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()
+        pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()   # by inference index
         next_index, answered, lost = 0, 0, 0
         self.t_start = time.monotonic()
         while next_index < n or pending:
@@ -219,7 +247,7 @@ class DeviceClient:
                 truth = None if labels is None else int(labels[next_index])
                 rec = self.prepare(next_index, images[next_index], truth)
                 self.records.append(rec)
-                pending[rec.seq] = rec
+                pending[rec.index] = rec
                 self._transmit(rec)
                 next_index += 1
             if not pending:
@@ -248,87 +276,49 @@ class DeviceClient:
         return self.records
 
     def _handle(self, data: bytes, pending: dict) -> int:
+        """One datagram from the edge: an authenticated REPLY/ERROR for a pending transmission, or
+        nothing (counted)."""
         try:
-            frame = parse_frame(data)
-        except FrameError:
-            self.stats["bad_frames"] += 1
+            got = parse_reply(data, key=self.key.key, device_id=self.device_id,
+                              fingerprint=self.encoder.info.fingerprint,
+                              full_counter=self._pending_counters.get)
+        except FrameError as exc:
+            self.stats["duplicates" if exc.reason == "unmatched" else
+                       "foreign_frames" if exc.reason == "auth" else "bad_frames"] += 1
             return 0
-        if frame.kind == Kind.DATA:
-            self.stats["foreign_frames"] += 1
-            return 0
-        if frame.device_id != self.device_id or frame.fingerprint != self.encoder.info.fingerprint:
-            if frame.kind == Kind.ERROR:
-                self._bad_frame_echo(frame, pending)
-            self.stats["foreign_frames"] += 1
-            return 0
-        rec = pending.get(frame.seq)
+        rec = next((r for r in pending.values() if got.counter in r._counters), None)
         if rec is None:
             self.stats["duplicates"] += 1
             return 0
         rec.rtt_ms = round((time.monotonic() - rec._first_sent) * 1e3, 4)
-        if frame.kind == Kind.REPLY:
-            try:
-                reply = frame.reply()
-            except FrameError:
-                self.stats["bad_frames"] += 1
-                return 0
-            rec.label, rec.confidence, rec.edge_ber = reply.label, round(reply.confidence, 4), reply.ber
-            self.link_ber = reply.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * reply.ber
+        if not isinstance(got, ErrorReply):
+            rec.label, rec.confidence, rec.edge_ber = got.label, round(got.confidence, 4), got.ber
+            self.link_ber = got.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * got.ber
             self._finish(rec, "ok", pending)
             return 1
-        code, reason = frame.error()
-        if code == ErrorCode.BAD_FRAME:
-            # a frame's header did not survive the link: that frame is lost. With several
-            # fragments the edge still decodes the others (the lost bytes become erasures) and
-            # replies, so keep waiting. With one fragment nothing else will come: resend now
-            # (same sequence number, same bound) instead of waiting out the timeout
+        code = got.code
+        if code == ErrorCode.BAD_FRAME and rec.attempts <= self.retries:
             self.stats["bad_frame_errors"] += 1
             rec.rtt_ms = None
-            if rec.frames == 1 and rec.attempts <= self.retries:
-                rec._due = time.monotonic()
+            rec._due = time.monotonic()
             return 0
         if code == ErrorCode.BUSY and rec.attempts <= self.retries:
             self.stats["busy"] += 1
-            rec._due = time.monotonic() + self.busy_backoff(rec._busy)  # resent when due, same seq
+            rec.rtt_ms = None
+            rec._due = time.monotonic() + self.busy_backoff(rec._busy, got.arg * 0.01)  # new counter
             rec._busy += 1
             return 0
         name = code.name if isinstance(code, ErrorCode) else str(code)
-        rec.error = f"edge error {name}: {reason}"
+        rec.error = f"edge error {name}: {got.text}"
         if code in FATAL_ERRORS:
             self.fatal = rec.error
         self._finish(rec, "error", pending)
         return 0
 
-    def busy_backoff(self, k: int) -> float:
-        """Seconds to wait after the k-th (0-based) BUSY of one inference."""
-        return min(self.timeout, self.busy_delay * (2 ** min(k, 16)) * self._rng.uniform(0.5, 1.5))
-
-    def _bad_frame_echo(self, frame, pending: dict) -> None:
-        """A BAD_FRAME error whose ids do not match ours exactly: the edge addressed it with the
-        ids of a header the link had damaged, so they are our ids with a few bits flipped. When
-        exactly one pending single-fragment inference lies within a few bits of them, its frame
-        was the one lost: resend it now rather than after the timeout (a wrong guess costs one
-        extra frame; the right inference still falls back on its timeout)."""
-        try:
-            code, _ = frame.error()
-        except FrameError:
-            return
-        if code != ErrorCode.BAD_FRAME:
-            return
-        got = frame.fingerprint + frame.device_id.to_bytes(2, "big") + frame.seq.to_bytes(2, "big")
-        mine = self.encoder.info.fingerprint + self.device_id.to_bytes(2, "big")
-        scored = []
-        for rec in pending.values():
-            want = mine + rec.seq.to_bytes(2, "big")
-            scored.append((sum(bin(a ^ b).count("1") for a, b in zip(got, want)), rec))
-        scored.sort(key=lambda t: t[0])
-        if not scored or scored[0][0] > BAD_FRAME_MATCH_BITS or \
-                (len(scored) > 1 and scored[1][0] == scored[0][0]):
-            return
-        rec = scored[0][1]
-        if rec.frames == 1 and rec.attempts <= self.retries:
-            self.stats["bad_frame_errors"] += 1
-            rec._due = time.monotonic()
+    def busy_backoff(self, k: int, named_s: float = 0.05) -> float:
+        """Seconds to wait after the k-th (0-based) BUSY of one inference, whose ERROR named
+        `named_s` (at least 10 ms)."""
+        return min(self.timeout, max(0.01, named_s) * (2 ** min(k, 16)) * self._rng.uniform(0.5, 1.5))
 
     # --- figures ------------------------------------------------------------------------
 
@@ -375,5 +365,6 @@ class DeviceClient:
             "bundle": info.bundle,
             "quantization": info.quantization,
             "device_id": self.device_id,
+            "notes": self.notes,
             "window": self.window, "timeout_s": self.timeout, "retries": self.retries,
         }

@@ -46,15 +46,15 @@ class InferResponse(BaseModel):
     ber: float = Field(description="the edge's BER estimate that conditioned the decoder")
     codec: str = Field(description="codec fingerprint, hex")
     device_id: int
-    seq: int
+    counter: int = Field(description="the request's 32-bit frame counter (docs/PROTOCOL.md §4.3)")
     truth: int | None = Field(None, description="ground-truth label, when the device sent one")
     timings: Timings
 
 
 class Problem(BaseModel):
     detail: str
-    reason: str = Field(description="metrics label of the refusal (bad_frame, crc, unknown_codec, "
-                                    "busy, too_large, content_type, ...)")
+    reason: str = Field(description="metrics label of the refusal (length, damaged, auth, replay, "
+                                    "unknown_codec, busy, too_large, content_type, ...)")
     code: int | None = Field(None, description="the ERROR frame code a datagram link would get")
 
 

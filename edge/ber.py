@@ -56,7 +56,9 @@ class BerEstimator:
 
     def update(self, device: object, pilot_errors: int, pilot_bits: int,
                snr_hint: float | None = None) -> float:
-        """Fold one inference's pilot counts into the device's state; return its BER estimate."""
+        """Fold one inference's known-bit error counts (v2: the bits its header decoding
+        corrected, out of the header bits received) into the device's state; return its BER
+        estimate."""
         state = self._state.get(device)
         if state is None:
             state = [0.0, 0.0]

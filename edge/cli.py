@@ -48,9 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--torchscript", action="store_true",
                    help="with --engine torch: run the edge half TorchScript-traced (faster model, but "
                         "occasional re-optimisation stalls; default: eager)")
-    p.add_argument("--no-bad-frame-replies", action="store_true",
-                   help="drop frames whose header fails silently (counted) instead of answering an "
-                        "ERROR frame; saves downlink airtime on radio links")
+    p.add_argument("--keys", metavar="FILE",
+                   help="provisioned device keys (snn keys new ...): only frames authenticated by one "
+                        "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
+                        "in FILE.edge-state across restarts")
+    p.add_argument("--insecure", action="store_true",
+                   help="without --keys: accept every device with the public all-zero key (tests and "
+                        "demos on trusted links only)")
+    p.add_argument("--source-fail-rate", type=float, default=200.0, metavar="N",
+                   help="frames/s failing authentication a source address may send before it is "
+                        "ignored for a while (0: no limit; default %(default)s)")
+    p.add_argument("--device-rate", type=float, default=5000.0, metavar="N",
+                   help="authenticated frames/s per device (0: no limit; default %(default)s)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -73,10 +82,23 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError("--max-wait-ms must be >= 0, --reassembly-timeout and --deadline-ms > 0")
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
+    if args.keys and args.insecure:
+        raise SnnError("--keys and --insecure exclude each other")
+    if not args.keys and not args.insecure:
+        raise SnnError("the edge needs --keys FILE (make one with 'snn keys new --device ID -o FILE'), or "
+                       "--insecure to accept every device unauthenticated (trusted links only)")
+    keys = None
+    if args.keys:
+        from codec.wire.keys import load_keys
+        keys = load_keys(args.keys)
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
     config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                         reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
-                        reply_bad_frames=not args.no_bad_frame_replies, deadline_ms=args.deadline_ms)
+                        keys=keys, insecure=keys is None, source_fail_rate=args.source_fail_rate,
+                        device_rate=args.device_rate, device_burst=2 * args.device_rate,
+                        source_fail_burst=2 * args.source_fail_rate,
+                        state_path=f"{args.keys}.edge-state" if args.keys else None,
+                        deadline_ms=args.deadline_ms)
     if args.udp_queue < 16:
         raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
@@ -84,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
                            log_level=args.log_level)
 
     def ready(addresses: dict) -> None:
+        if args.insecure:  # said once serving, loudly, on stderr and in the log
+            logging.getLogger("snn.edge").warning(
+                "INSECURE (--insecure): no keys; every device is accepted with the public all-zero key, so "
+                "anyone who reaches this edge can use it and read its answers (trusted links only)")
         parts = [addresses["http"]] + ([addresses["udp"]] if addresses["udp"] else [])
         parts += [f"serial:{p}" for p in addresses["serial"]]
         print(f"snn edge: serving {'; '.join(addresses['codecs'])} on {' '.join(parts)}", flush=True)

@@ -140,7 +140,7 @@ class UdpListener:
             if anc and len(anc[0][2]) >= _TIMESPEC.size:
                 sec, nsec = unpack(anc[0][2])
                 t_recv = min(sec + nsec * 1e-9 - offset, time.perf_counter())
-            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), t_recv)
+            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), addr, t_recv)
 
     def _saturated(self, batcher) -> bool:
         """Overload: when even a fresh frame would be refused, stop reading for about half a

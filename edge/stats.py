@@ -19,7 +19,10 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 # Reasons a frame or request is refused (the label values of snn_edge_rejects_total).
-REJECT_REASONS = ("bad_frame", "crc", "unsupported", "unknown_codec", "bad_payload", "busy",
+# refusals by reason (docs/PROTOCOL.md §3.5, §6): what fails authentication is answered with
+# silence ("length" .. "bad_length"), as are replays, late/duplicate fragments and rate limits
+REJECT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay",
+                  "late", "duplicate", "rate_limited", "bad_truth", "bad_frame", "unknown_codec", "busy",
                   "too_large", "content_type", "internal", "shutdown")
 TRANSPORTS = ("udp", "serial", "http")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
@@ -162,12 +165,15 @@ class DeviceStats:
     correct: int = 0
     last_seen: float = 0.0
     transport: str = ""
+    last_label: int | None = None
+    last_class: str | None = None
 
     def as_dict(self, now: float) -> dict:
         return {"device_id": self.device_id, "frames": self.frames, "answered": self.answered,
                 "rejected": self.rejected, "ber": self.ber, "transport": self.transport,
                 "accuracy": (self.correct / self.truth) if self.truth else None,
-                "truth": self.truth, "last_seen_s": round(now - self.last_seen, 3)}
+                "truth": self.truth, "last_seen_s": round(now - self.last_seen, 3),
+                "last_label": self.last_label, "last_class": self.last_class}
 
 
 class DeviceTable:

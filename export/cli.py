@@ -54,7 +54,7 @@ def _bers(text: str) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     from codec.bundle import load_bundle
-    from codec.datasets import load_dataset
+    from codec.datasets import load_dataset, split_options
     from export.onnx_export import check_opset
     from export.pipeline import default_specs, export_bundle
 
@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError("--count must be > 0")
     bundle = load_bundle(args.bundle)
     calib_spec, test_spec = default_specs(bundle)
-    train = load_dataset(args.calib_data or calib_spec)
-    test = load_dataset(args.data or test_spec).take(args.count)
+    opts = dict(split_options(bundle.config["backbone"]), shape=bundle.input_shape)
+    train = load_dataset(args.calib_data or calib_spec, **opts)
+    test = load_dataset(args.data or test_spec, **opts).take(args.count)
     if len(train) == 0:
         raise SnnError(f"the calibration set {args.calib_data or calib_spec} is empty")
     print(f"exporting {bundle!r}")
@@ -94,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(text)
     _print_table(report)
     if report["failed_bars"]:
-        for line in report["failed_bars"]:
-            print(f"BAR MISSED: {line}")
         return 1 if args.strict else 0
     return 0
 
@@ -114,4 +113,9 @@ def _print_table(r: dict) -> None:
         lat = r["latency"]
         print(f"{'latency ms (1 thread)':22s}{'':>10s}{lat['float']['median_ms']:>12.3f}"
               f"{lat['int8']['median_ms']:>12.3f}")
-    print(f"\n{r['test_images']} test images; bars {'passed' if r['passed'] else 'MISSED'}")
+    if "backbone_accuracy" in r:
+        print(f"{'float backbone':22s}{r['backbone_accuracy']:>10.4f}")
+    print(f"\nchecked on {r['test_images']} test images:")
+    for c in r.get("checks", []):
+        print(f"  {'ok    ' if c['ok'] else 'MISSED'} {c['text']}")
+    print("all checks hold" if r["passed"] else f"{len(r['failed_bars'])} check(s) MISSED")

@@ -35,7 +35,7 @@ def default_specs(bundle) -> tuple[str, str]:
     data = ((getattr(bundle, "config", None) or {}).get("backbone") or {}).get("data") or "fmnist"
     data = str(data)
     if ":" in data:  # already a spec such as cifar10:PATH:train
-        base = data.rsplit(":", 1)[0] if data.endswith((":train", ":test")) else data
+        base = data.rsplit(":", 1)[0] if data.endswith((":train", ":test", ":val")) else data
         return f"{base}:train", f"{base}:test"
     return f"{data}:train", f"{data}:test"
 

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N,H,W[,C])")
     u.add_argument("--count", type=int, default=None)
     u.add_argument("--device-id", type=int, default=1)
+    u.add_argument("--key-file", default=None, metavar="FILE",
+                   help="keys file (snn keys new): the device's key; its counter is kept beside it. Without "
+                        "it, the insecure all-zero key (an edge run with --insecure)")
     u.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for a reply (default 3)")
     u.add_argument("--retries", type=int, default=2)
     u.add_argument("--mtu", type=int, default=255)
@@ -142,10 +145,15 @@ def run(args: argparse.Namespace) -> int:
     rep = mcu_report(encoder, args.board, program=program)
     check_fits(rep)
     images, labels = _images(args)
+    device_key = counters = None
+    if args.key_file:
+        from codec.wire.keys import CounterStore, device_key as read_key, state_path
+        device_key = read_key(args.key_file, args.device_id).key
+        counters = CounterStore(state_path(args.key_file, args.device_id))
     dev = McuDevice(program, args.port, device_id=args.device_id, pilot_len=args.pilots, mtu=args.mtu,
                     timeout_s=args.timeout, retries=args.retries,
                     compute_delay_s=0.0 if args.no_compute_delay else rep["latency_ms"] / 1e3,
-                    send_truth=not args.no_truth)
+                    send_truth=not args.no_truth, device_key=device_key, counters=counters)
     print(f"mcu {rep['board']}: encoder {rep['latency_ms']:.1f} ms (est.), {rep['peak_sram_bytes']} B SRAM; "
           f"sending {len(images)} images on {args.port}", file=sys.stderr)
     try:

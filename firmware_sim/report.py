@@ -25,13 +25,14 @@ class BudgetError(SnnError):
     """The model does not fit the board."""
 
 
-def frame_bytes(metadata: dict, mtu: int, pilot_len: int = 4, truth: bool = False) -> list[int]:
-    """Sizes of the DATA frames one inference needs at this MTU (codec/wire/frame.py layout)."""
+def frame_bytes(metadata: dict, mtu: int, pilot_len: int = 0, truth: bool = False) -> list[int]:
+    """Sizes of the DATA frames one inference needs at this MTU (codec/wire/frame.py, protocol v2:
+    one header copy, short counter). `pilot_len` is kept for callers; v2 sends no pilots."""
     from codec.wire.frame import encode_inference
 
     bits = int(metadata.get("payload_bits") or int(metadata["n_symbols"]) * int(metadata.get("bits_per_symbol", 3)))
     payload = bytes((bits + 7) // 8)
-    frames = encode_inference(payload, bits, bytes(4), 0, 0, mtu=mtu, pilot_len=pilot_len,
+    frames = encode_inference(payload, key=bytes(16), device_id=0, fingerprint=bytes(4), counter=0, mtu=mtu,
                               truth=0 if truth else None)
     return [len(f) for f in frames]
 

@@ -2,12 +2,14 @@
 
 For each image the emulated MCU runs the integer encoder (`lowering.Program`), waits the
 encoder's estimated latency on the board (so the timing looks like the board's, unless
-``compute_delay=False``), packs the symbols Gray-coded (`codec.wire.packing`), builds the DATA frames
-(`codec.frame.encode_inference`, with pilots and, optionally, the ground-truth label), COBS-frames
-them (`codec.wire.cobs`) and writes them to the port **paced at the configured baud rate** (one
-start + 8 data + stop bits per byte, as a UART shifts them out), then reads REPLY/ERROR frames
-from the same port and matches them by sequence number. No reply within the timeout: the same
-sequence number is sent again, a bounded number of times (docs/PROTOCOL.md section 4).
+``compute_delay=False``), packs the symbols Gray-coded (`codec.wire.packing`), builds the v2 DATA
+frames (`codec.wire.frame.encode_inference`: its key, a fresh frame counter per transmission, the
+long counter on the first and on resends, optionally the ground-truth label), COBS-frames them
+(`codec.wire.cobs`) and writes them to the port **paced at the configured baud rate** (one
+start + 8 data + stop bits per byte, as a UART shifts them out), then reads authenticated
+REPLY/ERROR frames from the same port and matches them by counter. No reply within the timeout:
+the inference is sent again under a new counter, a bounded number of times (docs/PROTOCOL.md §7).
+Without a key it uses the insecure all-zero key (an edge run with --insecure).
 
 The port is a real serial device or one end of a pty pair (``serial:///dev/pts/N?baud=115200``),
 so the channel proxy and the edge's serial listener are exercised as with hardware.
@@ -114,8 +116,9 @@ class DeviceStats:
 class McuDevice:
     """The emulated firmware: integer encoder + framing + paced UART + reply matching."""
 
-    def __init__(self, program, port_url: str, device_id: int = 1, pilot_len: int = 4, mtu: int = 255,
-                 timeout_s: float = 3.0, retries: int = 2, compute_delay_s: float = 0.0, send_truth: bool = True):
+    def __init__(self, program, port_url: str, device_id: int = 1, pilot_len: int = 0, mtu: int = 255,
+                 timeout_s: float = 3.0, retries: int = 2, compute_delay_s: float = 0.0, send_truth: bool = True,
+                 device_key: bytes | None = None, counters=None):
         meta = program.metadata
         for key in ("fingerprint", "levels", "n_symbols"):
             if key not in meta:
@@ -124,7 +127,13 @@ class McuDevice:
         self.fingerprint = bytes.fromhex(str(meta["fingerprint"]))[:4].rjust(4, b"\0")
         self.levels = int(meta["levels"])
         self.gray = bool(meta.get("gray", True))
-        self.device_id, self.pilot_len, self.mtu = device_id, pilot_len, mtu
+        from codec.wire.crypto import ZERO_KEY
+        from codec.wire.keys import CounterStore
+
+        self.device_id, self.mtu = device_id, mtu   # pilot_len: v1 only, ignored
+        self.key = ZERO_KEY if device_key is None else device_key
+        self.counters = counters or CounterStore(None, start=(time.time_ns() // 16_000) & 0xFFFFFFFF)
+        self._long_next = True
         self.timeout_s, self.retries = timeout_s, retries
         self.compute_delay_s = compute_delay_s
         self.send_truth = send_truth
@@ -137,32 +146,27 @@ class McuDevice:
     def close(self) -> None:
         self.uart.close()
 
-    def frames_for(self, symbols: np.ndarray, seq: int, truth: int | None) -> list[bytes]:
+    def frames_for(self, symbols: np.ndarray, counter: int, truth: int | None, long_counter: bool = False) -> list[bytes]:
         from codec.wire.frame import encode_inference
         from codec.wire.packing import pack_symbols
 
         payload = pack_symbols(symbols, self.levels, self.gray).tobytes()
-        bits = int(symbols.size) * (self.levels - 1).bit_length()
-        return encode_inference(payload, bits, self.fingerprint, self.device_id, seq, mtu=self.mtu,
-                                pilot_len=self.pilot_len, truth=truth)
+        return encode_inference(payload, key=self.key, device_id=self.device_id, fingerprint=self.fingerprint,
+                                counter=counter, mtu=self.mtu, truth=truth, long_counter=long_counter)
 
-    def _await_reply(self, seq: int, deadline: float):
-        from codec.wire.frame import Kind, parse_frame
+    def _await_reply(self, counters: list[int], deadline: float):
+        from codec.wire.frame import parse_reply
         from snn.errors import FrameError
 
+        by_low = {c & 0xFFFF: c for c in counters}
         while True:
             while self.pending:
                 raw = self.pending.pop(0)
                 try:
-                    frame = parse_frame(raw)
+                    return parse_reply(raw, key=self.key, device_id=self.device_id, fingerprint=self.fingerprint,
+                                       full_counter=by_low.get)
                 except FrameError:
-                    continue
-                if frame.device_id != self.device_id or frame.seq != seq:
-                    continue
-                if frame.kind == Kind.REPLY:
-                    return frame
-                if frame.kind == Kind.ERROR:
-                    return frame
+                    continue  # damaged, forged, or for another request
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -170,30 +174,35 @@ class McuDevice:
             if chunk:
                 self.pending.extend(self.decoder.feed(chunk))
 
-    def infer(self, image: np.ndarray, seq: int, truth: int | None, stats: DeviceStats):
+    def infer(self, image: np.ndarray, truth: int | None, stats: DeviceStats):
         from codec.wire.cobs import cobs_frame
-        from codec.wire.frame import Kind
+        from codec.wire.frame import ErrorReply
 
         t0 = time.monotonic()
         symbols = self.program.run(image[None])[0]
         spent = time.monotonic() - t0
         if self.compute_delay_s > spent:
             time.sleep(self.compute_delay_s - spent)
-        frames = self.frames_for(symbols, seq, truth if self.send_truth else None)
+        truth = truth if self.send_truth and truth is not None and 0 <= truth < 255 else None
         start = time.monotonic()
+        counters: list[int] = []
         for attempt in range(self.retries + 1):
+            counter = self.counters.take()
+            counters.append(counter)
+            frames = self.frames_for(symbols, counter, truth, long_counter=self._long_next or attempt > 0)
+            self._long_next = False
             air = 0.0
             for f in frames:
                 air += self.uart.write(cobs_frame(f))
             if attempt == 0:
                 stats.air_ms.append(air * 1e3)
-            reply = self._await_reply(seq, time.monotonic() + self.timeout_s)
+            reply = self._await_reply(counters, time.monotonic() + self.timeout_s)
             if reply is not None:
                 stats.rtt_ms.append((time.monotonic() - start) * 1e3)
-                if reply.kind == Kind.ERROR:
+                if isinstance(reply, ErrorReply):
                     stats.errors += 1
-                    return None, reply.error()
-                return reply.reply(), None
+                    return None, (reply.code, reply.text)
+                return reply, None
             if attempt < self.retries:
                 stats.retries += 1
         return None, None
@@ -202,7 +211,7 @@ class McuDevice:
         stats = DeviceStats()
         for i, img in enumerate(images):
             truth = int(labels[i]) if labels is not None else None
-            reply, err = self.infer(np.asarray(img, dtype=np.uint8), i & 0xFFFF, truth, stats)
+            reply, err = self.infer(np.asarray(img, dtype=np.uint8), truth, stats)
             stats.count += 1
             if reply is not None:
                 stats.answered += 1

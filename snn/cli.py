@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "channel": ("channel.cli", "emulate a lossy link"),
     "mcu": ("firmware_sim.cli", "MCU budget report and serial device emulation"),
     "bench": ("bench.cli", "end-to-end benchmarks"),
+    "keys": ("snn.keys_cli", "provision per-device keys"),
 }
 
 

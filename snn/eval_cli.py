@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from channel.bit_errors import make_error_model
     from codec.bundle import load_bundle
-    from codec.datasets import load_dataset
+    from codec.datasets import load_dataset, split_options
     from codec.evaluate import edge_speed, evaluate
     from codec.training.common import data_specs
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError("--seeds must be at least 1")
     bundle = load_bundle(args.bundle)
     spec = args.data or data_specs(bundle.config["backbone"].get("data") or "fmnist")[1]
-    data = load_dataset(spec).take(args.count)
+    data = load_dataset(spec, shape=bundle.input_shape, **split_options(bundle.config["backbone"])).take(args.count)
     if tuple(data.images.shape[1:3]) != tuple(bundle.input_shape[1:]) or data.images.shape[3] != bundle.input_shape[0]:
         raise SnnError(f"data set {spec} has images {data.images.shape[1:]} (H, W, C); bundle {bundle.name} expects "
                        f"{bundle.input_shape} (C, H, W)")

@@ -14,10 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="backbone|codec", required=True)
     b = sub.add_parser("backbone", help="train a float backbone on a data set")
     _PARSERS["backbone"] = b
-    b.add_argument("--data", default="fmnist", help="fmnist, or a spec such as cifar10:PATH (default fmnist)")
+    b.add_argument("--data", default="fmnist",
+                   help="fmnist, or a spec such as cifar10:PATH or folder:PATH (default fmnist)")
     b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
     b.add_argument("-o", "--out", required=True, type=Path)
-    b.add_argument("--epochs", type=int, default=12)
+    b.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default: at least 12 and at least 3,000 optimisation steps, so a small data set "
+                        "gets more epochs)")
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     b.add_argument("--lr", type=float, default=None)
@@ -27,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
     b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    _device_flag(b)
+    _split_flags(b, "default: the tree must have train/ and test/ sub-folders")
 
     c = sub.add_parser("codec", help="train the semantic codec on a frozen backbone")
     _PARSERS["codec"] = c
@@ -48,8 +53,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="device-side weights on the int8 grid 'snn export' uses (backbone head snapped, encoder "
                         "trained through it), so the int8 encoder picks the symbols torch picks")
     c.add_argument("--crop", type=float, default=1.0, help="spatial crop ratio: send a centred sub-window")
-    c.add_argument("--stage1-epochs", type=int, default=2)
-    c.add_argument("--stage2-epochs", type=int, default=6)
+    c.add_argument("--stage1-steps", type=int, default=400,
+                   help="stage-1 optimisation steps; the epochs are derived from the data size (default 400)")
+    c.add_argument("--stage2-steps", type=int, default=1400,
+                   help="stage-2 optimisation steps; the epochs are derived from the data size (default 1400)")
+    c.add_argument("--stage1-epochs", type=int, default=None, help="override --stage1-steps with an epoch count")
+    c.add_argument("--stage2-epochs", type=int, default=None, help="override --stage2-steps with an epoch count")
+    c.add_argument("--finetune-head", action="store_true",
+                   help="stage 2 also trains the device-side backbone stages (int8-aware with --int8-aware), "
+                        "distilled from the frozen original backbone")
+    c.add_argument("--head-lr", type=float, default=1e-4, help="learning rate of --finetune-head (default 1e-4)")
+    c.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
+                   help="start from this bundle's codec (e.g. to fine-tune it with --finetune-head); --backbone "
+                        "may name a bundle too")
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--lr", type=float, default=3e-3)
     c.add_argument("--ber-min", type=float, default=1e-4)
@@ -65,6 +81,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
     c.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    _device_flag(c)
+    _split_flags(c, "default: the split the backbone was trained with")
+
+
+def _device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)")
+
+
+def _split_flags(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--holdout", type=float, default=None, metavar="F",
+                        help=f"folder:PATH as one tree: hold this fraction of each class out as the test split "
+                             f"({default})")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the --holdout split (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         train_backbone(args.data, args.arch, args.out, epochs=args.epochs, batch_size=args.batch_size,
                        optimizer=args.optimizer, lr=args.lr, width=args.width, split=args.split, seed=args.seed,
                        threads=args.threads, resume=args.resume, count=args.count,
-                       command=command)
+                       command=command, holdout=args.holdout, split_seed=args.split_seed, device=args.device)
         return 0
     from channel.bit_errors import make_error_model
     from codec.training.train_codec import train_codec

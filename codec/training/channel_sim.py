@@ -38,9 +38,11 @@ class SymbolChannel:
         """idx (N, ...) int64, ber (N,) -> received indices after i.i.d. bit flips."""
         n = idx.shape[0]
         shape = (*idx.shape, self.bits)
-        p = ber.view(n, *([1] * (len(shape) - 1))).to(torch.float32)
-        flips = (torch.rand(shape, generator=g) < p).long()
-        mask = (flips * self.weights).sum(-1)
+        p = ber.view(n, *([1] * (len(shape) - 1))).to(device="cpu", dtype=torch.float32)
+        flips = (torch.rand(shape, generator=g) < p).long()  # drawn on the CPU: the same on any device
+        mask = (flips * self.weights).sum(-1).to(idx.device)
+        if self.codes.device != idx.device:
+            self.codes, self.decode = self.codes.to(idx.device), self.decode.to(idx.device)
         return self.decode[self.codes[idx] ^ mask]
 
 

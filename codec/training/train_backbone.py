@@ -11,6 +11,7 @@ import math
 import shlex
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -20,32 +21,44 @@ from codec.model.backbones import build_backbone
 from codec.training.common import (
     augment,
     batches,
+    accuracy,
     channel_stats,
+    epochs_for,
     load_split,
     log,
     predict,
+    pick_device,
     progress,
     rng_state,
     save_atomic,
     seed_everything,
     set_rng_state,
     set_threads,
+    split_validation,
     to_tensor,
 )
 from snn.errors import BundleError, SnnError
 
 BACKBONE_FORMAT = "snn-backbone"
 BACKBONE_VERSION = 1
+VAL_SEED = 0  # the validation split's seed, recorded so the codec holds out the same images
 
 
-def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size: int = 128,
+MIN_EPOCHS = 12      # the default schedule: at least this many epochs ...
+MIN_STEPS = 3000     # ... and at least this many optimisation steps, so small data sets converge
+
+
+def train_backbone(data: str, arch: str, out: Path, epochs: int | None = None, batch_size: int = 128,
                    optimizer: str = "sgd", lr: float | None = None, weight_decay: float = 5e-4,
                    width: float = 1.0, split: str | None = None, seed: int = 0, threads: int | None = None,
-                   resume: bool = False, count: int | None = None, command: str | None = None) -> dict:
+                   resume: bool = False, count: int | None = None, command: str | None = None,
+                   holdout: float | None = None, split_seed: int = 0, device: str | None = "auto") -> dict:
     set_threads(threads)
+    dev = pick_device(device)
     g = seed_everything(seed)
-    train, test = load_split(data)
+    train, test = load_split(data, holdout, split_seed)
     train, test = train.take(count), test.take(count)
+    train, val = split_validation(train, seed=VAL_SEED)
     mean, std = channel_stats(train.images)
     c, h, w = train.images.shape[3], train.images.shape[1], train.images.shape[2]
     kwargs = {"in_channels": c, "n_classes": len(train.classes), "width": width}
@@ -55,11 +68,12 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
         model = build_backbone(arch, **kwargs)
     except ValueError as exc:
         raise SnnError(str(exc)) from None
-    norm_mean = torch.tensor(mean).view(1, -1, 1, 1)
-    norm_std = torch.tensor(std).view(1, -1, 1, 1)
-    xtr, ytr = to_tensor(train.images), torch.from_numpy(train.labels)
-    xte, yte = to_tensor(test.images), torch.from_numpy(test.labels)
+    model.to(dev)
+    norm_mean = torch.tensor(mean, device=dev).view(1, -1, 1, 1)
+    norm_std = torch.tensor(std, device=dev).view(1, -1, 1, 1)
+    xtr, ytr = to_tensor(train.images).to(dev), torch.from_numpy(train.labels).to(dev)
     steps_per_epoch = math.ceil(len(xtr) / batch_size)
+    epochs = epochs if epochs is not None else epochs_for(MIN_STEPS, steps_per_epoch, MIN_EPOCHS)
     total = epochs * steps_per_epoch
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr or 0.1, momentum=0.9, nesterov=True,
@@ -73,20 +87,25 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     ckpt_path = out.with_name(out.name + ".ckpt")
     start = 0
+    best = {"acc": -1.0, "epoch": 0, "state": None}
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         set_rng_state(g, ck["rng"])
+        best = ck.get("best", best)
         start = ck["epoch"]
         log(f"resumed from {ckpt_path} after epoch {start}")
+    score = lambda x, y: accuracy(lambda b: model((b - norm_mean) / norm_std), x, y, dev)  # noqa: E731
+    log(f"backbone {arch}: {len(train)} training images ({len(val)} more held out for validation), "
+        f"{epochs} epochs = {total} steps on {dev}")
     t0 = time.time()
-    acc = 0.0
     for epoch in range(start, epochs):
         model.train()
         tl, tn = 0.0, 0
         for idx in progress(batches(len(xtr), batch_size, g), steps_per_epoch, f"epoch {epoch + 1}/{epochs}"):
+            idx = idx.to(dev)
             x = (augment(xtr[idx], g) - norm_mean) / norm_std
             loss = F.cross_entropy(model(x), ytr[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
@@ -96,31 +115,42 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int = 12, batch_size
             tl += loss.item() * len(idx)
             tn += len(idx)
         model.eval()
-        logits = predict(lambda b: model((b - norm_mean) / norm_std), xte)
-        acc = float((logits.argmax(1) == yte).float().mean())
-        log(f"backbone {arch} epoch {epoch + 1}/{epochs} loss {tl / tn:.4f} test_acc {acc:.4f} "
+        val_acc = score(val.images, val.labels) if len(val) else float("nan")
+        if len(val) == 0 or val_acc >= best["acc"]:  # model selection on the validation split only
+            best = {"acc": val_acc if len(val) else 0.0, "epoch": epoch + 1,
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        log(f"backbone {arch} epoch {epoch + 1}/{epochs} loss {tl / tn:.4f} val_acc {val_acc:.4f} "
             f"lr {sched.get_last_lr()[0]:.4g} elapsed {time.time() - t0:.0f}s")
         save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                     "rng": rng_state(g), "epoch": epoch + 1}, ckpt_path)
+                     "rng": rng_state(g), "epoch": epoch + 1, "best": best}, ckpt_path)
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
     model.eval()
+    acc = score(test.images, test.labels)
+    model.cpu()
     record = {
         "format": BACKBONE_FORMAT, "version": BACKBONE_VERSION, "arch": arch, "kwargs": dict(kwargs, split=model.split),
         "state_dict": model.state_dict(), "input_shape": [c, h, w], "input_mean": mean, "input_std": std,
-        "classes": list(train.classes), "data": data, "accuracy": acc, "epochs": epochs, "seed": seed,
+        "classes": list(train.classes), "data": data, "holdout": holdout, "split_seed": split_seed, "accuracy": acc,
+        "val_accuracy": best["acc"], "best_epoch": best["epoch"], "val_seed": VAL_SEED, "epochs": epochs, "seed": seed,
         "command": command or shlex.join(sys.argv), "train_seconds": time.time() - t0,
     }
     save_atomic(record, out)
-    log(f"saved backbone to {out}: test accuracy {acc:.4f}")
+    log(f"saved backbone to {out}: test accuracy {acc:.4f} (epoch {best['epoch']}, picked on validation "
+        f"accuracy {best['acc']:.4f})")
     return record
 
 
 def load_backbone_file(path: str | Path):
-    """(model in eval mode, record) from a file written by `train_backbone`."""
+    """(model in eval mode, record) from a file written by `train_backbone`, or the backbone inside a
+    bundle (.snn), so a codec can be retrained on a shipped bundle's backbone."""
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"backbone file {path} does not exist; make one with 'snn train backbone'")
+    if _is_bundle(path):
+        return _backbone_of_bundle(path)
     try:
-        record = torch.load(path, weights_only=False, map_location="cpu")
+        record = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise BundleError(f"{path} is not a backbone file ({type(exc).__name__})") from None
     if not isinstance(record, dict) or record.get("format") != BACKBONE_FORMAT:
@@ -132,3 +162,26 @@ def load_backbone_file(path: str | Path):
     model.load_state_dict(record["state_dict"])
     model.eval()
     return model, record
+
+
+def _is_bundle(path: Path) -> bool:
+    """A bundle is a zip with manifest.json at its top (torch.save files are zips too)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "manifest.json" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _backbone_of_bundle(path: Path):
+    from codec.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    m, cfg = bundle.manifest, bundle.config["backbone"]
+    record = {"format": BACKBONE_FORMAT, "version": BACKBONE_VERSION, "arch": cfg["arch"], "kwargs": cfg["kwargs"],
+              "state_dict": bundle.backbone.state_dict(), "input_shape": list(bundle.input_shape),
+              "input_mean": bundle.input_mean, "input_std": bundle.input_std, "classes": bundle.classes,
+              "data": cfg.get("data"), "holdout": cfg.get("holdout"), "split_seed": cfg.get("split_seed", 0),
+              "accuracy": cfg.get("accuracy"), "command": m.get("backbone_command"), "seed": m.get("backbone_seed"),
+              "train_seconds": m.get("backbone_train_seconds") or 0.0, "from_bundle": str(path)}
+    return bundle.backbone.eval(), record

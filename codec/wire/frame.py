@@ -1,409 +1,453 @@
-"""Frame format v1: the bytes that cross the link (normative text: docs/PROTOCOL.md).
+"""Frame format v2: the bytes that cross the link (normative text: docs/PROTOCOL.md).
 
-Layout, big-endian::
+A frame is `copies` (1, 3 or 5) identical BCH-protected header blocks, then the body::
 
-    0  magic 0xA7            1  version << 4 | kind      2  flags
-    3  codec fingerprint (4) 7  device id (2)            9  sequence number (2)
-    11 frag index << 4 | (frag count - 1)                12 payload bits (2, whole inference)
-    14 SNR hint (int8 dB, -128 = unknown)                15 pilot length (bytes)
-    16 ground-truth label (0xFF = none; test mode)
-    17 CRC-16/CCITT-FALSE (2) — over the header for DATA, over header + body for REPLY/ERROR
-    19 Reed-Solomon parity (12) over bytes 0..18: corrects up to 6 damaged header bytes
-    31 the body: DATA = pilot bytes + this fragment's slice of the packed symbols.
+    DATA   (device -> edge): block (12-15 B) x copies, then this fragment's
+           slice of the AES-CTR encrypted payload [+ 3 encrypted truth bytes in test mode, last
+           fragment only]
+    REPLY  (edge -> device): block (13 B, the 3-byte encrypted answer inside) x copies
+    ERROR  (edge -> device): the same, with an error code instead of an answer
 
-The header is protected on its own: a CRC-16 alone would drop 78% of frames at BER 1e-2 (152
-bits must all survive), so the header also carries RS(31, 19) parity and a frame whose header
-cannot be repaired is dropped. On worse links a sender repeats the 31-byte block 3 or 5 times
-(bitwise majority before the RS decoder): the header then survives BER 5e-2 and 1e-1 too. A DATA body is never rejected for bit errors (the decoder
-tolerates them), and its pilot bits, a known PN9 sequence, let the edge measure the bit error
-rate of the very frame it decodes.
+Block bits, MSB first (BCH(127, 99) t=4 shortened: `codec.wire.bch`); every field but the last
+nibble is byte aligned::
+
+    DATA:        device id 16 | counter low 16 (or all 32: "long") | [fragment 8] | MIC 32 | version 2 |
+                 kind 2 | parity 28                       (12 B; 13 fragmented; 14/15 long)
+    REPLY/ERROR: counter low 16 | body 24 | MIC 32 | version 2 | kind 2 | parity 28
+
+What never changes for a device (key, codec fingerprint, hence the payload length) is bound
+when it is provisioned (`codec.wire.keys`), so it is not sent: the payload length is implicit and
+a frame is accepted only at its exact length; the copy count and the block size enter the MIC, so
+a truncated or extended frame cannot pass as a smaller valid one. The MIC (`codec.wire.crypto`)
+covers the header and the codec fingerprint, not the DATA payload, which carries bit errors by
+design. The header's own decoding (bits corrected by the BCH code and by the copy vote) is the
+per-frame BER estimate: no pilots.
 """
 from __future__ import annotations
 
-import binascii
-import struct
+import math
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
+from enum import IntEnum
+from typing import Callable, Protocol, Sequence
 
-import numpy as np
-from reedsolo import ReedSolomonError, RSCodec
-
+from codec.wire import bch
+from codec.wire.crypto import DOWNLINK, UPLINK, mic, xor_keystream
 from snn.errors import FrameError
 
-MAGIC = 0xA7
-VERSION = 1
+VERSION = 2
+HEADER_COPIES = (1, 3, 5)
 MAX_FRAGMENTS = 16
-MAX_PILOT_BYTES = 32
-SNR_UNKNOWN = -128
+BLOCK_BYTES = 12            # DATA, one fragment: 68 info bits + 28 parity
+FRAG_BLOCK_BYTES = 13       # DATA, fragmented: + the fragment byte
+LONG_EXTRA = 2              # + the counter's high 16 bits ("long" blocks: 14 and 15 bytes)
+REPLY_BLOCK_BYTES = 13      # REPLY/ERROR: counter, 24-bit body, MIC
+TRUTH_BYTES = 3             # test mode: the truth label, 3 times (bitwise majority)
 NO_TRUTH = 0xFF
-HEADER_PARITY_BYTES = 12
-_HEADER = struct.Struct(">BBB4sHHBHbBB")
-_CRC = struct.Struct(">H")
-_REPLY = struct.Struct(">BBH")
-_PROTECTED = _HEADER.size + _CRC.size                     # 19 bytes the RS code protects
-HEADER_BYTES = _PROTECTED + HEADER_PARITY_BYTES            # 31 bytes on the air before the body
-PROTECTION_BYTES = _CRC.size + HEADER_PARITY_BYTES         # 14: CRC-16 + RS parity of a block
-HEADER_COPIES = (1, 3, 5)  # the protected header block may be sent 1, 3 or 5 times
-# GF(2^8), primitive polynomial 0x11D, generator 2, first consecutive root 0 (see PROTOCOL.md)
-_RS = RSCodec(HEADER_PARITY_BYTES, nsize=255, fcr=0, prim=0x11D, generator=2, c_exp=8)
-
-
-def _parity_tables() -> list[list[int]]:
-    """Per header position, the RS parity of every byte value there, as an int.
-
-    RS parity is linear over GF(2): the parity of a XOR b is the XOR of their parities. So it is
-    a XOR of 19 table look-ups (~3 µs) instead of a polynomial division in pure Python (~20 µs);
-    the tables come from reedsolo's own encoder on the 152 unit vectors.
-    """
-    unit = [[int.from_bytes(bytes(_RS.encode(bytes(pos * [0] + [1 << bit] + (_PROTECTED - pos - 1) * [0])))
-                            [_PROTECTED:], "big") for bit in range(8)] for pos in range(_PROTECTED)]
-    tables = []
-    for pos in range(_PROTECTED):
-        table = [0] * 256
-        for value in range(1, 256):
-            low = value & -value
-            table[value] = table[value ^ low] ^ unit[pos][low.bit_length() - 1]
-        tables.append(table)
-    return tables
-
-
-_PARITY = _parity_tables()
-
-
-def _rs_parity(checked: bytes) -> bytes:
-    """The 12 RS parity bytes of a message (+ CRC). Up to 19 bytes by table (leading zeros do not
-    change a shortened RS code's parity, so shorter messages use the tables' tail), else reedsolo."""
-    if len(checked) > _PROTECTED:
-        return bytes(_RS.encode(checked))[len(checked):]
-    parity = 0
-    for table, value in zip(_PARITY[_PROTECTED - len(checked):], checked):
-        if value:
-            parity ^= table[value]
-    return parity.to_bytes(HEADER_PARITY_BYTES, "big")
+_MIC_BITS = 32
 
 
 class Kind(IntEnum):
-    """What a frame carries."""
+    """What a frame carries (2 bits)."""
 
-    DATA = 0    # device -> edge: (a fragment of) one inference's symbols
-    REPLY = 1   # edge -> device: label, confidence, estimated BER
-    ERROR = 2   # edge -> device: the request was refused, with a code and a reason
-
-
-class Flags(IntFlag):
-    """Header flags. v1 defines none: ENCRYPTED and AUTH are reserved, all bits must be 0."""
-
-    ENCRYPTED = 0x40  # reserved: payload under a stream cipher (AES-CTR)
-    AUTH = 0x80       # reserved: header authentication tag
+    DATA = 0        # device -> edge: (a fragment of) one inference
+    DATA_TRUTH = 1  # the same, test mode: the last fragment ends with the ground-truth label
+    REPLY = 2       # edge -> device: label, confidence, BER estimate
+    ERROR = 3       # edge -> device: the request was refused
 
 
 class ErrorCode(IntEnum):
-    """Codes carried by ERROR frames."""
+    """Codes carried by ERROR frames (docs/PROTOCOL.md §5.2)."""
 
-    BAD_FRAME = 1
-    UNKNOWN_CODEC = 2
-    BUSY = 3
-    UNSUPPORTED = 4
+    BAD_FRAME = 1       # authenticated, but the edge cannot use it (e.g. payload length)
+    UNKNOWN_CODEC = 2   # this edge does not serve the codec the device is provisioned for
+    BUSY = 3            # overload: retry (with a new counter) after `arg` x 10 ms
+    UNSUPPORTED = 4     # protocol version: `detail` is the version the edge speaks
     INTERNAL = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One parsed frame: header fields plus the raw body."""
+ERROR_TEXT = {
+    ErrorCode.BAD_FRAME: "the edge could not use this frame",
+    ErrorCode.UNKNOWN_CODEC: "the edge does not serve this device's codec",
+    ErrorCode.BUSY: "edge overloaded: retry later",
+    ErrorCode.UNSUPPORTED: "unsupported protocol version: upgrade the device to the edge's version",
+    ErrorCode.INTERNAL: "internal error on the edge",
+}
 
-    kind: Kind
-    flags: int
+
+class Peer(Protocol):
+    """What a receiver knows of a provisioned device: its key, its codec and payload length."""
+
+    key: bytes
     fingerprint: bytes
+    payload_bytes: int
+
+
+@dataclass(slots=True)
+class DataFrame:
+    """One authenticated DATA frame, payload decrypted (bit errors and all)."""
+
     device_id: int
-    seq: int
+    counter: int
+    copies: int
     frag_index: int
     frag_count: int
-    payload_bits: int
-    snr_hint: int | None
-    pilot_len: int
+    data: bytes                 # this fragment's payload slice, decrypted
     truth: int | None
-    body: bytes
-    header_copies: int = 1
+    header_errors: int          # bits the copy vote and the BCH decoder found wrong
+    header_bits: int            # bits of header blocks received (copies x block)
+    peer: object                # the Peer whose key and codec authenticated it
+    block_bytes: int = BLOCK_BYTES
+    long_counter: bool = False
 
     @property
-    def pilots(self) -> bytes:
-        return self.body[: self.pilot_len]
-
-    @property
-    def data(self) -> bytes:
-        """The packed-symbol slice this fragment carries (after the pilots)."""
-        return self.body[self.pilot_len:]
-
-    def reply(self) -> "Reply":
-        """The body of a REPLY frame."""
-        if self.kind != Kind.REPLY or len(self.body) != _REPLY.size:
-            raise FrameError("not a reply frame", reason="not_reply")
-        label, conf, ber_e5 = _REPLY.unpack(self.body)
-        return Reply(label, conf / 255.0, ber_e5 * 1e-5)
-
-    def error(self) -> tuple[ErrorCode | int, str]:
-        """(code, reason) of an ERROR frame."""
-        if self.kind != Kind.ERROR or not self.body:
-            raise FrameError("not an error frame", reason="not_reply")
-        code = self.body[0]
-        reason = self.body[1:].decode("utf-8", "replace")
-        return (ErrorCode(code) if code in ErrorCode._value2member_map_ else code), reason
+    def fragmented(self) -> bool:
+        return self.frag_count > 1
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    counter: int
     label: int
     confidence: float
     ber: float
+    header_errors: int
+    header_bits: int
 
 
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor)."""
-    return binascii.crc_hqx(data, 0xFFFF)
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    counter: int
+    code: ErrorCode | int
+    detail: int
+    arg: int
+    header_errors: int
+    header_bits: int
+
+    @property
+    def text(self) -> str:
+        base = ERROR_TEXT.get(self.code, f"error code {int(self.code)}")
+        if self.code == ErrorCode.UNSUPPORTED:
+            return f"{base} (the edge speaks v{self.detail})"
+        if self.code == ErrorCode.BUSY:
+            return f"{base} (in {self.arg * 10} ms)"
+        return base
 
 
-def header_bytes(copies: int = 1) -> int:
-    """Bytes on the air before a frame's body: header, CRC and RS parity (31), times the copies."""
-    return HEADER_BYTES * copies
+# --- helpers a device and the edge share -------------------------------------------------------
+
+def copies_code(copies: int) -> int:
+    if copies not in HEADER_COPIES:
+        raise ValueError(f"the header block is sent {', '.join(map(str, HEADER_COPIES))} times, not {copies}")
+    return copies
 
 
 def header_copies_for(ber: float) -> int:
-    """The copies a sender should use at this BER.
+    """The copies a sender should use at this BER: the fewest expected bytes with resends.
 
-    Fewest expected bytes on air, resends included: one 72-byte frame beats three header copies
-    (134 B) while it loses under ~45% of headers (up to BER ~2e-2: 17%); three copies lose 1.3%
-    at 6e-2; five lose 0.4% at 1e-1.
+    One 12-byte block loses 0.3% of headers at BER 1e-2 and 4% at 2e-2; three copies lose 1e-5
+    at 3e-2 and 0.1% at 5e-2; five lose 0.2% at 1e-1 (binomial model with the t=4 BCH code;
+    `tests/codec/wire/test_frame.py` measures it on real flips).
     """
     return 1 if ber <= 2e-2 else 3 if ber <= 6e-2 else 5
 
 
-def _build(kind: Kind, flags: int, fingerprint: bytes, device_id: int, seq: int, frag_index: int,
-           frag_count: int, payload_bits: int, snr_hint: int | None, pilot_len: int,
-           truth: int | None, body: bytes, copies: int = 1) -> bytes:
-    if copies not in HEADER_COPIES:
-        raise ValueError(f"the header is sent {', '.join(map(str, HEADER_COPIES))} times, not {copies}")
-    if len(fingerprint) != 4:
-        raise ValueError("the codec fingerprint is exactly 4 bytes")
-    if not 1 <= frag_count <= MAX_FRAGMENTS or not 0 <= frag_index < frag_count:
-        raise ValueError(f"fragment {frag_index}/{frag_count} outside 1..{MAX_FRAGMENTS} fragments")
-    snr = SNR_UNKNOWN if snr_hint is None else max(-127, min(127, int(round(snr_hint))))
-    if truth is not None and not 0 <= truth < NO_TRUTH:
-        raise ValueError(f"a ground-truth label must lie in 0..{NO_TRUTH - 1}")
-    head = _HEADER.pack(MAGIC, (VERSION << 4) | int(kind), int(flags), fingerprint,
-                        device_id & 0xFFFF, seq & 0xFFFF, (frag_index << 4) | (frag_count - 1),
-                        payload_bits, snr, pilot_len, NO_TRUTH if truth is None else truth)
-    if kind != Kind.DATA:  # a label must arrive right or not at all: its body is protected too
-        body = _protect(body) * copies
-    return _protect(head) * copies + body
+def fragment_slice(payload_bytes: int, frag_count: int, frag_index: int) -> range:
+    """Byte range of the payload carried by one fragment (equal chunks, the last shorter)."""
+    chunk = -(-payload_bytes // frag_count)
+    return range(min(frag_index * chunk, payload_bytes), min((frag_index + 1) * chunk, payload_bytes))
 
 
-def _protect(message: bytes) -> bytes:
-    """message + CRC-16(message) + 12 RS parity bytes over both: a block that repairs itself."""
-    checked = message + _CRC.pack(crc16(message))
-    return checked + _rs_parity(checked)
+def block_bytes(fragmented: bool, long_counter: bool = False) -> int:
+    """Size of one header block: 12, 13 (fragmented), 14 (long counter), 15 (both)."""
+    return (FRAG_BLOCK_BYTES if fragmented else BLOCK_BYTES) + (LONG_EXTRA if long_counter else 0)
 
 
-def _recover(block: bytes) -> bytes | None:
-    """The message of a `_protect`ed block, repaired by the RS code when its CRC fails; or None."""
-    message, crc = block[:-PROTECTION_BYTES], block[-PROTECTION_BYTES:-HEADER_PARITY_BYTES]
-    if crc16(message) == int.from_bytes(crc, "big"):
-        return message
-    try:
-        repaired = bytes(_RS.decode(block)[0])
-    except (ReedSolomonError, ValueError, IndexError, ZeroDivisionError):
-        return None
-    message, crc = repaired[:-_CRC.size], repaired[-_CRC.size:]
-    return message if crc16(message) == int.from_bytes(crc, "big") else None
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """Header fields as the raw bytes of a single-copy header claim them, *unverified* (no CRC, no
-    repair): only for addressing an ERROR about a frame that failed to parse, or for a load
-    generator on loopback that must classify replies cheaply. Never act on them otherwise."""
-    kind: int
-    fingerprint: bytes
-    device_id: int
-    seq: int
-    error_code: int  # the ERROR body's code byte, 0 when absent
-
-
-def peek(data: bytes) -> Claimed:
-    """What a frame's first header copy claims (see `Claimed`); short input yields zeros."""
-    data = bytes(data)
-    fp = data[3:7] if len(data) >= 7 else b"\x00" * 4
-    dev = int.from_bytes(data[7:9], "big") if len(data) >= 9 else 0
-    seq = int.from_bytes(data[9:11], "big") if len(data) >= 11 else 0
-    kind = data[1] & 0x0F if len(data) >= 2 and data[0] == MAGIC else 0
-    code = data[HEADER_BYTES] if kind == Kind.ERROR and len(data) > HEADER_BYTES else 0
-    return Claimed(kind, fp, dev, seq, code)
-
-
-def parse_frame(data: bytes) -> Frame:
-    """Parse and check one frame, repairing a damaged header. Raises only FrameError.
-
-    The single-copy reading is tried first (no cost on a clean link); then 3 and 5 copies.
-    """
-    data = bytes(data)
-    if len(data) < HEADER_BYTES:
-        raise FrameError(f"frame of {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header", reason="short")
-    first_error = None
-    for copies in HEADER_COPIES:
-        if len(data) < copies * HEADER_BYTES:
-            break
-        try:
-            return _parse(data, copies)
-        except FrameError as exc:
-            first_error = first_error or exc
-    raise first_error
-
-
-def _parse(data: bytes, copies: int) -> Frame:
-    end = copies * HEADER_BYTES
-    protected = _recover(data[:HEADER_BYTES] if copies == 1 else _majority(data[:end], copies))
-    if protected is None:
-        raise FrameError("header damaged beyond repair on the link (CRC and RS check failed)", reason="damaged")
-    body = data[end:]
-    (magic, ver_kind, flags, fingerprint, device_id, seq, frag, payload_bits, snr, pilot_len,
-     truth) = _HEADER.unpack_from(protected)
-    if magic != MAGIC:
-        raise FrameError(f"bad magic 0x{magic:02x} (expected 0x{MAGIC:02x})", reason="magic")
-    version, kind_value = ver_kind >> 4, ver_kind & 0x0F
-    if version != VERSION:
-        raise FrameError(f"unsupported protocol version {version} (this peer speaks v{VERSION})", reason="version")
-    if kind_value not in Kind._value2member_map_:
-        raise FrameError(f"unknown frame kind {kind_value}", reason="kind")
-    if flags:
-        raise FrameError(f"flags 0x{flags:02x} use features this v{VERSION} peer does not support "
-                         f"(encryption/authentication are reserved)", reason="flags")
-    frag_index, frag_count = frag >> 4, (frag & 0x0F) + 1
-    if frag_index >= frag_count:
-        raise FrameError(f"fragment index {frag_index} >= fragment count {frag_count}", reason="fragment")
-    kind = Kind(kind_value)
-    if kind != Kind.DATA:
-        body = _reply_body(body, copies)
-        if len(body) * 8 != payload_bits:
-            raise FrameError(f"{kind.name} body of {len(body)} bytes, header says {payload_bits} bits", reason="length")
-    else:
-        if payload_bits == 0:
-            raise FrameError("data frame with an empty payload", reason="length")
-        if pilot_len > MAX_PILOT_BYTES:
-            raise FrameError(f"pilot length {pilot_len} exceeds {MAX_PILOT_BYTES}", reason="pilots")
-        expected = pilot_len + len(fragment_slice(payload_bits, frag_count, frag_index))
-        if len(body) != expected:
-            raise FrameError(f"fragment body of {len(body)} bytes, header implies {expected}", reason="length")
-    return Frame(kind, flags, fingerprint, device_id, seq, frag_index, frag_count, payload_bits,
-                 None if snr == SNR_UNKNOWN else snr, pilot_len,
-                 None if truth == NO_TRUTH else truth, body, copies)
-
-
-def _majority(blocks: bytes, copies: int) -> bytes:
-    """Bitwise majority vote over `copies` repeated blocks of equal length."""
-    bits = np.unpackbits(np.frombuffer(blocks, dtype=np.uint8).reshape(copies, -1), axis=1)
-    return np.packbits(bits.sum(axis=0, dtype=np.uint8) > copies // 2).tobytes()
-
-
-def _reply_body(data: bytes, copies: int) -> bytes:
-    """The body of a REPLY/ERROR frame: `copies` protected blocks, majority-voted and repaired."""
-    size = len(data) // copies
-    if size <= PROTECTION_BYTES or size * copies != len(data) or size > 255:
-        raise FrameError(f"reply body of {len(data)} bytes does not hold {copies} protected block(s)", reason="short")
-    body = _recover(data if copies == 1 else _majority(data, copies))
-    if body is None:
-        raise FrameError("reply body damaged beyond repair on the link (CRC and RS check failed)", reason="damaged")
-    return body
-
-
-# --- fragmentation ---------------------------------------------------------------------------
-
-def fragment_slice(payload_bits: int, frag_count: int, frag_index: int) -> range:
-    """Byte range of the packed payload carried by one fragment (equal chunks, last shorter)."""
-    nbytes = (payload_bits + 7) // 8
-    chunk = -(-nbytes // frag_count)
-    return range(min(frag_index * chunk, nbytes), min((frag_index + 1) * chunk, nbytes))
-
-
-def fragment_count(payload_bits: int, mtu: int, pilot_len: int, header_copies: int = 1) -> int:
-    """Fragments needed so that every frame fits in `mtu` bytes."""
-    room = mtu - header_bytes(header_copies) - pilot_len
+def frame_plan(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False) -> int:
+    """Fragments one inference needs at this MTU and copy count (ValueError when none fits)."""
+    extra = TRUTH_BYTES if truth else 0
+    if copies * block_bytes(False, long_counter) + payload_bytes + extra <= mtu:
+        return 1
+    size = block_bytes(True, long_counter)
+    room = mtu - copies * size - extra
     if room <= 0:
-        raise ValueError(f"an MTU of {mtu} bytes leaves no room after the {header_bytes(header_copies)}-byte "
-                         f"header and {pilot_len} pilot bytes")
-    count = -(-((payload_bits + 7) // 8) // room)
-    if count > MAX_FRAGMENTS:
-        raise ValueError(f"{payload_bits} bits need {count} fragments at MTU {mtu}; at most "
-                         f"{MAX_FRAGMENTS} are allowed")
+        raise ValueError(f"an MTU of {mtu} bytes leaves no room after {copies} header block(s) of "
+                         f"{size} bytes")
+    count = max(2, -(-payload_bytes // room))
+    if count > MAX_FRAGMENTS or count > payload_bytes:
+        raise ValueError(f"{payload_bytes} payload bytes need {count} fragments at MTU {mtu} with "
+                         f"{copies} header copies; at most {MAX_FRAGMENTS} are allowed")
     return count
 
 
-def encode_inference(payload: bytes, payload_bits: int, fingerprint: bytes, device_id: int,
-                     seq: int, mtu: int = 1400, pilot_len: int = 4, snr_hint: int | None = None,
-                     truth: int | None = None, header_copies: int = 1) -> list[bytes]:
-    """The DATA frames (one per fragment) that carry one inference's packed symbols.
+def fitting_copies(payload_bytes: int, mtu: int, wanted: int, truth: bool = False,
+                   long_counter: bool = False) -> tuple[int, int]:
+    """(copies, fragments) closest to `wanted` copies that fit the MTU: a device degrades to fewer
+    copies (and so more fragments) rather than stop. ValueError only when even 1 copy cannot fit."""
+    for copies in sorted((c for c in HEADER_COPIES if c <= wanted), reverse=True):
+        try:
+            return copies, frame_plan(payload_bytes, mtu, copies, truth, long_counter)
+        except ValueError as exc:
+            last = exc
+    raise last
 
-    `header_copies` (1, 3 or 5; see `header_copies_for`) makes the header survive worse links.
-    """
+
+def data_bytes(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False) -> int:
+    """Bytes on the air for one inference (every fragment)."""
+    count = frame_plan(payload_bytes, mtu, copies, truth, long_counter)
+    return count * copies * block_bytes(count > 1, long_counter) + payload_bytes + (TRUTH_BYTES if truth else 0)
+
+
+def _hdr_byte(kind: int, copies: int, long_counter: bool = False) -> int:
+    return (VERSION << 6) | (kind << 4) | (long_counter << 3) | copies
+
+
+def _mic_message(direction: int, device_id: int, counter: int, kind: int, copies: int, frag: int,
+                 fingerprint: bytes, body: bytes = b"", long_counter: bool = False) -> bytes:
+    return (bytes([direction]) + device_id.to_bytes(2, "big") + counter.to_bytes(4, "big")
+            + bytes([_hdr_byte(kind, copies, long_counter), frag]) + fingerprint + body)
+
+
+def _frag_byte(index: int, count: int) -> int:
+    return 0 if count == 1 else (index << 4) | (count - 1)
+
+
+def _block(info: int, k: int) -> bytes:
+    return bch.encode(info, k).to_bytes((k + bch.PARITY_BITS) // 8, "big")
+
+
+def _majority(data: bytes, copies: int, size: int) -> tuple[int, list[int]]:
+    """Bitwise majority of `copies` blocks of `size` bytes at the start of data, and the copies."""
+    words = [int.from_bytes(data[i * size:(i + 1) * size], "big") for i in range(copies)]
+    if copies == 1:
+        return words[0], words
+    need = copies // 2 + 1
+    voted = 0
+    if copies == 3:
+        a, b, c = words
+        voted = (a & b) | (a & c) | (b & c)
+    else:
+        for bit in range(size * 8):
+            if sum(w >> bit & 1 for w in words) >= need:
+                voted |= 1 << bit
+    return voted, words
+
+
+def _decode_block(data: bytes, copies: int, size: int) -> tuple[int, int] | None:
+    """(info bits, bits found wrong over all copies) of a repeated block, or None."""
+    if copies == 1 and not bch.remainder(data[:size]):   # a clean block: the common case, no decoding
+        return int.from_bytes(data[:size], "big") >> bch.PARITY_BITS, 0
+    voted, words = _majority(data, copies, size)
+    got = bch.decode(voted, size * 8)
+    if got is None:
+        return None
+    word = got[0]
+    errors = sum((w ^ word).bit_count() for w in words)
+    return word >> bch.PARITY_BITS, errors
+
+
+# --- DATA --------------------------------------------------------------------------------------
+
+def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint: bytes, counter: int,
+                     mtu: int = 1400, copies: int = 1, truth: int | None = None,
+                     long_counter: bool = False) -> list[bytes]:
+    """The DATA frames (one per fragment) of one inference under frame counter `counter`.
+
+    The caller never reuses a counter under a key (`codec.wire.keys.CounterStore`).
+    `long_counter` sends all 32 counter bits (2 bytes more per block): a device does so on its
+    first transmission after it starts and on resends, so an edge that lost track of it (a
+    restart) resynchronises (docs/PROTOCOL.md §4.3)."""
     payload = bytes(payload)
-    if len(payload) != (payload_bits + 7) // 8:
-        raise ValueError(f"{len(payload)} payload bytes do not match {payload_bits} bits")
-    if not 0 <= pilot_len <= MAX_PILOT_BYTES:
-        raise ValueError(f"pilot length must lie in 0..{MAX_PILOT_BYTES}")
-    count = fragment_count(payload_bits, mtu, pilot_len, header_copies)
-    pilots = pilot_sequence(pilot_len)
+    copies_code(copies)
+    if not 0 <= device_id <= 0xFFFF or not 0 <= counter <= 0xFFFFFFFF:
+        raise ValueError("device id is 16 bits and the frame counter 32 bits")
+    if len(fingerprint) != 4 or len(key) != 16:
+        raise ValueError("the codec fingerprint is 4 bytes and the key 16")
+    if truth is not None and not 0 <= truth < NO_TRUTH:
+        raise ValueError(f"a ground-truth label must lie in 0..{NO_TRUTH - 1}")
+    kind = Kind.DATA if truth is None else Kind.DATA_TRUTH
+    count = frame_plan(len(payload), mtu, copies, truth is not None, long_counter)
     frames = []
+    cbits = 32 if long_counter else 16
     for index in range(count):
-        piece = fragment_slice(payload_bits, count, index)
-        frames.append(_build(Kind.DATA, 0, fingerprint, device_id, seq, index, count, payload_bits,
-                             snr_hint, pilot_len, truth, pilots + payload[piece.start:piece.stop],
-                             header_copies))
+        piece = fragment_slice(len(payload), count, index)
+        frag = _frag_byte(index, count)
+        tag = int.from_bytes(mic(key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, fingerprint,
+                                                   long_counter=long_counter)), "big")
+        info = (device_id << cbits) | (counter & ((1 << cbits) - 1))
+        if count > 1:
+            info = (info << 8) | frag
+        k = 16 + cbits + (8 if count > 1 else 0) + 36
+        block = _block((info << 36) | (tag << 4) | (VERSION << 2) | kind, k)
+        body = payload[piece.start:piece.stop]
+        if truth is not None and index == count - 1:  # keystream bytes P, P+1, P+2
+            body += bytes([truth]) * TRUTH_BYTES
+        frames.append(block * copies + xor_keystream(key, UPLINK, device_id, counter, piece.start, body))
     return frames
 
 
-def encode_reply(fingerprint: bytes, device_id: int, seq: int, label: int, confidence: float,
-                 ber: float, header_copies: int = 1) -> bytes:
-    """A REPLY frame: label, confidence (1/255 steps) and the edge's BER estimate (1e-5 steps).
+_SIZES = [(False, False), (True, False), (False, True), (True, True)]   # (fragmented, long)
 
-    An edge answers with as many header copies as the request carried (the downlink is as bad).
+
+def _candidates(n: int, sizes: frozenset[int] | None):
+    """(copies, fragmented, long counter) readings a datagram of n bytes can have, likeliest first."""
+    top = max(sizes) + TRUTH_BYTES if sizes else 1 << 16
+    for copies in HEADER_COPIES:
+        for fragmented, long_counter in _SIZES:
+            rest = n - copies * block_bytes(fragmented, long_counter)
+            if fragmented:
+                if 1 <= rest <= top:
+                    yield copies, fragmented, long_counter
+            elif rest >= 1 and (sizes is None or rest in sizes or rest - TRUTH_BYTES in sizes):
+                yield copies, fragmented, long_counter
+
+
+_STAGES = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length")
+
+
+def parse_data(data: bytes, peers: Callable[[int], Sequence[Peer]], full_counter: Callable[[int, int], int],
+               sizes: frozenset[int] | None = None) -> DataFrame:
+    """Check, authenticate and decrypt one DATA frame. Raises only FrameError, whose reason is
+    the furthest stage any reading reached: "length" (no reading fits the byte count), "damaged"
+    (header beyond repair), "version", "kind", "fragment", "auth" (unknown device or MIC
+    mismatch), "bad_length" (authenticated, but not the exact length of its codec).
+
+    `peers(device_id)`: the provisioned keys for a device id (normally one; an insecure edge
+    offers one per served codec). `full_counter(device_id, low16)`: the 32-bit counter the
+    replay window reconstructs. `sizes`: the payload lengths served, to skip impossible
+    readings before any decoding (a garbage datagram usually costs a set look-up).
     """
+    if type(data) is not bytes:
+        data = bytes(data)
+    n = len(data)
+    if sizes is not None and n - BLOCK_BYTES in sizes:   # the common reading first, without the generator
+        stage, text, frame = _try_data(data, 1, False, False, peers, full_counter)
+        if frame is not None:
+            return frame
+    worst, detail = 0, f"no v{VERSION} frame is {n} bytes long"
+    for copies, fragmented, long_counter in _candidates(n, sizes):
+        stage, text, frame = _try_data(data, copies, fragmented, long_counter, peers, full_counter)
+        if frame is not None:
+            return frame
+        if stage > worst:
+            worst, detail = stage, text
+    raise FrameError(detail, reason=_STAGES[worst])
+
+
+def _try_data(data, copies, fragmented, long_counter, peers, full_counter):
+    size = (FRAG_BLOCK_BYTES if fragmented else BLOCK_BYTES) + (LONG_EXTRA if long_counter else 0)
+    got = _decode_block(data, copies, size)
+    if got is None:
+        return 1, "header damaged beyond repair on the link (BCH decoding failed)", None
+    info, errors = got
+    version, kind, tag = info >> 2 & 3, info & 3, info >> 4 & 0xFFFFFFFF
+    info >>= 36
+    frag = 0
+    if fragmented:
+        frag, info = info & 0xFF, info >> 8
+    cbits = 32 if long_counter else 16
+    device_id, low = info >> cbits & 0xFFFF, info & ((1 << cbits) - 1)
+    if version != VERSION:
+        return 2, f"protocol version {version} (this peer speaks v{VERSION})", None
+    if kind not in (Kind.DATA, Kind.DATA_TRUTH):
+        return 3, f"a {Kind(kind).name} frame where DATA was expected", None
+    index, count = (frag >> 4, (frag & 0xF) + 1) if fragmented else (0, 1)
+    if fragmented and count == 1 or index >= count:
+        return 4, f"fragment {index} of {count}", None
+    counter = low if long_counter else full_counter(device_id, low)
+    found = None
+    for peer in peers(device_id):
+        want = mic(peer.key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, peer.fingerprint,
+                                          long_counter=long_counter))
+        if int.from_bytes(want, "big") == tag:
+            found = peer
+            break
+    if found is None:
+        return 5, f"device {device_id}: authentication failed (unknown device, wrong key or MIC)", None
+    if found.payload_bytes == 0:  # authenticated, but the receiver does not serve its codec
+        return 6, "", DataFrame(device_id, counter, copies, index, count, b"", None, errors,
+                                copies * size * 8, found, size, long_counter)
+    piece = fragment_slice(found.payload_bytes, count, index)
+    truth_bytes = TRUTH_BYTES if kind == Kind.DATA_TRUTH and index == count - 1 else 0
+    body = data[copies * size:]
+    if len(body) != len(piece) + truth_bytes or len(piece) == 0:
+        return 6, (f"device {device_id}: fragment body of {len(body)} bytes, its codec implies "
+                   f"{len(piece) + truth_bytes}"), None
+    plain = xor_keystream(found.key, UPLINK, device_id, counter, piece.start, body)
+    truth = None
+    if truth_bytes:
+        a, b, c = plain[-3:]
+        truth = (a & b) | (a & c) | (b & c)
+        plain = plain[:-3]
+    return 6, "", DataFrame(device_id, counter, copies, index, count, plain, truth, errors,
+                            copies * size * 8, found, size, long_counter)
+
+
+# --- REPLY and ERROR ---------------------------------------------------------------------------
+
+def ber_code(ber: float) -> int:
+    """8-bit log-scale BER: 0 means < 1e-6, else BER = 1e-6 * 10^((code - 1) / 32)."""
+    if not ber > 1e-6:
+        return 0
+    return max(1, min(255, 1 + round(32 * math.log10(ber / 1e-6))))
+
+
+def ber_from_code(code: int) -> float:
+    return 0.0 if code == 0 else 1e-6 * 10 ** ((code - 1) / 32)
+
+
+def _encode_down(kind: Kind, body: bytes, key: bytes, device_id: int, fingerprint: bytes, counter: int,
+                 copies: int) -> bytes:
+    copies_code(copies)
+    cipher = xor_keystream(key, DOWNLINK, device_id, counter, 0, body)
+    tag = int.from_bytes(mic(key, _mic_message(DOWNLINK, device_id, counter, kind, copies, 0, fingerprint, cipher)),
+                         "big")
+    info = ((counter & 0xFFFF) << 60) | (int.from_bytes(cipher, "big") << 36) | (tag << 4) | (VERSION << 2) | kind
+    return _block(info, 76) * copies
+
+
+def encode_reply(*, key: bytes, device_id: int, fingerprint: bytes, counter: int, label: int,
+                 confidence: float, ber: float, copies: int = 1) -> bytes:
+    """A REPLY to the DATA frame(s) of `counter`, as many copies as the request carried."""
     conf = max(0, min(255, int(round(confidence * 255))))
-    ber_e5 = max(0, min(0xFFFF, int(round(ber * 1e5))))
-    body = _REPLY.pack(label & 0xFF, conf, ber_e5)
-    return _build(Kind.REPLY, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body,
-                  header_copies)
+    return _encode_down(Kind.REPLY, bytes([label & 0xFF, conf, ber_code(ber)]), key, device_id, fingerprint,
+                        counter, copies)
 
 
-def encode_error(fingerprint: bytes, device_id: int, seq: int, code: ErrorCode, reason: str,
-                 header_copies: int = 1) -> bytes:
-    """An ERROR frame telling the device why its request was refused (reason <= 200 bytes)."""
-    body = bytes([int(code)]) + reason.encode("utf-8")[:200]
-    return _build(Kind.ERROR, 0, fingerprint, device_id, seq, 0, 1, len(body) * 8, None, 0, None, body,
-                  header_copies)
+def encode_error(*, key: bytes, device_id: int, fingerprint: bytes, counter: int, code: ErrorCode,
+                 detail: int = 0, arg: int = 0, copies: int = 1) -> bytes:
+    """An ERROR about the request `counter`: code, a detail byte and an argument byte."""
+    return _encode_down(Kind.ERROR, bytes([int(code), detail & 0xFF, max(0, min(255, arg))]), key, device_id,
+                        fingerprint, counter, copies)
 
 
-# --- pilots ----------------------------------------------------------------------------------
-
-def _pn9(nbytes: int) -> bytes:
-    """PN9 sequence (x^9 + x^5 + 1, seed 0x1FF), MSB-first bytes — the pilot bits."""
-    state, out = 0x1FF, bytearray()
-    for _ in range(nbytes):
-        byte = 0
-        for _ in range(8):
-            bit = state & 1
-            byte = (byte << 1) | bit
-            state = (state >> 1) | (((state ^ (state >> 5)) & 1) << 8)
-        out.append(byte)
-    return bytes(out)
-
-
-_PILOTS = _pn9(MAX_PILOT_BYTES)
-
-
-def pilot_sequence(nbytes: int) -> bytes:
-    """The first `nbytes` pilot bytes (known to both ends)."""
-    return _PILOTS[:nbytes]
-
-
-def pilot_bit_errors(frame: Frame) -> int:
-    """Bits of this frame's pilots that the link flipped (called per frame on the edge's hot path)."""
-    n = frame.pilot_len
-    return (int.from_bytes(frame.body[:n], "big") ^ int.from_bytes(_PILOTS[:n], "big")).bit_count()
+def parse_reply(data: bytes, *, key: bytes, device_id: int, fingerprint: bytes,
+                full_counter: Callable[[int], int | None]) -> Reply | ErrorReply:
+    """Check, authenticate and decrypt a REPLY or ERROR for this device. `full_counter(low16)` is
+    the 32-bit counter of the pending request with those low bits, or None. Raises FrameError
+    ("length", "damaged", "version", "kind", "unmatched": no pending request, "auth")."""
+    data = bytes(data)
+    copies, rem = divmod(len(data), REPLY_BLOCK_BYTES)
+    if rem or copies not in HEADER_COPIES:
+        raise FrameError(f"a reply of {len(data)} bytes (13, 39 or 65 expected)", reason="length")
+    got = _decode_block(data, copies, REPLY_BLOCK_BYTES)
+    if got is None:
+        raise FrameError("reply damaged beyond repair on the link", reason="damaged")
+    info, errors = got
+    version, kind, low = info >> 2 & 3, info & 3, info >> 60 & 0xFFFF
+    cipher, tag = (info >> 36 & 0xFFFFFF).to_bytes(3, "big"), info >> 4 & 0xFFFFFFFF
+    if version != VERSION:
+        raise FrameError(f"protocol version {version}", reason="version")
+    if kind not in (Kind.REPLY, Kind.ERROR):
+        raise FrameError(f"a {Kind(kind).name} frame where a reply was expected", reason="kind")
+    counter = full_counter(low)
+    if counter is None:
+        raise FrameError(f"no request pending with counter low bits {low}", reason="unmatched")
+    want = mic(key, _mic_message(DOWNLINK, device_id, counter, kind, copies, 0, fingerprint, cipher))
+    if int.from_bytes(want, "big") != tag:
+        raise FrameError("reply authentication failed (not for this device, or forged)", reason="auth")
+    a, b, c = xor_keystream(key, DOWNLINK, device_id, counter, 0, cipher)
+    bits = copies * REPLY_BLOCK_BYTES * 8
+    if kind == Kind.REPLY:
+        return Reply(counter, a, b / 255.0, ber_from_code(c), errors, bits)
+    code = ErrorCode(a) if a in ErrorCode._value2member_map_ else a
+    return ErrorReply(counter, code, b, c, errors, bits)

@@ -2,6 +2,11 @@
 
 A lost fragment must not cost the inference: after `timeout_s` the edge decodes what it has and
 marks the missing bytes as erased, and the decoder (trained with erasures) fills them in.
+Fragments are keyed by (device id, frame counter): they arrive authenticated and decrypted
+(`codec.wire.frame.parse_data`). A duplicate fragment of a pending inference is counted and
+dropped; one that arrives after its inference left (answered, timed out) is the receiver's
+business: its replay window says the counter was used and the inference is not pending
+(docs/PROTOCOL.md §6: no second reply).
 """
 from __future__ import annotations
 
@@ -10,39 +15,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.wire.frame import Frame, Kind, fragment_slice, pilot_bit_errors
+from codec.wire.frame import DataFrame, fragment_slice
 
 
 @dataclass
 class Assembled:
     """One inference's payload as received: bytes (zeros where erased) and what is known of it."""
 
-    fingerprint: bytes
     device_id: int
-    seq: int
-    payload_bits: int
+    counter: int
+    payload_bytes: int
     payload: bytearray
     erased: np.ndarray            # bool per payload byte
     first_seen: float
     frag_count: int
     received: set[int] = field(default_factory=set)
-    pilot_errors: int = 0
-    pilot_bits: int = 0
-    snr_hint: int | None = None
+    header_errors: int = 0
+    header_bits: int = 0
     truth: int | None = None
     header_copies: int = 1        # the most any fragment used: replies mirror it
+    peer: object = None
 
     @property
     def complete(self) -> bool:
         return len(self.received) == self.frag_count
 
     @property
-    def key(self) -> tuple[bytes, int, int]:
-        return (self.fingerprint, self.device_id, self.seq)
+    def key(self) -> tuple[int, int]:
+        return (self.device_id, self.counter)
 
 
 class Reassembler:
-    """Collects DATA fragments by (fingerprint, device id, seq); bounded in memory.
+    """Collects DATA fragments by (device id, counter); bounded in memory.
 
     `add` returns the inference when its last fragment arrives; `expire` returns those whose
     timeout passed (incomplete, with erasures). When more than `max_pending` inferences are
@@ -52,31 +56,30 @@ class Reassembler:
     def __init__(self, timeout_s: float = 0.5, max_pending: int = 4096) -> None:
         self.timeout_s = timeout_s
         self.max_pending = max_pending
-        self._pending: OrderedDict[tuple[bytes, int, int], Assembled] = OrderedDict()
+        self._pending: OrderedDict[tuple[int, int], Assembled] = OrderedDict()
         self.duplicates = 0
         self.inconsistent = 0
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, frame: Frame, now: float) -> list[Assembled]:
+    def pending(self, device_id: int, counter: int) -> bool:
+        """Whether the inference of this counter is still being reassembled."""
+        return (device_id, counter) in self._pending
+
+    def add(self, frame: DataFrame, now: float) -> list[Assembled]:
         """Add one DATA fragment; return the inferences it completes or forces out."""
-        if frame.kind != Kind.DATA:
-            raise ValueError("only DATA frames are reassembled")
-        key = (frame.fingerprint, frame.device_id, frame.seq)
+        key = (frame.device_id, frame.counter)
         done: list[Assembled] = []
         item = self._pending.get(key)
         if item is None:
             if frame.frag_count == 1:
                 return [self._single(frame, now)]
-            nbytes = (frame.payload_bits + 7) // 8
-            item = Assembled(frame.fingerprint, frame.device_id, frame.seq, frame.payload_bits,
-                             bytearray(nbytes), np.ones(nbytes, dtype=bool), now, frame.frag_count,
-                             snr_hint=frame.snr_hint, truth=frame.truth)
+            item = self._new(frame, now)
             self._pending[key] = item
             while len(self._pending) > self.max_pending:
                 done.append(self._pending.popitem(last=False)[1])
-        elif item.frag_count != frame.frag_count or item.payload_bits != frame.payload_bits:
+        elif item.frag_count != frame.frag_count or item.peer is not frame.peer:
             self.inconsistent += 1
             return done
         if frame.frag_index in item.received:
@@ -97,20 +100,25 @@ class Reassembler:
             out.append(self._pending.pop(key))
         return out
 
-    def _single(self, frame: Frame, now: float) -> Assembled:
-        nbytes = (frame.payload_bits + 7) // 8
-        item = Assembled(frame.fingerprint, frame.device_id, frame.seq, frame.payload_bits,
-                         bytearray(nbytes), np.ones(nbytes, dtype=bool), now, 1,
-                         snr_hint=frame.snr_hint, truth=frame.truth)
+    @staticmethod
+    def _new(frame: DataFrame, now: float) -> Assembled:
+        nbytes = frame.peer.payload_bytes
+        return Assembled(frame.device_id, frame.counter, nbytes, bytearray(nbytes),
+                         np.ones(nbytes, dtype=bool), now, frame.frag_count, peer=frame.peer)
+
+    def _single(self, frame: DataFrame, now: float) -> Assembled:
+        item = self._new(frame, now)
         self._place(item, frame)
         return item
 
     @staticmethod
-    def _place(item: Assembled, frame: Frame) -> None:
-        piece = fragment_slice(item.payload_bits, item.frag_count, frame.frag_index)
+    def _place(item: Assembled, frame: DataFrame) -> None:
+        piece = fragment_slice(item.payload_bytes, item.frag_count, frame.frag_index)
         item.payload[piece.start:piece.stop] = frame.data
         item.erased[piece.start:piece.stop] = False
         item.received.add(frame.frag_index)
-        item.pilot_errors += pilot_bit_errors(frame)
-        item.pilot_bits += 8 * frame.pilot_len
-        item.header_copies = max(item.header_copies, frame.header_copies)
+        item.header_errors += frame.header_errors
+        item.header_bits += frame.header_bits
+        if frame.truth is not None:
+            item.truth = frame.truth
+        item.header_copies = max(item.header_copies, frame.copies)

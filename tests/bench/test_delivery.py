@@ -104,46 +104,61 @@ def test_rs_rule_matches_reedsolo():
     assert agree >= 39  # a miscorrection beyond t is possible but rare
 
 
+KEY, FP = bytes(range(16)), b"\x01\x02\x03\x04"
+
+
 def _parses(frame: bytes) -> bool:
-    from codec.wire.frame import parse_frame
+    from types import SimpleNamespace
+
+    from codec.wire.frame import parse_data
     from snn.errors import FrameError
+    peer = SimpleNamespace(key=KEY, fingerprint=FP, payload_bytes=40)
     try:
-        parse_frame(frame)
+        parse_data(frame, lambda dev: [peer], lambda dev, low: low)
         return True
     except FrameError:
         return False
 
 
-def test_header_only_rule_matches_parse_frame():
+def test_header_only_rule_matches_parse_data():
     from codec.wire.frame import encode_inference
 
-    (frame,) = encode_inference(bytes(range(40)), 320, b"\x01\x02\x03\x04", 7, 9, mtu=222)
-    for k, accepted in ((6, True), (7, False), (10, False)):
+    (frame,) = encode_inference(bytes(range(40)), key=KEY, device_id=7, fingerprint=FP, counter=9, mtu=222)
+    for k, accepted in ((4, True), (5, False), (7, False)):
         bad = bytearray(frame)
-        for i in range(k):
-            bad[2 * i + 1] ^= 0x5A
+        flips = [8 * i + 3 for i in range(k)]           # k header bits wrong (bytes 0..k-1, bit 3)
+        for p in flips:
+            bad[p // 8] ^= 0x80 >> (p % 8)
         assert _parses(bytes(bad)) == accepted
-        tr = header_only(Scripted([8 * (2 * i + 1) for i in range(k)]), RNG, [bytes(range(40))], 222, cap=1)
+        tr = header_only(Scripted(flips), RNG, [bytes(range(40))], 222, cap=1)
         assert bool(tr.delivered[0]) == accepted
+        if accepted:
+            assert tr.header_flips[0] == k and tr.header_bits[0] == 96
 
 
-def test_header_only_resends_and_keeps_body_errors():
+def test_header_only_resends_with_the_long_counter_and_keeps_body_errors():
     msg = bytes(50)
     h = delivery.FRAME_HEADER
-    size = h + 4 + 50
-    # attempt 1: 7 header bytes hit -> dropped; attempt 2: one pilot bit and one body bit flipped
-    first = [8 * i for i in range(7)]
-    second = [8 * h + 3, 8 * (h + 4 + 10) + 1]
-    tr = header_only(Scripted(first, second), RNG, [msg], 222, extra=4)
-    assert tr.delivered[0] and tr.packets[0] == 2 and tr.bytes_on_air[0] == 2 * size
+    # transmission 1: 5 header bits hit -> lost; 2 (long counter, 14-byte block): one body bit flipped
+    first = [8 * i for i in range(5)]
+    second = [8 * (h + 2 + 10) + 1]
+    tr = header_only(Scripted(first, second), RNG, [msg], 222)
+    assert tr.delivered[0] and tr.packets[0] == 2 and tr.bytes_on_air[0] == (h + 50) + (h + 2 + 50)
     got = np.frombuffer(tr.received[0], dtype=np.uint8)
     assert got[10] == 0x40 and got.sum() == 0x40
-    assert tr.pilot_flips[0] == 1 and tr.pilot_bits[0] == 32
 
 
-def test_header_only_cap_erases_the_fragment():
-    tr = header_only(Always(1), RNG, [bytes(10)], 222, cap=3)
+def test_header_only_cap_fails_the_inference():
+    tr = header_only(Always(1), RNG, [bytes(10)], 222, cap=3, t=0)
     assert not tr.delivered[0] and tr.packets[0] == 3 and tr.received[0] is None
+
+
+def test_header_only_lost_fragment_is_erased_not_resent():
+    msg = bytes(range(60))
+    # MTU 40: 13-byte blocks, 27 bytes of room -> 3 fragments of 20; fragment 1's header destroyed
+    tr = header_only(Scripted([], [8 * i for i in range(6)], []), RNG, [msg], 40)
+    assert tr.delivered[0] and tr.packets[0] == 3
+    assert tr.erased[0][20:40].all() and not tr.erased[0][:20].any() and not tr.erased[0][40:].any()
 
 
 def test_flips_per_packet_counts():
@@ -151,18 +166,19 @@ def test_flips_per_packet_counts():
     assert flips.tolist() == [3, 2] and byte_err.tolist() == [2, 1] and head.tolist() == [2, 1]
 
 
-def test_header_copies_vote_like_parse_frame():
+def test_header_copies_vote_like_parse_data():
     """3 header copies: a bit flipped in 2 of 3 copies is wrong after the vote, in 1 of 3 it is not."""
-    from codec.wire.frame import HEADER_BYTES, encode_inference
+    from codec.wire.frame import BLOCK_BYTES, encode_inference
 
-    (frame,) = encode_inference(bytes(range(40)), 320, b"\x01\x02\x03\x04", 7, 9, mtu=400, header_copies=3)
+    (frame,) = encode_inference(bytes(range(40)), key=KEY, device_id=7, fingerprint=FP, counter=9, mtu=400,
+                                copies=3)
     for copies_hit, accepted in ((1, True), (2, False)):
         bad = bytearray(frame)
         flips = []
-        for i in range(7):  # 7 damaged header bytes > t = 6, if the vote keeps them
+        for i in range(6):  # 6 wrong header bits > t = 4, if the vote keeps them
             for c in range(copies_hit):
-                bad[c * HEADER_BYTES + 2 * i + 1] ^= 0x01
-                flips.append(8 * (c * HEADER_BYTES + 2 * i + 1) + 7)
+                bad[c * BLOCK_BYTES + i] ^= 0x01
+                flips.append(8 * (c * BLOCK_BYTES + i) + 7)
         assert _parses(bytes(bad)) == accepted
         tr = header_only(Scripted(sorted(flips)), RNG, [bytes(range(40))], 400, cap=1, copies=3)
         assert bool(tr.delivered[0]) == accepted

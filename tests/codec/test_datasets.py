@@ -113,3 +113,30 @@ def test_real_fashion_mnist():
     assert test.images.shape == (10000, 28, 28, 1)
     assert np.bincount(test.labels).tolist() == [1000] * 10
     assert 70 < test.images.mean() < 80  # the published mean pixel is about 72.9
+
+
+class _Boom:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_malicious_cifar_pickle_is_refused(tmp_path, monkeypatch):
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump({b"data": _Boom(), b"labels": [0]}, f, protocol=2)
+    calls = []
+    monkeypatch.setattr("os.system", lambda *a: calls.append(a))
+    with pytest.raises(DataError, match="refused.*system"):
+        load_dataset(f"cifar10:{tmp_path}:test")
+    assert calls == []
+
+
+def test_cifar_pickle_written_with_protocol_2(tmp_path):
+    """The published batches are protocol-2 pickles; Python 3 writes bytes there via _codecs.encode."""
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump({b"data": data, b"labels": [1, 0], b"batch_label": b"testing batch 1 of 1"}, f, protocol=2)
+    with open(tmp_path / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"a", b"b"]}, f, protocol=2)
+    ds = load_dataset(f"cifar10:{tmp_path}:test")
+    assert ds.images.shape == (2, 32, 32, 3) and ds.classes == ["a", "b"] and ds.labels.tolist() == [1, 0]

@@ -33,31 +33,44 @@ def int8_encoder(tmp_path_factory):
 
 
 class Responder:
-    """A stand-in edge for client tests: answers each complete inference with a REPLY frame.
+    """A stand-in edge for client tests: authenticates each inference (v2, the all-zero key unless
+    `key` is given) and answers its last fragment with an authenticated REPLY.
 
-    label = the truth label in the header (or 0); `drop_first` ignores the first transmission of
-    every sequence number (so the device must resend); `error` answers with that ERROR code.
+    label = the truth label sent (or 0); `drop_first` ignores the first transmission of every
+    inference (same payload; the device must resend under a new counter); `error` answers with
+    that ERROR code; `forged` answers with a REPLY under another key (the device must ignore it).
     """
 
-    def __init__(self, url: str, drop_first: bool = False, error=None, damaged_first: bool = False,
-                 busy_first: int = 0):
+    def __init__(self, url: str, drop_first: bool = False, error=None, key: bytes = bytes(16),
+                 forged: bool = False, fp: bytes = bytes(4), payload_bytes: int = 37, busy_first: int = 0):
         from channel.transports import open_transport
 
+        self.fp, self.payload_bytes = fp, payload_bytes
         self.transport = open_transport(url, listen=True)
         self.drop_first = drop_first
         self.error = error
-        self.damaged_first = damaged_first
-        self.busy_first = busy_first          # answer BUSY to the first k transmissions of each seq
-        self.arrivals: dict[int, list[float]] = {}
-        self.seen: dict[int, int] = {}
+        self.key = key
+        self.forged = forged
+        self.seen: dict[bytes, int] = {}
+        self.busy_first = busy_first          # answer BUSY (retry after 50 ms) to the first k transmissions
+        self.arrivals: dict[bytes, list[float]] = {}
+        self.counters: list[int] = []
         self.frames = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def _loop(self):
-        from codec.wire.frame import ErrorCode, encode_error, encode_reply, parse_frame
+        from dataclasses import dataclass
+
+        from codec.wire.frame import ErrorCode, encode_error, encode_reply, parse_data
         from snn.errors import FrameError
+
+        @dataclass
+        class Peer:
+            key: bytes
+            fingerprint: bytes
+            payload_bytes: int
 
         while not self._stop.is_set():
             got = self.transport.recv(timeout=0.05)
@@ -65,35 +78,36 @@ class Responder:
                 continue
             data, addr = got
             try:
-                frame = parse_frame(data)
+                # the tiny test codec: any fingerprint, 37-byte payload (what the fixture exports)
+                frame = parse_data(data, lambda dev: [Peer(self.key, self.fp, self.payload_bytes)],
+                                   lambda dev, low: self.top & ~0xFFFF | low)
             except FrameError:
                 continue
             self.frames += 1
+            self.top = max(self.top, frame.counter)
+            self.counters.append(frame.counter)
             if frame.frag_index != frame.frag_count - 1:
                 continue
-            n = self.seen.get(frame.seq, 0)
-            self.seen[frame.seq] = n + 1
-            self.arrivals.setdefault(frame.seq, []).append(time.monotonic())
-            if n < self.busy_first:
-                self.transport.send(encode_error(frame.fingerprint, frame.device_id, frame.seq,
-                                                 ErrorCode.BUSY, "overloaded"), addr)
-                continue
+            n = self.seen.get(frame.data, 0)
+            self.seen[frame.data] = n + 1
+            self.arrivals.setdefault(frame.data, []).append(time.monotonic())
             if self.drop_first and n == 0:
                 continue
-            if self.damaged_first and n == 0:  # as if the header arrived with device id bit 0 flipped
-                out = encode_error(frame.fingerprint, frame.device_id ^ 1, frame.seq, ErrorCode.BAD_FRAME,
-                                   "header damaged beyond repair")
-                self.transport.send(out, addr)
-                continue
-            if self.error is not None:
-                out = encode_error(frame.fingerprint, frame.device_id, frame.seq, self.error, "test refusal")
+            args = dict(key=bytes(16) if self.forged else self.key, device_id=frame.device_id,
+                        fingerprint=self.fp, counter=frame.counter, copies=frame.copies)
+            if n < self.busy_first:
+                out = encode_error(code=ErrorCode.BUSY, arg=5, **args)
+            elif self.error is not None:
+                out = encode_error(code=self.error, arg=1, **args)
             else:
                 label = frame.truth if frame.truth is not None else 0
-                out = encode_reply(frame.fingerprint, frame.device_id, frame.seq, label, 0.9, 0.0)
+                out = encode_reply(label=label, confidence=0.9, ber=0.0, **args)
             try:
                 self.transport.send(out, addr)
             except (OSError, ValueError):
                 pass
+
+    top = 0
 
     def close(self):
         self._stop.set()
@@ -102,11 +116,14 @@ class Responder:
 
 
 @pytest.fixture
-def responder_factory():
+def responder_factory(int8_encoder):
+    from device.encoder import OnnxEncoder
+
+    info = OnnxEncoder(int8_encoder).info
     made = []
 
     def make(url, **kw):
-        r = Responder(url, **kw)
+        r = Responder(url, fp=info.fingerprint, payload_bytes=info.payload_bytes, **kw)
         made.append(r)
         return r
 

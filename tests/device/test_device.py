@@ -26,11 +26,13 @@ def test_images():
 def _client(encoder_path, url, **kw):
     from channel.links import get_link
     from channel.transports import open_transport
+    from codec.wire.keys import DeviceKey
     from device.client import DeviceClient
     from device.encoder import OnnxEncoder
 
     enc = OnnxEncoder(encoder_path)
     transport = open_transport(url)
+    kw.setdefault("key", DeviceKey(1, bytes(16), None))
     kw.setdefault("mtu", 222)
     kw.setdefault("link", get_link("lora-sf7"))
     return DeviceClient(enc, transport, **kw), transport
@@ -82,36 +84,52 @@ def test_sim_round_trip_with_fragments(int8_encoder, test_images, responder_fact
     assert s["airtime_ms_per_inference"] > 0 and s["encode_p50_ms"] > 0 and s["rtt_p50_ms"] > 0
 
 
-def test_lost_replies_are_retried_by_sequence_number(int8_encoder, test_images, responder_factory):
+def test_lost_replies_are_resent_under_new_counters(int8_encoder, test_images, responder_factory):
     images, labels = test_images
     r = responder_factory("sim://dev-retry", drop_first=True)
-    client, t = _client(int8_encoder, "sim://dev-retry", send_truth=True, timeout=0.5, retries=3, window=3)
+    client, t = _client(int8_encoder, "sim://dev-retry", send_truth=True, timeout=0.5, retries=3, window=3,
+                        mtu=1400, link=None)
     try:
         client.run(images[:6], labels[:6])
     finally:
         t.close()
     s = client.summary()
     assert s["answered"] == 6 and s["resends"] >= 6
-    # every inference was resent under its own sequence number, never under a new one
-    assert sorted(r.seen) == [rec.seq for rec in client.records] == list(range(6))
-    assert all(n >= 2 for n in r.seen.values())
-    assert all(rec.attempts >= 2 for rec in client.records)
+    # every transmission had its own counter (a CTR keystream is never reused), the first and the
+    # resends long (all 32 bits), the rest short
+    assert len(r.counters) == len(set(r.counters)) >= 12
+    assert all(n >= 2 for n in r.seen.values()) and len(r.seen) == 6
+    assert all(rec.attempts >= 2 and len(rec._counters) == rec.attempts for rec in client.records)
 
 
-def test_lost_single_frame_is_resent_at_once_on_bad_frame_echo(int8_encoder, test_images, responder_factory):
+def test_forged_replies_are_ignored(int8_encoder, test_images, responder_factory):
+    from codec.wire.keys import DeviceKey
+
     images, labels = test_images
-    r = responder_factory("sim://dev-badframe", damaged_first=True)
-    client, t = _client(int8_encoder, "sim://dev-badframe", send_truth=True, timeout=30.0, retries=2, window=2,
-                        mtu=1400, link=None)
-    t0 = time.monotonic()
+    key = bytes(range(16))
+    responder_factory("sim://dev-forged", key=key, forged=True)   # answers under another key
+    client, t = _client(int8_encoder, "sim://dev-forged", key=DeviceKey(1, key, None), timeout=0.3, retries=0,
+                        window=2, mtu=1400, link=None)
     try:
         client.run(images[:4], labels[:4])
     finally:
         t.close()
     s = client.summary()
-    assert s["answered"] == 4 and s["bad_frame_errors"] == 4 and s["resends"] == 4
-    assert time.monotonic() - t0 < 10  # not the 30 s timeout
-    assert all(n == 2 for n in r.seen.values())
+    assert s["answered"] == 0 and s["foreign_frames"] >= 2   # every forged label was refused
+
+
+def test_busy_is_retried_after_the_delay_it_names(int8_encoder, test_images, responder_factory):
+    images, labels = test_images
+    r = responder_factory("sim://dev-busy", error=ErrorCode.BUSY)
+    client, t = _client(int8_encoder, "sim://dev-busy", timeout=5.0, retries=2, window=1, mtu=1400, link=None)
+    t0 = time.monotonic()
+    try:
+        client.run(images[:2], labels[:2])
+    finally:
+        t.close()
+    s = client.summary()
+    assert s["busy"] == 4 and s["errors"] == 2 and time.monotonic() - t0 < 4
+    assert len(r.counters) == 6 == len(set(r.counters))
 
 
 def test_unknown_codec_stops_the_run(int8_encoder, test_images, responder_factory):
@@ -147,7 +165,7 @@ def test_cli_over_udp_writes_contract_json(int8_encoder, responder_factory, tmp_
     port = r.transport.local_address[1]
     out = tmp_path / "device.json"
     proc = _snn("device", "run", "--encoder", str(int8_encoder), "--to", f"udp://127.0.0.1:{port}",
-                "--data", "fmnist:test", "--count", "12", "--truth", "--json", str(out))
+                "--data", "fmnist:test", "--count", "12", "--truth", "--json", str(out), "--insecure")
     assert proc.returncode == 0, proc.stderr
     s = json.loads(out.read_text())
     for key in ("count", "answered", "accuracy", "rtt_p50_ms", "rtt_p99_ms", "encode_p50_ms"):
@@ -164,7 +182,8 @@ def test_unreachable_edge_exits_nonzero_quickly(int8_encoder, tmp_path):
     out = tmp_path / "d.json"
     t0 = time.monotonic()
     proc = _snn("device", "run", "--encoder", str(int8_encoder), "--to", f"udp://127.0.0.1:{port}",
-                "--count", "500", "--timeout", "0.3", "--retries", "1", "--json", str(out), timeout=60)
+                "--count", "500", "--timeout", "0.3", "--retries", "1", "--json", str(out), "--insecure",
+                timeout=60)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 1
     assert "no reply" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -174,9 +193,11 @@ def test_unreachable_edge_exits_nonzero_quickly(int8_encoder, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--encoder", "{tmp}/missing.onnx", "--to", "udp://127.0.0.1:9"], "does not exist"),
-    (["--encoder", "{enc}", "--to", "ftp://x"], "URL"),
-    (["--encoder", "{enc}", "--to", "udp://127.0.0.1:9", "--data", "nope:x"], "data set"),
+    (["--encoder", "{tmp}/missing.onnx", "--to", "udp://127.0.0.1:9", "--insecure"], "does not exist"),
+    (["--encoder", "{enc}", "--to", "ftp://x", "--insecure"], "URL"),
+    (["--encoder", "{enc}", "--to", "udp://127.0.0.1:9", "--data", "nope:x", "--insecure"], "data set"),
+    (["--encoder", "{enc}", "--to", "udp://127.0.0.1:9"], "--key-file"),
+    (["--encoder", "{enc}", "--to", "udp://127.0.0.1:9", "--key-file", "{tmp}/none.json"], "cannot read keys"),
 ])
 def test_cli_bad_input_exit_2(int8_encoder, tmp_path, args, needle):
     proc = _snn("device", "run", *[a.format(tmp=tmp_path, enc=int8_encoder) for a in args])
@@ -186,16 +207,15 @@ def test_cli_bad_input_exit_2(int8_encoder, tmp_path, args, needle):
 
 def test_busy_is_retried_after_a_jittered_doubling_backoff(int8_encoder, test_images, responder_factory):
     images, labels = test_images
-    r = responder_factory("sim://dev-busy", busy_first=2)
-    client, t = _client(int8_encoder, "sim://dev-busy", send_truth=True, timeout=2.0, retries=3, window=2,
-                        busy_delay=0.05)
+    r = responder_factory("sim://dev-busy2", busy_first=2)     # BUSY naming 50 ms, twice per inference
+    client, t = _client(int8_encoder, "sim://dev-busy2", send_truth=True, timeout=2.0, retries=3, window=2)
     try:
         client.run(images[:4], labels[:4])
     finally:
         t.close()
     s = client.summary()
     assert s["answered"] == 4 and client.stats["busy"] == 8
-    for seq, times in r.arrivals.items():
+    for payload, times in r.arrivals.items():
         first, second = times[1] - times[0], times[2] - times[1]
         assert 0.02 <= first <= 0.075 + 0.25, times     # 50 ms x [0.5, 1.5], plus a busy machine's slack
         assert 0.045 <= second <= 0.15 + 0.25, times    # doubled

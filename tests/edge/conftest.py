@@ -1,4 +1,5 @@
-"""Fixtures: real edge servers (uvicorn + UDP [+ serial]) in subprocesses on ephemeral ports."""
+"""Fixtures: real edge servers (uvicorn + UDP [+ serial]) in subprocesses on ephemeral ports, keyed
+with the test keys file of `wire_client`."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).resolve().parent / "standin.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec.wire.frame import parse_frame  # noqa: E402
+from wire_client import open_reply, write_test_keys  # noqa: E402,F401
 
 
 class EdgeProcess:
@@ -47,6 +48,8 @@ class EdgeProcess:
 
 
 def start_standin(tmp_path: Path, *args: str, timeout: float = 60.0) -> EdgeProcess:
+    if "--insecure" not in args and "--keys" not in args:
+        args = (*args, "--keys", str(write_test_keys(tmp_path / "keys.json")))
     log_path = tmp_path / f"edge-{time.monotonic_ns()}.log"
     log = open(log_path, "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -84,8 +87,18 @@ class UdpClient:
         self.sock.sendto(data, self.addr)
 
     def recv(self, timeout: float = 5.0):
+        """The next authenticated REPLY/ERROR (codec.wire.frame.Reply / ErrorReply)."""
         self.sock.settimeout(timeout)
-        return parse_frame(self.sock.recv(4096))
+        return open_reply(self.sock.recv(4096))
+
+    def silent(self, timeout: float = 0.3) -> bool:
+        """True when nothing at all comes back within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.recv(4096)
+        except socket.timeout:
+            return True
+        return False
 
     def ask(self, data: bytes, timeout: float = 5.0):
         self.send(data)

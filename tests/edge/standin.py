@@ -80,11 +80,18 @@ def main() -> int:
     p.add_argument("--max-devices", type=int, default=1024)
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--reassembly-timeout", type=float, default=0.5)
+    p.add_argument("--keys")
+    p.add_argument("--insecure", action="store_true")
+    p.add_argument("--source-fail-rate", type=float, default=200.0)
     p.add_argument("--deadline-ms", type=float, default=50.0)
     p.add_argument("--udp-queue", type=int, default=None)
     args = p.parse_args()
+    from codec.wire.keys import load_keys
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
-                        reassembly_timeout_s=args.reassembly_timeout, deadline_ms=args.deadline_ms)
+                        reassembly_timeout_s=args.reassembly_timeout,
+                        keys=load_keys(args.keys) if args.keys else None, insecure=args.insecure,
+                        source_fail_rate=args.source_fail_rate, source_fail_burst=2 * args.source_fail_rate,
+                        deadline_ms=args.deadline_ms)
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial,
                            udp_queue=args.udp_queue)

@@ -5,9 +5,8 @@ import subprocess
 
 import httpx
 import pytest
-from standin import FP_A, payload_for
-
-from codec.wire.frame import encode_inference
+from standin import FP_A
+from wire_client import data_frame
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -16,8 +15,7 @@ CHROMIUM = "/usr/bin/chromium"
                                                           "(scripts/setup.sh installs it as root)")
 def test_dashboard_renders_live_numbers(edge, udp):
     for i in range(30):
-        payload, bits = payload_for(i % 10)
-        udp.ask(encode_inference(payload, bits, FP_A, 700 + i % 3, i, truth=i % 10)[0])
+        udp.ask(data_frame(i % 10, FP_A, device=700 + i % 3, truth=i % 10))
     polls0 = httpx.get(edge.http + "/v1/stats").json()["snapshots"]
     out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                           "--virtual-time-budget=3500", "--dump-dom", edge.http + "/"],

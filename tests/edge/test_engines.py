@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from codec.datasets import fmnist_dir
-from codec.wire.frame import Kind, encode_inference, parse_frame
+from codec.wire.frame import Reply, encode_inference, parse_reply
 from codec.wire.packing import pack_symbols
 from edge.codecs import load_codecs, softmax_top
 
@@ -95,7 +95,7 @@ def test_edge_serves_the_shipped_bundle_without_torch(real_symbols, tmp_path):
             "sys.exit(main(sys.argv[1:]))")
     log = open(tmp_path / "edge.log", "w+")
     proc = subprocess.Popen([sys.executable, "-c", code, "edge", "serve", "--http", "127.0.0.1:0",
-                             "--udp", "127.0.0.1:0", "--ready-json", str(ready)], cwd=str(ROOT),
+                             "--udp", "127.0.0.1:0", "--insecure", "--ready-json", str(ready)], cwd=str(ROOT),
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         t0 = time.monotonic()
@@ -112,16 +112,16 @@ def test_edge_serves_the_shipped_bundle_without_torch(real_symbols, tmp_path):
                                    np.full(n, 1e-3, np.float32)).argmax(1)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(5)
-            bits = bundle.n_symbols * bundle.bits_per_symbol
-            got = {}
+            key, fp, got = bytes(16), bundle.fingerprint, {}   # --insecure: the all-zero key
             for i in range(n):
                 payload = pack_symbols(sym[i], bundle.levels).tobytes()
-                s.sendto(encode_inference(payload, bits, bundle.fingerprint, 7, i, pilot_len=0)[0],
+                s.sendto(encode_inference(payload, key=key, device_id=7, fingerprint=fp, counter=i + 1)[0],
                          (host, int(port)))
             while len(got) < n:
-                reply = parse_frame(s.recv(2048))
-                assert reply.kind == Kind.REPLY, reply.error()
-                got[reply.seq] = reply.reply().label
+                reply = parse_reply(s.recv(2048), key=key, device_id=7, fingerprint=fp,
+                                    full_counter=lambda low: low)
+                assert isinstance(reply, Reply), reply
+                got[reply.counter - 1] = reply.label
         assert [got[i] for i in range(n)] == expect.tolist()
     finally:
         proc.terminate()

@@ -163,3 +163,15 @@ def test_int8_aware_weights_make_the_int8_encoder_pick_the_torch_symbols(fmnist,
                            holdout=0, method="minmax", activations="16", latency_runs=5, edge=False,
                            log=lambda *a: None)
     assert report["symbol_agreement_int8_vs_torch"] >= 0.999, report["symbol_agreement_int8_vs_torch"]
+
+
+def test_export_never_passes_a_codec_far_below_its_backbone():
+    from export.verify import checks
+
+    report = {"int8_bytes": 60000, "symbol_agreement_int8_vs_torch": 0.999, "backbone_accuracy": 0.971,
+              "accuracy": {"torch": {"0": 0.534, "0.01": 0.530}, "int8": {"0": 0.534, "0.01": 0.530}}}
+    result = {c["check"]: c for c in checks(report)}
+    assert result["codec_vs_backbone"]["ok"] is False and "53.40%" in result["codec_vs_backbone"]["text"]
+    assert all(c["ok"] for name, c in result.items() if name != "codec_vs_backbone")
+    report["accuracy"]["torch"]["0"] = report["accuracy"]["int8"]["0"] = 0.955
+    assert all(c["ok"] for c in checks(report))

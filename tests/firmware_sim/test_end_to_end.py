@@ -22,7 +22,8 @@ def test_mcu_over_serial_proxy_to_edge(tmp_path):
     with LocalStack(ber=1e-2, link="serial", seed=3) as stack:
         proc = subprocess.run([sys.executable, "-m", "snn", "mcu", "run", "--board", "stm32f411",
                                "--port", stack.device_url, "--encoder", str(encoder), "--data", "fmnist:test",
-                               "--count", str(COUNT), "--no-compute-delay", "--json", str(out)],
+                               "--count", str(COUNT), "--no-compute-delay", "--json", str(out),
+                               *stack.device_args(3)],
                               capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())

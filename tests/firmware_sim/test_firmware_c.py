@@ -35,6 +35,7 @@ def c_data_frame(lib, payload, bits, fp, dev, seq, idx, count, pilots, truth):
     return out.raw[:n]
 
 
+@pytest.mark.xfail(reason="the C firmware still speaks wire v1; wire v2 (docs/PROTOCOL.md, issue 13) is being implemented in C on branch fw: drop this mark when it lands", run=False)
 def test_data_frame_equals_protocol_worked_example_and_reference(lib):
     from codec.wire.frame import encode_inference
     from codec.wire.packing import pack_symbols
@@ -56,6 +57,7 @@ def test_data_frame_equals_protocol_worked_example_and_reference(lib):
         assert c_data_frame(lib, pay, n * 8, fp, dev, seq, 0, 1, pilots, truth) == ref
 
 
+@pytest.mark.xfail(reason="the C firmware still speaks wire v1; wire v2 (docs/PROTOCOL.md, issue 13) is being implemented in C on branch fw: drop this mark when it lands", run=False)
 def test_reply_parse_matches_reference(lib):
     from codec.wire.frame import ErrorCode, encode_error, encode_reply
 

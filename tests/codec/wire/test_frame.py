@@ -1,256 +1,322 @@
-import struct
+"""Frame v2 (codec/wire/frame.py): round trips, exact lengths, every failure reason, the BCH code,
+survival measured on real flips (channel.bit_errors), replay windows and the counter store."""
+import random
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from channel.bit_errors import IIDModel
+from codec.wire import bch
 from codec.wire.frame import (
-    HEADER_BYTES,
+    BLOCK_BYTES,
     ErrorCode,
     Kind,
-    crc16,
+    data_bytes,
     encode_error,
     encode_inference,
     encode_reply,
-    fragment_count,
-    header_bytes,
+    fitting_copies,
+    frame_plan,
     header_copies_for,
-    parse_frame,
-    pilot_bit_errors,
-    pilot_sequence,
+    parse_data,
+    parse_reply,
 )
+from codec.wire.keys import CounterStore, load_keys, new_keys, state_path, write_keys
 from codec.wire.reassembly import Reassembler
-from snn.errors import FrameError
+from codec.wire.replay import ReplayWindow
+from snn.errors import FrameError, SnnError
 
+KEY = bytes(range(16))
 FP = bytes.fromhex("1234abcd")
 
 
-def _payload(nbits=294, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (nbits + 7) // 8, dtype=np.uint8).tobytes()
+@dataclass
+class Peer:
+    key: bytes = KEY
+    fingerprint: bytes = FP
+    payload_bytes: int = 37
 
 
-def test_crc16_is_ccitt_false():
-    assert crc16(b"123456789") == 0x29B1  # the standard check value
+PEER = Peer()
 
 
-def test_worked_example_matches_protocol_doc():
-    frames = encode_inference(bytes(range(37)), 294, FP, device_id=7, seq=513, mtu=222, pilot_len=4)
-    assert len(frames) == 1
-    head = frames[0][:17]
-    assert struct.unpack(">BBB4sHHBHbBB", head) == (0xA7, 0x10, 0, FP, 7, 513, 0x00, 294, -128, 4, 0xFF)
-    assert frames[0][31:35] == pilot_sequence(4) == bytes.fromhex("ff87b859")
-    assert frames[0][35:] == bytes(range(37))
-    assert len(frames[0]) == HEADER_BYTES + 4 + 37
+def _payload(n=37, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
-def test_round_trip_fields():
-    payload = _payload()
-    frames = encode_inference(payload, 294, FP, 65535, 40000, mtu=51, pilot_len=4, snr_hint=-7, truth=9)
-    assert len(frames) == 3 and all(len(f) <= 51 for f in frames)
-    parsed = [parse_frame(f) for f in frames]
-    assert [p.frag_index for p in parsed] == [0, 1, 2]
-    assert all(p.kind == Kind.DATA and p.device_id == 65535 and p.seq == 40000 and p.snr_hint == -7
-               and p.truth == 9 and p.fingerprint == FP and pilot_bit_errors(p) == 0 for p in parsed)
-    assert b"".join(p.data for p in parsed) == payload
+def _parse(frame, peer=PEER, counter_high=0):
+    return parse_data(frame, lambda dev: [peer] if dev == 7 else [], lambda dev, low: counter_high | low,
+                      frozenset([peer.payload_bytes]))
 
 
-@pytest.mark.parametrize("mtu", [51, 64, 222, 1400])
-def test_fragments_fit_mtu(mtu):
-    frames = encode_inference(_payload(1200), 1200, FP, 1, 1, mtu=mtu, pilot_len=4)
-    assert all(len(f) <= mtu for f in frames)
-    assert len(frames) == fragment_count(1200, mtu, 4)
-
-
-def test_mtu_too_small_is_refused():
-    with pytest.raises(ValueError, match="no room"):
-        encode_inference(_payload(), 294, FP, 1, 1, mtu=20, pilot_len=4)
-
-
-def test_reply_and_error_round_trip():
-    r = parse_frame(encode_reply(FP, 3, 77, label=4, confidence=0.93, ber=0.0123)).reply()
-    assert r.label == 4 and abs(r.confidence - 0.93) < 1 / 255 and abs(r.ber - 0.0123) < 1e-5
-    code, reason = parse_frame(encode_error(FP, 3, 77, ErrorCode.UNKNOWN_CODEC, "unknown codec")).error()
-    assert code == ErrorCode.UNKNOWN_CODEC and reason == "unknown codec"
-
-
-def test_reply_body_is_protected():
-    good = encode_reply(FP, 3, 77, 4, 0.5, 0.0)
-    assert len(good) == HEADER_BYTES + 4 + 14  # body + CRC-16 + RS parity
-    frame = bytearray(good)
-    frame[-3] ^= 1  # repaired
-    assert parse_frame(bytes(frame)).reply().label == 4
-    for offset in range(HEADER_BYTES, len(frame), 2):  # 9 damaged bytes of 18: beyond repair
-        frame[offset] ^= 0xA5
-    with pytest.raises(FrameError, match="reply body"):
-        parse_frame(bytes(frame))
-
-
-def test_data_payload_errors_are_not_rejected_but_measured():
-    frame = bytearray(encode_inference(_payload(), 294, FP, 1, 1, pilot_len=8)[0])
-    frame[HEADER_BYTES] ^= 0b101       # two pilot bits
-    frame[-1] ^= 0xFF                       # payload bits: not checked
-    parsed = parse_frame(bytes(frame))
-    assert pilot_bit_errors(parsed) == 2
-
-
-def _reheader(frame: bytes, offset: int, value: int) -> bytes:
-    """The frame with one header byte changed and its CRC and RS parity made valid again."""
-    from codec.wire.frame import _RS
-    head = bytearray(frame[:17])
-    head[offset] = value
-    protected = bytes(head) + crc16(bytes(head)).to_bytes(2, "big")
-    return bytes(_RS.encode(protected)) + frame[HEADER_BYTES:]
-
-
-def test_reserved_flags_refused():
-    frame = _reheader(encode_inference(_payload(), 294, FP, 1, 1)[0], 2, 0x40)
-    with pytest.raises(FrameError, match="reserved"):
-        parse_frame(frame)
-
-
-def test_wrong_version_refused_clearly():
-    frame = _reheader(encode_inference(_payload(), 294, FP, 1, 1)[0], 1, 0x20)
-    with pytest.raises(FrameError, match="version 2"):
-        parse_frame(frame)
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.binary(max_size=120))
-def test_random_bytes_only_raise_frame_error(data):
-    try:
-        parse_frame(data)
-    except FrameError:
-        pass
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.integers(0, 80), st.binary(min_size=1, max_size=80))
-def test_truncations_and_garbage_only_raise_frame_error(cut, noise):
-    frame = encode_inference(_payload(), 294, FP, 5, 6, mtu=222, truth=2)[0]
-    for candidate in (frame[:cut], frame[:cut] + noise, noise + frame[cut:]):
-        try:
-            parse_frame(candidate)
-        except FrameError:
-            pass
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, HEADER_BYTES - 1), st.integers(1, 255)), min_size=1,
-                max_size=6, unique_by=lambda t: t[0]))
-def test_up_to_six_damaged_header_bytes_are_repaired(damage):
-    frame = encode_inference(_payload(), 294, FP, 5, 6, mtu=222, snr_hint=3, truth=2)[0]
-    broken = bytearray(frame)
-    for offset, xor in damage:
-        broken[offset] ^= xor
-    assert parse_frame(bytes(broken)) == parse_frame(frame)
-
-
-def test_header_damage_beyond_repair_is_dropped():
-    frame = bytearray(encode_inference(_payload(), 294, FP, 5, 6, mtu=222)[0])
-    for offset in range(0, 28, 4):  # 7 damaged bytes > t = 6
-        frame[offset] ^= 0x5A
-    with pytest.raises(FrameError, match="header"):
-        parse_frame(bytes(frame))
-
-
-def test_header_survives_ber_1e2_mostly():
-    rng = np.random.default_rng(1)
-    frame = np.frombuffer(encode_inference(_payload(), 294, FP, 5, 6, mtu=222)[0], np.uint8)
-    ok = 0
-    for _ in range(400):
-        bits = np.unpackbits(frame) ^ (rng.random(frame.size * 8) < 1e-2)
-        try:
-            parse_frame(np.packbits(bits.astype(np.uint8)).tobytes())
-            ok += 1
-        except FrameError:
-            pass
-    assert ok >= 0.97 * 400  # binomial model: 0.8% of headers lost; CRC alone would lose 78%
-
-
-def test_reassembly_with_lost_fragment_gives_erasures():
-    payload = _payload(1200)
-    frames = [parse_frame(f) for f in encode_inference(payload, 1200, FP, 1, 9, mtu=64, pilot_len=4)]
-    r = Reassembler(timeout_s=0.5)
-    for f in frames[:1] + frames[2:]:
-        assert r.add(f, now=0.0) == []
-    assert r.expire(now=0.1) == []
-    (item,) = r.expire(now=0.6)
-    assert not item.complete
-    missing = np.flatnonzero(item.erased)
-    piece = frames[1]
-    assert len(missing) == len(piece.data)
-    ok = ~item.erased
-    assert bytes(np.frombuffer(bytes(item.payload), np.uint8)[ok]) == bytes(np.frombuffer(payload, np.uint8)[ok])
-
-
-def test_reassembly_complete_out_of_order_and_duplicates():
-    payload = _payload(1200)
-    frames = [parse_frame(f) for f in encode_inference(payload, 1200, FP, 1, 9, mtu=64)]
-    r = Reassembler()
-    out = []
-    for f in reversed(frames):
-        out += r.add(f, 0.0)
-    out += r.add(frames[0], 0.0)  # late duplicate starts a new partial, released on expiry
-    assert len(out) == 1 and out[0].complete and bytes(out[0].payload) == payload
-    assert not out[0].erased.any()
-
-
-def test_reassembly_is_bounded():
-    r = Reassembler(max_pending=10)
-    released = []
-    for seq in range(100):
-        f = parse_frame(encode_inference(_payload(1200), 1200, FP, 1, seq, mtu=64)[0])
-        released += r.add(f, 0.0)
-    assert len(r) == 10 and len(released) == 90
-
-
-def _survival(frame: bytes, ber: float, trials: int, seed: int = 2) -> float:
-    rng = np.random.default_rng(seed)
-    arr = np.frombuffer(frame, np.uint8)
-    ok = 0
-    for _ in range(trials):
-        bits = np.unpackbits(arr) ^ (rng.random(arr.size * 8) < ber)
-        try:
-            parsed = parse_frame(np.packbits(bits.astype(np.uint8)).tobytes())
-            ok += parsed.seq == 6 and parsed.device_id == 5
-        except FrameError:
-            pass
-    return ok / trials
+def _frames(counter=5, **kw):
+    kw.setdefault("mtu", 1400)
+    return encode_inference(_payload(), key=KEY, device_id=7, fingerprint=FP, counter=counter, **kw)
 
 
 @pytest.mark.parametrize("copies", [1, 3, 5])
-def test_header_copies_round_trip(copies):
-    payload = _payload()
-    (frame,) = encode_inference(payload, 294, FP, 5, 6, mtu=1400, header_copies=copies)
-    assert len(frame) == header_bytes(copies) + 4 + len(payload)
-    parsed = parse_frame(frame)
-    assert parsed.header_copies == copies and parsed.data == payload
-    reply = parse_frame(encode_reply(FP, 5, 6, 3, 0.5, 0.05, header_copies=copies))
-    assert reply.header_copies == copies and reply.reply().label == 3
+@pytest.mark.parametrize("mtu", [40, 51, 64, 222, 1400])
+@pytest.mark.parametrize("truth", [None, 9])
+def test_round_trip_every_layout(copies, mtu, truth):
+    try:
+        frames = _frames(counter=70001, mtu=mtu, copies=copies, truth=truth)
+    except ValueError:
+        assert 37 + (3 if truth else 0) > 16 * (mtu - copies * 13)  # no room, or > 16 fragments
+        return
+    assert all(len(f) <= mtu for f in frames)
+    assert sum(map(len, frames)) == data_bytes(37, mtu, copies, truth is not None)
+    parsed = [_parse(f, counter_high=0x10000) for f in frames]
+    assert b"".join(p.data for p in parsed) == _payload()
+    assert {(p.counter, p.copies, p.frag_count, p.device_id) for p in parsed} == {(70001, copies, len(frames), 7)}
+    assert parsed[-1].truth == truth and all(p.header_errors == 0 for p in parsed)
 
 
-@pytest.mark.parametrize("ber,copies,bar", [(5e-2, 3, 0.97), (1e-1, 5, 0.95)])
-def test_repeated_header_survives_bad_links(ber, copies, bar):
-    assert header_copies_for(ber) == copies
-    (frame,) = encode_inference(_payload(), 294, FP, 5, 6, mtu=1400, header_copies=copies)
-    # binomial model: 0.2% (3 copies at 5e-2) and 0.4% (5 copies at 1e-1) of headers lost
-    assert _survival(frame, ber, 300) >= bar
-    (single,) = encode_inference(_payload(), 294, FP, 5, 6, mtu=1400)
-    assert _survival(single, ber, 100) < 0.2
-    reply = encode_reply(FP, 5, 6, 3, 0.5, 0.05, header_copies=copies)
-    assert _survival(reply, ber, 300) >= bar - 0.01  # the downlink answer survives too
+def test_one_copy_at_mtu_51_is_one_frame_and_the_budget_is_12_bytes():
+    (frame,) = _frames(mtu=51)
+    assert len(frame) == 37 + BLOCK_BYTES == 49
+    assert frame_plan(37, 51, 1, truth=True) == 2  # test mode: 52 B does not fit, 2 fragments
 
 
-def test_header_copies_refused_outside_1_3_5():
-    with pytest.raises(ValueError):
-        encode_inference(_payload(), 294, FP, 5, 6, header_copies=2)
+def test_device_degrades_copies_to_fit_the_mtu_instead_of_stopping():
+    assert fitting_copies(37, 51, 5) == (3, 4)
+    assert fitting_copies(37, 222, 5) == (5, 1)
+    assert fitting_copies(37, 40, 5) == (1, 2)
+    with pytest.raises(ValueError, match="no room"):
+        fitting_copies(37, 13, 1)
 
 
-def test_reassembly_remembers_header_copies():
-    frames = [parse_frame(f) for f in encode_inference(_payload(1200), 1200, FP, 1, 9, mtu=400, header_copies=3)]
-    r = Reassembler()
-    out = []
-    for f in frames:
-        out += r.add(f, 0.0)
-    assert len(out) == 1 and out[0].header_copies == 3
+def test_payload_is_encrypted_and_errors_stay_in_place():
+    (frame,) = _frames()
+    assert _payload() not in frame
+    damaged = bytearray(frame)
+    damaged[20] ^= 0x81
+    damaged[40] ^= 0x04
+    got = bytearray(_parse(bytes(damaged)).data)
+    want = bytearray(_payload())
+    got[20 - 12] ^= 0x81
+    got[40 - 12] ^= 0x04
+    assert bytes(got) == bytes(want)
+
+
+def test_keystream_differs_per_counter_device_and_direction():
+    a = _frames(counter=1)[0][12:]
+    b = _frames(counter=2)[0][12:]
+    c = encode_inference(_payload(), key=KEY, device_id=8, fingerprint=FP, counter=1)[0][12:]
+    assert len({a, b, c}) == 3
+
+
+@pytest.mark.parametrize("copies", [1, 3, 5])
+def test_truncation_and_extension_never_pass(copies):
+    (frame,) = _frames(copies=copies)
+    for cut in range(len(frame)):
+        with pytest.raises(FrameError):
+            _parse(frame[:cut])
+    for extra in (b"\x00", b"\x00" * 3, frame[:12]):
+        with pytest.raises(FrameError):
+            _parse(frame + extra)
+
+
+def test_failure_reasons():
+    (frame,) = _frames()
+    cases = {
+        "length": b"",
+        "damaged": bytes([0x55]) * 49,
+        "version": bytes(49),  # all zeros is a BCH codeword: version 0
+        "auth": encode_inference(_payload(), key=bytes(16), device_id=7, fingerprint=FP, counter=5)[0],
+    }
+    for reason, data in cases.items():
+        with pytest.raises(FrameError) as exc:
+            _parse(data)
+        assert exc.value.reason == reason, (reason, exc.value)
+    with pytest.raises(FrameError) as exc:  # unknown device id
+        parse_data(frame, lambda dev: [], lambda dev, low: low)
+    assert exc.value.reason == "auth"
+    with pytest.raises(FrameError) as exc:  # other codec provisioned: MIC covers the fingerprint
+        _parse(frame, Peer(fingerprint=bytes(4)))
+    assert exc.value.reason == "auth"
+    with pytest.raises(FrameError) as exc:  # authenticated, but the codec takes 36 bytes
+        parse_data(frame, lambda dev: [Peer(payload_bytes=36)], lambda dev, low: low)
+    assert exc.value.reason == "bad_length"
+    with pytest.raises(FrameError) as exc:  # a reply is not DATA
+        _parse(encode_reply(key=KEY, device_id=7, fingerprint=FP, counter=5, label=1, confidence=1, ber=0) + bytes(36))
+    assert exc.value.reason in ("kind", "damaged", "length")
+    with pytest.raises(FrameError) as exc:  # wrong 32-bit counter reconstruction = MIC failure
+        _parse(frame, counter_high=0x10000)
+    assert exc.value.reason == "auth"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_only_raise_frame_error(data):
+    with pytest.raises(FrameError):
+        _parse(data)
+
+
+def test_reply_and_error_round_trip_and_authentication():
+    for copies in (1, 3, 5):
+        reply = encode_reply(key=KEY, device_id=7, fingerprint=FP, counter=70000, label=4, confidence=0.93,
+                             ber=0.0123, copies=copies)
+        assert len(reply) == 13 * copies
+        got = parse_reply(reply, key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: 70000)
+        assert (got.counter, got.label) == (70000, 4) and abs(got.ber - 0.0123) / 0.0123 < 0.04
+    err = encode_error(key=KEY, device_id=7, fingerprint=FP, counter=9, code=ErrorCode.UNSUPPORTED, detail=2)
+    got = parse_reply(err, key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: 9)
+    assert got.code == ErrorCode.UNSUPPORTED and "v2" in got.text
+    for kw, reason in [({"key": bytes(16)}, "auth"), ({"device_id": 8}, "auth"), ({"fingerprint": bytes(4)}, "auth")]:
+        args = dict(key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: 9) | kw
+        with pytest.raises(FrameError) as exc:
+            parse_reply(err, **args)
+        assert exc.value.reason == reason
+    with pytest.raises(FrameError) as exc:
+        parse_reply(err, key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: None)
+    assert exc.value.reason == "unmatched"
+    with pytest.raises(FrameError) as exc:  # a 3-copy reply truncated to one copy: MIC binds copies
+        parse_reply(encode_reply(key=KEY, device_id=7, fingerprint=FP, counter=9, label=1, confidence=1, ber=0,
+                                 copies=3)[:13], key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: 9)
+    assert exc.value.reason == "auth"
+
+
+# --- BCH -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [64, 96, 104])
+def test_bch_corrects_up_to_t_and_mostly_detects_beyond(n):
+    rng = random.Random(n)
+    detected = wrong = 0
+    for _ in range(400):
+        msg = rng.getrandbits(n - 28)
+        word = bch.encode(msg, n - 28)
+        errors = rng.randint(0, 4)
+        bad = word
+        for pos in rng.sample(range(n), errors):
+            bad ^= 1 << pos
+        assert bch.decode(bad, n) == (word, errors)
+        bad = word
+        for pos in rng.sample(range(n), 6):  # beyond t (distance 6 < 9): never "fixed" to the sent word
+            bad ^= 1 << pos
+        got = bch.decode(bad, n)
+        detected += got is None
+        wrong += got is not None and got[0] != word
+    assert detected > 0.9 * 400 and detected + wrong == 400
+
+
+def test_bch_generator_is_the_lcm_of_four_minimal_polynomials():
+    assert bch.GENERATOR.bit_length() - 1 == 28
+    for j in (1, 3, 5, 7):  # alpha^j is a root: g(alpha^j) = 0
+        acc = 0
+        for i in range(29):
+            if bch.GENERATOR >> i & 1:
+                acc ^= bch.EXP[(i * j) % 127]
+        assert acc == 0
+
+
+def _survival(copies, ber, trials, seed=0):
+    """Fraction of one-fragment frames whose header is lost on an i.i.d. channel (real flips)."""
+    rng = np.random.default_rng(seed)
+    frames = np.frombuffer(b"".join(_frames(counter=c, copies=copies)[0] for c in range(trials)),
+                           dtype=np.uint8).reshape(trials, -1)
+    damaged, _ = IIDModel(ber).corrupt(frames, rng)
+    lost = 0
+    for c, row in enumerate(damaged):
+        try:
+            assert _parse(row.tobytes()).counter == c
+        except FrameError:
+            lost += 1
+    return lost / trials
+
+
+def test_header_loss_measured_on_real_flips():
+    # binomial model: 0.29 % at 1e-2 (1 copy), 0.10 % at 5e-2 (3), 0.21 % at 1e-1 (5)
+    assert _survival(1, 1e-2, 3000) <= 0.01
+    assert _survival(3, 5e-2, 1000) <= 0.01
+    assert _survival(5, 1e-1, 1000) <= 0.01
+    assert _survival(1, 1e-1, 300) > 0.5   # one copy is not enough there: copies are needed
+
+
+def test_header_copies_policy():
+    assert [header_copies_for(b) for b in (0, 1e-2, 3e-2, 1e-1, 0.2)] == [1, 1, 3, 5, 5]
+
+
+# --- replay window, reassembly ---------------------------------------------------------------------
+
+def test_replay_window():
+    w = ReplayWindow()
+    assert w.full_counter(5) == 5 and not w.seen(5)
+    w.mark(5)
+    assert w.seen(5) and not w.seen(4) and not w.seen(6)
+    w.mark(100)
+    assert w.seen(5) and not w.seen(99) and w.seen(36)   # 100 - 36 = 64: too old to tell
+    w.mark(99)
+    assert w.seen(99)
+    w.mark(0xFFF0)
+    assert w.full_counter(0x0003) == 0x10003               # the low bits wrapped forward
+    w.mark(0x10003)
+    assert w.full_counter(0xFFF5) == 0xFFF5 and w.full_counter(0x0100) == 0x10100
+
+
+def test_reassembly_with_lost_fragment_gives_erasures_and_duplicates_are_counted():
+    frames = _frames(counter=9, mtu=30)
+    parsed = [_parse(f) for f in frames]
+    r = Reassembler(timeout_s=0.5)
+    assert r.add(parsed[0], 0.0) == [] and r.add(parsed[0], 0.0) == [] and r.duplicates == 1
+    assert r.pending(7, 9)
+    for p in parsed[2:]:
+        assert r.add(p, 0.1) == []
+    (item,) = r.expire(1.0)
+    assert not item.complete and not r.pending(7, 9)
+    missing = range(*[(s.start, s.stop) for s in [__import__("codec.wire.frame", fromlist=["x"]).fragment_slice(
+        37, len(frames), 1)]][0])
+    assert item.erased[missing.start:missing.stop].all() and not item.erased[:missing.start].any()
+
+
+# --- keys and the counter store ---------------------------------------------------------------------
+
+def test_keys_file_mode_refusal_and_round_trip(tmp_path):
+    path = tmp_path / "k.json"
+    keys = new_keys([7, 8], FP)
+    write_keys(path, keys)
+    assert path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(SnnError, match="--force"):
+        write_keys(path, keys)
+    write_keys(path, new_keys([7]), force=True)
+    loaded = load_keys(path)
+    assert set(loaded) == {7} and loaded[7].fingerprint is None and loaded[7].key != keys[0].key
+    path.write_text("{}")
+    with pytest.raises(SnnError, match="not an snn-keys"):
+        load_keys(path)
+
+
+def test_counter_store_never_reuses_after_a_crash(tmp_path):
+    path = state_path(tmp_path / "k.json", 7)
+    a = CounterStore(path)
+    used = [a.take() for _ in range(300)]       # crosses one reservation (256)
+    b = CounterStore(path)                       # "crash": a never wrote anything more
+    later = [b.take() for _ in range(5)]
+    assert min(later) > max(used) and later[0] == 512
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_kind_values_are_the_documented_ones():
+    assert [int(k) for k in Kind] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("mtu", [51, 1400])
+def test_long_counter_resynchronises_a_receiver_that_lost_track(mtu):
+    counter = 0x12345678
+    frames = encode_inference(_payload(), key=KEY, device_id=7, fingerprint=FP, counter=counter, mtu=mtu,
+                              long_counter=True)
+    assert len(frames[0]) in (14 + 37, 15 + 19)
+    parsed = [parse_data(f, lambda dev: [PEER], lambda dev, low: low) for f in frames]  # knows no H
+    assert {p.counter for p in parsed} == {counter} and all(p.long_counter for p in parsed)
+    assert b"".join(p.data for p in parsed) == _payload()
+    short = encode_inference(_payload(), key=KEY, device_id=7, fingerprint=FP, counter=counter)[0]
+    with pytest.raises(FrameError) as exc:   # the short form needs the receiver's window
+        parse_data(short, lambda dev: [PEER], lambda dev, low: low)
+    assert exc.value.reason == "auth"
+
+
+def test_counter_store_that_cannot_persist_is_a_clear_error(tmp_path):
+    with pytest.raises(SnnError, match="cannot write the frame-counter state"):
+        CounterStore(tmp_path / "missing-dir" / "k.state")

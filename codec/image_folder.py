@@ -1,0 +1,161 @@
+"""ImageFolder trees: one sub-folder per class holding PNG/JPEG files, read with Pillow.
+
+Layouts (the spec is ``folder:PATH`` or ``folder:PATH:train|test|val``):
+
+- ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (or ``PATH/val``): the given splits;
+  the class list is the train split's, and a test class the train split lacks is an error.
+- ``PATH/<class>/*``: one tree. ``folder:PATH`` is all of it; ``:train`` / ``:test`` need a held-out
+  fraction (``--holdout F --split-seed S`` on the train commands, recorded in the bundle), which
+  takes the same seeded, per-class share of every class out of the tree for the test split.
+
+Conversion rules, the same for every split so training and evaluation see the same pixels:
+channels are 1 when every image of the train split is grayscale (Pillow modes 1, L, LA, I, I;16, F),
+else 3 (grayscale, palette and alpha images converted to RGB; alpha is dropped). Every image is
+resized (bilinear, aspect ratio not kept) to the most common size of the train split, or to the
+shape a trained backbone/bundle records. A file Pillow cannot read, or one above Pillow's
+decompression-bomb limit, is a DataError naming it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from snn.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+SPLIT_NAMES = ("train", "test", "val")
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("reading image folders needs Pillow: pip install pillow") from None
+    return Image
+
+
+def _class_files(root: Path) -> dict[str, list[Path]]:
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    return {c: sorted(f for f in (root / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+
+
+def _probe(files: list[Path]) -> tuple[int, tuple[int, int]]:
+    """(channels, (width, height)) by the rules above, from the image headers only."""
+    image = _pil()
+    modes, sizes = set(), Counter()
+    for file in files:
+        try:
+            with image.open(file) as img:
+                modes.add(img.mode)
+                sizes[img.size] += 1
+        except (OSError, image.DecompressionBombError) as exc:
+            raise DataError(f"cannot read image {file}: {exc}") from None
+    channels = 1 if modes <= GRAY_MODES else 3
+    return channels, sizes.most_common(1)[0][0]
+
+
+def _read(files: list[Path], channels: int, size: tuple[int, int]) -> np.ndarray:
+    image = _pil()
+    out = np.empty((len(files), size[1], size[0], channels), np.uint8)
+    mode = "L" if channels == 1 else "RGB"
+    for i, file in enumerate(files):
+        try:
+            with image.open(file) as img:
+                img = img.convert(mode)
+                if img.size != size:
+                    img = img.resize(size, image.BILINEAR)
+                out[i] = np.asarray(img, dtype=np.uint8).reshape(size[1], size[0], channels)
+        except (OSError, image.DecompressionBombError) as exc:
+            raise DataError(f"cannot read image {file}: {exc}") from None
+    return out
+
+
+def _flatten(files: dict[str, list[Path]], classes: list[str]) -> tuple[list[Path], np.ndarray]:
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        paths += files.get(cls, [])
+        labels += [label] * len(files.get(cls, []))
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def holdout_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded per-class held-out share (at least one image of a class with two or more)."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        k = int(round(fraction * len(idx)))
+        if len(idx) >= 2:
+            k = min(max(k, 1), len(idx) - 1)
+        held.append(rng.permutation(idx)[:k])
+    return np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+
+
+def split_dir(root: Path, split: str) -> Path | None:
+    """PATH/train, PATH/test (PATH/val when there is no test) or None when the tree is not split."""
+    if split == "train":
+        return root / "train" if (root / "train").is_dir() else None
+    for name in ((split,) if split == "val" else ("test", "val")):
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def load_image_folder(root: Path, split: str | None = None, holdout: float | None = None, split_seed: int = 0,
+                      shape: tuple[int, int, int] | None = None):
+    """The images of one split (or the whole tree) as a `codec.datasets.Dataset`.
+
+    `shape` is (C, H, W) of a trained model; without it the rules of the module docstring pick it
+    from the train split."""
+    from codec.datasets import Dataset
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    if split is not None and split not in SPLIT_NAMES:
+        raise DataError(f"image folder split must be train, test or val, not '{split}'")
+    if holdout is not None and not 0.0 < holdout < 1.0:
+        raise DataError(f"--holdout must lie strictly between 0 and 1, got {holdout}")
+    has_splits = (root / "train").is_dir()
+    train_root = root / "train" if has_splits else root
+    train_files = _class_files(train_root)
+    classes = list(train_files)
+    if not classes or not any(train_files.values()):
+        raise DataError(f"image folder {train_root} holds no PNG/JPEG images in class sub-folders "
+                        f"(expected {train_root}/<class>/<image>.png)")
+    if has_splits:
+        if split is None or split == "train":
+            files, labels = _flatten(train_files, classes)
+        else:
+            test_root = split_dir(root, split)
+            if test_root is None:
+                raise DataError(f"image folder {root} has train/ but no test/ or val/ sub-folder")
+            test_files = _class_files(test_root)
+            unknown = sorted(set(test_files) - set(classes))
+            if unknown:
+                raise DataError(f"{test_root} has classes {unknown[:5]} that {train_root} lacks")
+            files, labels = _flatten(test_files, classes)
+    else:
+        files, labels = _flatten(train_files, classes)
+        if split is not None:
+            if holdout is None:
+                raise DataError(f"image folder {root} has no train/ and test/ sub-folders: hold a share of it out "
+                                f"with --holdout F (e.g. --holdout 0.2 --split-seed 0), or make PATH/train and "
+                                f"PATH/test")
+            held = np.zeros(len(files), bool)
+            held[holdout_indices(labels, holdout, split_seed)] = True
+            keep = held if split != "train" else ~held
+            files, labels = [f for f, k in zip(files, keep) if k], labels[keep]
+    if not files:
+        raise DataError(f"image folder {root} split {split} holds no images")
+    if shape is not None:
+        channels, size = int(shape[0]), (int(shape[2]), int(shape[1]))
+    else:
+        channels, size = _probe(_flatten(train_files, classes)[0])
+    name = f"folder:{root}" + (f":{split}" if split else "")
+    return Dataset(name, _read(files, channels, size), labels, classes)
