@@ -449,11 +449,13 @@ def test_saturated_edge_lets_the_kernel_drop_and_counts_every_datagram(tmp_path)
             pass
         m = httpx.get(server.http + "/metrics").text
         answered = metric(m, "snn_edge_inferences_total", codec="standin-5e5e0001")
-        rejected = metric(m, "snn_edge_rejects_total", reason="busy")
+        busy = metric(m, "snn_edge_rejects_total", reason="busy")
+        by_reason = {s.labels["reason"]: s.value for f in text_string_to_metric_families(m)
+                     for s in f.samples if s.name == "snn_edge_rejects_total" and s.value}
         drops = metric(m, "snn_edge_udp_kernel_drops")
         assert drops > 0 and answered >= 4
-        assert answered + rejected + drops == n, (answered, rejected, drops)
-        assert got["reply"] == answered and got["error"] == rejected
+        assert answered + sum(by_reason.values()) + drops == n, (answered, by_reason, drops)
+        assert got["reply"] == answered and got["error"] == busy
     finally:
         client.close()
         server.stop()
