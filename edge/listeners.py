@@ -139,7 +139,14 @@ class UdpListener:
             t_recv = None
             if anc and len(anc[0][2]) >= _TIMESPEC.size:
                 sec, nsec = unpack(anc[0][2])
-                t_recv = min(sec + nsec * 1e-9 - offset, time.perf_counter())
+                now = time.perf_counter()
+                t_recv = min(sec + nsec * 1e-9 - offset, now)
+                if batcher is not None and now - t_recv > batcher.deadline_s:
+                    # it waited in the kernel's queue past its deadline: nothing can answer it in
+                    # time, so drop it before the costly authentication, as the kernel would have
+                    # (counted "expired"; the device's timeout covers it)
+                    self.core.metrics.reject("expired")
+                    continue
             handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), addr, t_recv)
 
     def _saturated(self, batcher) -> bool:

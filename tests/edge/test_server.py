@@ -20,7 +20,7 @@ from codec.wire.frame import ErrorCode, ErrorReply, Reply
 
 OCTET = {"content-type": "application/octet-stream"}
 SILENT = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-          "duplicate", "rate_limited")
+          "duplicate", "rate_limited", "expired")   # expired: past its deadline in the kernel queue
 
 
 def metric(text: str, name: str, **labels) -> float:
