@@ -296,16 +296,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         f"BERs {list(bers)}, codecs {[c.name for c in codecs]}")
     # clean answers of every image source
     sources: list[Source] = default_sources(qualities)
-    src_msgs, src_len, src_correct = {}, {}, {}
-    for s in _progress(sources, len(sources), "sources"):
-        msgs = encode_all(s, images)
-        dec, ok = decode_all(s, msgs, shape)
-        src_msgs[s.name] = msgs
-        src_len[s.name] = np.array([len(m) for m in msgs])
-        if s.kind == "png" and "raw" in src_correct and ok.all() and np.array_equal(dec, images):
-            src_correct[s.name] = src_correct["raw"].copy()  # lossless: the same answers as the raw image
-        else:
-            src_correct[s.name] = ok & (clf.images(dec) == labels)
+    src_msgs, src_len, src_correct = _clean_answers(sources, images, labels, clf)
     backbone_acc = float(src_correct["raw"].mean())
     feats = clf.features(images)
     fshape = feats.shape[1:]
@@ -328,52 +319,10 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         def rng(*name):
             return np.random.default_rng(_seed(seed, channel, ber, *name))
 
-        for c in codecs:
-            m = n
-            r = semantic_rows(c, images[:m], labels[:m], model(), rng(c.name), mtu, cap,
-                              clean_cache.setdefault(c.name + f"/{m}", {}),
-                              header_copies=header_copies_for(ber))
-            add(c.name, "learned", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"), m, **r)
-            if c.name == "semanticnn" and ber > 0:
-                # diagnostic: the same codec if its frame header were never lost (not a real method)
-                r = semantic_rows(c, images[:m], labels[:m], model(), rng(c.name, "oracle"), mtu, cap,
-                                  clean_cache.setdefault(c.name + f"/{m}", {}), header_t=10 ** 6)
-                add("semanticnn-header-oracle", "diagnostic", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"),
-                    m, note="diagnostic: header assumed never lost; shows what the frame header costs", **r)
-        for name in src_msgs:
-            tr = delivery.arq(model(), rng(name, "arq"), src_len[name], mtu, cap)
-            add(f"{name}-arq", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
-                tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
-            for rate in rs_rates:
-                tr = delivery.rs(model(), rng(name, rate), src_len[name], mtu, delivery.RS_RATES[rate])
-                add(f"{name}-{rate}", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
-                    tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
-            # plain: no CRC, no ARQ, the bytes arrive with their errors
-            msgs = src_msgs[name][:side_n]
-            tr = delivery.header_only(model(), rng(name, "plain"), msgs, mtu, cap)
-            src = next(s for s in sources if s.name == name)
-            intact = np.array([r == m for r, m in zip(tr.received, msgs)])
-            correct = intact & src_correct[name][:side_n]
-            todo = np.flatnonzero(tr.delivered & ~intact)
-            if todo.size:
-                dec, ok = decode_all(src, [tr.received[i] for i in todo], shape)
-                pred = np.full(todo.size, -1)
-                if ok.any():
-                    pred[ok] = clf.images(dec[ok])
-                correct[todo] = pred == labels[todo]
-            add(f"{name}-plain", "bit-level", channel, ber, correct.mean(), tr.bytes_on_air.mean(), side_n,
-                delivered=float(tr.delivered.mean()))
-        # uniform 8-bit features
-        tr = delivery.arq(model(), rng("feat8", "arq"), np.full(n, len(f8[0])), mtu, cap)
-        add("feat8-arq", "features", channel, ber, (tr.delivered & f8_correct).mean(), tr.bytes_on_air.mean(), n,
-            delivered=float(tr.delivered.mean()))
-        tr = delivery.header_only(model(), rng("feat8", "plain"), f8[:side_n], mtu, cap)
-        correct = np.zeros(side_n, dtype=bool)
-        got = np.flatnonzero(tr.delivered)
-        if got.size:
-            correct[got] = clf.tail(feat8_decode([tr.received[i] for i in got], fshape)) == labels[got]
-        add("feat8-plain", "features", channel, ber, correct.mean(), tr.bytes_on_air.mean(), side_n,
-            delivered=float(tr.delivered.mean()))
+        _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache, channel, ber)
+        _image_rows(add, sources, src_msgs, src_len, src_correct, rs_rates, model, rng, mtu, cap, side_n,
+                    clf, labels, shape, channel, ber)
+        _feature_rows(add, f8, f8_correct, fshape, model, rng, mtu, cap, side_n, clf, labels, channel, ber)
         add("device-only", "reference", channel, ber, backbone_acc, math.log2(n_classes) / 8, n,
             note="whole float model on the device, no channel; bytes = the answer")
 
@@ -395,6 +344,82 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
         "seconds": round(time.time() - t_start, 1),
     }
     return result
+
+
+def _clean_answers(sources, images: np.ndarray, labels: np.ndarray, clf) -> tuple[dict, dict, dict]:
+    """Per image source: its messages, their lengths, and which images the backbone gets right from
+    the decoded (lossy or not) image on a clean link."""
+    shape = images.shape[1:]
+    src_msgs, src_len, src_correct = {}, {}, {}
+    for s in _progress(sources, len(sources), "sources"):
+        msgs = encode_all(s, images)
+        dec, ok = decode_all(s, msgs, shape)
+        src_msgs[s.name] = msgs
+        src_len[s.name] = np.array([len(m) for m in msgs])
+        if s.kind == "png" and "raw" in src_correct and ok.all() and np.array_equal(dec, images):
+            src_correct[s.name] = src_correct["raw"].copy()  # lossless: the same answers as the raw image
+        else:
+            src_correct[s.name] = ok & (clf.images(dec) == labels)
+    return src_msgs, src_len, src_correct
+
+
+def _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache, channel, ber) -> None:
+    """Every learned codec in real v2 frames, plus the header-oracle diagnostic of the shipped one."""
+    n = len(images)
+    for c in codecs:
+        r = semantic_rows(c, images, labels, model(), rng(c.name), mtu, cap,
+                          clean_cache.setdefault(c.name + f"/{n}", {}), header_copies=header_copies_for(ber))
+        add(c.name, "learned", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"), n, **r)
+        if c.name == "semanticnn" and ber > 0:
+            # diagnostic: the same codec if its frame header were never lost (not a real method)
+            r = semantic_rows(c, images, labels, model(), rng(c.name, "oracle"), mtu, cap,
+                              clean_cache.setdefault(c.name + f"/{n}", {}), header_t=10 ** 6)
+            add("semanticnn-header-oracle", "diagnostic", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"),
+                n, note="diagnostic: header assumed never lost; shows what the frame header costs", **r)
+
+
+def _image_rows(add, sources, src_msgs, src_len, src_correct, rs_rates, model, rng, mtu, cap, side_n,
+                clf, labels, shape, channel, ber) -> None:
+    """The image itself (raw, PNG, JPEG) with ARQ, with Reed-Solomon, and plain (no CRC, no ARQ)."""
+    n = len(labels)
+    for name in src_msgs:
+        tr = delivery.arq(model(), rng(name, "arq"), src_len[name], mtu, cap)
+        add(f"{name}-arq", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
+            tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
+        for rate in rs_rates:
+            tr = delivery.rs(model(), rng(name, rate), src_len[name], mtu, delivery.RS_RATES[rate])
+            add(f"{name}-{rate}", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
+                tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
+        # plain: no CRC, no ARQ, the bytes arrive with their errors
+        msgs = src_msgs[name][:side_n]
+        tr = delivery.header_only(model(), rng(name, "plain"), msgs, mtu, cap)
+        src = next(s for s in sources if s.name == name)
+        intact = np.array([r == m for r, m in zip(tr.received, msgs)])
+        correct = intact & src_correct[name][:side_n]
+        todo = np.flatnonzero(tr.delivered & ~intact)
+        if todo.size:
+            dec, ok = decode_all(src, [tr.received[i] for i in todo], shape)
+            pred = np.full(todo.size, -1)
+            if ok.any():
+                pred[ok] = clf.images(dec[ok])
+            correct[todo] = pred == labels[todo]
+        add(f"{name}-plain", "bit-level", channel, ber, correct.mean(), tr.bytes_on_air.mean(), side_n,
+            delivered=float(tr.delivered.mean()))
+
+
+def _feature_rows(add, f8, f8_correct, fshape, model, rng, mtu, cap, side_n, clf, labels, channel, ber) -> None:
+    """The float split features quantized uniformly to 8 bits, with ARQ and plain."""
+    n = len(labels)
+    tr = delivery.arq(model(), rng("feat8", "arq"), np.full(n, len(f8[0])), mtu, cap)
+    add("feat8-arq", "features", channel, ber, (tr.delivered & f8_correct).mean(), tr.bytes_on_air.mean(), n,
+        delivered=float(tr.delivered.mean()))
+    tr = delivery.header_only(model(), rng("feat8", "plain"), f8[:side_n], mtu, cap)
+    correct = np.zeros(side_n, dtype=bool)
+    got = np.flatnonzero(tr.delivered)
+    if got.size:
+        correct[got] = clf.tail(feat8_decode([tr.received[i] for i in got], fshape)) == labels[got]
+    add("feat8-plain", "features", channel, ber, correct.mean(), tr.bytes_on_air.mean(), side_n,
+        delivered=float(tr.delivered.mean()))
 
 
 def _add_ratios(rows: list[dict]) -> None:

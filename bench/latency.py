@@ -91,25 +91,39 @@ def frame_sizes(method: str, n_bytes: int, mtu: int) -> list[int]:
 
 def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | None = None, quick: bool = False,
                 links=LINKS, log=print) -> dict:
-    import reedsolo
-
-    from channel.links import get_link
+    """Device, air and edge time per inference on each link, SemanticNN beside the best bit-level
+    baseline of the accuracy benchmark (medians of repeated single-image runs, clean link)."""
     from codec.bundle import load_bundle
     from codec.datasets import load_dataset
+
+    t0 = time.time()
+    runs = 30 if quick else 200
+    bundle = load_bundle(bundle_path)
+    image = load_dataset("fmnist:test").take(50).images[:1]
+    cal = load_dataset("fmnist:train").take(200 if quick else 1000).images
+    baseline = baseline or best_baseline(accuracy)
+    sem = _semanticnn_times(bundle, image, cal, runs)
+    base = _baseline_times(bundle, image, baseline, runs)
+    rows = _link_rows(links, (("semanticnn", bundle.payload_bytes, sem["device_ms"], sem["edge_ms"]),
+                              (baseline, base["message_bytes"], base["device_ms"], base["edge_ms"])))
+    return {"benchmark": "latency", "rows": rows, "baseline": baseline, "bundle_fingerprint": bundle.fingerprint.hex(),
+            "baseline_parts_ms": {k: round(v, 3) for k, v in base["parts"].items()},
+            "baseline_note": "Reed-Solomon coding runs in reedsolo, pure Python here; a C codec takes "
+                             "microseconds, so the baseline's device and edge times are upper bounds",
+            "encoder_int8_ms_1thread": round(sem["encode_ms"], 3), "calibration": sem["calibration"],
+            "runs": runs, "note": f"clean link, batch 1, medians of {runs} runs; device = int8 ONNX encoder "
+                                  f"on 1 thread (+ packing/framing); edge = torch on 2 threads",
+            "seconds": round(time.time() - t0, 1)}
+
+
+def _semanticnn_times(bundle, image: np.ndarray, cal: np.ndarray, runs: int) -> dict:
+    """Device: int8 ONNX encoder on 1 thread, packing and a keyed v2 frame (AES-CTR, CMAC, BCH);
+    edge: frame parsing, unpacking, decoder + tail (torch, 2 threads)."""
     from codec.wire.frame import encode_inference, parse_data
     from codec.wire.packing import pack_symbols, unpack_symbols
     from export.pipeline import build_encoders
     from export.verify import ort_session
 
-    t0 = time.time()
-    runs = 30 if quick else 200
-    bundle = load_bundle(bundle_path)
-    data = load_dataset("fmnist:test").take(50)
-    cal = load_dataset("fmnist:train").take(200 if quick else 1000).images
-    image = data.images[:1]
-    baseline = baseline or best_baseline(accuracy)
-
-    # ---- SemanticNN device: int8 ONNX encoder, 1 thread
     with tempfile.TemporaryDirectory() as tmp:
         _, int8_path, chosen = build_encoders(bundle, tmp, cal, None, method="minmax",
                                               log=lambda *_: None)
@@ -128,10 +142,8 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
         device_ms = _median_ms(device_sem, runs)
         frames = device_sem()
 
-    # ---- SemanticNN edge: parse, unpack, decoder + tail (torch, 2 threads)
     edge = bundle.edge_half()
     torch.set_num_threads(2)
-
     peer = SimpleNamespace(key=bytes(range(16)), fingerprint=bundle.fingerprint,
                            payload_bytes=(payload_bits + 7) // 8)
 
@@ -143,22 +155,28 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
             s = torch.from_numpy(sym.astype(np.int64))[None]
             return edge(s, torch.zeros_like(s, dtype=torch.bool), torch.tensor([1e-2])).argmax(1)
 
-    edge_ms = _median_ms(edge_sem, runs)
+    return {"encode_ms": encode_ms, "device_ms": device_ms, "edge_ms": _median_ms(edge_sem, runs),
+            "calibration": chosen.get("method")}
 
-    # ---- the bit-level baseline
+
+def _baseline_times(bundle, image: np.ndarray, baseline: str, runs: int) -> dict:
+    """The bit-level baseline: image codec + CRC-32 (ARQ) or Reed-Solomon on the device; decode,
+    check and the whole backbone on the edge."""
+    import reedsolo
+
+    from bench.accuracy import Classifier
+
     src, kind = _parse_method(baseline)
     msg = src.encode(image[0])
     rs_codec = reedsolo.RSCodec(delivery.RS_RATES[kind]) if kind in delivery.RS_RATES else None
+    coded = bytes(rs_codec.encode(msg)) if rs_codec is not None else msg
+    clf = Classifier(bundle, batch_size=1)
 
     def device_base():
         m = src.encode(image[0])
         if rs_codec is not None:
             return bytes(rs_codec.encode(m))
         return binascii.crc32(m)
-
-    coded = bytes(rs_codec.encode(msg)) if rs_codec is not None else msg
-    from bench.accuracy import Classifier
-    clf = Classifier(bundle, batch_size=1)
 
     def edge_base():
         m = bytes(rs_codec.decode(bytearray(coded))[0]) if rs_codec is not None else coded
@@ -167,20 +185,24 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
         img = src.decode(m, image.shape[1:])
         return clf.images(img[None])
 
-    base_device_ms = _median_ms(device_base, runs)
-    base_edge_ms = _median_ms(edge_base, runs)
     parts = {"image_encode_ms": _median_ms(lambda: src.encode(image[0]), runs),
              "image_decode_and_backbone_ms": _median_ms(lambda: clf.images(src.decode(msg, image.shape[1:])[None]),
                                                         runs)}
     if rs_codec is not None:
         parts["rs_encode_ms"] = _median_ms(lambda: rs_codec.encode(msg), runs)
         parts["rs_decode_ms"] = _median_ms(lambda: rs_codec.decode(bytearray(coded)), runs)
+    return {"message_bytes": len(msg), "device_ms": _median_ms(device_base, runs),
+            "edge_ms": _median_ms(edge_base, runs), "parts": parts}
+
+
+def _link_rows(links, methods) -> list[dict]:
+    """One row per (link, method): frames and bytes on air, device + air + edge time."""
+    from channel.links import get_link
 
     rows = []
     for link_name in links:
         link = get_link(link_name)
-        for method, n_bytes, dev, ed in (("semanticnn", bundle.payload_bytes, device_ms, edge_ms),
-                                         (baseline, len(msg), base_device_ms, base_edge_ms)):
+        for method, n_bytes, dev, ed in methods:
             sizes = frame_sizes(method, n_bytes, link.mtu)
             air = 1e3 * sum(link.time_on_air_s(s) for s in sizes)
             wait = 1e3 * sum(link.wait_after_s(s) for s in sizes)
@@ -188,11 +210,4 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
                          "within_16_fragments": len(sizes) <= 16 if method == "semanticnn" else None,
                          "device_ms": round(dev, 3), "air_ms": round(air, 2), "edge_ms": round(ed, 3),
                          "total_ms": round(dev + air + ed, 2), "duty_wait_ms": round(wait, 1)})
-    return {"benchmark": "latency", "rows": rows, "baseline": baseline, "bundle_fingerprint": bundle.fingerprint.hex(),
-            "baseline_parts_ms": {k: round(v, 3) for k, v in parts.items()},
-            "baseline_note": "Reed-Solomon coding runs in reedsolo, pure Python here; a C codec takes "
-                             "microseconds, so the baseline's device and edge times are upper bounds",
-            "encoder_int8_ms_1thread": round(encode_ms, 3), "calibration": chosen.get("method"),
-            "runs": runs, "note": f"clean link, batch 1, medians of {runs} runs; device = int8 ONNX encoder "
-                                  f"on 1 thread (+ packing/framing); edge = torch on 2 threads",
-            "seconds": round(time.time() - t0, 1)}
+    return rows

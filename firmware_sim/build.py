@@ -9,10 +9,12 @@ device's key once protocol v2 binds one (``snn_config.h``).
 Two images come out of one source tree:
 
 - ``firmware.elf`` for the board itself (its memory map, its UART, its reset clock);
-- ``firmware-qemu.elf`` for QEMU's nearest machine (`QEMU_MACHINES`): the same objects with the
-  SysTick clock QEMU emulates, linked with the *board's* flash and RAM limits. For the STM32F411
-  the machine is ``netduinoplus2`` (STM32F405): same Cortex-M4F, same USART2 registers at the
-  same address, same flash/SRAM origins, so only the clock constant differs.
+- ``firmware-qemu.elf`` for QEMU's nearest machine (`TARGETS`): the same kernels with the SysTick
+  clock QEMU emulates, linked with the *board's* flash and RAM limits. For the STM32F411 the
+  machine is ``netduinoplus2`` (STM32F405): same Cortex-M4F, same USART2 registers at the same
+  address, same flash/SRAM origins, so only the clock constant differs. QEMU models no nRF52840
+  UART and no STM32F7/H7 USART: those boards' QEMU images run on the MPS2 image of their core
+  (``mps2-an386``, ``mps2-an500``) with its CMSDK UART and memory origins.
 
 Flash is ``.isr_vector + .text + .rodata + .data`` and RAM ``.data + .bss + .stack`` (the tensor
 arena is in ``.bss``), read from the ELF's section headers with ``arm-none-eabi-size -A``.
@@ -32,8 +34,10 @@ from firmware_sim.codegen import FIRMWARE_DIR, generate
 from firmware_sim.lowering import lower
 
 TOOLCHAIN_HINT = "apt-get install gcc-arm-none-eabi (scripts/setup.sh does it as root)"
-SOURCES = ["main.c", "board.c", "startup.c", "frame.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c", "snn_model.c"]
-HEADERS = ["board.h", "frame.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "snn_fixed.h"]
+COMMON_SOURCES = ["main.c", "board.c", "startup.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c"]
+PROTOCOL_SOURCES = {2: ["proto_v2.c"]}   # the framing swap is this line (v1 C left with v1, withdrawn)
+HEADERS = ["board.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "proto.h", "snn_fixed.h"]
+MODEL_SOURCE = "snn_model.c"
 STACK_BYTES = 4096
 BAUD = 115200
 
@@ -51,18 +55,33 @@ class Target:
     qemu_machine: str | None
     qemu_hz: int = 0                 # the SysTick clock QEMU's machine emulates
     qemu_serial_index: int = 0       # which -serial the firmware's UART is
+    qemu_family: tuple[str, ...] | None = None   # the QEMU image's UART, when QEMU lacks the board's
+    qemu_flash_origin: int | None = None         # the QEMU machine's memory map, when it differs
+    qemu_ram_origin: int | None = None
+
+    @property
+    def qemu_own_map(self) -> bool:
+        return self.qemu_flash_origin is not None or self.qemu_ram_origin is not None
+
+
+MPS2 = dict(qemu_hz=25_000_000, qemu_serial_index=0, qemu_family=("SNN_BOARD_CMSDK",))
 
 
 M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 TARGETS: dict[str, Target] = {
     "stm32f411": Target(M4F, ("SNN_BOARD_STM32F4",), 0x08000000, 0x20000000, None, 16_000_000,
                         "netduinoplus2", 168_000_000, 1),
-    "nrf52840": Target(M4F, ("SNN_BOARD_NRF52",), 0x00000000, 0x20000000, None, 64_000_000, None),
+    # QEMU models neither the nRF52840's UART nor the STM32F7/H7 USART: their QEMU images run the
+    # same kernels within the same flash/RAM limits on the MPS2 FPGA image of their core
+    # (Cortex-M4: mps2-an386, Cortex-M7: mps2-an500), whose CMSDK UART board.c also drives
+    "nrf52840": Target(M4F, ("SNN_BOARD_NRF52",), 0x00000000, 0x20000000, None, 64_000_000, "mps2-an386", **MPS2),
     "stm32f746": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
-                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 16_000_000, None),
+                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 16_000_000, "mps2-an500",
+                        qemu_flash_origin=0x0, **MPS2),
     # the H743's largest contiguous RAM is the 512 KB AXI SRAM (the profile's 1 MB spans banks)
     "stm32h743": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
-                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 64_000_000, None),
+                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 64_000_000,
+                        "mps2-an500", qemu_flash_origin=0x0, qemu_ram_origin=0x20000000, **MPS2),
 }
 CFLAGS = ("-O2", "-std=c99", "-ffreestanding", "-fno-builtin", "-ffunction-sections", "-fdata-sections",
           "-Wall", "-Wextra", "-Wno-unused-function")
@@ -83,19 +102,43 @@ def target_for(board_name: str) -> Target:
     return TARGETS[key]
 
 
-def _defines(target: Target, hz: int, layer_hook: bool) -> list[str]:
-    d = [f"-D{f}" for f in target.family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u"]
+def _defines(target: Target, hz: int, layer_hook: bool, qemu: bool = False) -> list[str]:
+    family = target.qemu_family if qemu and target.qemu_family else target.family
+    d = [f"-D{f}" for f in family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u"]
     return d + (["-DSNN_LAYER_HOOK"] if layer_hook else [])
 
 
-def _makefile(target: Target) -> str:
+def sources(protocol: int) -> list[str]:
+    return COMMON_SOURCES + PROTOCOL_SOURCES[protocol] + [MODEL_SOURCE]
+
+
+def reference_protocol() -> int:
+    """The protocol version of this checkout's reference implementation (codec.wire.frame)."""
+    from codec.wire.frame import VERSION
+    return int(VERSION)
+
+
+def device_key(key_file: Path | None, device_id: int, fingerprint: str) -> tuple[bytes, str]:
+    """(16-byte key, where it came from) for this device: its keys-file entry (codec.wire.keys,
+    docs/PROTOCOL.md), or the all-zero key of the edge's --insecure mode when no file is given."""
+    if key_file is None:
+        return bytes(16), "insecure (all-zero key: pair with snn edge serve --insecure)"
+    from codec.wire.keys import device_key as provisioned
+    entry = provisioned(key_file, device_id)
+    if entry.fingerprint is not None and entry.fingerprint.hex() != fingerprint.lower():
+        raise SnnError(f"{key_file}: device {device_id} is provisioned for codec {entry.fingerprint.hex()}, "
+                       f"the encoder is {fingerprint}")
+    return entry.key, f"{Path(key_file).name}, device {device_id}"
+
+
+def _makefile(target: Target, protocol: int) -> str:
     return f"""# Generated by `snn mcu build`: rebuild with `make` (needs only arm-none-eabi-gcc).
 CC = arm-none-eabi-gcc
 SIZE = arm-none-eabi-size
 CPU = {' '.join(target.cpu_flags)}
 CFLAGS = $(CPU) {' '.join(CFLAGS)} -I.
 LDFLAGS = $(CPU) {' '.join(LDFLAGS)} -T link.ld
-SRCS = {' '.join(SOURCES)}
+SRCS = {' '.join(sources(protocol))}
 
 all: firmware.elf{' firmware-qemu.elf' if target.qemu_machine else ''}
 
@@ -103,12 +146,44 @@ firmware.elf: $(SRCS) link.ld *.h
 \t$(CC) $(CFLAGS) {' '.join(_defines(target, target.cpu_hz, True))} $(SRCS) $(LDFLAGS) -o $@
 \t$(SIZE) -A $@
 """ + (f"""
-firmware-qemu.elf: $(SRCS) link.ld *.h
-\t$(CC) $(CFLAGS) {' '.join(_defines(target, target.qemu_hz, True))} $(SRCS) $(LDFLAGS) -o $@
+firmware-qemu.elf: $(SRCS) {_qemu_ld(target)} *.h
+\t$(CC) $(CFLAGS) {' '.join(_defines(target, target.qemu_hz, True, qemu=True))} $(SRCS) \\
+\t    $(CPU) {' '.join(LDFLAGS)} -T {_qemu_ld(target)} -o $@
 """ if target.qemu_machine else "") + """
+firmware.bin: firmware.elf
+\tarm-none-eabi-objcopy -O binary $< $@
+
 clean:
-\trm -f *.elf
+\trm -f *.elf *.bin
 .PHONY: all clean
+"""
+
+
+UART_NOTES = {
+    "SNN_BOARD_STM32F4": "USART2 on PA2 (TX) / PA3 (RX): the ST-LINK virtual COM port of a Nucleo-F411RE",
+    "SNN_BOARD_STM32V2": "USART1 on PA9/PB7 (F746G-DISCO VCP) or USART3 on PD8/PD9 (Nucleo-H743ZI VCP)",
+    "SNN_BOARD_NRF52": "UART0 on P0.06 (TX) / P0.08 (RX): the nRF52840-DK's interface MCU",
+}
+
+
+def _project_readme(board, target: Target, protocol: int, key_source: str) -> str:
+    uart = UART_NOTES.get(target.family[0], "see board.c")
+    qemu = (f"- `firmware-qemu.elf` is the same firmware for QEMU's `{target.qemu_machine}` "
+            f"(`snn mcu qemu --board {board.name} --firmware .`)." if target.qemu_machine else "")
+    return f"""# SemanticNN device firmware for {board.name}
+
+Generated by `snn mcu build`. **This folder holds the device key (`snn_config.h`): keep it mode 0700
+and do not commit it.** Key: {key_source}. Protocol v{protocol} (docs/PROTOCOL.md).
+
+- `make` rebuilds `firmware.elf` with arm-none-eabi-gcc alone (freestanding: no newlib, no libgcc);
+  `make firmware.bin` makes a raw image to flash at 0x{target.flash_origin:08X}
+  (e.g. `st-flash write firmware.bin 0x{target.flash_origin:08X}` or `openocd ... program firmware.elf`).
+- UART: {uart}, {BAUD} baud 8N1, clocks at their reset values ({target.cpu_hz / 1e6:.0f} MHz, no PLL set-up).
+  Messages are COBS-framed with a 0x00 delimiter; see `main.c` for the harness messages (image in,
+  status out) and `proto.h` for the protocol frames.
+- `snn_model.c` is the int8 encoder as integer C (generated; equal to the Python simulator on every
+  symbol), `snn_fixed.h` its fixed-point helpers.
+{qemu}
 """
 
 
@@ -132,9 +207,14 @@ def image_sizes(elf: Path) -> dict:
     return {"flash_bytes": flash, "ram_bytes": ram, "sections": s}
 
 
-def _compile(out: Path, target: Target, hz: int, elf_name: str) -> None:
-    cmd = [toolchain(), *target.cpu_flags, *CFLAGS, "-I.", *_defines(target, hz, True), *SOURCES,
-           *target.cpu_flags, *LDFLAGS, "-T", "link.ld", "-o", elf_name]
+def _qemu_ld(target: Target) -> str:
+    return "link-qemu.ld" if target.qemu_own_map else "link.ld"
+
+
+def _compile(out: Path, target: Target, hz: int, elf_name: str, protocol: int, qemu: bool = False) -> None:
+    ld = _qemu_ld(target) if qemu else "link.ld"
+    cmd = [toolchain(), *target.cpu_flags, *CFLAGS, "-I.", *_defines(target, hz, True, qemu), *sources(protocol),
+           *target.cpu_flags, *LDFLAGS, "-T", ld, "-o", elf_name]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "overflowed" in ln or "error" in ln]
@@ -142,59 +222,80 @@ def _compile(out: Path, target: Target, hz: int, elf_name: str) -> None:
 
 
 def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None = None,
-                  device_id: int = 1, pilot_bytes: int = 4, mtu: int = 255) -> dict:
+                  device_id: int = 1, mtu: int = 255, protocol: int | None = None,
+                  copies: int = 1) -> dict:
     """Generate the project folder (mode 0700); returns what was written."""
+    protocol = reference_protocol() if protocol is None else int(protocol)
+    if protocol not in PROTOCOL_SOURCES:
+        raise SnnError(f"protocol version {protocol} has no C implementation (have {sorted(PROTOCOL_SOURCES)})")
+    if copies not in (1, 3, 5):
+        raise SnnError("header copies must be 1, 3 or 5")
     board = load_board(board_name)
     target = target_for(board.name)
     if not 0 <= device_id <= 0xFFFF:
         raise SnnError(f"--device-id {device_id} outside 0..65535")
-    if key_file is not None and not Path(key_file).is_file():
-        raise SnnError(f"{key_file}: no such keys file (make one with snn keys new)")
     encoder = Path(encoder)
     if not encoder.is_file():
         raise SnnError(f"{encoder}: no such encoder file")
     program = lower(encoder)
-    model = generate(program)
+    model = generate(program, frame_bytes=1 + mtu)   # the stream tag + one frame, in the arena
+    fingerprint = str(program.metadata.get("fingerprint", ""))
+    key, key_source = device_key(key_file, device_id, fingerprint)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SnnError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)   # it holds the device key
     model.write(out)
-    for name in SOURCES[:-1] + HEADERS:
+    for name in sources(protocol)[:-1] + HEADERS:
         shutil.copyfile(FIRMWARE_DIR / name, out / name)
     ram_len = min(board.sram_bytes, target.ram_length or board.sram_bytes)
-    ld = (FIRMWARE_DIR / "link.ld.in").read_text()
-    for k, v in {"@BOARD@": board.name, "@FLASH_ORIGIN@": f"0x{target.flash_origin:08X}",
-                 "@FLASH_LENGTH@": str(board.flash_bytes), "@RAM_ORIGIN@": f"0x{target.ram_origin:08X}",
-                 "@RAM_LENGTH@": str(ram_len), "@STACK_BYTES@": str(STACK_BYTES)}.items():
-        ld = ld.replace(k, v)
-    (out / "link.ld").write_text(ld)
+    template = (FIRMWARE_DIR / "link.ld.in").read_text()
+    maps = {"link.ld": (board.name, target.flash_origin, target.ram_origin)}
+    if target.qemu_machine and target.qemu_own_map:   # same lengths (the board's), the machine's origins
+        maps["link-qemu.ld"] = (f"{board.name} on QEMU {target.qemu_machine}",
+                                target.flash_origin if target.qemu_flash_origin is None else target.qemu_flash_origin,
+                                target.ram_origin if target.qemu_ram_origin is None else target.qemu_ram_origin)
+    for name, (title, flash_origin, ram_origin) in maps.items():
+        ld = template
+        for k, v in {"@BOARD@": title, "@FLASH_ORIGIN@": f"0x{flash_origin:08X}",
+                     "@FLASH_LENGTH@": str(board.flash_bytes), "@RAM_ORIGIN@": f"0x{ram_origin:08X}",
+                     "@RAM_LENGTH@": str(ram_len), "@STACK_BYTES@": str(STACK_BYTES)}.items():
+            ld = ld.replace(k, v)
+        (out / name).write_text(ld)
     config = [f"/* Generated by `snn mcu build` for {board.name}, device {device_id}. This folder is mode 0700. */",
               "#ifndef SNN_CONFIG_H", "#define SNN_CONFIG_H", f"#define SNN_DEVICE_ID {device_id}u",
-              f"#define SNN_PILOT_BYTES {pilot_bytes}u", f"#define SNN_MTU {mtu}u", "#endif", ""]
+              f"#define SNN_MTU {mtu}u",
+              f"#define SNN_PROTOCOL {protocol}u", f"#define SNN_COPIES {copies}u",
+              "#define SNN_COUNTER_START 0u   /* a board reads its counter store; QEMU gets it over the UART */",
+              f"/* key: {key_source} */",
+              "#define SNN_KEY_BYTES {" + ", ".join(f"0x{b:02x}" for b in key) + "}", "#endif", ""]
     cfg = out / "snn_config.h"
     cfg.write_text("\n".join(config))
     os.chmod(cfg, 0o600)
-    (out / "Makefile").write_text(_makefile(target))
+    (out / "Makefile").write_text(_makefile(target, protocol))
+    (out / "README.md").write_text(_project_readme(board, target, protocol, key_source))
     (out / "firmware.json").write_text(json.dumps({
         "board": board.name, "encoder": str(encoder.resolve()), "device_id": device_id,
         "qemu_machine": target.qemu_machine, "qemu_serial_index": target.qemu_serial_index,
         "cpu_hz": target.cpu_hz, "qemu_hz": target.qemu_hz, "n_symbols": model.n_symbols,
         "input_bytes": model.input_bytes, "arena_bytes": model.arena_bytes, "layers": model.layers,
-        "fingerprint": str(program.metadata.get("fingerprint", ""))}, indent=1))
-    return {"board": board, "target": target, "model": model, "out": out}
+        "fingerprint": fingerprint, "protocol": protocol, "copies": copies, "key": key_source,
+        "key_file": str(Path(key_file).resolve()) if key_file else None}, indent=1))
+    return {"board": board, "target": target, "model": model, "out": out, "protocol": protocol, "key": key_source}
 
 
-def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = None, device_id: int = 1) -> dict:
+def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = None, device_id: int = 1,
+                   protocol: int | None = None) -> dict:
     """Write the project, cross-compile both images, and measure the board image against the board."""
     toolchain()
     toolchain("arm-none-eabi-size")
-    proj = write_project(encoder, board_name, Path(out_dir), key_file=key_file, device_id=device_id)
+    proj = write_project(encoder, board_name, Path(out_dir), key_file=key_file, device_id=device_id,
+                         protocol=protocol)
     out, board, target = proj["out"], proj["board"], proj["target"]
-    _compile(out, target, target.cpu_hz, "firmware.elf")
+    _compile(out, target, target.cpu_hz, "firmware.elf", proj["protocol"])
     if target.qemu_machine:
-        _compile(out, target, target.qemu_hz, "firmware-qemu.elf")
+        _compile(out, target, target.qemu_hz, "firmware-qemu.elf", proj["protocol"], qemu=True)
     sizes = image_sizes(out / "firmware.elf")
     ram_limit = min(board.sram_bytes, target.ram_length or board.sram_bytes)
     fits = sizes["flash_bytes"] <= board.flash_bytes and sizes["ram_bytes"] <= ram_limit
@@ -203,7 +304,8 @@ def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = No
             "qemu_machine": target.qemu_machine, "flash_bytes": sizes["flash_bytes"], "ram_bytes": sizes["ram_bytes"],
             "arena_bytes": proj["model"].arena_bytes, "stack_bytes": STACK_BYTES,
             "flash_limit_bytes": board.flash_bytes, "ram_limit_bytes": ram_limit, "fits": bool(fits),
-            "sections": sizes["sections"], "project": str(out.resolve())}
+            "sections": sizes["sections"], "project": str(out.resolve()), "protocol": proj["protocol"],
+            "key": proj["key"]}
 
 
 def format_build(res: dict) -> str:
@@ -211,7 +313,7 @@ def format_build(res: dict) -> str:
             f"({100 * res['flash_bytes'] / res['flash_limit_bytes']:.1f} %), RAM {res['ram_bytes']} B of "
             f"{res['ram_limit_bytes']} ({100 * res['ram_bytes'] / res['ram_limit_bytes']:.1f} %; arena "
             f"{res['arena_bytes']} B, stack {res['stack_bytes']} B) -> {'fits' if res['fits'] else 'DOES NOT FIT'}\n"
-            f"  {res['elf']}" + (f"\n  {res['qemu_elf']} (QEMU {res['qemu_machine']})" if res.get("qemu_elf") else ""))
+            f"  protocol v{res['protocol']}, key {res['key']}\n  {res['elf']}" + (f"\n  {res['qemu_elf']} (QEMU {res['qemu_machine']})" if res.get("qemu_elf") else ""))
 
 
 def elf_report(encoder, board_name: str) -> dict:

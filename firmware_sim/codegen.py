@@ -38,8 +38,9 @@ from firmware_sim.lowering import Program, Step
 from firmware_sim.planner import Buffer, MemoryPlan, fusions, plan_buffers
 
 FIRMWARE_DIR = Path(__file__).with_name("firmware")
-FRAME_BYTES = 256            # the frame buffer the firmware builds its DATA frame in (arena)
+FRAME_BYTES = 256            # default frame buffer in the arena (the build asks for 1 + its MTU)
 _Q_TYPES = {(0, 255): "uint8_t", (-128, 127): "int8_t", (0, 65535): "uint16_t", (-32768, 32767): "int16_t"}
+_CTYPE_BYTES = {"uint8_t": 1, "int8_t": 1, "uint16_t": 2, "int16_t": 2, "int32_t": 4, "int64_t": 8}
 _NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
          np.dtype(np.uint8): "uint8_t", np.dtype(np.int64): "int64_t"}
 
@@ -465,19 +466,28 @@ class _Gen:
             # the input is a stored buffer (minus a zero point): clip the window once, then run
             # the taps without bounds checks (padding taps add 0, as im2col's zero padding does)
             ptr, ctype, zp = direct
+            if not wide and kh * kw <= 49:
+                # interior outputs: every tap valid, so sum x*w over the raw codes and take the zero
+                # point off once per output (zp * sum of the output channel's weights). The sum may
+                # pass 2^31 on the way; it is exact modulo 2^32 and the result fits int32 (its bound)
+                wsum = self.array(f"{tag}_wsum", w.reshape(m, -1).astype(np.int64).sum(axis=1))
+                taps = " + ".join(f"(uint32_t)xr[{ky * wd + kx}] * (uint32_t)(int32_t)wp[{ky * kw + kx}]"
+                                  for ky in range(kh) for kx in range(kw))
+                interior = [
+                    f"    if (ky0 == 0 && ky1 == {kh} && kx0 == 0 && kx1 == {kw}) {{  /* interior: unrolled taps */",
+                    f"        const {ctype} *xr = xb + iy0 * {wd} + ix0;", "        uint32_t sum = 0;",
+                    f"        for (int32_t c = 0; c < {cg}; c++, xr += {h * wd}, wp += {kh * kw}) {{",
+                    f"            sum += {taps};", "        }",
+                    f"        acc = (int32_t)(sum - (uint32_t){zp} * (uint32_t){wsum}[oc]);",
+                    f"        return (int64_t)acc + {b_arr}[oc];", "    }"]
+            else:
+                interior = []
             return "\n".join(head + [
                 f"    const {ctype} *xb = ({ptr}) + (oc / {mg}) * {cg * h * wd};",
                 f"    int32_t iy0 = oy * {sh} - {pt}, ix0 = ox * {sw} - {pl};",
                 f"    int32_t ky0 = iy0 < 0 ? -iy0 : 0, ky1 = {h} - iy0 < {kh} ? {h} - iy0 : {kh};",
                 f"    int32_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = {wd} - ix0 < {kw} ? {wd} - ix0 : {kw};",
-                f"    if (ky0 == 0 && ky1 == {kh} && kx0 == 0 && kx1 == {kw}) {{  /* interior: fixed trip counts */",
-                f"        const {ctype} *xr = xb + iy0 * {wd} + ix0;",
-                f"        for (int32_t c = 0; c < {cg}; c++, xr += {h * wd}) {{",
-                f"            for (int32_t ky = 0; ky < {kh}; ky++) {{",
-                f"                for (int32_t kx = 0; kx < {kw}; kx++) {{",
-                f"                    acc += (({acc_t})xr[ky * {wd} + kx] - {zp}) * *wp++;",
-                "                }", "            }", "        }",
-                f"        return (int64_t)acc + {b_arr}[oc];", "    }",
+            ] + interior + [
                 f"    for (int32_t c = 0; c < {cg}; c++, xb += {h * wd}, wp += {kh * kw}) {{",
                 "        for (int32_t ky = ky0; ky < ky1; ky++) {",
                 f"            const {ctype} *xr = xb + (iy0 + ky) * {wd} + ix0;",
@@ -576,8 +586,7 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
                       kind="input")]
     for t in order:
         step = gen.by_out[t]
-        size = int(np.prod(_shape(step.out.shape))) * {"uint8_t": 1, "int8_t": 1, "uint16_t": 2, "int16_t": 2,
-                                                        "int32_t": 4, "int64_t": 8}[gen.storage_type(step)]
+        size = int(np.prod(_shape(step.out.shape))) * _CTYPE_BYTES[gen.storage_type(step)]
         buffers.append(Buffer(t, (size + 3) // 4 * 4, time[t], max(last.get(t, time[t]), time[t]),
                               kind="output" if t == out_base else "activation"))
     buffers.append(Buffer("frame", (frame_bytes + 3) // 4 * 4, len(order), len(order) + 1, kind="frame"))
@@ -598,8 +607,7 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
         chain = [s for s in program.steps if not s.alias and (s.output == t or _fused_root(gen, s.output) == t)]
         layers.append({"index": k, "tensor": t, "c_name": name, "ops": [s.op for s in chain],
                        "kernels": [s.kernel for s in chain], "steps": [s.name for s in chain],
-                       "macs": int(sum(s.macs for s in chain)), "elements": n, "bytes": n * {"uint8_t": 1, "int8_t": 1,
-                       "uint16_t": 2, "int16_t": 2, "int32_t": 4, "int64_t": 8}[ctype]})
+                       "macs": int(sum(s.macs for s in chain)), "elements": n, "bytes": n * _CTYPE_BYTES[ctype]})
     up = prefix.upper()
     defs = [f"#define {c.upper()}_OFF {offsets[t]}u" for t, c in gen.names.items() if t in offsets and t != program.input_name]
     defs.append(f"#define SNN_INPUT_OFF {offsets[program.input_name]}u")

@@ -7,7 +7,7 @@ QEMU runs the image the build wrote for its nearest machine (``firmware-qemu.elf
 STM32F411 that is ``netduinoplus2``, whose STM32F4 USART2 and memory map the board shares) with
 that USART bridged to a TCP socket this module listens on. Over that one byte stream this side
 sends images (the harness's ``00 'I'`` message, see ``firmware/main.c``), relays every protocol
-frame the firmware writes to ``--to`` unchanged, and writes the edge's replies back to the UART.
+frame the firmware writes (tagged ``01``) to ``--to`` unchanged, and writes the replies back.
 The firmware itself parses the reply, times out, retries, and reports the outcome in a status
 message; nothing of the device runs in Python. The emulated USART has a one-byte receive
 register: QEMU's character backend stops reading the socket until the firmware has taken the
@@ -53,8 +53,7 @@ def load_firmware(firmware_dir: Path, board: str) -> dict:
     if Path(board).stem.lower() != meta["board"]:
         raise SnnError(f"{firmware_dir} was built for {meta['board']}, not {board}")
     if not meta.get("qemu_machine"):
-        raise SnnError(f"no QEMU image for {meta['board']}: QEMU models no machine with its UART "
-                       "(only the STM32F411 image runs under QEMU, on netduinoplus2)")
+        raise SnnError(f"no QEMU image for {meta['board']}: QEMU models no machine near it")
     elf = Path(firmware_dir) / "firmware-qemu.elf"
     if not elf.is_file():
         raise SnnError(f"{elf} is missing; rebuild with snn mcu build")
@@ -104,14 +103,15 @@ class QemuUart:
         return self.decoder.feed(data)
 
     def _stop(self) -> str:
+        """Stop QEMU; the last line it wrote on stderr (why it stopped, when it did on its own)."""
         if self.proc.poll() is None:
             self.proc.kill()
         try:
             _, err = self.proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             err = b""
-        return (err or b"").decode(errors="replace").strip().splitlines()[-1:] and \
-            (err or b"").decode(errors="replace").strip().splitlines()[-1] or ""
+        lines = (err or b"").decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
 
     def close(self) -> None:
         for s in (getattr(self, "sock", None), self.server):
@@ -121,6 +121,45 @@ class QemuUart:
                 except OSError:
                     pass
         self._stop()
+
+
+def reserve_counters(meta: dict, firmware_dir: Path, count: int) -> int:
+    """The first frame counter this run may use, with `count` counters reserved ahead.
+
+    A board keeps its frame counter in flash; QEMU's flash is read-only between runs, so the
+    harness plays that store: the key's state file beside the keys file (docs/PROTOCOL.md: JSON
+    ``{"next": N}``), or one in the firmware folder for the insecure key. It writes N + count
+    (temporary file, fsync, rename) before the firmware sends anything, so no counter is ever
+    used twice under a key, even when a run dies half way.
+    """
+    import os
+
+    from codec.wire.keys import state_path
+
+    key_file = meta.get("key_file")
+    state = state_path(key_file, int(meta["device_id"])) if key_file else Path(firmware_dir) / "counter.state"
+    start = 0
+    if state.exists():
+        try:
+            start = int(json.loads(state.read_text())["next"])
+        except (ValueError, KeyError, TypeError):
+            raise SnnError(f"{state}: not a counter state file") from None
+    if start + count > 0xFFFFFFFF:
+        raise SnnError(f"{state}: the device's frame counters are exhausted; provision a new key")
+    tmp = state.with_name(state.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({"next": start + count}))
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(state)
+    return start
+
+
+def ber_of(code: int) -> float:
+    """The edge's BER estimate from a reply's BER code (codec.wire.frame.ber_from_code)."""
+    from codec.wire.frame import ber_from_code
+    return ber_from_code(code)
 
 
 def _layer_estimates(meta: dict, core: str) -> list[int]:
@@ -161,6 +200,13 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
                 if m[:2] == b"\x00R":
                     ready = m
         boot_s = time.monotonic() - t_start
+        protocol = int(meta.get("protocol", 2))
+        if progress:
+            progress(f"QEMU {meta['qemu_machine']} booted {Path(meta['qemu_elf']).name} in {boot_s:.2f} s: "
+                     f"protocol v{protocol}, key {meta.get('key', '?')}; {len(images)} images to {to_url}")
+        # the counter store: every transmission takes a fresh counter
+        base = reserve_counters(meta, Path(firmware_dir), len(images) * (retries + 1) + 1)
+        qemu.send(bytes([0, ord("C")]) + base.to_bytes(4, "big"))
         hz = float(meta["qemu_hz"])
         rows, layer_ticks, frames_out, replies_in = [], [], 0, 0
         for k, img in enumerate(images):
@@ -177,17 +223,17 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
                 for key, _ in sel.select(0.5):
                     if key.data == "uart":
                         for m in qemu.read():
-                            if m[:2] == b"\x00S" and len(m) >= 18 and (m[2] << 8 | m[3]) == seq:
+                            if m[:2] == b"\x00S" and len(m) >= 23 and (m[2] << 8 | m[3]) == seq:
                                 status = m
                             elif m[:2] == b"\x00L":
                                 layers = m
-                            elif m and m[0] != 0:
-                                link.send(m)
+                            elif m[:1] == b"\x01":   # the protocol stream: relayed unchanged
+                                link.send(m[1:])
                                 frames_out += 1
                     else:
                         got = link.recv(timeout=0)
                         while got is not None:
-                            qemu.send(got[0])
+                            qemu.send(b"\x01" + got[0])
                             replies_in += 1
                             got = link.recv(timeout=0)
             wall = time.monotonic() - t0
@@ -195,7 +241,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
             rows.append({"seq": seq, "status": ("answered", "error", "no_reply")[min(code, 2)],
                          "label": int(status[5]) if code == 0 else None,
                          "confidence": status[6] / 255.0 if code == 0 else None,
-                         "ber": (status[7] << 8 | status[8]) * 1e-5 if code == 0 else None,
+                         "ber": ber_of(status[8]) if code == 0 else None,
                          "error_code": int(status[5]) if code == 1 else None, "attempts": int(status[9]),
                          "encode_ticks": int.from_bytes(status[10:14], "big"),
                          "rtt_ticks": int.from_bytes(status[14:18], "big"), "wall_ms": wall * 1e3})
@@ -215,7 +261,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
         correct = sum(1 for r, t in zip(rows, truth_labels) if r["label"] is not None and r["label"] == int(t))
     enc = np.array([r["encode_ticks"] for r in rows], float) / hz * 1e3
     rtt = np.array([r["rtt_ticks"] for r in answered], float) / hz * 1e3 if answered else np.zeros(1)
-    res = {"board": meta["board"], "qemu_machine": meta["qemu_machine"], "count": len(rows),
+    res = {"board": meta["board"], "qemu_machine": meta["qemu_machine"], "protocol": protocol, "count": len(rows),
            "answered": len(answered), "accuracy": correct / len(rows) if rows else 0.0,
            "accuracy_answered": correct / len(answered) if answered else 0.0,
            "errors": sum(r["status"] == "error" for r in rows), "no_reply": sum(r["status"] == "no_reply" for r in rows),

@@ -169,6 +169,37 @@ int snn_uart_getc(void)
     return -1;
 }
 
+#elif defined(SNN_BOARD_CMSDK)
+/* Arm CMSDK APB UART0 of the MPS2 FPGA images (QEMU's mps2-an386 / mps2-an500): the QEMU image of
+ * boards whose own UART QEMU does not model (the STM32F7/H7 USART v2, the nRF52840 UART). */
+#define UART_BASE 0x40004000u
+#define UART_DATA REG(UART_BASE + 0x00u)
+#define UART_STATE REG(UART_BASE + 0x04u)
+#define UART_CTRL REG(UART_BASE + 0x08u)
+#define UART_BAUDDIV REG(UART_BASE + 0x10u)
+
+void snn_board_init(void)
+{
+    UART_BAUDDIV = SNN_CPU_HZ / SNN_BAUD;
+    UART_CTRL = 3u;                    /* TX and RX enabled, no interrupts */
+    systick_init();
+}
+
+void snn_uart_putc(uint8_t c)
+{
+    while (UART_STATE & 1u) {          /* TX full */
+    }
+    UART_DATA = c;
+}
+
+int snn_uart_getc(void)
+{
+    if (UART_STATE & 2u) {             /* RX full */
+        return (int)(UART_DATA & 0xFFu);
+    }
+    return -1;
+}
+
 #else
-#error "define the board family: SNN_BOARD_STM32F4, SNN_BOARD_STM32V2 or SNN_BOARD_NRF52"
+#error "define the board family: SNN_BOARD_STM32F4, SNN_BOARD_STM32V2, SNN_BOARD_NRF52 or SNN_BOARD_CMSDK"
 #endif

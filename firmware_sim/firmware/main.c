@@ -1,12 +1,18 @@
 /* The device firmware: images in over the UART, symbols out as protocol frames, replies back in.
  *
- * Everything on the UART is COBS-framed with a 0x00 delimiter (docs/PROTOCOL.md section 3).
- * Protocol frames (DATA out, REPLY/ERROR in) travel as they are; the test harness's own messages
- * start with a 0x00 byte (no protocol frame does) and a tag:
+ * Everything on the UART is COBS-framed with a 0x00 delimiter (docs/PROTOCOL.md, links). The UART
+ * carries two streams, told apart by the first byte of each message: 0x01 then a protocol frame
+ * (DATA out, REPLY/ERROR in, relayed unchanged by the harness), or 0x00 then a tag for the
+ * harness's own messages:
  *   host -> device  00 'I' seq(2) truth timeout_ms(2) retries pixels[H*W*C]   an image to encode
- *   device -> host  00 'R' fingerprint(4) device_id(2) n_symbols(2) levels layers arena(4)   ready
- *   device -> host  00 'S' seq(2) status label confidence ber_e5(2) attempts encode_ticks(4) rtt_ticks(4)
+ *   host -> device  00 'C' counter(4)   the next unused frame counter (v2): on a board it lives in
+ *                   flash; QEMU's flash is read-only, so the harness keeps it (the key's state file)
+ *   device -> host  00 'R' fingerprint(4) device_id(2) n_symbols(2) levels layers arena(4) version
+ *                   counter(4)   ready
+ *   device -> host  00 'S' seq(2) status label confidence ber(2) attempts encode_ticks(4) rtt_ticks(4)
+ *                   version counter(4)
  *                   status: 0 answered, 1 edge error (label = error code), 2 no reply
+ *                   ber: the edge's BER code (docs/PROTOCOL.md, REPLY)
  *   device -> host  00 'L' count ticks[count](4 each)     SysTick ticks of each layer of the last encode
  * On a board without a host harness the same loop serves a sensor: only 'I' would change. */
 #include <stddef.h>
@@ -14,8 +20,8 @@
 
 #include "board.h"
 #include "cobs.h"
-#include "frame.h"
 #include "pack.h"
+#include "proto.h"
 #include "snn_config.h"
 #include "snn_model.h"
 
@@ -32,6 +38,9 @@ static uint64_t layer_t0;
 static const uint8_t fingerprint[4] = {
     (uint8_t)(SNN_MODEL_FINGERPRINT >> 24), (uint8_t)(SNN_MODEL_FINGERPRINT >> 16),
     (uint8_t)(SNN_MODEL_FINGERPRINT >> 8), (uint8_t)SNN_MODEL_FINGERPRINT};
+/* frames are built in the arena's frame buffer (the activations are dead by then): byte 0 holds
+ * the 0x01 stream tag, a frame (at most SNN_MTU bytes) follows */
+typedef char snn_frame_fits_arena[(SNN_MODEL_FRAME_BYTES >= 1u + SNN_MTU) ? 1 : -1];
 
 /* called by snn_model_run() at each layer boundary (SNN_LAYER_MARK, see the Makefile) */
 void snn_layer_mark(unsigned k)
@@ -58,6 +67,14 @@ static void put32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+}
+
+/* emit() of the protocol: frames are built at snn_model_frame() + 1, so the stream tag fits in front. */
+static void send_protocol_frame(const uint8_t *frame, size_t n)
+{
+    uint8_t *tagged = (uint8_t *)frame - 1;
+    tagged[0] = 0x01;
+    send_frame(tagged, n + 1);
 }
 
 /* Collect UART bytes into one COBS message; returns its decoded length in msg, 0 if none is
@@ -91,7 +108,7 @@ static int poll_message(void)
 
 static void send_ready(void)
 {
-    uint8_t m[16] = {0, 'R'};
+    uint8_t m[21] = {0, 'R'};
     for (int i = 0; i < 4; i++) {
         m[2 + i] = fingerprint[i];
     }
@@ -102,13 +119,24 @@ static void send_ready(void)
     m[10] = (uint8_t)SNN_MODEL_LEVELS;
     m[11] = (uint8_t)SNN_MODEL_N_LAYERS;
     put32(m + 12, SNN_MODEL_ARENA_BYTES);
+    m[16] = (uint8_t)snn_proto_version();
+    put32(m + 17, snn_proto_counter());
     send_frame(m, sizeof m);
+}
+
+/* A harness message that may arrive at any time: the counter store. */
+static int handle_control(int n)
+{
+    if (n == 6 && msg[0] == 0 && msg[1] == 'C') {
+        snn_proto_set_counter(((uint32_t)msg[2] << 24) | ((uint32_t)msg[3] << 16) | ((uint32_t)msg[4] << 8) | msg[5]);
+        return 1;
+    }
+    return 0;
 }
 
 static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retries)
 {
     static uint8_t payload[(SNN_MODEL_N_SYMBOLS * SNN_MODEL_BITS_PER_SYMBOL + 7u) / 8u];
-    uint8_t *frame = snn_model_frame();
     uint64_t t0 = snn_ticks();
     layer_t0 = t0;
     snn_model_run();
@@ -116,38 +144,38 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
     uint16_t bits = (uint16_t)(SNN_MODEL_N_SYMBOLS * SNN_MODEL_BITS_PER_SYMBOL);
     size_t nbytes = snn_pack_symbols(snn_model_symbols(), SNN_MODEL_N_SYMBOLS, SNN_MODEL_BITS_PER_SYMBOL,
                                      SNN_MODEL_GRAY, payload);
-    size_t room = SNN_MTU - SNN_FRAME_HEADER_BYTES - SNN_PILOT_BYTES;
-    unsigned count = (unsigned)((nbytes + room - 1) / room);
-    size_t chunk = (nbytes + count - 1) / count;
-    snn_reply_t reply = {0, 0, 0, 0};
+    snn_reply_t reply = {0, 0, 0, 0, 0};
     uint8_t status = 2, attempts = 0;
     uint64_t t_sent = snn_ticks();
     for (unsigned attempt = 0; attempt <= retries && status == 2; attempt++) {
         attempts++;
-        for (unsigned k = 0; k < count; k++) {
-            size_t lo = k * chunk, hi = lo + chunk < nbytes ? lo + chunk : nbytes;
-            size_t n = snn_frame_data(frame, fingerprint, SNN_DEVICE_ID, seq, k, count, bits, SNN_PILOT_BYTES,
-                                      truth, payload + lo, hi - lo);
-            send_frame(frame, n);
-        }
+        snn_proto_transmit(seq, attempt, payload, nbytes, bits, truth, snn_model_frame() + 1, send_protocol_frame);
         uint64_t deadline = snn_ticks() + (uint64_t)timeout_ms * (SNN_CPU_HZ / 1000u);
         while (snn_ticks() < deadline) {
             int n = poll_message();
-            if (n <= 0 || msg[0] == 0) {
+            if (n <= 1 || handle_control(n) || msg[0] != 0x01) {
                 continue;
             }
-            if (snn_frame_parse_reply(msg, (size_t)n, fingerprint, SNN_DEVICE_ID, seq, &reply) == 1) {
+            if (snn_proto_parse(msg + 1, (size_t)n - 1, &reply) == 1) {
                 status = reply.kind == 1 ? 0 : 1;
                 break;
             }
         }
+        if (status == 1 && reply.label == 3 && attempt < retries) {   /* BUSY: wait, then resend */
+            uint64_t until = snn_ticks() + (uint64_t)reply.retry_ms * (SNN_CPU_HZ / 1000u);
+            while (snn_ticks() < until) {
+            }
+            status = 2;
+        }
     }
     uint64_t t2 = snn_ticks();
-    uint8_t s[20] = {0, 'S', (uint8_t)(seq >> 8), (uint8_t)seq, status, reply.label, reply.confidence,
-                     (uint8_t)(reply.ber_e5 >> 8), (uint8_t)reply.ber_e5, attempts};
+    uint8_t s[23] = {0, 'S', (uint8_t)(seq >> 8), (uint8_t)seq, status, reply.label, reply.confidence,
+                     (uint8_t)(reply.ber >> 8), (uint8_t)reply.ber, attempts};
     put32(s + 10, (uint32_t)(t1 - t0));
     put32(s + 14, (uint32_t)(t2 - t_sent));
-    send_frame(s, 18);
+    s[18] = (uint8_t)snn_proto_version();
+    put32(s + 19, snn_proto_counter());
+    send_frame(s, sizeof s);
     static uint8_t l[3 + 4 * SNN_MODEL_N_LAYERS];
     l[0] = 0;
     l[1] = 'L';
@@ -161,9 +189,14 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
 int main(void)
 {
     snn_board_init();
+    snn_proto_init();
+    snn_proto_set_counter(SNN_COUNTER_START);
     send_ready();
     for (;;) {
         int n = poll_message();
+        if (n > 0 && handle_control(n)) {
+            continue;
+        }
         if (n < 8 || msg[0] != 0 || msg[1] != 'I') {
             continue;
         }

@@ -1,5 +1,6 @@
-"""The firmware's hand-written C (framing, packing, COBS, AES-128, AES-CMAC), built with the host
-gcc, against the Python reference (codec.wire) and published test vectors."""
+"""The firmware's hand-written C (packing, COBS, AES-128, AES-CTR, AES-CMAC), built with the host
+gcc, against the Python reference (codec.wire) and published test vectors. The protocol frames
+are checked in test_proto_v2_c.py."""
 import ctypes
 import subprocess
 
@@ -10,7 +11,7 @@ from toolchain import need
 
 from firmware_sim.codegen import FIRMWARE_DIR
 
-SOURCES = ["frame.c", "pack.c", "cobs.c", "aes.c", "cmac.c"]
+SOURCES = ["pack.c", "cobs.c", "aes.c", "cmac.c"]
 
 
 @pytest.fixture(scope="module")
@@ -25,58 +26,6 @@ def lib(tmp_path_factory):
 def _buf(data: bytes | int):
     return ctypes.create_string_buffer(data if isinstance(data, bytes) else b"\0" * data,
                                        len(data) if isinstance(data, bytes) else data)
-
-
-def c_data_frame(lib, payload, bits, fp, dev, seq, idx, count, pilots, truth):
-    out = _buf(512)
-    pl = _buf(bytes(payload))
-    n = lib.snn_frame_data(out, _buf(fp), ctypes.c_uint16(dev), ctypes.c_uint16(seq), idx, count,
-                           ctypes.c_uint16(bits), pilots, ctypes.c_uint8(truth), pl, ctypes.c_size_t(len(payload)))
-    return out.raw[:n]
-
-
-@pytest.mark.xfail(reason="the C firmware still speaks wire v1; wire v2 (docs/PROTOCOL.md, issue 13) is being implemented in C on branch fw: drop this mark when it lands", run=False)
-def test_data_frame_equals_protocol_worked_example_and_reference(lib):
-    from codec.wire.frame import encode_inference
-    from codec.wire.packing import pack_symbols
-
-    symbols = np.arange(98) % 8
-    payload = pack_symbols(symbols, 8).tobytes()
-    frame = c_data_frame(lib, payload, 294, bytes.fromhex("1234abcd"), 7, 513, 0, 1, 4, 0xFF)
-    doc = bytes.fromhex("a7100012 34abcd00 07020100 01268004 ffbd4b30 b9091686 45deb93d 99804fff".replace(" ", ""))
-    assert frame[:32] == doc
-    assert frame == encode_inference(payload, 294, bytes.fromhex("1234abcd"), 7, 513, mtu=222, pilot_len=4)[0]
-    rng = np.random.default_rng(1)
-    for _ in range(20):
-        n = int(rng.integers(1, 120))
-        pay = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-        fp, dev, seq = rng.integers(0, 256, 4, dtype=np.uint8).tobytes(), int(rng.integers(0, 65536)), int(rng.integers(0, 65536))
-        pilots, truth = int(rng.integers(0, 33)), int(rng.integers(0, 256))
-        ref = encode_inference(pay, n * 8, fp, dev, seq, mtu=1400, pilot_len=pilots,
-                               truth=None if truth == 255 else truth)[0]
-        assert c_data_frame(lib, pay, n * 8, fp, dev, seq, 0, 1, pilots, truth) == ref
-
-
-@pytest.mark.xfail(reason="the C firmware still speaks wire v1; wire v2 (docs/PROTOCOL.md, issue 13) is being implemented in C on branch fw: drop this mark when it lands", run=False)
-def test_reply_parse_matches_reference(lib):
-    from codec.wire.frame import ErrorCode, encode_error, encode_reply
-
-    class Reply(ctypes.Structure):
-        _fields_ = [("kind", ctypes.c_uint8), ("label", ctypes.c_uint8), ("confidence", ctypes.c_uint8),
-                    ("ber_e5", ctypes.c_uint16)]
-
-    fp = bytes.fromhex("e727eef6")
-    frame = encode_reply(fp, 3, 77, label=6, confidence=0.5, ber=0.0123)
-    r = Reply()
-    assert lib.snn_frame_parse_reply(_buf(frame), ctypes.c_size_t(len(frame)), _buf(fp), 3, 77, ctypes.byref(r)) == 1
-    assert (r.kind, r.label, r.confidence, r.ber_e5) == (1, 6, 128, 1230)
-    assert lib.snn_frame_parse_reply(_buf(frame), ctypes.c_size_t(len(frame)), _buf(fp), 3, 78, ctypes.byref(r)) == 0
-    bad = bytearray(frame)
-    bad[31] ^= 0x10   # the label byte: the body CRC fails, a label arrives right or not at all
-    assert lib.snn_frame_parse_reply(_buf(bytes(bad)), ctypes.c_size_t(len(bad)), _buf(fp), 3, 77, ctypes.byref(r)) == -1
-    err = encode_error(fp, 3, 77, ErrorCode.UNKNOWN_CODEC, "no such codec")
-    assert lib.snn_frame_parse_reply(_buf(err), ctypes.c_size_t(len(err)), _buf(fp), 3, 77, ctypes.byref(r)) == 1
-    assert (r.kind, r.label) == (2, int(ErrorCode.UNKNOWN_CODEC))
 
 
 def test_packing_and_cobs_match_reference(lib):
