@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "connection each), a device over UDP and the edge's log.")
     from bench.http_abuse import add_arguments as add_abuse_arguments
     add_abuse_arguments(abuse)
+    fleet = sub.add_parser("fleet", help="thousands of simulated devices at mixed rates and BERs "
+                                         "against one edge: goodput and p99 against offered load")
+    from bench.fleet import add_fleet_arguments
+    add_fleet_arguments(fleet)
     from bench.run import add_end_to_end_arguments
     add_end_to_end_arguments(sub)
 
@@ -93,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "http-abuse":
         from bench.http_abuse import run as run_http_abuse
         return run_http_abuse(args, write_json)
+    elif args.bench == "fleet":
+        from bench.fleet import run_fleet
+        return run_fleet(args, write_json)
     elif args.bench in ("accuracy", "latency", "all"):
         from bench.run import run_end_to_end
         return run_end_to_end(args, write_json)

@@ -14,6 +14,15 @@ process generates load with non-blocking sockets and no torch in the loop. Phase
    matched by frame counter.
 4. ``http``: ``--http-clients`` keep-alive connections posting frames to /v1/infer.
 
+5. ``overload`` (with ``--overload K``): open loop at K x the closed-loop throughput of phase 2
+   (same run): the rate really sent, goodput against that capacity, p50/p99 of answered frames,
+   and the accounting sent = answered + refused + kernel drops from the server's own counters
+   (/metrics, parsed with prometheus_client).
+
+Phase 1 and the server use the same engine (``--engine``, default onnx). ``--engines onnx,torch``
+adds a side-by-side comparison: one server per engine, closed loops alternated (``--reps``
+each), and the model alone per engine, in the same run.
+
 The server is keyed (protocol v2): the benchmark provisions keys for its devices, and every
 frame it sends takes a fresh frame counter (a resent datagram would be a replay). Every frame
 must end answered (REPLY), refused with an authenticated ERROR (e.g. BUSY), refused silently
@@ -51,7 +60,7 @@ from snn.errors import SnnError
 GARBAGE_DEVICE = 0xFFFF
 # the server's silent refusals (docs/PROTOCOL.md §6): read from /metrics, since they get no reply
 SILENT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-                  "duplicate", "rate_limited")
+                  "duplicate", "rate_limited", "expired")
 
 
 # --- frames ------------------------------------------------------------------------------------
@@ -167,9 +176,17 @@ def _udp_socket(target: tuple[str, int]) -> socket.socket:
 # --- UDP: closed loop (throughput) ---------------------------------------------------------------
 
 def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float, window: int = 256,
-                    warmup: float = 1.0, grace: float = 5.0) -> dict:
-    """`window` frames in flight; each answered (or rejected) frame is sent again at once."""
+                    warmup: float = 1.0, grace: float = 5.0, busy_backoff: float = 0.005) -> dict:
+    """`window` frames in flight; each answered frame is followed at once by a new one, a refused
+    (BUSY) one after a jittered back-off that doubles with each BUSY in a row (`busy_backoff` x
+    2^k, at most 64x; as a device backs off), so the window shrinks to what the edge admits and
+    the loop measures what the edge answers rather than how fast it can refuse."""
+    import heapq
+
     sock = _udp_socket(target)
+    backoff: list[tuple[float, int]] = []     # (due, slot) of refused frames waiting to go again
+    busy_run = [0] * window                    # BUSY replies in a row per slot
+    rnd = random.Random(0)
     slot_of: dict[int, int] = {}      # counter low 16 bits -> slot
     sent_at = [0.0] * window
     in_flight = [False] * window
@@ -181,6 +198,8 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
     measured_answers = 0
     while True:
         now = time.perf_counter()
+        while backoff and backoff[0][0] <= now:
+            free.append(heapq.heappop(backoff)[1])
         if now < t_end:
             while free:
                 j = free.pop()
@@ -197,7 +216,8 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
                 sent += 1
         elif not any(in_flight) or now > t_end + grace:
             break
-        ready, _, _ = select.select([sock], [], [], 0.05)
+        timeout = 0.05 if not backoff else max(0.0, min(0.05, backoff[0][0] - now))
+        ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             continue
         for kind, low, _ in _waiting_replies(sock):
@@ -211,9 +231,13 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
                 if t_measure <= t <= t_end:
                     measured_answers += 1
                     lat.append((t - sent_at[j]) * 1e3)
+                busy_run[j] = 0
+                free.append(j)
             else:
                 rejected += 1
-            free.append(j)
+                delay = busy_backoff * (1 << min(busy_run[j], 6)) * rnd.uniform(0.5, 1.5)
+                busy_run[j] += 1
+                heapq.heappush(backoff, (t + delay, j))
     sock.close()
     lost = sent - answered - rejected
     return {"sent": sent, "answered": answered, "rejected": rejected, "lost": lost,
@@ -248,10 +272,13 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
     i = valid_i = 0
     last_tick = t0
     t_last = None
+    t_sent = t0
     while True:
         now = time.perf_counter()
         if i < n:
-            due = min(n, int((now - t0) * rate) + 1)
+            # at most 64 sends between two looks at the replies (a load generator that falls
+            # behind must not let replies wait in its own socket)
+            due = min(n, int((now - t0) * rate) + 1, i + 64)
             while i < due:
                 try:
                     (bad_sock if is_garbage[i] else sock).send(frames[i])
@@ -265,6 +292,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
                     sent_valid += 1
                 i += 1
                 sent += 1
+            t_sent = time.perf_counter()
             next_due = t0 + (i / rate) if i < n else now + 0.01
             timeout = max(0.0, min(0.01, next_due - time.perf_counter()))
         else:
@@ -308,6 +336,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
             "sent_garbage": sent_garbage, "answered": answered, "rejected": rejected + silent, "busy": busy,
             "refused_silently": silent, "valid_unanswered": sent_valid - answered - rejected,
             "garbage_answered": garbage_answered, "lost": sent - answered - rejected - silent,
+            "sent_fps": round(sent / max(t_sent - t0, 1e-9), 1),
             "throughput_fps": round(answered / max(duration, 1e-9), 1),
             "elapsed_s": round(elapsed, 2), **_percentiles(lat)}
 
@@ -368,16 +397,14 @@ def http_load(url: str, maker: FrameMaker, clients: int, duration: float, warmup
 _LOADED: dict = {}
 
 
-def measure_model_fps(bundles: list[str] | None, batch: int, duration: float, threads: int = 1) -> dict:
-    """Decoder + task head alone, batched, random payloads: inferences per second."""
-    import torch
-
+def measure_model_fps(bundles: list[str] | None, batch: int, duration: float, threads: int = 1,
+                      engine: str = "onnx") -> dict:
+    """Decoder + task head alone, batched, random payloads, on the server's engine: inferences/s."""
     from edge.codecs import load_codecs
 
-    torch.set_num_threads(threads)
-    key = tuple(bundles or ())
+    key = (tuple(bundles or ()), engine, threads)
     if key not in _LOADED:
-        _LOADED[key] = next(iter(load_codecs(bundles)))
+        _LOADED[key] = next(iter(load_codecs(bundles, engine=engine, threads=threads)))
     codec = _LOADED[key]
     rng = np.random.default_rng(0)
     payloads = [pack_symbols(rng.integers(0, codec.levels, codec.n_symbols), codec.levels).tobytes()
@@ -394,7 +421,7 @@ def measure_model_fps(bundles: list[str] | None, batch: int, duration: float, th
         n += batch
     elapsed = time.perf_counter() - t0
     cpu = _own_cpu_s() - c0
-    return {"model_fps": round(n / elapsed, 1), "batch": batch, "threads": threads,
+    return {"model_fps": round(n / elapsed, 1), "batch": batch, "threads": threads, "engine": engine,
             "cpu_us_per_frame": round(1e6 * cpu / n, 1), "cpu_share": round(cpu / elapsed, 2),
             "batch_ms_median": round(1e3 * float(np.median(times)), 3), "codec": codec.describe()}
 
@@ -413,6 +440,17 @@ def _cpu_s(pid: int) -> float:
 def _own_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
+
+
+@contextmanager
+def _server_accounting(addr: dict, out: dict):
+    """Add the datagrams the kernel dropped for the server during the block, and those it
+    refused without a reply, to `out` (the closed loop cannot see either)."""
+    before, silent0 = server_counts(addr), silent_refusals(addr)
+    yield
+    time.sleep(0.1)
+    out["kernel_drops"] = int(server_counts(addr)["kernel_drops"] - before["kernel_drops"])
+    out["server_refused_silently"] = int(silent_refusals(addr) - silent0)
 
 
 @contextmanager
@@ -499,6 +537,95 @@ def silent_refusals(addr: dict) -> float:
                if s.name == "snn_edge_rejects_total" and s.labels.get("reason") in SILENT_REASONS)
 
 
+def server_counts(addr: dict) -> dict:
+    """The server's own accounting, read from /metrics with prometheus_client's parser:
+    frames received over UDP, inferences answered, refusals (all and BUSY), kernel drops."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {"udp_frames": 0.0, "answered": 0.0, "rejected": 0.0, "busy": 0.0, "kernel_drops": 0.0,
+           "total_le_50ms": 0.0, "total_le_100ms": 0.0}
+    for family in text_string_to_metric_families(_get(addr["http"] + "/metrics")):
+        for sample in family.samples:
+            if sample.name == "snn_edge_latency_seconds_bucket" and sample.labels.get("stage") == "total":
+                # the server's own view of answered frames: arrival on the socket to reply sent
+                le = sample.labels.get("le")
+                if le in ("0.05", "0.1"):
+                    out["total_le_50ms" if le == "0.05" else "total_le_100ms"] += sample.value
+            elif sample.name == "snn_edge_frames_total" and sample.labels.get("transport") == "udp":
+                out["udp_frames"] += sample.value
+            elif sample.name == "snn_edge_inferences_total":
+                out["answered"] += sample.value
+            elif sample.name == "snn_edge_rejects_total":
+                out["rejected"] += sample.value
+                if sample.labels.get("reason") == "busy":
+                    out["busy"] += sample.value
+            elif sample.name == "snn_edge_udp_kernel_drops":
+                out["kernel_drops"] += sample.value
+    return out
+
+
+def udp_overload(target: tuple[str, int], maker: FrameMaker, capacity_fps: float, factor: float,
+                 duration: float, addr: dict) -> dict:
+    """Offer `factor` x `capacity_fps` (open loop) and account for every datagram with the
+    server's counters: sent = answered + rejected + kernel drops."""
+    before = server_counts(addr)
+    run = udp_open_loop(target, maker, factor * capacity_fps, duration,
+                        silent_rejects=lambda: silent_refusals(addr))
+    time.sleep(0.2)  # the last replies and the kernel's drop counter settle
+    after = server_counts(addr)
+    srv = {k: int(after[k] - before[k]) for k in after}
+    goodput = run["answered"] / duration
+    answered = max(1, srv["answered"])
+    return {**run, "factor": factor, "capacity_fps": capacity_fps,
+            "server_answered_within_50ms": round(srv["total_le_50ms"] / answered, 4),
+            "server_answered_within_100ms": round(srv["total_le_100ms"] / answered, 4),
+            "goodput_fps": round(goodput, 1),
+            "goodput_share": round(goodput / capacity_fps, 3) if capacity_fps else None,
+            "server_counts": srv,
+            # what the server did with every datagram sent (replies the load generator missed
+            # under its own load are still accounted: the server counted them)
+            "server_accounted": run["sent"] == srv["answered"] + srv["rejected"] + srv["kernel_drops"],
+            "unaccounted": run["sent"] - srv["answered"] - srv["rejected"] - srv["kernel_drops"],
+            "replies_missed_by_loadgen": srv["answered"] + srv["rejected"] - run["answered"] - run["rejected"]}
+
+
+def compare_engines(bundles, engines: list[str], extra: list[str], duration: float, window: int,
+                    reps: int, max_batch: int, log) -> dict:
+    """Closed-loop UDP throughput and the model alone per engine, side by side: one server per
+    engine started up front, the closed loops alternated (A B A B ...), medians reported."""
+    from contextlib import ExitStack
+
+    out: dict = {e: {"throughput_fps": [], "p99_ms": [], "model_fps": []} for e in engines}
+    with ExitStack() as stack:
+        servers = {}
+        for engine in engines:
+            proc, addr = stack.enter_context(edge_server(bundles, extra + ["--engine", engine]))
+            codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
+            host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
+            servers[engine] = ((host, int(port)), FrameMaker(codec, addr["keys"]), addr)
+            if addr.get("engine") != engine:
+                raise SnnError(f"asked for engine {engine}, the server runs {addr.get('engine')}")
+        for rep in range(reps):
+            for engine in engines:
+                target, maker, _ = servers[engine]
+                log(f"engines: {engine} closed loop, rep {rep + 1}/{reps} ...")
+                r = udp_closed_loop(target, maker, duration, window)
+                out[engine]["throughput_fps"].append(r["throughput_fps"])
+                out[engine]["p99_ms"].append(r["p99_ms"])
+                m = measure_model_fps(bundles, max_batch, min(duration, 5.0) / 2, engine=engine)
+                out[engine]["model_fps"].append(m["model_fps"])
+    for engine in engines:
+        for key in ("throughput_fps", "model_fps"):
+            out[engine][key + "_median"] = round(float(np.median(out[engine][key])), 1)
+    base = engines[-1]
+    for engine in engines[:-1]:
+        out[f"{engine}_vs_{base}"] = {
+            key: round(out[engine][key + "_median"] / out[base][key + "_median"], 3)
+            for key in ("throughput_fps", "model_fps") if out[base][key + "_median"]}
+    out["reps"] = reps
+    return out
+
+
 def _metric_sum(text: str, name: str) -> float:
     """The sum of a metric's samples over its labels (prometheus_client's parser, not by hand)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -527,17 +654,24 @@ def _get(url: str) -> str:
 def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, duration: float = 10.0,
                    window: int = 256, http_clients: int = 16, max_batch: int = 64,
                    max_wait_ms: float = 2.0, garbage: float = 0.0, soak: float | None = None,
-                   server_args: list[str] | None = None, log=print) -> dict:
+                   server_args: list[str] | None = None, log=print, engine: str = "onnx",
+                   overload: float | None = None, engines: list[str] | None = None,
+                   reps: int = 2) -> dict:
     """The whole benchmark (see the module docstring); returns the JSON figures."""
     extra = ["--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)] + (server_args or [])
     result: dict = {"bench": "edge", "rate_offered_fps": rate, "duration_s": duration,
-                    "max_batch": max_batch, "max_wait_ms": max_wait_ms, "cpus": os.cpu_count()}
+                    "max_batch": max_batch, "max_wait_ms": max_wait_ms, "cpus": os.cpu_count(),
+                    "engine": engine, "overload": overload}
+    if engines:
+        log(f"engines side by side: {', '.join(engines)}, {reps} alternated closed loops each ...")
+        result["engines"] = compare_engines(bundles, engines, extra, duration, window, reps,
+                                            max_batch, log)
     if soak is None:
         # the model alone in two slices, just before and just after the UDP closed loop, so that
         # a busy machine (other jobs come and go) weighs on both sides of the ratio alike; the
         # median is reported
         log(f"model alone: batches of {max_batch}, {min(duration, 5.0) / 2:.1f} s ...")
-        model = measure_model_fps(bundles, max_batch, min(duration, 5.0) / 2)
+        model = measure_model_fps(bundles, max_batch, min(duration, 5.0) / 2, engine=engine)
         result["model"] = {k: v for k, v in model.items() if k != "codec"}
         result["model"]["slices_fps"] = [model["model_fps"]]
         result["model"]["cpu_us_per_frame_slices"] = [model["cpu_us_per_frame"]]
@@ -548,12 +682,14 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
     gc.freeze()
     gc.disable()
     try:
-        return _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log)
+        return _phases(result, bundles, extra + ["--engine", engine], rate, duration, window, http_clients,
+                       garbage, soak, log, overload)
     finally:
         gc.enable()
 
 
-def _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log) -> dict:
+def _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log,
+            overload=None) -> dict:
     with edge_server(bundles, extra) as (proc, addr):
         codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
@@ -566,27 +702,38 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
         log(f"udp closed loop: {window} in flight, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         udp_max: dict = {}
-        with _cpu_account(proc.pid, udp_max):
+        with _cpu_account(proc.pid, udp_max), _server_accounting(addr, udp_max):
             udp_max.update(udp_closed_loop(target, maker, duration, window))
         udp_max["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_max"] = udp_max
         if "model" in result:
             # right after the closed loop, so that the two model slices bracket it closely
             log("model alone, second slice ...")
-            again = measure_model_fps(bundles, result["max_batch"], min(duration, 5.0) / 2)
+            again = measure_model_fps(bundles, result["max_batch"], min(duration, 5.0) / 2,
+                                      engine=result["engine"])
             result["model"]["slices_fps"].append(again["model_fps"])
             result["model"]["cpu_us_per_frame_slices"].append(again["cpu_us_per_frame"])
             result["model_fps"] = round(float(np.median(result["model"]["slices_fps"])), 1)
         log(f"udp open loop: {rate:.0f} frames/s offered, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         udp_rate: dict = {}
-        with _cpu_account(proc.pid, udp_rate):
+        with _cpu_account(proc.pid, udp_rate), _server_accounting(addr, udp_rate):
             rate_maker = FrameMaker(codec, addr["keys"], seed=1, start=maker.counter)
             udp_rate.update(udp_open_loop(target, rate_maker, rate, duration, garbage,
                                           silent_rejects=lambda: silent_refusals(addr)))
         maker.counter = rate_maker.counter   # counters only grow per device
         udp_rate["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["udp_rate"] = udp_rate
+        if overload:
+            capacity = udp_max["throughput_fps"]
+            log(f"udp overload: {overload:g} x {capacity:.0f} = {overload * capacity:.0f} frames/s "
+                f"offered, {duration:.0f} s ...")
+            over: dict = {}
+            with _cpu_account(proc.pid, over):
+                over_maker = FrameMaker(codec, addr["keys"], seed=2, start=maker.counter)
+                over.update(udp_overload(target, over_maker, capacity, overload, duration, addr))
+            maker.counter = over_maker.counter
+            result["udp_overload"] = over
         log(f"http: {http_clients} clients, {duration:.0f} s ...")
         batches0 = _batch_stats(addr)
         http: dict = {}
@@ -614,7 +761,14 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
     result["ratio"] = round(result["throughput_fps"] / result["model_fps"], 3) if result["model_fps"] else None
     result["p50_ms"] = udp_rate["p50_ms"]
     result["p99_ms"] = udp_rate["p99_ms"]
-    result["accounted"] = result["lost"] <= result["server"]["udp_kernel_drops"]
+    result["kernel_drops"] = udp_max["kernel_drops"] + udp_rate["kernel_drops"]
+    # the open loop already counts the server's silent refusals as rejected; the closed loop cannot
+    result["accounted"] = result["lost"] <= result["kernel_drops"] + udp_max["server_refused_silently"]
+    if "udp_overload" in result:
+        over = result["udp_overload"]
+        result["accounted"] = result["accounted"] and over["server_accounted"]
+        result["overload_goodput_share"] = over["goodput_share"]
+        result["overload_p99_ms"] = over["p99_ms"]
     result["loadavg"] = round(os.getloadavg()[0], 2)
     return result
 
@@ -666,6 +820,7 @@ def format_edge(r: dict) -> str:
                   f"  growth {100 * r['rss_growth']:.1f} %"]
         return "\n".join(lines)
     u, o, h = r["udp_max"], r["udp_rate"], r["http"]
+    lines[0] += f", engine {r.get('engine')}"
     lines += [
         f"{'phase':<28}{'sent':>8}{'answered':>10}{'rejected':>10}{'lost':>6}{'per s':>10}{'p50 ms':>9}{'p99 ms':>9}",
         f"{'model alone (batched)':<28}{'':>8}{'':>10}{'':>10}{'':>6}{r['model_fps']:>10.0f}"
@@ -676,6 +831,22 @@ def format_edge(r: dict) -> str:
         f"{o['rejected']:>10}{o['lost']:>6}{o['throughput_fps']:>10.0f}{o['p50_ms']:>9}{o['p99_ms']:>9}",
         f"{'http ' + str(h['clients']) + ' clients':<28}{h['sent']:>8}{h['answered']:>10}"
         f"{h['rejected']:>10}{h['lost']:>6}{h['throughput_rps']:>10.0f}{h['p50_ms']:>9}{h['p99_ms']:>9}",
+    ]
+    if "udp_overload" in r:
+        v = r["udp_overload"]
+        c = v["server_counts"]
+        lines += [
+            f"{'udp overload ' + format(v['factor'], 'g') + 'x':<28}{v['sent']:>8}{v['answered']:>10}"
+            f"{v['rejected']:>10}{v['lost']:>6}{v['goodput_fps']:>10.0f}{v['p50_ms']:>9}{v['p99_ms']:>9}",
+            f"  offered {v['offered_fps']:.0f}/s, really sent {v['sent_fps']:.0f}/s; goodput "
+            f"{v['goodput_fps']:.0f}/s = {100 * v['goodput_share']:.1f} % of the closed loop's "
+            f"{v['capacity_fps']:.0f}/s; the server answered {100 * v['server_answered_within_50ms']:.1f} % "
+            f"within 50 ms and {100 * v['server_answered_within_100ms']:.1f} % within 100 ms of arrival",
+            f"  server: answered {c['answered']} + rejected {c['rejected']} (busy {c['busy']}) + kernel "
+            f"drops {c['kernel_drops']} = {c['answered'] + c['rejected'] + c['kernel_drops']} of "
+            f"{v['sent']} sent (accounted: {v['server_accounted']}; replies the load generator "
+            f"missed: {v['replies_missed_by_loadgen']})"]
+    lines += [
         f"mean batch: udp closed loop {u.get('mean_batch')}, udp @ rate {o.get('mean_batch')}, "
         f"http {h.get('mean_batch')}",
         f"CPU us per frame: model alone {r['model'].get('cpu_us_per_frame_slices')}; "
@@ -689,6 +860,18 @@ def format_edge(r: dict) -> str:
         f"accounted (sent = answered + rejected + kernel drops): {r['accounted']}   "
         f"SIGTERM exit {r['server']['sigterm_exit_s']} s (code {r['server']['exit_code']})",
     ]
+    if "engines" in r:
+        e = r["engines"]
+        names = [k for k in e if isinstance(e[k], dict) and "throughput_fps_median" in e[k]]
+        lines.append(f"engines side by side ({e['reps']} alternated closed loops each):")
+        for name in names:
+            lines.append(f"  {name:<8} udp closed loop {e[name]['throughput_fps']} -> median "
+                         f"{e[name]['throughput_fps_median']:.0f}/s (p99 ms {e[name]['p99_ms']}); model alone "
+                         f"median {e[name]['model_fps_median']:.0f}/s")
+        for key, ratio in e.items():
+            if key.count("_vs_"):
+                lines.append(f"  {key}: udp throughput x{ratio.get('throughput_fps')}, model alone "
+                             f"x{ratio.get('model_fps')}")
     return "\n".join(lines)
 
 
@@ -711,6 +894,16 @@ def add_bench_arguments(parser) -> None:
                         help="fraction of bad frames mixed into the open-loop phase")
     parser.add_argument("--soak", type=float, metavar="S",
                         help="instead: S seconds at --rate (with --garbage) and report RSS growth")
+    parser.add_argument("--engine", choices=["onnx", "torch"], default="onnx",
+                        help="the server's model engine, also used by the model-alone phase (default onnx)")
+    parser.add_argument("--engines", metavar="A,B",
+                        help="also compare engines side by side, e.g. onnx,torch: one server each, "
+                             "alternated closed loops (--reps each) and the model alone")
+    parser.add_argument("--reps", type=int, default=2, help="alternations of --engines (default 2)")
+    parser.add_argument("--overload", type=float, metavar="K",
+                        help="add a phase offering K x the closed-loop throughput measured in this run")
+    parser.add_argument("--deadline-ms", type=float, metavar="MS",
+                        help="the server's --deadline-ms (default: the server's default)")
     parser.add_argument("--quick", action="store_true", help="3 s phases")
     parser.add_argument("--out", type=Path, metavar="DIR", help="also write DIR/edge.json")
     parser.add_argument("--json", type=Path, metavar="PATH")
@@ -720,11 +913,22 @@ def run_bench(args, write_json) -> int:
     duration = 3.0 if args.quick else args.duration
     if duration <= 0 or args.rate <= 0 or not 0 <= args.garbage < 1:
         raise SnnError("--duration and --rate must be positive and --garbage in [0, 1)")
+    if args.overload is not None and not 0 < args.overload <= 50:
+        raise SnnError(f"--overload takes a factor in (0, 50], got {args.overload:g}")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else None
+    if engines and (len(engines) < 2 or any(e not in ("onnx", "torch") for e in engines)):
+        raise SnnError(f"--engines takes two or more of onnx,torch, got {args.engines!r}")
+    if args.reps < 1:
+        raise SnnError("--reps must be at least 1")
+    server_args = [] if args.deadline_ms is None else ["--deadline-ms", str(args.deadline_ms)]
     result = run_edge_bench(args.bundle, args.rate, duration, args.window, args.http_clients,
                             args.max_batch, args.max_wait_ms, args.garbage, args.soak,
-                            log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(format_edge(result), flush=True)
+                            server_args=server_args,
+                            log=lambda msg: print(msg, file=sys.stderr, flush=True),
+                            engine=args.engine, overload=args.overload, engines=engines,
+                            reps=args.reps)
     write_json(args.json, result)
+    print(format_edge(result), flush=True)
     if args.out is not None:
         write_json(args.out / ("edge_soak.json" if args.soak else "edge.json"), result)
     return 0 if result.get("accounted") else 1

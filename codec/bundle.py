@@ -10,6 +10,9 @@ limit before reading it, so a zip bomb is refused, not inflated):
 - ``weights.pt``: ``{"backbone": state_dict, "codec": state_dict}``, floating tensors in float16
   (the codec is trained against the float16-rounded backbone; the figures in the manifest are
   measured on the re-loaded bundle) except the quantizer's, kept float32 so the centres are exact.
+- ``edge.onnx`` (optional): the edge half as float ONNX (`export.onnx_export.export_edge`), bound
+  by ``manifest["edge_onnx"]`` (SHA-256, size, format), so an edge without torch serves it on
+  onnxruntime (`codec.bundle_file`, which reads the zip without torch).
 
 The fingerprint is the first 4 bytes of SHA-256 over the canonical JSON of the codec config, the
 float32 centre bytes and every codec and backbone tensor (sorted by name); it travels in each
@@ -27,12 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codec.bundle_file import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    DEFAULT_BUNDLE,
+    EDGE_ONNX,
+    MAX_EDGE_ONNX_BYTES,
+    MAX_MANIFEST_BYTES,
+    edge_record,
+    read_member,
+)
 from codec.wire.packing import bits_per_symbol, packed_bytes
 from snn.errors import BundleError
 
-BUNDLE_FORMAT = "snn-bundle"
-BUNDLE_VERSION = 1
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "zoo" / "fmnist_default.snn"
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "DEFAULT_BUNDLE", "Bundle", "load_bundle", "write_bundle",
+           "make_manifest", "make_random_bundle", "compute_fingerprint"]
 
 
 def compute_fingerprint(codec_config: dict, centres: np.ndarray, state: dict[str, torch.Tensor]) -> bytes:
@@ -50,7 +62,7 @@ def compute_fingerprint(codec_config: dict, centres: np.ndarray, state: dict[str
 class Bundle:
     """A loaded bundle: config, weights, centres, metrics, and the two deployable halves."""
 
-    def __init__(self, manifest: dict, backbone, codec, stored_state: dict):
+    def __init__(self, manifest: dict, backbone, codec, stored_state: dict, edge_onnx: bytes | None = None):
         from codec.model.semantic_codec import Normalise
 
         self.manifest = manifest
@@ -71,6 +83,7 @@ class Bundle:
         self.payload_bytes: int = packed_bytes(self.n_symbols, self.levels)
         self.centers: np.ndarray = codec.quantizer.centres().detach().numpy().astype(np.float32)
         self._stored = stored_state
+        self.edge_onnx = edge_onnx      # the verified ONNX edge half, when the bundle carries one
         self.fingerprint: bytes = compute_fingerprint(self.config["codec"], self.centers, _hash_view(stored_state))
         self.normalise = Normalise(self.input_mean, self.input_std)
 
@@ -86,8 +99,11 @@ class Bundle:
         from codec.model.semantic_codec import EdgeHalf
         return EdgeHalf(self.backbone, self.codec).eval()
 
-    def save(self, path: str | Path) -> Path:
-        return write_bundle(path, self.manifest, self._stored["backbone"], self._stored["codec"])
+    def save(self, path: str | Path, edge_onnx: bytes | None = None) -> Path:
+        """Write the bundle again (the same weights, so the same fingerprint); `edge_onnx`
+        replaces the ONNX edge half it carries (None keeps the current one, if any)."""
+        return write_bundle(path, self.manifest, self._stored["backbone"], self._stored["codec"],
+                            edge_onnx=edge_onnx if edge_onnx is not None else self.edge_onnx)
 
     def __repr__(self) -> str:
         return (f"Bundle({self.name!r}, {self.n_symbols} symbols x {self.bits_per_symbol} bits = "
@@ -95,22 +111,8 @@ class Bundle:
 
 
 # A bundle's members are small (the shipped one holds ~0.3 MB of weights); these caps refuse a zip
-# bomb or a mislabelled file before anything is inflated.
-MAX_MANIFEST_BYTES = 4 << 20
+# bomb or a mislabelled file before anything is inflated (`codec.bundle_file.read_member`).
 MAX_WEIGHTS_BYTES = 512 << 20
-
-
-def read_member(z: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
-    """A zip member's bytes, refused (BundleError) when its declared or actual size exceeds `limit`."""
-    info = z.getinfo(name)
-    if info.file_size > limit:
-        raise BundleError(f"{path}: member {name} declares {info.file_size} bytes, over the {limit}-byte "
-                          "limit of a bundle; it is not a bundle this snn wrote")
-    with z.open(info) as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise BundleError(f"{path}: member {name} inflates past the {limit}-byte limit of a bundle")
-    return data
 
 
 def _manifest_centers(manifest: dict) -> list:
@@ -156,11 +158,17 @@ def _hash_view(stored: dict) -> dict:
     return view
 
 
-def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_state: dict) -> Path:
-    """Write the zip; the stored backbone state is cast to float16 (floating tensors only)."""
+def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_state: dict,
+                 edge_onnx: bytes | None = None) -> Path:
+    """Write the zip; the stored backbone state is cast to float16 (floating tensors only).
+    `edge_onnx`: the ONNX edge half exported from these weights, stored as ``edge.onnx`` and
+    bound by its SHA-256 in the manifest (it does not enter the codec fingerprint)."""
     path = Path(path)
     stored = storage_form(backbone_state, codec_state)
     manifest = dict(manifest)
+    manifest.pop("edge_onnx", None)
+    if edge_onnx is not None:
+        manifest["edge_onnx"] = edge_record(bytes(edge_onnx))
     centres = np.asarray(_manifest_centers(manifest), dtype=np.float32)
     manifest["fingerprint"] = compute_fingerprint(manifest["config"]["codec"], centres, _hash_view(stored)).hex()
     manifest["centers_f32_hex"] = centres.astype("<f4").tobytes().hex()
@@ -171,6 +179,8 @@ def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_s
     with zipfile.ZipFile(tmp, "w") as z:
         z.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True), compress_type=zipfile.ZIP_DEFLATED)
         z.writestr("weights.pt", buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+        if edge_onnx is not None:
+            z.writestr(EDGE_ONNX, bytes(edge_onnx), compress_type=zipfile.ZIP_DEFLATED)
     tmp.replace(path)
     return path
 
@@ -188,6 +198,8 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
         with zipfile.ZipFile(path) as z:
             manifest = json.loads(read_member(z, "manifest.json", MAX_MANIFEST_BYTES, path))
             weights = read_member(z, "weights.pt", MAX_WEIGHTS_BYTES, path)
+            edge_onnx = (read_member(z, EDGE_ONNX, MAX_EDGE_ONNX_BYTES, path)
+                         if EDGE_ONNX in z.namelist() else None)
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError,
             zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path} is not a valid bundle (corrupt or not a bundle: {type(exc).__name__})") from None
@@ -206,7 +218,7 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
         codec.load_state_dict(as_float(state["codec"]))
     except Exception as exc:  # noqa: BLE001 - any failure here means weights that do not fit the manifest
         raise BundleError(f"{path} is corrupt: its weights do not load ({type(exc).__name__}: {exc})"[:300]) from None
-    bundle = Bundle(manifest, backbone, codec, state)
+    bundle = Bundle(manifest, backbone, codec, state, edge_onnx)
     if bundle.fingerprint.hex() != manifest.get("fingerprint"):
         raise BundleError(f"{path} is corrupt: its weights hash to fingerprint {bundle.fingerprint.hex()}, "
                           f"its manifest says {manifest.get('fingerprint')}")
@@ -214,6 +226,9 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
                            dtype="<f4")
     if stored.shape != bundle.centers.shape or not np.array_equal(stored, bundle.centers):
         raise BundleError(f"{path} is corrupt: the centres in its manifest differ from its weights")
+    if (edge_onnx is None) != (manifest.get("edge_onnx") is None) or (
+            edge_onnx is not None and edge_record(edge_onnx)["sha256"] != manifest["edge_onnx"].get("sha256")):
+        raise BundleError(f"{path} is corrupt: its {EDGE_ONNX} does not match the SHA-256 in its manifest")
     if expect_fingerprint is not None and bytes(expect_fingerprint) != bundle.fingerprint:
         raise BundleError(f"{path} holds codec {bundle.fingerprint.hex()}, but codec "
                           f"{bytes(expect_fingerprint).hex()} was expected: it was made for another codec")

@@ -11,7 +11,10 @@ Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
   to an earlier transmission still counts (every counter of the inference stays pending).
   Nothing is ever resent because of bit errors: the device cannot see them and does not need to;
 - replies are authenticated (MIC under the device's key): anything else is dropped and counted;
-- a BUSY error is retried after the delay it names (same bound); BAD_FRAME is resent at once;
+- a BUSY error is retried after a jittered back-off that doubles with each BUSY of that
+  inference (`busy_backoff`: the delay the edge names x 2^k x a random 0.5-1.5, at most
+  `timeout`; same bound), so a fleet refused together does not come back together; BAD_FRAME is
+  resent at once;
   any other ERROR ends that inference, and UNKNOWN_CODEC / UNSUPPORTED end the run (every later
   inference would be refused too);
 - the header copies (1, 3, 5; `auto` from the BER the edge reports, one step more on each resend)
@@ -27,6 +30,7 @@ known, whether it was right.
 """
 from __future__ import annotations
 
+import random
 import resource
 import sys
 import time
@@ -76,6 +80,7 @@ class InferenceRecord:
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
+    _busy: int = 0               # BUSY replies so far (the back-off doubles with each)
 
     def public(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -130,6 +135,7 @@ class DeviceClient:
         self.window = int(window)
         self.send_truth = send_truth
         self.give_up_after = give_up_after if give_up_after is not None else self.window
+        self._rng = random.Random(self.device_id * 7919 + time.monotonic_ns())  # jitter differs per device
         self.on_result = on_result
         if header_copies != "auto" and header_copies not in HEADER_COPIES:
             raise SnnError(f"--header-copies must be auto or one of {HEADER_COPIES}")
@@ -299,7 +305,8 @@ class DeviceClient:
         if code == ErrorCode.BUSY and rec.attempts <= self.retries:
             self.stats["busy"] += 1
             rec.rtt_ms = None
-            rec._due = time.monotonic() + max(0.01, got.arg * 0.01)  # resent then, under a new counter
+            rec._due = time.monotonic() + self.busy_backoff(rec._busy, got.arg * 0.01)  # new counter
+            rec._busy += 1
             return 0
         name = code.name if isinstance(code, ErrorCode) else str(code)
         rec.error = f"edge error {name}: {got.text}"
@@ -307,6 +314,11 @@ class DeviceClient:
             self.fatal = rec.error
         self._finish(rec, "error", pending)
         return 0
+
+    def busy_backoff(self, k: int, named_s: float = 0.05) -> float:
+        """Seconds to wait after the k-th (0-based) BUSY of one inference, whose ERROR named
+        `named_s` (at least 10 ms)."""
+        return min(self.timeout, max(0.01, named_s) * (2 ** min(k, 16)) * self._rng.uniform(0.5, 1.5))
 
     # --- figures ------------------------------------------------------------------------
 

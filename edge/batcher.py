@@ -9,6 +9,17 @@ replies while the model thread already takes the next batch. The loop never wait
 and the model never waits for the loop: under load batches grow by themselves (what arrived
 while the model ran is the next batch), at low load a frame waits at most ``max_wait_s``.
 
+Admission by deadline (overload sheds instead of queueing): every frame has ``deadline_s`` from
+its arrival to its answer. `admit` (on the loop, a few arithmetic operations) estimates when a
+new frame would be answered from the queue ahead of it and the measured cost of a batch
+(``batch_fixed_s + per_frame_s x frames``, learnt from the batches the model ran) and refuses
+it when that is past its deadline; the caller answers BUSY at once, before the frame costs a
+BER estimate, a queue slot or model time. A job that waited in the queue past the point where it
+can still be answered in time (a burst, a slow batch) is taken out by the model thread unrun
+and answered BUSY too (`Expired`). So under overload the queue holds at most about a deadline's
+worth of work, answered frames keep their latency, and the model only ever runs frames that
+will be answered in time.
+
 With ``workers`` > 1 (a remote model half: Ray Serve replicas) that many model threads take
 batches from the one queue, so as many batches are in flight as there are replicas to run them;
 a batch is still one call. One worker (in-process model) keeps the model on one thread.
@@ -52,16 +63,29 @@ class Job:
         self.meta = meta
 
 
+class Expired(Exception):
+    """A job that could no longer be answered within its deadline: refused BUSY, never run."""
+
+
 class MicroBatcher:
-    """Bounded queue + model worker thread(s) (one unless `workers`) that cut batches at size or age."""
+    """Bounded queue + model worker thread(s) (one unless `workers`) that cut batches at size or
+    age, with admission by deadline (`admit`)."""
 
     def __init__(self, max_batch: int = 64, max_wait_s: float = 0.002, max_queue: int = 2048,
-                 metrics=None, on_batch: Callable | None = None, workers: int = 1) -> None:
-        if max_batch < 1 or max_queue < 1 or workers < 1:
-            raise ValueError("max_batch, max_queue and workers must be at least 1")
+                 metrics=None, on_batch: Callable | None = None, workers: int = 1,
+                 deadline_s: float = 0.05) -> None:
+        if max_batch < 1 or max_queue < 1 or workers < 1 or deadline_s <= 0:
+            raise ValueError("max_batch, max_queue and workers must be at least 1, deadline_s > 0")
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.deadline_s = deadline_s
+        # the cost model of one batch of n frames: batch_fixed_s + per_frame_s * n, learnt from the
+        # warm-up (`calibrate`) and then from every batch run (exponentially weighted); read on
+        # the loop, written by the model thread (floats: a stale read is harmless)
+        self.batch_fixed_s = 0.0
+        self.per_frame_s = 0.0
+        self.expired = 0            # jobs taken out unrun (written by the model thread)
         self.metrics = metrics
         self.on_batch = on_batch
         self._queue: deque[Job] = deque()
@@ -98,6 +122,27 @@ class MicroBatcher:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._workers = [self._pool.submit(self._model_loop) for _ in range(self.workers)]
+
+    def calibrate(self, small_s: float, full_s: float) -> None:
+        """Seed the cost model from a batch of 1 (`small_s`) and one of max_batch (`full_s`)."""
+        per = max(0.0, (full_s - small_s) / max(1, self.max_batch - 1))
+        self.per_frame_s = per
+        self.batch_fixed_s = max(0.0, small_s - per)
+
+    def expected_s(self, n: int) -> float:
+        """Seconds a batch of n frames is expected to take."""
+        return self.batch_fixed_s + self.per_frame_s * n
+
+    def admit(self, t_recv: float, now: float) -> bool:
+        """Can a frame received at `t_recv` still be answered within the deadline if queued now?
+        (The queue ahead of it in full batches, its own batch, and a batch in the model.)"""
+        ahead = len(self._queue)
+        running = self._taken != self.batches
+        if not ahead and not running:
+            return True     # an idle edge answers, however slow its model
+        wait = ((ahead // self.max_batch + 1 + running) * self.batch_fixed_s
+                + (ahead + 1 + running * self.max_batch) * self.per_frame_s)
+        return now - t_recv + wait <= self.deadline_s
 
     def submit(self, job: Job) -> bool:
         """Queue a job; False when the queue is full or the server is shutting down (busy)."""
@@ -140,8 +185,18 @@ class MicroBatcher:
                 return
             if not batch:  # another model thread took what was due
                 continue
+            batch, late = self._split_expired(batch)
+            if late:
+                self.expired += len(late)
+                try:  # a batch that expired whole is answered (counted) here, else below
+                    self._loop.call_soon_threadsafe(self._deliver, late, Expired("deadline"), not batch)
+                except RuntimeError:
+                    return
+                if not batch:
+                    continue
             try:
                 result = _run_batch(batch)
+                self._learn(len(batch), result[3])
             except BaseException as exc:  # noqa: BLE001 - a model failure answers the batch
                 result = exc
             try:
@@ -179,12 +234,41 @@ class MicroBatcher:
             self._taken += 1
         return batch
 
+    def _split_expired(self, batch: list[Job]) -> tuple[list[Job], list[Job]]:
+        """(jobs that can still be answered in time, jobs that cannot): run only the first.
+        Only while work waits behind this batch: refusing a late job is worth it when the
+        model time goes to others; with nothing queued it is answered late rather than not."""
+        if not self._queue:
+            return batch, []
+        now = time.perf_counter()
+        limit = now + self.expected_s(len(batch)) - self.deadline_s   # received before: too late
+        if batch[0].t_recv > limit:     # the oldest is in time, so are all (FIFO)
+            return batch, []
+        keep = [j for j in batch if j.t_recv > limit]
+        return keep, [j for j in batch if j.t_recv <= limit]
+
+    def _learn(self, n: int, seconds: float) -> None:
+        """Update the cost model with a batch of n frames that took `seconds`."""
+        if not self.per_frame_s and not self.batch_fixed_s:
+            self.per_frame_s = seconds / n
+            return
+        predicted = self.expected_s(n)
+        # scale both terms by the observed/predicted ratio (a slower or faster machine, or CPU
+        # contention, moves both alike), smoothed over ~20 batches
+        ratio = min(4.0, max(0.25, seconds / predicted)) if predicted > 0 else 1.0
+        k = 1.0 + 0.05 * (ratio - 1.0)
+        self.batch_fixed_s *= k
+        self.per_frame_s *= k
+
     # --- back on the loop --------------------------------------------------------------------
 
-    def _deliver(self, batch: list[Job], result) -> None:
-        """On the loop, when the model thread finished a batch: answer every job in it."""
-        self.batches += 1
-        if isinstance(result, BaseException):
+    def _deliver(self, batch: list[Job], result, counted: bool = True) -> None:
+        """On the loop, when the model thread finished a batch (or refused its expired jobs,
+        `counted` False when the rest of that batch is answered separately): answer every job."""
+        if isinstance(result, Expired):
+            labels = confs = None
+            t_start, t_model, error = time.perf_counter(), 0.0, result
+        elif isinstance(result, BaseException):
             log.error("model batch of %d failed: %r", len(batch), result)
             labels = confs = None
             t_start, t_model, error = time.perf_counter(), 0.0, result
@@ -192,7 +276,9 @@ class MicroBatcher:
             labels, confs, t_start, t_model = result
             labels, confs = labels.tolist(), confs.tolist()
             error = None
-        if self.on_batch is not None:
+        if counted:
+            self.batches += 1
+        if self.on_batch is not None and not isinstance(result, Expired):
             self.on_batch(len(batch), t_model)
         for i, job in enumerate(batch):
             job.t_start, job.t_model = t_start, t_model

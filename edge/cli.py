@@ -29,14 +29,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--queue", type=int, default=2048,
                    help="inferences that may wait for the model; beyond it frames get a BUSY reply "
                         "(default %(default)s)")
+    p.add_argument("--deadline-ms", type=float, default=50.0,
+                   help="answer a frame within this many ms of its arrival or refuse it BUSY at once "
+                        "(admission by expected queue delay; default %(default)s)")
+    p.add_argument("--udp-queue", type=int, default=1024, metavar="N",
+                   help="datagrams the kernel may hold for the UDP socket (receive buffer; default "
+                        "%(default)s): beyond it the kernel drops them (counted), so overload never "
+                        "builds a queue that outlives the deadline")
     p.add_argument("--reassembly-timeout", type=float, default=0.5, metavar="S",
                    help="decode a fragmented inference with erasures after S seconds (default %(default)s)")
     p.add_argument("--max-devices", type=int, default=1024,
                    help="devices tracked in the per-device statistics (LRU; default %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default %(default)s)")
+    p.add_argument("--engine", choices=["onnx", "torch"], default="onnx",
+                   help="what runs the decoder + task head: onnx (the bundle's verified edge.onnx on "
+                        "onnxruntime, no torch needed; default) or torch (the bundle's weights)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads of the model engine per batch (default %(default)s)")
     p.add_argument("--torchscript", action="store_true",
-                   help="run the edge half TorchScript-traced (faster model, but occasional "
-                        "re-optimisation stalls; default: eager)")
+                   help="with --engine torch: run the edge half TorchScript-traced (faster model, but "
+                        "occasional re-optimisation stalls; default: eager)")
     p.add_argument("--keys", metavar="FILE",
                    help="provisioned device keys (snn keys new ...): only frames authenticated by one "
                         "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
@@ -104,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
                         ("--replicas", args.replicas)):
         if value < 1:
             raise SnnError(f"{name} must be at least 1, got {value}")
-    if args.max_wait_ms < 0 or args.reassembly_timeout <= 0:
-        raise SnnError("--max-wait-ms must be >= 0 and --reassembly-timeout > 0")
+    if args.torchscript and args.engine != "torch":
+        raise SnnError("--torchscript traces the torch engine: add --engine torch")
+    if args.max_wait_ms < 0 or args.reassembly_timeout <= 0 or args.deadline_ms <= 0:
+        raise SnnError("--max-wait-ms must be >= 0, --reassembly-timeout and --deadline-ms > 0")
     if args.ray:
         from edge.ray_serve import require_ray
         require_ray()
@@ -137,15 +150,19 @@ def run(args: argparse.Namespace) -> int:
                         device_rate=args.device_rate, device_burst=2 * args.device_rate,
                         source_fail_burst=2 * args.source_fail_rate,
                         state_path=f"{args.keys}.edge-state" if args.keys else None,
-                        model_workers=args.replicas if args.ray else 1)
+                        model_workers=args.replicas if args.ray else 1,
+                        deadline_ms=args.deadline_ms)
+    if args.udp_queue < 16:
+        raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
-                           log_level=args.log_level, http_limits=limits, reuse_port=args.reuse_port)
+                           udp_queue=args.udp_queue, log_level=args.log_level, http_limits=limits,
+                           reuse_port=args.reuse_port)
 
-    engine: dict = {"engine": "torchscript" if args.torchscript else "torch", "replicas": 1}
+    engine: dict = {"replicas": 1}   # the engine's name comes from the codecs (edge.server)
     backends: list = []
 
     def load():
-        codecs = load_codecs(args.bundle, trace=args.torchscript)
+        codecs = load_codecs(args.bundle, trace=args.torchscript, engine=args.engine, threads=args.threads)
         if args.ray:
             from edge.ray_serve import attach
             backends.append(attach(codecs, args.ray, args.replicas, args.ray_app, args.replica_cpus,

@@ -31,7 +31,7 @@ from codec.wire.frame import (
 from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
 from edge.auth import Keyring, TokenBuckets
-from edge.batcher import Job, MicroBatcher
+from edge.batcher import Expired, Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
 from edge.stats import DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
@@ -94,6 +94,7 @@ class EdgeConfig:
     state_every_s: float = 1.0                 # how often changed windows are written
     extra: dict = field(default_factory=dict)
     model_workers: int = 1      # batches in flight at once (Ray Serve: one per replica)
+    deadline_ms: float = 50.0   # from a frame's arrival to its answer; later ones are refused BUSY
 
 
 class Rejected(Exception):
@@ -144,7 +145,8 @@ class EdgeCore:
         self.ber = BerEstimator(decay=cfg.ber_decay, max_devices=cfg.max_devices)
         self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
-                                    self.metrics, on_batch=self._on_batch, workers=cfg.model_workers)
+                                    self.metrics, on_batch=self._on_batch, workers=cfg.model_workers,
+                                    deadline_s=cfg.deadline_ms / 1000.0)
         self.metrics.queue_depth.set_function(self.batcher.__len__)
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
@@ -215,21 +217,27 @@ class EdgeCore:
     # --- datagram / stream frames ----------------------------------------------------------
 
     def handle_frame(self, data: bytes, transport: str, reply: Callable[[bytes], None],
-                     source: object = None) -> None:
+                     source: object = None, t_recv: float | None = None) -> None:
         """One frame from a datagram or stream link (`source`: the sender's address, for rate
-        limits); answers through `reply` only when the frame authenticated (never raises)."""
+        limits); answers through `reply` only when the frame authenticated (never raises).
+        `t_recv`: when it arrived (perf_counter; the kernel's stamp for UDP), default now."""
         if source is not None and self.source_limits.empty(source):
             # a source over its failure budget: the cheapest possible refusal, before anything else
             self.metrics.reject("rate_limited")
             return
-        t_recv = time.perf_counter()
+        if t_recv is None:
+            t_recv = time.perf_counter()
         self.received += 1
         self.metrics.frame(transport)
         self.frame_rate.add()
         try:
             frame = self._open(data, source, reply)
             if frame.frag_count == 1:
-                self._submit(Inference.from_frame(frame), transport, reply, t_recv)
+                if self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
+                    # shed before the frame costs anything more (BER, queue slot, model time)
+                    self._busy(frame.peer, frame.device_id, frame.counter, frame.copies, transport, reply)
+                    return
+                self._submit(Inference.from_frame(frame), transport, reply, t_recv, admitted=True)
                 return
             key = (frame.device_id, frame.counter)
             self._reply_to[key] = (transport, reply)
@@ -283,6 +291,14 @@ class EdgeCore:
         self._send(reply, encode_error(key=peer.key, device_id=dev, fingerprint=peer.fingerprint,
                                        counter=max(0, window.top), code=ErrorCode.UNSUPPORTED, detail=VERSION))
 
+    def _busy(self, peer, device_id: int, counter: int, copies: int, transport: str,
+              reply: Callable[[bytes], None]) -> None:
+        """Refuse an authenticated inference that could not be answered within its deadline:
+        BUSY at once (before BER, queue slot or model time), counted."""
+        self.metrics.reject("busy")
+        self.devices.get(device_id, transport, time.monotonic()).rejected += 1
+        self._send(reply, self._error(peer, device_id, counter, ErrorCode.BUSY, copies))
+
     def _refuse(self, rej: Rejected, reply: Callable[[bytes], None] | None) -> None:
         self.metrics.reject(rej.reason)
         frame = rej.frame
@@ -313,7 +329,10 @@ class EdgeCore:
         self._submit(Inference.from_assembled(item), transport, reply, t_recv or time.perf_counter())
 
     def _submit(self, item: Inference, transport: str, reply: Callable[[bytes], None],
-                t_recv: float) -> None:
+                t_recv: float, admitted: bool = False) -> None:
+        if not admitted and self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
+            self._busy(item.peer, item.device_id, item.counter, item.copies, transport, reply)
+            return
         job = self._job(item, transport, item.peer.codec, t_recv, self._frame_done)
         job.meta = (item, reply, job.meta)
         if not self.batcher.submit(job):
@@ -336,6 +355,11 @@ class EdgeCore:
 
     def _frame_done(self, job: Job, label: int, confidence: float, error) -> None:
         item, reply, stats = job.meta
+        if isinstance(error, Expired):  # it could no longer be answered in time: refused unrun
+            self.metrics.reject("busy")
+            stats.rejected += 1
+            self._send(reply, self._error(item.peer, item.device_id, item.counter, ErrorCode.BUSY, item.copies))
+            return
         if error is not None:
             rej = error if isinstance(error, Rejected) else Rejected(
                 "internal", ErrorCode.INTERNAL, "internal error in the model")
@@ -392,6 +416,9 @@ class EdgeCore:
                            f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
                            f"or serial, or frame with a larger MTU)", 422)
         item = Inference.from_frame(frame)
+        if self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
+            self.metrics.reject("busy")
+            raise Rejected("busy", ErrorCode.BUSY, "edge overloaded: retry later", 503)
         codec = item.peer.codec
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -406,6 +433,8 @@ class EdgeCore:
             self.metrics.reject(reason)
             raise Rejected(reason, ErrorCode.BUSY, "edge overloaded: retry later", 503)
         label, confidence, error = await future
+        if isinstance(error, Expired):
+            error = Rejected("busy", ErrorCode.BUSY, "edge overloaded: retry later", 503)
         if error is not None:
             rej = error if isinstance(error, Rejected) else Rejected(
                 "internal", ErrorCode.INTERNAL, "internal error in the model", 500)

@@ -87,7 +87,10 @@ class EdgeHalfReplica:
 
 
 class RayEngine:
-    """The front's side of one codec on the deployment: `run(symbols, erased, ber) -> logits`."""
+    """The front's side of one codec on the deployment: `run(symbols, erased, ber) -> logits`
+    (the `edge.engines` interface, so `ServedCodec.infer` runs it like the in-process engines)."""
+
+    name = "ray"
 
     def __init__(self, handle, fingerprint_hex: str, levels: int, timeout_s: float = CALL_TIMEOUT_S) -> None:
         self._run = handle.options(method_name="run")
@@ -190,7 +193,7 @@ def attach(codecs, address: str, replicas: int, app: str = DEFAULT_APP, replica_
              for c in codecs}
     backend = connect(address, replicas, blobs, app, replica_cpus, threads)
     for c in codecs:
-        c.module = RayEngine(backend.handle, c.fingerprint_hex, c.levels)
+        c.engine = RayEngine(backend.handle, c.fingerprint_hex, c.levels)
     return backend
 
 

@@ -45,6 +45,7 @@ class ServeOptions:
     udp: tuple[str, int] | None = ("127.0.0.1", 9000)
     serial: list[str] | None = None
     threads: int = 1
+    udp_queue: int | None = None      # datagrams the kernel holds for the UDP socket (None: 4 MiB)
     graceful_s: float = 1.0
     log_level: str = "warning"
     http_limits: HttpLimits = field(default_factory=lambda: HttpLimits(default_max_connections()))
@@ -128,14 +129,16 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     serial_transports = []
     try:
         if options.udp is not None:
-            udp_sock = bind_udp(*options.udp, reuse_port=options.reuse_port)
+            udp_sock = bind_udp(*options.udp, queue=options.udp_queue, reuse_port=options.reuse_port)
         for url in options.serial or []:
             serial_transports.append(open_serial(url))
         if callable(codecs):
             codecs = codecs()
         if len(codecs) == 0:
             raise SnnError("no codec to serve: give --bundle PATH")
-        _set_threads(options.threads)
+        if any(c.engine.name == "torch" for c in codecs):
+            from edge.engines import set_torch_threads
+            set_torch_threads(options.threads)
     except BaseException:
         http_sock.close()
         if udp_sock is not None:
@@ -149,13 +152,18 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     # shape, and a first call in a fresh thread held the GIL (and so the loop) for ~0.5 s
     for codec in codecs:
         core.batcher.run_in_model_thread(codec.warm_up, config.max_batch)
+    # the admission cost model starts from the slowest codec's measured batches
+    small, full = max((core.batcher.run_in_model_thread(c.batch_seconds, 1),
+                       core.batcher.run_in_model_thread(c.batch_seconds, config.max_batch)) for c in codecs)
+    core.batcher.calibrate(small, full)
     listeners: list = []
     guard = ConnectionGuard(options.http_limits, options.log_interval_s)
     core.metrics.registry.register(guard)
     log_flush: list = []
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,
-                 "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs]}
+                 "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
+                 "engine": ",".join(sorted({c.engine.name for c in codecs}))}
 
     async def on_startup(core: EdgeCore) -> None:
         import asyncio
@@ -249,11 +257,3 @@ def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         print("snn edge: the server failed to start (see the log above)", file=sys.stderr)
         return 1
     return 0
-
-
-def _set_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(n)))
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)

@@ -10,8 +10,12 @@ from snn.errors import SnnError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", nargs="?", default=None,
                         help="bundle file (.snn); default: the shipped Fashion-MNIST bundle")
-    parser.add_argument("-o", "--out", required=True, metavar="DIR",
+    parser.add_argument("-o", "--out", metavar="DIR",
                         help="output folder for encoder.onnx, encoder.int8.onnx, edge.onnx, verify.json")
+    parser.add_argument("--add-edge", action="store_true",
+                        help="instead: re-write BUNDLE in place carrying its ONNX edge half (edge.onnx + "
+                             "its SHA-256 in the manifest) for a torch-free edge; the codec fingerprint "
+                             "does not change")
     parser.add_argument("--calib", type=int, default=1000, metavar="N",
                         help="training images used to calibrate the int8 ranges (default 1000)")
     parser.add_argument("--calib-data", default=None, metavar="SPEC",
@@ -55,6 +59,16 @@ def run(args: argparse.Namespace) -> int:
     from export.pipeline import default_specs, export_bundle
 
     check_opset(args.opset)
+    if args.add_edge:
+        from export.onnx_export import add_edge_to_bundle
+        if args.bundle is None:
+            raise SnnError("--add-edge re-writes a bundle: name it (the shipped ones live in codec/zoo/)")
+        done = add_edge_to_bundle(args.bundle, opset=args.opset)
+        print(f"{done['bundle']}: codec {done['fingerprint']} now carries edge.onnx "
+              f"({done['edge_onnx_bytes']} B, sha256 {done['edge_onnx_sha256'][:16]}...)")
+        return 0
+    if not args.out:
+        raise SnnError("snn export needs -o DIR (or --add-edge)")
     bers = _bers(args.ber)
     if args.calib <= 0:
         raise SnnError("the calibration set is empty: --calib must be > 0 (real training images)")

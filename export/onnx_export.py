@@ -217,6 +217,30 @@ def export_edge(bundle, path: str | Path, opset: int = OPSET) -> Path:
     return path
 
 
+def edge_onnx_bytes(bundle, opset: int = OPSET) -> bytes:
+    """The ONNX edge half of `bundle` as the bytes a bundle stores as ``edge.onnx``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_edge(bundle, Path(tmp) / "edge.onnx", opset).read_bytes()
+
+
+def add_edge_to_bundle(path: str | Path, out: str | Path | None = None, opset: int = OPSET) -> dict:
+    """Re-write bundle `path` (to `out`, default in place) carrying its ONNX edge half; the
+    weights are untouched, so the codec fingerprint stays what it was (checked)."""
+    from codec.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    data = edge_onnx_bytes(bundle, opset)
+    target = Path(out or path)
+    bundle.save(target, edge_onnx=data)
+    again = load_bundle(target)
+    if again.fingerprint != bundle.fingerprint or again.edge_onnx != data:
+        raise RuntimeError(f"re-writing {path} changed its fingerprint or lost edge.onnx")
+    return {"bundle": str(target), "fingerprint": again.fingerprint_hex, "edge_onnx_bytes": len(data),
+            "edge_onnx_sha256": again.manifest["edge_onnx"]["sha256"]}
+
+
 def compact_names(model) -> None:
     """Shorten every internal tensor and node name (t1a, n2b, ...) and drop value_info and node
     doc strings. Exporter and quantizer names such as

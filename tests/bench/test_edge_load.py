@@ -23,7 +23,7 @@ def test_bench_edge_quick_contract(tmp_path):
     r, result = _bench(tmp_path, "--duration", "1", "--rate", "300", "--garbage", "0.1")
     for key in CONTRACT:
         assert key in result, key
-    assert result["sent"] == result["answered"] + result["rejected"] and result["lost"] == 0
+    assert result["sent"] == result["answered"] + result["rejected"] + result["kernel_drops"] and result["lost"] == 0
     assert result["answered"] > 0 and result["throughput_fps"] > 0 and result["model_fps"] > 0
     assert result["http"]["answered"] > 0 and result["http"]["lost"] == 0
     # the keyed server answers garbage with silence; its refusal counters account for it
@@ -32,6 +32,22 @@ def test_bench_edge_quick_contract(tmp_path):
     assert rate["refused_silently"] == rate["sent_garbage"] and rate["valid_unanswered"] == 0
     assert result["server"]["exit_code"] == 0 and result["server"]["sigterm_exit_s"] < 5
     assert "udp closed loop" in r.stdout and "http 16 clients" in r.stdout
+
+
+def test_bench_edge_overload_and_engines_side_by_side(tmp_path):
+    r, result = _bench(tmp_path, "--duration", "1", "--rate", "300", "--http-clients", "2",
+                       "--overload", "3", "--engines", "onnx,torch", "--reps", "1")
+    over = result["udp_overload"]
+    assert result["engine"] == "onnx" and result["model"]["engine"] == "onnx"
+    # offered 3 x the closed loop of this run; every datagram accounted by the server's counters
+    assert over["offered_fps"] == pytest.approx(3 * result["udp_max"]["throughput_fps"], rel=1e-3)
+    assert over["sent_fps"] > 0 and over["sent"] > 0
+    c = over["server_counts"]
+    assert over["server_accounted"] and over["sent"] == c["answered"] + c["rejected"] + c["kernel_drops"]
+    assert c["answered"] > 0 and result["accounted"]
+    e = result["engines"]
+    assert e["onnx"]["throughput_fps_median"] > 0 and e["torch"]["model_fps_median"] > 0
+    assert "throughput_fps" in e["onnx_vs_torch"] and "udp overload 3x" in r.stdout
 
 
 @pytest.mark.slow

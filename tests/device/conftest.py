@@ -1,5 +1,6 @@
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ class Responder:
     """
 
     def __init__(self, url: str, drop_first: bool = False, error=None, key: bytes = bytes(16),
-                 forged: bool = False, fp: bytes = bytes(4), payload_bytes: int = 37):
+                 forged: bool = False, fp: bytes = bytes(4), payload_bytes: int = 37, busy_first: int = 0):
         from channel.transports import open_transport
 
         self.fp, self.payload_bytes = fp, payload_bytes
@@ -51,6 +52,8 @@ class Responder:
         self.key = key
         self.forged = forged
         self.seen: dict[bytes, int] = {}
+        self.busy_first = busy_first          # answer BUSY (retry after 50 ms) to the first k transmissions
+        self.arrivals: dict[bytes, list[float]] = {}
         self.counters: list[int] = []
         self.frames = 0
         self._stop = threading.Event()
@@ -60,7 +63,7 @@ class Responder:
     def _loop(self):
         from dataclasses import dataclass
 
-        from codec.wire.frame import encode_error, encode_reply, parse_data
+        from codec.wire.frame import ErrorCode, encode_error, encode_reply, parse_data
         from snn.errors import FrameError
 
         @dataclass
@@ -87,11 +90,14 @@ class Responder:
                 continue
             n = self.seen.get(frame.data, 0)
             self.seen[frame.data] = n + 1
+            self.arrivals.setdefault(frame.data, []).append(time.monotonic())
             if self.drop_first and n == 0:
                 continue
             args = dict(key=bytes(16) if self.forged else self.key, device_id=frame.device_id,
                         fingerprint=self.fp, counter=frame.counter, copies=frame.copies)
-            if self.error is not None:
+            if n < self.busy_first:
+                out = encode_error(code=ErrorCode.BUSY, arg=5, **args)
+            elif self.error is not None:
                 out = encode_error(code=self.error, arg=1, **args)
             else:
                 label = frame.truth if frame.truth is not None else 0

@@ -203,3 +203,22 @@ def test_cli_bad_input_exit_2(int8_encoder, tmp_path, args, needle):
     proc = _snn("device", "run", *[a.format(tmp=tmp_path, enc=int8_encoder) for a in args])
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_busy_is_retried_after_a_jittered_doubling_backoff(int8_encoder, test_images, responder_factory):
+    images, labels = test_images
+    r = responder_factory("sim://dev-busy2", busy_first=2)     # BUSY naming 50 ms, twice per inference
+    client, t = _client(int8_encoder, "sim://dev-busy2", send_truth=True, timeout=2.0, retries=3, window=2)
+    try:
+        client.run(images[:4], labels[:4])
+    finally:
+        t.close()
+    s = client.summary()
+    assert s["answered"] == 4 and client.stats["busy"] == 8
+    for payload, times in r.arrivals.items():
+        first, second = times[1] - times[0], times[2] - times[1]
+        assert 0.02 <= first <= 0.075 + 0.25, times     # 50 ms x [0.5, 1.5], plus a busy machine's slack
+        assert 0.045 <= second <= 0.15 + 0.25, times    # doubled
+    gaps = [c.busy_backoff(0) for c in (client,) for _ in range(200)]
+    assert min(gaps) >= 0.025 and max(gaps) <= 0.075 and np.std(gaps) > 0.01   # jittered
+    assert client.busy_backoff(30) == client.timeout                          # bounded

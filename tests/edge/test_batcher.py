@@ -151,3 +151,55 @@ def test_drain_answers_queued_jobs_and_refuses_new_ones():
     accepted, left, results = asyncio.run(main())
     assert not accepted and not left
     assert sorted(results) == [(v, v, None) for v in range(10)]
+
+
+# --- admission by deadline ------------------------------------------------------------------------
+
+def test_admit_refuses_what_cannot_be_answered_in_time():
+    b = MicroBatcher(max_batch=4, max_wait_s=10.0, max_queue=100, deadline_s=0.05)
+    b.calibrate(small_s=0.010, full_s=0.022)   # fixed 6 ms + 4 ms per frame
+    now = time.perf_counter()
+    codec, results = FakeCodec(), []
+    assert b.admit(now, now)                   # idle: always
+    assert b.submit(_job(codec, 1, results))
+    assert b.admit(now, now)                   # 1 ahead: ~1 batch of 2 frames
+    assert not b.admit(now - 0.045, now)       # but not for a frame already 45 ms old
+    for v in range(11):
+        b.submit(_job(codec, v, results))
+    assert not b.admit(now, now)               # 12 ahead: 4 batches, ~76 ms
+    assert b.expected_s(4) == 0.022 or abs(b.expected_s(4) - 0.022) < 1e-9
+
+
+def test_late_jobs_are_refused_without_model_time():
+    async def main():
+        codec = FakeCodec(delay=0.1)
+        b = MicroBatcher(max_batch=2, max_wait_s=0.0, max_queue=100, deadline_s=0.15)
+        b.calibrate(0.1, 0.1)
+        b.start()
+        results = []
+        for v in range(6):
+            assert b.submit(_job(codec, v, results))
+        t0 = time.perf_counter()
+        while len(results) < 6 and time.perf_counter() - t0 < 5:
+            await asyncio.sleep(0.01)
+        assert not await b.drain(1.0)
+        return codec, results, b
+
+    codec, results, b = asyncio.run(main())
+    answered = [v for v, label, err in results if err is None]
+    refused = [err for v, label, err in results if err is not None]
+    # jobs 2 and 3 are late with work behind them: refused unrun; 4 and 5 are as late but nothing
+    # waits behind them, so they are answered late rather than not at all
+    assert answered == [0, 1, 4, 5] and len(refused) == 2 and b.expired == 2
+    assert all(type(e).__name__ == "Expired" for e in refused)
+    assert codec.batches == [2, 2]              # the refused ones never reached the model
+    assert b.in_flight == 0
+
+
+def test_cost_model_learns_a_slower_model():
+    b = MicroBatcher(max_batch=8, deadline_s=0.05)
+    b.calibrate(0.001, 0.008)
+    before = b.expected_s(8)
+    for _ in range(60):
+        b._learn(8, 3 * before)
+    assert 2.5 * before < b.expected_s(8) < 3.5 * before

@@ -20,7 +20,7 @@ from codec.wire.frame import ErrorCode, ErrorReply, Reply
 
 OCTET = {"content-type": "application/octet-stream"}
 SILENT = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-          "duplicate", "rate_limited")
+          "duplicate", "rate_limited", "expired")   # expired: past its deadline in the kernel queue
 
 
 def metric(text: str, name: str, **labels) -> float:
@@ -282,7 +282,9 @@ def test_metrics_count_what_was_answered(udp, edge):
 # --- overload, lifecycle ------------------------------------------------------------------------
 
 def test_overload_busy_replies_all_accounted_health_responsive(tmp_path):
-    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05")
+    # a deadline long enough that the queue bound, not the deadline, refuses here
+    server = start_standin(tmp_path, "--queue", "8", "--max-batch", "4", "--delay", "0.05",
+                           "--deadline-ms", "60000")
     client = UdpClient(server.udp)
     try:
         n = 200
@@ -398,3 +400,64 @@ def test_v1_frame_gets_the_upgrade_error_only_from_a_keyed_devices_own_source(ud
         assert stranger.silent()
     finally:
         stranger.close()
+
+
+def test_overload_sheds_by_deadline_answered_frames_stay_fast(tmp_path):
+    """A burst far beyond what a slow model answers in 80 ms: the excess is refused BUSY at once,
+    what is answered is answered within about the deadline, and the server's counters agree."""
+    server = start_standin(tmp_path, "--max-batch", "4", "--delay", "0.02", "--deadline-ms", "80")
+    client = UdpClient(server.udp)
+    try:
+        n = 200
+        t0 = time.perf_counter()
+        for i in range(n):
+            client.send(frame(i % 8, device=1 + i % 4))
+        t_sent = time.perf_counter() - t0
+        answered, busy, last = 0, 0, 0.0
+        for _ in range(n):
+            r = client.recv(timeout=10)
+            if isinstance(r, Reply):
+                answered += 1
+                last = time.perf_counter() - t0
+            else:
+                assert r.code == ErrorCode.BUSY
+                busy += 1
+        assert answered + busy == n and busy > n // 2 and answered >= 4
+        assert last < t_sent + 0.08 + 0.1, (last, t_sent)   # the deadline, plus a busy machine's slack
+        m = httpx.get(server.http + "/metrics").text
+        assert metric(m, "snn_edge_rejects_total", reason="busy") == busy
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_saturated_edge_lets_the_kernel_drop_and_counts_every_datagram(tmp_path):
+    """Far beyond a slow model with a shallow UDP queue: the listener stops reading while even a
+    fresh frame would be refused, the kernel drops the overflow, and the server's counters
+    account for every datagram (answered + rejected + kernel drops = sent)."""
+    server = start_standin(tmp_path, "--max-batch", "4", "--delay", "0.02", "--deadline-ms", "60",
+                           "--udp-queue", "64")
+    client = UdpClient(server.udp)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    try:
+        n = 3000
+        for i in range(n):
+            client.send(frame(i % 8, device=1 + i % 16))
+        got = {"reply": 0, "error": 0}
+        try:
+            while True:
+                got["reply" if isinstance(client.recv(timeout=1.5), Reply) else "error"] += 1
+        except socket.timeout:
+            pass
+        m = httpx.get(server.http + "/metrics").text
+        answered = metric(m, "snn_edge_inferences_total", codec="standin-5e5e0001")
+        busy = metric(m, "snn_edge_rejects_total", reason="busy")
+        by_reason = {s.labels["reason"]: s.value for f in text_string_to_metric_families(m)
+                     for s in f.samples if s.name == "snn_edge_rejects_total" and s.value}
+        drops = metric(m, "snn_edge_udp_kernel_drops")
+        assert drops > 0 and answered >= 4
+        assert answered + sum(by_reason.values()) + drops == n, (answered, by_reason, drops)
+        assert got["reply"] == answered and got["error"] == busy
+    finally:
+        client.close()
+        server.stop()

@@ -26,6 +26,7 @@ def test_train_backbone_then_codec_deterministic_and_resumable(tmp_path):
     assert ba.payload_bytes == 37 and ba.manifest["seed"] == 3
     assert ba.manifest["command"].startswith("snn train codec") and "--xai" in ba.manifest["command"]
     assert {r["ber"] for r in ba.metrics["results"]} == {0.0, 1e-3, 1e-2, 5e-2, 1e-1}
+    assert ba.edge_onnx and ba.manifest["edge_onnx"]["bytes"] == len(ba.edge_onnx)  # a torch-free edge serves it
     # the same run interrupted after stage 1 and resumed gives the very same codec
     b = tmp_path / "b.snn"
     assert main(common + ["-o", str(b), "--stage2-epochs", "0"]) == 0
