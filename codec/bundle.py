@@ -38,6 +38,7 @@ from codec.bundle_file import (
     MAX_EDGE_ONNX_BYTES,
     MAX_MANIFEST_BYTES,
     edge_record,
+    parse_manifest,
     read_member,
 )
 from codec.wire.packing import bits_per_symbol, packed_bytes
@@ -196,18 +197,14 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
         raise BundleError(f"bundle file {path} does not exist{hint}")
     try:
         with zipfile.ZipFile(path) as z:
-            manifest = json.loads(read_member(z, "manifest.json", MAX_MANIFEST_BYTES, path))
+            raw_manifest = read_member(z, "manifest.json", MAX_MANIFEST_BYTES, path)
             weights = read_member(z, "weights.pt", MAX_WEIGHTS_BYTES, path)
             edge_onnx = (read_member(z, EDGE_ONNX, MAX_EDGE_ONNX_BYTES, path)
                          if EDGE_ONNX in z.namelist() else None)
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError,
             zipfile.LargeZipFile) as exc:
         raise BundleError(f"{path} is not a valid bundle (corrupt or not a bundle: {type(exc).__name__})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path} is not an snn bundle (its manifest has no format '{BUNDLE_FORMAT}')")
-    if manifest.get("version") != BUNDLE_VERSION:
-        raise BundleError(f"{path} is bundle format version {manifest.get('version')}, this snn reads version "
-                          f"{BUNDLE_VERSION}: retrain it with 'snn train codec' or use a matching snn release")
+    manifest = parse_manifest(raw_manifest, path)
     try:
         state = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
         cfg = manifest["config"]
