@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "device_command", None) != "run":
         raise SnnError("usage: snn device run --encoder PATH --to URL [--data SPEC] [--count N] [--json PATH]")
     from channel.transports import open_transport
-    from codec.datasets import load_dataset
     from device.client import DeviceClient
     from device.encoder import OnnxEncoder
 
@@ -65,13 +64,7 @@ def run(args: argparse.Namespace) -> int:
     key, counters = device_identity(args)
     encoder = OnnxEncoder(args.encoder, threads=args.threads)
     info = encoder.info
-    h, w, c = info.input_shape
-    data = load_dataset(args.data, shape=(c, h, w))  # an image folder is converted to what the encoder takes
-    if args.offset:
-        data = type(data)(data.name, data.images[args.offset:], data.labels[args.offset:], data.classes)
-    data = data.take(args.count)
-    if len(data) == 0:
-        raise SnnError(f"{args.data} holds no images (after --offset {args.offset})")
+    data = _images(args, info)
     labels = _truth_labels(data, info.classes)
     link = None
     if args.link and args.link.lower() != "none":
@@ -81,26 +74,7 @@ def run(args: argparse.Namespace) -> int:
     mtu = args.mtu or (link.mtu if link else 1400)
     if getattr(transport, "mtu", None):
         mtu = min(mtu, transport.mtu)
-    show_each = not args.quiet and (args.verbose or len(data) <= PRINT_EACH_UP_TO)
-    bar = None
-    if not args.quiet and not show_each and sys.stderr.isatty():
-        from tqdm import tqdm
-        bar = tqdm(total=len(data), unit="inf", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-    state = {"done": 0, "correct": 0, "scored": 0}
-
-    def on_result(rec, client):
-        state["done"] += 1
-        if rec.correct is not None:
-            state["scored"] += 1
-            state["correct"] += int(rec.correct)
-        acc = state["correct"] / state["scored"] if state["scored"] else None
-        if show_each:
-            print(_line(rec, info.classes, acc), flush=True)
-        if bar is not None:
-            bar.update(1)
-            if acc is not None:
-                bar.set_postfix(acc=f"{acc:.2%}", refresh=False)
-
+    on_result, bar = _progress(args, len(data), info.classes)
     try:
         client = DeviceClient(encoder, transport, key=key, counters=counters, mtu=mtu, link=link,
                               timeout=args.timeout, retries=args.retries, window=args.window,
@@ -128,10 +102,7 @@ def run(args: argparse.Namespace) -> int:
     summary = client.summary()
     summary.update({"encoder": str(args.encoder), "to": args.to, "data": data.name, "interrupted": interrupted})
     if args.json:
-        name = lambda i: info.classes[i] if i is not None and 0 <= i < len(info.classes) else None  # noqa: E731
-        record = dict(summary, classes=list(info.classes),
-                      inferences=[dict(r.public(), class_name=name(r.label)) for r in client.records])
-        Path(args.json).write_text(json.dumps(record, indent=1))
+        _write_json(args.json, summary, client, info.classes)
     _print_summary(summary)
     for note in client.notes:
         print(f"snn device: note: {note}", file=sys.stderr)
@@ -145,6 +116,54 @@ def run(args: argparse.Namespace) -> int:
               f"reachable?", file=sys.stderr)
         return 1
     return 0
+
+
+def _images(args, info):
+    """The --data images, converted to the encoder's input shape, from --offset, --count of them."""
+    from codec.datasets import load_dataset
+
+    h, w, c = info.input_shape
+    data = load_dataset(args.data, shape=(c, h, w))  # an image folder is converted to what the encoder takes
+    if args.offset:
+        data = type(data)(data.name, data.images[args.offset:], data.labels[args.offset:], data.classes)
+    data = data.take(args.count)
+    if len(data) == 0:
+        raise SnnError(f"{args.data} holds no images (after --offset {args.offset})")
+    return data
+
+
+def _progress(args, n: int, classes):
+    """(on_result callback, tqdm bar or None): one line per inference for small runs, else a bar
+    with the running accuracy on a terminal, else nothing."""
+    show_each = not args.quiet and (args.verbose or n <= PRINT_EACH_UP_TO)
+    bar = None
+    if not args.quiet and not show_each and sys.stderr.isatty():
+        from tqdm import tqdm
+        bar = tqdm(total=n, unit="inf", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    state = {"done": 0, "correct": 0, "scored": 0}
+
+    def on_result(rec, client):
+        state["done"] += 1
+        if rec.correct is not None:
+            state["scored"] += 1
+            state["correct"] += int(rec.correct)
+        acc = state["correct"] / state["scored"] if state["scored"] else None
+        if show_each:
+            print(_line(rec, classes, acc), flush=True)
+        if bar is not None:
+            bar.update(1)
+            if acc is not None:
+                bar.set_postfix(acc=f"{acc:.2%}", refresh=False)
+
+    return on_result, bar
+
+
+def _write_json(path, summary: dict, client, classes) -> None:
+    """The summary, the class names and every inference (with its class name) as JSON."""
+    name = lambda i: classes[i] if i is not None and 0 <= i < len(classes) else None  # noqa: E731
+    record = dict(summary, classes=list(classes),
+                  inferences=[dict(r.public(), class_name=name(r.label)) for r in client.records])
+    Path(path).write_text(json.dumps(record, indent=1))
 
 
 def device_identity(args) -> tuple:
