@@ -15,8 +15,9 @@ class FrameError(SnnError):
     """Bytes that are not a valid frame; parsing never raises anything else.
 
     `reason` is machine-readable (a receiver counts and answers by it, never by the message):
-    "cobs" (byte framing), "short", "damaged" (header beyond repair), "magic", "version", "kind",
-    "flags", "fragment", "length", "pilots", "not_reply" (a peer expected another kind).
+    "cobs" (byte framing), "length" (no reading fits the byte count), "damaged" (header beyond
+    repair), "version", "kind", "fragment", "auth" (unknown device or MIC mismatch), "bad_length"
+    (authenticated, but not its codec's exact length), "unmatched" (a reply to no pending request).
     """
 
     def __init__(self, message: str, reason: str = "malformed") -> None:
