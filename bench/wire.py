@@ -32,7 +32,6 @@ def run_wire_bench(frames: int = 10_000, symbols: int = 392, levels: int = 8, re
     """Measure packing/unpacking (symbols/s) and frame build/parse (frames/s)."""
     rng = np.random.default_rng(seed)
     sym = rng.integers(0, levels, size=(frames, symbols))
-    bits = symbols * bits_per_symbol(levels)
     packed = pack_symbols(sym, levels)
     pack_s = _best_of(repeats, lambda: pack_symbols(sym, levels))
     unpack_s = _best_of(repeats, lambda: unpack_symbols(packed, levels, symbols))

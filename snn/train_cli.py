@@ -136,11 +136,11 @@ def train_rank(args: argparse.Namespace, command: str) -> None:
         from codec.training.train_codec import train_codec
         train_codec(args, command=command, make_errors=make_error_model)
         figures = None
-        if current().is_main:
-            # the bundle carries its ONNX edge half, so a torch-free edge (the default engine) serves it
-            from export.onnx_export import add_edge_to_bundle
-            add_edge_to_bundle(args.out)
     dist = current()
+    if args.what != "backbone" and dist.is_main:
+        # the bundle carries its ONNX edge half, so a torch-free edge (the default engine) serves it
+        from export.onnx_export import add_edge_to_bundle
+        add_edge_to_bundle(args.out)
     if not (args.json and dist.is_main):
         return
     if figures is None:
