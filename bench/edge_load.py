@@ -60,7 +60,7 @@ from snn.errors import SnnError
 GARBAGE_DEVICE = 0xFFFF
 # the server's silent refusals (docs/PROTOCOL.md §6): read from /metrics, since they get no reply
 SILENT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-                  "duplicate", "rate_limited", "expired")
+                  "duplicate", "rate_limited", "expired", "shed")
 
 
 # --- frames ------------------------------------------------------------------------------------

@@ -32,10 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline-ms", type=float, default=50.0,
                    help="answer a frame within this many ms of its arrival or refuse it BUSY at once "
                         "(admission by expected queue delay; default %(default)s)")
-    p.add_argument("--udp-queue", type=int, default=1024, metavar="N",
-                   help="datagrams the kernel may hold for the UDP socket (receive buffer; default "
-                        "%(default)s): beyond it the kernel drops them (counted), so overload never "
-                        "builds a queue that outlives the deadline")
+    p.add_argument("--busy-rate", type=float, default=1000.0, metavar="N",
+                   help="under overload, answer at most N refusals/s with BUSY (each costs a full "
+                        "authentication); the rest are dropped unread, counted as 'shed' (0: answer "
+                        "every refusal; default %(default)s)")
+    p.add_argument("--udp-queue", type=int, default=None, metavar="N",
+                   help="datagrams the kernel may hold for the UDP socket (its receive buffer); beyond "
+                        "it the kernel drops them (counted), so overload never builds a queue that "
+                        "outlives the deadline (default: what the model serves in half of "
+                        "--deadline-ms, from its measured batch cost; the ready JSON says it)")
     p.add_argument("--reassembly-timeout", type=float, default=0.5, metavar="S",
                    help="decode a fragmented inference with erasures after S seconds (default %(default)s)")
     p.add_argument("--max-devices", type=int, default=1024,
@@ -151,8 +156,10 @@ def run(args: argparse.Namespace) -> int:
                         source_fail_burst=2 * args.source_fail_rate,
                         state_path=f"{args.keys}.edge-state" if args.keys else None,
                         model_workers=args.replicas if args.ray else 1,
-                        deadline_ms=args.deadline_ms)
-    if args.udp_queue < 16:
+                        deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
+    if args.busy_rate < 0:
+        raise SnnError(f"--busy-rate must be >= 0, got {args.busy_rate:g}")
+    if args.udp_queue is not None and args.udp_queue < 16:
         raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            udp_queue=args.udp_queue, log_level=args.log_level, http_limits=limits,

@@ -95,6 +95,7 @@ class EdgeConfig:
     extra: dict = field(default_factory=dict)
     model_workers: int = 1      # batches in flight at once (Ray Serve: one per replica)
     deadline_ms: float = 50.0   # from a frame's arrival to its answer; later ones are refused BUSY
+    busy_rate: float = 1000.0   # BUSY replies/s under overload; past it refusals are silent (0: no limit)
 
 
 class Rejected(Exception):
@@ -140,6 +141,7 @@ class EdgeCore:
                 log.info("restored %d replay windows from %s", restored, cfg.state_path)
         self.source_limits = TokenBuckets(cfg.source_fail_rate, cfg.source_fail_burst)
         self.device_limits = TokenBuckets(cfg.device_rate, cfg.device_burst, max_keys=65536)
+        self.busy_replies = TokenBuckets(cfg.busy_rate, max(1.0, cfg.busy_rate / 10), max_keys=1)
         self.metrics = EdgeMetrics()
         self.devices = DeviceTable(self.metrics, cfg.max_devices)
         self.ber = BerEstimator(decay=cfg.ber_decay, max_devices=cfg.max_devices)
@@ -217,10 +219,12 @@ class EdgeCore:
     # --- datagram / stream frames ----------------------------------------------------------
 
     def handle_frame(self, data: bytes, transport: str, reply: Callable[[bytes], None],
-                     source: object = None, t_recv: float | None = None) -> None:
+                     source: object = None, t_recv: float | None = None, admitted: bool = False) -> None:
         """One frame from a datagram or stream link (`source`: the sender's address, for rate
         limits); answers through `reply` only when the frame authenticated (never raises).
-        `t_recv`: when it arrived (perf_counter; the kernel's stamp for UDP), default now."""
+        `t_recv`: when it arrived (perf_counter; the kernel's stamp for UDP), default now.
+        `admitted`: the listener already ran admission for it, before authenticating (a second
+        check a few microseconds later would refuse frames at the margin, at full cost)."""
         if source is not None and self.source_limits.empty(source):
             # a source over its failure budget: the cheapest possible refusal, before anything else
             self.metrics.reject("rate_limited")
@@ -233,7 +237,7 @@ class EdgeCore:
         try:
             frame = self._open(data, source, reply)
             if frame.frag_count == 1:
-                if self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
+                if not admitted and self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
                     # shed before the frame costs anything more (BER, queue slot, model time)
                     self._busy(frame.peer, frame.device_id, frame.counter, frame.copies, transport, reply)
                     return

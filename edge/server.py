@@ -45,7 +45,7 @@ class ServeOptions:
     udp: tuple[str, int] | None = ("127.0.0.1", 9000)
     serial: list[str] | None = None
     threads: int = 1
-    udp_queue: int | None = None      # datagrams the kernel holds for the UDP socket (None: 4 MiB)
+    udp_queue: int | None = None      # datagrams the kernel holds for the UDP socket (None: auto_udp_queue)
     graceful_s: float = 1.0
     log_level: str = "warning"
     http_limits: HttpLimits = field(default_factory=lambda: HttpLimits(default_max_connections()))
@@ -122,7 +122,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
 
     from edge import lograte
     from edge.app import create_app
-    from edge.listeners import SerialListener, UdpListener, bind_udp, open_serial
+    from edge.listeners import SerialListener, UdpListener, auto_udp_queue, bind_udp, open_serial, set_udp_queue
 
     http_sock = bind_http(*options.http, reuse_port=options.reuse_port)
     udp_sock = None
@@ -156,12 +156,17 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     small, full = max((core.batcher.run_in_model_thread(c.batch_seconds, 1),
                        core.batcher.run_in_model_thread(c.batch_seconds, config.max_batch)) for c in codecs)
     core.batcher.calibrate(small, full)
+    udp_queue = options.udp_queue
+    if udp_sock is not None and udp_queue is None:
+        udp_queue = auto_udp_queue(core.batcher)
+        set_udp_queue(udp_sock, udp_queue)
     listeners: list = []
     guard = ConnectionGuard(options.http_limits, options.log_interval_s)
     core.metrics.registry.register(guard)
     log_flush: list = []
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,
+                 "udp_queue": udp_queue if udp_sock else None,
                  "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
                  "engine": ",".join(sorted({c.engine.name for c in codecs}))}
 

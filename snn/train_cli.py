@@ -56,9 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "trained through it), so the int8 encoder picks the symbols torch picks")
     c.add_argument("--crop", type=float, default=1.0, help="spatial crop ratio: send a centred sub-window")
     c.add_argument("--stage1-steps", type=int, default=400,
-                   help="stage-1 optimisation steps; the epochs are derived from the data size (default 400)")
+                   help="stage-1 optimisation steps; the epochs are derived from the data size, at least 2 "
+                        "(default %(default)s)")
     c.add_argument("--stage2-steps", type=int, default=1400,
-                   help="stage-2 optimisation steps; the epochs are derived from the data size (default 1400)")
+                   help="stage-2 optimisation steps; the epochs are derived from the data size, at least "
+                        "14 (default %(default)s)")
     c.add_argument("--stage1-epochs", type=int, default=None, help="override --stage1-steps with an epoch count")
     c.add_argument("--stage2-epochs", type=int, default=None, help="override --stage2-steps with an epoch count")
     c.add_argument("--finetune-head", action="store_true",

@@ -26,6 +26,7 @@ per-frame BER estimate: no pilots.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Callable, Protocol, Sequence
@@ -288,17 +289,22 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
 _SIZES = [(False, False), (True, False), (False, True), (True, True)]   # (fragmented, long)
 
 
-def _candidates(n: int, sizes: frozenset[int] | None):
-    """(copies, fragmented, long counter) readings a datagram of n bytes can have, likeliest first."""
+@lru_cache(maxsize=1024)
+def _candidates(n: int, sizes: frozenset[int] | None) -> tuple[tuple[int, bool, bool, int], ...]:
+    """(copies, fragmented, long counter, block bytes) readings a datagram of n bytes can have,
+    likeliest first (a few lengths recur: cached)."""
     top = max(sizes) + TRUTH_BYTES if sizes else 1 << 16
+    out = []
     for copies in HEADER_COPIES:
         for fragmented, long_counter in _SIZES:
-            rest = n - copies * block_bytes(fragmented, long_counter)
+            size = block_bytes(fragmented, long_counter)
+            rest = n - copies * size
             if fragmented:
                 if 1 <= rest <= top:
-                    yield copies, fragmented, long_counter
+                    out.append((copies, fragmented, long_counter, size))
             elif rest >= 1 and (sizes is None or rest in sizes or rest - TRUTH_BYTES in sizes):
-                yield copies, fragmented, long_counter
+                out.append((copies, fragmented, long_counter, size))
+    return tuple(out)
 
 
 _STAGES = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length")
@@ -318,13 +324,25 @@ def parse_data(data: bytes, peers: Callable[[int], Sequence[Peer]], full_counter
     """
     if type(data) is not bytes:
         data = bytes(data)
+    if sizes is not None and type(sizes) is not frozenset:
+        sizes = frozenset(sizes)
     n = len(data)
-    if sizes is not None and n - BLOCK_BYTES in sizes:   # the common reading first, without the generator
-        stage, text, frame = _try_data(data, 1, False, False, peers, full_counter)
+    tried = None
+    worst, detail = 0, f"no v{VERSION} frame is {n} bytes long"
+    if sizes is not None and n - BLOCK_BYTES in sizes:   # the common reading first
+        worst, detail, frame = _try_data(data, 1, False, False, peers, full_counter)
         if frame is not None:
             return frame
-    worst, detail = 0, f"no v{VERSION} frame is {n} bytes long"
-    for copies, fragmented, long_counter in _candidates(n, sizes):
+        tried = (1, False, False, BLOCK_BYTES)
+    readings = _candidates(n, sizes)
+    if tried is not None:
+        readings = tuple(r for r in readings if r != tried)
+    if len(readings) > 1:
+        # a reading whose first header block is a codeword is almost surely the right one (a wrong
+        # reading's block is one with probability 2^-28): those first, before any BCH decoding
+        remainders = bch.prefix_remainders(data, {r[3] for r in readings})
+        readings = sorted(readings, key=lambda r: remainders[r[3]] != 0)   # stable: likeliest first
+    for copies, fragmented, long_counter, _size in readings:
         stage, text, frame = _try_data(data, copies, fragmented, long_counter, peers, full_counter)
         if frame is not None:
             return frame

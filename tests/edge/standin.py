@@ -90,13 +90,14 @@ def main() -> int:
                    help="lower this process's descriptor limit to N once loaded (EMFILE tests)")
     p.add_argument("--deadline-ms", type=float, default=50.0)
     p.add_argument("--udp-queue", type=int, default=None)
+    p.add_argument("--busy-rate", type=float, default=1000.0)
     args = p.parse_args()
     from codec.wire.keys import load_keys
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
                         reassembly_timeout_s=args.reassembly_timeout,
                         keys=load_keys(args.keys) if args.keys else None, insecure=args.insecure,
                         source_fail_rate=args.source_fail_rate, source_fail_burst=2 * args.source_fail_rate,
-                        deadline_ms=args.deadline_ms)
+                        deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
     from edge.http_guard import HttpLimits, default_max_connections
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial, udp_queue=args.udp_queue,

@@ -203,3 +203,17 @@ def test_cost_model_learns_a_slower_model():
     for _ in range(60):
         b._learn(8, 3 * before)
     assert 2.5 * before < b.expected_s(8) < 3.5 * before
+
+
+def test_auto_udp_queue_holds_half_a_deadline_of_work():
+    """The kernel queue a UDP front gets by default: the frames the model serves in half a
+    deadline at its calibrated batch cost, bounded to 64..4096."""
+    from edge.listeners import auto_udp_queue
+
+    b = MicroBatcher(max_batch=64, deadline_s=0.05)
+    b.calibrate(small_s=0.0005, full_s=0.0032)          # 64 frames in 3.2 ms: 20,000 frames/s
+    assert auto_udp_queue(b) == 500                      # 20,000/s x 25 ms
+    b.calibrate(small_s=0.02, full_s=0.08)               # a slow model: 800 frames/s -> 20, floored
+    assert auto_udp_queue(b) == 64
+    b.calibrate(small_s=1e-6, full_s=2e-6)               # absurdly fast: capped
+    assert auto_udp_queue(b) == 4096

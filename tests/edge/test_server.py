@@ -20,7 +20,7 @@ from codec.wire.frame import ErrorCode, ErrorReply, Reply
 
 OCTET = {"content-type": "application/octet-stream"}
 SILENT = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-          "duplicate", "rate_limited", "expired")   # expired: past its deadline in the kernel queue
+          "duplicate", "rate_limited", "expired", "shed")   # expired: past its deadline in the kernel queue
 
 
 def metric(text: str, name: str, **labels) -> float:
@@ -405,7 +405,8 @@ def test_v1_frame_gets_the_upgrade_error_only_from_a_keyed_devices_own_source(ud
 def test_overload_sheds_by_deadline_answered_frames_stay_fast(tmp_path):
     """A burst far beyond what a slow model answers in 80 ms: the excess is refused BUSY at once,
     what is answered is answered within about the deadline, and the server's counters agree."""
-    server = start_standin(tmp_path, "--max-batch", "4", "--delay", "0.02", "--deadline-ms", "80")
+    server = start_standin(tmp_path, "--max-batch", "4", "--delay", "0.02", "--deadline-ms", "80",
+                           "--busy-rate", "0", "--udp-queue", "1024")   # every refusal answered
     client = UdpClient(server.udp)
     try:
         n = 200
@@ -426,6 +427,47 @@ def test_overload_sheds_by_deadline_answered_frames_stay_fast(tmp_path):
         assert last < t_sent + 0.08 + 0.1, (last, t_sent)   # the deadline, plus a busy machine's slack
         m = httpx.get(server.http + "/metrics").text
         assert metric(m, "snn_edge_rejects_total", reason="busy") == busy
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_refusals_past_the_busy_budget_are_shed_unread_and_counted(tmp_path):
+    """A burst of 400 against a slow model with a BUSY budget of 20/s: a few refusals are
+    answered BUSY, the rest are dropped before authentication (no reply), and the server's
+    counters still account for every datagram."""
+    server = start_standin(tmp_path, "--max-batch", "4", "--delay", "0.02", "--deadline-ms", "80",
+                           "--busy-rate", "20", "--udp-queue", "1024")
+    client = UdpClient(server.udp)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    try:
+        n = 400
+        t0 = time.perf_counter()
+        for i in range(n):
+            client.send(frame(i % 8, device=1 + i % 16))
+        got = {"reply": 0, "error": 0}
+        try:
+            while True:
+                r = client.recv(timeout=1.0)
+                if isinstance(r, Reply):
+                    got["reply"] += 1
+                else:
+                    assert r.code == ErrorCode.BUSY
+                    got["error"] += 1
+        except socket.timeout:
+            pass
+        elapsed = time.perf_counter() - t0
+        m = httpx.get(server.http + "/metrics").text
+        answered = metric(m, "snn_edge_inferences_total", codec="standin-5e5e0001")
+        by_reason = {s.labels["reason"]: s.value for f in text_string_to_metric_families(m)
+                     for s in f.samples if s.name == "snn_edge_rejects_total" and s.value}
+        drops = metric(m, "snn_edge_udp_kernel_drops")
+        # dropped unread: "shed" when read in time, "expired" when it waited in the kernel past
+        # its deadline (the reader pauses while the model has half a deadline of work)
+        assert by_reason.get("shed", 0) + by_reason.get("expired", 0) > n // 2, by_reason
+        assert 1 <= by_reason.get("busy", 0) <= 2 + 20 * elapsed, (by_reason, elapsed)   # burst 2, then 20/s
+        assert got == {"reply": answered, "error": by_reason.get("busy", 0)}
+        assert answered + sum(by_reason.values()) + drops == n, (answered, by_reason, drops)
     finally:
         client.close()
         server.stop()

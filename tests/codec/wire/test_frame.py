@@ -202,6 +202,30 @@ def test_bch_corrects_up_to_t_and_mostly_detects_beyond(n):
     assert detected > 0.9 * 400 and detected + wrong == 400
 
 
+def test_bch_prefix_remainders_match_each_prefix():
+    rng = random.Random(3)
+    data = bytes(rng.getrandbits(8) for _ in range(40))
+    assert bch.prefix_remainders(data, [12, 13, 14, 15]) == {k: bch.remainder(data[:k]) for k in (12, 13, 14, 15)}
+
+
+def test_long_counter_and_repeated_headers_parse_clean_and_damaged():
+    """Readings other than the common one (long counter, three header copies): clean frames are
+    found by their codeword block before any BCH decoding; damaged ones still decode."""
+    rng = random.Random(5)
+    peer = Peer(payload_bytes=37)
+    payload = bytes(rng.getrandbits(8) for _ in range(37))
+    for copies in (1, 3):
+        frame = encode_inference(payload, key=KEY, device_id=9, fingerprint=FP, counter=70000 + copies,
+                                 copies=copies, long_counter=True)[0]
+        got = parse_data(frame, lambda dev: [peer], lambda dev, low: low, frozenset({37}))
+        assert (got.device_id, got.counter, got.data, got.header_errors) == (9, 70000 + copies, payload, 0)
+        bad = bytearray(frame)
+        for pos in rng.sample(range(14 * 8), 3):   # three flips in the first header block
+            bad[pos // 8] ^= 0x80 >> pos % 8
+        got = parse_data(bytes(bad), lambda dev: [peer], lambda dev, low: low, frozenset({37}))
+        assert (got.counter, got.data, got.header_errors) == (70000 + copies, payload, 3)
+
+
 def test_bch_generator_is_the_lcm_of_four_minimal_polynomials():
     assert bch.GENERATOR.bit_length() - 1 == 28
     for j in (1, 3, 5, 7):  # alpha^j is a root: g(alpha^j) = 0
