@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Issue 14: the method's three ideas, ablated with the shipped recipe (TRAINING.md, "Ablations of
-# the shipped recipe"). Four codecs on the shipped bundle's backbone, the shipped flags and the
+# the shipped recipe"), and the soft demapper. Codecs on the shipped bundle's backbone, the shipped flags and the
 # default schedule (2 + 14 epochs on Fashion-MNIST), seed 0, one run each; then every codec
 # evaluated to BER 0.3 on i.i.d. and Gilbert-Elliott flips, 3 channel seeds, full test set.
 #   OUT=DIR (default /tmp/snn-ablations)  SNN=the snn command (default .venv/bin/snn)
 #   NICE=19: runs at low priority, so it can share a machine with benchmarks
+#   VARIANTS="full soft": only these (default: full no_xai no_ber binary soft)
 set -euo pipefail
 OUT=${OUT:-/tmp/snn-ablations}
 SNN=${SNN:-.venv/bin/snn}
@@ -16,8 +17,9 @@ declare -A VARIANT=(
   [no_xai]=""
   [no_ber]="--xai --no-ber-conditioning"
   [binary]="--xai --binary"
+  [soft]="--xai --soft-demapper"
 )
-for name in full no_xai no_ber binary; do
+for name in ${VARIANTS:-full no_xai no_ber binary soft}; do
   if [[ ! -f "$OUT/$name.snn" ]]; then
     start=$(date +%s)
     # shellcheck disable=SC2086

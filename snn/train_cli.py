@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--xai-every", type=int, default=8, help="compute IG on every k-th batch")
     c.add_argument("--no-ber-conditioning", action="store_true", help="ablation: decoder ignores BER")
     c.add_argument("--binary", action="store_true", help="ablation: natural binary codes instead of Gray")
+    c.add_argument("--soft-demapper", action="store_true",
+                   help="the edge reads each received symbol as its MMSE centre given the frame's BER "
+                        "(posterior over the centres its bits may have been sent as) instead of its centre")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--count", type=int, default=None, help="use only the first N train/test images")

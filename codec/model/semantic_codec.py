@@ -10,8 +10,9 @@ the split stage itself unless the codec was trained to stand in for the stages i
   (C, H, W) order. Normalisation, head, encoder, power norm and nearest centre are one graph
   with no data-dependent control flow, so it exports to ONNX (ArgMin over |z - c|).
 - EdgeHalf: (indices int64 (N, S), erased bool (N, S), ber float32 (N,)) -> logits. Indices map
-  to centres, erased symbols become 0 with a presence mask, cropped maps are padded back as
-  erased, then decoder and tail.
+  to centres (or, with demapper "soft", to their MMSE centres at the BER: codec/model/demapper.py),
+  erased symbols become 0 with a presence mask, cropped maps are padded back as erased, then
+  decoder and tail.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from codec.model.decoder import Decoder
+from codec.model.demapper import SoftDemapper, demap
 from codec.model.encoder import Encoder, crop_window
 from codec.model.quantizer import SoftQuantizer
 
@@ -29,7 +31,7 @@ class SemanticCodec(nn.Module):
     def __init__(self, split_shape: tuple[int, int, int], levels: int = 8, channels: int = 2, enc_hidden: int = 32,
                  enc_kernel: int = 3, enc_stride: int = 1, dec_hidden: int = 64, crop: float = 1.0,
                  ber_conditioning: bool = True, sigma: float = 10.0, gray: bool = True,
-                 out_shape: tuple[int, int, int] | None = None):
+                 out_shape: tuple[int, int, int] | None = None, demapper: str = "hard"):
         super().__init__()
         c, h, w = split_shape
         self.config = {"split_shape": [c, h, w], "levels": levels, "channels": channels, "enc_hidden": enc_hidden,
@@ -37,6 +39,11 @@ class SemanticCodec(nn.Module):
                        "ber_conditioning": ber_conditioning, "sigma": sigma, "gray": gray}
         if out_shape is not None:  # only when set, so older bundles keep their config (and fingerprint)
             self.config["out_shape"] = [int(v) for v in out_shape]
+        if demapper not in ("hard", "soft"):
+            raise ValueError(f"demapper is 'hard' or 'soft', not {demapper!r}")
+        if demapper != "hard":     # likewise
+            self.config["demapper"] = demapper
+        self.demapper = SoftDemapper(levels, gray) if demapper == "soft" else None
         self.encoder = Encoder(c, channels, enc_hidden, enc_kernel, enc_stride, crop)
         self.quantizer = SoftQuantizer(levels, sigma)
         with torch.no_grad():
@@ -120,6 +127,7 @@ class EdgeHalf(nn.Module):
 
     def forward(self, symbols: torch.Tensor, erased: torch.Tensor, ber: torch.Tensor) -> torch.Tensor:
         present = (~erased).to(torch.float32)
-        values = self.centres[symbols.long()]
-        feats = self.codec.decode(values, present, ber.to(torch.float32))
+        ber = ber.to(torch.float32)
+        values = demap(self.centres, symbols.long(), ber, self.codec.demapper)
+        feats = self.codec.decode(values, present, ber)
         return self.backbone.tail(feats)

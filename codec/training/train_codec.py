@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from codec.datasets import split_options
+from codec.model.demapper import demap
 from codec.model.quantizer import bits_entropy, usage_loss
 from codec.model.semantic_codec import Normalise, SemanticCodec
 from codec.training import distributed
@@ -99,6 +100,9 @@ class ChannelForward:
         erased = sample_erasures(n, z.shape[1], p_er, g).to(dev)
         rx = self.channel.flip(self.codec.quantizer.assign(z.detach()), ber, g)
         values, idx, w = self.codec.quantizer(z, received=rx)
+        if self.codec.demapper is not None:   # the MMSE centres, the soft path's gradient kept
+            c = self.codec.quantizer.centres()
+            values = values - c[rx] + demap(c, rx, ber, self.codec.demapper)
         present = (~erased).to(torch.float32)
         return self.codec.decode(values, present, ber), values, present, ber, w, idx
 
@@ -238,7 +242,7 @@ def train_codec(args, command: str, make_errors) -> Path:
             codec = SemanticCodec(split_shape, levels=args.levels, channels=args.channels, enc_kernel=args.enc_kernel,
                                   enc_stride=args.enc_stride, enc_hidden=args.enc_hidden, dec_hidden=args.dec_hidden,
                                   crop=args.crop, ber_conditioning=not args.no_ber_conditioning, gray=not args.binary,
-                                  out_shape=out_shape)
+                                  out_shape=out_shape, demapper="soft" if getattr(args, "soft_demapper", False) else "hard")
         except ValueError as exc:
             raise SnnError(str(exc)) from None
     if args.int8_aware:

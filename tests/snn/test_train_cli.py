@@ -88,3 +88,33 @@ def test_bad_split_names_are_a_clear_error(tmp_path, capsys):
     assert main(["train", "codec", "--backbone", str(bb), "--split", "layer3", "--decode-to", "layer1",
                  "-o", str(tmp_path / "x.snn")]) == 2
     assert "comes before the split" in capsys.readouterr().err
+
+
+@needs_fmnist
+def test_soft_demapper_codec_trains_exports_and_its_onnx_edge_agrees(tmp_path):
+    """--soft-demapper: recorded in the codec config, the edge half (torch and its edge.onnx)
+    reads received symbols as BER-dependent MMSE centres, and both engines agree."""
+    import numpy as np
+
+    from codec.bundle_file import load_edge_model
+    bb = tmp_path / "bb.pt"
+    assert main(["train", "backbone", "--arch", "resnet8", "--width", "0.5", "--epochs", "1", "--count", "200",
+                 "-o", str(bb)]) == 0
+    out = tmp_path / "soft.snn"
+    assert main(["train", "codec", "--backbone", str(bb), "--count", "200", "--stage1-epochs", "1",
+                 "--stage2-epochs", "1", "--soft-demapper", "--dec-hidden", "16", "--enc-hidden", "8",
+                 "-o", str(out)]) == 0
+    b = load_bundle(out)
+    assert b.manifest["config"]["codec"]["demapper"] == "soft" and b.codec.demapper is not None
+    edge = b.edge_half()
+    rng = np.random.default_rng(0)
+    sym = rng.integers(0, b.levels, (4, b.n_symbols))
+    erased = np.zeros_like(sym, dtype=bool)
+    ber = np.array([0.0, 1e-2, 1e-1, 0.2], dtype=np.float32)
+    with torch.no_grad():
+        ref = edge(torch.from_numpy(sym), torch.from_numpy(erased), torch.from_numpy(ber)).numpy()
+        same = edge(torch.from_numpy(sym), torch.from_numpy(erased), torch.zeros(4)).numpy()
+    assert not np.allclose(ref[1:], same[1:], atol=1e-4)    # the BER changes what symbols are worth
+    onnx_edge = load_edge_model(out)
+    got = onnx_edge.session.run(None, {"symbols": sym.astype(np.int64), "erased": erased, "ber": ber})[0]
+    assert np.allclose(got, ref, atol=1e-4)
