@@ -104,6 +104,8 @@ def train_backbone(data: str, arch: str, out: Path, epochs: int | None = None, b
     score = lambda x, y: accuracy(lambda b: model((b - norm_mean) / norm_std), x, y, dev)  # noqa: E731
     log(f"backbone {arch}: {len(train)} training images ({len(val)} more held out for validation), "
         f"{epochs} epochs = {total} steps on {dev}")
+    if dist.enabled:
+        distributed.cross_rank_batch_norm(model)
     dist.broadcast_state(model)
     t0 = time.time()
     epoch_seconds = []

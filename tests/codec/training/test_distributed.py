@@ -54,6 +54,43 @@ def test_two_ranks_sum_to_the_single_process_gradient(tmp_path):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+def _bn_model_and_data():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.randn(9, 2, 6, 6) * 3 + 1, torch.randint(0, 3, (9,))
+    return model, x, y
+
+
+def _rank_bn_gradients(out: str) -> None:
+    """Each rank: its shard of one global batch of 9 through batch norm over the global batch."""
+    from codec.training.distributed import cross_rank_batch_norm
+
+    dist = current()
+    model, x, y = _bn_model_and_data()
+    cross_rank_batch_norm(model).train()
+    (n_global, idx), = list(dist.shards([torch.arange(9)]))
+    loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+    (loss * dist.share(len(idx), n_global)).backward()
+    dist.sync_gradients(model.parameters())
+    torch.save({"grads": [p.grad for p in model.parameters()], "bn": model[1].state_dict()}, f"{out}.{dist.rank}")
+
+
+def test_two_ranks_with_batch_norm_equal_one_process(tmp_path):
+    """Batch norm's statistics over the global batch (all-reduced, gradients too): two ranks'
+    gradients and running statistics equal one process's on the whole batch."""
+    launch(_rank_bn_gradients, 2, str(tmp_path / "g"))
+    model, x, y = _bn_model_and_data()
+    model.train()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    for r in (0, 1):
+        got = torch.load(tmp_path / f"g.{r}")
+        for g, want in zip(got["grads"], (p.grad for p in model.parameters())):
+            torch.testing.assert_close(g, want, rtol=1e-4, atol=1e-5)
+        for k, v in model[1].state_dict().items():
+            torch.testing.assert_close(got["bn"][k], v, rtol=1e-4, atol=1e-5)
+
+
 def test_shards_and_generators_alone():
     d = Dist(rank=1, world_size=2)
     # every second index from the rank's own; a tail too small for two images per rank is skipped
