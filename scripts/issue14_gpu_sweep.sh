@@ -20,7 +20,7 @@ left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 snn() { local t; t=$(left); [ "$t" -gt 5 ] || return 124; timeout "$t" $PY -m snn "$@"; }
 TB=(); TC=()
 if [ "$TINY" = 1 ]; then TB=(--count 300 --epochs 1); TC=(--count 300 --stage1-epochs 1 --stage2-epochs 1 --xai-every 1); fi
-SHIP=(--split layer2 --decode-to layer3 --enc-stride 2 --enc-hidden 16 --dec-hidden 64 --int8-aware --xai)
+SHIP=(--split layer2 --decode-to layer3 --enc-stride 2 --enc-hidden 16 --dec-hidden 64 --int8-aware --xai --ber-conditioning)
 bb() { local name=$1; shift; snn train backbone --arch resnet14 --seed 0 --threads 2 "$@" "${TB[@]}" -o "$name.pt" > "$name.log" 2>&1; }
 codec() { local name=$1 b=$2; shift 2
     snn train codec --backbone "$b.pt" -o "$name.snn" --threads 2 --seed 0 "$@" "${TC[@]}" > "$name.log" 2>&1; }

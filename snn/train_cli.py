@@ -79,7 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--xai", action="store_true", help="add the IG asymmetry-compensation loss (captum)")
     c.add_argument("--xai-weight", type=float, default=0.1)
     c.add_argument("--xai-every", type=int, default=8, help="compute IG on every k-th batch")
-    c.add_argument("--no-ber-conditioning", action="store_true", help="ablation: decoder ignores BER")
+    c.add_argument("--ber-conditioning", action="store_true",
+                   help="condition the decoder's attention blocks on the frame's BER (the research method; "
+                        "off by default since it measured no gain: codec/zoo/TRAINING.md, ablations)")
+    c.add_argument("--no-ber-conditioning", action="store_true",
+                   help="the decoder ignores BER (the default; kept so that older commands still run)")
     c.add_argument("--binary", action="store_true", help="ablation: natural binary codes instead of Gray")
     c.add_argument("--soft-demapper", action="store_true",
                    help="the edge reads each received symbol as its MMSE centre given the frame's BER "

@@ -78,6 +78,14 @@ SELECT_BERS = (0.0, 1e-2, 1e-1)  # model selection: mean validation accuracy at 
 GAP_WARN = 0.03            # warn when the codec at BER 0 trails its backbone by more than this
 
 
+def _ber_conditioning(args) -> bool:
+    """--ber-conditioning opts in (off by default: the ablations measured no gain from it)."""
+    on, off = getattr(args, "ber_conditioning", False), getattr(args, "no_ber_conditioning", False)
+    if on and off:
+        raise SnnError("--ber-conditioning and --no-ber-conditioning contradict each other: give one")
+    return bool(on)
+
+
 class ChannelForward:
     """One noisy pass: features -> encoder -> quantizer -> bit flips/erasures -> decoder.
 
@@ -241,7 +249,7 @@ def train_codec(args, command: str, make_errors) -> Path:
         try:
             codec = SemanticCodec(split_shape, levels=args.levels, channels=args.channels, enc_kernel=args.enc_kernel,
                                   enc_stride=args.enc_stride, enc_hidden=args.enc_hidden, dec_hidden=args.dec_hidden,
-                                  crop=args.crop, ber_conditioning=not args.no_ber_conditioning, gray=not args.binary,
+                                  crop=args.crop, ber_conditioning=_ber_conditioning(args), gray=not args.binary,
                                   out_shape=out_shape, demapper="soft" if getattr(args, "soft_demapper", False) else "hard")
         except ValueError as exc:
             raise SnnError(str(exc)) from None

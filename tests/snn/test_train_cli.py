@@ -106,6 +106,7 @@ def test_soft_demapper_codec_trains_exports_and_its_onnx_edge_agrees(tmp_path):
                  "-o", str(out)]) == 0
     b = load_bundle(out)
     assert b.manifest["config"]["codec"]["demapper"] == "soft" and b.codec.demapper is not None
+    assert b.manifest["config"]["codec"]["ber_conditioning"] is False   # opt-in (--ber-conditioning)
     edge = b.edge_half()
     rng = np.random.default_rng(0)
     sym = rng.integers(0, b.levels, (4, b.n_symbols))
@@ -118,3 +119,16 @@ def test_soft_demapper_codec_trains_exports_and_its_onnx_edge_agrees(tmp_path):
     onnx_edge = load_edge_model(out)
     got = onnx_edge.session.run(None, {"symbols": sym.astype(np.int64), "erased": erased, "ber": ber})[0]
     assert np.allclose(got, ref, atol=1e-4)
+
+
+@needs_fmnist
+def test_ber_conditioning_is_opt_in_and_contradicting_flags_are_refused(tmp_path, capsys):
+    bb = tmp_path / "bb.pt"
+    assert main(["train", "backbone", "--arch", "resnet8", "--width", "0.5", "--epochs", "1", "--count", "200",
+                 "-o", str(bb)]) == 0
+    common = ["train", "codec", "--backbone", str(bb), "--count", "200", "--stage1-epochs", "0",
+              "--stage2-epochs", "1", "--dec-hidden", "8", "--enc-hidden", "8"]
+    assert main(common + ["--ber-conditioning", "-o", str(tmp_path / "on.snn")]) == 0
+    assert load_bundle(tmp_path / "on.snn").manifest["config"]["codec"]["ber_conditioning"] is True
+    assert main(common + ["--ber-conditioning", "--no-ber-conditioning", "-o", str(tmp_path / "x.snn")]) == 2
+    assert "contradict" in capsys.readouterr().err
