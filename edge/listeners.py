@@ -181,7 +181,7 @@ class UdpListener:
         (a bounded `--udp-queue`) and drops what overflows, counted: the cheapest refusal
         there is, and it leaves the CPU to the model. (Pausing only when a fresh frame would be
         refused let the model's queue grow to the whole deadline, so every frame read after
-        waiting in the kernel was refused: 1.7 reads per frame answered at 4x load.) Frames
+        waiting in the kernel was refused: 3 reads per frame answered at 4x load.) Frames
         read after the pause carry their arrival time, so one that waited too long is still
         refused by admission."""
         if not batcher.accepting:
