@@ -245,4 +245,8 @@ def _run_rank(fn: Callable, args: tuple, device: str | None) -> None:
     try:
         fn(*args)
     finally:
+        # autograd graphs of CrossRankBatchNorm's all-reduce hold the group: collected before it
+        # goes (left to interpreter exit, gloo aborted the process now and then)
+        import gc
+        gc.collect()
         tdist.destroy_process_group()
