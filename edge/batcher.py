@@ -135,7 +135,11 @@ class MicroBatcher:
 
     def admit(self, t_recv: float, now: float) -> bool:
         """Can a frame received at `t_recv` still be answered within the deadline if queued now?
-        (The queue ahead of it in full batches, its own batch, and a batch in the model.)"""
+        (The queue ahead of it in full batches, its own batch, and a batch in the model.) One
+        already past its deadline never is, even by an idle edge: a reader that paused for the
+        model would otherwise feed it one stale frame per batch, answered late."""
+        if now - t_recv > self.deadline_s:
+            return False
         ahead = len(self._queue)
         running = self._taken != self.batches
         if not ahead and not running:

@@ -217,3 +217,13 @@ def test_auto_udp_queue_holds_half_a_deadline_of_work():
     assert auto_udp_queue(b) == 64
     b.calibrate(small_s=1e-6, full_s=2e-6)               # absurdly fast: capped
     assert auto_udp_queue(b) == 4096
+
+
+def test_admission_refuses_a_frame_already_past_its_deadline_even_when_idle():
+    """An idle edge admits any fresh frame, however slow its model, but never one that already
+    waited past its deadline (a paused reader would feed it one stale frame per batch)."""
+    b = MicroBatcher(max_batch=4, deadline_s=0.05)
+    b.calibrate(small_s=0.5, full_s=0.5)                 # a model far slower than the deadline
+    now = 100.0
+    assert b.admit(now - 0.01, now)                      # idle: answered, late or not
+    assert not b.admit(now - 0.06, now)                  # waited 60 ms of its 50 already
