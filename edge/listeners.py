@@ -57,11 +57,13 @@ def bind_udp(host: str, port: int, rcvbuf: int = 4 << 20, queue: int | None = No
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
-                        rcvbuf if queue is None else queue * RCVBUF_PER_DATAGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rcvbuf)
+        if queue is None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     except OSError:
         pass
+    if queue is not None:
+        set_udp_queue(sock, queue)
     bind_or_explain(sock, "udp", host, port, "--udp")
     sock.setblocking(False)
     return sock

@@ -20,6 +20,7 @@ repeat each other's noise and a resumed epoch draws what it drew the first time.
 """
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -247,6 +248,5 @@ def _run_rank(fn: Callable, args: tuple, device: str | None) -> None:
     finally:
         # autograd graphs of CrossRankBatchNorm's all-reduce hold the group: collected before it
         # goes (left to interpreter exit, gloo aborted the process now and then)
-        import gc
         gc.collect()
         tdist.destroy_process_group()

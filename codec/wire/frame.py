@@ -334,9 +334,7 @@ def parse_data(data: bytes, peers: Callable[[int], Sequence[Peer]], full_counter
         if frame is not None:
             return frame
         tried = (1, False, False, BLOCK_BYTES)
-    readings = _candidates(n, sizes)
-    if tried is not None:
-        readings = tuple(r for r in readings if r != tried)
+    readings = [r for r in _candidates(n, sizes) if r != tried]
     if len(readings) > 1:
         # a reading whose first header block is a codeword is almost surely the right one (a wrong
         # reading's block is one with probability 2^-28): those first, before any BCH decoding
