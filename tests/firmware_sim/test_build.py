@@ -9,7 +9,10 @@ import pytest
 
 from toolchain import need
 
+from export.shipped import onnx_fingerprint
+
 SHIPPED = "codec/zoo/fmnist_default.int8.onnx"
+SHIPPED_FP = onnx_fingerprint(SHIPPED)     # the codec the committed encoder belongs to
 
 
 def _snn(*args, env=None):
@@ -78,7 +81,7 @@ def test_key_file_entry_goes_into_a_private_config(tmp_path):
     from firmware_sim.build import build_firmware
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"format": "snn-keys", "version": 1, "devices": [
-        {"id": 7, "key": "000102030405060708090a0b0c0d0e0f", "fingerprint": "e727eef6"},
+        {"id": 7, "key": "000102030405060708090a0b0c0d0e0f", "fingerprint": SHIPPED_FP},
         {"id": 8, "key": "ff" * 16, "fingerprint": "12345678"}]}))
     res = build_firmware(SHIPPED, "stm32f411", tmp_path / "fw", key_file=keys, device_id=7, protocol=2)
     cfg = (tmp_path / "fw" / "snn_config.h").read_text()
@@ -90,4 +93,4 @@ def test_key_file_entry_goes_into_a_private_config(tmp_path):
     from snn.errors import SnnError
     for dev, msg in ((8, "provisioned for codec 12345678"), (9, "no key for device 9")):
         with pytest.raises(SnnError, match=msg):     # the CLI prints it as one line, exit 2
-            device_key(keys, dev, "e727eef6")
+            device_key(keys, dev, SHIPPED_FP)

@@ -13,8 +13,10 @@ import pytest
 from toolchain import need
 
 from codec.datasets import FMNIST_DIR
+from export.shipped import onnx_fingerprint
 
 SHIPPED = "codec/zoo/fmnist_default.int8.onnx"
+SHIPPED_FP = onnx_fingerprint(SHIPPED)     # the codec the committed encoder belongs to
 pytestmark = pytest.mark.skipif(not (FMNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
                                 reason="real Fashion-MNIST not installed (apt-get install -y dataset-fashion-mnist)")
 
@@ -57,7 +59,7 @@ class FakeEdge(threading.Thread):
                 reply = F.encode_reply(f.fingerprint, f.device_id, f.seq, f.truth, 0.9, 0.0)
             else:
                 class Peer:
-                    key, fingerprint, payload_bytes = bytes(16), bytes.fromhex("e727eef6"), 37
+                    key, fingerprint, payload_bytes = bytes(16), bytes.fromhex(SHIPPED_FP), 37
                 f = F.parse_data(data, lambda dev: [Peer()], lambda dev, low: low)
                 key, truth = f.counter, f.truth
                 reply = F.encode_reply(key=bytes(16), device_id=f.device_id, fingerprint=Peer.fingerprint,
