@@ -161,7 +161,9 @@ def test_serial_bridge_between_two_pty_cables_with_loss():
             proxy.close()
         assert not thread.is_alive()
         stats = proxy.summary()["uplink"]
-        assert stats["frames"] == 500 and stats["dropped"] + len(got) == 500
+        # the whole summary on failure: a rare "482 == 500" under heavy memory and CPU load (2026-12-01,
+        # not reproduced since) says whether the proxy saw broken framing or no bytes at all
+        assert stats["frames"] == 500 and stats["dropped"] + len(got) == 500, (len(got), proxy.summary())
         assert abs(stats["dropped"] - 100) <= Z999 * math.sqrt(500 * 0.2 * 0.8)
         assert set(got) <= set(sent) and got == sorted(got, key=sent.index)  # order kept, clean
 
