@@ -3,7 +3,7 @@
 Keys file (JSON, mode 0600, docs/PROTOCOL.md §4.4)::
 
     {"format": "snn-keys", "version": 1,
-     "devices": [{"id": 7, "key": "<32 hex digits>", "fingerprint": "e727eef6"}, ...]}
+     "devices": [{"id": 7, "key": "<32 hex digits>", "fingerprint": "2bf16127"}, ...]}
 
 `id` is the 16-bit device id, `key` its AES-128 key, `fingerprint` the codec it is provisioned
 for (optional: absent means "whichever codec the edge serves that authenticates it"). The edge
