@@ -26,9 +26,9 @@ per-frame BER estimate: no pilots.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import Callable, Protocol, Sequence
 
 from codec.wire import bch

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from codec.model.demapper import SoftDemapper, demap
-from codec.wire.packing import symbol_codes
+from codec.wire.packing import gray_decode_table, symbol_codes
 
 
 @pytest.mark.parametrize("levels,gray", [(8, True), (8, False), (5, True), (4, True)])
@@ -14,11 +14,7 @@ def test_table_is_the_posterior_mean_by_enumeration(levels, gray):
     centres = torch.linspace(-1.3, 1.7, levels)
     bits = max(1, (levels - 1).bit_length())
     codes = symbol_codes(levels, gray)
-    read = {}                                        # code -> index, as the receiver unpacks
-    for k, c in enumerate(codes):
-        read[int(c)] = k
-    from codec.wire.packing import gray_decode_table
-    table = gray_decode_table(bits) if gray else list(range(1 << bits))
+    table = gray_decode_table(bits) if gray else list(range(1 << bits))   # code -> index, as unpacked
     for p in (1e-3, 0.05, 0.2):
         got = SoftDemapper(levels, gray)(centres, torch.tensor([p]))[0]
         num, den = torch.zeros(levels, dtype=torch.float64), torch.zeros(levels, dtype=torch.float64)
