@@ -7,8 +7,10 @@ byte on the uplink is counted, retransmissions and headers included (see `bench.
 Methods (rows):
 
 - ``semanticnn`` (the shipped bundle) and ablation bundles found in ``codec/zoo`` (names
-  ``*layer3*``, ``fmnist_*no_ber*``, ``*no_xai*``, ``*binary*``) or given with --ablation NAME=PATH; ``deepcod``,
-  the DeepCOD-style codec of `bench.deepcod` (same encoder budget, no channel in training). They
+  ``*layer3*``, ``fmnist_*no_ber*``, ``*no_xai*``, ``*binary*``, ``*mobilenetv2*``) or given with --ablation
+  NAME=PATH; ``deepcod``, the DeepCOD-style codec of `bench.deepcod` (same encoder budget, no channel in
+  training); ``adjscc``, the ADJSCC-style codec of `bench.adjscc` (AF modules fed the BER at the device, which
+  is told the channel's BER, and at the edge; trained on the same bit flips). They
   send v2 frames (docs/PROTOCOL.md): header copies as `--header-copies auto` settles on at the
   BER, each a 12-byte BCH-protected block (device id, counter, 32-bit MIC), then the encrypted
   packed symbols; a transmission whose header is lost is resent (a new counter, the long
@@ -64,7 +66,9 @@ BENCH_ZOO = Path(__file__).resolve().parent / "zoo"
 ABLATION_PATTERNS = {"semanticnn-layer3": ("layer3",),
                      "semanticnn-no-ber": ("no_ber", "nober", "no-ber"),
                      "semanticnn-no-xai": ("no_xai", "noxai", "no-xai"),
-                     "semanticnn-binary": ("binary",)}
+                     "semanticnn-binary": ("binary",),
+                     "semanticnn-mobilenetv2": ("mobilenetv2",)}
+BASELINES = {"deepcod": "bench.deepcod", "adjscc": "bench.adjscc"}  # row -> module: DEFAULT_PATH, load, train
 
 
 def _progress(iterable, total: int, desc: str):
@@ -159,9 +163,10 @@ def find_ablations(extra: dict[str, str] | None = None) -> list[tuple[str, Path]
 
 
 @torch.inference_mode()
-def device_symbols(bundle, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def device_symbols(bundle, images: np.ndarray, batch_size: int = 500, ber: float | None = None) -> np.ndarray:
+    """Symbols of `images`; `ber`: what a device that is told the link's BER (`device_knows_ber`) uses."""
     from codec.training.common import to_tensor
-    dev = bundle.device_half()
+    dev = bundle.device_half() if ber is None else bundle.device_half(ber=ber)
     out = [dev(to_tensor(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
     return np.concatenate(out).astype(np.uint8)
 
@@ -177,18 +182,21 @@ def edge_predict(edge, symbols: np.ndarray, erased: np.ndarray, ber: float, batc
 
 
 def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, clean_cache: dict,
-                  header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1) -> dict:
+                  header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1, ber: float = 0.0) -> dict:
     """One learned codec at one channel setting: real frames, header losses, body errors.
 
-    `header_copies` is what a device with `--header-copies auto` settles on at this BER.
+    `header_copies` is what a device with `--header-copies auto` settles on at this BER; `ber` is the
+    channel's, told to a device half that takes it (`device_knows_ber`, ADJSCC-style).
     """
     from codec.wire.packing import erased_symbols, pack_symbols, unpack_symbols
 
     b = codec.bundle
     key = codec.name
-    if key not in clean_cache:
-        clean_cache[key] = device_symbols(b, images)
-    symbols = clean_cache[key]
+    told = getattr(b, "device_knows_ber", False)
+    skey = f"{key}@{ber:g}" if told else key
+    if skey not in clean_cache:
+        clean_cache[skey] = device_symbols(b, images, ber=ber if told else None)
+    symbols = clean_cache[skey]
     packed = pack_symbols(symbols, b.levels, gray=b.gray)
     messages = [row.tobytes() for row in packed]
     tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, copies=header_copies)
@@ -221,23 +229,26 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
             "payload_bytes": int(packed.shape[1])}
 
 
-def _deepcod(deepcod, bundle, quick: bool, train_minutes: float, log) -> list[Codec]:
-    """The DeepCOD-style codec matching `bundle`: the cached one, else trained now (full runs only)."""
-    from bench.deepcod import DEFAULT_PATH, load_deepcod, train_deepcod
+def _baseline(name: str, spec, bundle, quick: bool, train_minutes: float, log) -> list[Codec]:
+    """The learned baseline `name` (BASELINES) matching `bundle`: the cached one, else trained now (full
+    runs only)."""
+    import importlib
+
     from snn.errors import BundleError
 
-    path = DEFAULT_PATH if deepcod == "auto" else Path(deepcod)
+    mod = importlib.import_module(BASELINES[name])
+    path = mod.DEFAULT_PATH if spec == "auto" else Path(spec)
     try:
-        return [Codec("deepcod", load_deepcod(path, bundle), str(path))]
+        return [Codec(name, mod.load(path, bundle), str(path))]
     except (BundleError, OSError) as exc:
-        reason = str(exc) if path.is_file() else f"no DeepCOD-style codec at {path}"
-    if quick or deepcod != "auto" or train_minutes <= 0:
-        log(f"deepcod row skipped: {reason}")
+        reason = str(exc) if path.is_file() else f"no {name} codec at {path}"
+    if quick or spec != "auto" or train_minutes <= 0:
+        log(f"{name} row skipped: {reason}")
         return []
     log(f"{reason}; training one now ({train_minutes:g} min budget) into {path}")
-    train_deepcod(bundle, path, minutes=train_minutes,
-                  command=f"run_accuracy (snn bench, cached DeepCOD-style codec missing), {train_minutes:g} min")
-    return [Codec("deepcod", load_deepcod(path, bundle), str(path))]
+    mod.train(bundle, path, minutes=train_minutes,
+              command=f"run_accuracy (snn bench, cached {name} codec missing), {train_minutes:g} min")
+    return [Codec(name, mod.load(path, bundle), str(path))]
 
 
 def _conditioned(bundle) -> bool:
@@ -256,7 +267,8 @@ def _model(channel: str, ber: float, burst: float):
 def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None, side_count: int | None = None,
                  bers=BERS, channels=CHANNELS, link: str = LINK, cap: int = CAP, burst: float = BURST,
                  qualities=None, rs_rates=None, ablations: dict[str, str] | None = None,
-                 deepcod: str | Path | None = "auto", train_minutes: float = 6.0, seed: int = 0,
+                 deepcod: str | Path | None = "auto", adjscc: str | Path | None = "auto",
+                 train_minutes: float = 6.0, seed: int = 0,
                  threads: int | None = None, log=print) -> dict:
     """Run the accuracy benchmark; returns the JSON-ready dict (`rows` is the contract)."""
     from channel.links import get_link
@@ -289,8 +301,9 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
             codecs.append(Codec(name, load_bundle(path), str(path)))
         except Exception as exc:  # noqa: BLE001 - a broken ablation must not sink the benchmark
             log(f"skipping ablation {name} ({path}): {exc}")
-    if deepcod:
-        codecs += _deepcod(deepcod, bundle, quick, train_minutes, log)
+    for name, spec in (("deepcod", deepcod), ("adjscc", adjscc)):
+        if spec:
+            codecs += _baseline(name, spec, bundle, quick, train_minutes, log)
 
     log(f"accuracy benchmark: {n} {data.name} images, link {link} (MTU {mtu} B), channels {list(channels)}, "
         f"BERs {list(bers)}, codecs {[c.name for c in codecs]}")
@@ -368,7 +381,7 @@ def _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache
     n = len(images)
     for c in codecs:
         r = semantic_rows(c, images, labels, model(), rng(c.name), mtu, cap,
-                          clean_cache.setdefault(c.name + f"/{n}", {}), header_copies=header_copies_for(ber))
+                          clean_cache.setdefault(c.name + f"/{n}", {}), header_copies=header_copies_for(ber), ber=ber)
         add(c.name, "learned", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"), n, **r)
         if c.name == "semanticnn" and ber > 0:
             # diagnostic: the same codec if its frame header were never lost (not a real method)

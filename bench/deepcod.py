@@ -161,6 +161,14 @@ def load_deepcod(path: str | Path, bundle) -> DeepCODCodec:
     return DeepCODCodec(codec, bundle, {k: v for k, v in record.items() if k != "state_dict"})
 
 
+# the names `bench.accuracy` looks up in every baseline module
+load = load_deepcod
+
+
+def train(bundle, out: Path, minutes: float, command: str | None = None) -> dict:
+    return train_deepcod(bundle, out, minutes=minutes, command=command)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.deepcod", description=__doc__.splitlines()[0])
     p.add_argument("--bundle", default=None, help="the SemanticNN bundle to match (default: shipped)")

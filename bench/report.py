@@ -26,7 +26,7 @@ def _fmt_ratio(r) -> str:
 
 
 def _order(method: str) -> tuple:
-    fam = (0 if method.startswith("semanticnn") and "oracle" not in method else 1 if method == "deepcod" else
+    fam = (0 if method.startswith("semanticnn") and "oracle" not in method else 1 if method in ("deepcod", "adjscc") else
            5 if "oracle" in method else
            2 if method.startswith("feat8") else 4 if method == "device-only" else 3)
     return (fam, method != "semanticnn", method)
@@ -165,7 +165,7 @@ def plot_accuracy_vs_ber(result: dict, path: Path) -> Path:
         for i, m in enumerate(sorted(keep, key=_order)):
             pts = sorted((r["ber"], r["accuracy"]) for r in at if r["method"] == m)
             xs = [max(b, 1e-5) for b, _ in pts]
-            style = dict(lw=2.5, marker="o") if m.startswith("semanticnn") or m == "deepcod" else dict(lw=1, marker=".")
+            style = dict(lw=2.5, marker="o") if m.startswith("semanticnn") or m in ("deepcod", "adjscc") else dict(lw=1, marker=".")
             style["color"] = colors(i % 20)
             if m == "semanticnn":
                 style.update(color="red", lw=3)
@@ -273,7 +273,12 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
              "stops after layer2 and fits in 64 KB); `semanticnn-no-ber` / `-no-xai` / `-binary` — ablations "
              "of that layer3 bundle (one change each), where they exist in `codec/zoo`; `deepcod` — a "
              "DeepCOD-style codec with the same payload bytes, trained by distillation with no channel, binary "
-             "codes, no BER input (`bench/deepcod.py`); `feat8-*` — the float split features quantized "
+             "codes, no BER input (`bench/deepcod.py`); `adjscc` — an ADJSCC-style codec (Xu et al. 2021: "
+             "attention-feature modules fed the channel quality in the encoder and the decoder) with the same "
+             "payload bytes and frames, trained on the same bit flips, its device told the channel's BER "
+             "(feedback SemanticNN does not need) and its edge the measured one (`bench/adjscc.py`); "
+             "`semanticnn-mobilenetv2` — the MobileNetV2 bundle in `codec/zoo` (its own backbone; its device "
+             "runs about 2 M MACs); `feat8-*` — the float split features quantized "
              "uniformly to 8 bits; `raw`/`png`/`jpeg<q>` — the image itself, sent with `-arq` (CRC-32, resend "
              f"until correct, {cfg['arq_cap']} attempts per fragment, else failed), `-rs<k>` (Reed–Solomon "
              "RS(255,k) FEC, no resend; an uncorrectable fragment fails the inference) or `-plain` (no CRC, no "

@@ -46,9 +46,11 @@ def add_end_to_end_arguments(sub) -> None:
                            help="an extra ablation bundle (default: found in codec/zoo by name)")
             p.add_argument("--deepcod", default="auto",
                            help="DeepCOD-style codec checkpoint (default bench/zoo/deepcod_fmnist.pt; 'none')")
+            p.add_argument("--adjscc", default="auto",
+                           help="ADJSCC-style codec checkpoint (default bench/zoo/adjscc_fmnist.pt; 'none')")
             p.add_argument("--train-deepcod-minutes", type=float, default=6.0,
-                           help="when the cached DeepCOD-style codec does not match the bundle, train one for "
-                                "this long first (full runs only; 0: skip the row instead)")
+                           help="when a cached baseline codec (DeepCOD- or ADJSCC-style) does not match the bundle, "
+                                "train one for this long first (full runs only; 0: skip the row instead)")
         if name == "all":
             p.add_argument("--edge-duration", type=float, default=None,
                            help="seconds per edge load phase (default 10, --quick 3)")
@@ -85,8 +87,10 @@ def _accuracy(args) -> dict:
         k, v = item.split("=", 1)
         ablations[k] = v
     deepcod = None if str(args.deepcod).lower() == "none" else args.deepcod
+    adjscc = None if str(args.adjscc).lower() == "none" else args.adjscc
     return run_accuracy(args.bundle, quick=args.quick, count=args.count, side_count=args.side_count, link=args.link,
-                        cap=args.cap, seed=args.seed, ablations=ablations, deepcod=deepcod, threads=args.threads,
+                        cap=args.cap, seed=args.seed, ablations=ablations, deepcod=deepcod, adjscc=adjscc,
+                        threads=args.threads,
                         train_minutes=args.train_deepcod_minutes,
                         log=_log)
 

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _PARSERS["backbone"] = b
     b.add_argument("--data", default="fmnist",
                    help="fmnist, or a spec such as cifar10:PATH or folder:PATH (default fmnist)")
-    b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
+    b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small|_mcu]")
     b.add_argument("-o", "--out", required=True, type=Path)
     b.add_argument("--epochs", type=int, default=None,
                    help="epochs (default: at least 12 and at least 3,000 optimisation steps, so a small data set "

@@ -17,7 +17,11 @@ Families:
   Stage strides 1, 2, 2: a 28 px image gives 28, 14 and 7 px maps.
 - ``resnet18`` / ``resnet50``: the ImageNet ResNets (basic / bottleneck blocks) for 224 px.
 - ``mobilenetv2``: Sandler et al. (2018) inverted residuals with a width multiplier; the stem
-  stride is 1 for small (<= 64 px) inputs and 2 for 224 px.
+  stride is 1 for small (<= 64 px) inputs (``mobilenetv2_small``: 32 px -> 8 px maps) and 2 for
+  224 px. ``mobilenetv2_mcu`` is the small-input layout with a stride-2 stem (28 px -> 14 px after
+  the stem, 7 px after ``layer3``, 4 px after ``layer6``): the device-side stages then never hold a
+  6x-expanded 28 x 28 map, so stem..layer3 cost about 2 M MACs and tens of KB of activations at
+  width 0.5, an MCU-sized device half (``codec/zoo/TRAINING.md``, the MobileNetV2 bundle).
 
 A registry maps the name to a constructor so that a checkpoint only needs to store
 ``{"arch": name, "kwargs": {...}}`` next to its weights.
@@ -219,15 +223,16 @@ def _divisible(v: float, d: int = 8) -> int:
 
 
 def mobilenet_v2(in_channels: int = 3, n_classes: int = 1000, width: float = 1.0, small_input: bool = False,
-                 split: str = "layer2") -> SplitBackbone:
-    """MobileNetV2 with a width multiplier; `small_input` keeps resolution for 28-32 px images."""
+                 split: str = "layer2", stem_stride: int | None = None) -> SplitBackbone:
+    """MobileNetV2 with a width multiplier; `small_input` keeps resolution for 28-32 px images;
+    `stem_stride` overrides the stem's stride (default 1 with `small_input`, else 2)."""
     setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                (6, 320, 1, 1)]
     if small_input:  # 32 px: drop two of the five downsamplings
         setting = [(t, c, n, 1 if i in (1, 3) else s) for i, (t, c, n, s) in enumerate(setting)]
     stem_c = _divisible(32 * width)
     stages: "OrderedDict[str, nn.Module]" = OrderedDict()
-    stages["stem"] = nn.Sequential(nn.Conv2d(in_channels, stem_c, 3, 1 if small_input else 2, 1, bias=False),
+    stages["stem"] = nn.Sequential(nn.Conv2d(in_channels, stem_c, 3, stem_stride or (1 if small_input else 2), 1, bias=False),
                                    nn.BatchNorm2d(stem_c), nn.ReLU6(inplace=True))
     cin = stem_c
     for i, (t, c, n, s) in enumerate(setting, start=1):
@@ -250,12 +255,13 @@ def _registry() -> dict[str, Callable[..., SplitBackbone]]:
         reg[f"resnet{depth}"] = lambda depth=depth, **kw: imagenet_resnet(depth, **kw)
     reg["mobilenetv2"] = lambda **kw: mobilenet_v2(**kw)
     reg["mobilenetv2_small"] = lambda **kw: mobilenet_v2(small_input=True, **kw)
+    reg["mobilenetv2_mcu"] = lambda **kw: mobilenet_v2(small_input=True, stem_stride=2, **kw)
     return reg
 
 
 BACKBONES = _registry()
 DEFAULT_SPLITS = {"resnet18": "layer1", "resnet34": "layer1", "resnet50": "layer1",
-                  "mobilenetv2": "layer3", "mobilenetv2_small": "layer3"}
+                  "mobilenetv2": "layer3", "mobilenetv2_small": "layer3", "mobilenetv2_mcu": "layer3"}
 
 
 def build_backbone(arch: str, **kwargs) -> SplitBackbone:

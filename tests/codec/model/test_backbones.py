@@ -46,6 +46,21 @@ def test_mobilenetv2_width_and_size(arch, size):
     assert sum(p.numel() for p in wide.parameters()) > sum(p.numel() for p in m.parameters())
 
 
+def test_mobilenetv2_mcu_keeps_the_device_stages_small():
+    """The stride-2 stem: 28 px -> 14 px maps up to layer2, 7 px from layer3; the device half (stem..layer3)
+    is a small share of the MACs, and head + tail is the whole model."""
+    m = build_backbone("mobilenetv2_mcu", in_channels=1, n_classes=10, width=0.5).eval()
+    assert m.split == "layer3" and m.split_shape((1, 28, 28)) == (16, 7, 7)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert m.stages["stem"](x).shape[2:] == (14, 14)
+        assert torch.allclose(m.tail(m.head(x)), m(x), atol=1e-5)
+    head = count_macs(m.head, x[:1])
+    assert head < 3_000_000 and head < 0.2 * count_macs(m, x[:1])
+    small = build_backbone("mobilenetv2_small", in_channels=1, n_classes=10, width=0.5)
+    assert count_macs(small.head, x[:1]) > 3.5 * head  # the stride-1 stem keeps 28 px maps: 4x the work
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("vgg16")
