@@ -377,17 +377,10 @@ def train_adjscc(bundle, out: Path = DEFAULT_PATH, epochs: int = 12, stage1_epoc
 
 def load_adjscc(path: str | Path, bundle) -> ADJSCCBaseline:
     """Read a checkpoint written by `train_adjscc` for `bundle` (tensors and plain data only)."""
+    from bench.baseline_file import read_record
     from snn.errors import BundleError
 
-    try:
-        record = torch.load(Path(path), weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - unreadable, or a pickle naming more than tensors and plain data
-        raise BundleError(f"{path} is not an ADJSCC-style codec file ({type(exc).__name__})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise BundleError(f"{path} is not an ADJSCC-style codec written by bench.adjscc")
-    if record.get("bundle_fingerprint") != bundle.fingerprint.hex():
-        raise BundleError(f"{path} was trained on bundle {record.get('bundle_fingerprint')}, not on "
-                          f"{bundle.fingerprint.hex()}: retrain it with 'python -m bench.adjscc'")
+    record = read_record(path, bundle, FORMAT, "an ADJSCC-style codec", "bench.adjscc")
     try:
         codec = ADJSCCCodec.from_config(record["config"])
         codec.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()})

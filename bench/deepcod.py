@@ -144,18 +144,10 @@ def train_deepcod(bundle, out: Path = DEFAULT_PATH, epochs: int = 6, minutes: fl
 
 
 def load_deepcod(path: str | Path, bundle) -> DeepCODCodec:
+    from bench.baseline_file import read_record
     from codec.model.semantic_codec import SemanticCodec
-    from snn.errors import BundleError
 
-    try:
-        record = torch.load(Path(path), weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - unreadable, or a pickle naming more than tensors and plain data
-        raise BundleError(f"{path} is not a DeepCOD-style codec file ({type(exc).__name__})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise BundleError(f"{path} is not a DeepCOD-style codec written by bench.deepcod")
-    if record["bundle_fingerprint"] != bundle.fingerprint.hex():
-        raise BundleError(f"{path} was trained on bundle {record['bundle_fingerprint']}, not on "
-                          f"{bundle.fingerprint.hex()}: retrain it with 'python -m bench.deepcod'")
+    record = read_record(path, bundle, FORMAT, "a DeepCOD-style codec", "bench.deepcod")
     codec = SemanticCodec.from_config(record["config"])
     codec.load_state_dict(record["state_dict"])
     return DeepCODCodec(codec, bundle, {k: v for k, v in record.items() if k != "state_dict"})
