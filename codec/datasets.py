@@ -25,11 +25,11 @@ import gzip
 import os
 import pickle
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from codec.dataset import Dataset
 from codec.image_folder import SPLIT_NAMES, load_image_folder
 from snn.errors import DataError
 
@@ -42,25 +42,6 @@ FMNIST_FILES = {
 }
 FMNIST_HINT = ("install it with 'apt-get install -y dataset-fashion-mnist', or point SNN_FMNIST_DIR "
                "(or the spec fmnist:PATH:test) at a folder holding the four IDX .gz files")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Images (N, H, W, C) uint8, labels (N,) int64 and the class names."""
-
-    name: str
-    images: np.ndarray
-    labels: np.ndarray
-    classes: list[str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def take(self, count: int | None) -> "Dataset":
-        """The first `count` samples (all when count is None)."""
-        if count is None or count >= len(self):
-            return self
-        return Dataset(self.name, self.images[:count], self.labels[:count], self.classes)
 
 
 def load_dataset(spec: str, holdout: float | None = None, split_seed: int = 0,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.dataset import Dataset
 from snn.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -150,12 +151,10 @@ def split_dir(root: Path, split: str) -> Path | None:
 
 def load_image_folder(root: Path, split: str | None = None, holdout: float | None = None, split_seed: int = 0,
                       shape: tuple[int, int, int] | None = None):
-    """The images of one split (or the whole tree) as a `codec.datasets.Dataset`.
+    """The images of one split (or the whole tree) as a `codec.dataset.Dataset`.
 
     `shape` is (C, H, W) of a trained model; without it the rules of the module docstring pick it
     from the train split."""
-    from codec.datasets import Dataset
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
