@@ -1,13 +1,19 @@
-"""One data set in memory: the type every reader returns (`codec.datasets`, `codec.image_folder`).
+"""One data set in memory, the type every reader returns, and the readers' registry.
 
-It sits a floor below the readers so that each of them can build one without importing the
-others (`codec.datasets.load_dataset` picks the reader by the spec's name).
+It sits a floor below the readers (`codec.datasets`: Fashion-MNIST, CIFAR; `codec.image_folder`)
+so that each of them can build a `Dataset` and register itself without importing the others;
+`codec.datasets.load_dataset` picks the reader by the spec's first word (``fmnist:test`` ->
+"fmnist").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from snn.errors import DataError
+from snn.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -27,3 +33,8 @@ class Dataset:
         if count is None or count >= len(self):
             return self
         return Dataset(self.name, self.images[:count], self.labels[:count], self.classes)
+
+
+# spec kind -> reader(kind, rest of the spec, holdout, split_seed, shape) -> Dataset; filled as
+# `codec.datasets` (the readers and `load_dataset`) is imported
+DATASETS: Registry[Callable[..., Dataset]] = Registry("data set spec", error=DataError)

@@ -203,3 +203,13 @@ def load_image_folder(root: Path, split: str | None = None, holdout: float | Non
         channels, size = _probe(_flatten(train_files, classes)[0])
     name = f"folder:{root}" + (f":{split}" if split else "")
     return Dataset(name, _read(files, channels, size), labels, classes)
+
+
+def read_folder_spec(kind: str, rest: str, holdout: float | None = None, split_seed: int = 0,
+                     shape: tuple[int, int, int] | None = None) -> Dataset:
+    """The reader of ``folder:PATH[:train|test|val]`` specs (`codec.dataset.DATASETS`)."""
+    if not rest:
+        raise DataError("folder needs a path: use folder:PATH with one sub-folder per class")
+    head, _, tail = rest.rpartition(":")
+    path, split = (head, tail) if head and tail in SPLIT_NAMES else (rest, None)
+    return load_image_folder(Path(path), split, holdout=holdout, split_seed=split_seed, shape=shape)

@@ -13,21 +13,24 @@ PRINT_EACH_UP_TO = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from channel.links import LINK_FAMILIES
+    from channel.transports import TRANSPORTS
+
     sub = parser.add_subparsers(dest="device_command", metavar="ACTION")
     p = sub.add_parser("run", help="encode images and get labels from an edge over a transport",
                        description="Encode images with the int8 ONNX encoder, send the frames over a "
                                    "transport URL and wait for the edge's labels.")
     p.add_argument("--encoder", required=True, metavar="PATH", help="exported encoder (encoder.int8.onnx)")
     p.add_argument("--to", required=True, metavar="URL",
-                   help="edge transport: udp://HOST:PORT, serial:///dev/ttyX?baud=N, sim://NAME?ber=P")
+                   help=f"edge transport: {TRANSPORTS.choices()}")
     p.add_argument("--data", default="fmnist:test", metavar="SPEC",
                    help="images: fmnist:test, cifar10:PATH:test, folder:PATH, each with an optional "
                         ":train|:test|:val suffix (no suffix: :test) (default fmnist:test)")
     p.add_argument("--count", type=int, default=100, metavar="N", help="inferences to run (default 100)")
     p.add_argument("--offset", type=int, default=0, metavar="N", help="skip the first N images")
     p.add_argument("--link", default="lora-sf7", metavar="NAME",
-                   help="link model for time on air and the default MTU (lora-sf7, ble-1m, uart-115200, "
-                        "802.15.4, ...; 'none' for neither). Default lora-sf7")
+                   help=f"link model for time on air and the default MTU: {LINK_FAMILIES.choices()} "
+                        "(e.g. lora-sf7, ble-1m, uart-115200); 'none' for neither. Default lora-sf7")
     p.add_argument("--mtu", type=int, default=None, help="bytes per frame (default: the link's MTU, else 1400)")
     p.add_argument("--key-file", metavar="FILE",
                    help="keys file (snn keys new): this device's 128-bit key and codec; its frame counter is "

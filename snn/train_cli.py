@@ -11,13 +11,15 @@ _PARSERS: dict[str, argparse.ArgumentParser] = {}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from codec.model.backbones import BACKBONES   # torch: `snn train` loads it anyway
+
     sub = parser.add_subparsers(dest="what", metavar="backbone|codec", required=True)
     b = sub.add_parser("backbone", help="train a float backbone on a data set")
     _PARSERS["backbone"] = b
     b.add_argument("--data", default="fmnist",
                    help="fmnist, or a spec such as cifar10:PATH or folder:PATH; training reads its :train split "
                         "and scores its :test split (:val where a tree has no test/) (default fmnist)")
-    b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
+    b.add_argument("--arch", default="resnet14", help=f"backbone: {', '.join(BACKBONES)} (default resnet14)")
     b.add_argument("-o", "--out", required=True, type=Path)
     b.add_argument("--epochs", type=int, default=None,
                    help="epochs (default: at least 12 and at least 3,000 optimisation steps, so a small data set "
