@@ -296,10 +296,10 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
 
     settings = [(c, b) for c in channels for b in bers]
     for channel, ber in _progress(settings, len(settings), "channel settings"):
-        def model():
+        def model(channel=channel, ber=ber):
             return _model(channel, ber, burst)
 
-        def rng(*name):
+        def rng(*name, channel=channel, ber=ber):
             return np.random.default_rng(_seed(seed, channel, ber, *name))
 
         _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache, channel, ber)

@@ -266,7 +266,6 @@ class _Gen:
         out = self.full(step.output)
         tag = name
         k = step.kernel
-        ins = step.inputs
 
         def inp(t: str, var: str = "i") -> str:
             return self.at(t, _bidx(out, self.full(t), var))
@@ -413,7 +412,7 @@ class _Gen:
         axes = tuple(int(x) for x in a["ax"])
         base, red, count = self._reduce_index(src, axes, self.full(step.output))
         off_terms, rest = [], "r"
-        for j, (n, st) in enumerate(reversed(red)):
+        for n, st in reversed(red):
             off_terms.append(f"(({rest}) % {n}) * {st}")
             rest = f"({rest}) / {n}"
         off = " + ".join(off_terms) or "0"

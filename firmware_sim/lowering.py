@@ -362,7 +362,8 @@ class _Lowering:
         if np.size(s) != 1:
             # a Q/DQ pair with different parameters: requantise explicitly
             pass
-        zp_i = int(np.ravel(zp)[0]); s = np.ravel(s)[0]
+        zp_i = int(np.ravel(zp)[0])
+        s = np.ravel(s)[0]
         fn = lambda v, x=x, zp=zp_i: v[x] - zp
         bits = max(abs(xi.qrange[0] - zp_i), abs(xi.qrange[1] - zp_i)).bit_length()
         self.emit(node, "offset", [x], fn, TInfo("fx", scale=float(s), bits=bits), alias=True)

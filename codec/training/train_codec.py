@@ -459,8 +459,8 @@ def _channel_accuracy(fwd: ChannelForward, backbone, f: torch.Tensor, y: torch.T
     accs = {}
     for b in bers:
         eg = torch.Generator().manual_seed(1234)
-        logits = predict(lambda ff: backbone.tail(fwd(ff, eg, ber=torch.full((len(ff),), b), erasure_prob=0.0)[0]),
-                         f, 1000)
+        logits = predict(lambda ff, eg=eg, b=b: backbone.tail(fwd(ff, eg, ber=torch.full((len(ff),), b),
+                                                                 erasure_prob=0.0)[0]), f, 1000)
         accs[b] = float((logits.argmax(1) == y).float().mean())
     return accs
 
