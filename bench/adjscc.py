@@ -313,7 +313,7 @@ def train_adjscc(bundle, out: Path = DEFAULT_PATH, epochs: int = 12, stage1_epoc
             continue
         opt = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
         total = stage_epochs * steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i, total=total: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
         for e in range(stage_epochs):
             codec.train()
             te, tl = time.time(), 0.0
