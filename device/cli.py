@@ -21,8 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--to", required=True, metavar="URL",
                    help="edge transport: udp://HOST:PORT, serial:///dev/ttyX?baud=N, sim://NAME?ber=P")
     p.add_argument("--data", default="fmnist:test", metavar="SPEC",
-                   help="images: fmnist:test, cifar10:PATH:test, folder:PATH, each with an optional "
-                        ":train|:test|:val suffix (no suffix: :test) (default fmnist:test)")
+                   help="images: fmnist:test, cifar10:PATH:test, folder:PATH (default fmnist:test)")
     p.add_argument("--count", type=int, default=100, metavar="N", help="inferences to run (default 100)")
     p.add_argument("--offset", type=int, default=0, metavar="N", help="skip the first N images")
     p.add_argument("--link", default="lora-sf7", metavar="NAME",
@@ -56,13 +55,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "device_command", None) != "run":
         raise SnnError("usage: snn device run --encoder PATH --to URL [--data SPEC] [--count N] [--json PATH]")
+    if args.count <= 0:
+        raise SnnError("--count must be > 0")
+    key, counters = device_identity(args)
+    try:
+        return _run(args, key, counters)
+    finally:
+        counters.close()     # the exact next counter persisted, the state's lock released
+
+
+def _run(args, key, counters) -> int:
     from channel.transports import open_transport
     from device.client import DeviceClient
     from device.encoder import OnnxEncoder
 
-    if args.count <= 0:
-        raise SnnError("--count must be > 0")
-    key, counters = device_identity(args)
     encoder = OnnxEncoder(args.encoder, threads=args.threads)
     info = encoder.info
     data = _images(args, info)
@@ -178,12 +184,14 @@ def device_identity(args) -> tuple:
         raise SnnError("--device-id must lie in 0..65535")
     if args.key_file:
         key = device_key(args.key_file, args.device_id)
-        return key, CounterStore(args.state or state_path(args.key_file, args.device_id))
+        return key, CounterStore(args.state or state_path(args.key_file, args.device_id), key=key.key,
+                                 device_id=args.device_id)
     if not args.insecure:
         raise SnnError("the device needs --key-file FILE --device-id ID (from 'snn keys new'), or --insecure "
                        "for an edge run with --insecure")
     start = 0 if args.state else (time.time_ns() // 16_000) & 0xFFFFFFFF
-    return DeviceKey(args.device_id, ZERO_KEY, None), CounterStore(args.state, start=start)
+    return DeviceKey(args.device_id, ZERO_KEY, None), CounterStore(args.state, start=start, key=ZERO_KEY,
+                                                                   device_id=args.device_id)
 
 
 def _truth_labels(data, classes: list[str]):

@@ -119,7 +119,7 @@ def test_documented_packing_example():
 
 from codec.wire import control  # noqa: E402
 from codec.wire.cobs import cobs_frame  # noqa: E402
-from codec.wire.keys import key_id  # noqa: E402
+from codec.wire.keys import key_id, read_device_state  # noqa: E402
 from codec.wire.replay import MAX_GAP, ReplayWindow  # noqa: E402
 
 NONCE = bytes.fromhex("0102030405")
@@ -177,6 +177,10 @@ def test_documented_state_files_are_what_the_code_reads_and_writes(tmp_path):
     assert set(doc_state) == {"format", "version", "key", "next", "limit"}
     assert f'"key": "{key_id(KEY)}", "next": 16898,\n"limit": 33281' in DOC
     assert doc_state["next"] == START and doc_state["limit"] == START - 1 + MAX_GAP
+    path = tmp_path / "k.dev7.state"
+    path.write_text(json.dumps(doc_state))
+    got = read_device_state(path)
+    assert (got.next, got.limit) == (doc_state["next"], doc_state["limit"])
     edge = tmp_path / "keys.edge-state"
     edge.write_text(_json_block("snn-edge-state"))
     state = load_edge_state(edge)
