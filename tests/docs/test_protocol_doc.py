@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from codec.wire import bch
 from codec.wire.crypto import counter_block, keystream, mic
@@ -19,6 +20,7 @@ from codec.wire.frame import (
     parse_reply,
 )
 from codec.wire.packing import pack_symbols
+from snn.errors import FrameError
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
 KEY = bytes(range(16))
@@ -248,3 +250,18 @@ def test_counter_reconstruction_table():
             window.bits = 1
         got = window.full_counter(int(low, 16))
         assert got == int(counter) and (window.verdict(got) or "new") == verdict, (top, low)
+
+
+def test_integrity_mode_vector():
+    (frame,) = encode_inference(PAYLOAD, key=KEY, device_id=7, fingerprint=FP, counter=513, mtu=222, integrity=True)
+    assert frame == _block_after("**DATA in payload-integrity mode**")
+    assert frame[12:] == _hex_block(0)[12:] and frame[4:8] != _hex_block(0)[4:8]
+    message = bytes.fromhex("00000700000201810012 34abcd".replace(" ", "")) + frame[12:]
+    assert mic(KEY, message) == frame[4:8]
+    secure = Peer()
+    secure.integrity = True
+    assert parse_data(frame, lambda dev: [secure], lambda dev, low: low).data == PAYLOAD
+    tampered = frame[:20] + bytes([frame[20] ^ 1]) + frame[21:]
+    with pytest.raises(FrameError) as exc:
+        parse_data(tampered, lambda dev: [secure], lambda dev, low: low)
+    assert exc.value.reason == "auth"
