@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from codec.wire.crypto import ZERO_KEY
 from codec.wire.keys import DeviceKey
-from codec.wire.replay import ReplayWindow
+from codec.wire.replay import MAX_GAP, ReplayWindow
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -97,7 +97,7 @@ class Keyring:
     def window(self, device_id: int) -> ReplayWindow:
         w = self.windows.get(device_id)
         if w is None:
-            w = self.windows[device_id] = ReplayWindow()
+            w = self.windows[device_id] = ReplayWindow(max_gap=None if self.insecure else MAX_GAP)
         return w
 
     def full_counter(self, device_id: int, low: int) -> int:
@@ -129,8 +129,7 @@ class Keyring:
                            f"frames can be replayed (they would be answered once more)") from None
         for dev, top in tops.items():
             if dev in self._peers and 0 <= top < 1 << 32:
-                w = self.windows[dev] = ReplayWindow(top)
-                w.bits = (1 << 64) - 1
+                self.windows[dev] = ReplayWindow.restored(top)
         self._saved = dict(tops)
         return len(tops)
 

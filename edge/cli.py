@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                         keys=keys, insecure=keys is None, source_fail_rate=args.source_fail_rate,
                         device_rate=args.device_rate, device_burst=2 * args.device_rate,
                         source_fail_burst=2 * args.source_fail_rate,
-                        state_path=f"{args.keys}.edge-state" if args.keys else None,
+                        state_path=f"{args.keys}.edge-state" if args.keys else None, keys_path=args.keys,
                         model_workers=args.replicas if args.ray else 1,
                         deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
     if args.busy_rate < 0:

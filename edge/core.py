@@ -28,6 +28,7 @@ from codec.wire.frame import (
     encode_reply,
     parse_data,
 )
+from codec.wire.control import block_is_codeword, is_control_length
 from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
 from edge.auth import Keyring, TokenBuckets
@@ -91,6 +92,7 @@ class EdgeConfig:
     device_rate: float = 5000.0                # authenticated frames/s per device (0: no limit)
     device_burst: float = 10000.0
     state_path: str | None = None              # replay windows kept across restarts (FILE.edge-state)
+    keys_path: str | None = None               # the keys file, reloaded on SIGHUP and when it changes
     state_every_s: float = 1.0                 # how often changed windows are written
     extra: dict = field(default_factory=dict)
     model_workers: int = 1      # batches in flight at once (Ray Serve: one per replica)
@@ -125,6 +127,16 @@ def _v1_claim(data: bytes) -> int | None:
     return None
 
 
+def _stamp(path) -> tuple | None:
+    """What changes when a file is replaced or rewritten (inode, size, mtime), None when absent."""
+    import os
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class EdgeCore:
     """State of one edge server: codecs, keys, reassembly, BER estimates, devices, metrics, batcher."""
 
@@ -146,6 +158,8 @@ class EdgeCore:
         self.devices = DeviceTable(self.metrics, cfg.max_devices)
         self.ber = BerEstimator(decay=cfg.ber_decay, max_devices=cfg.max_devices)
         self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
+        from edge.resync import ResyncDesk
+        self.resync = ResyncDesk(self.keyring, self.commit_now)   # docs/PROTOCOL.md §4.7
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
                                     self.metrics, on_batch=self._on_batch, workers=cfg.model_workers,
                                     deadline_s=cfg.deadline_ms / 1000.0)
@@ -199,8 +213,56 @@ class EdgeCore:
                 if now - last_save >= self.config.state_every_s:
                     last_save = now
                     self._save_windows()
+                    if self._keys_changed():
+                        self.reload_keys("keys file changed")
             except Exception:  # noqa: BLE001 - the timer must survive anything
                 log.exception("reassembly expiry failed")
+
+    def reload_keys(self, why: str = "SIGHUP") -> bool:
+        """Read the keys file again (docs/PROTOCOL.md §4.4): every device whose key is unchanged keeps
+        its replay window and traffic; a bad file keeps the old keys and logs one line."""
+        path = self.config.keys_path
+        if not path or self.keyring.insecure:
+            return False
+        from codec.wire.keys import load_keys
+        from snn.errors import SnnError
+        self._keys_stamp = _stamp(path)
+        try:
+            keys = load_keys(path)
+        except SnnError as exc:
+            log.warning("%s: keys not reloaded, the old keys stay in use: %s", why, exc)
+            return False
+        change = self.keyring.reload(keys)
+        for dev in change["removed"] + change["rekeyed"]:
+            self.resync.open.pop(dev, None)
+        log.info("%s: reloaded %s: %d device(s); added %s, revoked %s, re-keyed %s", why, path, len(keys),
+                 change["added"] or "none", change["removed"] or "none", change["rekeyed"] or "none")
+        for entry in self.keyring.unserved:
+            if entry.device_id in change["added"] or entry.device_id in change["rekeyed"]:
+                log.warning("device %d is provisioned for codec %s, which this edge does not serve",
+                            entry.device_id, entry.fingerprint.hex())
+        return True
+
+    def _keys_changed(self) -> bool:
+        path = self.config.keys_path
+        if not path or self.keyring.insecure:
+            return False
+        if not hasattr(self, "_keys_stamp"):
+            self._keys_stamp = _stamp(path)
+            return False
+        return _stamp(path) != self._keys_stamp
+
+    def commit_now(self) -> None:
+        """Write the replay windows durably now (raises OSError): a resync's ACK waits for it."""
+        if self.config.state_path and not self.keyring.insecure:
+            self.keyring.save_windows(self.config.state_path)
+
+    def _control(self, data: bytes, reply) -> None:
+        """A resynchronisation frame (docs/PROTOCOL.md §4.7): answered by the desk, or counted."""
+        reason = self.resync.handle(data, reply)
+        if reason not in ("resync_offer", "resync_ack"):
+            self.metrics.reject(reason if reason in ("auth", "damaged", "version", "kind", "length", "replay",
+                                                     "rate_limited", "internal", "resync_refused") else "auth")
 
     def _save_windows(self) -> None:
         """Persist the replay windows' highest counters (a crash loses at most state_every_s of
@@ -234,8 +296,18 @@ class EdgeCore:
         self.received += 1
         self.metrics.frame(transport)
         self.frame_rate.add()
+        control = is_control_length(len(data))
+        if control and block_is_codeword(data):      # a clean control block: the likely reading
+            self._control(data, reply)
+            return
         try:
-            frame = self._open(data, source, reply)
+            try:
+                frame = self._open(data, source, reply)
+            except Rejected as rej:
+                if control and rej.frame is None:    # a control frame with bit errors in its first copy?
+                    if self.resync.handle(data, reply) in ("resync_offer", "resync_ack"):
+                        return
+                raise
             if frame.frag_count == 1:
                 if not admitted and self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
                     # shed before the frame costs anything more (BER, queue slot, model time)
@@ -269,7 +341,11 @@ class EdgeCore:
             raise Rejected(exc.reason, None, str(exc), _HTTP_STATUS.get(exc.reason, 400)) from None
         dev = frame.device_id
         window = ring.window(dev)
-        if window.seen(frame.counter):
+        verdict = window.verdict(frame.counter)
+        if verdict == "gap":   # authenticated, but too far ahead: never moves the window (§4.3)
+            raise Rejected("gap", ErrorCode.RESYNC, f"device {dev}: counter {frame.counter} is beyond the "
+                           f"window (highest {window.top}): resynchronise", 409, frame)
+        if verdict == "replay":
             if not (frame.frag_count > 1 and self.reassembler.pending(dev, frame.counter)):
                 reason = "late" if frame.frag_count > 1 else "replay"
                 raise Rejected(reason, None, f"device {dev}: counter {frame.counter} was used already",
