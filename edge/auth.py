@@ -106,53 +106,47 @@ class Keyring:
 
     # --- the windows across restarts (docs/PROTOCOL.md §4.3) --------------------------------
 
-    STATE_FORMAT = "snn-edge-counters/1"
-
     def load_windows(self, path) -> int:
-        """Restore each provisioned key's highest counter from `path` (absent: nothing to do):
-        every counter at or below it counts as used, so a restarted edge reopens no replay.
-        Returns the windows restored; a damaged file is one clear SnnError."""
-        import json
+        """Restore each provisioned key's window from the replay state `path` (docs/PROTOCOL.md
+        §4.8, `codec.wire.edge_state`; absent: nothing to do): every counter at or below an entry's
+        `highest` counts as used, an `unknown` entry accepts its first authenticated counter, an
+        entry of another key is a new device. Returns the windows restored; a malformed file is
+        one clear SnnError."""
         import os
 
-        from snn.errors import SnnError
+        from codec.wire.edge_state import load_edge_state
         if self.insecure or not os.path.exists(path):
             return 0
-        try:
-            with open(path, encoding="utf-8") as fh:
-                doc = json.load(fh)
-            if doc.get("format") != self.STATE_FORMAT:
-                raise ValueError("format")
-            tops = {int(dev): int(top) for dev, top in doc["highest"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise SnnError(f"edge counter state {path} is damaged; remove it only if no device's old "
-                           f"frames can be replayed (they would be answered once more)") from None
-        for dev, top in tops.items():
-            if dev in self._peers and 0 <= top < 1 << 32:
-                self.windows[dev] = ReplayWindow.restored(top)
-        self._saved = dict(tops)
-        return len(tops)
+        state = load_edge_state(path)
+        state.adopt(self.keys)
+        restored = 0
+        for dev, entry in self.keys.items():
+            rec = state.record_for(dev, entry.key)
+            if rec is None:
+                continue
+            self.windows[dev] = ReplayWindow(unknown=True) if rec.unknown else ReplayWindow.restored(rec.highest)
+            restored += 1
+        self._saved = self._records()
+        return restored
+
+    def _records(self) -> dict:
+        from codec.wire.edge_state import CounterRecord
+        from codec.wire.keys import key_id
+        return {dev: CounterRecord(key_id(self.keys[dev].key), None if w.unknown else w.top)
+                for dev, w in self.windows.items() if dev in self.keys and (w.top >= 0 or w.unknown)}
 
     def save_windows(self, path) -> bool:
-        """Write every key's highest counter to `path` (atomically: temporary file, fsync,
-        rename) when it changed since the last save; True when written."""
-        import json
-        import os
+        """Write every key's window to the replay state `path` (whole, atomically, under its lock)
+        when it changed since the last save; True when written."""
+        from codec.wire.edge_state import EdgeState, locked, write_edge_state
         if self.insecure:
             return False
-        tops = {dev: w.top for dev, w in self.windows.items() if w.top >= 0}
-        if tops == getattr(self, "_saved", None):
+        records = self._records()
+        if records == getattr(self, "_saved", None):
             return False
-        tmp = f"{path}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps({"format": self.STATE_FORMAT,
-                                     "highest": {str(d): t for d, t in tops.items()}}).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._saved = tops
+        with locked(path):
+            write_edge_state(path, EdgeState(records))
+        self._saved = records
         return True
 
 

@@ -4,8 +4,9 @@ A RESYNC that authenticates changes nothing the edge keeps: the desk remembers, 
 open exchange per device (its nonce, the start offered, 30 s) and answers an OFFER bound to the
 nonce. A CONFIRM authenticates only against that nonce; the desk then commits every counter below
 the confirmed start as used — durably, through `commit` — and only then answers the ACK. A repeated
-CONFIRM gets the same ACK and commits nothing new; a replayed RESYNC or CONFIRM of an earlier
-exchange gets nothing. Each device's answers are budgeted (`rate`/s, `burst`), charged only by
+CONFIRM gets the same ACK and commits nothing new, until the device's first DATA from its new start
+shows that the ACK arrived; from then on, and for a RESYNC or CONFIRM of an earlier exchange,
+nothing goes back. Each device's answers are budgeted (`rate`/s, `burst`), charged only by
 frames that authenticated for it, so nobody can spend another device's budget.
 """
 from __future__ import annotations
@@ -89,6 +90,11 @@ class ResyncDesk:
         ex = self.open[dev]          # parse_control_up authenticated it against this exchange's nonce
         start = frame.start
         if ex.confirmed is not None:
+            if window.top >= ex.confirmed:
+                # the device has sent DATA from its start: it got the ACK, and this is a replay
+                del self.open[dev]
+                self.counts["resync_repeat"] += 1
+                return "replay"
             if start != ex.confirmed:
                 self.counts["resync_refused"] += 1
                 return "resync_refused"

@@ -29,7 +29,7 @@ def test_a_restarted_edge_refuses_old_frames(tmp_path):
     assert first.metrics.reject_counts["replay"] == 0
     first._save_windows()
     doc = json.loads(path.read_text())
-    assert doc["format"] == "snn-edge-counters/1" and set(doc["highest"]) == {"9", "10"}
+    assert doc["format"] == "snn-edge-state" and set(doc["devices"]) == {"9", "10"}
     again = _core(path)                       # the restart
     assert _feed(again, frames) == []         # silence: nothing goes back to a replay
     assert again.metrics.reject_counts["replay"] == len(frames)
@@ -40,5 +40,5 @@ def test_a_restarted_edge_refuses_old_frames(tmp_path):
 def test_a_damaged_state_file_is_one_clear_error(tmp_path):
     path = tmp_path / "state"
     path.write_text("{")
-    with pytest.raises(SnnError, match="damaged"):
+    with pytest.raises(SnnError, match="edge replay state .* not JSON"):
         _core(path)
