@@ -167,12 +167,18 @@ class McuDevice:
                                        full_counter=by_low.get)
                 except FrameError:
                     continue  # damaged, forged, or for another request
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if not self._read_until(deadline):
                 return None
-            chunk = self.uart.read(min(left, 0.05))
-            if chunk:
-                self.pending.extend(self.decoder.feed(chunk))
+
+    def _read_until(self, deadline: float) -> bool:
+        """Read what the UART has (at most 50 ms) into `pending`; False once `deadline` passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        chunk = self.uart.read(min(left, 0.05))
+        if chunk:
+            self.pending.extend(self.decoder.feed(chunk))
+        return True
 
     def _take_counter(self) -> int:
         """A fresh counter; a device with none it may use resynchronises first (docs/PROTOCOL.md §4.7)."""
@@ -228,12 +234,8 @@ class McuDevice:
                     continue
                 if got.kind == kind and (start is None or got.start == start):
                     return got
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if not self._read_until(deadline):
                 return None
-            chunk = self.uart.read(min(left, 0.05))
-            if chunk:
-                self.pending.extend(self.decoder.feed(chunk))
 
     def infer(self, image: np.ndarray, truth: int | None, stats: DeviceStats):
         from codec.wire.cobs import cobs_frame
