@@ -102,6 +102,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse-port", action="store_true",
                    help="SO_REUSEPORT on the UDP and HTTP ports: several fronts on one host share them "
                         "(the kernel keeps each device on one front)")
+    p.add_argument("--operator-token", metavar="FILE",
+                   help="the operator credential for /v1/stats, /v1/codecs, /metrics, the dashboard and JSON "
+                        "answers: a token in FILE (mode 0600; made there when FILE does not exist); clients "
+                        "send 'Authorization: Bearer TOKEN' (default: KEYS.operator-token beside --keys, or a "
+                        "fresh private temporary file with --insecure; --ready-json names it as "
+                        "operator_token_file)")
+    p.add_argument("--no-operator-token", action="store_true",
+                   help="open the operator endpoints to anyone who reaches the HTTP port (a trusted LAN only; "
+                        "logged at start)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving")
     p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
@@ -167,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if args.udp_queue is not None and args.udp_queue < 16:
         raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
+                           operator=_operator(args),
                            udp_queue=args.udp_queue, log_level=args.log_level, http_limits=limits,
                            reuse_port=args.reuse_port)
 
@@ -201,6 +211,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for backend in backends:
             backend.close()
+
+
+def _operator(args: argparse.Namespace):
+    """The operator credential the flags ask for (None: a private temporary token file)."""
+    from edge.operator_auth import load_or_create, open_access
+
+    if args.no_operator_token:
+        if args.operator_token:
+            raise SnnError("--operator-token and --no-operator-token exclude each other")
+        return open_access()
+    path = args.operator_token or (f"{args.keys}.operator-token" if args.keys else None)
+    return load_or_create(path) if path else None
 
 
 def balance(args: argparse.Namespace) -> int:

@@ -25,13 +25,11 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, Protocol, Union
 
 from codec.wire.frame import (
-    VERSION,
     DataFrame,
     ErrorCode,
     encode_error,
     encode_reply,
     parse_data,
-    v1_device_id,
 )
 from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
@@ -144,6 +142,7 @@ class Rejected(Exception):
         self.code = code
         self.message = message
         self.request = request
+        self.frame: bytes | None = None   # the authenticated ERROR frame, once the core made it
 
 
 @dataclass(slots=True, eq=False)
@@ -388,7 +387,7 @@ class EdgeCore:
         self.metrics.frame(transport)
         self.frame_rate.add()
         try:
-            frame = self._open(data, source, None if future is not None else reply)
+            frame = self._open(data, source)
             if frame.frag_count == 1:
                 item = Inference.from_frame(frame)
                 if in_time:
@@ -401,13 +400,12 @@ class EdgeCore:
                 raise Rejected("bad_frame", ErrorCode.BAD_FRAME,
                                f"{transport.upper()} takes a whole inference in one frame; this is fragment "
                                f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
-                               f"or serial, or frame with a larger MTU)")
-            self._reply_to[(frame.device_id, frame.counter)] = (transport, reply)
-            before = self.reassembler.duplicates
+                               f"or serial, or frame with a larger MTU)", frame)
+            # the answer goes where the inference's first fragment came from: a later fragment
+            # (even one that authenticates: a replay of a captured one) never redirects it
+            self._reply_to.setdefault((frame.device_id, frame.counter), (transport, reply))
             for assembled in self.reassembler.add(frame, time.monotonic()):
                 self._dispatch(assembled, t_recv)
-            if self.reassembler.duplicates != before:
-                self.metrics.reject("duplicate")
         except Rejected as rej:
             self._refuse(rej, reply, transport)
         except Exception:  # noqa: BLE001 - never a dead listener
@@ -433,16 +431,16 @@ class EdgeCore:
 
     # --- authentication ---------------------------------------------------------------------
 
-    def _open(self, data: bytes, source: object, reply: Callable[[bytes], None] | None) -> DataFrame:
-        """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise."""
+    def _open(self, data: bytes, source: object) -> DataFrame:
+        """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise. A
+        duplicate fragment of a pending inference is refused before it spends the device's
+        rate budget (a replayed fragment must not cost the device anything)."""
         ring = self.keyring
         try:
             frame = parse_data(data, ring.peers, ring.full_counter, ring.sizes)
         except FrameError as exc:
             if source is not None:
                 self.source_limits.take(source)
-            if reply is not None and data[:1] == b"\xa7":   # a v1 frame? (cheap: one byte first)
-                self._v1_upgrade(data, source, reply)
             raise Rejected(exc.reason, None, str(exc)) from None
         dev = frame.device_id
         window = ring.window(dev)
@@ -450,9 +448,12 @@ class EdgeCore:
             if not (frame.frag_count > 1 and self.reassembler.pending(dev, frame.counter)):
                 reason = "late" if frame.frag_count > 1 else "replay"
                 raise Rejected(reason, None, f"device {dev}: counter {frame.counter} was used already")
+            if self.reassembler.has_fragment(dev, frame.counter, frame.frag_index):
+                raise Rejected("duplicate", None, f"device {dev}: fragment {frame.frag_index + 1} of counter "
+                                                  f"{frame.counter} arrived already")
         else:
             window.mark(frame.counter)
-        ring.last_source[dev] = source
+            ring.last_source[dev] = source
         if not self.device_limits.take(dev):
             raise Rejected("rate_limited", None, f"device {dev} is over its frame rate")
         if frame.peer.codec is None:
@@ -460,16 +461,6 @@ class EdgeCore:
                            f"device {dev} is provisioned for codec {frame.peer.fingerprint.hex()}; this edge "
                            f"serves {', '.join(self.codecs.fingerprints()) or 'none'}", frame)
         return frame
-
-    def _v1_upgrade(self, data: bytes, source: object, reply: Callable[[bytes], None]) -> None:
-        """A v1 frame from the address a provisioned device last authenticated from: tell it to
-        upgrade (an authenticated ERROR, 13 bytes, shorter than any v1 frame). Anyone else: silence."""
-        dev = v1_device_id(data)
-        if dev is None or source is None or self.keyring.insecure or self.keyring.last_source.get(dev) != source:
-            return
-        peer, window = self.keyring.peers(dev)[0], self.keyring.window(dev)
-        self._send(reply, encode_error(key=peer.key, device_id=dev, fingerprint=peer.fingerprint,
-                                       counter=max(0, window.top), code=ErrorCode.UNSUPPORTED, detail=VERSION))
 
     # --- refusals and replies ---------------------------------------------------------------
 
@@ -483,13 +474,14 @@ class EdgeCore:
             if stats is None:
                 stats = self.devices.get(req.device_id, transport, time.monotonic())
             stats.rejected += 1
-        if isinstance(reply, asyncio.Future):
-            if not reply.done():
-                reply.set_exception(rej)
-            return
-        if req is None or rej.code is None or reply is None:
-            return  # nothing goes back to what did not authenticate
-        self._send(reply, self._error(req.peer, req.device_id, req.counter, rej.code, req.copies))
+        future = reply if isinstance(reply, asyncio.Future) else None
+        if req is not None and rej.code is not None and reply is not None:
+            rej.frame = self._error(req.peer, req.device_id, req.counter, rej.code, req.copies)
+        if future is not None:
+            if not future.done():
+                future.set_exception(rej)
+        elif rej.frame is not None:   # nothing goes back to what did not authenticate
+            self._send(reply, rej.frame)
 
     @staticmethod
     def _error(peer, device_id: int, counter: int, code: ErrorCode, copies: int) -> bytes:

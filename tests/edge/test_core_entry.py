@@ -136,3 +136,19 @@ def test_cli_bad_config_is_one_line_and_exit_2(flag, value):
     r = subprocess.run([sys.executable, "-m", "snn", "edge", "serve", "--insecure", "--http", "127.0.0.1:0",
                         "--udp", "none", flag, value], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and flag in r.stderr, r.stderr
+
+
+def test_a_duplicate_fragment_spends_nothing_of_the_devices_budget():
+    """A replayed fragment of a pending inference is dropped before the device's rate budget:
+    with a budget of 2 frames, ten replays of fragment 1 still leave room for fragment 2."""
+    core = _core(device_rate=0.001, device_burst=2)
+    frames = data_frames(3, FP_A, device=23, mtu=30)
+    assert len(frames) >= 2
+    out: list[bytes] = []
+    core.offer(frames[0], None, out.append, ("192.0.2.1", 1), "udp")
+    for _ in range(10):
+        core.offer(frames[0], None, lambda data: out.append(b"attacker" + data), ("203.0.113.9", 2), "udp")
+    core.offer(frames[1], None, out.append, ("192.0.2.1", 1), "udp")
+    counts = core.metrics.reject_counts
+    assert counts["duplicate"] == 10 and counts["rate_limited"] == 0
+    assert core.keyring.last_source[23] == ("192.0.2.1", 1)

@@ -16,7 +16,7 @@ CHROMIUM = "/usr/bin/chromium"
 def test_dashboard_renders_live_numbers(edge, udp):
     for i in range(30):
         udp.ask(data_frame(i % 10, FP_A, device=700 + i % 3, truth=i % 10))
-    polls0 = httpx.get(edge.http + "/v1/stats").json()["snapshots"]
+    polls0 = edge.get("/v1/stats").json()["snapshots"]
     out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                           "--virtual-time-budget=3500", "--dump-dom", edge.http + "/"],
                          capture_output=True, text=True, timeout=60)
@@ -35,4 +35,4 @@ def test_dashboard_renders_live_numbers(edge, udp):
     assert "live, updated" in field("status")
     assert re.search(r"<td>70[012]</td><td>udp</td>", dom)  # per-device rows with BER
     # the page refreshed by itself: several polls of /v1/stats during the 3.5 s it ran
-    assert httpx.get(edge.http + "/v1/stats").json()["snapshots"] - polls0 >= 3
+    assert edge.get("/v1/stats").json()["snapshots"] - polls0 >= 3
