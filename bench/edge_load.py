@@ -512,7 +512,7 @@ def edge_server(bundles: list[str] | None, extra: list[str] | None = None, timeo
 
 def _stalls(addr: dict) -> dict:
     """Server-side stalls so far: loop timer wake-ups and model batches later/longer than 100 ms."""
-    text = _get(addr["http"] + "/metrics")
+    text = operator_get(addr, "/metrics")
     out = {}
     for key, prefix in (("loop_lag_over_100ms", "snn_edge_loop_lag_seconds_bucket{"),
                         ("model_batches_over_100ms", 'snn_edge_latency_seconds_bucket{')):
@@ -532,7 +532,7 @@ def silent_refusals(addr: dict) -> float:
     """Frames the server refused without a reply so far (docs/PROTOCOL.md §6), from /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = _get(addr["http"] + "/metrics")
+    text = operator_get(addr, "/metrics")
     return sum(float(s.value) for family in text_string_to_metric_families(text) for s in family.samples
                if s.name == "snn_edge_rejects_total" and s.labels.get("reason") in SILENT_REASONS)
 
@@ -544,7 +544,7 @@ def server_counts(addr: dict) -> dict:
 
     out = {"udp_frames": 0.0, "answered": 0.0, "rejected": 0.0, "busy": 0.0, "kernel_drops": 0.0,
            "total_le_50ms": 0.0, "total_le_100ms": 0.0}
-    for family in text_string_to_metric_families(_get(addr["http"] + "/metrics")):
+    for family in text_string_to_metric_families(operator_get(addr, "/metrics")):
         for sample in family.samples:
             if sample.name == "snn_edge_latency_seconds_bucket" and sample.labels.get("stage") == "total":
                 # the server's own view of answered frames: arrival on the socket to reply sent
@@ -600,7 +600,7 @@ def compare_engines(bundles, engines: list[str], extra: list[str], duration: flo
         servers = {}
         for engine in engines:
             proc, addr = stack.enter_context(edge_server(bundles, extra + ["--engine", engine]))
-            codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
+            codec = json.loads(operator_get(addr, "/v1/codecs"))[0]
             host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
             servers[engine] = ((host, int(port)), FrameMaker(codec, addr["keys"]), addr)
             if addr.get("engine") != engine:
@@ -635,7 +635,7 @@ def _metric_sum(text: str, name: str) -> float:
 
 
 def _batch_stats(addr: dict) -> tuple[float, float]:
-    text = _get(addr["http"] + "/metrics")
+    text = operator_get(addr, "/metrics")
     return _metric_sum(text, "snn_edge_batch_size_sum"), _metric_sum(text, "snn_edge_batch_size_count")
 
 
@@ -644,10 +644,16 @@ def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> floa
     return round((after[0] - before[0]) / count, 2) if count else None
 
 
-def _get(url: str) -> str:
+def operator_get(addr: dict, path: str, timeout: float = 5.0) -> str:
+    """GET `path` of the edge whose ready JSON is `addr`, as its operator: the Bearer token from
+    `operator_token_file` (none when the edge runs --no-operator-token)."""
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    headers = {}
+    if addr.get("operator_token_file"):
+        headers["Authorization"] = "Bearer " + Path(addr["operator_token_file"]).read_text().strip()
+    with urllib.request.urlopen(urllib.request.Request(addr["http"] + path, headers=headers),
+                                timeout=timeout) as resp:
         return resp.read().decode()
 
 
@@ -691,7 +697,7 @@ def run_edge_bench(bundles: list[str] | None = None, rate: float = 1000.0, durat
 def _phases(result, bundles, extra, rate, duration, window, http_clients, garbage, soak, log,
             overload=None) -> dict:
     with edge_server(bundles, extra) as (proc, addr):
-        codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
+        codec = json.loads(operator_get(addr, "/v1/codecs"))[0]
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
         target = (host, int(port))
@@ -741,7 +747,7 @@ def _phases(result, bundles, extra, rate, duration, window, http_clients, garbag
             http.update(http_load(addr["http"], maker, http_clients, duration))
         http["mean_batch"] = _mean_batch(batches0, _batch_stats(addr))
         result["http"] = http
-        metrics = _get(addr["http"] + "/metrics")
+        metrics = operator_get(addr, "/metrics")
         batches = _metric_sum(metrics, "snn_edge_batch_size_count")
         result["server"] = {"mean_batch": round(_metric_sum(metrics, "snn_edge_batch_size_sum")
                                                 / max(batches, 1), 2),
@@ -785,7 +791,7 @@ def _soak(result, proc, target, maker, rate, seconds, garbage, addr, log) -> dic
     log(f"soak: {rate:.0f} frames/s, {garbage:.0%} garbage, {seconds:.0f} s ...")
     run = udp_open_loop(target, maker, rate, seconds, garbage, on_tick=tick,
                         silent_rejects=lambda: silent_refusals(addr))
-    health = json.loads(_get(addr["http"] + "/healthz"))
+    health = json.loads(operator_get(addr, "/healthz"))
     result["server"] = _stalls(addr)
     alive = proc.poll() is None
     warm = [kb for t, kb in samples if t >= min(5.0, seconds / 4)]

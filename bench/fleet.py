@@ -40,6 +40,7 @@ from bench.edge_load import (
     _udp_socket,
     _waiting_replies,
     edge_server,
+    operator_get,
     server_counts,
     udp_closed_loop,
 )
@@ -196,7 +197,7 @@ def run_fleet_bench(bundles=None, n_devices: int = 2000, loads=(0.25, 0.5, 1.0, 
     gc.collect()
     gc.freeze()
     with edge_server(bundles, extra, n_devices=n_devices) as (proc, addr):
-        codec = json.loads(_get_json(addr["http"] + "/v1/codecs"))[0]
+        codec = json.loads(operator_get(addr, "/v1/codecs"))[0]
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
         target = (host, int(port))
@@ -241,18 +242,11 @@ def run_fleet_bench(bundles=None, n_devices: int = 2000, loads=(0.25, 0.5, 1.0, 
     return result
 
 
-def _get_json(url: str) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.read().decode()
-
-
 def _device_metrics(addr: dict) -> dict:
     from prometheus_client.parser import text_string_to_metric_families
 
     out = {"devices_tracked": None, "devices_evicted": None}
-    for family in text_string_to_metric_families(_get_json(addr["http"] + "/metrics")):
+    for family in text_string_to_metric_families(operator_get(addr, "/metrics")):
         for s in family.samples:
             if s.name == "snn_edge_devices":
                 out["devices_tracked"] = int(s.value)

@@ -42,10 +42,10 @@ def _garbage(target: tuple[str, int], rate: float, seconds: float, out) -> None:
 
 def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: float = 10.0,
               bundles: list[str] | None = None) -> dict:
-    from bench.edge_load import FrameMaker, _get, edge_server, silent_refusals, udp_open_loop
+    from bench.edge_load import FrameMaker, operator_get, edge_server, silent_refusals, udp_open_loop
 
     with edge_server(bundles) as (proc, addr):
-        codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
+        codec = json.loads(operator_get(addr, "/v1/codecs"))[0]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
         target = (host, int(port))
         out = mp.get_context("spawn").Queue()
@@ -55,11 +55,11 @@ def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: floa
         run = udp_open_loop(target, FrameMaker(codec, addr["keys"]), rate, duration,
                             silent_rejects=lambda: silent_refusals(addr))
         t = time.perf_counter()
-        health = json.loads(_get(addr["http"] + "/healthz"))
+        health = json.loads(operator_get(addr, "/healthz"))
         health_ms = (time.perf_counter() - t) * 1e3
         flood.join()
         g_sent, g_replies = out.get()
-        metrics = _get(addr["http"] + "/metrics")
+        metrics = operator_get(addr, "/metrics")
     rejects = {}
     for line in metrics.splitlines():
         if line.startswith("snn_edge_rejects_total{") and not line.endswith(" 0.0"):

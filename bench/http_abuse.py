@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.edge_load import operator_get
 from snn.errors import SnnError
 
 PARTIAL_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: edge\r\n"
@@ -253,12 +254,6 @@ def summarize_probes(samples: list[float | str]) -> dict:
             "failures": [s for s in samples if isinstance(s, str)][:5]}
 
 
-def _get(url: str, timeout: float = 5.0) -> str:
-    import urllib.request
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read().decode()
-
-
 def _metric_values(text: str, prefix: str) -> dict[str, float]:
     out = {}
     for line in text.splitlines():
@@ -383,7 +378,7 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
     http = addresses["http"]
     host, port = http[len("http://"):].rsplit(":", 1)
     port = int(port)
-    metrics = _metric_values(_get(http + "/metrics"), "snn_edge_http_")
+    metrics = _metric_values(operator_get(addresses, "/metrics"), "snn_edge_http_")
     cap = int(metrics["snn_edge_http_max_connections"])
     result: dict = {"connections": connections, "clients": clients, "rate_per_client": rate, "mode": mode,
                     "hold_s": hold_s, "max_connections": cap, "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
@@ -397,7 +392,7 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
             time.sleep(2.0)
     result["healthz_baseline"] = summarize_probes(probe.samples)
     log_bytes_before = log_path.stat().st_size
-    lag0 = _loop_lags(_get(http + "/metrics"))
+    lag0 = _loop_lags(operator_get(addresses, "/metrics"))
 
     log(f"flood: {connections} idle connections from {clients} processes, held {hold_s:.0f} s ...")
     ramp_s = connections / (rate * clients)
@@ -425,7 +420,7 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
                 fds.append(_fd_count(edge.pid) or 0)
                 rss.append(_rss_mb(edge.pid) or 0.0)
                 held.append(sum(a.last.get("established", 0) for a in attackers))
-            text = _get(http + "/metrics", timeout=10)
+            text = operator_get(addresses, "/metrics", timeout=10)
             metrics = _metric_values(text, "snn_edge_http_")
             lag1 = _loop_lags(text)
             if device_thread is not None:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.edge_load import FrameMaker, _get, edge_server, udp_closed_loop
+from bench.edge_load import FrameMaker, operator_get, edge_server, udp_closed_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def one_engine(name: str, extra: list[str], encoder: Path, count: int, duration:
     with edge_server(None, extra, timeout=300.0) as (proc, addr):
         started = time.perf_counter() - t0
         dev = device_run(encoder, addr["udp"], count, addr["keys"])
-        codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
+        codec = json.loads(operator_get(addr, "/v1/codecs"))[0]
         host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
         loop = udp_closed_loop((host, int(port)), FrameMaker(codec, addr["keys"], n_devices=63), duration,
                                window=256)
