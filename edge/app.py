@@ -98,7 +98,8 @@ class Health(BaseModel):
 
 # the HTTP status of each refusal reason (the core's typed refusals, docs/PROTOCOL.md §7)
 HTTP_STATUS = {"length": 400, "damaged": 400, "version": 400, "kind": 400, "fragment": 400, "auth": 401,
-               "bad_length": 400, "replay": 409, "late": 409, "rate_limited": 429, "unknown_codec": 404,
+               "bad_length": 400, "replay": 409, "late": 409, "rate_limited": 429, "unverified": 429,
+               "unknown_codec": 404,
                "bad_frame": 422, "busy": 503, "shutdown": 503, "internal": 500}
 
 
@@ -107,7 +108,7 @@ def _problem(status: int, reason: str, detail: str, code: int | None = None) -> 
 
 
 async def handle_infer(front: Front, max_body: int, content_type: str | None, content_length: str | None,
-                       chunks, as_json: bool = False) -> tuple[int, bytes, str]:
+                       chunks, as_json: bool = False, client: str | None = None) -> tuple[int, bytes, str]:
     """POST /v1/infer: (status, body, media type), reading the body in chunks so an oversized one
     is cut off at max_body without being held whole; the frame goes to the core's one entry with
     a future for its answer. The answer is the REPLY frame (an authenticated refusal: the ERROR
@@ -135,7 +136,7 @@ async def handle_infer(front: Front, max_body: int, content_type: str | None, co
         # an internal error (a traceback per connection is what a flood of these would write)
         return 400, _problem_bytes("bad_frame", "the client disconnected before the whole body arrived"), JSON
     answer: asyncio.Future = asyncio.get_running_loop().create_future()
-    front.offer(b"".join(parts), time.perf_counter(), answer)
+    front.offer(b"".join(parts), time.perf_counter(), answer, client)
     try:
         result: Answer = await answer
     except Rejected as rej:
@@ -269,7 +270,7 @@ def create_app(core: EdgeCore, on_startup: Callable | None = None, on_shutdown: 
             raise OperatorRequired()
         status, payload, media = await handle_infer(front, core.config.max_body, request.headers.get("content-type"),
                                                     request.headers.get("content-length"), request.stream(),
-                                                    as_json)
+                                                    as_json, request.client.host if request.client else None)
         return Response(payload, status_code=status, media_type=media)
 
     @app.get("/v1/codecs", response_model=list[CodecInfo], summary="Codecs served", dependencies=need_operator,

@@ -51,7 +51,6 @@ class Keyring:
                                      codec.payload_bytes if codec is not None else 0)]
         self._insecure_peers: dict[int, list[Peer]] = {}
         self.windows: dict[int, ReplayWindow] = {}
-        self.last_source: dict[int, object] = {}
         # the payload lengths a frame may carry: a datagram no reading fits is refused unread
         self.sizes = frozenset(c.payload_bytes for c in codecs) if not self.unserved else None
 

@@ -77,6 +77,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--source-fail-rate", type=float, default=cfg("source_fail_rate"), metavar="N",
                    help="frames/s failing authentication a source address may send before it is "
                         "ignored for a while (0: no limit; default %(default)s)")
+    p.add_argument("--fail-cpu", type=float, default=cfg("fail_cpu"), metavar="S",
+                   help="CPU seconds per second that every frame failing authentication may cost together, "
+                        "from any number of sources; past it, frames not from a device's own recent "
+                        "(address, id) pair are dropped unread, counted 'unverified' (0: no limit; default "
+                        "%(default)s)")
+    p.add_argument("--claim-fail-rate", type=float, default=cfg("claim_fail_rate"), metavar="N",
+                   help="failed MIC checks per second per claimed device id (online guessing); past it, frames "
+                        "claiming that id are dropped unverified unless they come from the device's own "
+                        "(address, id) pair (0: no limit; default %(default)s)")
+    p.add_argument("--pair-fail-rate", type=float, default=cfg("pair_fail_rate"), metavar="N",
+                   help="failures per second tolerated from a device's own (address, id) pair (someone "
+                        "spoofing it) before its frames are treated like any other (default %(default)s)")
     p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
                    help="authenticated frames/s per device (0: no limit; default %(default)s)")
     p.add_argument("--http-max-connections", type=int, metavar="N",
@@ -167,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
         config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                             reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                             keys=keys, insecure=args.insecure, source_fail_rate=args.source_fail_rate,
-                            device_rate=args.device_rate,
+                            device_rate=args.device_rate, fail_cpu=args.fail_cpu,
+                            claim_fail_rate=args.claim_fail_rate, pair_fail_rate=args.pair_fail_rate,
                             state_path=f"{args.keys}.edge-state" if args.keys else None,
                             model_workers=args.replicas if args.ray else 1,
                             deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)

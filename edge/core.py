@@ -34,6 +34,7 @@ from codec.wire.frame import (
 from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
 from edge.auth import Keyring, Peer, TokenBuckets
+from edge.budgets import TRUSTED, FailureBudgets, claimed_id
 from edge.batcher import Expired, Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
@@ -67,6 +68,9 @@ class EdgeConfig:
     insecure: bool = False                     # no keys: every device with the all-zero key
     source_fail_rate: float = 200.0            # failed datagrams/s a source may send (0: no limit)
     source_fail_burst: float | None = None     # default: twice the rate
+    fail_cpu: float = 0.25                     # CPU s/s all frames failing authentication may cost (0: no limit)
+    claim_fail_rate: float = 10.0              # failed MIC checks/s per claimed device id (0: no limit)
+    pair_fail_rate: float = 2000.0             # failures/s from a device's own last (source, id) pair
     device_rate: float = 5000.0                # authenticated frames/s per device (0: no limit)
     device_burst: float | None = None          # default: twice the rate
     state_path: str | None = None              # replay windows kept across restarts (FILE.edge-state)
@@ -90,6 +94,8 @@ class EdgeConfig:
         positive = {"reassembly_timeout_s": "--reassembly-timeout", "deadline_ms": "--deadline-ms",
                     "state_every_s": None}
         not_negative = {"max_wait_ms": "--max-wait-ms", "drain_s": None, "source_fail_rate": "--source-fail-rate",
+                        "fail_cpu": "--fail-cpu", "claim_fail_rate": "--claim-fail-rate",
+                        "pair_fail_rate": "--pair-fail-rate",
                         "source_fail_burst": None, "device_rate": "--device-rate", "device_burst": None,
                         "busy_rate": "--busy-rate"}
         for names, ok, what in ((positive, lambda v: v > 0, "more than 0"),
@@ -250,7 +256,8 @@ class EdgeCore:
             restored = self.keyring.load_windows(cfg.state_path)
             if restored:
                 log.info("restored %d replay windows from %s", restored, cfg.state_path)
-        self.source_limits = TokenBuckets(cfg.source_fail_rate, cfg.source_fail_burst)
+        self.budgets = FailureBudgets(cfg.fail_cpu, cfg.claim_fail_rate, cfg.source_fail_rate,
+                                      cfg.source_fail_burst, cfg.pair_fail_rate)
         self.device_limits = TokenBuckets(cfg.device_rate, cfg.device_burst, max_keys=65536)
         self.busy_replies = TokenBuckets(cfg.busy_rate, max(1.0, cfg.busy_rate / 10), max_keys=1)
         self.metrics = EdgeMetrics()
@@ -361,8 +368,9 @@ class EdgeCore:
         or an `asyncio.Future` for a transport that holds a connection open (HTTP), resolved with
         an `Answer` or failed with the `Rejected` refusal; such a transport takes whole
         inferences (one-fragment frames) only.
-        `source`: the sender's address, hashable, or None (HTTP, serial): what fails
-        authentication is rate-limited per source.
+        `source`: the sender's address (hashable: a UDP (host, port), an HTTP client's host), or
+        None for a link with one sender (serial): with the claimed device id it names the pair
+        a device last authenticated from, whose frames go first (edge.budgets).
         `transport`: the metrics label ("udp", "serial", "http", ...).
 
         Admission is decided here, before authentication: a frame that can no longer be answered
@@ -370,7 +378,9 @@ class EdgeCore:
         replies per second (each costs a full authentication), past which a link's frames are
         dropped unread (counted "expired" when it waited past its deadline before it was read,
         "shed" otherwise); a future always gets its refusal. Nothing goes back to a frame that
-        fails authentication, to a replay or to a late or duplicate fragment."""
+        fails authentication, to a replay or to a late or duplicate fragment. What fails
+        authentication is bounded as a whole, per claimed device id and per source, before any
+        decoding (edge.budgets: "unverified", "rate_limited")."""
         now = time.perf_counter()
         t_recv = now if arrival is None else arrival
         future = reply if isinstance(reply, asyncio.Future) else None
@@ -379,15 +389,21 @@ class EdgeCore:
         if not in_time and future is None and not self.busy_replies.take(None, now):
             self.metrics.reject("expired" if now - t_recv > batcher.deadline_s else "shed")
             return
-        if source is not None and self.source_limits.empty(source):
-            # a source over its failure budget: the cheapest possible refusal, before decoding
-            self.metrics.reject("rate_limited")
+        # what has not authenticated spends budgets that no device's own frames need (edge.budgets)
+        sender = transport if source is None else source
+        claim = claimed_id(data)
+        verdict = self.budgets.check(sender, claim, now)
+        if verdict.__class__ is str:    # dropped unread: the cheapest possible refusal
+            self.metrics.reject(verdict)
+            if future is not None and not future.done():
+                future.set_exception(Rejected(verdict, None, "over the budget of frames that fail "
+                                                             "authentication: retry later"))
             return
         self.received += 1
         self.metrics.frame(transport)
         self.frame_rate.add()
         try:
-            frame = self._open(data, source)
+            frame = self._open(data, sender, claim, verdict, now)
             if frame.frag_count == 1:
                 item = Inference.from_frame(frame)
                 if in_time:
@@ -431,7 +447,7 @@ class EdgeCore:
 
     # --- authentication ---------------------------------------------------------------------
 
-    def _open(self, data: bytes, source: object) -> DataFrame:
+    def _open(self, data: bytes, sender: object, claim: int, verdict: int, now: float) -> DataFrame:
         """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise. A
         duplicate fragment of a pending inference is refused before it spends the device's
         rate budget (a replayed fragment must not cost the device anything)."""
@@ -439,8 +455,7 @@ class EdgeCore:
         try:
             frame = parse_data(data, ring.peers, ring.full_counter, ring.sizes)
         except FrameError as exc:
-            if source is not None:
-                self.source_limits.take(source)
+            self.budgets.failed(verdict, sender, claim, exc.reason, time.perf_counter() - now, now)
             raise Rejected(exc.reason, None, str(exc)) from None
         dev = frame.device_id
         window = ring.window(dev)
@@ -453,7 +468,7 @@ class EdgeCore:
                                                   f"{frame.counter} arrived already")
         else:
             window.mark(frame.counter)
-            ring.last_source[dev] = source
+            self.budgets.authenticated(dev, sender, now)
         if not self.device_limits.take(dev):
             raise Rejected("rate_limited", None, f"device {dev} is over its frame rate")
         if frame.peer.codec is None:

@@ -151,4 +151,45 @@ def test_a_duplicate_fragment_spends_nothing_of_the_devices_budget():
     core.offer(frames[1], None, out.append, ("192.0.2.1", 1), "udp")
     counts = core.metrics.reject_counts
     assert counts["duplicate"] == 10 and counts["rate_limited"] == 0
-    assert core.keyring.last_source[23] == ("192.0.2.1", 1)
+    assert core.budgets.last_source(23) == ("192.0.2.1", 1)
+
+
+def _answered(out: list[bytes]) -> int:
+    return sum(isinstance(open_reply(f), Reply) for f in out)
+
+
+def test_spoofed_failures_from_any_number_of_sources_cannot_lock_a_device_out():
+    """Issue 21 items 3, 4, 8 in process: bad-MIC frames claiming device 30 from 1,000 sources are
+    checked at most claim_fail_rate (+ burst) times and then dropped unverified; the same from
+    the device's own address charge only that pair; the device, on its pair, is answered
+    throughout, and its own rate budget is untouched."""
+    core = _core(claim_fail_rate=10, device_rate=50, device_burst=50)
+    home = ("192.0.2.30", 5000)
+    out: list[bytes] = []
+    core.offer(data_frame(1, FP_A, device=30), None, out.append, home, "udp")
+    for k in range(1000):                       # a guesser with 1,000 addresses
+        core.offer(data_frame(2, FP_A, device=30, key=bytes(16)), None, out.append, ("198.51.100.1", k), "udp")
+    counts = core.metrics.reject_counts
+    assert counts["auth"] <= 25 and counts["unverified"] >= 975
+    for _ in range(500):                        # the same from the device's own address
+        core.offer(data_frame(3, FP_A, device=30, key=bytes(16)), None, out.append, home, "udp")
+    for label in range(5):
+        core.offer(data_frame(label, FP_A, device=30), None, out.append, home, "udp")
+    assert counts["auth"] <= 525 and counts["rate_limited"] == 0
+    assert len(core.batcher) == 6               # every genuine frame was admitted (queued: no loop runs)
+
+
+def test_the_cpu_spent_on_garbage_is_bounded_as_a_whole():
+    """0.1 ms of CPU per second for everything that fails: 2,000 garbage datagrams from 2,000
+    sources are mostly dropped unread; a device on its own pair still gets in."""
+    import os
+    core = _core(fail_cpu=0.0001, source_fail_rate=0)
+    out: list[bytes] = []
+    home = ("192.0.2.31", 1)
+    core.offer(data_frame(1, FP_A, device=31), None, out.append, home, "udp")
+    for k in range(2000):
+        core.offer(os.urandom(49), None, out.append, ("198.51.100.2", k), "udp")
+    counts = core.metrics.reject_counts
+    assert counts["unverified"] > 1500 and out == []
+    core.offer(data_frame(2, FP_A, device=31), None, out.append, home, "udp")
+    assert len(core.batcher) == 2
