@@ -60,7 +60,7 @@ from snn.errors import SnnError
 GARBAGE_DEVICE = 0xFFFF
 # the server's silent refusals (docs/PROTOCOL.md §6): read from /metrics, since they get no reply
 SILENT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-                  "duplicate", "rate_limited", "expired", "shed")
+                  "duplicate", "rate_limited", "expired", "shed", "unverified")
 
 
 # --- frames ------------------------------------------------------------------------------------
@@ -249,10 +249,11 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
 
 def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, duration: float,
                   garbage: float = 0.0, grace: float = 5.0, seed: int = 0,
-                  on_tick=None, silent_rejects=None) -> dict:
+                  on_tick=None, silent_rejects=None, sock: socket.socket | None = None) -> dict:
     """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad, from a second
     socket), collect replies. `silent_rejects()` reads the server's count of frames it refused
-    without a reply; without it garbage cannot be accounted."""
+    without a reply; without it garbage cannot be accounted. `sock`: the device's socket
+    (connected to `target`, non-blocking), when the caller needs its address."""
     n = int(rate * duration)
     rnd = random.Random(seed)
     is_garbage = [rnd.random() < garbage for _ in range(n)]
@@ -265,7 +266,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
     done = np.zeros(max(1, n_valid), dtype=bool)
     lat: list[float] = []
     silent0 = silent_rejects() if silent_rejects else 0.0
-    sock = _udp_socket(target)
+    sock = sock or _udp_socket(target)
     bad_sock = _udp_socket(target)
     sent = sent_valid = sent_garbage = answered = rejected = busy = garbage_answered = 0
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ class FailureBudgets:
                  source_fail_burst: float = 400.0, pair_fail_rate: float = 2000.0,
                  pair_ttl_s: float = 600.0) -> None:
         self.fail_cpu = fail_cpu                  # CPU seconds per second (0: no limit)
-        self._cpu_burst = max(0.02, fail_cpu / 5)
+        self._cpu_burst = fail_cpu / 5          # a fifth of a second of the budget
         self._cpu_left = self._cpu_burst
         self._cpu_at = time.perf_counter()   # the clock of every `now` here
         self.claims = TokenBuckets(claim_fail_rate, 2 * claim_fail_rate, max_keys=1 << 16)

@@ -271,6 +271,7 @@ class EdgeCore:
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
         self.answer_rate = RateMeter()
+        self._rated = (0, 0)        # (received, answered) when the rates were last sampled
         self.started = time.time()
         self.answered = 0
         self.received = 0
@@ -327,6 +328,10 @@ class EdgeCore:
             self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - period))
             try:
                 now = time.monotonic()
+                # the dashboard's rates, sampled here rather than counted per frame
+                self.frame_rate.add(self.received - self._rated[0], now)
+                self.answer_rate.add(self.answered - self._rated[1], now)
+                self._rated = (self.received, self.answered)
                 for item in self.reassembler.expire(now):
                     self._dispatch(item)
                 if now - last_save >= self.config.state_every_s:
@@ -401,7 +406,6 @@ class EdgeCore:
             return
         self.received += 1
         self.metrics.frame(transport)
-        self.frame_rate.add()
         try:
             frame = self._open(data, sender, claim, verdict, now)
             if frame.frag_count == 1:
@@ -422,6 +426,10 @@ class EdgeCore:
             self._reply_to.setdefault((frame.device_id, frame.counter), (transport, reply))
             for assembled in self.reassembler.add(frame, time.monotonic()):
                 self._dispatch(assembled, t_recv)
+        except FrameError as exc:
+            self.metrics.reject(exc.reason)
+            if future is not None and not future.done():
+                future.set_exception(Rejected(exc.reason, None, str(exc)))
         except Rejected as rej:
             self._refuse(rej, reply, transport)
         except Exception:  # noqa: BLE001 - never a dead listener
@@ -448,15 +456,16 @@ class EdgeCore:
     # --- authentication ---------------------------------------------------------------------
 
     def _open(self, data: bytes, sender: object, claim: int, verdict: int, now: float) -> DataFrame:
-        """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise. A
+        """Authenticate, replay-check and rate-limit one DATA frame; FrameError when it does not
+        authenticate, Rejected when it is refused after it did. A
         duplicate fragment of a pending inference is refused before it spends the device's
         rate budget (a replayed fragment must not cost the device anything)."""
         ring = self.keyring
         try:
             frame = parse_data(data, ring.peers, ring.full_counter, ring.sizes)
-        except FrameError as exc:
+        except FrameError as exc:   # did not authenticate: counted, charged, and never answered
             self.budgets.failed(verdict, sender, claim, exc.reason, time.perf_counter() - now, now)
-            raise Rejected(exc.reason, None, str(exc)) from None
+            raise
         dev = frame.device_id
         window = ring.window(dev)
         if window.seen(frame.counter):
@@ -583,7 +592,6 @@ class EdgeCore:
         m.observe_latency("total", total)
         self.latencies.add(total * 1000.0)
         self.answered += 1
-        self.answer_rate.add()
         stats.answered += 1
         stats.last_label, stats.last_class = label, job.codec.class_name(label)
         if truth is not None:

@@ -62,16 +62,14 @@ class BucketCounts:
 class EdgeMetrics:
     """The Prometheus metrics of one server (its own registry, so servers never collide).
 
-    What changes per frame (frames, inferences, ground-truth hits, the BER, latency, batch and
-    loop-lag histograms) lives in plain counters and `BucketCounts`, exported by `collect` when
-    /metrics is scraped; what changes rarely (rejects, evictions, send failures) uses
+    What changes per frame (frames, inferences, refusals, ground-truth hits, the BER, latency,
+    batch and loop-lag histograms) lives in plain counters and `BucketCounts`, exported by
+    `collect` when /metrics is scraped; what changes rarely (evictions, send failures) uses
     prometheus_client objects directly."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.rejects = Counter("snn_edge_rejects", "Frames or requests refused, by reason",
-                               ["reason"], registry=r)
         self.incomplete = Counter("snn_edge_incomplete_inferences",
                                   "Inferences decoded with erased (never received) fragments",
                                   registry=r)
@@ -86,10 +84,8 @@ class EdgeMetrics:
                                   "(UDP receive buffer full)", registry=r)
         self.evicted = Counter("snn_edge_devices_evicted",
                                "Devices dropped from the bounded per-device table", registry=r)
-        # create every labelled child up front so /metrics shows zeros instead of nothing
-        for reason in REJECT_REASONS:
-            self.rejects.labels(reason)
-        self._rejects = {reason: self.rejects.labels(reason) for reason in REJECT_REASONS}
+        # refusals by reason: a plain dict on the hot path (a flood is refused at tens of
+        # thousands a second), every reason exported (zeros too) by collect()
         self.reject_counts = dict.fromkeys(REJECT_REASONS, 0)
         # the hot-path figures, exported by collect()
         self.frame_counts = dict.fromkeys(TRANSPORTS, 0)
@@ -109,7 +105,6 @@ class EdgeMetrics:
         self.inference_counts[codec] = self.inference_counts.get(codec, 0) + 1
 
     def reject(self, reason: str) -> None:
-        self._rejects[reason].inc()
         self.reject_counts[reason] += 1
 
     def observe_latency(self, stage: str, seconds: float) -> None:
@@ -125,8 +120,13 @@ class EdgeMetrics:
                                          labels=["codec"])
         for codec, n in self.inference_counts.items():
             inferences.add_metric([codec], n)
+        rejects = CounterMetricFamily("snn_edge_rejects", "Frames or requests refused, by reason",
+                                      labels=["reason"])
+        for reason, n in self.reject_counts.items():
+            rejects.add_metric([reason], n)
         yield frames
         yield inferences
+        yield rejects
         yield CounterMetricFamily("snn_edge_truth_inferences",
                                   "Answered inferences that carried a ground-truth label (test mode)",
                                   value=self.truth)

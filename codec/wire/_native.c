@@ -1,5 +1,6 @@
-/* The v2 header block's hot loops in C: CRC-28 remainder, copy vote and BCH(127, 99) t = 4
- * decoding (docs/PROTOCOL.md §3.2-§3.3). An optional accelerator of codec/wire/bch.py and
+/* The v2 frame's hot loops in C: CRC-28 remainder, copy vote and BCH(127, 99) t = 4 decoding
+ * (docs/PROTOCOL.md §3.2-§3.3), and, when built against OpenSSL (SNN_OPENSSL), the AES-CMAC MIC
+ * and AES-CTR keystream of crypto.py on one reusable EVP context per key (§4.2, §5). An optional accelerator of codec/wire/bch.py and
  * codec/wire/frame.py: the pure-Python code is the reference, this module must agree with it
  * bit for bit (tests/codec/wire/test_native.py), and the package works without it.
  *
@@ -305,6 +306,146 @@ static PyObject *py_remainder(PyObject *self, PyObject *args) {
     return PyLong_FromUnsignedLong(r);
 }
 
+
+#ifdef SNN_OPENSSL
+/* --- AES-128 through OpenSSL's EVP (never hand-written AES): CMAC-32 and CTR, as crypto.py --- */
+#include <openssl/evp.h>
+
+typedef struct {
+    PyObject_HEAD
+    EVP_CIPHER_CTX *ctx;     /* AES-128-ECB encryption, no padding, reused for every block */
+    uint8_t k1[16], k2[16];  /* CMAC subkeys (RFC 4493) */
+} AesKey;
+
+static int ecb(AesKey *k, const uint8_t *in, uint8_t *out, int n) {
+    int outl = 0;
+    return EVP_EncryptUpdate(k->ctx, out, &outl, in, n) == 1 && outl == n;
+}
+
+static void dbl(const uint8_t in[16], uint8_t out[16]) {
+    int carry = in[0] >> 7;
+    for (int i = 0; i < 15; i++) out[i] = (uint8_t)((in[i] << 1) | (in[i + 1] >> 7));
+    out[15] = (uint8_t)(in[15] << 1);
+    if (carry) out[15] ^= 0x87;
+}
+
+static void AesKey_dealloc(AesKey *self) {
+    if (self->ctx) EVP_CIPHER_CTX_free(self->ctx);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int AesKey_init(AesKey *self, PyObject *args, PyObject *kwds) {
+    Py_buffer key;
+    if (!PyArg_ParseTuple(args, "y*", &key)) return -1;
+    if (key.len != 16) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "an AES-128 key is 16 bytes");
+        return -1;
+    }
+    if (!self->ctx) self->ctx = EVP_CIPHER_CTX_new();
+    int ok = self->ctx && EVP_EncryptInit_ex(self->ctx, EVP_aes_128_ecb(), NULL, key.buf, NULL) == 1 &&
+             EVP_CIPHER_CTX_set_padding(self->ctx, 0) == 1;
+    PyBuffer_Release(&key);
+    uint8_t zero[16] = {0}, l[16];
+    if (!ok || !ecb(self, zero, l, 16)) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not set up AES-128-ECB");
+        return -1;
+    }
+    dbl(l, self->k1);
+    dbl(self->k1, self->k2);
+    return 0;
+}
+
+/* cmac(message) -> 16 bytes: AES-CMAC (RFC 4493) */
+static PyObject *AesKey_cmac(AesKey *self, PyObject *args) {
+    Py_buffer m;
+    if (!PyArg_ParseTuple(args, "y*", &m)) return NULL;
+    const uint8_t *p = m.buf;
+    Py_ssize_t n = m.len, blocks = n ? (n + 15) / 16 : 1;
+    uint8_t state[16] = {0}, block[16];
+    int ok = 1;
+    for (Py_ssize_t b = 0; ok && b < blocks - 1; b++) {
+        for (int i = 0; i < 16; i++) block[i] = state[i] ^ p[16 * b + i];
+        ok = ecb(self, block, state, 16);
+    }
+    Py_ssize_t rest = n - 16 * (blocks - 1);
+    for (int i = 0; i < 16; i++) {
+        uint8_t v = i < rest ? p[16 * (blocks - 1) + i] : (i == rest ? 0x80 : 0);
+        block[i] = state[i] ^ v ^ (rest == 16 ? self->k1[i] : self->k2[i]);
+    }
+    PyBuffer_Release(&m);
+    if (!ok || !ecb(self, block, state, 16)) {
+        PyErr_SetString(PyExc_RuntimeError, "AES failed");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)state, 16);
+}
+
+/* xor_keystream(direction, device_id, counter, offset, data) -> data XOR keystream[offset:] */
+static PyObject *AesKey_xor_keystream(AesKey *self, PyObject *args) {
+    int direction, device;
+    unsigned long counter;
+    Py_ssize_t offset;
+    Py_buffer d;
+    if (!PyArg_ParseTuple(args, "iikny*", &direction, &device, &counter, &offset, &d)) return NULL;
+    if (offset < 0 || counter > 0xFFFFFFFFul || offset / 16 + (d.len + 15) / 16 + 1 > 65536) {
+        PyBuffer_Release(&d);
+        PyErr_SetString(PyExc_ValueError, "a keystream covers at most 2^16 blocks of a 32-bit counter");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, d.len);
+    if (!out) {
+        PyBuffer_Release(&d);
+        return NULL;
+    }
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out);
+    const uint8_t *in = d.buf;
+    uint8_t ctr[16] = {0}, ks[16];
+    ctr[0] = (uint8_t)direction;
+    ctr[1] = (uint8_t)(device >> 8);
+    ctr[2] = (uint8_t)device;
+    ctr[3] = (uint8_t)(counter >> 24);
+    ctr[4] = (uint8_t)(counter >> 16);
+    ctr[5] = (uint8_t)(counter >> 8);
+    ctr[6] = (uint8_t)counter;
+    Py_ssize_t pos = 0, index = offset / 16, skip = offset % 16;
+    while (pos < d.len) {
+        ctr[14] = (uint8_t)(index >> 8);
+        ctr[15] = (uint8_t)index;
+        if (!ecb(self, ctr, ks, 16)) {
+            Py_DECREF(out);
+            PyBuffer_Release(&d);
+            PyErr_SetString(PyExc_RuntimeError, "AES failed");
+            return NULL;
+        }
+        for (Py_ssize_t i = skip; i < 16 && pos < d.len; i++, pos++) o[pos] = in[pos] ^ ks[i];
+        skip = 0;
+        index++;
+    }
+    PyBuffer_Release(&d);
+    return out;
+}
+
+static PyMethodDef AesKey_methods[] = {
+    {"cmac", (PyCFunction)AesKey_cmac, METH_VARARGS, "cmac(message) -> AES-CMAC(key, message), 16 bytes"},
+    {"xor_keystream", (PyCFunction)AesKey_xor_keystream, METH_VARARGS,
+     "xor_keystream(direction, device_id, counter, offset, data) -> data XOR the CTR keystream at offset"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AesKeyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "codec.wire._native.AesKey",
+    .tp_basicsize = sizeof(AesKey),
+    .tp_dealloc = (destructor)AesKey_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "AesKey(key): one AES-128 key's ECB context (OpenSSL) and CMAC subkeys",
+    .tp_methods = AesKey_methods,
+    .tp_init = (initproc)AesKey_init,
+    .tp_new = PyType_GenericNew,
+};
+#endif
+
 static PyMethodDef methods[] = {
     {"decode_block", py_decode_block, METH_VARARGS,
      "decode_block(data, copies, size) -> (corrected block bytes, bits wrong over all copies) or None"},
@@ -328,5 +469,12 @@ PyMODINIT_FUNC PyInit__native(void) {
         Py_DECREF(m);
         return NULL;
     }
+#ifdef SNN_OPENSSL
+    if (m && (PyType_Ready(&AesKeyType) < 0 ||
+              PyModule_AddObjectRef(m, "AesKey", (PyObject *)&AesKeyType) < 0)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     return m;
 }

@@ -14,11 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from codec.wire import bch, frame
+from codec.wire import bch, crypto, frame
 from codec.wire.frame import encode_inference, parse_data
 from snn.errors import FrameError
 
 SOURCE = Path(frame.__file__).with_name("_native.c")
+HAVE_OPENSSL = Path("/usr/include/openssl/evp.h").exists()
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,9 @@ def native(tmp_path_factory):
     if gcc is None:
         pytest.skip("no C compiler (the package then runs its pure-Python reference)")
     out = tmp_path_factory.mktemp("native") / ("_native" + sysconfig.get_config_var("EXT_SUFFIX"))
+    openssl = ["-DSNN_OPENSSL=1", "-lcrypto"] if HAVE_OPENSSL else []
     subprocess.run([gcc, "-O2", "-std=c11", "-shared", "-fPIC", "-I", sysconfig.get_paths()["include"],
-                    str(SOURCE), "-o", str(out)], check=True, capture_output=True, timeout=120)
+                    str(SOURCE), "-o", str(out), *openssl], check=True, capture_output=True, timeout=120)
     spec = importlib.util.spec_from_file_location("_native", out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -110,3 +112,23 @@ def test_parse_data_gives_the_same_answer_on_both_paths(native, monkeypatch):
     fast = {data: _outcome(data, peers, sizes) for data in corpus}
     assert fast == reference
     assert sum(o[0] != "refused" for o in reference.values()) > 200      # the corpus is not all garbage
+
+
+@pytest.mark.skipif(not HAVE_OPENSSL, reason="OpenSSL headers (libssl-dev) not installed: no native AES")
+def test_native_aes_equals_the_reference(native):
+    """CMAC and CTR on OpenSSL's AES through the C module give the bytes of the reference
+    (cryptography's AES with the modes written in Python), at every length and offset."""
+    rng = random.Random(5)
+    for _ in range(300):
+        key = bytes(rng.getrandbits(8) for _ in range(16))
+        aes = native.AesKey(key)
+        for n in (0, 1, 13, 15, 16, 17, 32, 33, 100):
+            message = bytes(rng.getrandbits(8) for _ in range(n))
+            assert aes.cmac(message) == crypto.cmac_py(key, message)
+        for offset in (0, 1, 15, 16, 37, 40, 4095):
+            data = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 1, 3, 37, 147])))
+            direction, device, counter = rng.choice([0, 1]), rng.randrange(1 << 16), rng.randrange(1 << 32)
+            assert aes.xor_keystream(direction, device, counter, offset, data) == \
+                crypto.xor_keystream_py(key, direction, device, counter, offset, data)
+    with pytest.raises(ValueError):
+        native.AesKey(b"short")
