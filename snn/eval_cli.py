@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from snn.errors import SnnError
-from snn.process import passive_omp_threads
 
 
 def _bers(text: str) -> list[float]:
@@ -31,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="iid", help="error model(s): iid, ge, or iid,ge (default iid)")
     parser.add_argument("--burst", type=float, default=None, help="mean burst length in bits for ge (default 8)")
     parser.add_argument("--seeds", type=int, default=3, help="channel seeds per BER (default 3)")
-    parser.add_argument("--data", default=None, help="test data spec (default: the bundle's data set, test split)")
+    parser.add_argument("--data", default=None,
+                        help="data set spec with an optional :train|:test|:val suffix (no suffix: :test), e.g. "
+                             "folder:PATH:val (default: the bundle's data set, :test split)")
     parser.add_argument("--count", type=int, default=None, help="evaluate only the first N test images")
     parser.add_argument("--speed", action="store_true", help="also measure the edge half (MACs, params, images/s)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
@@ -39,7 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    passive_omp_threads()
     import torch
 
     from channel.bit_errors import make_error_model

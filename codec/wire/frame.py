@@ -64,6 +64,7 @@ class ErrorCode(IntEnum):
     BUSY = 3            # overload: retry (with a new counter) after `arg` x 10 ms
     UNSUPPORTED = 4     # protocol version: `detail` is the version the edge speaks
     INTERNAL = 5
+    RESYNC = 6          # v2.1: the counter is beyond the edge's maximum gap: run the resync exchange
 
 
 ERROR_TEXT = {
@@ -72,6 +73,7 @@ ERROR_TEXT = {
     ErrorCode.BUSY: "edge overloaded: retry later",
     ErrorCode.UNSUPPORTED: "unsupported protocol version: upgrade the device to the edge's version",
     ErrorCode.INTERNAL: "internal error on the edge",
+    ErrorCode.RESYNC: "the frame counter is beyond the edge's window: resynchronise (docs/PROTOCOL.md §4.7)",
 }
 
 
