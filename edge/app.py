@@ -98,7 +98,7 @@ class Health(BaseModel):
 
 # the HTTP status of each refusal reason (the core's typed refusals, docs/PROTOCOL.md §7)
 HTTP_STATUS = {"length": 400, "damaged": 400, "version": 400, "kind": 400, "fragment": 400, "auth": 401,
-               "bad_length": 400, "replay": 409, "late": 409, "rate_limited": 429, "unverified": 429,
+               "bad_length": 400, "replay": 409, "late": 409, "gap": 409, "rate_limited": 429, "unverified": 429,
                "unknown_codec": 404,
                "bad_frame": 422, "busy": 503, "shutdown": 503, "internal": 500}
 

@@ -70,7 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", metavar="FILE",
                    help="provisioned device keys (snn keys new ...): only frames authenticated by one "
                         "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
-                        "in FILE.edge-state across restarts")
+                        "in FILE.edge-state (required; snn keys new makes it) across restarts")
+    p.add_argument("--reset-replay-state", action="store_true",
+                   help="start although KEYS.edge-state (the replay state, required with --keys) is missing or "
+                        "damaged: every device's history becomes unknown, so frames captured before can be "
+                        "answered once more (logged loudly; default: refuse to start)")
     p.add_argument("--insecure", action="store_true",
                    help="without --keys: accept every device with the public all-zero key (tests and "
                         "demos on trusted links only)")
@@ -170,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     limits = HttpLimits(cap, args.http_idle_timeout, args.http_request_timeout)
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
+    from codec.wire.edge_state import edge_state_path
     keys = None
     if args.keys:
         from codec.wire.keys import load_keys
@@ -181,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
                             keys=keys, insecure=args.insecure, source_fail_rate=args.source_fail_rate,
                             device_rate=args.device_rate, fail_cpu=args.fail_cpu,
                             claim_fail_rate=args.claim_fail_rate, pair_fail_rate=args.pair_fail_rate,
-                            state_path=f"{args.keys}.edge-state" if args.keys else None,
+                            state_path=str(edge_state_path(args.keys)) if args.keys else None,
+                            reset_replay_state=args.reset_replay_state,
                             model_workers=args.replicas if args.ray else 1,
                             deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
     except ValueError as exc:

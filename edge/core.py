@@ -38,6 +38,7 @@ from edge.budgets import TRUSTED, FailureBudgets, claimed_id
 from edge.batcher import Expired, Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
+from edge.replay_state import ReplayState
 from edge.stats import TRANSPORTS, DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
 from snn.errors import FrameError
 
@@ -73,8 +74,8 @@ class EdgeConfig:
     pair_fail_rate: float = 2000.0             # failures/s from a device's own last (source, id) pair
     device_rate: float = 5000.0                # authenticated frames/s per device (0: no limit)
     device_burst: float | None = None          # default: twice the rate
-    state_path: str | None = None              # replay windows kept across restarts (FILE.edge-state)
-    state_every_s: float = 1.0                 # how often changed windows are written
+    state_path: str | None = None              # replay state kept across restarts (KEYS.edge-state; required)
+    reset_replay_state: bool = False           # start with every device's history unknown (logged)
     extra: dict = field(default_factory=dict)
     model_workers: int = 1      # batches in flight at once (Ray Serve: one per replica)
     deadline_ms: float = 50.0   # from a frame's arrival to its answer; later ones are refused BUSY
@@ -91,8 +92,7 @@ class EdgeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{_named(name, flag)} must be an integer of at least 1, got {value!r}")
-        positive = {"reassembly_timeout_s": "--reassembly-timeout", "deadline_ms": "--deadline-ms",
-                    "state_every_s": None}
+        positive = {"reassembly_timeout_s": "--reassembly-timeout", "deadline_ms": "--deadline-ms"}
         not_negative = {"max_wait_ms": "--max-wait-ms", "drain_s": None, "source_fail_rate": "--source-fail-rate",
                         "fail_cpu": "--fail-cpu", "claim_fail_rate": "--claim-fail-rate",
                         "pair_fail_rate": "--pair-fail-rate",
@@ -109,6 +109,8 @@ class EdgeConfig:
             raise ValueError(f"ber_decay must lie in [0, 1), got {self.ber_decay!r}")
         if self.keys is not None and self.insecure:
             raise ValueError("keys (--keys) and insecure (--insecure) exclude each other")
+        if self.keys is not None and self.state_path is None:
+            raise ValueError("a keyed edge keeps its replay state: state_path (KEYS.edge-state) is required")
         if self.keys is None and not self.insecure:
             raise ValueError("the edge needs keys (--keys FILE; make one with 'snn keys new --device ID -o FILE'), "
                              "or insecure (--insecure) to accept every device unauthenticated (trusted links only)")
@@ -190,6 +192,7 @@ class Pending(Job):
     transport: str = "udp"
     reply: ReplyTo | None = None
     stats: DeviceStats | None = None
+    state_version: int = 0          # the replay state's version its REPLY waits for (on disk)
 
 
 @dataclass(slots=True, eq=False)
@@ -252,10 +255,7 @@ class EdgeCore:
         self.codecs = codecs
         self.config = cfg = config
         self.keyring = Keyring(codecs, cfg.keys, cfg.insecure)
-        if cfg.state_path:
-            restored = self.keyring.load_windows(cfg.state_path)
-            if restored:
-                log.info("restored %d replay windows from %s", restored, cfg.state_path)
+        self.state = ReplayState(None if cfg.insecure else cfg.state_path, cfg.keys, cfg.reset_replay_state)
         self.budgets = FailureBudgets(cfg.fail_cpu, cfg.claim_fail_rate, cfg.source_fail_rate,
                                       cfg.source_fail_burst, cfg.pair_fail_rate)
         self.device_limits = TokenBuckets(cfg.device_rate, cfg.device_burst, max_keys=65536)
@@ -268,6 +268,7 @@ class EdgeCore:
                                     self.metrics, on_batch=self._on_batch, workers=cfg.model_workers,
                                     deadline_s=cfg.deadline_ms / 1000.0)
         self.metrics.queue_depth.set_function(self.batcher.__len__)
+        self.metrics.watch_state(self.state)
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
         self.answer_rate = RateMeter()
@@ -313,14 +314,13 @@ class EdgeCore:
             self._expire_task.cancel()
         for item in self.reassembler.expire(float("inf")):
             self._dispatch(item)
-        self._save_windows()
         left = await self.batcher.drain(self.config.drain_s)
         for job in left:
             job.done(job, -1, 0.0, Rejected("shutdown", ErrorCode.BUSY, "the edge is shutting down"))
+        await self.state.close()
 
     async def _expire_loop(self) -> None:
         period = max(0.01, min(0.05, self.config.reassembly_timeout_s / 5))
-        last_save = time.monotonic()
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(period)
@@ -334,21 +334,8 @@ class EdgeCore:
                 self._rated = (self.received, self.answered)
                 for item in self.reassembler.expire(now):
                     self._dispatch(item)
-                if now - last_save >= self.config.state_every_s:
-                    last_save = now
-                    self._save_windows()
             except Exception:  # noqa: BLE001 - the timer must survive anything
                 log.exception("reassembly expiry failed")
-
-    def _save_windows(self) -> None:
-        """Persist the replay windows' highest counters (a crash loses at most state_every_s of
-        them: frames of that last second could be replayed once after the restart)."""
-        if not self.config.state_path:
-            return
-        try:
-            self.keyring.save_windows(self.config.state_path)
-        except OSError:
-            log.warning("cannot write the edge counter state %s", self.config.state_path, exc_info=True)
 
     def _on_batch(self, n: int, seconds: float) -> None:
         self.metrics.batch.observe(n)
@@ -460,23 +447,26 @@ class EdgeCore:
         authenticate, Rejected when it is refused after it did. A
         duplicate fragment of a pending inference is refused before it spends the device's
         rate budget (a replayed fragment must not cost the device anything)."""
-        ring = self.keyring
+        ring, state = self.keyring, self.state
         try:
-            frame = parse_data(data, ring.peers, ring.full_counter, ring.sizes)
+            frame = parse_data(data, ring.peers, state.full_counter, ring.sizes)
         except FrameError as exc:   # did not authenticate: counted, charged, and never answered
             self.budgets.failed(verdict, sender, claim, exc.reason, time.perf_counter() - now, now)
             raise
         dev = frame.device_id
-        window = ring.window(dev)
-        if window.seen(frame.counter):
+        verdict = state.window(dev).verdict(frame.counter)
+        if verdict == "replay":
             if not (frame.frag_count > 1 and self.reassembler.pending(dev, frame.counter)):
                 reason = "late" if frame.frag_count > 1 else "replay"
                 raise Rejected(reason, None, f"device {dev}: counter {frame.counter} was used already")
             if self.reassembler.has_fragment(dev, frame.counter, frame.frag_index):
                 raise Rejected("duplicate", None, f"device {dev}: fragment {frame.frag_index + 1} of counter "
                                                   f"{frame.counter} arrived already")
+        elif verdict == "gap":      # authenticated, but it must not move the window (§4.3)
+            raise Rejected("gap", ErrorCode.RESYNC, f"device {dev}: counter {frame.counter} is more than "
+                                                    f"MAX_GAP above its window: resynchronise", frame)
         else:
-            window.mark(frame.counter)
+            state.mark(dev, frame.counter)
             self.budgets.authenticated(dev, sender, now)
         if not self.device_limits.take(dev):
             raise Rejected("rate_limited", None, f"device {dev} is over its frame rate")
@@ -548,7 +538,8 @@ class EdgeCore:
             self.metrics.reject("bad_truth")  # not scored: a label this codec cannot give
             truth = None
         job = Pending(codec, item.payload, item.erased, ber, self._done, t_recv, item.device_id, item.counter,
-                      item.copies, item.peer, truth, transport, reply, stats)
+                      item.copies, item.peer, truth, transport, reply, stats, self.state.version)
+        self.state.kick()       # the commit its REPLY needs runs while the model works
         if not self.batcher.submit(job):
             accepting = self.batcher.accepting
             self._refuse(Rejected("busy" if accepting else "shutdown", ErrorCode.BUSY,
@@ -566,6 +557,12 @@ class EdgeCore:
                 rej = Rejected("internal", ErrorCode.INTERNAL, "internal error in the model", job)
             self._refuse(rej, job.reply, job.transport, job.stats)
             return
+        if self.state.durable(job.state_version):
+            self._answer(job, label, confidence)
+        else:   # a REPLY vouches for its counter: not before that counter is on disk
+            self.state.after(job.state_version, lambda: self._answer(job, label, confidence))
+
+    def _answer(self, job: Pending, label: int, confidence: float) -> None:
         peer = job.peer
         frame = encode_reply(key=peer.key, device_id=job.device_id, fingerprint=peer.fingerprint,
                              counter=job.counter, label=label, confidence=confidence, ber=job.ber,

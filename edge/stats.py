@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString
 REJECT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay",
                   "late", "duplicate", "rate_limited", "bad_truth", "bad_frame", "unknown_codec", "busy",
                   "too_large", "content_type", "internal", "shutdown", "expired", "shed", "operator",
-                  "unverified")
+                  "unverified", "gap")
 TRANSPORTS = ("udp", "serial", "http")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -97,6 +97,18 @@ class EdgeMetrics:
         self.loop_lag = BucketCounts(LATENCY_BUCKETS)
         self._lat = {stage: BucketCounts(LATENCY_BUCKETS) for stage in ("queue", "model", "total")}
         r.register(self)
+
+    def watch_state(self, state) -> None:
+        """Export the replay state's figures (edge.replay_state.ReplayState)."""
+        r = self.registry
+        Gauge("snn_edge_replay_state_writes", "Group commits of the replay state written to disk",
+              registry=r).set_function(lambda: state.writes)
+        Gauge("snn_edge_replay_state_write_failures", "Replay state writes that failed (replies wait)",
+              registry=r).set_function(lambda: state.write_failures)
+        Gauge("snn_edge_replies_waiting_for_commit", "REPLY frames held until their counter is on disk",
+              registry=r).set_function(lambda: len(state._waiting))
+        Gauge("snn_edge_counters_near_exhaustion", "Devices with fewer than 2^24 frame counters left under "
+              "their key (re-key them: snn keys rotate)", registry=r).set_function(lambda: len(state.near_exhaustion))
 
     def frame(self, transport: str) -> None:
         self.frame_counts[transport] += 1

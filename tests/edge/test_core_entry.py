@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from standin import FP_A, standin_registry
-from wire_client import KEYS, UNSERVED, data_frame, data_frames, open_reply
+from wire_client import KEYS, UNSERVED, data_frame, data_frames, empty_state, open_reply
 
 from codec.wire.frame import ErrorCode, ErrorReply, Reply
 from edge.core import Answer, EdgeConfig, EdgeCore, Front, Rejected
@@ -21,7 +21,7 @@ FRONT_API = {"offer", "pause_s", "reply_failed", "refused", "watch_kernel_drops"
 
 
 def _core(**kw) -> EdgeCore:
-    return EdgeCore(standin_registry(), EdgeConfig(keys=KEYS, **kw))
+    return EdgeCore(standin_registry(), EdgeConfig(keys=KEYS, state_path=empty_state(), **kw))
 
 
 def test_listeners_touch_nothing_of_the_core_but_their_front():
@@ -105,7 +105,7 @@ def test_edge_config_needs_keys_or_insecure_not_both():
     with pytest.raises(ValueError, match="--keys"):
         EdgeConfig()
     with pytest.raises(ValueError, match="exclude"):
-        EdgeConfig(keys=KEYS, insecure=True)
+        EdgeConfig(keys=KEYS, insecure=True, state_path="x")
     assert EdgeConfig(insecure=True, device_rate=7).device_burst == 14      # bursts default to 2x
 
 

@@ -17,8 +17,9 @@ def test_dashboard_renders_live_numbers(edge, udp):
     for i in range(30):
         udp.ask(data_frame(i % 10, FP_A, device=700 + i % 3, truth=i % 10))
     polls0 = edge.get("/v1/stats").json()["snapshots"]
+    # the token once in the address: the page's redirect makes it an HttpOnly cookie its polls carry
     out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                          "--virtual-time-budget=3500", "--dump-dom", edge.http + "/"],
+                          "--virtual-time-budget=3500", "--dump-dom", edge.http + "/?token=" + edge.token],
                          capture_output=True, text=True, timeout=60)
     dom = out.stdout
     assert "SemanticNN edge" in dom, out.stderr[-2000:]

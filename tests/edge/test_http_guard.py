@@ -168,10 +168,10 @@ def test_flood_of_2000_idle_connections_is_capped_and_healthz_answers(tmp_path):
         t_end = time.monotonic() + 4.0
         while time.monotonic() < t_end:
             probes.append(probe_healthz(host, port, timeout=5.0))
-            # counters of our own (this edge's device 9 is fresh, so below 2**16), far from the
-            # shared counter of wire_client: running it ahead would push frames other modules built
-            # at collection time out of their edge's replay window
-            labels.append(udp.ask(data_frame(5, device=9, counter=50_000 + len(labels)), timeout=2.0).label)
+            # counters of our own (this edge's device 9 is fresh, so within MAX_GAP = 16,384 of 0),
+            # far from the shared counter of wire_client: running it ahead would push frames other
+            # modules built at collection time out of their edge's replay window
+            labels.append(udp.ask(data_frame(5, device=9, counter=10_000 + len(labels)), timeout=2.0).label)
             time.sleep(0.1)
         udp.close()
         results = [a.finish(30) for a in attackers]

@@ -20,7 +20,7 @@ from codec.wire.frame import ErrorCode, ErrorReply, Reply
 
 OCTET = {"content-type": "application/octet-stream"}
 SILENT = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-          "duplicate", "rate_limited", "expired", "shed")   # expired: past its deadline in the kernel queue
+          "duplicate", "rate_limited", "expired", "shed", "unverified")   # expired: past its deadline in the kernel queue
 
 
 def metric(text: str, name: str, **labels) -> float:
