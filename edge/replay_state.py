@@ -3,11 +3,10 @@
 Why (issue 21 item 6, docs/PROTOCOL.md §4.3, §4.8): a REPLY vouches for its counter, so a counter
 must be on disk before its REPLY goes out; otherwise a `kill -9` right after a burst reopens
 counters that were answered, and the burst replayed is answered again. Writing the file once per
-frame would cost a disk flush per frame (0.7 ms on an idle disk here, 4-12 ms when others
-flush too), so writes are **group commits**: writer threads write the whole state (the steps of
-`codec.wire.edge_state.write_edge_state`: temporary file, fsync, rename under the file's lock,
-directory fsync) as soon as anything changed; every write covers every counter marked before it
-started, up to `WRITERS` overlap their flushes, and renames only move the file forward. A queued inference notes the state's
+frame would cost a disk flush per frame (~4-8 ms here), so writes are **group commits**: a writer
+thread writes the whole state (`codec.wire.edge_state.write_edge_state`: temporary file, fsync,
+rename, directory fsync, under the file's lock) as soon as anything changed and it is idle; every
+write covers every counter marked before it started. A queued inference notes the state's
 version when it is queued; its REPLY waits (`after`) until a write of at least that version is
 done. The write overlaps the model's batch, so on a disk that flushes within a batch time the
 replies wait for nothing.
@@ -21,24 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from pathlib import Path
-
 from codec.wire.edge_state import CounterRecord, EdgeState, load_edge_state, locked, write_edge_state
-from codec.wire.files import fsync_dir
 from codec.wire.keys import DeviceKey, key_id
 from codec.wire.replay import MAX_COUNTER, ReplayWindow
 
 log = logging.getLogger("snn.edge")
 NEAR_EXHAUSTION = MAX_COUNTER + 1 - (1 << 24)    # the reference device warns from here too (§4.3)
 RETRY_S = 1.0                                    # after a failed write
-WRITERS = 3                                      # writes whose flushes may overlap
 
 
 class ReplayState:
@@ -56,10 +48,7 @@ class ReplayState:
         self.committed = 0          # the version on disk
         self.writes = 0
         self.write_failures = 0
-        self._launched = 0          # the newest version a write was started for
-        self._in_flight = 0
-        self._disk_lock = threading.Lock()
-        self._on_disk = 0           # written by the writer threads, under _disk_lock
+        self._writing = False
         self._waiting: list[tuple[int, Callable[[], None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -141,9 +130,8 @@ class ReplayState:
         self.kick()
 
     def kick(self) -> None:
-        """Start a write of everything changed since the last one started, unless `WRITERS` writes
-        are running already (each one that ends starts the next)."""
-        if self.path is None or self._launched >= self.version or self._in_flight >= WRITERS:
+        """Start a write of everything changed, unless one is running (it will start the next)."""
+        if self.path is None or self._writing or self.committed >= self.version:
             return
         if self._loop is None:
             try:
@@ -153,12 +141,11 @@ class ReplayState:
                 with locked(self.path):
                     write_edge_state(self.path, state)
                 self.writes += 1
-                self.committed = self._launched = version
+                self.committed = version
                 return
-            self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="snn-state")
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-state")
         version, state = self.version, self._snapshot()
-        self._launched = version
-        self._in_flight += 1
+        self._writing = True
         self._pool.submit(self._write, version, state)
 
     def _snapshot(self) -> EdgeState:
@@ -175,68 +162,42 @@ class ReplayState:
         return EdgeState(dict(self._records))
 
     def _write(self, version: int, state: EdgeState) -> None:
-        """In a writer thread: the whole state to a temporary file, fsync; then, in version order,
-        rename it over the state (under the file's lock) and fsync the directory — the steps of
-        codec.wire.edge_state.write_edge_state, split so that several writes overlap their
-        flushes while their renames only ever move the file forward. Hands the version now on
-        disk back to the loop."""
-        error, tmp = None, None
+        """In the writer thread: write, then hand the outcome back to the loop."""
+        error = None
         try:
-            path = Path(self.path)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                os.fchmod(fd, 0o600)
-                os.write(fd, state.to_json())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            with self._disk_lock:
-                if version > self._on_disk:
-                    with locked(path):
-                        os.replace(tmp, path)
-                    tmp = None
-                    fsync_dir(path.parent)
-                    self._on_disk = version
-                on_disk = self._on_disk
+            with locked(self.path):
+                write_edge_state(self.path, state)
         except Exception as exc:  # noqa: BLE001 - reported on the loop; the replies keep waiting
-            error, on_disk = exc, 0
-        finally:
-            if tmp is not None:     # superseded by a newer write, or failed
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+            error = exc
         try:
-            self._loop.call_soon_threadsafe(self._written, on_disk, error)
+            self._loop.call_soon_threadsafe(self._written, version, error)
         except RuntimeError:   # the loop is closed: nobody waits any more
             pass
 
-    def _written(self, on_disk: int, error: BaseException | None) -> None:
-        self._in_flight -= 1
+    def _written(self, version: int, error: BaseException | None) -> None:
+        self._writing = False
         if error is not None:
             self.write_failures += 1
             log.error("cannot write the edge replay state %s (%s): replies that depend on it wait; retrying "
                       "in %.0f s", self.path, error, RETRY_S, extra={"rate_key": "replay-state-write"})
-            self._launched = self.committed      # write it all again
             self._loop.call_later(RETRY_S, self.kick)
             return
         self.writes += 1
-        if on_disk > self.committed:
-            self.committed = on_disk
-            ready = [then for v, then in self._waiting if v <= on_disk]
-            self._waiting = [(v, then) for v, then in self._waiting if v > on_disk]
-            for then in ready:
-                try:
-                    then()
-                except Exception:  # noqa: BLE001 - one bad reply path must not stop the others
-                    log.exception("a reply waiting for the replay state failed")
+        self.committed = max(self.committed, version)
+        ready = [then for v, then in self._waiting if v <= self.committed]
+        self._waiting = [(v, then) for v, then in self._waiting if v > self.committed]
+        for then in ready:
+            try:
+                then()
+            except Exception:  # noqa: BLE001 - one bad reply path must not stop the others
+                log.exception("a reply waiting for the replay state failed")
         self.kick()
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Write what is left and release every waiting reply (shutdown)."""
         deadline = time.monotonic() + timeout_s
         self.kick()
-        while (self._in_flight or self.committed < self.version) and time.monotonic() < deadline:
+        while (self._writing or self.committed < self.version) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
