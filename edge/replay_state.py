@@ -110,6 +110,17 @@ class ReplayState:
         self._changed.add(device_id)
         self.after(self.version, then)
 
+    def forget(self, device_id: int, new_key: bytes | None = None) -> None:
+        """A revoked (`new_key` None) or re-keyed device id (keys reloaded): its window goes; under
+        the new key it is a new device (its old entry names the old key, so it applies to nothing)."""
+        self.windows.pop(device_id, None)
+        self.near_exhaustion.discard(device_id)
+        self._records.pop(device_id, None)
+        if new_key is None:
+            self._key_ids.pop(device_id, None)
+        else:
+            self._key_ids[device_id] = key_id(new_key)
+
     def _exhausting(self, device_id: int, counter: int) -> None:
         self.near_exhaustion.add(device_id)
         log.warning("device %d has used frame counter %d: fewer than 2^24 are left under its key; re-key it "
