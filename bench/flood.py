@@ -4,7 +4,7 @@ Why: an edge on a reachable address gets datagrams from anyone, from as many add
 like, and some spoof a device's own address. It must answer none of them (no reflection), spend
 a bounded amount of CPU on all of them together, and keep serving its devices (docs/PROTOCOL.md
 §6, edge/budgets.py). A second process floods for the whole run; this process runs one keyed
-device at `--rate` frames/s (`bench.edge_load.udp_open_loop`, fresh counters, replies matched by
+device at `--rate` frames/s (`bench.loadgen.udp.udp_open_loop`, fresh counters, replies matched by
 counter).
 
 Attacks (`--attack`):
@@ -29,6 +29,10 @@ import socket
 import struct
 import time
 
+from bench.loadgen.frames import FrameMaker
+from bench.loadgen.metrics import refusals, silent_refusals
+from bench.loadgen.server import edge_server
+from bench.loadgen.udp import udp_open_loop, udp_socket
 from snn.errors import SnnError
 
 ATTACKS = ("garbage", "bad-mic")
@@ -102,57 +106,44 @@ def _flood(target: tuple[str, int], blobs: list[bytes], rate: float, seconds: fl
     out.put((sent, replies))
 
 
-def _inferences(metrics: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith("snn_edge_inferences_total{"))
-
-
 def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: float = 10.0,
               bundles: list[str] | None = None, sources: int = 1, attack: str = "garbage",
               spoof: bool = False) -> dict:
-    from bench.edge_load import FrameMaker, _udp_socket, edge_server, operator_get, silent_refusals, udp_open_loop
-
     if attack not in ATTACKS:
         raise SnnError(f"--attack takes one of {', '.join(ATTACKS)}, not {attack!r}")
     if sources < 1 or sources > 4096:
         raise SnnError(f"--sources takes 1..4096, got {sources}")
     if spoof and os.geteuid() != 0:
         raise SnnError("--spoof sends raw packets with the device's own address: it needs root (CAP_NET_RAW)")
-    with edge_server(bundles, n_devices=1) as (proc, addr):
-        codec = json.loads(operator_get(addr, "/v1/codecs"))[0]
-        host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
-        target = (host, int(port))
-        maker = FrameMaker(codec, addr["keys"], n_devices=1)
-        device = _udp_socket(target)
+    with edge_server(bundles, n_devices=1) as server:
+        codec = server.codec()
+        target = server.udp_target
+        maker = FrameMaker(codec, server.keys, n_devices=1)
+        device = udp_socket(target)
         blobs = _garbage_pool() if attack == "garbage" else _bad_mic_pool(codec, 1)
-        before = _inferences(operator_get(addr, "/metrics"))
+        before = server.metrics().sum("snn_edge_inferences_total")
         out = mp.get_context("spawn").Queue()
         flood = mp.get_context("spawn").Process(
             target=_flood, args=(target, blobs, garbage_rate, duration + 2, sources,
                                  device.getsockname() if spoof else None, out))
         flood.start()
         time.sleep(1.0)
-        run = udp_open_loop(target, maker, rate, duration, silent_rejects=lambda: silent_refusals(addr),
+        run = udp_open_loop(target, maker, rate, duration, silent_rejects=lambda: silent_refusals(server.metrics()),
                             sock=device)
         t = time.perf_counter()
-        health = json.loads(operator_get(addr, "/healthz"))
+        health = json.loads(server.get("/healthz"))
         health_ms = (time.perf_counter() - t) * 1e3
         flood.join()
         g_sent, g_replies = out.get()
-        metrics = operator_get(addr, "/metrics")
-    rejects, kernel_drops = {}, 0
-    for line in metrics.splitlines():
-        if line.startswith("snn_edge_rejects_total{") and not line.endswith(" 0.0"):
-            rejects[line.split('"')[1]] = int(float(line.rsplit(" ", 1)[1]))
-        elif line.startswith("snn_edge_udp_kernel_drops "):
-            kernel_drops = int(float(line.rsplit(" ", 1)[1]))
-    return {"kernel_drops": kernel_drops, "bench": "flood", "attack": attack, "sources": 1 if spoof else sources, "spoofed": spoof,
+        metrics = server.metrics()
+    return {"bench": "flood", "attack": attack, "sources": 1 if spoof else sources, "spoofed": spoof,
             "device_rate": rate, "garbage_rate_offered": garbage_rate, "duration_s": duration,
             "garbage_sent": g_sent, "garbage_rate": round(g_sent / (duration + 2)), "garbage_replies": g_replies,
-            "answers_beyond_the_device": int(_inferences(metrics) - before - run["answered"]),
+            "answers_beyond_the_device": int(metrics.sum("snn_edge_inferences_total") - before - run["answered"]),
             "device_sent": run["sent_valid"], "answered": run["answered"],
             "answered_fraction": round(run["answered"] / max(1, run["sent_valid"]), 4),
-            "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"], "rejects": rejects,
+            "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"], "rejects": refusals(metrics),
+            "kernel_drops": int(metrics.sum("snn_edge_udp_kernel_drops")),
             "healthz": health.get("status"), "healthz_ms": round(health_ms, 1), "loadavg": os.getloadavg()[0]}
 
 

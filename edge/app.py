@@ -26,7 +26,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Callable
+from typing import Annotated, Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -164,6 +164,10 @@ def _wants_json(accept: str | None) -> bool:
     return JSON in kinds and OCTET not in kinds
 
 
+# the operator credential as OpenAPI sees it (the check itself is OperatorAuth.allows: header or cookie)
+BEARER = HTTPBearer(auto_error=False, description="the operator token (operator_token_file)")
+
+
 class OperatorRequired(Exception):
     """The request needs the operator credential and did not carry it (401)."""
 
@@ -179,6 +183,55 @@ def _problem_bytes(reason: str, detail: str, code: int | None = None) -> bytes:
 
 def _dashboard_html() -> str:
     return resources.files("edge").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+
+
+_FRAME_BODY = {OCTET: {"schema": {"type": "string", "format": "binary"}}}
+_ERROR_FRAME = {"model": Problem, "content": _FRAME_BODY,
+                "description": "the frame authenticated and is refused: the authenticated ERROR frame "
+                               "(octet-stream; JSON for the operator)"}
+_NO_FRAME = {"model": Problem, "description": "the frame did not authenticate or is not answered: a "
+                                              "problem with code null"}
+_INFER_RESPONSES = {
+    200: {"content": {**_FRAME_BODY, JSON: {"schema": InferResponse.model_json_schema()}},
+          "description": "the authenticated, encrypted REPLY frame (docs/PROTOCOL.md §5.1); JSON "
+                         "InferResponse for the operator with Accept: application/json"},
+    400: _NO_FRAME,
+    401: {"model": Problem, "description": "the frame failed authentication (reason auth), or JSON was "
+                                           "asked without the operator credential"},
+    404: _ERROR_FRAME,
+    409: {"model": Problem, "description": "a replay (reason replay; code null), or a counter beyond the "
+                                           "gap (reason gap: the ERROR RESYNC frame)"},
+    413: _NO_FRAME, 415: _NO_FRAME, 422: _ERROR_FRAME,
+    429: {"model": Problem, "description": "over a budget of frames that fail authentication (reason "
+                                           "rate_limited or unverified): dropped unverified"},
+    500: _ERROR_FRAME, 503: _ERROR_FRAME,
+}
+
+
+def _add_problem_handlers(app: FastAPI, front: Front) -> None:
+    """Every refusal the HTTP layer makes is a JSON problem, never a traceback."""
+
+    @app.exception_handler(OperatorRequired)
+    async def _operator(request: Request, exc: OperatorRequired):
+        front.refused("operator")
+        return JSONResponse({"detail": "this endpoint needs the operator token: Authorization: Bearer "
+                                       "TOKEN (the edge's operator_token_file)", "reason": "operator",
+                             "code": None}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        front.refused("bad_frame")
+        return _problem(422, "bad_frame", f"invalid request: {exc.errors()}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return _problem(exc.status_code, "http", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.error("internal error on %s %s: %r", request.method, request.url.path, exc)
+        front.refused("internal")
+        return _problem(500, "internal", "internal error (see the server log)")
 
 
 def create_app(core: EdgeCore, on_startup: Callable | None = None, on_shutdown: Callable | None = None,
@@ -206,62 +259,22 @@ def create_app(core: EdgeCore, on_startup: Callable | None = None, on_shutdown: 
                               "device's POST /v1/infer needs the operator token (Bearer).", lifespan=lifespan)
     dashboard = _dashboard_html()
     front = core.front("http")
-    bearer = HTTPBearer(auto_error=False, description="the operator token (operator_token_file)")
 
     def is_operator(request: Request) -> bool:
         return operator.allows(request.headers.get("authorization"), request.cookies.get(COOKIE))
 
-    async def require_operator(request: Request, _scheme=Depends(bearer)) -> None:
+    async def require_operator(request: Request, _scheme: Annotated[object, Depends(BEARER)]) -> None:
         if not is_operator(request):
             raise OperatorRequired()
 
     need_operator = [Depends(require_operator)]
     unauthorized = {401: {"model": Problem, "description": "no or wrong operator credential"}}
 
-    @app.exception_handler(OperatorRequired)
-    async def _operator(request: Request, exc: OperatorRequired):
-        front.refused("operator")
-        return JSONResponse({"detail": "this endpoint needs the operator token: Authorization: Bearer "
-                                       "TOKEN (the edge's operator_token_file)", "reason": "operator",
-                             "code": None}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    _add_problem_handlers(app, front)
+    app.state.need_operator = need_operator     # for routes other modules add (SSE, history)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        front.refused("bad_frame")
-        return _problem(422, "bad_frame", f"invalid request: {exc.errors()}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
-        return _problem(exc.status_code, "http", str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception):
-        log.error("internal error on %s %s: %r", request.method, request.url.path, exc)
-        front.refused("internal")
-        return _problem(500, "internal", "internal error (see the server log)")
-
-    frame_body = {OCTET: {"schema": {"type": "string", "format": "binary"}}}
-    error_frame = {"model": Problem, "content": frame_body,
-                   "description": "the frame authenticated and is refused: the authenticated ERROR frame "
-                                  "(octet-stream; JSON for the operator)"}
-    no_frame = {"model": Problem, "description": "the frame did not authenticate or is not answered: a "
-                                                 "problem with code null"}
-
-    @app.post("/v1/infer", summary="Decode one frame",
-              responses={200: {"content": {**frame_body, JSON: {"schema": InferResponse.model_json_schema()}},
-                               "description": "the authenticated, encrypted REPLY frame (docs/PROTOCOL.md "
-                                              "§5.1); JSON InferResponse for the operator with Accept: "
-                                              "application/json"},
-                         400: no_frame, 401: {"model": Problem, "description": "the frame failed "
-                                                                              "authentication (reason auth), or "
-                                                                              "JSON was asked without the "
-                                                                              "operator credential"},
-                         404: error_frame, 409: {"model": Problem, "description": "a replay (reason replay)"},
-                         413: no_frame, 415: no_frame, 422: error_frame,
-                         429: {"model": Problem, "description": "over a rate budget (reason rate_limited): "
-                                                               "dropped unverified"},
-                         500: error_frame, 503: error_frame},
-              openapi_extra={"requestBody": {"required": True, "content": frame_body,
+    @app.post("/v1/infer", summary="Decode one frame", responses=_INFER_RESPONSES,
+              openapi_extra={"requestBody": {"required": True, "content": _FRAME_BODY,
                                              "description": "one DATA frame (docs/PROTOCOL.md), a whole inference"}})
     async def infer(request: Request):
         """Decode one DATA frame; the answer is the REPLY frame the device decrypts."""

@@ -34,7 +34,7 @@ from codec.wire.frame import (
 from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
 from edge.auth import Keyring, Peer, TokenBuckets
-from edge.budgets import TRUSTED, FailureBudgets, claimed_id
+from edge.budgets import FailureBudgets, claimed_id
 from edge.batcher import Expired, Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec

@@ -3,7 +3,6 @@ import os
 import re
 import subprocess
 
-import httpx
 import pytest
 from standin import FP_A
 from wire_client import data_frame

@@ -92,7 +92,7 @@ def test_parse_data_gives_the_same_answer_on_both_paths(native, monkeypatch):
     peers = lambda dev: [peer] if dev in (7, 9) else []          # noqa: E731
     sizes = frozenset([37])
     corpus = []
-    for k in range(400):
+    for _ in range(400):
         payload = bytes(rng.getrandbits(8) for _ in range(37))
         copies = rng.choice([1, 3, 5])
         frames = encode_inference(payload, key=peer.key, device_id=rng.choice([7, 9, 8]), fingerprint=peer.fingerprint,
