@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shlex
 from pathlib import Path
@@ -16,6 +17,10 @@ _PARSERS: dict[str, argparse.ArgumentParser] = {}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from codec.model.backbones import BACKBONES   # torch: `snn train` loads it anyway
     from codec.training.recipe import CodecRecipe
+    from codec.training.train_backbone import train_backbone
+
+    # `snn train backbone` takes its defaults from train_backbone's keywords: one place per default
+    default = {name: p.default for name, p in inspect.signature(train_backbone).parameters.items()}
 
     sub = parser.add_subparsers(dest="what", metavar="backbone|codec", required=True)
     b = sub.add_parser("backbone", help="train a float backbone on a data set")
@@ -28,17 +33,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--epochs", type=int, default=None,
                    help="epochs (default: at least 12 and at least 3,000 optimisation steps, so a small data set "
                         "gets more epochs)")
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    b.add_argument("--batch-size", type=int, default=default["batch_size"])
+    b.add_argument("--optimizer", choices=["sgd", "adamw"], default=default["optimizer"])
     b.add_argument("--lr", type=float, default=None)
-    b.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    b.add_argument("--width", type=float, default=default["width"], help="width multiplier")
     b.add_argument("--split", default=None, help="split-point stage name (default: per arch)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=default["seed"])
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
     b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
-    _device_flag(b)
-    _split_flags(b, "default: the tree must have train/ and test/ sub-folders")
+    b.add_argument("--device", default=default["device"], help="auto (CUDA when present), cpu or cuda (default %(default)s)")
+    b.add_argument("--holdout", type=float, default=None, metavar="F",
+                   help="folder:PATH as one tree: hold this fraction of each class out as the test split "
+                        "(default: the tree must have train/ and test/ sub-folders)")
+    b.add_argument("--split-seed", type=int, default=default["split_seed"], help="seed of the --holdout split (default %(default)s)")
     _add_scale_arguments(b)
 
     c = sub.add_parser("codec", help="train the semantic codec on a frozen backbone")
@@ -55,17 +63,6 @@ def _add_scale_arguments(p: argparse.ArgumentParser) -> None:
                         "--batch-size stays the global batch. Under torchrun the group is torchrun's")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="write world_size, test_accuracy and timings as JSON to PATH")
-
-
-def _device_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)")
-
-
-def _split_flags(parser: argparse.ArgumentParser, default: str) -> None:
-    parser.add_argument("--holdout", type=float, default=None, metavar="F",
-                        help=f"folder:PATH as one tree: hold this fraction of each class out as the test split "
-                             f"({default})")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the --holdout split (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
