@@ -1,9 +1,8 @@
-"""Who may talk to this edge: provisioned keys, replay windows, and rate limits (docs/PROTOCOL.md §4, §6).
+"""Who may talk to this edge: provisioned keys and rate limits (docs/PROTOCOL.md §4, §6).
 
 `Keyring` answers, for a device id, the keys and codecs that may authenticate its frames (one
 normally; one per served codec when the entry binds no codec or the edge runs `--insecure`
-with the all-zero key), and keeps one replay window per device id: at most 65,536 (ids are 16
-bits), so it needs no eviction and evicting statistics never reopens a replay.
+with the all-zero key). The replay windows are edge.replay_state's.
 
 `TokenBuckets` rate-limits by a key (a source address for what fails authentication, a device id
 for what passes), bounded in the number of keys it tracks.
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 
 from codec.wire.crypto import ZERO_KEY
 from codec.wire.keys import DeviceKey
-from codec.wire.replay import MAX_GAP, ReplayWindow
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -32,7 +30,7 @@ class Peer:
 
 
 class Keyring:
-    """Provisioned devices (or the insecure all-zero key), their codecs and replay windows."""
+    """Provisioned devices (or the insecure all-zero key) and their codecs; reloadable."""
 
     def __init__(self, codecs, keys: dict[int, DeviceKey] | None, insecure: bool = False) -> None:
         if keys is None and not insecure:
@@ -41,8 +39,6 @@ class Keyring:
         self._codecs = codecs
         self._served = [Peer(-1, ZERO_KEY, c.fingerprint, c, c.payload_bytes) for c in codecs]
         self._insecure_peers: dict[int, list[Peer]] = {}
-        self.windows: dict[int, ReplayWindow] = {}
-        self.last_source: dict[int, object] = {}
         self._provision(keys or {})
 
     def _provision(self, keys: dict[int, DeviceKey]) -> None:
@@ -51,32 +47,30 @@ class Keyring:
         unserved: list[DeviceKey] = []
         for dev, entry in keys.items():
             if entry.fingerprint is None:
-                peers[dev] = [Peer(dev, entry.key, c.fingerprint, c, c.payload_bytes, entry.integrity) for c in codecs]
+                peers[dev] = [Peer(dev, entry.key, c.fingerprint, c, c.payload_bytes, entry.integrity)
+                              for c in codecs]
                 continue
             codec = codecs.get(entry.fingerprint)
             if codec is None:
                 unserved.append(entry)
             peers[dev] = [Peer(dev, entry.key, entry.fingerprint, codec,
                                codec.payload_bytes if codec is not None else 0, entry.integrity)]
-        self.keys = dict(keys)
+        self._keys = dict(keys)
         self._peers, self.unserved = peers, unserved
         # the payload lengths a frame may carry: a datagram no reading fits is refused unread
         self.sizes = frozenset(c.payload_bytes for c in codecs) if not unserved else None
 
     def reload(self, keys: dict[int, DeviceKey]) -> dict[str, list[int]]:
-        """Serve a new keys file's entries (SIGHUP, docs/PROTOCOL.md §4.4): a device whose key is
-        unchanged keeps its replay window (and traffic); a re-keyed one starts as a new device (its
-        old frames fail the MIC under the new key); a removed one is forgotten. Returns the ids
-        {"added", "removed", "rekeyed"}."""
+        """Serve a new keys file's entries (SIGHUP, `snn keys add|revoke|rotate`). Returns the ids
+        {"added", "removed", "rekeyed"}: the caller drops the replay windows of the last two (a
+        re-keyed id is a new device; its old frames fail the MIC under the new key). Devices whose
+        key is unchanged are untouched."""
         if self.insecure:
             raise ValueError("an insecure edge has no keys to reload")
-        old = self.keys
+        old = self._keys
         change = {"added": sorted(set(keys) - set(old)), "removed": sorted(set(old) - set(keys)),
                   "rekeyed": sorted(d for d in set(keys) & set(old) if keys[d].key != old[d].key)}
         self._provision(keys)
-        for dev in change["removed"] + change["rekeyed"]:
-            self.windows.pop(dev, None)
-            self.last_source.pop(dev, None)
         return change
 
     def __len__(self) -> int:
@@ -94,60 +88,9 @@ class Keyring:
     def known(self, device_id: int) -> bool:
         return self.insecure or device_id in self._peers
 
-    def window(self, device_id: int) -> ReplayWindow:
-        w = self.windows.get(device_id)
-        if w is None:
-            w = self.windows[device_id] = ReplayWindow(max_gap=None if self.insecure else MAX_GAP)
-        return w
-
-    def full_counter(self, device_id: int, low: int) -> int:
-        w = self.windows.get(device_id)
-        return low if w is None else w.full_counter(low)
-
-    # --- the windows across restarts (docs/PROTOCOL.md §4.3) --------------------------------
-
-    def load_windows(self, path) -> int:
-        """Restore each provisioned key's window from the replay state `path` (docs/PROTOCOL.md
-        §4.8, `codec.wire.edge_state`; absent: nothing to do): every counter at or below an entry's
-        `highest` counts as used, an `unknown` entry accepts its first authenticated counter, an
-        entry of another key is a new device. Returns the windows restored; a malformed file is
-        one clear SnnError."""
-        import os
-
-        from codec.wire.edge_state import load_edge_state
-        if self.insecure or not os.path.exists(path):
-            return 0
-        state = load_edge_state(path)
-        state.adopt(self.keys)
-        restored = 0
-        for dev, entry in self.keys.items():
-            rec = state.record_for(dev, entry.key)
-            if rec is None:
-                continue
-            self.windows[dev] = ReplayWindow(unknown=True) if rec.unknown else ReplayWindow.restored(rec.highest)
-            restored += 1
-        self._saved = self._records()
-        return restored
-
-    def _records(self) -> dict:
-        from codec.wire.edge_state import CounterRecord
-        from codec.wire.keys import key_id
-        return {dev: CounterRecord(key_id(self.keys[dev].key), None if w.unknown else w.top)
-                for dev, w in self.windows.items() if dev in self.keys and (w.top >= 0 or w.unknown)}
-
-    def save_windows(self, path) -> bool:
-        """Write every key's window to the replay state `path` (whole, atomically, under its lock)
-        when it changed since the last save; True when written."""
-        from codec.wire.edge_state import EdgeState, locked, write_edge_state
-        if self.insecure:
-            return False
-        records = self._records()
-        if records == getattr(self, "_saved", None):
-            return False
-        with locked(path):
-            write_edge_state(path, EdgeState(records))
-        self._saved = records
-        return True
+    def entry(self, device_id: int) -> DeviceKey | None:
+        """The provisioned key entry of a device id (None: not provisioned, or insecure)."""
+        return self._keys.get(device_id)
 
 
 class TokenBuckets:

@@ -32,6 +32,7 @@ from edge.http_guard import (
     protocol_class,
 )
 from edge.listeners import bind_or_explain
+from edge.operator_auth import OperatorAuth, private_token
 from snn.errors import SnnError
 
 # connections the kernel queues for accept() (capped by net.core.somaxconn)
@@ -51,6 +52,8 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=lambda: HttpLimits(default_max_connections()))
     log_interval_s: float = 10.0
     reuse_port: bool = False    # SO_REUSEPORT on the UDP and HTTP sockets (several fronts per host)
+    # the operator credential (edge.operator_auth); None: a fresh token in a private temporary file
+    operator: OperatorAuth | None = None
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -148,27 +151,22 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         raise
 
     core = EdgeCore(codecs, config)
-    # warm up in the model thread itself: TorchScript specialises per thread as well as per
-    # shape, and a first call in a fresh thread held the GIL (and so the loop) for ~0.5 s
-    for codec in codecs:
-        core.batcher.run_in_model_thread(codec.warm_up, config.max_batch)
-    # the admission cost model starts from the slowest codec's measured batches
-    small, full = max((core.batcher.run_in_model_thread(c.batch_seconds, 1),
-                       core.batcher.run_in_model_thread(c.batch_seconds, config.max_batch)) for c in codecs)
-    core.batcher.calibrate(small, full)
+    operator = options.operator or private_token()
+    core.warm_up()
     udp_queue = options.udp_queue
     if udp_sock is not None and udp_queue is None:
-        udp_queue = auto_udp_queue(core.batcher)
+        udp_queue = auto_udp_queue(core.capacity_fps(), config.deadline_ms / 1000.0)
         set_udp_queue(udp_sock, udp_queue)
     listeners: list = []
     guard = ConnectionGuard(options.http_limits, options.log_interval_s)
-    core.metrics.registry.register(guard)
+    core.register_collector(guard)
     log_flush: list = []
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,
                  "udp_queue": udp_queue if udp_sock else None,
                  "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
-                 "engine": ",".join(sorted({c.engine.name for c in codecs}))}
+                 "engine": ",".join(sorted({c.engine.name for c in codecs})),
+                 "operator_token_file": operator.path}
 
     async def on_startup(core: EdgeCore) -> None:
         import asyncio
@@ -181,9 +179,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             loop.add_signal_handler(signal.SIGHUP, core.reload_keys)   # snn keys add|revoke|rotate
         log_flush.append(loop.create_task(_flush_log_every(limiter, options.log_interval_s)))
         if udp_sock is not None:
-            listeners.append(await UdpListener.start(core, udp_sock))
+            listeners.append(await UdpListener.start(core.front("udp"), udp_sock))
         for transport in serial_transports:
-            listener = SerialListener(core, transport, asyncio.get_running_loop())
+            listener = SerialListener(core.front("serial"), transport, asyncio.get_running_loop())
             listener.start()
             listeners.append(listener)
             addresses["serial"].append(listener.path)
@@ -202,7 +200,12 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             task.cancel()
         limiter.flush(force=True)
 
-    app = create_app(core, on_startup, on_shutdown)
+    if not operator.required:
+        logging.getLogger("snn.edge").warning(
+            "OPERATOR API OPEN (--no-operator-token): /v1/stats, /v1/codecs, /metrics, the dashboard and "
+            "JSON answers need no credential; anyone who reaches the HTTP port reads labels and figures "
+            "(trusted LAN only)")
+    app = create_app(core, on_startup, on_shutdown, operator)
     # asyncio's own loop, not uvloop even where it is installed: measured on the 2-core machine
     # (interleaved UDP closed loops, same run), uvloop cost the model thread ~15-20 us more CPU per
     # frame and 5-12 % of the throughput
@@ -247,11 +250,10 @@ def _addr(sock: socket.socket) -> tuple[str, int]:
     return host, port
 
 
-def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfig | None = None,
+def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfig,
           options: ServeOptions | None = None,
           on_ready: Callable[[dict], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code."""
-    config = config or EdgeConfig()
     options = options or ServeOptions()
     server, core, http_sock, _ = build(codecs, config, options, on_ready)
     # the model thread gives the GIL back between torch ops; a shorter switch interval hands it

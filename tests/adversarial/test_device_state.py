@@ -136,7 +136,7 @@ def _counters_on_air(frames: list[bytes], key, fingerprint: bytes) -> list[int]:
     for data in frames:
         if control.is_control_length(len(data)):
             try:
-                control.parse_control_up(data, lambda dev: [peer], lambda dev: None)
+                control.parse_control_up(data, lambda dev: [peer], lambda dev: [])
                 continue       # a RESYNC (a CONFIRM needs its nonce; it never authenticates as DATA)
             except FrameError:
                 pass

@@ -163,9 +163,9 @@ def test_resync_exchange_vectors():
         assert mic(KEY, message) == _mic_after(message), label
     assert mic(KEY, control.up_mic_message(0, 7, NONCE, FP, 1)) == _mic_after(control.up_mic_message(0, 7, NONCE, FP, 1))
     # and they parse back, each side with what it knows
-    up = control.parse_control_up(resync, lambda dev: [Peer()], lambda dev: None)
+    up = control.parse_control_up(resync, lambda dev: [Peer()], lambda dev: [])
     assert (up.kind, up.device_id, up.nonce) == (control.ControlKind.RESYNC, 7, NONCE)
-    up = control.parse_control_up(confirm, lambda dev: [Peer()], lambda dev: NONCE)
+    up = control.parse_control_up(confirm, lambda dev: [Peer()], lambda dev: [NONCE])
     assert (up.kind, up.start) == (control.ControlKind.CONFIRM, START)
     down = control.parse_control_down(offer, key=KEY, device_id=7, fingerprint=FP, nonce=NONCE)
     assert (down.kind, down.start, down.status) == (control.ControlKind.OFFER, START, 0)
@@ -199,7 +199,7 @@ def test_long_counter_and_copies_vectors():
     assert five == _block_after("**DATA, counter 16,900, 5 copies") and len(five) == 97
     for frame, counter in ((long, START), (three, START + 1), (five, START + 2)):
         window = ReplayWindow.restored(START - 1)
-        got = parse_data(frame, lambda dev: [Peer()], lambda dev, low: window.full_counter(low))
+        got = parse_data(frame, lambda dev: [Peer()], lambda dev, low, window=window: window.full_counter(low))
         assert got.counter == counter and got.data == PAYLOAD
     reply = encode_reply(key=KEY, device_id=7, fingerprint=FP, counter=START + 1, label=4, confidence=0.93,
                          ber=0.0123, copies=3)

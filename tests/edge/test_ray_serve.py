@@ -59,12 +59,12 @@ def test_workers_keep_that_many_batches_in_flight(workers):
         done = asyncio.Event()
 
         def reply(job, label, conf, error):
-            answers[job.meta] = (label, error)
+            answers[job.payload[0]] = (label, error)
             if len(answers) == 8:
                 done.set()
 
         for i in range(8):
-            assert batcher.submit(Job(codec, bytes([i, 0, 0, 0]), None, 0.0, reply, time.perf_counter(), meta=i))
+            assert batcher.submit(Job(codec, bytes([i, 0, 0, 0]), None, 0.0, reply, time.perf_counter()))
         await asyncio.wait_for(done.wait(), 15)
         left = await batcher.drain(1.0)
         assert left == [] and batcher.in_flight == 0
@@ -243,7 +243,7 @@ def test_balancer_keeps_each_device_on_one_front(tmp_path):
         seen = []
         for f in fronts:
             import urllib.request
-            stats = json.loads(urllib.request.urlopen(f.http + "/v1/stats", timeout=5).read())
+            stats = json.loads(urllib.request.urlopen(urllib.request.Request(f.http + "/v1/stats", headers=f.auth), timeout=5).read())
             seen.append({d["device_id"] for d in stats["devices"]})
         assert seen[0] | seen[1] == set(devices) and not seen[0] & seen[1] and seen[0] and seen[1], seen
         backends = [tuple(f.udp) for f in fronts]
