@@ -126,12 +126,14 @@ class ResyncDesk:
             if start != ex.confirmed:
                 self.counts["resync_refused"] += 1
                 return "resync_refused"
+            if not self.budget.take(dev):
+                return "rate_limited"
             self._send(reply, encode_ack(start=start, **self._context(frame)))   # its ACK was lost
             self.counts["resync_repeat"] += 1
             return "resync_ack"
         if ex.committing is not None:                # the ACK goes out once the commit is on disk
             return "resync_committing" if start == ex.committing else "resync_refused"
-        if not confirmable(ex.start, start, ex.status) or not self.budget.take(dev):
+        if not confirmable(ex.start, start, ex.status):     # (a commit needs a RESYNC: budgeted there)
             self.counts["resync_refused"] += 1
             return "resync_refused"
         ex.committing = start
