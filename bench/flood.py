@@ -75,25 +75,22 @@ def _flood(target: tuple[str, int], blobs: list[bytes], rate: float, seconds: fl
         send = [lambda i: raw.sendto(packets[i % len(packets)], (target[0], 0))]
         socks = []
     else:
-        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sources)]
-        for s in socks:
-            s.setblocking(False)
-            s.bind(("127.0.0.1", 0))
-        send = [lambda i, s=s: s.sendto(blobs[i % len(blobs)], target) for s in socks]
+        socks = [udp_socket(target) for _ in range(sources)]   # one source port each
+        send = [lambda i, s=s: s.send(blobs[i % len(blobs)]) for s in socks]
     replies = sent = look = 0
     t0 = time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < seconds:
         while sent < int(elapsed * rate):
             try:
                 send[sent % len(send)](sent)
-            except (BlockingIOError, PermissionError):
+            except (BlockingIOError, PermissionError, ConnectionRefusedError):
                 break
             sent += 1
         for s in socks[look:look + 64]:    # a few sockets per pass: a reply waits at most a moment
             try:
                 while s.recv(2048):
                     replies += 1
-            except BlockingIOError:
+            except (BlockingIOError, ConnectionRefusedError):
                 pass
         look = look + 64 if look + 64 < len(socks) else 0
         time.sleep(0.0005)
@@ -101,7 +98,7 @@ def _flood(target: tuple[str, int], blobs: list[bytes], rate: float, seconds: fl
         try:
             while s.recv(2048):
                 replies += 1
-        except BlockingIOError:
+        except (BlockingIOError, ConnectionRefusedError):
             pass
     out.put((sent, replies))
 
