@@ -94,7 +94,7 @@ def stack(tmp_path):
     ready = tmp_path / "edge.json"
     log = open(tmp_path / "edge.log", "w")
     edge = subprocess.Popen([sys.executable, "-m", "snn", "edge", "serve", "--keys", str(key_file), "--udp",
-                             "127.0.0.1:0", "--http", "127.0.0.1:0", "--ready-json", str(ready)],
+                             "127.0.0.1:0", "--http", "127.0.0.1:0", "--ready-json", str(ready), "--log-level", "info"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 120
     while not (ready.is_file() and ready.stat().st_size):
@@ -256,3 +256,52 @@ def test_a_counter_beyond_the_gap_is_answered_resync_and_never_moves_the_window(
     finally:
         sock.close()
     assert _device(stack, count=2)["answered"] == 2
+
+
+def _edge_log_until(stack, needle: str, timeout: float = 20.0) -> None:
+    path = stack["tmp"] / "edge.log"
+    deadline = time.monotonic() + timeout
+    while needle not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, path.read_text(errors="replace")[-3000:]
+        time.sleep(0.05)
+
+
+def test_rotate_and_sighup_old_frames_stay_refused_and_the_new_key_starts_afresh(stack):
+    """Issue 24: `snn keys rotate` + SIGHUP: the frames recorded under the old key get silence, the
+    device (whose state names the old key: no state for the new one) resynchronises and is
+    answered, and no (key, counter) pair is ever used twice."""
+    before = _device(stack, count=5, device=2)
+    assert before["answered"] == 5
+    relay = stack["relay"]
+    recorded = list(relay.uplink)
+    old_key = stack["keys"][2]
+    rotate = subprocess.run([sys.executable, "-m", "snn", "keys", "rotate", "--device", "2", str(stack["key_file"])],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert rotate.returncode == 0, rotate.stderr
+    stack["edge"].send_signal(signal.SIGHUP)
+    _edge_log_until(stack, "re-keyed [2]")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.5)
+    sock.connect(stack["edge_addr"])
+    try:
+        for data in recorded:                 # every frame of the old key, DATA and control, again
+            sock.send(data)
+        got = []
+        try:
+            while True:
+                got.append(sock.recv(4096))
+        except socket.timeout:
+            pass
+        assert got == [], [g.hex() for g in got]
+    finally:
+        sock.close()
+    relay.uplink.clear()
+    after = _device(stack, count=5, device=2)
+    assert after["answered"] == 5 and after["resyncs"] == 1
+    from codec.wire.keys import load_keys
+    new_key = load_keys(stack["key_file"])[2]
+    assert new_key.key != old_key.key
+    fp = bytes.fromhex(after["fingerprint"])
+    used_new = _counters_on_air(relay.uplink, new_key, fp)
+    assert len(used_new) == 5 and len(set(used_new)) == 5
+    assert _counters_on_air(relay.uplink, old_key, fp) == []      # nothing under the old key any more

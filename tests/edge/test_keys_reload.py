@@ -101,6 +101,8 @@ def test_add_revoke_and_a_bad_file_on_sighup_while_a_device_keeps_sending(tmp_pa
         # every inference answered (a BUSY under machine load is retried, as a device does), none lost
         assert steady["count"] > 500 and steady["answered"] == steady["count"], figures
         assert steady["lost"] == steady["errors"] == 0, figures
+        print(f"\nthrough add+SIGHUP, a bad file+SIGHUP, revoke+SIGHUP: device 1 {figures}; device 3 answered "
+              f"10/10 after add, 3/3 after the bad file, revoked 0 answered, 0 foreign frames")
     finally:
         edge.send_signal(signal.SIGTERM)
         try:
