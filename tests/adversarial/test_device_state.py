@@ -150,6 +150,24 @@ def _counters_on_air(frames: list[bytes], key, fingerprint: bytes) -> list[int]:
     return used
 
 
+def _answers_to(stack, frames: list[bytes], quiet_s: float = 0.5) -> list[bytes]:
+    """Send `frames` to the edge from a fresh socket; every datagram that comes back (until
+    `quiet_s` of silence)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(quiet_s)
+    sock.connect(stack["edge_addr"])
+    got = []
+    try:
+        for data in frames:
+            sock.send(data)
+        while True:
+            got.append(sock.recv(4096))
+    except socket.timeout:
+        return got
+    finally:
+        sock.close()
+
+
 def test_deleting_the_state_file_never_reuses_a_counter_and_the_device_is_answered_again(stack):
     state = Path(f"{stack['key_file']}.dev1.state")
     first = _device(stack, count=20)
@@ -208,24 +226,11 @@ def test_replayed_resync_and_confirm_get_nothing_and_change_nothing(stack):
     relay = stack["relay"]
     resync = [d for d in relay.uplink if control.is_control_length(len(d))]
     assert len(resync) >= 2
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.settimeout(0.5)
-    sock.connect(stack["edge_addr"])
-    try:
-        for data in resync * 3:                       # the captured RESYNC and CONFIRM, again and again
-            sock.send(data)
-        got = []
-        try:
-            while True:
-                got.append(sock.recv(4096))
-        except socket.timeout:
-            pass
-        assert got == [], [g.hex() for g in got]
-        # the window did not move: the device goes on from its state, answered, without a resync
-        after = _device(stack, count=3)
-        assert after["answered"] == 3 and after["resyncs"] == 0
-    finally:
-        sock.close()
+    got = _answers_to(stack, resync * 3)          # the captured RESYNC and CONFIRM, again and again
+    assert got == [], [g.hex() for g in got]
+    # the window did not move: the device goes on from its state, answered, without a resync
+    after = _device(stack, count=3)
+    assert after["answered"] == 3 and after["resyncs"] == 0
 
 
 def test_a_counter_beyond_the_gap_is_answered_resync_and_never_moves_the_window(stack):
@@ -280,21 +285,8 @@ def test_rotate_and_sighup_old_frames_stay_refused_and_the_new_key_starts_afresh
     assert rotate.returncode == 0, rotate.stderr
     stack["edge"].send_signal(signal.SIGHUP)
     _edge_log_until(stack, "re-keyed [2]")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.settimeout(0.5)
-    sock.connect(stack["edge_addr"])
-    try:
-        for data in recorded:                 # every frame of the old key, DATA and control, again
-            sock.send(data)
-        got = []
-        try:
-            while True:
-                got.append(sock.recv(4096))
-        except socket.timeout:
-            pass
-        assert got == [], [g.hex() for g in got]
-    finally:
-        sock.close()
+    got = _answers_to(stack, recorded)       # every frame of the old key, DATA and control, again
+    assert got == [], [g.hex() for g in got]
     relay.uplink.clear()
     after = _device(stack, count=5, device=2)
     assert after["answered"] == 5 and after["resyncs"] == 1
