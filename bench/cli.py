@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     wire.add_argument("--frames", type=int, default=10_000)
     wire.add_argument("--symbols", type=int, default=392)
     wire.add_argument("--levels", type=int, default=8)
-    wire.add_argument("--json", type=Path, metavar="PATH")
+    wire.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                "written)")
     b = sub.add_parser("channel", help="bit-flipping throughput of each error model",
                        description="Time ErrorModel.corrupt on random buffers (MB/s).")
     b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
@@ -24,15 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="comma-separated models (default iid,ge,awgn,lora)")
     b.add_argument("--repeats", type=int, default=30)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--json", type=Path, metavar="PATH")
+    b.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not written)")
 
     flood = sub.add_parser("flood", help="a keyed device while one source floods the edge with garbage")
     flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
     flood.add_argument("--garbage-rate", type=float, default=20000.0,
                        help="garbage datagrams/s from one source (default %(default)s)")
     flood.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
-    flood.add_argument("--bundle", action="append", metavar="B")
-    flood.add_argument("--json", type=Path, metavar="PATH")
+    flood.add_argument("--bundle", action="append", metavar="B", help="bundle to serve, repeatable (default: the "
+                                                                      "shipped one)")
+    flood.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                 "written)")
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
     from bench.edge_load import add_bench_arguments
     add_bench_arguments(edge)

@@ -18,9 +18,11 @@ def add_arguments(sub) -> None:
     b.add_argument("encoder", type=Path, help="int8 QDQ ONNX encoder (snn export -o DIR -> DIR/encoder.int8.onnx)")
     b.add_argument("--board", required=True, help="board name (stm32f411, nrf52840, stm32f746, stm32h743)")
     b.add_argument("-o", "--out", type=Path, required=True, help="project folder (created mode 0700: it holds the key)")
-    b.add_argument("--key-file", type=Path, default=None, help="per-device keys file (snn keys new)")
+    b.add_argument("--key-file", type=Path, default=None, help="per-device keys file (snn keys new) (default: none, "
+                                                               "the insecure all-zero key)")
     b.add_argument("--device-id", type=int, default=1, help="this device's id (default 1)")
-    b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here")
+    b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here (default: "
+                                                           "not written)")
     b.add_argument("--no-refuse", action="store_true", help="exit 0 even when the image does not fit the board")
 
     q = sub.add_parser("qemu", help="run the built firmware under qemu-system-arm, images and replies over its UART")
@@ -36,7 +38,7 @@ def add_arguments(sub) -> None:
     q.add_argument("--retries", type=int, default=2, help="resends of an unanswered inference (default 2)")
     q.add_argument("--icount", action="store_true",
                    help="run QEMU with -icount shift=0 and report instructions per layer (slower)")
-    q.add_argument("--json", type=Path, default=None)
+    q.add_argument("--json", type=Path, default=None, help="(default: not written)")
 
 
 def _write_json(path: Path | None, data: dict) -> None:

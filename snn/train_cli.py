@@ -24,12 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "gets more epochs)")
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
-    b.add_argument("--lr", type=float, default=None)
+    b.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.1 for sgd, 2e-3 for adamw)")
     b.add_argument("--width", type=float, default=1.0, help="width multiplier")
     b.add_argument("--split", default=None, help="split-point stage name (default: per arch)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
+    b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per "
+                                                             "core)")
+    b.add_argument("--count", type=int, default=None, help="use only the first N train/test images (default: every "
+                                                           "image)")
     b.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     _device_flag(b)
     _split_flags(b, "default: the tree must have train/ and test/ sub-folders")
@@ -63,17 +65,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--stage2-steps", type=int, default=1400,
                    help="stage-2 optimisation steps; the epochs are derived from the data size, at least "
                         "14 (default %(default)s)")
-    c.add_argument("--stage1-epochs", type=int, default=None, help="override --stage1-steps with an epoch count")
-    c.add_argument("--stage2-epochs", type=int, default=None, help="override --stage2-steps with an epoch count")
+    c.add_argument("--stage1-epochs", type=int, default=None, help="override --stage1-steps with an epoch count "
+                                                                   "(default: none, the steps decide)")
+    c.add_argument("--stage2-epochs", type=int, default=None, help="override --stage2-steps with an epoch count "
+                                                                   "(default: none, the steps decide)")
     c.add_argument("--finetune-head", action="store_true",
                    help="stage 2 also trains the device-side backbone stages (int8-aware with --int8-aware), "
                         "distilled from the frozen original backbone")
     c.add_argument("--head-lr", type=float, default=1e-4, help="learning rate of --finetune-head (default 1e-4)")
     c.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
                    help="start from this bundle's codec (e.g. to fine-tune it with --finetune-head); --backbone "
-                        "may name a bundle too")
+                        "may name a bundle too (default: none, a fresh codec)")
     c.add_argument("--batch-size", type=int, default=256)
-    c.add_argument("--lr", type=float, default=3e-3)
+    c.add_argument("--lr", type=float, default=3e-3, help="learning rate")
     c.add_argument("--ber-min", type=float, default=1e-4)
     c.add_argument("--ber-max", type=float, default=0.2)
     c.add_argument("--clean-share", type=float, default=0.15, help="share of clean (BER 0) samples")
@@ -91,8 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the edge reads each received symbol as its MMSE centre given the frame's BER "
                         "(posterior over the centres its bits may have been sent as) instead of its centre")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=int, default=None)
-    c.add_argument("--count", type=int, default=None, help="use only the first N train/test images")
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per "
+                                                             "core)")
+    c.add_argument("--count", type=int, default=None, help="use only the first N train/test images (default: every "
+                                                           "image)")
     c.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     _device_flag(c)
     _split_flags(c, "default: the split the backbone was trained with")
@@ -102,9 +108,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_scale_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="data-parallel over N local processes (torch.distributed: gloo on the CPU, NCCL on CUDA); "
-                        "--batch-size stays the global batch. Under torchrun the group is torchrun's")
+                        "--batch-size stays the global batch. Under torchrun the group is torchrun's (default: one "
+                        "process)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="write world_size, test_accuracy and timings as JSON to PATH")
+                   help="write world_size, test_accuracy and timings as JSON to PATH (default: not written)")
 
 
 def _device_flag(parser: argparse.ArgumentParser) -> None:
