@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from pathlib import Path
+
+import numpy as np
+
+from snn.errors import SnnError
 
 
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
@@ -94,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--soft-demapper", action="store_true",
                    help="the edge reads each received symbol as its MMSE centre given the frame's BER "
                         "(posterior over the centres its bits may have been sent as) instead of its centre")
+    c.add_argument("--board", default=None, metavar="NAME",
+                   help="choose the split and encoder shape (--split, --decode-to, --enc-stride, --enc-hidden, "
+                        "--dec-hidden, --int8-aware) whose int8 encoder fits this board by 'snn mcu report' and the "
+                        "export's 64 KiB bar, e.g. stm32f411 ('snn mcu boards' lists them) (default: none, the "
+                        "shape flags as given)")
+    c.add_argument("--device-budget", type=int, default=None, metavar="BYTES",
+                   help="as --board, for an int8 encoder file of at most BYTES (default: none; with --board, "
+                        "the export's 65536)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per "
                                                              "core)")
@@ -128,8 +141,66 @@ def _split_flags(parser: argparse.ArgumentParser, default: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from codec.training.distributed import launch
 
+    if args.what == "codec" and (args.board or args.device_budget is not None):
+        fit_device_shape(args)
     launch(train_rank, args.nproc, args, command_line(args), device=args.device)
     return 0
+
+
+def fit_device_shape(args: argparse.Namespace) -> None:
+    """--board / --device-budget: set the shape flags to the first shape that fits
+    (export/device_fit.py), keeping the ones the user gave."""
+    import os
+
+    from codec.training.train_backbone import load_backbone_file
+    from export.device_fit import SHAPE_FLAGS, fit_device
+
+    if args.device_budget is not None and args.device_budget <= 0:
+        raise SnnError("--device-budget must be a positive number of bytes")
+    main_rank = os.environ.get("RANK", "0") == "0"
+    say = print if main_rank else (lambda *_a, **_k: None)
+    defaults = {a.dest: a.default for a in _PARSERS["codec"]._actions}
+    fixed = {name for name in SHAPE_FLAGS if getattr(args, name) != defaults[name]}
+    base = {name: getattr(args, name) for name in SHAPE_FLAGS}
+    backbone, record = load_backbone_file(args.backbone)
+    target = args.board or f"{args.device_budget:,} B"
+    say(f"fitting the device to {target}: trying shapes of {record.get('arch', 'the backbone')}"
+        + (f" (kept as given: {', '.join('--' + f.replace('_', '-') for f in sorted(fixed))})" if fixed else ""),
+        flush=True)
+    shape, m, _ = fit_device(backbone, record, base, fixed, levels=args.levels, channels=args.channels,
+                             budget=args.device_budget, board=args.board, log=say)
+    for name in SHAPE_FLAGS:
+        setattr(args, name, getattr(shape, name))
+    args.int8_aware = True
+    say(f"device shape for {target}: {shape.flags()} (int8 encoder {m['int8_bytes']:,} B, "
+        f"{m['n_symbols']} symbols)", flush=True)
+
+
+def report_device_fit(bundle_path: Path) -> None:
+    """After training: export the int8 encoder once and say which boards it fits; a codec that
+    fits none says so here, not only at `snn export`."""
+    import os
+    import tempfile
+
+    from codec.bundle import load_bundle
+    from export.device_fit import boards_fitting, export_bar
+    from export.pipeline import build_encoders
+
+    bundle = load_bundle(bundle_path)
+    c, h, w = bundle.input_shape
+    cal = np.random.default_rng(0).integers(0, 256, (8, h, w, c), dtype=np.uint8)   # sizes, not accuracy
+    with tempfile.TemporaryDirectory(prefix="snn-size-") as tmp:
+        _, int8_path, _ = build_encoders(bundle, tmp, cal, method="minmax", activations="16", log=lambda _m: None)
+        size = os.path.getsize(int8_path)
+        fits = boards_fitting(int8_path)
+    good = [name for name, ok in fits.items() if ok]
+    if good:
+        print(f"device: int8 encoder ~{size:,} B fits {', '.join(good)} (snn export makes and checks it)")
+    else:
+        print(f"snn train codec: warning: its int8 encoder is ~{size:,} B, over the export's {export_bar():,} B "
+              f"bar, so it fits none of the boards ({', '.join(fits)}); 'snn export' will miss that bar. "
+              f"Retrain with --board NAME (e.g. --board stm32f411) or --device-budget BYTES to get a shape that "
+              f"fits", file=sys.stderr)
 
 
 def train_rank(args: argparse.Namespace, command: str) -> None:
@@ -158,6 +229,7 @@ def train_rank(args: argparse.Namespace, command: str) -> None:
         # the bundle carries its ONNX edge half, so a torch-free edge (the default engine) serves it
         from export.onnx_export import add_edge_to_bundle
         add_edge_to_bundle(args.out)
+        report_device_fit(args.out)
     if not (args.json and dist.is_main):
         return
     if figures is None:
