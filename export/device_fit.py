@@ -210,6 +210,30 @@ def _first_fit(backbone, record, base, fixed, levels, channels, limit, board_obj
                       if smallest else "") + ": train a narrower backbone (--width) or raise --device-budget")
 
 
+def fit_recipe(recipe, log=print):
+    """`CodecRecipe` with `board`/`device_budget` -> the same recipe with the first shape that fits
+    (int8-aware), keeping the shape fields the caller set away from their defaults. The recipe
+    unchanged when it names neither."""
+    import dataclasses
+
+    from codec.training.train_backbone import load_backbone_file
+
+    if not recipe.board and recipe.device_budget is None:
+        return recipe
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe)}
+    fixed = {name for name in SHAPE_FLAGS if getattr(recipe, name) != defaults[name]}
+    base = {name: getattr(recipe, name) for name in SHAPE_FLAGS}
+    backbone, record = load_backbone_file(recipe.backbone)
+    target = recipe.board or f"{recipe.device_budget:,} B"
+    log(f"fitting the device to {target}: trying shapes of {record.get('arch', 'the backbone')}"
+        + (f" (kept as given: {', '.join('--' + f.replace('_', '-') for f in sorted(fixed))})" if fixed else ""))
+    shape, m, _ = fit_device(backbone, record, base, fixed, levels=recipe.levels, channels=recipe.channels,
+                             budget=recipe.device_budget, board=recipe.board, log=log)
+    log(f"device shape for {target}: {shape.flags()} (int8 encoder {m['int8_bytes']:,} B, "
+        f"{m['n_symbols']} symbols)")
+    return recipe.replace(int8_aware=True, **{name: getattr(shape, name) for name in SHAPE_FLAGS})
+
+
 def boards_fitting(int8_path: str | Path) -> dict[str, bool]:
     """Board name -> whether this exported int8 encoder fits it (size at most the export bar and
     `snn mcu report` fits), for every board `snn mcu report` knows."""
