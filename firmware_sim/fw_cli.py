@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         from firmware_sim.host_engine import compare_engines
         images, _ = load_images(args.data, args.count)
         res = compare_engines(args.encoder, images, engine=args.engine)
-        print(f"{res['images']} images, {res['symbols']} symbols: C vs simulator {res['symbol_agreement_vs_sim']:.6f}, "
+        print(f"{res['images']} images, {res['symbols']} symbols: C vs simulator {res['symbol_agreement_vs_sim']:.6f} "
+              f"(DSP path; plain C {res['symbol_agreement_vs_sim_plain']:.6f}), "
               f"C vs onnxruntime {res['symbol_agreement_vs_onnxruntime']:.6f} "
               f"({res['images_bit_exact_vs_onnxruntime']:.4f} of images bit-exact)")
         _write_json(args.json, res)
