@@ -8,11 +8,14 @@ device's key once protocol v2 binds one (``snn_config.h``).
 
 Two images come out of one source tree:
 
-- ``firmware.elf`` for the board itself (its memory map, its UART, its reset clock);
+- ``firmware.elf`` for the board itself (its memory map, its UART, its clock tree at the board's
+  maximum documented clock, `firmware/clock.c`);
 - ``firmware-qemu.elf`` for QEMU's nearest machine (`TARGETS`): the same kernels with the SysTick
   clock QEMU emulates, linked with the *board's* flash and RAM limits. For the STM32F411 the
   machine is ``netduinoplus2`` (STM32F405): same Cortex-M4F, same USART2 registers at the same
-  address, same flash/SRAM origins, so only the clock constant differs. QEMU models no nRF52840
+  address, same flash/SRAM origins, so only the clock differs: QEMU models no clock tree (its RCC
+  is unimplemented), so that image skips `clock.c` (``SNN_NO_CLOCK_TREE``) and counts QEMU's
+  SysTick clock; the clock tree is checked on the host instead. QEMU models no nRF52840
   UART and no STM32F7/H7 USART: those boards' QEMU images run on the MPS2 image of their core
   (``mps2-an386``, ``mps2-an500``) with its CMSDK UART and memory origins.
 
@@ -34,9 +37,9 @@ from firmware_sim.codegen import FIRMWARE_DIR, generate
 from firmware_sim.lowering import lower
 
 TOOLCHAIN_HINT = "apt-get install gcc-arm-none-eabi (scripts/setup.sh does it as root)"
-COMMON_SOURCES = ["main.c", "board.c", "startup.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c"]
+COMMON_SOURCES = ["main.c", "board.c", "clock.c", "startup.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c"]
 PROTOCOL_SOURCES = {2: ["proto_v2.c"]}   # the framing swap is this line (v1 C left with v1, withdrawn)
-HEADERS = ["board.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "proto.h", "snn_fixed.h"]
+HEADERS = ["board.h", "clock.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "proto.h", "snn_fixed.h", "snn_simd.h"]
 MODEL_SOURCE = "snn_model.c"
 STACK_BYTES = 4096
 BAUD = 115200
@@ -51,13 +54,14 @@ class Target:
     flash_origin: int
     ram_origin: int
     ram_length: int | None           # None: the board profile's sram_bytes
-    cpu_hz: int                      # the clock after reset (no PLL set-up)
+    cpu_hz: int                      # the core clock firmware/clock.c configures (the board's maximum)
     qemu_machine: str | None
     qemu_hz: int = 0                 # the SysTick clock QEMU's machine emulates
     qemu_serial_index: int = 0       # which -serial the firmware's UART is
     qemu_family: tuple[str, ...] | None = None   # the QEMU image's UART, when QEMU lacks the board's
     qemu_flash_origin: int | None = None         # the QEMU machine's memory map, when it differs
     qemu_ram_origin: int | None = None
+    dsp: bool = True                 # the core has the DSP extension: the SMLAD kernels (else plain C)
 
     @property
     def qemu_own_map(self) -> bool:
@@ -69,21 +73,27 @@ MPS2 = dict(qemu_hz=25_000_000, qemu_serial_index=0, qemu_family=("SNN_BOARD_CMS
 
 M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 TARGETS: dict[str, Target] = {
-    "stm32f411": Target(M4F, ("SNN_BOARD_STM32F4",), 0x08000000, 0x20000000, None, 16_000_000,
+    "stm32f411": Target(M4F, ("SNN_BOARD_STM32F4",), 0x08000000, 0x20000000, None, 100_000_000,
                         "netduinoplus2", 168_000_000, 1),
     # QEMU models neither the nRF52840's UART nor the STM32F7/H7 USART: their QEMU images run the
     # same kernels within the same flash/RAM limits on the MPS2 FPGA image of their core
     # (Cortex-M4: mps2-an386, Cortex-M7: mps2-an500), whose CMSDK UART board.c also drives
     "nrf52840": Target(M4F, ("SNN_BOARD_NRF52",), 0x00000000, 0x20000000, None, 64_000_000, "mps2-an386", **MPS2),
     "stm32f746": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
-                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 16_000_000, "mps2-an500",
+                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 216_000_000, "mps2-an500",
                         qemu_flash_origin=0x0, **MPS2),
     # the H743's largest contiguous RAM is the 512 KB AXI SRAM (the profile's 1 MB spans banks)
     "stm32h743": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
-                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 64_000_000,
+                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 480_000_000,
                         "mps2-an500", qemu_flash_origin=0x0, qemu_ram_origin=0x20000000, **MPS2),
 }
-CFLAGS = ("-O2", "-std=c99", "-ffreestanding", "-fno-builtin", "-ffunction-sections", "-fdata-sections",
+# -fno-delete-null-pointer-checks: address 0 is memory on a Cortex-M (the vector table; the nRF52840's
+# flash), and GCC 12.2 otherwise miscompiles a loop storing at the arena's offset 0: its induction
+# variables rebase the store on a literal 0, the pure-const pass takes that for a NULL dereference
+# (undefined, so "the loop never stores") and the call is deleted (found on a host build, where the
+# generated Div of a test encoder silently vanished; see tests/firmware_sim/test_codegen.py)
+CFLAGS = ("-O2", "-std=c99", "-ffreestanding", "-fno-builtin", "-fno-delete-null-pointer-checks",
+          "-ffunction-sections", "-fdata-sections",
           "-Wall", "-Wextra", "-Wno-unused-function")
 LDFLAGS = ("-nostdlib", "-nostartfiles", "-Wl,--gc-sections")
 
@@ -104,7 +114,9 @@ def target_for(board_name: str) -> Target:
 
 def _defines(target: Target, hz: int, layer_hook: bool, qemu: bool = False) -> list[str]:
     family = target.qemu_family if qemu and target.qemu_family else target.family
-    d = [f"-D{f}" for f in family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u"]
+    d = [f"-D{f}" for f in family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u", f"-DSNN_SIMD={int(target.dsp)}"]
+    if qemu:    # QEMU models no clock tree (its RCC reads 0): the image keeps the machine's clock
+        d.append("-DSNN_NO_CLOCK_TREE")
     return d + (["-DSNN_LAYER_HOOK"] if layer_hook else [])
 
 
@@ -178,7 +190,8 @@ and do not commit it.** Key: {key_source}. Protocol v{protocol} (docs/PROTOCOL.m
 - `make` rebuilds `firmware.elf` with arm-none-eabi-gcc alone (freestanding: no newlib, no libgcc);
   `make firmware.bin` makes a raw image to flash at 0x{target.flash_origin:08X}
   (e.g. `st-flash write firmware.bin 0x{target.flash_origin:08X}` or `openocd ... program firmware.elf`).
-- UART: {uart}, {BAUD} baud 8N1, clocks at their reset values ({target.cpu_hz / 1e6:.0f} MHz, no PLL set-up).
+- UART: {uart}, {BAUD} baud 8N1. Core clock {target.cpu_hz / 1e6:.0f} MHz (`clock.c` sets up the PLL, flash wait
+  states and bus prescalers at boot; `clock.h` has the figures).
   Messages are COBS-framed with a 0x00 delimiter; see `main.c` for the harness messages (image in,
   status out) and `proto.h` for the protocol frames.
 - `snn_model.c` is the int8 encoder as integer C (generated; equal to the Python simulator on every
@@ -305,7 +318,7 @@ def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = No
             "arena_bytes": proj["model"].arena_bytes, "stack_bytes": STACK_BYTES,
             "flash_limit_bytes": board.flash_bytes, "ram_limit_bytes": ram_limit, "fits": bool(fits),
             "sections": sizes["sections"], "project": str(out.resolve()), "protocol": proj["protocol"],
-            "key": proj["key"]}
+            "key": proj["key"], "cpu_hz": target.cpu_hz, "qemu_hz": target.qemu_hz}
 
 
 def format_build(res: dict) -> str:
@@ -313,7 +326,7 @@ def format_build(res: dict) -> str:
             f"({100 * res['flash_bytes'] / res['flash_limit_bytes']:.1f} %), RAM {res['ram_bytes']} B of "
             f"{res['ram_limit_bytes']} ({100 * res['ram_bytes'] / res['ram_limit_bytes']:.1f} %; arena "
             f"{res['arena_bytes']} B, stack {res['stack_bytes']} B) -> {'fits' if res['fits'] else 'DOES NOT FIT'}\n"
-            f"  protocol v{res['protocol']}, key {res['key']}\n  {res['elf']}" + (f"\n  {res['qemu_elf']} (QEMU {res['qemu_machine']})" if res.get("qemu_elf") else ""))
+            f"  core clock {res['cpu_hz'] / 1e6:.0f} MHz, protocol v{res['protocol']}, key {res['key']}\n  {res['elf']}" + (f"\n  {res['qemu_elf']} (QEMU {res['qemu_machine']})" if res.get("qemu_elf") else ""))
 
 
 def elf_report(encoder, board_name: str) -> dict:

@@ -1,9 +1,11 @@
 /* UART and SysTick for each board family (register addresses from the vendors' reference manuals:
  * ST RM0383 (STM32F411), RM0385 (STM32F746), RM0433 (STM32H743); Nordic nRF52840 PS v1.1).
- * Clocks are left at their reset values (no PLL set-up): HSI 16 MHz on the F4/F7, 64 MHz on the
- * H7 and the nRF52840. Polling, no interrupts: a byte the firmware has not read stays in the
+ * The clock tree is set up first (clock.c: each board's maximum documented clock); the UART's
+ * baud divisor is computed from the clock of the bus it sits on (SNN_UART_HZ). Polling, no
+ * interrupts: a byte the firmware has not read stays in the
  * UART (on QEMU the character backend holds it until the one-byte receive register is free). */
 #include "board.h"
+#include "clock.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -47,11 +49,12 @@ static void systick_init(void)
 
 void snn_board_init(void)
 {
+    snn_clock_init();
     RCC_AHB1ENR |= 1u << 0;          /* GPIOA */
     RCC_APB1ENR |= 1u << 17;         /* USART2 */
     GPIOA_MODER = (GPIOA_MODER & ~(0xFu << 4)) | (0xAu << 4);          /* PA2, PA3 alternate */
     GPIOA_AFRL = (GPIOA_AFRL & ~(0xFFu << 8)) | (0x77u << 8);          /* AF7 */
-    USART_BRR = (SNN_CPU_HZ + SNN_BAUD / 2) / SNN_BAUD;
+    USART_BRR = (SNN_UART_HZ + SNN_BAUD / 2) / SNN_BAUD;
     USART_CR1 = (1u << 13) | (1u << 3) | (1u << 2);                    /* UE, TE, RE */
     systick_init();
 }
@@ -90,6 +93,7 @@ int snn_uart_getc(void)
 
 void snn_board_init(void)
 {
+    snn_clock_init();
 #if defined(SNN_BOARD_H7)
     REG(RCC_BASE + 0x0E0u) |= 1u << 3;               /* AHB4ENR: GPIOD */
     REG(RCC_BASE + 0x0E8u) |= 1u << 18;              /* APB1LENR: USART3 */
@@ -103,7 +107,7 @@ void snn_board_init(void)
     REG(0x40020400u) = (REG(0x40020400u) & ~(0x3u << 14)) | (0x2u << 14);               /* PB7 */
     REG(0x40020420u) = (REG(0x40020420u) & ~(0xFu << 28)) | (0x7u << 28);               /* AFRL AF7 */
 #endif
-    USART_BRR = (SNN_CPU_HZ + SNN_BAUD / 2) / SNN_BAUD;
+    USART_BRR = (SNN_UART_HZ + SNN_BAUD / 2) / SNN_BAUD;
     USART_CR1 = (1u << 3) | (1u << 2) | 1u;          /* TE, RE, UE */
     systick_init();
 }
@@ -142,6 +146,7 @@ int snn_uart_getc(void)
 
 void snn_board_init(void)
 {
+    snn_clock_init();
     PSEL_TXD = 6;
     PSEL_RXD = 8;
     BAUDRATE = 0x01D7E000u;            /* 115200 baud */
