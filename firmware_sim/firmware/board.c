@@ -47,6 +47,42 @@ static void systick_init(void)
 #define USART_BRR REG(USART_BASE + 0x08u)
 #define USART_CR1 REG(USART_BASE + 0x0Cu)
 
+#if defined(SNN_LINK_SX1276)
+/* SPI1 to the SX1276 (RM0383 20.5): PA5 SCK, PA6 MISO, PA7 MOSI (AF5), PA4 NSS as a GPIO output;
+ * mode 0, MSB first, APB2 100 MHz / 16 = 6.25 MHz (the SX1276 takes up to 10 MHz). */
+#define SPI1_BASE 0x40013000u
+#define SPI1_CR1 REG(SPI1_BASE + 0x00u)
+#define SPI1_SR REG(SPI1_BASE + 0x08u)
+#define SPI1_DR REG(SPI1_BASE + 0x0Cu)
+
+static void spi_init(void)
+{
+    REG(0x40023844u) |= 1u << 12;                                       /* RCC_APB2ENR.SPI1EN */
+    GPIOA_MODER = (GPIOA_MODER & ~(0xFFu << 8)) | (0xA9u << 8);         /* PA4 out, PA5-7 alternate */
+    GPIOA_AFRL = (GPIOA_AFRL & ~(0xFFFu << 20)) | (0x555u << 20);       /* PA5-7 AF5 */
+    REG(0x40020018u) = 1u << 4;                                         /* BSRR: NSS high */
+    SPI1_CR1 = (1u << 9) | (1u << 8) | (3u << 3) | (1u << 2);           /* SSM SSI, /16, master */
+    SPI1_CR1 |= 1u << 6;                                                /* SPE */
+}
+
+void snn_spi_select(int on)
+{
+    while (SPI1_SR & (1u << 7)) {                                       /* BSY */
+    }
+    REG(0x40020018u) = on ? 1u << (4 + 16) : 1u << 4;                   /* NSS low / high */
+}
+
+uint8_t snn_spi_xfer(uint8_t out)
+{
+    while (!(SPI1_SR & (1u << 1))) {                                    /* TXE */
+    }
+    *(volatile uint8_t *)(SPI1_BASE + 0x0Cu) = out;
+    while (!(SPI1_SR & 1u)) {                                           /* RXNE */
+    }
+    return (uint8_t)SPI1_DR;
+}
+#endif
+
 void snn_board_init(void)
 {
     snn_clock_init();
@@ -56,6 +92,9 @@ void snn_board_init(void)
     GPIOA_AFRL = (GPIOA_AFRL & ~(0xFFu << 8)) | (0x77u << 8);          /* AF7 */
     USART_BRR = (SNN_UART_HZ + SNN_BAUD / 2) / SNN_BAUD;
     USART_CR1 = (1u << 13) | (1u << 3) | (1u << 2);                    /* UE, TE, RE */
+#if defined(SNN_LINK_SX1276)
+    spi_init();
+#endif
     systick_init();
 }
 
@@ -74,6 +113,8 @@ int snn_uart_getc(void)
     return -1;
 }
 
+#elif defined(SNN_LINK_SX1276)
+#error "the SX1276 link has an SPI driver for the STM32F411 only (board.c)"
 #elif defined(SNN_BOARD_STM32V2)
 /* STM32F7/H7 USART (ISR/RDR/TDR). F746G-DISCO: USART1 on PA9/PB7; Nucleo-H743ZI: USART3 on PD8/PD9. */
 #if defined(SNN_BOARD_H7)
