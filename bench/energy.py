@@ -99,7 +99,7 @@ def _shipped_encoder():
 def format_energy(res: dict) -> str:
     lines = [f"energy per inference on {res['board']} @ {res['clock_hz'] / 1e6:.0f} MHz + SX1276, i.i.d. BER "
              f"{res['ber']:g} (encoder {res['encoder_cycles'] / 1e6:.1f} M cycles)"]
-    for name, lk in res["links"].items():
+    for lk in res["links"].values():
         lines.append(f"\n{lk['link']} (MTU {lk['mtu']} B, {lk['count']} images)")
         lines.append(f"  {'method':<16} {'accuracy':>8} {'bytes':>9} {'frames':>7} {'energy mJ':>10} "
                      f"{'compute':>8} {'TX':>9} {'RX':>8}")
