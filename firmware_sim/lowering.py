@@ -384,7 +384,8 @@ class _Lowering:
         if np.size(s) != 1:
             # a Q/DQ pair with different parameters: requantise explicitly
             pass
-        zp_i = int(np.ravel(zp)[0]); s = np.ravel(s)[0]
+        zp_i = int(np.ravel(zp)[0])
+        s = np.ravel(s)[0]
         bits = max(abs(xi.qrange[0] - zp_i), abs(xi.qrange[1] - zp_i)).bit_length()
         self.emit(node, "offset", ir.requant.Offset(x, zp_i), TInfo("fx", scale=float(s), bits=bits), alias=True)
 
