@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     energy.add_argument("--ber", type=float, default=1e-2, help="i.i.d. BER (default %(default)s)")
     energy.add_argument("--count", type=int, help="test images (default 300)")
     energy.add_argument("--full", action="store_true", help="every JPEG quality and RS rate of snn bench accuracy")
-    energy.add_argument("--json", type=Path, metavar="PATH")
+    energy.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                  "written)")
     from bench.run import add_end_to_end_arguments
     add_end_to_end_arguments(sub)
 

@@ -26,7 +26,7 @@ def add_arguments(sub) -> None:
     b.add_argument("--no-refuse", action="store_true", help="exit 0 even when the image does not fit the board")
     b.add_argument("--radio", choices=["sx1276"], default=None,
                    help="send the frames on a raw-LoRa SX1276 (CRC off, implicit header) instead of the UART; "
-                        "stm32f411 only; the driver has never run on a chip")
+                        "stm32f411 only; the driver has never run on a chip (default: the UART)")
     b.add_argument("--lora-sf", type=int, default=7, help="spreading factor with --radio (default 7)")
     b.add_argument("--lora-freq", type=int, default=868_100_000, help="carrier in Hz with --radio (default 868100000)")
     b.add_argument("--lora-power", type=int, default=13, help="RFO_HF power in dBm with --radio (default 13)")
