@@ -24,9 +24,10 @@ Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
   first (§4.7: RESYNC → OFFER → CONFIRM → ACK, no encrypted payload, no counter used); so does one
   told ERROR RESYNC, and one whose every inference went unanswered (once per run, before it gives
   up: the edge may have been reset, or a forged frame may have moved its window);
-- when the edge never answers at all, the run stops after `give_up_after` inferences were lost
-  (by default one window's worth), so an unreachable edge costs (1 + retries) x timeout, not
-  count x that.
+- when the edge never answers at all, a run over a data set stops after `give_up_after`
+  inferences were lost (by default one window's worth), so an unreachable edge costs
+  (1 + retries) x timeout, not count x that; a run over live input (a watched folder, stdin, a
+  camera) goes on, counting each unanswered inference lost, since the edge may come back.
 
 Per inference we record the encode time (ONNX + packing), bytes and frames on the air (COBS and
 its delimiter included on stream links), time on air on a chosen link model, round-trip time
@@ -187,6 +188,7 @@ class DeviceClient:
         self.unreachable = False
         self._resync_due = False      # an ERROR RESYNC arrived: resynchronise before the next transmission
         self._resync_tried = False    # the once-per-run resync of a device that gets no answers
+        self._live = False            # the run reads live input (it never gives up on the edge)
         self._pending: dict | None = None   # the run's pending inferences (replies during a resync)
         self._answered = 0
         self._cobs = None
@@ -260,6 +262,10 @@ class DeviceClient:
     def _resync_or_stop(self) -> None:
         self._resync_due = False
         if not self.resync():
+            if self._live:      # live input goes on: the next inference tries again (the edge may come back)
+                self._resync_due = True
+                raise _Stopped("the edge did not answer the resynchronisation (RESYNC, docs/PROTOCOL.md "
+                               "§4.7): no counter to send this inference under")
             self.unreachable = True
             raise _Stopped("the edge did not answer the resynchronisation (RESYNC, docs/PROTOCOL.md §4.7): "
                            "is it running, reachable, and v2.1?")
@@ -270,6 +276,8 @@ class DeviceClient:
             self._send(rec)
         except _Stopped as exc:
             rec.error = rec.error or str(exc)
+            if self._live and not (self.fatal or self.unreachable):
+                rec.attempts, rec._due = self.retries + 1, time.monotonic()   # this one is lost; the run goes on
             return False
         return True
 
@@ -416,7 +424,7 @@ class DeviceClient:
         feeder = Feeder(samples, depth=self.window) if live else None
         items = None if live else iter(samples)
         pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()   # by inference index
-        self._pending, self._answered = pending, 0
+        self._pending, self._answered, self._live = pending, 0, live
         next_index, lost = first_index, 0
         exhausted = False
         self.unreachable = False
@@ -469,12 +477,12 @@ class DeviceClient:
                         self._finish(rec, "lost", pending)
                         lost += 1
                 if self._answered == 0 and lost >= self.give_up_after and not self.unreachable:
-                    if self._resync_tried or self.counters.path is None:
-                        self.unreachable = True
-                    else:
+                    if not self._resync_tried and self.counters.path is not None:
                         # nothing answered at all: the edge may have lost or rolled back its state, or
                         # a forged frame moved this device's window; resynchronise once before giving up
                         self._resync_tried, self._resync_due, lost = True, True, 0
+                    elif not live:
+                        self.unreachable = True     # (live input keeps going: the edge may come back)
                 if self.fatal or self.unreachable:
                     for rec in list(pending.values()):
                         rec.error = rec.error or ("run stopped: " + (self.fatal or "edge unreachable"))

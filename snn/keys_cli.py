@@ -27,9 +27,11 @@ _DEVICE_HELP = "device id 0..65535 (repeat for several devices)"
 
 def _codec_options(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--fingerprint", metavar="HEX", help="bind the devices to this codec (8 hex digits)")
+    which.add_argument("--fingerprint", metavar="HEX", help="bind the devices to this codec (8 hex digits) "
+                                                            "(default: none, any codec)")
     which.add_argument("--bundle", metavar="FILE",
-                       help="bind the devices to the codec of this bundle (.snn) or exported encoder (.onnx)")
+                       help="bind the devices to the codec of this bundle (.snn) or exported encoder (.onnx) "
+                            "(default: none, any codec)")
     p.add_argument("--integrity", action="store_true",
                    help="payload-integrity mode: the MIC also covers the encrypted payload, so a frame with "
                         "any changed payload bit is refused (against an active attacker who knows the "
@@ -55,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("file", metavar="FILE")
     s = sub.add_parser("show", help="list the devices of a keys file (keys masked)")
     s.add_argument("file", metavar="FILE")
-    s.add_argument("--json", default=None, metavar="PATH", help="write the (masked) entries here")
+    s.add_argument("--json", default=None, metavar="PATH", help="write the (masked) entries here (default: not "
+                                                                "written)")
 
 
 def fingerprint_of(path: str) -> bytes:
