@@ -44,14 +44,19 @@ class FakeEdge(threading.Thread):
         self.sock.settimeout(0.2)
         self.url = f"udp://127.0.0.1:{self.sock.getsockname()[1]}"
         self.frames, self.drop, self.stop = [], set(drop), False
+        self.nonce, self.highest, self.exchanges = None, None, []
 
     def run(self):
+        from codec.wire import control as K
         from codec.wire import frame as F
         from codec.wire.packing import unpack_symbols
         while not self.stop:
             try:
                 data, addr = self.sock.recvfrom(2048)
             except socket.timeout:
+                continue
+            if K.is_control_length(len(data)) and F.VERSION != 1:   # the resync exchange (4.7)
+                self.sock.sendto(self.control(K, data), addr)
                 continue
             if F.VERSION == 1:
                 f = F.parse_frame(data)
@@ -62,11 +67,29 @@ class FakeEdge(threading.Thread):
                     key, fingerprint, payload_bytes = bytes(16), bytes.fromhex(SHIPPED_FP), 37
                 f = F.parse_data(data, lambda dev: [Peer()], lambda dev, low: low)
                 key, truth = f.counter, f.truth
+                self.highest = max(self.highest if self.highest is not None else -1, f.counter)
                 reply = F.encode_reply(key=bytes(16), device_id=f.device_id, fingerprint=Peer.fingerprint,
                                        counter=f.counter, label=f.truth, confidence=0.9, ber=0.0)
             self.frames.append((key, unpack_symbols(np.frombuffer(f.data, np.uint8), 8, 98)))
             if len(self.frames) - 1 not in self.drop:
                 self.sock.sendto(reply, addr)
+
+
+    def control(self, K, data):
+        """The edge's half of the resync exchange: offer H + MAX_GAP + 1 (H = the highest counter
+        seen, -1 for a new device), ACK the confirmed start and count it as used."""
+        class Peer:
+            key, fingerprint, payload_bytes = bytes(16), bytes.fromhex(SHIPPED_FP), 37
+        f = K.parse_control_up(data, lambda dev: [Peer()], lambda dev: self.nonce)
+        args = dict(key=bytes(16), device_id=f.device_id, fingerprint=Peer.fingerprint, nonce=f.nonce,
+                    copies=f.copies)
+        self.exchanges.append(f.kind.name)
+        if f.kind == K.ControlKind.RESYNC:
+            self.nonce = f.nonce
+            status, start = K.offer_for(self.highest)
+            return K.encode_offer(start=start, status=status, **args)
+        self.highest = max(self.highest if self.highest is not None else -1, f.start - 1)
+        return K.encode_ack(start=f.start, **args)
 
 
 def test_firmware_symbols_equal_simulator_and_firmware_resends(firmware):
@@ -89,6 +112,35 @@ def test_firmware_symbols_equal_simulator_and_firmware_resends(firmware):
     assert np.array_equal(edge.frames[2][1], edge.frames[3][1])  # the resend carries the same inference
     assert res["answered"] == 6 and res["accuracy"] == 1.0       # the firmware parsed every reply
     assert res["rows"][2]["attempts"] == 2 and res["resends"] == 1
+
+
+def test_firmware_without_state_resynchronises_and_then_counts_on(firmware):
+    """docs/PROTOCOL.md 4.3/4.7 on the ARM image: no state -> RESYNC/OFFER/CONFIRM/ACK, DATA from the
+    committed start in the long form, the record written ahead through the harness; a second run
+    reads it back, needs no exchange, and never reuses a counter."""
+    import json as _json
+
+    from firmware_sim.fw_cli import load_images
+    from firmware_sim.qemu import run_qemu
+
+    state = firmware / "counter.state"
+    state.unlink(missing_ok=True)
+    images, labels = load_images("fmnist:test", 3)
+    edge = FakeEdge()
+    edge.start()
+    try:
+        res = run_qemu("stm32f411", firmware, edge.url, images, labels, labels, timeout_s=0.5, retries=1)
+        first = [c for c, _ in edge.frames]
+        assert edge.exchanges == ["RESYNC", "CONFIRM"] and res["answered"] == 3
+        assert first == [16384, 16385, 16386]                      # S = -1 + MAX_GAP + 1 for a new device
+        rec = _json.loads(state.read_text())
+        assert rec["format"] == "snn-device-state" and rec["next"] == 16384 + 256   # written ahead
+        assert rec["limit"] == 16383 + 16384                      # S - 1 + MAX_GAP (REPLY vouches are written later)
+        res = run_qemu("stm32f411", firmware, edge.url, images, labels, labels, timeout_s=0.5, retries=1)
+        assert edge.exchanges == ["RESYNC", "CONFIRM"] and res["answered"] == 3   # no second exchange
+        assert [c for c, _ in edge.frames[3:]] == [16640, 16641, 16642]          # after the written-ahead value
+    finally:
+        edge.stop = True
 
 
 def _keyed(stack, firmware, tmp_path):
