@@ -23,6 +23,10 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from channel.bit_errors import ERROR_MODELS
+    from channel.links import LINK_FAMILIES
+    from channel.transports import TRANSPORTS
+
     sub = parser.add_subparsers(dest="channel_command", metavar="{proxy,airtime,ptys}",
                                 parser_class=_OneLineParser)
 
@@ -31,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                    "--to (edge side), flipping bits and dropping frames. Ctrl-C "
                                    "stops it and prints a summary.")
     p.add_argument("--listen", required=True, metavar="URL",
-                   help="device side: udp://HOST:PORT, serial:///dev/ttyX?baud=N, or pty:// "
-                        "(a new pty; its path is printed)")
+                   help=f"device side: {TRANSPORTS.choices()} (pty:// makes a new pty; its path is printed)")
     p.add_argument("--to", required=True, metavar="URL", help="edge side, same URL forms")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ber", type=float, default=None, metavar="P", help="uplink bit error rate (0..0.5)")
@@ -40,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="uplink SNR instead of a BER (Eb/N0 for --modulation bpsk, packet SNR for lora)")
     p.add_argument("--modulation", choices=("bpsk", "lora"), default="bpsk", help="for --snr-db")
     p.add_argument("--sf", type=int, default=7, help="LoRa spreading factor for --snr-db (default 7)")
-    p.add_argument("--model", default="iid", metavar="{iid,ge}", help="error model (default iid)")
+    p.add_argument("--model", default="iid", metavar="NAME",
+                   help=f"error model: {ERROR_MODELS.choices()} (default iid)")
     p.add_argument("--burst", type=float, default=8.0, metavar="L",
                    help="mean burst length in bits for --model ge (default 8)")
     p.add_argument("--downlink-ber", type=float, default=None, metavar="P",
@@ -51,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="make losses bursty with this mean run length in frames")
     p.add_argument("--downlink-drop", type=float, default=0.0, metavar="P", help="downlink loss probability")
     p.add_argument("--link", default=None, metavar="NAME",
-                   help="delay each frame by its time on air on this link, e.g. lora-sf7, ble-1m")
+                   help=f"delay each frame by its time on air on this link: {LINK_FAMILIES.choices()}, "
+                        "e.g. lora-sf7, ble-1m")
     p.add_argument("--duty-cycle", action="store_true",
                    help="with --link, also hold each direction silent for the link's duty-cycle wait "
                         "(1%% on EU868 LoRa: 99x the time on air)")

@@ -5,7 +5,8 @@ channel's packed-byte error model (`channel.bit_errors.make_error_model`, i.i.d.
 passed in by the caller: `codec` never imports `channel`)
 -> unpack_symbols -> edge_half(symbols, erased=False, ber=nominal BER) -> top-1. Each (model, BER)
 is run with several channel seeds; we report the mean and the population standard deviation.
-The edge is told the nominal BER, standing in for the per-frame pilot estimate of the live link.
+The edge is told the nominal BER, standing in for the live link's per-frame estimate (the bits its
+header decoding corrected).
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ MakeErrors = Callable[..., Any]
 
 @torch.inference_mode()
 def device_symbols(bundle, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The device half's symbols of uint8 images, `batch_size` at a time (converted per batch: a
+    large test set never sits in memory as float)."""
     dev = bundle.device_half()
-    x = to_tensor(images)
-    return torch.cat([dev(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy().astype(np.uint8)
+    out = [dev(to_tensor(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.uint8) if out else np.zeros((0, 0), np.uint8)
 
 
 @torch.inference_mode()

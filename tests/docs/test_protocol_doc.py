@@ -193,7 +193,7 @@ def test_long_counter_and_copies_vectors():
     assert five == _block_after("**DATA, counter 16,900, 5 copies") and len(five) == 97
     for frame, counter in ((long, START), (three, START + 1), (five, START + 2)):
         window = ReplayWindow.restored(START - 1)
-        got = parse_data(frame, lambda dev: [Peer()], lambda dev, low: window.full_counter(low))
+        got = parse_data(frame, lambda dev: [Peer()], lambda dev, low, window=window: window.full_counter(low))
         assert got.counter == counter and got.data == PAYLOAD
     reply = encode_reply(key=KEY, device_id=7, fingerprint=FP, counter=START + 1, label=4, confidence=0.93,
                          ber=0.0123, copies=3)

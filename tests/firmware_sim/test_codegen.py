@@ -108,7 +108,9 @@ def test_generated_model_plans_its_arena_and_refuses_unknown_steps(fixture_encod
 
 def test_agree_cli_bad_encoder_is_one_line_exit_2(tmp_path, fixture_images):
     need("gcc")
-    import subprocess, sys, json, os
+    import subprocess
+    import sys
+    import os
     np.save(tmp_path / "imgs.npy", fixture_images)
     out = tmp_path / "a.json"
     env = dict(os.environ, PYTHONPATH=os.getcwd())
