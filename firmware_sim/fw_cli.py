@@ -94,5 +94,8 @@ def run(args: argparse.Namespace) -> int:
               f"encode {res['encode_p50_ms']:.0f} ms p50 (QEMU wall), rtt p50 {res['rtt_p50_ms']:.0f} ms, "
               f"{res['wall_s']:.1f} s in all")
         _write_json(args.json, res)
+        if res["stopped"]:
+            print(f"snn mcu qemu: stopped after {res['count']} images: {res['stopped']}", file=sys.stderr)
+            return 2
         return 0
     raise SnnError(f"unknown mcu command {args.what!r}")

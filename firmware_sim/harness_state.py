@@ -7,12 +7,14 @@ beside the keys file (``KEYFILE.dev<ID>.state``), or ``counter.state`` in the fi
 the insecure all-zero key. The firmware asks for writes ahead ('W', main.c) and uses a counter only
 after the host has answered that the record is durable (atomic write: temporary file, fsync,
 rename, fsync of the folder). A missing file, or one for another key, is no state: the firmware
-then resynchronises (4.7). A malformed file is an error, never a fresh start. While the harness
+then resynchronises (4.7) -- except with the insecure key, whose first counter comes from the
+clock (microseconds / 16, mod 2^32) with no limit, as 4.5 states for an insecure device. A malformed file is an error, never a fresh start. While the harness
 runs it holds the state's lock (``STATE.lock``), so a second process on the same key and id refuses.
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from snn.errors import SnnError
@@ -24,20 +26,24 @@ MAX_COUNTER = 0xFFFFFFFF
 class HarnessState:
     """The record (have, next, limit) of one device key, read at start and written on request."""
 
-    def __init__(self, path: Path, key: bytes):
+    def __init__(self, path: Path, key: bytes, insecure: bool = False):
         from codec.wire.files import hold_lock
         from codec.wire.keys import key_id
 
         self.path = Path(path)
         self.key_id = key_id(key)
+        self.insecure = insecure
         self.lock = hold_lock(self.path.with_name(self.path.name + ".lock"), "the device's counter state")
         self.have, self.next, self.limit = self._load()
+        self.floor = self.next if self.have else 0   # counters below it may have been used
 
     def _load(self) -> tuple[bool, int, int]:
         from codec.wire.files import load_json, strict_int
         from codec.wire.replay import MAX_GAP
 
         if not self.path.exists():
+            if self.insecure:                                           # 4.5: from the clock, no gap rule
+                return True, (time.time_ns() // 16_000) % (MAX_COUNTER + 1), MAX_COUNTER
             return False, 0, 0
         data = load_json(self.path, 4096, "device counter state", private=True)
         if isinstance(data, dict) and set(data) == {"next"}:           # a v2 file: {"next": N}
@@ -59,12 +65,17 @@ class HarnessState:
         """Make (next, limit) durable; the firmware uses nothing it has not been told is written."""
         from codec.wire.files import atomic_write
 
-        if not (0 <= nxt <= MAX_COUNTER + 1 and 0 <= limit <= MAX_COUNTER) or (self.have and nxt < self.next):
+        if not (0 <= nxt <= MAX_COUNTER + 1 and 0 <= limit <= MAX_COUNTER) or nxt < self.floor:
             raise SnnError(f"{self.path}: the firmware asked to write next {nxt}, limit {limit}: refused "
-                           f"(the record holds next {self.next})")
+                           f"(counters up to {self.floor - 1} may have been used)")
         record = {"format": FORMAT, "version": 1, "key": self.key_id, "next": int(nxt), "limit": int(limit)}
         atomic_write(self.path, (json.dumps(record) + "\n").encode())
         self.have, self.next, self.limit = True, int(nxt), int(limit)
+
+    def used_below(self, nxt: int) -> None:
+        """The firmware reported `nxt` as its next counter: those below it may have been used (a
+        record it writes later, at a clean stop included, may go no lower)."""
+        self.floor = max(self.floor, nxt)
 
     def message(self) -> bytes:
         """The harness's 00 'C' message: have, next, limit (next capped at 2^32 - 1 on the wire)."""

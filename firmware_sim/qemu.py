@@ -38,6 +38,13 @@ from snn.errors import SnnError
 QEMU = "qemu-system-arm"
 # the firmware's 'S' status codes (main.c)
 STATUS = ("answered", "error", "no_reply", "no_counter", "rekey", "store_error")
+# the statuses after which the firmware sends nothing more under its key: the run stops, saying why
+STOPS = {4: "the edge refused the key (NO_STATE or EXHAUSTED, docs/PROTOCOL.md 4.7) or its counters are used "
+            "up: give the device a new key (snn keys rotate) and rebuild the firmware with it",
+         5: "the firmware could not read or write its counter record (the harness's state file): see the "
+            "error above"}
+RESYNC_WAITS = 21    # replies waited for by one failed resynchronisation at most (resync.h: 3 attempts x
+                     # (OFFER + 3 CONFIRMs) + back-offs of at most 1.5 x (2 + 4) timeouts)
 QEMU_HINT = "apt-get install qemu-system-arm (scripts/setup.sh does it as root)"
 
 
@@ -134,7 +141,7 @@ def harness_state(meta: dict, firmware_dir: Path):
     key_file = meta.get("key_file")
     if key_file:
         return HarnessState(state_path(key_file, int(meta["device_id"])), device_key(key_file, int(meta["device_id"])).key)
-    return HarnessState(Path(firmware_dir) / "counter.state", bytes(16))
+    return HarnessState(Path(firmware_dir) / "counter.state", bytes(16), insecure=True)
 
 
 def serve_harness(qemu: "QemuUart", state, m: bytes) -> bool:
@@ -151,6 +158,23 @@ def serve_harness(qemu: "QemuUart", state, m: bytes) -> bool:
         qemu.send(b"\x00e" + os.urandom(m[2]))
         return True
     return False
+
+
+def clean_stop(qemu: "QemuUart", state, wait_s: float = 10.0) -> None:
+    """End a run the way a device exits cleanly (docs/PROTOCOL.md 4.3): the firmware writes its
+    exact next counter and its limit ('F'; it answers with 'W', then 'f'), so the next run skips
+    none of the counters written ahead."""
+    qemu.send(b"\x00F")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for m in qemu.read():
+            if m[:2] == b"\x00f" and len(m) == 3:
+                if m[2]:
+                    raise SnnError(f"the firmware could not write its counter record at the end (status {m[2]})")
+                return
+            serve_harness(qemu, state, m)
+        time.sleep(0.01)
+    raise SnnError(f"the firmware did not write its counter record within {wait_s:.0f} s of the run's end")
 
 
 def ber_of(code: int) -> float:
@@ -180,7 +204,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
     if not 0 < timeout_s <= 60 or not 0 <= retries <= 10:
         raise SnnError("--timeout must lie in (0, 60] s and --retries in 0..10")
     link = _open_transport(to_url)
-    qemu = state = None
+    qemu = state = stopped = None
     t_start = time.monotonic()
     try:
         qemu = QemuUart(meta["qemu_machine"], meta["qemu_elf"], int(meta.get("qemu_serial_index", 0)), icount)
@@ -213,7 +237,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
             qemu.send(bytes([0, ord("I"), seq >> 8, seq & 0xFF, truth, tmo >> 8, tmo & 0xFF, retries]) + img.tobytes())
             t0 = time.monotonic()
             status = layers = None
-            limit = t0 + 30 + (timeout_s * (retries + 1)) * (20 if icount else 3)
+            limit = t0 + 30 + (timeout_s * (retries + 1 + RESYNC_WAITS)) * (20 if icount else 3)
             while status is None or layers is None:
                 if time.monotonic() > limit:
                     raise SnnError(f"image {k}: the firmware sent no status within {limit - t0:.0f} s")
@@ -237,6 +261,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
                             got = link.recv(timeout=0)
             wall = time.monotonic() - t0
             code = status[4]
+            state.used_below(int.from_bytes(status[19:23], "big"))
             rows.append({"seq": seq, "status": STATUS[code] if code < len(STATUS) else f"status {code}",
                          "label": int(status[5]) if code == 0 else None,
                          "confidence": status[6] / 255.0 if code == 0 else None,
@@ -249,6 +274,10 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
             if progress and ((k + 1) % 50 == 0 or k + 1 == len(images)):
                 done = sum(r["status"] == "answered" for r in rows)
                 progress(f"{k + 1}/{len(images)} images, {done} answered")
+            if code in STOPS:
+                stopped = STOPS[code]
+                break
+        clean_stop(qemu, state)
     finally:
         if qemu is not None:
             qemu.close()
@@ -266,7 +295,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
            "answered": len(answered), "accuracy": correct / len(rows) if rows else 0.0,
            "accuracy_answered": correct / len(answered) if answered else 0.0,
            "errors": sum(r["status"] == "error" for r in rows), "no_reply": sum(r["status"] == "no_reply" for r in rows),
-           "no_counter": sum(r["status"] in STATUS[3:] for r in rows),
+           "no_counter": sum(r["status"] in STATUS[3:] for r in rows), "stopped": stopped,
            "resends": int(sum(r["attempts"] - 1 for r in rows)), "frames_relayed": frames_out,
            "replies_relayed": replies_in, "icount": bool(icount), "boot_s": boot_s, "wall_s": wall_s,
            "per_image_wall_ms": float(np.mean([r["wall_ms"] for r in rows])) if rows else 0.0,

@@ -12,7 +12,7 @@ int snn_counter_open(snn_counter_store_t *s, uint32_t key_check)
     int r = snn_state_open(key_check, &next, &limit);
     s->have = r == 1;
     s->next = s->written = next;
-    s->limit = limit;
+    s->limit = s->limit_written = limit;
     return r;
 }
 
@@ -34,6 +34,7 @@ int snn_counter_take(snn_counter_store_t *s, uint32_t *counter)
             return SNN_COUNTER_FLASH_ERROR;
         }
         s->written = ahead;
+        s->limit_written = s->limit;
     }
     s->next = n + 1u;
     *counter = n;
@@ -48,6 +49,19 @@ void snn_counter_vouch(snn_counter_store_t *s, uint32_t b)
     }
 }
 
+int snn_counter_flush(snn_counter_store_t *s)
+{
+    if (!s->have || (s->next == s->written && s->limit == s->limit_written)) {
+        return 0;
+    }
+    if (snn_state_save(s->next, s->limit) != 0) {
+        return SNN_COUNTER_FLASH_ERROR;
+    }
+    s->written = s->next;
+    s->limit_written = s->limit;
+    return 0;
+}
+
 int snn_counter_start(snn_counter_store_t *s, uint32_t start)
 {
     uint32_t limit = start == 0 ? SNN_MAX_GAP - 1u : plus_gap(start - 1u);
@@ -56,6 +70,6 @@ int snn_counter_start(snn_counter_store_t *s, uint32_t start)
     }
     s->have = 1;
     s->next = s->written = start;
-    s->limit = limit;
+    s->limit = s->limit_written = limit;
     return SNN_COUNTER_OK;
 }

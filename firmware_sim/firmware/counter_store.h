@@ -25,6 +25,7 @@ typedef struct {
     uint32_t next;       /* the next counter to hand out */
     uint32_t written;    /* the next value in flash: counters below it may have been used */
     uint32_t limit;
+    uint32_t limit_written;   /* the limit in the latest record */
 } snn_counter_store_t;
 
 /* Read the state (state.h); 1 with one, 0 without (the device must resynchronise first), -1 error. */
@@ -33,6 +34,9 @@ int snn_counter_open(snn_counter_store_t *s, uint32_t key_check);
 int snn_counter_take(snn_counter_store_t *s, uint32_t *counter);
 /* A REPLY authenticated for counter b: the limit rises to b + MAX_GAP (written with the next record). */
 void snn_counter_vouch(snn_counter_store_t *s, uint32_t b);
+/* A clean stop: the exact next counter and the limit in RAM written (nothing skipped at the next
+ * start). 0 once durable, or with no state to write. */
+int snn_counter_flush(snn_counter_store_t *s);
 /* A resynchronisation committed start S: next = S, limit = S - 1 + MAX_GAP, written at once. */
 int snn_counter_start(snn_counter_store_t *s, uint32_t start);
 

@@ -6,6 +6,8 @@
  * 0x00 then a tag for the harness's own messages. Built with the radio link (link_sx1276.c) the
  * protocol frames go on the air instead and the UART carries the harness messages only:
  *   host -> device  00 'I' seq(2) truth timeout_ms(2) retries pixels[H*W*C]   an image to encode
+ *   host -> device  00 'F'   a clean stop: write the exact next counter and the limit (4.3), then
+ *                   answer 00 'f' status (0 written, 5 store error)
  *   host -> device  00 'C' have next(4) limit(4)   the counter record (docs/PROTOCOL.md 4.3) in harness
  *                   builds (SNN_STATE_HARNESS: QEMU, whose flash is read-only between runs, and boards
  *                   without a flash driver): the harness keeps it in the key's state file. A board
@@ -237,6 +239,15 @@ int snn_entropy(uint8_t *out, unsigned n)
 static snn_counter_store_t store;
 static int store_state = -2;          /* -2: not opened yet; else snn_counter_open's answer */
 
+/* A device that gets no answer to anything resynchronises (docs/PROTOCOL.md 4.7): once per boot,
+ * when its first SNN_SILENT_WINDOW inferences since boot all went unanswered (the edge may have
+ * moved past every counter it holds, e.g. after a forged success, and drop its frames as beyond
+ * the gap without a word). */
+#define SNN_SILENT_WINDOW 8u
+static unsigned silent_inferences;   /* since boot, while nothing has answered */
+static int heard_since_boot, silence_resync_done;
+static int resync_pending;           /* told ERROR RESYNC on an inference's last attempt: the next one resyncs */
+
 /* The counter for the next transmission, resynchronising first when there is none: 0, or the
  * 'S' status that ends the inference (3 no answer, 4 re-key, 5 store error). */
 static uint8_t take_counter(uint32_t *c, uint16_t timeout_ms, int force_resync)
@@ -276,7 +287,10 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
                                      SNN_MODEL_GRAY, payload);
     snn_reply_t reply = {0, 0, 0, 0, 0, 0};
     uint8_t status = 2, attempts = 0;
-    int resync = 0;
+    int silence = !heard_since_boot && !silence_resync_done && silent_inferences >= SNN_SILENT_WINDOW;
+    silence_resync_done |= silence;
+    int resync = silence || resync_pending;
+    resync_pending = 0;
     uint64_t t_sent = snn_ticks();
     for (unsigned attempt = 0; attempt <= retries && status == 2; attempt++) {
         uint32_t counter;
@@ -308,10 +322,19 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
             }
             status = 2;
         }
-        if (status == 1 && reply.label == ERROR_RESYNC && attempt < retries) {   /* beyond the gap (5.2) */
-            resync = 1;
-            status = 2;
+        if (status == 1 && reply.label == ERROR_RESYNC) {   /* beyond the edge's gap (5.2): resync first */
+            if (attempt < retries) {
+                resync = 1;
+                status = 2;
+            } else {
+                resync_pending = 1;
+            }
         }
+    }
+    if (status == 0 || status == 1) {
+        heard_since_boot = 1;
+    } else if (status == 2) {
+        silent_inferences++;
     }
     uint64_t t2 = snn_ticks();
     uint8_t s[23] = {0, 'S', (uint8_t)(seq >> 8), (uint8_t)seq, status, reply.label, reply.confidence,
@@ -340,6 +363,11 @@ int main(void)
     for (;;) {
         int n = poll_message();
         if (n > 0 && handle_control(n)) {
+            continue;
+        }
+        if (n == 2 && msg[0] == 0 && msg[1] == 'F') {
+            uint8_t f[3] = {0, 'f', (uint8_t)(store_state == -2 || snn_counter_flush(&store) == 0 ? 0 : 5)};
+            snn_uart_write_message(f, sizeof f);
             continue;
         }
         if (n < 8 || msg[0] != 0 || msg[1] != 'I') {

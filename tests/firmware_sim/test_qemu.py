@@ -34,21 +34,30 @@ class FakeEdge(threading.Thread):
     """A UDP peer speaking the reference protocol (codec.wire): it parses each DATA frame, keeps
     its symbols by transmission (v1 sequence number, v2 frame counter) and answers with the
     frame's truth label, except that it ignores the transmissions numbered in `drop` (0-based, in
-    arrival order), so the firmware must resend. v2: the insecure all-zero key."""
+    arrival order), so the firmware must resend. v2: under `key` (default the insecure all-zero
+    key); it runs the edge's half of the resync exchange (4.7) and, with `gap`, answers a counter
+    beyond its highest + MAX_GAP with ERROR RESYNC (4.3) as an edge with a gap rule does."""
 
-    def __init__(self, drop=()):
+    def __init__(self, drop=(), key=bytes(16), gap=False, highest=None):
         super().__init__(daemon=True)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.url = f"udp://127.0.0.1:{self.sock.getsockname()[1]}"
         self.frames, self.drop, self.stop = [], set(drop), False
-        self.nonce, self.highest, self.exchanges = None, None, []
+        self.key, self.gap, self.highest = key, gap, highest
+        self.nonce, self.exchanges, self.refused = None, [], []
+
+        class Peer:
+            fingerprint, payload_bytes = bytes.fromhex(SHIPPED_FP), 37
+        Peer.key = key
+        self.peer = Peer
 
     def run(self):
         from codec.wire import control as K
         from codec.wire import frame as F
         from codec.wire.packing import unpack_symbols
+        from codec.wire.replay import MAX_GAP, ReplayWindow
         while not self.stop:
             try:
                 data, addr = self.sock.recvfrom(2048)
@@ -62,25 +71,26 @@ class FakeEdge(threading.Thread):
                 key = f.seq
                 reply = F.encode_reply(f.fingerprint, f.device_id, f.seq, f.truth, 0.9, 0.0)
             else:
-                class Peer:
-                    key, fingerprint, payload_bytes = bytes(16), bytes.fromhex(SHIPPED_FP), 37
-                f = F.parse_data(data, lambda dev: [Peer()], lambda dev, low: low)
+                h = self.highest if self.highest is not None else -1
+                window = ReplayWindow(h)
+                f = F.parse_data(data, lambda dev: [self.peer()], lambda dev, low, w=window: w.full_counter(low))
+                ctx = dict(key=self.key, device_id=f.device_id, fingerprint=self.peer.fingerprint, counter=f.counter)
+                if self.gap and f.counter > h + MAX_GAP:
+                    self.refused.append(f.counter)
+                    self.sock.sendto(F.encode_error(code=F.ErrorCode.RESYNC, **ctx), addr)
+                    continue
                 key = f.counter
-                self.highest = max(self.highest if self.highest is not None else -1, f.counter)
-                reply = F.encode_reply(key=bytes(16), device_id=f.device_id, fingerprint=Peer.fingerprint,
-                                       counter=f.counter, label=f.truth, confidence=0.9, ber=0.0)
+                self.highest = max(h, f.counter)
+                reply = F.encode_reply(label=f.truth, confidence=0.9, ber=0.0, **ctx)
             self.frames.append((key, unpack_symbols(np.frombuffer(f.data, np.uint8), 8, 98)))
             if len(self.frames) - 1 not in self.drop:
                 self.sock.sendto(reply, addr)
 
-
     def control(self, K, data):
         """The edge's half of the resync exchange: offer H + MAX_GAP + 1 (H = the highest counter
         seen, -1 for a new device), ACK the confirmed start and count it as used."""
-        class Peer:
-            key, fingerprint, payload_bytes = bytes(16), bytes.fromhex(SHIPPED_FP), 37
-        f = K.parse_control_up(data, lambda dev: [Peer()], lambda dev: self.nonce)
-        args = dict(key=bytes(16), device_id=f.device_id, fingerprint=Peer.fingerprint, nonce=f.nonce,
+        f = K.parse_control_up(data, lambda dev: [self.peer()], lambda dev: self.nonce)
+        args = dict(key=self.key, device_id=f.device_id, fingerprint=self.peer.fingerprint, nonce=f.nonce,
                     copies=f.copies)
         self.exchanges.append(f.kind.name)
         if f.kind == K.ControlKind.RESYNC:
@@ -111,35 +121,89 @@ def test_firmware_symbols_equal_simulator_and_firmware_resends(firmware):
     assert np.array_equal(edge.frames[2][1], edge.frames[3][1])  # the resend carries the same inference
     assert res["answered"] == 6 and res["accuracy"] == 1.0       # the firmware parsed every reply
     assert res["rows"][2]["attempts"] == 2 and res["resends"] == 1
+    # the insecure key: counters from the clock (4.5), one per transmission, the exact next kept
+    used = [c for c, _ in edge.frames]
+    assert used == list(range(used[0], used[0] + 7))
+    assert json.loads((firmware / "counter.state").read_text())["next"] == used[-1] + 1
 
 
-def test_firmware_without_state_resynchronises_and_then_counts_on(firmware):
-    """docs/PROTOCOL.md 4.3/4.7 on the ARM image: no state -> RESYNC/OFFER/CONFIRM/ACK, DATA from the
-    committed start in the long form, the record written ahead through the harness; a second run
-    reads it back, needs no exchange, and never reuses a counter."""
-    import json as _json
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """The F411 image built with a real per-device key (device 5), and that key."""
+    need("arm-none-eabi-gcc")
+    from codec.wire.keys import new_keys, write_keys
+    from firmware_sim.build import build_firmware
+    d = tmp_path_factory.mktemp("keyed")
+    entry = new_keys([5], bytes.fromhex(SHIPPED_FP))[0]
+    write_keys(d / "keys.json", [entry])
+    build_firmware(SHIPPED, "stm32f411", d / "fw", key_file=d / "keys.json", device_id=5)
+    return d / "fw", entry.key, d / "keys.json.dev5.state"
 
+
+def _run(firmware, edge, count, **kw):
     from firmware_sim.fw_cli import load_images
     from firmware_sim.qemu import run_qemu
+    images, labels = load_images("fmnist:test", count)
+    return run_qemu("stm32f411", firmware, edge.url, images, labels, labels, timeout_s=0.5, retries=1, **kw)
 
-    state = firmware / "counter.state"
+
+def test_firmware_without_state_resynchronises_and_then_counts_on(keyed):
+    """docs/PROTOCOL.md 4.3/4.7 on the ARM image: no state -> RESYNC/OFFER/CONFIRM/ACK, DATA from the
+    committed start, the record written ahead through the harness and exactly at the clean stop; a
+    second run reads it back, needs no exchange, and never reuses a counter."""
+    firmware, key, state = keyed
     state.unlink(missing_ok=True)
-    images, labels = load_images("fmnist:test", 3)
-    edge = FakeEdge()
+    edge = FakeEdge(key=key)
     edge.start()
     try:
-        res = run_qemu("stm32f411", firmware, edge.url, images, labels, labels, timeout_s=0.5, retries=1)
-        first = [c for c, _ in edge.frames]
+        res = _run(firmware, edge, 3)
         assert edge.exchanges == ["RESYNC", "CONFIRM"] and res["answered"] == 3
-        assert first == [16384, 16385, 16386]                      # S = -1 + MAX_GAP + 1 for a new device
-        rec = _json.loads(state.read_text())
-        assert rec["format"] == "snn-device-state" and rec["next"] == 16384 + 256   # written ahead
-        assert rec["limit"] == 16383 + 16384                      # S - 1 + MAX_GAP (REPLY vouches are written later)
-        res = run_qemu("stm32f411", firmware, edge.url, images, labels, labels, timeout_s=0.5, retries=1)
+        assert [c for c, _ in edge.frames] == [16384, 16385, 16386]   # S = -1 + MAX_GAP + 1 for a new device
+        rec = json.loads(state.read_text())
+        assert rec["format"] == "snn-device-state" and rec["next"] == 16387   # the exact next at the clean stop
+        assert rec["limit"] == 16386 + 16384                           # the last REPLY vouched for 16386
+        res = _run(firmware, edge, 3)
         assert edge.exchanges == ["RESYNC", "CONFIRM"] and res["answered"] == 3   # no second exchange
-        assert [c for c, _ in edge.frames[3:]] == [16640, 16641, 16642]          # after the written-ahead value
+        assert [c for c, _ in edge.frames[3:]] == [16387, 16388, 16389]
     finally:
         edge.stop = True
+
+
+def test_firmware_told_resync_confirms_its_own_next_counter(keyed):
+    """An edge whose history is behind the device (H + MAX_GAP below the device's next) answers
+    ERROR RESYNC (4.3); the firmware resynchronises, confirms max(S, its next) and goes on from it."""
+    from firmware_sim.harness_state import HarnessState
+
+    firmware, key, state = keyed
+    state.unlink(missing_ok=True)
+    h = HarnessState(state, key)
+    h.save(50_000, 50_000 + 16_383)
+    h.close()
+    edge = FakeEdge(key=key, gap=True)
+    edge.start()
+    try:
+        res = _run(firmware, edge, 2)
+    finally:
+        edge.stop = True
+    assert edge.refused == [50_000] and edge.exchanges == ["RESYNC", "CONFIRM"]
+    assert [c for c, _ in edge.frames] == [50_001, 50_002] and res["answered"] == 2
+    assert res["rows"][0]["attempts"] == 2
+
+
+def test_firmware_stops_when_the_edge_says_exhausted(keyed):
+    """An OFFER with status EXHAUSTED (fewer than MAX_GAP counters left, 4.7): the firmware sends no
+    DATA, reports that the key must be replaced, and the run stops saying so."""
+    firmware, key, state = keyed
+    state.unlink(missing_ok=True)
+    edge = FakeEdge(key=key, highest=0xFFFFFFFF - 100)
+    edge.start()
+    try:
+        res = _run(firmware, edge, 3)
+    finally:
+        edge.stop = True
+    assert edge.exchanges == ["RESYNC"] and edge.frames == []
+    assert res["count"] == 1 and res["rows"][0]["status"] == "rekey" and "snn keys rotate" in res["stopped"]
+    assert not state.exists()
 
 
 def _keyed(stack, firmware, tmp_path):
@@ -148,9 +212,18 @@ def _keyed(stack, firmware, tmp_path):
     key_file = getattr(stack, "key_file", None)
     if key_file is None:
         return firmware
+    from codec.wire.keys import device_key, state_path
+    from codec.wire.replay import MAX_GAP
     from firmware_sim.build import build_firmware
+    from firmware_sim.harness_state import HarnessState
     out = tmp_path / "keyed"
     build_firmware(SHIPPED, "stm32f411", out, key_file=key_file, device_id=1)
+    # The stack's key is fresh (no counter ever used under it, the edge's H = -1), so the device may
+    # be provisioned with next 0, limit MAX_GAP - 1; without this it resynchronises first (4.7),
+    # which needs an edge that runs the exchange (the edge's resync desk).
+    state = HarnessState(state_path(key_file, 1), device_key(key_file, 1).key)
+    state.save(0, MAX_GAP - 1)
+    state.close()
     return out
 
 

@@ -139,6 +139,11 @@ int journal_scenario(uint32_t seed, int takes, const long *cut_list, int n, long
             vouched = c;
             snn_counter_vouch(&st, c);
         }
+        if (used % 97u == 0) {                   /* a clean stop writes the exact next (and the limit) */
+            if (snn_counter_flush(&st) != 0 || st.written != st.next || st.limit_written != st.limit) {
+                return 10;
+            }
+        }
     }
     *steps_out = step;
     *reboots_out = reboots;
