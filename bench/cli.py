@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     wire.add_argument("--frames", type=int, default=10_000)
     wire.add_argument("--symbols", type=int, default=392)
     wire.add_argument("--levels", type=int, default=8)
-    wire.add_argument("--json", type=Path, metavar="PATH")
+    wire.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                "written)")
     b = sub.add_parser("channel", help="bit-flipping throughput of each error model",
                        description="Time ErrorModel.corrupt on random buffers (MB/s).")
     b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
@@ -24,15 +25,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="comma-separated models (default iid,ge,awgn,lora)")
     b.add_argument("--repeats", type=int, default=30)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--json", type=Path, metavar="PATH")
+    b.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not written)")
 
-    flood = sub.add_parser("flood", help="a keyed device while one source floods the edge with garbage")
+    flood = sub.add_parser("flood", help="a keyed device while an attacker floods the edge")
     flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
     flood.add_argument("--garbage-rate", type=float, default=20000.0,
-                       help="garbage datagrams/s from one source (default %(default)s)")
+                       help="attacker datagrams/s, all sources together (default %(default)s)")
+    flood.add_argument("--sources", type=int, default=1,
+                       help="distinct source ports the attacker sends from (ordinary sockets; default %(default)s)")
+    flood.add_argument("--attack", choices=["garbage", "bad-mic"], default="garbage",
+                       help="random datagrams, or frames claiming the device's id with a guessed MIC "
+                            "(default %(default)s)")
+    flood.add_argument("--spoof", action="store_true",
+                       help="send the attack with the device's own source address and port (raw packets; "
+                            "root; loopback)")
     flood.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
-    flood.add_argument("--bundle", action="append", metavar="B")
-    flood.add_argument("--json", type=Path, metavar="PATH")
+    flood.add_argument("--bundle", action="append", metavar="B", help="bundle to serve, repeatable (default: the "
+                                                                      "shipped one)")
+    flood.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                 "written)")
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
     from bench.edge_load import add_bench_arguments
     add_bench_arguments(edge)
@@ -56,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     energy.add_argument("--ber", type=float, default=1e-2, help="i.i.d. BER (default %(default)s)")
     energy.add_argument("--count", type=int, help="test images (default 300)")
     energy.add_argument("--full", action="store_true", help="every JPEG quality and RS rate of snn bench accuracy")
-    energy.add_argument("--json", type=Path, metavar="PATH")
+    energy.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                  "written)")
     from bench.run import add_end_to_end_arguments
     add_end_to_end_arguments(sub)
 
@@ -98,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         from bench.flood import format_flood, run_flood
         if args.rate <= 0 or args.garbage_rate < 0 or args.duration <= 0:
             raise SnnError("--rate and --duration must be positive, --garbage-rate >= 0")
-        result = run_flood(args.rate, args.garbage_rate, args.duration, args.bundle)
+        result = run_flood(args.rate, args.garbage_rate, args.duration, args.bundle, args.sources, args.attack,
+                           args.spoof)
         print(format_flood(result))
         write_json(args.json, result)
         return 0 if result["garbage_replies"] == 0 else 1

@@ -7,73 +7,14 @@ symbol indices (uint8), so the device only packs bits. No torch here.
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from codec.wire.packing import bits_per_symbol, pack_symbols, symbol_codes
+from codec.wire.encoder_meta import parse_metadata
+from codec.wire.packing import pack_symbols
 from snn.errors import SnnError
-
-FORMAT = "semanticnn-encoder/1"
-_TEXT_KEYS = ("format", "bundle", "fingerprint", "quantization")
-
-
-@dataclass(frozen=True)
-class EncoderInfo:
-    """What the ONNX metadata says about the codec."""
-
-    fingerprint: bytes
-    levels: int
-    bits_per_symbol: int
-    gray: bool
-    n_symbols: int
-    payload_bits: int
-    input_shape: tuple[int, int, int]   # (H, W, C), uint8 NHWC
-    classes: list[str]
-    bundle: str
-    quantization: str
-
-    @property
-    def payload_bytes(self) -> int:
-        return (self.payload_bits + 7) // 8
-
-
-def parse_metadata(props: dict[str, str], source: str = "the model") -> EncoderInfo:
-    """Decode and check the ``snn.*`` metadata_props of an exported encoder."""
-    meta = {}
-    for key, value in props.items():
-        if key.startswith("snn."):
-            name = key[4:]
-            try:
-                meta[name] = value if name in _TEXT_KEYS else json.loads(value)
-            except json.JSONDecodeError:
-                raise SnnError(f"{source}: metadata {key} is not valid JSON") from None
-    if meta.get("format") != FORMAT:
-        raise SnnError(f"{source} is not a SemanticNN encoder (no '{FORMAT}' metadata): export one with "
-                       f"'snn export BUNDLE -o DIR' and pass DIR/encoder.int8.onnx")
-    try:
-        levels = int(meta["levels"])
-        gray = bool(meta.get("gray", True))
-        info = EncoderInfo(
-            fingerprint=bytes.fromhex(meta["fingerprint"]), levels=levels,
-            bits_per_symbol=int(meta["bits_per_symbol"]), gray=gray, n_symbols=int(meta["n_symbols"]),
-            payload_bits=int(meta["payload_bits"]), input_shape=tuple(int(v) for v in meta["input"]["shape"]),
-            classes=list(meta.get("classes", [])), bundle=str(meta.get("bundle", "")),
-            quantization=str(meta.get("quantization", "")))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SnnError(f"{source}: incomplete SemanticNN metadata ({type(exc).__name__}: {exc})") from None
-    if len(info.fingerprint) != 4:
-        raise SnnError(f"{source}: the codec fingerprint must be 4 bytes")
-    if info.bits_per_symbol != bits_per_symbol(levels) or info.payload_bits != info.n_symbols * info.bits_per_symbol:
-        raise SnnError(f"{source}: inconsistent metadata (levels {levels}, bits {info.bits_per_symbol}, "
-                       f"{info.n_symbols} symbols, {info.payload_bits} payload bits)")
-    codes = meta.get("codes")
-    if codes is not None and list(codes) != symbol_codes(levels, gray).tolist():
-        raise SnnError(f"{source}: its symbol codes are not the protocol's {'Gray' if gray else 'binary'} codes")
-    return info
 
 
 class OnnxEncoder:

@@ -18,13 +18,15 @@ def add_arguments(sub) -> None:
     b.add_argument("encoder", type=Path, help="int8 QDQ ONNX encoder (snn export -o DIR -> DIR/encoder.int8.onnx)")
     b.add_argument("--board", required=True, help="board name (stm32f411, nrf52840, stm32f746, stm32h743)")
     b.add_argument("-o", "--out", type=Path, required=True, help="project folder (created mode 0700: it holds the key)")
-    b.add_argument("--key-file", type=Path, default=None, help="per-device keys file (snn keys new)")
+    b.add_argument("--key-file", type=Path, default=None, help="per-device keys file (snn keys new) (default: none, "
+                                                               "the insecure all-zero key)")
     b.add_argument("--device-id", type=int, default=1, help="this device's id (default 1)")
-    b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here")
+    b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here (default: "
+                                                           "not written)")
     b.add_argument("--no-refuse", action="store_true", help="exit 0 even when the image does not fit the board")
     b.add_argument("--radio", choices=["sx1276"], default=None,
                    help="send the frames on a raw-LoRa SX1276 (CRC off, implicit header) instead of the UART; "
-                        "stm32f411 only; the driver has never run on a chip")
+                        "stm32f411 only; the driver has never run on a chip (default: the UART)")
     b.add_argument("--lora-sf", type=int, default=7, help="spreading factor with --radio (default 7)")
     b.add_argument("--lora-freq", type=int, default=868_100_000, help="carrier in Hz with --radio (default 868100000)")
     b.add_argument("--lora-power", type=int, default=13, help="RFO_HF power in dBm with --radio (default 13)")
@@ -42,7 +44,7 @@ def add_arguments(sub) -> None:
     q.add_argument("--retries", type=int, default=2, help="resends of an unanswered inference (default 2)")
     q.add_argument("--icount", action="store_true",
                    help="run QEMU with -icount shift=0 and report instructions per layer (slower)")
-    q.add_argument("--json", type=Path, default=None)
+    q.add_argument("--json", type=Path, default=None, help="(default: not written)")
 
 
 def _write_json(path: Path | None, data: dict) -> None:
