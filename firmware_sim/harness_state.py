@@ -13,63 +13,57 @@ runs it holds the state's lock (``STATE.lock``), so a second process on the same
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from snn.errors import SnnError
 
-FORMAT = "snn-device-state"
 MAX_COUNTER = 0xFFFFFFFF
 
 
 class HarnessState:
     """The record (have, next, limit) of one device key, read at start and written on request."""
 
-    def __init__(self, path: Path, key: bytes, insecure: bool = False):
-        from codec.wire.files import hold_lock
-        from codec.wire.keys import key_id
+    def __init__(self, path: Path, key: bytes, insecure: bool = False, device_id: int | None = None):
+        from codec.wire.files import hold_lock, release_lock
+        from codec.wire.keys import _key_lock_path, key_id
 
         self.path = Path(path)
-        self.key_id = key_id(key)
+        self.key, self.key_id = key, key_id(key)
         self.insecure = insecure
-        self.lock = hold_lock(self.path.with_name(self.path.name + ".lock"), "the device's counter state")
-        self.have, self.next, self.limit = self._load()
+        self.locks = [hold_lock(self.path.with_name(self.path.name + ".lock"), "the device's counter state")]
+        # the per-(key, id) lock the Python device takes too: one key, one counter sequence per machine
+        lock = None if insecure else _key_lock_path(key, device_id if device_id is not None else -1)
+        try:
+            if lock is not None:
+                self.locks.append(hold_lock(lock, f"device {device_id}'s key (another state file on this machine)"))
+            self.have, self.next, self.limit = self._load()
+        except SnnError:
+            for held in self.locks:
+                release_lock(held)
+            raise
         self.floor = self.next if self.have else 0   # counters below it may have been used
 
     def _load(self) -> tuple[bool, int, int]:
-        from codec.wire.files import load_json, strict_int
-        from codec.wire.replay import MAX_GAP
+        from codec.wire.keys import read_device_state
 
-        if not self.path.exists():
+        state = read_device_state(self.path)                            # validated, one line if not
+        if state is None:
             if self.insecure:                                           # 4.5: from the clock, no gap rule
                 return True, (time.time_ns() // 16_000) % (MAX_COUNTER + 1), MAX_COUNTER
             return False, 0, 0
-        data = load_json(self.path, 4096, "device counter state", private=True)
-        if isinstance(data, dict) and set(data) == {"next"}:           # a v2 file: {"next": N}
-            nxt = strict_int(data["next"], 0, MAX_COUNTER + 1)
-            if nxt is None:
-                raise SnnError(f"{self.path}: 'next' must be an integer in 0..2^32")
-            return True, nxt, max(0, min(MAX_COUNTER, nxt - 1 + MAX_GAP))
-        if not isinstance(data, dict) or set(data) != {"format", "version", "key", "next", "limit"} \
-                or data["format"] != FORMAT or data["version"] != 1 or not isinstance(data["key"], str):
-            raise SnnError(f"{self.path}: not a device counter state file (docs/PROTOCOL.md 4.3)")
-        nxt, limit = strict_int(data["next"], 0, MAX_COUNTER + 1), strict_int(data["limit"], 0, MAX_COUNTER)
-        if nxt is None or limit is None:
-            raise SnnError(f"{self.path}: 'next' and 'limit' must be integers in range")
-        if data["key"] != self.key_id:
+        if state.key_id is not None and state.key_id != self.key_id:
             return False, 0, 0                                          # a previous key's state
-        return True, nxt, limit
+        return True, state.next, state.limit
 
     def save(self, nxt: int, limit: int) -> None:
         """Make (next, limit) durable; the firmware uses nothing it has not been told is written."""
-        from codec.wire.files import atomic_write
+        from codec.wire.keys import write_device_state
 
         if not (0 <= nxt <= MAX_COUNTER + 1 and 0 <= limit <= MAX_COUNTER) or nxt < self.floor:
             raise SnnError(f"{self.path}: the firmware asked to write next {nxt}, limit {limit}: refused "
                            f"(counters up to {self.floor - 1} may have been used)")
-        record = {"format": FORMAT, "version": 1, "key": self.key_id, "next": int(nxt), "limit": int(limit)}
-        atomic_write(self.path, (json.dumps(record) + "\n").encode())
+        write_device_state(self.path, self.key, int(nxt), int(limit))   # temporary file, fsync, rename
         self.have, self.next, self.limit = True, int(nxt), int(limit)
 
     def used_below(self, nxt: int) -> None:
@@ -84,5 +78,6 @@ class HarnessState:
 
     def close(self) -> None:
         from codec.wire.files import release_lock
-        release_lock(self.lock)
-        self.lock = None
+        for held in self.locks:
+            release_lock(held)
+        self.locks = []

@@ -140,7 +140,8 @@ def harness_state(meta: dict, firmware_dir: Path):
 
     key_file = meta.get("key_file")
     if key_file:
-        return HarnessState(state_path(key_file, int(meta["device_id"])), device_key(key_file, int(meta["device_id"])).key)
+        dev = int(meta["device_id"])
+        return HarnessState(state_path(key_file, dev), device_key(key_file, dev).key, device_id=dev)
     return HarnessState(Path(firmware_dir) / "counter.state", bytes(16), insecure=True)
 
 

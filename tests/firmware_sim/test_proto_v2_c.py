@@ -177,7 +177,7 @@ def test_resync_frames_interoperate_with_the_reference(tmp_path):
             f = C.parse_control_up(out.raw[:n], peers, lambda dev: None)
             assert f.kind == C.ControlKind.RESYNC and f.nonce == nonce and f.copies == copies
             n = lib.snn_proto_confirm_frame(out, nonce, ctypes.c_uint32(start), copies)
-            f = C.parse_control_up(out.raw[:n], peers, lambda dev, nonce=nonce: nonce)
+            f = C.parse_control_up(out.raw[:n], peers, lambda dev, nonce=nonce: [nonce])
             assert f.kind == C.ControlKind.CONFIRM and f.start == start
             status = rng.choice([0, 1, 2])
             for enc, kind in ((C.encode_offer, 2), (C.encode_ack, 3)):

@@ -12,6 +12,7 @@ import pytest
 from toolchain import need
 
 from codec.datasets import FMNIST_DIR
+from codec.wire.replay import MAX_GAP
 from export.shipped import onnx_fingerprint
 
 SHIPPED = "codec/zoo/fmnist_default.int8.onnx"
@@ -89,7 +90,7 @@ class FakeEdge(threading.Thread):
     def control(self, K, data):
         """The edge's half of the resync exchange: offer H + MAX_GAP + 1 (H = the highest counter
         seen, -1 for a new device), ACK the confirmed start and count it as used."""
-        f = K.parse_control_up(data, lambda dev: [self.peer()], lambda dev: self.nonce)
+        f = K.parse_control_up(data, lambda dev: [self.peer()], lambda dev: [self.nonce] if self.nonce else [])
         args = dict(key=self.key, device_id=f.device_id, fingerprint=self.peer.fingerprint, nonce=f.nonce,
                     copies=f.copies)
         self.exchanges.append(f.kind.name)
@@ -208,23 +209,26 @@ def test_firmware_stops_when_the_edge_says_exhausted(keyed):
 
 def _keyed(stack, firmware, tmp_path):
     """The firmware to run against this stack's edge: with protocol v2 the edge holds per-device
-    keys (stack.key_file), so the image is rebuilt with device 1's key; v1 needs none."""
+    keys (stack.key_file), so the image is rebuilt with device 1's key; v1 needs none. The device
+    starts without a counter state, so its first exchange is a real resync with the edge's desk (4.7)."""
     key_file = getattr(stack, "key_file", None)
     if key_file is None:
         return firmware
-    from codec.wire.keys import device_key, state_path
-    from codec.wire.replay import MAX_GAP
+    from codec.wire.keys import state_path
     from firmware_sim.build import build_firmware
-    from firmware_sim.harness_state import HarnessState
     out = tmp_path / "keyed"
     build_firmware(SHIPPED, "stm32f411", out, key_file=key_file, device_id=1)
-    # The stack's key is fresh (no counter ever used under it, the edge's H = -1), so the device may
-    # be provisioned with next 0, limit MAX_GAP - 1; without this it resynchronises first (4.7),
-    # which needs an edge that runs the exchange (the edge's resync desk).
-    state = HarnessState(state_path(key_file, 1), device_key(key_file, 1).key)
-    state.save(0, MAX_GAP - 1)
-    state.close()
+    assert not state_path(key_file, 1).exists()
     return out
+
+
+def _device_next(stack) -> int | None:
+    """The next counter of the state the run left (read before the stack's folder goes). It exists
+    only after the edge's ACK, and a new device is offered H + MAX_GAP + 1 = 16,384: so a next of at
+    least 16,384 means the real exchange ran."""
+    from codec.wire.keys import read_device_state, state_path
+    state = read_device_state(state_path(stack.key_file, 1))
+    return None if state is None else state.next
 
 
 def test_qemu_cli_over_proxy_at_ber_1e2_to_edge(firmware, tmp_path):
@@ -235,10 +239,12 @@ def test_qemu_cli_over_proxy_at_ber_1e2_to_edge(firmware, tmp_path):
         r = subprocess.run([sys.executable, "-m", "snn", "mcu", "qemu", "--board", "stm32f411", "--firmware",
                             str(firmware), "--to", stack.device_url, "--data", "fmnist:test", "--count", "20",
                             "--truth", "--json", str(out)], capture_output=True, text=True, timeout=300)
+        nxt = _device_next(stack)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["count"] == 20 and res["answered"] >= 19 and res["accuracy"] >= 0.8
     assert stack.proxy_summary["uplink"]["frames"] >= 20
+    assert nxt is not None and nxt >= MAX_GAP + 20, nxt     # resynchronised, then counted on from the start
 
 
 @pytest.mark.slow
@@ -249,8 +255,10 @@ def test_qemu_200_images_over_proxy_at_ber_1e2(firmware, tmp_path):
     images, labels = load_images("fmnist:test", 200)
     with LocalStack(ber=1e-2, seed=7) as stack:
         res = run_qemu("stm32f411", _keyed(stack, firmware, tmp_path), stack.device_url, images, labels, labels)
+        nxt = _device_next(stack)
     print(json.dumps({k: v for k, v in res.items() if k != "rows"}))
     assert res["answered"] >= 198 and res["accuracy"] >= 0.88
+    assert nxt is not None and nxt >= MAX_GAP + 200, nxt
     assert 0.005 < stack.proxy_summary["uplink"]["measured_ber"] < 0.02
 
 
