@@ -194,6 +194,29 @@ def _layer_estimates(meta: dict, core: str) -> list[int]:
     return [int(sum(step_cycles(by_name[n], core) for n in layer["steps"] if n in by_name)) for layer in meta["layers"]]
 
 
+def _wait_ready(qemu: "QemuUart", sel) -> None:
+    """Wait (at most 20 s) for the firmware's ready message on its UART."""
+    deadline = time.monotonic() + 20
+    while True:
+        if time.monotonic() > deadline:
+            raise SnnError("the firmware did not report ready on its UART within 20 s")
+        sel.select(0.2)
+        if any(m[:2] == b"\x00R" for m in qemu.read()):
+            return
+
+
+def _status_row(seq: int, status: bytes, wall: float) -> dict:
+    """One image's row from the firmware's 'S' message."""
+    code = status[4]
+    return {"seq": seq, "status": STATUS[code] if code < len(STATUS) else f"status {code}",
+            "label": int(status[5]) if code == 0 else None,
+            "confidence": status[6] / 255.0 if code == 0 else None,
+            "ber": ber_of(status[8]) if code == 0 else None,
+            "error_code": int(status[5]) if code == 1 else None, "attempts": int(status[9]),
+            "encode_ticks": int.from_bytes(status[10:14], "big"),
+            "rtt_ticks": int.from_bytes(status[14:18], "big"), "wall_ms": wall * 1e3}
+
+
 def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, send_labels=None,
              truth_labels=None, timeout_s: float = 3.0, retries: int = 2, icount: bool = False,
              progress=None, seq0: int = 0) -> dict:
@@ -212,15 +235,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
         sel = selectors.DefaultSelector()
         sel.register(qemu.sock, selectors.EVENT_READ, "uart")
         sel.register(link.fileno(), selectors.EVENT_READ, "link")
-        ready = None
-        deadline = time.monotonic() + 20
-        while ready is None:
-            if time.monotonic() > deadline:
-                raise SnnError("the firmware did not report ready on its UART within 20 s")
-            sel.select(0.2)
-            for m in qemu.read():
-                if m[:2] == b"\x00R":
-                    ready = m
+        _wait_ready(qemu, sel)
         boot_s = time.monotonic() - t_start
         protocol = int(meta.get("protocol", 2))
         if progress:
@@ -263,13 +278,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
             wall = time.monotonic() - t0
             code = status[4]
             state.used_below(int.from_bytes(status[19:23], "big"))
-            rows.append({"seq": seq, "status": STATUS[code] if code < len(STATUS) else f"status {code}",
-                         "label": int(status[5]) if code == 0 else None,
-                         "confidence": status[6] / 255.0 if code == 0 else None,
-                         "ber": ber_of(status[8]) if code == 0 else None,
-                         "error_code": int(status[5]) if code == 1 else None, "attempts": int(status[9]),
-                         "encode_ticks": int.from_bytes(status[10:14], "big"),
-                         "rtt_ticks": int.from_bytes(status[14:18], "big"), "wall_ms": wall * 1e3})
+            rows.append(_status_row(seq, status, wall))
             n_layers = layers[2]
             layer_ticks.append([int.from_bytes(layers[3 + 4 * j:7 + 4 * j], "big") for j in range(n_layers)])
             if progress and ((k + 1) % 50 == 0 or k + 1 == len(images)):
