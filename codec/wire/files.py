@@ -36,12 +36,17 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_user_file(path: str | Path, limit: int, what: str, *, private: bool = False) -> bytes:
+def read_user_file(path: str | Path, limit: int, what: str, *, private: bool = False,
+                   follow_symlinks: bool = True) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; SnnError (one line) otherwise.
-    `private`: also refuse a file that group or others may read or write (chmod 600)."""
+    `private`: also refuse a file that group or others may read or write (chmod 600).
+    `follow_symlinks=False`: refuse a symbolic link (a file the program itself created)."""
     path = Path(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise SnnError(f"{what} {path} does not exist") from None
     except OSError as exc:
@@ -52,7 +57,7 @@ def read_user_file(path: str | Path, limit: int, what: str, *, private: bool = F
             raise SnnError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file: refused")
         if private and st.st_mode & 0o077:
             raise SnnError(f"{what} {path} has permissions {stat.S_IMODE(st.st_mode):04o}, which are too open: "
-                           f"a private key file must not be accessible by others (chmod 600 {path})")
+                           f"a private file must not be accessible by others (chmod 600 {path})")
         if st.st_size > limit:
             raise SnnError(f"{what} {path} is {st.st_size} bytes, over the {limit}-byte limit: not a file snn wrote")
         chunks, size = [], 0
