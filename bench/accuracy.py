@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -253,12 +253,42 @@ def _model(channel: str, ber: float, burst: float):
     return make_error_model(channel, ber=ber, burst=burst if channel == "ge" else None)
 
 
+@dataclass
+class _Setting:
+    """One channel setting of the benchmark: its row labels, the MTU its frames are cut to, the
+    error model (a fresh one per method) and extra row fields."""
+
+    channel: str
+    ber: float
+    mtu: int
+    model: object
+    extra: dict = field(default_factory=dict)
+
+
+def _phy_setting(p: dict) -> _Setting:
+    """A LoRa PHY setting ({"snr_db", "sf", "cr", "offset_bins"}): channel ``lora-phy-sf<N>``, the
+    SF's EU868 MTU (222 B at SF7-8, 115 at SF9, 51 at SF10-12), BER = what the model expects."""
+    from channel.bit_errors import make_error_model
+    from channel.links import get_link
+
+    kw = {k: p[k] for k in ("sf", "cr", "offset_bins") if k in p}
+    probe = make_error_model("lora-phy", snr_db=p["snr_db"], **kw)
+    mtu = get_link(f"lora-sf{probe.sf}").mtu
+    return _Setting(f"lora-phy-sf{probe.sf}", float(probe.expected_ber(mtu)), mtu,
+                    lambda: make_error_model("lora-phy", snr_db=p["snr_db"], **kw),
+                    {"snr_db": float(p["snr_db"]), "sf": probe.sf, "cr": f"4/{probe.cr + 4}",
+                     "offset_bins": probe.offset_bins, "mtu": mtu})
+
+
 def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None, side_count: int | None = None,
                  bers=BERS, channels=CHANNELS, link: str = LINK, cap: int = CAP, burst: float = BURST,
                  qualities=None, rs_rates=None, ablations: dict[str, str] | None = None,
                  deepcod: str | Path | None = "auto", train_minutes: float = 6.0, seed: int = 0,
-                 threads: int | None = None, log=print) -> dict:
-    """Run the accuracy benchmark; returns the JSON-ready dict (`rows` is the contract)."""
+                 threads: int | None = None, log=print, phy_settings: list[dict] | None = None) -> dict:
+    """Run the accuracy benchmark; returns the JSON-ready dict (`rows` is the contract).
+
+    `phy_settings` (``--model lora-phy``): rows through the bit-true LoRa PHY instead of the BER
+    grid, one per (SF, SNR), each at its SF's MTU (`_phy_setting`)."""
     from channel.links import get_link
     from codec.bundle import load_bundle
     from codec.datasets import load_dataset
@@ -311,20 +341,25 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
                      "accuracy": round(float(accuracy), 5), "bytes_on_air": round(float(bytes_on_air), 2),
                      "count": int(count_), **extra})
 
-    settings = [(c, b) for c in channels for b in bers]
-    for channel, ber in _progress(settings, len(settings), "channel settings"):
-        def model():
-            return _model(channel, ber, burst)
+    settings = [_Setting(c, b, mtu, lambda c=c, b=b: _model(c, b, burst)) for c in channels for b in bers]
+    settings += [_phy_setting(p) for p in phy_settings or ()]
+    if phy_settings:
+        channels = list(dict.fromkeys(st.channel for st in settings))
+    for st in _progress(settings, len(settings), "channel settings"):
+        channel, ber, model = st.channel, st.ber, st.model
 
-        def rng(*name):
-            return np.random.default_rng(_seed(seed, channel, ber, *name))
+        def rng(*name, st=st):
+            return np.random.default_rng(_seed(seed, st.channel, st.ber, *name))
 
-        _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache, channel, ber)
-        _image_rows(add, sources, src_msgs, src_len, src_correct, rs_rates, model, rng, mtu, cap, side_n,
+        def add_here(method, family, channel_, ber_, accuracy, bytes_on_air, count_, st=st, **extra):
+            add(method, family, channel_, ber_, accuracy, bytes_on_air, count_, **st.extra, **extra)
+
+        _learned_rows(add_here, codecs, images, labels, model, rng, st.mtu, cap, clean_cache, channel, ber)
+        _image_rows(add_here, sources, src_msgs, src_len, src_correct, rs_rates, model, rng, st.mtu, cap, side_n,
                     clf, labels, shape, channel, ber)
-        _feature_rows(add, f8, f8_correct, fshape, model, rng, mtu, cap, side_n, clf, labels, channel, ber)
-        add("device-only", "reference", channel, ber, backbone_acc, math.log2(n_classes) / 8, n,
-            note="whole float model on the device, no channel; bytes = the answer")
+        _feature_rows(add_here, f8, f8_correct, fshape, model, rng, st.mtu, cap, side_n, clf, labels, channel, ber)
+        add_here("device-only", "reference", channel, ber, backbone_acc, math.log2(n_classes) / 8, n,
+                 note="whole float model on the device, no channel; bytes = the answer")
 
     _add_ratios(rows)
     result = {

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
     b.add_argument("--ber", type=float, default=1e-3, help="BER (default 1e-3)")
     b.add_argument("--burst", type=float, default=8.0, help="GE mean burst length (default 8)")
-    b.add_argument("--models", default=",".join(("iid", "ge", "awgn", "lora")),
-                   help="comma-separated models (default iid,ge,awgn,lora)")
+    b.add_argument("--models", default=",".join(("iid", "ge", "awgn", "lora", "lora-phy")),
+                   help="comma-separated models (default iid,ge,awgn,lora,lora-phy)")
     b.add_argument("--repeats", type=int, default=30)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", type=Path, metavar="PATH")

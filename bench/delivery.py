@@ -5,9 +5,10 @@ PROTOCOL.md §2.2 (K = ceil(n / room) equal chunks, the last one shorter). Each 
 the 17 header fields of a SemanticNN frame (magic, version, flags, fingerprint, device, sequence,
 fragment, length, SNR, pilots, truth: `HEADER_FIELDS`); how they are protected is the transport's
 business. The channel is
-always `channel.bit_errors` (`ErrorModel.flip_positions`): the packets of one round are laid back to
-back on one bit stream, so i.i.d. and Gilbert–Elliott bursts hit them exactly as they would on
-the link, and retransmissions are later rounds of the same stream.
+always `channel.bit_errors` (`ErrorModel.packet_flip_positions`): the packets of one round are laid
+back to back on one bit stream, so i.i.d. and Gilbert–Elliott bursts hit them exactly as they
+would on the link, and retransmissions are later rounds of the same stream; a packet-level model
+(the bit-true LoRa PHY, `channel.lora_phy`) codes and damages each packet (fragment) on its own.
 
 - ARQ (`arq`): 17 header bytes + data + CRC-32 per fragment. A fragment with any flipped bit fails its
   CRC and is resent, up to `cap` attempts; fragments go in order and an inference is abandoned
@@ -84,6 +85,15 @@ def fragment_length(lengths: np.ndarray, chunk: np.ndarray, index: int) -> np.nd
     return np.clip(lengths - index * chunk, 0, chunk)
 
 
+def _packet_flips(model, rng: np.random.Generator, sizes: np.ndarray) -> np.ndarray:
+    """Flipped bit positions over packets of `sizes` bytes sent back to back (any object with
+    `flip_positions` is a bit-stream model; `packet_flip_positions` codes packets one by one)."""
+    each = getattr(model, "packet_flip_positions", None)
+    if each is not None:
+        return np.asarray(each(sizes, rng), dtype=np.int64)
+    return np.asarray(model.flip_positions(int(np.sum(sizes)) * 8, rng), dtype=np.int64)
+
+
 def flips_per_packet(model, rng: np.random.Generator, sizes: np.ndarray,
                      header: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Send packets of `sizes` bytes back to back through `model`.
@@ -93,7 +103,7 @@ def flips_per_packet(model, rng: np.random.Generator, sizes: np.ndarray,
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    pos = np.asarray(model.flip_positions(int(starts[-1]) * 8, rng), dtype=np.int64)
+    pos = _packet_flips(model, rng, sizes)
     per_byte = np.bincount(pos // 8, minlength=int(starts[-1]))
     c_flips = np.concatenate([[0], np.cumsum(per_byte)])
     c_bytes = np.concatenate([[0], np.cumsum(per_byte > 0)])
@@ -207,7 +217,7 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
             span = block[sel] * copies
             size = span + dlen + np.where(index == k[sel] - 1, extra, 0)
             starts = np.concatenate([[0], np.cumsum(size)])
-            pos = np.asarray(model.flip_positions(int(starts[-1]) * 8, rng), dtype=np.int64)
+            pos = _packet_flips(model, rng, size)
             byte = pos // 8
             pkt = np.searchsorted(starts, byte, side="right") - 1
             off = byte - starts[pkt]

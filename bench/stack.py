@@ -59,12 +59,15 @@ class LocalStack:
 
     def __init__(self, ber: float = 0.0, model: str = "iid", bundle: str | None = None,
                  seed: int = 0, link: str = "udp", baud: int = 115200,
-                 extra_proxy_args: tuple[str, ...] = (), devices: int = 16) -> None:
+                 extra_proxy_args: tuple[str, ...] = (), devices: int = 16,
+                 channel_args: tuple[str, ...] | None = None) -> None:
         if link not in ("udp", "serial"):
             raise SnnError(f"link must be udp or serial, not {link}")
         self.ber, self.model, self.bundle, self.seed = ber, model, bundle, seed
         self.link, self.baud = link, baud
         self.extra_proxy_args = extra_proxy_args
+        # the proxy's error model: by default --ber/--model; e.g. ("--lora-phy", "--sf", "7", "--snr-db", "-7.5")
+        self.channel_args = channel_args
         self._tmp = tempfile.TemporaryDirectory(prefix="snn-stack-")
         self.edge: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None
@@ -95,7 +98,9 @@ class LocalStack:
                 proxy_ends = ["--listen", "udp://127.0.0.1:0", "--to", self.addresses["udp"]]
             else:
                 proxy_ends = ["--listen", "pty://", "--to", f"serial://{self.addresses['serial'][0]}?baud={self.baud}"]
-            self.proxy = start_snn("channel", "proxy", *proxy_ends, "--ber", str(self.ber), "--model", self.model,
+            channel = (self.channel_args if self.channel_args is not None
+                       else ("--ber", str(self.ber), "--model", self.model))
+            self.proxy = start_snn("channel", "proxy", *proxy_ends, *channel,
                                    "--seed", str(self.seed), "--stats-interval", "0",
                                    "--json", str(tmp / "proxy.json"), *self.extra_proxy_args)
             line = _wait(self.proxy.stdout.readline, 30, self.proxy, "snn channel proxy")

@@ -1,5 +1,8 @@
 """Bit-error models on packed bytes: i.i.d. BSC, Gilbert–Elliott bursts, AWGN (BPSK / LoRa).
 
+(The bit-true LoRa physical layer, errors as a LoRa receiver makes them, is `channel.lora_phy`;
+`make_error_model("lora-phy", snr_db=..., sf=...)` builds it.)
+
 Every model flips real bits in real packed frames and reports how many it flipped, per frame:
 
     model = make_error_model("ge", ber=1e-2, burst=8)
@@ -44,7 +47,7 @@ __all__ = [
     "q_function", "bernoulli_positions", "apply_flips", "MODELS",
 ]
 
-MODELS = ("iid", "ge", "awgn", "lora")
+MODELS = ("iid", "ge", "awgn", "lora", "lora-phy")
 
 
 def _check_ber(ber: float, what: str = "BER") -> float:
@@ -129,6 +132,12 @@ class ErrorModel(abc.ABC):
             return out, np.zeros(out.shape[0], dtype=np.int64)
         counts = np.bincount(pos // row_bits, minlength=out.shape[0]).astype(np.int64)
         return out, counts
+
+    def packet_flip_positions(self, sizes, rng: np.random.Generator) -> np.ndarray:
+        """Flipped bit positions when packets of `sizes` bytes are sent back to back, numbered
+        over their concatenation. A bit-stream model sees one stream; a packet-level model
+        (`channel.lora_phy.LoRaPhy`) codes and damages each packet on its own."""
+        return self.flip_positions(int(np.sum(sizes, dtype=np.int64)) * 8, rng)
 
     def reset(self) -> None:
         """Forget any channel state carried between calls (no-op for memoryless models)."""
@@ -364,6 +373,8 @@ def make_error_model(name: str, ber: float | None = None, burst: float | None = 
            directly with kw p_gb, p_bg.
     "awgn" (alias "bpsk"): i.i.d. at Q(sqrt(2 Eb/N0)) for kw snr_db (Eb/N0 in dB).
     "lora": i.i.d. at the LoRa SNR->BER curve for kw snr_db and sf (default 7).
+    "lora-phy": the bit-true LoRa physical layer (`channel.lora_phy.LoRaPhy`) for kw snr_db,
+           sf (7), cr (4/5), offset_bins (0), bw_hz (125 kHz), ldro (auto); each frame is one packet.
     "none": no errors.
     For "iid"/"ge", snr_db (and modulation, sf) may replace ber.
     """
@@ -371,6 +382,15 @@ def make_error_model(name: str, ber: float | None = None, burst: float | None = 
     snr_db = kw.pop("snr_db", None)
     if key in ("none", "clean"):
         return IIDModel(0.0, name="none")
+    if key in ("lora-phy", "lora_phy", "loraphy"):
+        from channel.lora_phy import LoRaPhy  # it subclasses ErrorModel: imported here, not at the top
+        if snr_db is None:
+            raise SnnError("error model 'lora-phy' needs an SNR in dB (snr_db), not a BER")
+        if ber is not None or burst is not None:
+            raise SnnError("error model 'lora-phy' takes an SNR, spreading factor and coding rate, not a BER or burst")
+        params = {k: kw.pop(k) for k in ("sf", "cr", "offset_bins", "bw_hz", "ldro") if k in kw}
+        _no_extra(name, kw)
+        return LoRaPhy(snr_db=snr_db, **params)
     if key in ("awgn", "bpsk", "lora"):
         if snr_db is None:
             if ber is None:
@@ -398,7 +418,7 @@ def make_error_model(name: str, ber: float | None = None, burst: float | None = 
         _no_extra(name, kw)
         return GilbertElliott.from_mean(0.0 if ber is None else ber, 8.0 if burst is None else burst,
                                         ber_bad=ber_bad, ber_good=ber_good)
-    raise SnnError(f"unknown error model {name!r}; choose one of iid, ge, awgn, lora, none")
+    raise SnnError(f"unknown error model {name!r}; choose one of iid, ge, awgn, lora, lora-phy, none")
 
 
 def _no_extra(name, kw):

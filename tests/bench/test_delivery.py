@@ -182,3 +182,15 @@ def test_header_copies_vote_like_parse_data():
         assert _parses(bytes(bad)) == accepted
         tr = header_only(Scripted(sorted(flips)), RNG, [bytes(range(40))], 400, cap=1, copies=3)
         assert bool(tr.delivered[0]) == accepted
+
+
+def test_lora_phy_codes_each_fragment_as_its_own_packet():
+    """ARQ through the bit-true LoRa PHY: every 222-byte fragment is one radio packet, so the
+    attempts per fragment follow that packet's error rate, 1 / (1 - PER)."""
+    from channel.lora_phy import LoRaPhy
+    phy = LoRaPhy(sf=7, snr_db=-7.0)
+    tr = arq(phy, np.random.default_rng(1), np.full(400, 784), 222, cap=50)
+    per = phy.measure(217, 8000, np.random.default_rng(2))["packet_error_rate"]
+    attempts = tr.packets.sum() / (4 * 400)
+    assert 0.02 < per < 0.5
+    assert abs(attempts - 1 / (1 - per)) < 0.08 * (1 / (1 - per)), (attempts, per)
