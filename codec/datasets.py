@@ -11,6 +11,12 @@ A data set is named by a spec string:
   ``PATH/test``, or one tree split by a seeded held-out fraction); layouts and the grayscale/RGB
   and resize rules are in `codec.image_folder`.
 
+A spec that names no split is the **test** split, for every kind (a folder tree without
+``train/`` and ``test/`` and no held-out fraction is read whole): commands that evaluate, export
+or feed a device score held-out images unless told otherwise, and the training commands ask for
+``:train`` themselves (`codec.training.common.data_specs`); every ``--data`` help
+says so.
+
 Images come back as uint8 arrays of shape (N, H, W, C); labels as int64 (N,).
 """
 from __future__ import annotations

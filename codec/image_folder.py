@@ -4,16 +4,23 @@ Layouts (the spec is ``folder:PATH`` or ``folder:PATH:train|test|val``):
 
 - ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (or ``PATH/val``): the given splits;
   the class list is the train split's, and a test class the train split lacks is an error.
-- ``PATH/<class>/*``: one tree. ``folder:PATH`` is all of it; ``:train`` / ``:test`` need a held-out
-  fraction (``--holdout F --split-seed S`` on the train commands, recorded in the bundle), which
-  takes the same seeded, per-class share of every class out of the tree for the test split.
+  A spec that names no split means the test split (``val`` where there is no ``test``): every
+  command that evaluates or feeds a device scores held-out images unless told otherwise; the
+  training commands ask for ``:train`` themselves.
+- ``PATH/<class>/*``: one tree. ``:train`` / ``:test`` need a held-out fraction (``--holdout F
+  --split-seed S`` on the train commands, recorded in the bundle), which takes the same seeded,
+  per-class share of every class out of the tree for the test split; with that fraction given, a
+  spec that names no split is the held-out share too, without it the whole tree.
 
 Conversion rules, the same for every split so training and evaluation see the same pixels:
 channels are 1 when every image of the train split is grayscale (Pillow modes 1, L, LA, I, I;16, F),
 else 3 (grayscale, palette and alpha images converted to RGB; alpha is dropped). Every image is
 resized (bilinear, aspect ratio not kept) to the most common size of the train split, or to the
-shape a trained backbone/bundle records. A file Pillow cannot read, or one above Pillow's
-decompression-bomb limit, is a DataError naming it.
+shape a trained backbone/bundle records. A file Pillow cannot read, one larger than
+`MAX_IMAGE_BYTES`, one that is not PNG or JPEG inside, or one whose header promises more than
+`MAX_IMAGE_PIXELS` (a decompression bomb: checked before any pixel is decoded) is a DataError
+naming it. `decode_image` applies the same rules to one image from a file or from bytes (the
+device's live sources use it).
 """
 from __future__ import annotations
 
@@ -25,8 +32,11 @@ import numpy as np
 from snn.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_FORMATS = ("PNG", "JPEG")    # the only decoders Pillow may pick (never one named by a file's bytes alone)
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 SPLIT_NAMES = ("train", "test", "val")
+MAX_IMAGE_BYTES = 32 * 2**20       # one image file (a 24 Mpx JPEG is ~10 MB)
+MAX_IMAGE_PIXELS = 40_000_000      # width x height an image's header may promise (8K x 5K); 120 MB as RGB
 
 
 def _pil():
@@ -44,33 +54,65 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
     return {c: sorted(f for f in (root / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
 
 
+def _open(source: Path | bytes, name: str, max_bytes: int, max_pixels: int):
+    """A Pillow image of `source` (a path or the file's bytes), its header checked against the
+    bounds; nothing is decoded yet."""
+    import io
+
+    image = _pil()
+    size = len(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).stat().st_size
+    if size > max_bytes:
+        raise DataError(f"image {name} is {size} bytes, over the {max_bytes}-byte limit")
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        img = image.open(fp, formats=IMAGE_FORMATS)
+    except (OSError, image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {name}: not a PNG or JPEG image ({exc})") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise DataError(f"image {name} is {width}x{height} pixels, over the {max_pixels:,}-pixel limit "
+                        f"(a decompression bomb, or an image to scale down first)")
+    return img
+
+
+def decode_image(source: Path | bytes, channels: int, size: tuple[int, int], *, name: str | None = None,
+                 max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """One PNG/JPEG (a path or its bytes) as uint8 (H, W, C) by the conversion rules above:
+    `channels` 1 (L) or 3 (RGB), resized bilinearly to `size` = (width, height)."""
+    image = _pil()
+    name = name or (str(source) if isinstance(source, (str, Path)) else "from bytes")
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        with _open(source, name, max_bytes, max_pixels) as img:
+            img = img.convert(mode)
+            if img.size != size:
+                img = img.resize(size, image.BILINEAR)
+            return np.asarray(img, dtype=np.uint8).reshape(size[1], size[0], channels)
+    except (OSError, image.DecompressionBombError, ValueError) as exc:
+        raise DataError(f"cannot read image {name}: {exc}") from None
+
+
 def _probe(files: list[Path]) -> tuple[int, tuple[int, int]]:
     """(channels, (width, height)) by the rules above, from the image headers only."""
-    image = _pil()
     modes, sizes = set(), Counter()
     for file in files:
         try:
-            with image.open(file) as img:
+            with _open(file, str(file), MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS) as img:
                 modes.add(img.mode)
                 sizes[img.size] += 1
-        except (OSError, image.DecompressionBombError) as exc:
+        except OSError as exc:
             raise DataError(f"cannot read image {file}: {exc}") from None
     channels = 1 if modes <= GRAY_MODES else 3
     return channels, sizes.most_common(1)[0][0]
 
 
 def _read(files: list[Path], channels: int, size: tuple[int, int]) -> np.ndarray:
-    image = _pil()
     out = np.empty((len(files), size[1], size[0], channels), np.uint8)
-    mode = "L" if channels == 1 else "RGB"
     for i, file in enumerate(files):
         try:
-            with image.open(file) as img:
-                img = img.convert(mode)
-                if img.size != size:
-                    img = img.resize(size, image.BILINEAR)
-                out[i] = np.asarray(img, dtype=np.uint8).reshape(size[1], size[0], channels)
-        except (OSError, image.DecompressionBombError) as exc:
+            out[i] = decode_image(file, channels, size)
+        except OSError as exc:   # the file vanished or became unreadable since it was listed
             raise DataError(f"cannot read image {file}: {exc}") from None
     return out
 
@@ -122,6 +164,8 @@ def load_image_folder(root: Path, split: str | None = None, holdout: float | Non
     if holdout is not None and not 0.0 < holdout < 1.0:
         raise DataError(f"--holdout must lie strictly between 0 and 1, got {holdout}")
     has_splits = (root / "train").is_dir()
+    if split is None and (has_splits or holdout is not None):
+        split = "test"   # a spec that names no split is the held-out one (module docstring)
     train_root = root / "train" if has_splits else root
     train_files = _class_files(train_root)
     classes = list(train_files)
@@ -129,7 +173,7 @@ def load_image_folder(root: Path, split: str | None = None, holdout: float | Non
         raise DataError(f"image folder {train_root} holds no PNG/JPEG images in class sub-folders "
                         f"(expected {train_root}/<class>/<image>.png)")
     if has_splits:
-        if split is None or split == "train":
+        if split == "train":
             files, labels = _flatten(train_files, classes)
         else:
             test_root = split_dir(root, split)
@@ -140,6 +184,7 @@ def load_image_folder(root: Path, split: str | None = None, holdout: float | Non
             if unknown:
                 raise DataError(f"{test_root} has classes {unknown[:5]} that {train_root} lacks")
             files, labels = _flatten(test_files, classes)
+            split = test_root.name    # the name says which split was read (val where there is no test)
     else:
         files, labels = _flatten(train_files, classes)
         if split is not None:

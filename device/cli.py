@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--to", required=True, metavar="URL",
                    help="edge transport: udp://HOST:PORT, serial:///dev/ttyX?baud=N, sim://NAME?ber=P")
     p.add_argument("--data", default="fmnist:test", metavar="SPEC",
-                   help="images: fmnist:test, cifar10:PATH:test, folder:PATH (default fmnist:test)")
+                   help="images: fmnist:test, cifar10:PATH:test, folder:PATH, each with an optional "
+                        ":train|:test|:val suffix (no suffix: :test) (default fmnist:test)")
     p.add_argument("--count", type=int, default=100, metavar="N", help="inferences to run (default 100)")
     p.add_argument("--offset", type=int, default=0, metavar="N", help="skip the first N images")
     p.add_argument("--link", default="lora-sf7", metavar="NAME",

@@ -19,9 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", type=int, default=1000, metavar="N",
                         help="training images used to calibrate the int8 ranges (default 1000)")
     parser.add_argument("--calib-data", default=None, metavar="SPEC",
-                        help="calibration data set (default: the bundle's training set, e.g. fmnist:train)")
+                        help="calibration data set spec with its :train|:test|:val suffix (no suffix: :test) "
+                             "(default: the bundle's training set, e.g. fmnist:train)")
     parser.add_argument("--data", default=None, metavar="SPEC",
-                        help="verification data set (default: the bundle's test set, e.g. fmnist:test)")
+                        help="verification data set spec with an optional :train|:test|:val suffix (no suffix: "
+                             ":test) (default: the bundle's test set, e.g. fmnist:test)")
     parser.add_argument("--count", type=int, default=None, metavar="N",
                         help="verify on the first N test images only (default: the full test set)")
     parser.add_argument("--method", default="auto", choices=["auto", "minmax", "percentile", "entropy"],

@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--encoder", type=Path, default=None,
                    help="int8 encoder (default: the shipped bundle's, codec/zoo/fmnist_default.int8.onnx)")
     src = u.add_mutually_exclusive_group()
-    src.add_argument("--data", default=None, help="data set spec, e.g. fmnist:test")
+    src.add_argument("--data", default=None,
+                     help="data set spec with an optional :train|:test|:val suffix (no suffix: :test), e.g. "
+                          "folder:PATH:test (default fmnist:test)")
     src.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N,H,W[,C])")
     u.add_argument("--count", type=int, default=None)
     u.add_argument("--device-id", type=int, default=1)
@@ -50,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     a = sub.add_parser("agree", help="symbol agreement of the integer path with onnxruntime's int8 session")
     a.add_argument("encoder", type=Path)
-    a.add_argument("--data", default="fmnist:test")
+    a.add_argument("--data", default="fmnist:test",
+                   help="data set spec with an optional :train|:test|:val suffix (no suffix: :test) "
+                        "(default fmnist:test)")
     a.add_argument("--count", type=int, default=None)
     a.add_argument("--json", type=Path, default=None)
     a.add_argument("--engine", choices=("sim", "c"), default="sim",

@@ -27,7 +27,9 @@ def add_arguments(sub) -> None:
     q.add_argument("--board", required=True)
     q.add_argument("--firmware", type=Path, required=True, help="the folder `snn mcu build` wrote")
     q.add_argument("--to", required=True, help="where the UART's frames go, e.g. udp://127.0.0.1:9000")
-    q.add_argument("--data", default="fmnist:test", help="data set spec (default fmnist:test)")
+    q.add_argument("--data", default="fmnist:test",
+                   help="data set spec with an optional :train|:test|:val suffix (no suffix: :test) "
+                        "(default fmnist:test)")
     q.add_argument("--count", type=int, default=20)
     q.add_argument("--truth", action="store_true", help="send each image's label in the frame (edge scores it)")
     q.add_argument("--timeout", type=float, default=3.0, help="seconds the firmware waits for a reply (default 3)")

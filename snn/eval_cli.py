@@ -71,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lora-phy: residual frequency/timing offset in FFT bins (default 0)")
     parser.add_argument("--burst", type=float, default=None, help="mean burst length in bits for ge (default 8)")
     parser.add_argument("--seeds", type=int, default=3, help="channel seeds per BER (default 3)")
-    parser.add_argument("--data", default=None, help="test data spec (default: the bundle's data set, test split)")
+    parser.add_argument("--data", default=None,
+                        help="data set spec with an optional :train|:test|:val suffix (no suffix: :test), e.g. "
+                             "folder:PATH:val (default: the bundle's data set, :test split)")
     parser.add_argument("--count", type=int, default=None, help="evaluate only the first N test images")
     parser.add_argument("--speed", action="store_true", help="also measure the edge half (MACs, params, images/s)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")

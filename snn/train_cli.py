@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("backbone", help="train a float backbone on a data set")
     _PARSERS["backbone"] = b
     b.add_argument("--data", default="fmnist",
-                   help="fmnist, or a spec such as cifar10:PATH or folder:PATH (default fmnist)")
+                   help="fmnist, or a spec such as cifar10:PATH or folder:PATH; training reads its :train split "
+                        "and scores its :test split (:val where a tree has no test/) (default fmnist)")
     b.add_argument("--arch", default="resnet14", help="resnet8/14/20, resnet18/50, mobilenetv2[_small]")
     b.add_argument("-o", "--out", required=True, type=Path)
     b.add_argument("--epochs", type=int, default=None,
@@ -39,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _PARSERS["codec"] = c
     c.add_argument("--backbone", required=True, type=Path)
     c.add_argument("-o", "--out", required=True, type=Path)
-    c.add_argument("--data", default=None, help="default: the backbone's data set")
+    c.add_argument("--data", default=None,
+                   help="data set spec (fmnist, cifar10:PATH, folder:PATH); training reads its :train split and "
+                        "scores its :test split (:val where a tree has no test/) (default: the backbone's data set)")
     c.add_argument("--split", default=None, help="last stage on the device (default: the backbone's split)")
     c.add_argument("--decode-to", default=None,
                    help="stage whose output the decoder reconstructs; the edge runs only the stages after it "

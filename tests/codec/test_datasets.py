@@ -140,3 +140,49 @@ def test_cifar_pickle_written_with_protocol_2(tmp_path):
         pickle.dump({b"label_names": [b"a", b"b"]}, f, protocol=2)
     ds = load_dataset(f"cifar10:{tmp_path}:test")
     assert ds.images.shape == (2, 32, 32, 3) and ds.classes == ["a", "b"] and ds.labels.tolist() == [1, 0]
+
+
+def _tiny_tree(root, parts):
+    from PIL import Image
+    for part, shade in parts:
+        for cls in ("a", "b"):
+            (root / part / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((8, 8), shade + i, np.uint8)).save(root / part / cls / f"{i}.png")
+
+
+@pytest.mark.parametrize("parts, read", [((("train", 10), ("test", 100)), "test"),
+                                         ((("train", 10), ("val", 150)), "val")])
+def test_a_split_tree_without_a_suffix_reads_its_test_split(tmp_path, parts, read):
+    _tiny_tree(tmp_path, parts)
+    ds = load_dataset(f"folder:{tmp_path}")
+    shade = dict(parts)[read]
+    assert ds.name == f"folder:{tmp_path}:{read}" and int(ds.images.min()) == shade
+    assert int(load_dataset(f"folder:{tmp_path}:train").images.max()) <= 11
+
+
+def test_a_single_tree_with_a_holdout_and_no_suffix_reads_the_held_out_share(tmp_path):
+    _tiny_tree(tmp_path, [("", 10)])
+    held = load_dataset(f"folder:{tmp_path}", holdout=0.5, split_seed=0)
+    assert held.name.endswith(":test") and len(held) == 2
+    assert np.array_equal(held.images, load_dataset(f"folder:{tmp_path}:test", holdout=0.5).images)
+    assert len(load_dataset(f"folder:{tmp_path}")) == 4     # no held-out fraction: the whole tree
+
+
+def test_image_bounds_refuse_bombs_oversized_files_and_other_formats(tmp_path):
+    from PIL import Image
+
+    from codec.image_folder import decode_image
+
+    Image.new("L", (4000, 3000)).save(tmp_path / "big.png")            # 12 Mpx, a few KB on disk
+    with pytest.raises(DataError, match="pixel limit"):
+        decode_image(tmp_path / "big.png", 1, (8, 8), max_pixels=10_000_000)
+    with pytest.raises(DataError, match="byte limit"):
+        decode_image((tmp_path / "big.png").read_bytes(), 1, (8, 8), max_bytes=1000)
+    Image.new("L", (8, 8)).save(tmp_path / "x.gif")
+    with pytest.raises(DataError, match="not a PNG or JPEG"):
+        decode_image(tmp_path / "x.gif", 1, (8, 8))
+    raw = (tmp_path / "big.png").read_bytes()
+    with pytest.raises(DataError, match="cannot read image"):
+        decode_image(raw[: len(raw) // 2], 1, (8, 8))                  # truncated
+    assert decode_image(raw, 3, (6, 4)).shape == (4, 6, 3)

@@ -159,3 +159,21 @@ def test_finetune_head_trains_the_device_stages_on_their_int8_grid(tmp_path, cap
                  "--stage1-epochs", "0", "--stage2-epochs", "1"]) == 0
     c = load_bundle(again)
     assert c.config["codec"] == b.config["codec"] and c.classes == CLASSES
+
+
+def test_every_data_flag_names_the_split_suffix():
+    """Each --data of every subcommand says which split a spec reads (:train|:test|:val)."""
+    from snn.cli import SUBCOMMANDS, build_parser
+
+    seen = 0
+    for name in SUBCOMMANDS:
+        stack = [build_parser([name])]
+        while stack:
+            parser = stack.pop()
+            for action in parser._actions:
+                if hasattr(action, "choices") and isinstance(action.choices, dict):
+                    stack.extend(action.choices.values())
+                elif "--data" in action.option_strings:
+                    seen += 1
+                    assert all(s in action.help for s in (":train", ":test", ":val")), (parser.prog, action.help)
+    assert seen >= 8
