@@ -9,8 +9,9 @@ Methods (rows):
 - ``semanticnn`` (the shipped bundle) and ablation bundles found in ``codec/zoo`` (names
   ``*layer3*``, ``fmnist_*no_ber*``, ``*no_xai*``, ``*binary*``) or given with --ablation NAME=PATH; ``deepcod``,
   the DeepCOD-style codec of `bench.deepcod` (same encoder budget, no channel in training). They
-  send v2 frames (docs/PROTOCOL.md): header copies as `--header-copies auto` settles on at the
-  BER, each a 12-byte BCH-protected block (device id, counter, 32-bit MIC), then the encrypted
+  send v2 frames (docs/PROTOCOL.md): header copies and fragments as `--header-copies auto`
+  plans them at the BER (the cost rule of §3.3; a resend at twice the BER), each a 12-byte
+  BCH-protected block (device id, counter, 32-bit MIC), then the encrypted
   packed symbols; a transmission whose header is lost is resent (a new counter, the long
   counter's 2 bytes more per block, <= cap); the edge unpacks the body with its bit errors, marks
   symbols of lost fragments erased, and is told the BER its header decoding measured, pooled
@@ -50,7 +51,6 @@ import torch
 
 from bench import delivery
 from bench.sources import Source, decode_all, default_sources, encode_all
-from codec.wire.frame import header_copies_for
 
 BERS = (0.0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
 CHANNELS = ("iid", "ge")
@@ -177,10 +177,12 @@ def edge_predict(edge, symbols: np.ndarray, erased: np.ndarray, ber: float, batc
 
 
 def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, clean_cache: dict,
-                  header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1) -> dict:
+                  header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1,
+                  plan_ber: float | None = None) -> dict:
     """One learned codec at one channel setting: real frames, header losses, body errors.
 
-    `header_copies` is what a device with `--header-copies auto` settles on at this BER.
+    `plan_ber`: frame as a `--header-copies auto` device does once the edge reports this BER
+    (copies and fragments by the cost rule), else `header_copies` copies.
     """
     from codec.wire.packing import erased_symbols, pack_symbols, unpack_symbols
 
@@ -191,7 +193,7 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
     symbols = clean_cache[key]
     packed = pack_symbols(symbols, b.levels, gray=b.gray)
     messages = [row.tobytes() for row in packed]
-    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, copies=header_copies)
+    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, copies=header_copies, plan_ber=plan_ber)
     header_bits = int(tr.header_bits.sum())
     ber_est = float(tr.header_flips.sum()) / header_bits if header_bits else 0.0
     ok = tr.delivered
@@ -403,7 +405,7 @@ def _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache
     n = len(images)
     for c in codecs:
         r = semantic_rows(c, images, labels, model(), rng(c.name), mtu, cap,
-                          clean_cache.setdefault(c.name + f"/{n}", {}), header_copies=header_copies_for(ber))
+                          clean_cache.setdefault(c.name + f"/{n}", {}), plan_ber=ber)
         add(c.name, "learned", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"), n, **r)
         if c.name == "semanticnn" and ber > 0:
             # diagnostic: the same codec if its frame header were never lost (not a real method)

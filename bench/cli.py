@@ -26,6 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", type=Path, metavar="PATH")
 
+    cp = sub.add_parser("copies", help="header copies and fragments on real stacks over lossy channels",
+                        description="Run a real edge, channel proxy and `snn device run` per channel and "
+                                    "header-copies setting; every transmission counted.")
+    from bench.copies import CHANNELS
+    cp.add_argument("--channel", action="append", default=None, choices=sorted(CHANNELS),
+                    help="channel (repeatable; default untuned: GE burst 20 at 3e-2, 5%% bursty loss, "
+                         "downlink 1e-2 and 2%%)")
+    cp.add_argument("--mtu", default="51,222", help="MTUs, comma-separated (default 51,222)")
+    cp.add_argument("--copies", default="auto,1", help="settings, comma-separated (default auto,1)")
+    cp.add_argument("--count", type=int, default=300, help="images per run (default 300)")
+    cp.add_argument("--no-truth", action="store_true", help="send without the test-mode truth bytes")
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--json", type=Path, metavar="PATH")
     flood = sub.add_parser("flood", help="a keyed device while one source floods the edge with garbage")
     flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
     flood.add_argument("--garbage-rate", type=float, default=20000.0,
@@ -83,6 +96,19 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, result)
     elif args.bench == "channel":
         return run_channel_bench(args)
+    elif args.bench == "copies":
+        from bench.copies import format_copies, run_copies
+        try:
+            mtus = [int(v) for v in args.mtu.split(",") if v.strip()]
+        except ValueError:
+            raise SnnError(f"--mtu takes comma-separated integers, got {args.mtu!r}") from None
+        copies = [c.strip() for c in args.copies.split(",") if c.strip()]
+        if not mtus or not copies or any(c not in ("auto", "1", "3", "5") for c in copies) or args.count < 1:
+            raise SnnError("--mtu and --copies (auto, 1, 3, 5) need values, --count must be >= 1")
+        result = run_copies(args.channel or ["untuned"], mtus, copies, args.count, truth=not args.no_truth,
+                            seed=args.seed, log=lambda line: print(line, flush=True))
+        write_json(args.json, result)
+        return 0
     elif args.bench == "flood":
         from bench.flood import format_flood, run_flood
         if args.rate <= 0 or args.garbage_rate < 0 or args.duration <= 0:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codec.wire import bch
+from codec.wire.copies import cheapest_plan
 from codec.wire.frame import BLOCK_BYTES, FRAG_BLOCK_BYTES, LONG_EXTRA, TRUTH_BYTES
 
 HEADER_FIELDS = 17            # v1 header fields a baseline frame carries (the bit-level baselines)
@@ -179,12 +180,25 @@ def _plan(length: int, mtu: int, copies: int, extra: int, long_counter: bool) ->
     return max(2, -(-length // room))
 
 
+def _auto_plan(length: int, mtu: int, ber: float, truth: bool, long_counter: bool, extra: int) -> tuple[int, int]:
+    """(copies, fragments) of the cost rule; beyond its 16 fragments (a large baseline message),
+    one copy in as few fragments as fit."""
+    try:
+        plan = cheapest_plan(length, mtu, ber, truth, long_counter)
+        return plan.copies, plan.fragments
+    except ValueError:
+        return 1, _plan(length, mtu, 1, extra, long_counter)
+
+
 def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int, cap: int = DEFAULT_CAP,
-                t: int = FRAME_HEADER_T, copies: int = 1, truth: bool = False) -> Transfer:
+                t: int = FRAME_HEADER_T, copies: int = 1, truth: bool = False,
+                plan_ber: float | None = None) -> Transfer:
     """SemanticNN v2 frames: BCH-protected header blocks, body errors kept (see the module doc).
 
     `copies` (1, 3, 5): the header block is sent that many times and the receiver takes the
-    bitwise majority before the BCH decoder. `received[i]` is the message as it arrived (bit
+    bitwise majority before the BCH decoder. `plan_ber`: instead, copies and fragments of each
+    transmission as a `--header-copies auto` device plans them at that BER
+    (`codec.wire.copies.cheapest_plan`; on an i.i.d. channel the device's own link estimate agrees). `received[i]` is the message as it arrived (bit
     errors included) and `erased[i]` marks the bytes of fragments whose header was lost (zeros
     in `received`); `delivered` is False only when no fragment of the item arrived in `cap`
     transmissions. `truth` adds the 3 test-mode truth bytes to the last fragment.
@@ -206,7 +220,14 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
         if idx_all.size == 0:
             break
         long_counter = attempt > 0                 # resends carry the whole counter
-        k = np.array([_plan(int(m), mtu, copies, extra, long_counter) for m in lengths[idx_all]])
+        if plan_ber is None:
+            cps = np.full(idx_all.size, copies)
+            k = np.array([_plan(int(m), mtu, copies, extra, long_counter) for m in lengths[idx_all]])
+        else:
+            plans = {int(m): _auto_plan(int(m), mtu, plan_ber, truth, long_counter, extra)
+                     for m in np.unique(lengths[idx_all])}
+            cps = np.array([plans[int(m)][0] for m in lengths[idx_all]])
+            k = np.array([plans[int(m)][1] for m in lengths[idx_all]])
         chunk = -(-lengths[idx_all] // k)
         block = np.where(k > 1, FRAG_BLOCK_BYTES, BLOCK_BYTES) + (LONG_EXTRA if long_counter else 0)
         arrived_any = np.zeros(idx_all.size, dtype=bool)
@@ -214,7 +235,7 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
             sel = np.flatnonzero(index < k)
             idx = idx_all[sel]
             dlen = np.clip(lengths[idx] - index * chunk[sel], 0, chunk[sel])
-            span = block[sel] * copies
+            span = block[sel] * cps[sel]
             size = span + dlen + np.where(index == k[sel] - 1, extra, 0)
             starts = np.concatenate([[0], np.cumsum(size)])
             pos = _packet_flips(model, rng, size)
@@ -226,7 +247,7 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
             hb = block[sel][pkt[in_head]]
             key = pkt[in_head] * 1024 + (off[in_head] % hb) * 8 + pos[in_head] % 8
             uniq, votes = np.unique(key, return_counts=True)
-            wrong = np.bincount(uniq[votes > copies // 2] // 1024, minlength=sel.size)
+            wrong = np.bincount(uniq[votes > cps[sel][uniq // 1024] // 2] // 1024, minlength=sel.size)
             good = wrong <= t
             sent[idx] += size
             packets[idx] += 1

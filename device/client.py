@@ -17,8 +17,12 @@ Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
   resent at once;
   any other ERROR ends that inference, and UNKNOWN_CODEC / UNSUPPORTED end the run (every later
   inference would be refused too);
-- the header copies (1, 3, 5; `auto` from the BER the edge reports, one step more on each resend)
-  are degraded to what the MTU fits, never a reason to stop;
+- header copies and fragments: `auto` (the default) takes the plan with the fewest expected bytes
+  per answered inference (docs/PROTOCOL.md §3.3, `codec.wire.copies.cheapest_plan`) at the larger
+  of the BER the edge reports and the BER that best explains which of the device's own recent
+  transmissions were answered (`LinkEstimate`: a bursty link kills headers that the edge's
+  report, measured on the survivors, never sees); a fixed count (1, 3, 5) is degraded to what the
+  MTU fits, never a reason to stop;
 - when the edge never answers at all, the run stops after `give_up_after` inferences were lost
   (by default one window's worth), so an unreachable edge costs (1 + retries) x timeout, not
   count x that.
@@ -45,9 +49,9 @@ from codec.wire.frame import (
     ErrorReply,
     encode_inference,
     fitting_copies,
-    header_copies_for,
     parse_reply,
 )
+from codec.wire.copies import LinkEstimate, cheapest_plan
 from codec.wire.keys import CounterStore, DeviceKey
 from snn.errors import FrameError, SnnError
 
@@ -75,12 +79,14 @@ class InferenceRecord:
     correct: bool | None = None
     header_copies: int = 1       # header block copies of the last transmission
     bytes_sent: int = 0          # every transmission, all fragments
+    frames_sent: int = 0         # every transmission, all fragments
     _counters: list = field(default_factory=list, repr=False)
     _payload: bytes = field(default=b"", repr=False)
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
     _busy: int = 0               # BUSY replies so far (the back-off doubles with each)
+    _plan: tuple | None = None   # how the last transmission was framed, until its fate is known
 
     def public(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -141,6 +147,7 @@ class DeviceClient:
             raise SnnError(f"--header-copies must be auto or one of {HEADER_COPIES}")
         self.header_copies = header_copies
         self.link_ber: float | None = None   # smoothed from the BER the edge reports in replies
+        self.link_estimate = LinkEstimate()  # what the device's own answered/unanswered transmissions say
         self.records: list[InferenceRecord] = []
         self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
                       "bad_frame_errors": 0, "degraded": 0}
@@ -171,53 +178,60 @@ class DeviceClient:
         payload, seconds = self.encoder.encode_one(image)
         rec = InferenceRecord(index=index, counter=-1, truth=truth, encode_ms=round(seconds * 1e3, 4),
                               frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
-        rec.header_copies = self._copies_now()
         return rec
 
-    def _copies_now(self) -> int:
-        """Header copies for a first transmission: fixed, or from the BER the edge reported."""
-        if self.header_copies != "auto":
-            return int(self.header_copies)
-        return 1 if self.link_ber is None else header_copies_for(self.link_ber)
+    def plan_ber(self) -> float:
+        """The BER the copies rule plans the next transmission for (§3.3)."""
+        return self.link_estimate.planning_ber(self.link_ber)
 
-    def _frame(self, rec: InferenceRecord, copies: int, long_counter: bool) -> None:
-        """Frame `rec` under a fresh counter with the most copies (<= `copies`) the MTU fits."""
+    def _observe(self, rec: InferenceRecord, answered: bool) -> None:
+        """Tell the link estimate how the last transmission of `rec` fared."""
+        if rec._plan is not None:
+            self.link_estimate.observe(*rec._plan, answered=answered)
+            rec._plan = None
+
+    def _frame(self, rec: InferenceRecord, long_counter: bool) -> None:
+        """Frame `rec` under a fresh counter: copies and fragments by the copies rule (`auto`), or the
+        most copies (<= the fixed count) the MTU fits."""
         info = self.encoder.info
         truth = rec.truth if self.send_truth and rec.truth is not None and 0 <= rec.truth < 255 else None
         try:
-            fit, _ = fitting_copies(info.payload_bytes, self.mtu, copies, truth is not None, long_counter)
+            if self.header_copies == "auto":
+                plan = cheapest_plan(info.payload_bytes, self.mtu, self.plan_ber(), truth is not None, long_counter)
+                copies, fragments = plan.copies, plan.fragments
+            else:
+                copies, fragments = fitting_copies(info.payload_bytes, self.mtu, int(self.header_copies),
+                                                   truth is not None, long_counter)
         except ValueError as exc:
             raise SnnError(f"cannot frame {info.payload_bytes} payload bytes: {exc}") from None
-        if fit < copies:
+        if self.header_copies != "auto" and copies < int(self.header_copies):
             self.stats["degraded"] += 1
-            note = (f"MTU {self.mtu} fits at most {fit} header cop{'y' if fit == 1 else 'ies'} for "
-                    f"{info.payload_bytes} B: sending {fit} instead of {copies}")
+            note = (f"MTU {self.mtu} fits at most {copies} header cop{'y' if copies == 1 else 'ies'} for "
+                    f"{info.payload_bytes} B: sending {copies} instead of {self.header_copies}")
             if note not in self.notes:
                 self.notes.append(note)
         counter = self.counters.take()
         frames = encode_inference(rec._payload, key=self.key.key, device_id=self.device_id,
-                                  fingerprint=info.fingerprint, counter=counter, mtu=self.mtu, copies=fit,
-                                  truth=truth, long_counter=long_counter)
+                                  fingerprint=info.fingerprint, counter=counter, mtu=self.mtu, copies=copies,
+                                  truth=truth, long_counter=long_counter, fragments=fragments)
         sizes = [self._on_air(f) for f in frames]
-        rec._frames, rec.frames, rec.header_copies, rec.counter = frames, len(frames), fit, counter
+        rec._frames, rec.frames, rec.header_copies, rec.counter = frames, len(frames), copies, counter
+        rec._plan = (info.payload_bytes, copies, len(frames), truth is not None, long_counter)
         rec._counters.append(counter)
         self._pending_counters[counter & 0xFFFF] = counter
         rec.bytes_on_air, rec.airtime_ms = sum(sizes), self._airtime_ms(sizes)
 
     def _transmit(self, rec: InferenceRecord) -> None:
         now = time.monotonic()
-        copies = rec.header_copies
         if rec.attempts == 0:
             rec._first_sent = now
         else:
             self.stats["resends"] += 1
-            if self.header_copies == "auto" and copies < HEADER_COPIES[-1]:
-                # no answer: the header may not have survived; resend it more robustly
-                copies = HEADER_COPIES[HEADER_COPIES.index(copies) + 1]
-        self._frame(rec, copies, long_counter=self._long_next or rec.attempts > 0)
+        self._frame(rec, long_counter=self._long_next or rec.attempts > 0)
         self._long_next = False
         rec.attempts += 1
         rec.bytes_sent += rec.bytes_on_air
+        rec.frames_sent += rec.frames
         for frame in rec._frames:
             self.transport.send(frame)
         rec._due = time.monotonic() + self.timeout
@@ -258,6 +272,7 @@ class DeviceClient:
                 answered += self._handle(got[0], pending)
             now = time.monotonic()
             for rec in [r for r in pending.values() if r._due <= now]:
+                self._observe(rec, answered=False)   # no-op when an ERROR already answered it
                 if rec.attempts <= self.retries and not (self.fatal or self.unreachable):
                     self._transmit(rec)
                 else:
@@ -291,6 +306,8 @@ class DeviceClient:
             self.stats["duplicates"] += 1
             return 0
         rec.rtt_ms = round((time.monotonic() - rec._first_sent) * 1e3, 4)
+        if got.counter == rec.counter:
+            self._observe(rec, answered=True)   # a late answer to an earlier one was counted unanswered
         if not isinstance(got, ErrorReply):
             rec.label, rec.confidence, rec.edge_ber = got.label, round(got.confidence, 4), got.ber
             self.link_ber = got.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * got.ber
@@ -348,6 +365,8 @@ class DeviceClient:
             "payload_bytes": info.payload_bytes,
             "bytes_on_air_per_inference": int(recs[0].bytes_on_air) if recs else None,
             "bytes_sent_mean": round(float(np.mean([r.bytes_sent for r in recs])), 2) if recs else None,
+            "bytes_per_answered": round(sum(r.bytes_sent for r in recs) / len(ok), 2) if ok else None,
+            "frames_sent_mean": round(float(np.mean([r.frames_sent for r in recs])), 3) if recs else None,
             "header_copies": self.header_copies,
             "frames_per_inference": int(recs[0].frames) if recs else None,
             "airtime_ms_per_inference": round(float(np.mean(air)), 4) if air else None,

@@ -142,14 +142,18 @@ def copies_code(copies: int) -> int:
     return copies
 
 
-def header_copies_for(ber: float) -> int:
-    """The copies a sender should use at this BER: the fewest expected bytes with resends.
-
-    One 12-byte block loses 0.3% of headers at BER 1e-2 and 4% at 2e-2; three copies lose 1e-5
-    at 3e-2 and 0.1% at 5e-2; five lose 0.2% at 1e-1 (binomial model with the t=4 BCH code;
-    `tests/codec/wire/test_frame.py` measures it on real flips).
-    """
-    return 1 if ber <= 2e-2 else 3 if ber <= 6e-2 else 5
+def fits(payload_bytes: int, mtu: int, copies: int, fragments: int, truth: bool = False,
+         long_counter: bool = False) -> bool:
+    """Whether `fragments` fragments with `copies` header copies fit the MTU (PROTOCOL.md §3.4)."""
+    extra = TRUTH_BYTES if truth else 0
+    if fragments == 1:
+        return copies * block_bytes(False, long_counter) + payload_bytes + extra <= mtu
+    if not 2 <= fragments <= MAX_FRAGMENTS:
+        return False
+    chunk = -(-payload_bytes // fragments)
+    if (fragments - 1) * chunk >= payload_bytes:   # the last fragment would carry no payload byte
+        return False
+    return copies * block_bytes(True, long_counter) + chunk + extra <= mtu
 
 
 def fragment_slice(payload_bytes: int, frag_count: int, frag_index: int) -> range:
@@ -192,9 +196,10 @@ def fitting_copies(payload_bytes: int, mtu: int, wanted: int, truth: bool = Fals
     raise last
 
 
-def data_bytes(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False) -> int:
+def data_bytes(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False,
+               fragments: int | None = None) -> int:
     """Bytes on the air for one inference (every fragment)."""
-    count = frame_plan(payload_bytes, mtu, copies, truth, long_counter)
+    count = fragments or frame_plan(payload_bytes, mtu, copies, truth, long_counter)
     return count * copies * block_bytes(count > 1, long_counter) + payload_bytes + (TRUTH_BYTES if truth else 0)
 
 
@@ -250,13 +255,14 @@ def _decode_block(data: bytes, copies: int, size: int) -> tuple[int, int] | None
 
 def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint: bytes, counter: int,
                      mtu: int = 1400, copies: int = 1, truth: int | None = None,
-                     long_counter: bool = False) -> list[bytes]:
+                     long_counter: bool = False, fragments: int | None = None) -> list[bytes]:
     """The DATA frames (one per fragment) of one inference under frame counter `counter`.
 
     The caller never reuses a counter under a key (`codec.wire.keys.CounterStore`).
     `long_counter` sends all 32 counter bits (2 bytes more per block): a device does so on its
     first transmission after it starts and on resends, so an edge that lost track of it (a
-    restart) resynchronises (docs/PROTOCOL.md §4.3)."""
+    restart) resynchronises (docs/PROTOCOL.md §4.3). `fragments`: that many fragments (the
+    copies rule's choice, `codec.wire.copies.cheapest_plan`), else the fewest that fit."""
     payload = bytes(payload)
     copies_code(copies)
     if not 0 <= device_id <= 0xFFFF or not 0 <= counter <= 0xFFFFFFFF:
@@ -266,7 +272,13 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
     if truth is not None and not 0 <= truth < NO_TRUTH:
         raise ValueError(f"a ground-truth label must lie in 0..{NO_TRUTH - 1}")
     kind = Kind.DATA if truth is None else Kind.DATA_TRUTH
-    count = frame_plan(len(payload), mtu, copies, truth is not None, long_counter)
+    if fragments is None:
+        count = frame_plan(len(payload), mtu, copies, truth is not None, long_counter)
+    elif fits(len(payload), mtu, copies, fragments, truth is not None, long_counter):
+        count = fragments
+    else:
+        raise ValueError(f"{fragments} fragment(s) with {copies} header copies do not fit an MTU of {mtu} bytes "
+                         f"for {len(payload)} payload bytes")
     frames = []
     cbits = 32 if long_counter else 16
     for index in range(count):
