@@ -76,21 +76,34 @@ def _open(source: Path | bytes, name: str, max_bytes: int, max_pixels: int):
     return img
 
 
+def _convert(img, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """A Pillow image by the conversion rules above: `channels` 1 (L) or 3 (RGB), resized
+    bilinearly to `size` = (width, height); uint8 (H, W, C)."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != size:
+        img = img.resize(size, _pil().BILINEAR)
+    return np.asarray(img, dtype=np.uint8).reshape(size[1], size[0], channels)
+
+
 def decode_image(source: Path | bytes, channels: int, size: tuple[int, int], *, name: str | None = None,
                  max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """One PNG/JPEG (a path or its bytes) as uint8 (H, W, C) by the conversion rules above:
-    `channels` 1 (L) or 3 (RGB), resized bilinearly to `size` = (width, height)."""
+    """One PNG/JPEG (a path or its bytes) as uint8 (H, W, C) by the conversion rules above."""
     image = _pil()
     name = name or (str(source) if isinstance(source, (str, Path)) else "from bytes")
-    mode = "L" if channels == 1 else "RGB"
     try:
         with _open(source, name, max_bytes, max_pixels) as img:
-            img = img.convert(mode)
-            if img.size != size:
-                img = img.resize(size, image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8).reshape(size[1], size[0], channels)
+            return _convert(img, channels, size)
     except (OSError, image.DecompressionBombError, ValueError) as exc:
         raise DataError(f"cannot read image {name}: {exc}") from None
+
+
+def convert_array(pixels: np.ndarray, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """uint8 pixels (H, W) or (H, W, 1|3|4: gray, RGB, RGBA) by the conversion rules above (a
+    camera frame, an array a caller hands the device)."""
+    arr = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    return _convert(_pil().fromarray(arr), channels, size)
 
 
 def _probe(files: list[Path]) -> tuple[int, tuple[int, int]]:

@@ -6,7 +6,6 @@ import json
 import shlex
 from pathlib import Path
 
-from snn.process import passive_omp_threads
 
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
 
@@ -120,7 +119,6 @@ def _split_flags(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    passive_omp_threads()
     from codec.training.distributed import launch
 
     launch(train_rank, args.nproc, args, command_line(args), device=args.device)
