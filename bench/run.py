@@ -100,7 +100,7 @@ def _accuracy(args) -> dict:
         raise SnnError(f"--model takes iid, ge and/or lora-phy, got {args.model!r}")
     phy = None
     if "lora-phy" in models:
-        from snn.eval_cli import lora_phy_settings
+        from channel.lora_phy import lora_phy_settings
         snrs = None
         if args.snr_db is not None:
             try:

@@ -64,7 +64,7 @@ from channel.bit_errors import ErrorModel
 from snn.errors import SnnError
 
 __all__ = ["LoRaPhy", "SEMTECH_SNR_LIMIT_DB", "symbol_outcomes", "simulate_demodulator", "whitening_sequence",
-           "hamming_encode_table", "hamming_decode_table", "parse_cr", "MAX_PACKET_BYTES", "gray", "gray_inverse"]
+           "hamming_encode_table", "hamming_decode_table", "parse_cr", "MAX_PACKET_BYTES", "gray", "gray_inverse", "lora_phy_settings"]
 
 # LoRa demodulator SNR limits, Semtech SX1276/77/78/79 datasheet rev. 7 (2020), table 13
 SEMTECH_SNR_LIMIT_DB = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
@@ -563,3 +563,21 @@ def _expected_wrong_bits(q: np.ndarray, decode: np.ndarray) -> float:
 
 def _positions(out: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.unpackbits(out)).astype(np.int64)
+
+
+def lora_phy_settings(sfs: str, snrs: list[float] | None, cr: str, offset_bins: float) -> list[dict]:
+    """The (SF, SNR) settings of `--model lora-phy` in `snn eval` and `snn bench accuracy`:
+    each SF's `snrs`, or its Semtech limit and 2 and 4 dB either side; `make_error_model` kw."""
+    try:
+        sf_list = [int(v) for v in str(sfs).split(",") if v.strip()]
+    except ValueError:
+        raise SnnError(f"--sf takes comma-separated spreading factors 7..12, got {sfs!r}") from None
+    if not sf_list:
+        raise SnnError("--sf needs at least one spreading factor")
+    out = []
+    for sf in sf_list:
+        LoRaPhy(sf=sf, cr=cr, offset_bins=offset_bins)  # validates sf, cr and offset now
+        limit = SEMTECH_SNR_LIMIT_DB[sf]
+        for snr in snrs if snrs is not None else [limit + d for d in (-4, -2, 0, 2, 4)]:
+            out.append({"model": "lora-phy", "snr_db": float(snr), "sf": sf, "cr": cr, "offset_bins": offset_bins})
+    return out

@@ -37,25 +37,6 @@ def _snrs(text: str) -> list[float]:
     return values
 
 
-def lora_phy_settings(sfs: str, snrs: list[float] | None, cr: str, offset_bins: float) -> list[dict]:
-    """The (SF, SNR) rows of `--model lora-phy` (shared with `snn bench accuracy`)."""
-    from channel.lora_phy import SEMTECH_SNR_LIMIT_DB, LoRaPhy
-
-    try:
-        sf_list = [int(v) for v in str(sfs).split(",") if v.strip()]
-    except ValueError:
-        raise SnnError(f"--sf takes comma-separated spreading factors 7..12, got {sfs!r}") from None
-    if not sf_list:
-        raise SnnError("--sf needs at least one spreading factor")
-    out = []
-    for sf in sf_list:
-        LoRaPhy(sf=sf, cr=cr, offset_bins=offset_bins)  # validates sf, cr and offset now
-        limit = SEMTECH_SNR_LIMIT_DB[sf]
-        for snr in snrs if snrs is not None else [limit + d for d in (-4, -2, 0, 2, 4)]:
-            out.append({"model": "lora-phy", "snr_db": float(snr), "sf": sf, "cr": cr, "offset_bins": offset_bins})
-    return out
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", nargs="?", default=None, help="bundle file (default: the shipped default)")
     parser.add_argument("--ber", type=_bers, default=_bers("0,1e-3,1e-2,5e-2,1e-1"),
@@ -93,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     for m in models:
         if m not in ("iid", "ge", "lora-phy"):
             raise SnnError(f"unknown error model '{m}': use iid, ge, lora-phy (comma-separated)")
+    from channel.lora_phy import lora_phy_settings
+
     settings = (lora_phy_settings(args.sf, args.snr_db, args.cr, args.offset_bins)
                 if "lora-phy" in models else [])
     if args.snr_db is not None and not settings:
