@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.dataset import Dataset
 from snn.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -163,12 +164,10 @@ def split_dir(root: Path, split: str) -> Path | None:
 
 def load_image_folder(root: Path, split: str | None = None, holdout: float | None = None, split_seed: int = 0,
                       shape: tuple[int, int, int] | None = None):
-    """The images of one split (or the whole tree) as a `codec.datasets.Dataset`.
+    """The images of one split (or the whole tree) as a `codec.dataset.Dataset`.
 
     `shape` is (C, H, W) of a trained model; without it the rules of the module docstring pick it
     from the train split."""
-    from codec.datasets import Dataset
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
@@ -217,3 +216,13 @@ def load_image_folder(root: Path, split: str | None = None, holdout: float | Non
         channels, size = _probe(_flatten(train_files, classes)[0])
     name = f"folder:{root}" + (f":{split}" if split else "")
     return Dataset(name, _read(files, channels, size), labels, classes)
+
+
+def read_folder_spec(kind: str, rest: str, holdout: float | None = None, split_seed: int = 0,
+                     shape: tuple[int, int, int] | None = None) -> Dataset:
+    """The reader of ``folder:PATH[:train|test|val]`` specs (`codec.dataset.DATASETS`)."""
+    if not rest:
+        raise DataError("folder needs a path: use folder:PATH with one sub-folder per class")
+    head, _, tail = rest.rpartition(":")
+    path, split = (head, tail) if head and tail in SPLIT_NAMES else (rest, None)
+    return load_image_folder(Path(path), split, holdout=holdout, split_seed=split_seed, shape=shape)

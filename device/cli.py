@@ -21,6 +21,8 @@ LIVE_RECORDS_KEPT = 10_000   # a live run's summary percentiles and --json infer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from channel.links import LINK_FAMILIES
+    from channel.transports import TRANSPORTS
     from codec.image_folder import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
     from device.sources import LIVE_HELP
 
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                    "transport URL and wait for the edge's labels.")
     p.add_argument("--encoder", required=True, metavar="PATH", help="exported encoder (encoder.int8.onnx)")
     p.add_argument("--to", required=True, metavar="URL",
-                   help="edge transport: udp://HOST:PORT, serial:///dev/ttyX?baud=N, sim://NAME?ber=P")
+                   help=f"edge transport: {TRANSPORTS.choices()}")
     p.add_argument("--data", default="fmnist:test", metavar="SPEC",
                    help="images: a data set (fmnist:test, cifar10:PATH:test, folder:PATH, each with an optional "
                         f":train|:test|:val suffix; no suffix: :test), or live input: {LIVE_HELP} "
@@ -48,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="refuse an image whose header promises more than N pixels, before decoding it "
                         "(default %(default)s)")
     p.add_argument("--link", default="lora-sf7", metavar="NAME",
-                   help="link model for time on air and the default MTU (lora-sf7, ble-1m, uart-115200, "
-                        "802.15.4, ...; 'none' for neither). Default lora-sf7")
+                   help=f"link model for time on air and the default MTU: {LINK_FAMILIES.choices()} "
+                        "(e.g. lora-sf7, ble-1m, uart-115200); 'none' for neither. Default lora-sf7")
     p.add_argument("--mtu", type=int, default=None, help="bytes per frame (default: the link's MTU, else 1400)")
     p.add_argument("--key-file", metavar="FILE",
                    help="keys file (snn keys new): this device's 128-bit key and codec; its frame counter is "

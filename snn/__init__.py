@@ -1,7 +1,9 @@
 """The `snn` command on top, the project's floor at the bottom: two layers in one package.
 
-- The floor: `snn.errors` (errors a user can act on) and `snn.process` (process settings made
-  before torch loads). They import nothing of the project, so every component may import them
+- The floor: `snn.errors` (errors a user can act on), `snn.registry` (the one way to choose a
+  thing by name: transports, links, error models, data sets, backbones, lowering ops) and
+  `snn.options` (a config dataclass's fields as command-line options: one place per default)
+  and `snn.process` (process settings made before torch loads). They import nothing of the project, so every component may import them
   (the import contracts in pyproject.toml hold both rules).
 - The top: `snn.cli`, the dispatcher, and the command-line modules of the subcommands that
   compose several components and so belong to none of them: `train` (codec training, channel's
