@@ -51,6 +51,7 @@ import torch
 
 from bench import delivery
 from bench.sources import Source, decode_all, default_sources, encode_all
+from codec.evaluate import device_symbols, edge_predict
 
 BERS = (0.0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
 CHANNELS = ("iid", "ge")
@@ -158,24 +159,6 @@ def find_ablations(extra: dict[str, str] | None = None) -> list[tuple[str, Path]
     return sorted(found.items())
 
 
-@torch.inference_mode()
-def device_symbols(bundle, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    from codec.training.common import to_tensor
-    dev = bundle.device_half()
-    out = [dev(to_tensor(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
-    return np.concatenate(out).astype(np.uint8)
-
-
-@torch.inference_mode()
-def edge_predict(edge, symbols: np.ndarray, erased: np.ndarray, ber: float, batch_size: int = 500) -> np.ndarray:
-    out = []
-    for i in range(0, len(symbols), batch_size):
-        s = torch.from_numpy(symbols[i:i + batch_size].astype(np.int64))
-        e = torch.from_numpy(erased[i:i + batch_size])
-        out.append(edge(s, e, torch.full((len(s),), float(ber))).argmax(1).numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-
 def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, clean_cache: dict,
                   header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1,
                   plan_ber: float | None = None) -> dict:
@@ -212,12 +195,12 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
     else:  # the decoder ignores BER: images whose symbols arrived intact keep their clean answer
         ck = key + "/clean_pred"
         if ck not in clean_cache:
-            clean_cache[ck] = edge_predict(edge, symbols, np.zeros(symbols.shape, bool), 0.0)
+            clean_cache[ck] = edge_predict(b, symbols, 0.0, batch_size=500, edge=edge)
         same = ok & (rx == symbols).all(1) & ~erased.any(1)
         pred[same] = clean_cache[ck][same]
         idx = np.flatnonzero(ok & ~same)
     if idx.size:
-        pred[idx] = edge_predict(edge, rx[idx], erased[idx], ber_est)
+        pred[idx] = edge_predict(b, rx[idx], ber_est, erased=erased[idx], batch_size=500, edge=edge)
     return {"accuracy": float((pred == labels).mean()), "bytes_on_air": float(tr.bytes_on_air.mean()),
             "delivered": float(ok.mean()), "packets": float(tr.packets.mean()), "ber_estimate": ber_est,
             "payload_bytes": int(packed.shape[1])}

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "channel":
         return run_channel_bench(args)
     elif args.bench == "copies":
-        from bench.copies import format_copies, run_copies
+        from bench.copies import run_copies
         try:
             mtus = [int(v) for v in args.mtu.split(",") if v.strip()]
         except ValueError:

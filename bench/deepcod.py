@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -125,9 +124,9 @@ def train_deepcod(bundle, out: Path = DEFAULT_PATH, epochs: int = 6, minutes: fl
     codec.quantizer.freeze()
     codec.eval()
     wrapped = DeepCODCodec(codec, bundle)
-    from bench.accuracy import device_symbols, edge_predict
+    from codec.evaluate import device_symbols, edge_predict
     sym = device_symbols(wrapped, test.images)
-    acc = float((edge_predict(wrapped.edge_half(), sym, np.zeros(sym.shape, bool), 0.0) == test.labels).mean())
+    acc = float((edge_predict(wrapped, sym, 0.0, batch_size=500) == test.labels).mean())
     record = {"format": FORMAT, "config": codec.config, "state_dict": codec.state_dict(), "train_images": n,
               "clean_test_images": len(test.labels),
               "bundle_fingerprint": bundle.fingerprint.hex(), "clean_test_accuracy": acc, "epochs": epochs,

@@ -2,8 +2,8 @@
 
 All transports cut a message into fragments that fit the link MTU; fragment sizes follow
 PROTOCOL.md §2.2 (K = ceil(n / room) equal chunks, the last one shorter). Each fragment carries
-the 17 header fields of a SemanticNN frame (magic, version, flags, fingerprint, device, sequence,
-fragment, length, SNR, pilots, truth: `HEADER_FIELDS`); how they are protected is the transport's
+the 17 header bytes of a protocol v1 SemanticNN frame (magic, version, flags, fingerprint, device,
+sequence, fragment, length, SNR, pilots, truth: `HEADER_FIELDS`; v2 frames are `FRAME_HEADER`); how they are protected is the transport's
 business. The channel is
 always `channel.bit_errors` (`ErrorModel.packet_flip_positions`): the packets of one round are laid
 back to back on one bit stream, so i.i.d. and Gilbert–Elliott bursts hit them exactly as they

@@ -10,7 +10,7 @@ own decoding, and a header beyond repair is refused silently (counted by the ser
 
 Steps:
 
-1. the closed-loop UDP capacity of this edge on this machine (`bench.edge_load.udp_closed_loop`),
+1. the closed-loop UDP capacity of this edge on this machine (`bench.loadgen.udp.udp_closed_loop`),
 2. for each ``--loads`` factor F: every device sends Poisson arrivals at F x its class's share of
    that capacity for ``--duration`` s, open loop (no retries: this is offered load); replies are
    matched by (device id, sequence number). Per class and in total: offered and really-sent
@@ -23,7 +23,6 @@ fleet larger than that evicts (counted) and never grows the server's state.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import select
 import sys
@@ -33,17 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.edge_load import (
-    FrameMaker,
-    _percentiles,
-    _rss_kb,
-    _udp_socket,
-    _waiting_replies,
-    edge_server,
-    server_counts,
-    udp_closed_loop,
-)
-from codec.wire.crypto import DOWNLINK, xor_keystream
+from bench.loadgen.frames import FrameMaker
+from bench.loadgen.metrics import Metrics, server_counts
+from bench.loadgen.replies import ReplyMatcher, error_code, waiting_replies
+from bench.loadgen.server import edge_server
+from bench.loadgen.stats import percentiles
+from bench.loadgen.udp import udp_closed_loop, udp_socket
+from bench.loadgen.usage import rss_kb
 from codec.wire.frame import ErrorCode, Kind, encode_inference
 from codec.wire.packing import pack_symbols
 from snn.errors import SnnError
@@ -113,7 +108,7 @@ class FleetSchedule:
     def is_busy(self, j: int, data: bytes) -> bool:
         """Whether the ERROR reply `data` to frame j says BUSY (decrypted; loopback, no MIC check)."""
         dev = self.devices[self.device_index[j]][0]
-        return xor_keystream(self.keys[dev], DOWNLINK, dev, self.start + j, 0, data[2:5])[0] == ErrorCode.BUSY
+        return error_code(data, self.keys[dev], dev, self.start + j) == ErrorCode.BUSY
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -125,8 +120,9 @@ def play(target: tuple[str, int], sched: FleetSchedule, grace: float = 3.0) -> d
     outcome = np.zeros(n, dtype=np.int8)            # 0 no reply, 1 answered, 2 busy, 3 other error
     latency = np.full(n, np.nan)
     sent_at = np.zeros(n)
-    sock = _udp_socket(target)
-    frames, times, start = sched.frames, sched.times, sched.start
+    sock = udp_socket(target)
+    frames, times = sched.frames, sched.times
+    matcher = ReplyMatcher(sched.start)
     i = replies = 0
     t0 = time.perf_counter()
     t_last_send = t0
@@ -154,10 +150,9 @@ def play(target: tuple[str, int], sched: FleetSchedule, grace: float = 3.0) -> d
         ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             continue
-        for kind, low, data in _waiting_replies(sock):
-            # the newest frame sent with these low counter bits
-            j = (i - 1) - ((((start + i - 1) & 0xFFFF) - low) & 0xFFFF)
-            if not 0 <= j < i or outcome[j]:
+        for kind, low, data in waiting_replies(sock):
+            j = matcher.frame_of(low, i)
+            if j < 0 or outcome[j]:
                 continue
             replies += 1
             if kind == Kind.REPLY:
@@ -180,7 +175,7 @@ def _class_rows(sched: FleetSchedule, run: dict, duration: float) -> dict:
                          "answered": int((oc == 1).sum()), "busy": int((oc == 2).sum()),
                          "errors": int((oc == 3).sum()), "no_reply": int((oc == 0).sum()),
                          "goodput_fps": round(float((oc == 1).sum()) / duration, 1),
-                         **_percentiles(ok.tolist())}
+                         **percentiles(ok.tolist())}
     return out
 
 
@@ -195,32 +190,31 @@ def run_fleet_bench(bundles=None, n_devices: int = 2000, loads=(0.25, 0.5, 1.0, 
                                          "ber": c.ber} for c in CLASSES}, "loads": []}
     gc.collect()
     gc.freeze()
-    with edge_server(bundles, extra, n_devices=n_devices) as (proc, addr):
-        codec = json.loads(_get_json(addr["http"] + "/v1/codecs"))[0]
+    with edge_server(bundles, extra, n_devices=n_devices) as server:
+        codec = server.codec()
         result["codec"] = codec["fingerprint"] + " " + codec["name"]
-        host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
-        target = (host, int(port))
+        target = server.udp_target
         log(f"fleet: closed-loop capacity, {min(duration, 5.0):.0f} s ...")
-        maker = FrameMaker(codec, addr["keys"], seed=seed)
+        maker = FrameMaker(codec, server.keys, seed=seed)
         cap = udp_closed_loop(target, maker, min(duration, 5.0), window)
         capacity = cap["throughput_fps"]
         result["capacity_fps"] = capacity
-        result["rss_start_kb"] = _rss_kb(proc.pid)
+        result["rss_start_kb"] = rss_kb(server.proc.pid)
         counter = maker.counter
         for k, factor in enumerate(loads):
             offered = factor * capacity
-            sched = FleetSchedule(codec, devices, addr["keys"], offered, duration, seed + k, counter)
+            sched = FleetSchedule(codec, devices, server.keys, offered, duration, seed + k, counter)
             counter += len(sched)
             log(f"fleet: load {factor:g} x capacity = {offered:.0f} frames/s from {n_devices} devices "
                 f"({len(sched)} frames), {duration:.0f} s ...")
-            before = server_counts(addr)
+            before = server_counts(server.metrics())
             gc.disable()
             try:
                 run = play(target, sched)
             finally:
                 gc.enable()
             time.sleep(0.2)
-            after = server_counts(addr)
+            after = server_counts(server.metrics())
             srv = {key: int(after[key] - before[key]) for key in after}
             oc, lat = run["outcome"], run["latency"]
             answered = int((oc == 1).sum())
@@ -229,36 +223,23 @@ def run_fleet_bench(bundles=None, n_devices: int = 2000, loads=(0.25, 0.5, 1.0, 
                    "answered": answered, "busy": int((oc == 2).sum()), "no_reply": int((oc == 0).sum()),
                    "goodput_fps": round(answered / duration, 1),
                    "goodput_share": round(answered / duration / capacity, 3) if capacity else None,
-                   **_percentiles(lat[oc == 1].tolist()),
+                   **percentiles(lat[oc == 1].tolist()),
                    "server_counts": srv,
                    "accounted": run["sent"] == srv["answered"] + srv["rejected"] + srv["kernel_drops"],
                    "classes": _class_rows(sched, run, duration)}
             result["loads"].append(row)
-        metrics = _device_metrics(addr)
-        result["server"] = {**metrics, "rss_end_kb": _rss_kb(proc.pid), "alive": proc.poll() is None}
+        result["server"] = {**_device_metrics(server.metrics()), "rss_end_kb": rss_kb(server.proc.pid),
+                            "alive": server.proc.poll() is None}
     result["accounted"] = all(r["accounted"] for r in result["loads"])
     result["loadavg"] = round(os.getloadavg()[0], 2)
     return result
 
 
-def _get_json(url: str) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.read().decode()
-
-
-def _device_metrics(addr: dict) -> dict:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out = {"devices_tracked": None, "devices_evicted": None}
-    for family in text_string_to_metric_families(_get_json(addr["http"] + "/metrics")):
-        for s in family.samples:
-            if s.name == "snn_edge_devices":
-                out["devices_tracked"] = int(s.value)
-            elif s.name == "snn_edge_devices_evicted_total":
-                out["devices_evicted"] = int(s.value)
-    return out
+def _device_metrics(m: Metrics) -> dict:
+    """The server's per-device table: devices tracked now, evicted so far."""
+    tracked, evicted = m.first("snn_edge_devices"), m.first("snn_edge_devices_evicted_total")
+    return {"devices_tracked": None if tracked is None else int(tracked),
+            "devices_evicted": None if evicted is None else int(evicted)}
 
 
 def format_fleet(r: dict) -> str:

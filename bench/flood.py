@@ -5,7 +5,7 @@ reflection), spend almost nothing on each (a length look-up, and past a source's
 a dict look-up: docs/PROTOCOL.md §6) and keep serving its devices. A second process sends
 `--garbage-rate` random datagrams/s (0-100 bytes, some of a valid frame's length) from one
 socket for the whole run; this process runs a keyed device at `--rate` frames/s for
-`--duration` s (`bench.edge_load.udp_open_loop`, fresh counters, replies matched by counter).
+`--duration` s (`bench.loadgen.udp.udp_open_loop`, fresh counters, replies matched by counter).
 Reported: the device's answered fraction and latency, the server's refusals by reason, replies
 to garbage (must be 0), and whether /healthz still answers.
 """
@@ -16,6 +16,11 @@ import multiprocessing as mp
 import os
 import socket
 import time
+
+from bench.loadgen.frames import FrameMaker
+from bench.loadgen.metrics import refusals, silent_refusals
+from bench.loadgen.server import edge_server
+from bench.loadgen.udp import udp_open_loop
 
 
 def _garbage(target: tuple[str, int], rate: float, seconds: float, out) -> None:
@@ -42,28 +47,20 @@ def _garbage(target: tuple[str, int], rate: float, seconds: float, out) -> None:
 
 def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: float = 10.0,
               bundles: list[str] | None = None) -> dict:
-    from bench.edge_load import FrameMaker, _get, edge_server, silent_refusals, udp_open_loop
-
-    with edge_server(bundles) as (proc, addr):
-        codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
-        host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
-        target = (host, int(port))
+    with edge_server(bundles) as server:
+        target = server.udp_target
         out = mp.get_context("spawn").Queue()
         flood = mp.get_context("spawn").Process(target=_garbage, args=(target, garbage_rate, duration + 2, out))
         flood.start()
         time.sleep(1.0)
-        run = udp_open_loop(target, FrameMaker(codec, addr["keys"]), rate, duration,
-                            silent_rejects=lambda: silent_refusals(addr))
+        run = udp_open_loop(target, FrameMaker(server.codec(), server.keys), rate, duration,
+                            silent_rejects=lambda: silent_refusals(server.metrics()))
         t = time.perf_counter()
-        health = json.loads(_get(addr["http"] + "/healthz"))
+        health = json.loads(server.get("/healthz"))
         health_ms = (time.perf_counter() - t) * 1e3
         flood.join()
         g_sent, g_replies = out.get()
-        metrics = _get(addr["http"] + "/metrics")
-    rejects = {}
-    for line in metrics.splitlines():
-        if line.startswith("snn_edge_rejects_total{") and not line.endswith(" 0.0"):
-            rejects[line.split('"')[1]] = int(float(line.rsplit(" ", 1)[1]))
+        rejects = refusals(server.metrics())
     return {"bench": "flood", "device_rate": rate, "garbage_rate_offered": garbage_rate, "duration_s": duration,
             "garbage_sent": g_sent, "garbage_rate": round(g_sent / (duration + 2)), "garbage_replies": g_replies,
             "device_sent": run["sent_valid"], "answered": run["answered"],

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import resource
 import selectors
 import signal
@@ -29,6 +28,9 @@ import threading
 import time
 from pathlib import Path
 
+from bench.loadgen.metrics import Metrics
+from bench.loadgen.server import EdgeServer, edge_server
+from bench.loadgen.usage import fd_count, rss_kb
 from snn.errors import SnnError
 
 PARTIAL_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: edge\r\n"
@@ -253,21 +255,6 @@ def summarize_probes(samples: list[float | str]) -> dict:
             "failures": [s for s in samples if isinstance(s, str)][:5]}
 
 
-def _get(url: str, timeout: float = 5.0) -> str:
-    import urllib.request
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read().decode()
-
-
-def _metric_values(text: str, prefix: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(prefix) and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def listen_overflows() -> int | None:
     """TcpExt ListenOverflows of this network namespace: connections the kernel dropped because
     a listening socket's accept queue was full (a client then retries its SYN after 1 s, 3 s...)."""
@@ -278,44 +265,16 @@ def listen_overflows() -> int | None:
         return None
 
 
-def _loop_lags(text: str) -> dict[str, int]:
+def _loop_lags(m: Metrics) -> dict[str, int]:
     """How often the edge's 50-ms loop-lag timer fired over 0.25 s and over 1 s late (a stalled loop)."""
-    b = _metric_values(text, "snn_edge_loop_lag_seconds_bucket")
-    total = b.get('snn_edge_loop_lag_seconds_bucket{le="+Inf"}', 0)
-    return {"over_250ms": int(total - b.get('snn_edge_loop_lag_seconds_bucket{le="0.25"}', 0)),
-            "over_1s": int(total - b.get('snn_edge_loop_lag_seconds_bucket{le="1.0"}', 0))}
-
-
-def _fd_count(pid: int) -> int | None:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
+    name = "snn_edge_loop_lag_seconds_bucket"
+    total = m.sum(name, le="+Inf")
+    return {"over_250ms": int(total - m.sum(name, le="0.25")), "over_1s": int(total - m.sum(name, le="1.0"))}
 
 
 def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-def keyed_args(tmp: Path, device_id: int = 1) -> tuple[list[str], list[str]]:
-    """(edge args, device args) for a keyed edge when this tree's `snn edge serve` takes --keys
-    (wire protocol v2: `snn keys new`, `--keys`, `--key-file --device-id`); ([], []) before it."""
-    help_text = subprocess.run([sys.executable, "-m", "snn", "edge", "serve", "--help"],
-                               capture_output=True, text=True, timeout=60).stdout
-    if "--keys" not in help_text:
-        return [], []
-    keys = tmp / "keys.json"
-    r = subprocess.run([sys.executable, "-m", "snn", "keys", "new", "--device", str(device_id), "-o", str(keys)],
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise SnnError(f"snn keys new failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    return ["--keys", str(keys)], ["--key-file", str(keys), "--device-id", str(device_id)]
+    kb = rss_kb(pid)
+    return round(kb / 1024, 1) if kb else None
 
 
 def _device_run(encoder: Path, udp_url: str, count: int, out: Path, offset: int = 0,
@@ -339,65 +298,48 @@ def run_http_abuse(connections: int = 21000, clients: int = 3, hold_s: float = 2
                    device_count: int = 200, probe_interval_s: float = 0.25, bundle: str | None = None,
                    log=print) -> dict:
     """Start an edge, measure /healthz and a device, flood it, measure again; return figures."""
-    from bench.stack import stop
-
     if clients < 1 or connections < clients:
         raise SnnError("--clients must be at least 1 and --connections at least --clients")
     share = -(-connections // clients)
     if share > 60000:
         raise SnnError(f"{share} connections per client is more than one source address can open")
-    with tempfile.TemporaryDirectory(prefix="snn-http-abuse-") as tmp_name:
+    extra = ["--log-level", "warning"]
+    for flag, value in (("--http-max-connections", max_connections), ("--http-idle-timeout", idle_timeout),
+                        ("--http-request-timeout", request_timeout)):
+        if value is not None:
+            extra += [flag, str(value)]
+    encoder = None
+    if device_count > 0:
+        from export.shipped import default_int8_encoder
+        encoder = default_int8_encoder(log=log)
+    with tempfile.TemporaryDirectory(prefix="snn-http-abuse-") as tmp_name, \
+            edge_server([bundle] if bundle is not None else None, extra, timeout=120.0, n_devices=1) as edge:
         tmp = Path(tmp_name)
-        ready, log_path = tmp / "edge.json", tmp / "edge.log"
-        args = ["edge", "serve", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--ready-json", str(ready),
-                "--log-level", "warning"]
-        for flag, value in (("--http-max-connections", max_connections), ("--http-idle-timeout", idle_timeout),
-                            ("--http-request-timeout", request_timeout), ("--bundle", bundle)):
-            if value is not None:
-                args += [flag, str(value)]
-        edge_keys, device_keys = keyed_args(tmp)
-        args += edge_keys
-        encoder = None
-        if device_count > 0:
-            from export.shipped import default_int8_encoder
-            encoder = default_int8_encoder(log=log)
-        with open(log_path, "w") as log_file:
-            edge = subprocess.Popen([sys.executable, "-m", "snn", *args], stdout=log_file,
-                                    stderr=subprocess.STDOUT, text=True)
-        try:
-            return _measure(edge, ready, log_path, tmp, encoder, connections, clients, share, hold_s,
-                            rate, mode, device_count, probe_interval_s, log, device_keys)
-        finally:
-            stop(edge)
+        device_keys = ["--key-file", str(edge.write_device_keys(tmp / "device-keys.json", [1])), "--device-id", "1"]
+        return _measure(edge, tmp, encoder, connections, clients, share, hold_s, rate, mode, device_count,
+                        probe_interval_s, log, device_keys)
 
 
-def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections: int, clients: int,
-             share: int, hold_s: float, rate: float, mode: str, device_count: int,
-             probe_interval_s: float, log, device_keys: list[str]) -> dict:
-    t0 = time.monotonic()
-    while not (ready.is_file() and ready.stat().st_size):
-        if edge.poll() is not None or time.monotonic() - t0 > 120:
-            raise SnnError("snn edge serve did not start: " + log_path.read_text()[-500:])
-        time.sleep(0.05)
-    addresses = json.loads(ready.read_text())
-    http = addresses["http"]
+def _measure(edge: EdgeServer, tmp: Path, encoder, connections: int, clients: int, share: int, hold_s: float,
+             rate: float, mode: str, device_count: int, probe_interval_s: float, log,
+             device_keys: list[str]) -> dict:
+    http, log_path, pid = edge.http, edge.log_path, edge.proc.pid
     host, port = http[len("http://"):].rsplit(":", 1)
     port = int(port)
-    metrics = _metric_values(_get(http + "/metrics"), "snn_edge_http_")
-    cap = int(metrics["snn_edge_http_max_connections"])
+    cap = int(edge.metrics().first("snn_edge_http_max_connections"))
     result: dict = {"connections": connections, "clients": clients, "rate_per_client": rate, "mode": mode,
                     "hold_s": hold_s, "max_connections": cap, "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                    "server": {"fds_idle": _fd_count(edge.pid), "rss_mb_idle": _rss_mb(edge.pid)}}
+                    "server": {"fds_idle": fd_count(pid), "rss_mb_idle": _rss_mb(pid)}}
     log(f"edge up at {http} (cap {cap} connections); baseline ...")
     with HealthProbe(host, port, probe_interval_s) as probe:
         if device_count > 0:
-            result["device_baseline"] = _device_run(encoder, addresses["udp"], device_count, tmp / "d0.json",
+            result["device_baseline"] = _device_run(encoder, edge.udp, device_count, tmp / "d0.json",
                                                     key_args=device_keys)
         else:
             time.sleep(2.0)
     result["healthz_baseline"] = summarize_probes(probe.samples)
     log_bytes_before = log_path.stat().st_size
-    lag0 = _loop_lags(_get(http + "/metrics"))
+    lag0 = _loop_lags(edge.metrics())
 
     log(f"flood: {connections} idle connections from {clients} processes, held {hold_s:.0f} s ...")
     ramp_s = connections / (rate * clients)
@@ -414,7 +356,7 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
                 def run_device() -> None:
                     time.sleep(min(ramp_s, 5.0))
                     try:
-                        device_out.update(_device_run(encoder, addresses["udp"], device_count, tmp / "d1.json",
+                        device_out.update(_device_run(encoder, edge.udp, device_count, tmp / "d1.json",
                                                       offset=device_count, key_args=device_keys))
                     except SnnError as exc:
                         device_out["error"] = str(exc)
@@ -422,12 +364,11 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
                 device_thread.start()
             while time.monotonic() < deadline:
                 time.sleep(0.5)
-                fds.append(_fd_count(edge.pid) or 0)
-                rss.append(_rss_mb(edge.pid) or 0.0)
+                fds.append(fd_count(pid) or 0)
+                rss.append(_rss_mb(pid) or 0.0)
                 held.append(sum(a.last.get("established", 0) for a in attackers))
-            text = _get(http + "/metrics", timeout=10)
-            metrics = _metric_values(text, "snn_edge_http_")
-            lag1 = _loop_lags(text)
+            metrics = edge.metrics(timeout=10)
+            lag1 = _loop_lags(metrics)
             if device_thread is not None:
                 device_thread.join(300)
         result["healthz_flood"] = summarize_probes(probe.samples)
@@ -448,11 +389,11 @@ def _measure(edge, ready: Path, log_path: Path, tmp: Path, encoder, connections:
     result["clients_opened"] = sum(f.get("opened", 0) for f in finals)
     result["server"].update({
         "fds_max": max(fds, default=None), "rss_mb_max": max(rss, default=None),
-        "open_at_end_of_flood": int(metrics.get("snn_edge_http_connections", 0)),
-        "open_peak": int(metrics.get("snn_edge_http_connections_peak", 0)),
-        "closed": {k.split('"')[1]: int(v) for k, v in metrics.items() if k.startswith("snn_edge_http_closed")},
-        "accept_errors": {k.split('"')[1]: int(v) for k, v in metrics.items()
-                          if k.startswith("snn_edge_http_accept_errors")}})
+        "open_at_end_of_flood": int(metrics.first("snn_edge_http_connections") or 0),
+        "open_peak": int(metrics.first("snn_edge_http_connections_peak") or 0),
+        "closed": {k: int(v) for k, v in metrics.by_label("snn_edge_http_closed_total", "reason").items()},
+        "accept_errors": {k: int(v) for k, v in metrics.by_label("snn_edge_http_accept_errors_total",
+                                                                 "errno").items()}})
     # after the flood: the edge recovers on its own
     time.sleep(0.5)
     result["healthz_after"] = summarize_probes([probe_healthz(host, port) for _ in range(5)])

@@ -20,19 +20,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.edge_load import FrameMaker, _get, edge_server, udp_closed_loop
+from bench.loadgen.frames import FrameMaker
+from bench.loadgen.server import EdgeServer, edge_server
+from bench.loadgen.udp import udp_closed_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def device_run(encoder: Path, udp: str, count: int, keys: dict[int, bytes]) -> dict:
+def device_run(encoder: Path, server: EdgeServer, count: int) -> dict:
     """`snn device run` as device 64 of the server's provisioned keys (the closed loop uses 1-63)."""
-    from codec.wire.keys import DeviceKey, write_keys
-
     with tempfile.TemporaryDirectory() as tmp:
-        out, key_file = Path(tmp) / "device.json", Path(tmp) / "keys.json"
-        write_keys(key_file, [DeviceKey(64, keys[64])])
-        run = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder), "--to", udp,
+        out = Path(tmp) / "device.json"
+        key_file = server.write_device_keys(Path(tmp) / "keys.json", [64])
+        run = subprocess.run([sys.executable, "-m", "snn", "device", "run", "--encoder", str(encoder),
+                              "--to", server.udp,
                               "--data", "fmnist:test", "--count", str(count), "--quiet", "--json", str(out),
                               "--key-file", str(key_file), "--device-id", "64"],
                              capture_output=True, text=True, timeout=600, cwd=str(ROOT))
@@ -43,19 +44,15 @@ def device_run(encoder: Path, udp: str, count: int, keys: dict[int, bytes]) -> d
 
 def one_engine(name: str, extra: list[str], encoder: Path, count: int, duration: float) -> dict:
     t0 = time.perf_counter()
-    with edge_server(None, extra, timeout=300.0) as (proc, addr):
+    with edge_server(None, extra, timeout=300.0) as server:
         started = time.perf_counter() - t0
-        dev = device_run(encoder, addr["udp"], count, addr["keys"])
-        codec = json.loads(_get(addr["http"] + "/v1/codecs"))[0]
-        host, port = addr["udp"][len("udp://"):].rsplit(":", 1)
-        loop = udp_closed_loop((host, int(port)), FrameMaker(codec, addr["keys"], n_devices=63), duration,
+        dev = device_run(encoder, server, count)
+        loop = udp_closed_loop(server.udp_target, FrameMaker(server.codec(), server.keys, n_devices=63), duration,
                                window=256)
-        t_stop = time.perf_counter()
-        proc.terminate()
-        proc.wait(120)
-        stopped = time.perf_counter() - t_stop
+        stopped = server.stop(timeout=120)
+    addr = server.addresses
     return {"engine": addr.get("engine"), "replicas": addr.get("replicas"), "name": name,
-            "start_s": round(started, 1), "sigterm_exit_s": round(stopped, 1), "exit_code": proc.returncode,
+            "start_s": round(started, 1), "sigterm_exit_s": round(stopped, 1), "exit_code": server.proc.returncode,
             "device": {k: dev[k] for k in ("count", "answered", "accuracy", "rtt_p50_ms", "rtt_p99_ms")},
             "labels": [r["label"] for r in dev["inferences"]],
             "udp_closed_loop": {k: loop[k] for k in ("sent", "answered", "rejected", "lost", "throughput_fps",

@@ -351,6 +351,20 @@ def update_readme(json_path: Path, readme: Path) -> None:
     Path(readme).write_text(head + "\n\n" + readme_section(result, str(Path(json_path).parent)) + "\n")
 
 
+def edge_markdown(r: dict, command: str) -> str:
+    """The edge throughput section of a run's markdown (`bench.md`), from its JSON."""
+    if "skipped" in r:
+        return f"## Edge throughput\n\n{r['skipped']}\n"
+    try:
+        from bench.edge_load import format_edge
+        body = format_edge(r)
+    except Exception:  # noqa: BLE001 - the table is a convenience; the JSON has the figures
+        body = "\n".join(f"{k}: {v}" for k, v in r.items() if not isinstance(v, (dict, list)))
+    keys = ("sent", "answered", "rejected", "throughput_fps", "model_fps", "p50_ms", "p99_ms")
+    line = ", ".join(f"{k} {r[k]}" for k in keys if k in r)
+    return f"## Edge throughput (`snn bench edge`, run inside `{command}`)\n\n{line}\n\n```\n{body}\n```\n"
+
+
 def full_markdown(result: dict) -> str:
     """The markdown file of a run (`bench.md`), from its JSON."""
     command, m = result["command"], result["machine"]
@@ -363,8 +377,7 @@ def full_markdown(result: dict) -> str:
     if lat:
         parts.append(latency_markdown(lat, command))
     if result.get("edge"):
-        from bench.run import _edge_markdown
-        parts.append(_edge_markdown(result["edge"], command))
+        parts.append(edge_markdown(result["edge"], command))
     return "\n".join(parts)
 
 

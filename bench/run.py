@@ -155,7 +155,7 @@ def run_end_to_end(args: argparse.Namespace, write_json) -> int:
         _log("WARNING: " + result["warning"])
     if args.bench == "all" and not args.no_edge:
         result["edge"] = _edge(args)
-        md.append(_edge_markdown(result["edge"], command))
+        md.append(report.edge_markdown(result["edge"], command))
     result.update(stamp)
     result["total_seconds"] = round(time.time() - t0, 1)
     name = "bench" if args.bench == "all" else args.bench
@@ -192,16 +192,3 @@ def _edge(args) -> dict:
         return run_edge_bench([args.bundle] if args.bundle else None, duration=duration, log=_log)
     except SnnError as exc:
         return {"skipped": f"edge load benchmark failed: {exc}"}
-
-
-def _edge_markdown(r: dict, command: str) -> str:
-    if "skipped" in r:
-        return f"## Edge throughput\n\n{r['skipped']}\n"
-    try:
-        from bench.edge_load import format_edge
-        body = format_edge(r)
-    except Exception:  # noqa: BLE001 - the table is a convenience; the JSON has the figures
-        body = "\n".join(f"{k}: {v}" for k, v in r.items() if not isinstance(v, (dict, list)))
-    keys = ("sent", "answered", "rejected", "throughput_fps", "model_fps", "p50_ms", "p99_ms")
-    line = ", ".join(f"{k} {r[k]}" for k in keys if k in r)
-    return f"## Edge throughput (`snn bench edge`, run inside `{command}`)\n\n{line}\n\n```\n{body}\n```\n"

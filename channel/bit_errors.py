@@ -1,7 +1,7 @@
 """Bit-error models on packed bytes: i.i.d. BSC, Gilbert–Elliott bursts, AWGN (BPSK / LoRa).
 
 (The bit-true LoRa physical layer, errors as a LoRa receiver makes them, is `channel.lora_phy`;
-`make_error_model("lora-phy", snr_db=..., sf=...)` builds it.)
+it registers "lora-phy": `make_error_model("lora-phy", snr_db=..., sf=...)`.)
 
 Every model flips real bits in real packed frames and reports how many it flipped, per frame:
 
@@ -37,10 +37,12 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from snn.errors import SnnError
+from snn.registry import Registry
 
 __all__ = [
     "ErrorModel", "IIDModel", "GilbertElliott", "make_error_model", "ber_from_snr", "snr_from_ber",
@@ -363,9 +365,15 @@ def snr_from_ber(ber: float, modulation: str = "bpsk", sf: int = 7) -> float:
 
 # --------------------------------------------------------------------------- factory
 
+# name -> builder(name, ber, burst, snr_db, kw) -> ErrorModel; a builder pops the options it takes
+# from kw and refuses the rest (`_no_extra`). Another module adds a model with
+# `@ERROR_MODELS.register("name", summary=...)`.
+ERROR_MODELS: Registry[Callable[..., ErrorModel]] = Registry("error model")
+
+
 def make_error_model(name: str, ber: float | None = None, burst: float | None = None,
                      **kw) -> ErrorModel:
-    """The one way to get an error model by name.
+    """The one way to get an error model by name (`ERROR_MODELS`; aliases in parentheses).
 
     "iid"  (alias "bsc"): i.i.d. flips at `ber`.
     "ge"   (alias "gilbert-elliott", "burst"): Gilbert–Elliott with mean BER `ber` and mean burst
@@ -374,53 +382,71 @@ def make_error_model(name: str, ber: float | None = None, burst: float | None = 
     "awgn" (alias "bpsk"): i.i.d. at Q(sqrt(2 Eb/N0)) for kw snr_db (Eb/N0 in dB).
     "lora": i.i.d. at the LoRa SNR->BER curve for kw snr_db and sf (default 7).
     "lora-phy": the bit-true LoRa physical layer (`channel.lora_phy.LoRaPhy`) for kw snr_db,
-           sf (7), cr (4/5), offset_bins (0), bw_hz (125 kHz), ldro (auto); each frame is one packet.
+           sf (7), cr (4/5), offset_bins (0), bw_hz (125 kHz), ldro (auto); each frame one packet.
     "none": no errors.
     For "iid"/"ge", snr_db (and modulation, sf) may replace ber.
     """
-    key = str(name).lower().strip()
-    snr_db = kw.pop("snr_db", None)
-    if key in ("none", "clean"):
-        return IIDModel(0.0, name="none")
-    if key in ("lora-phy", "lora_phy", "loraphy"):
-        from channel.lora_phy import LoRaPhy  # it subclasses ErrorModel: imported here, not at the top
-        if snr_db is None:
-            raise SnnError("error model 'lora-phy' needs an SNR in dB (snr_db), not a BER")
-        if ber is not None or burst is not None:
-            raise SnnError("error model 'lora-phy' takes an SNR, spreading factor and coding rate, not a BER or burst")
-        params = {k: kw.pop(k) for k in ("sf", "cr", "offset_bins", "bw_hz", "ldro") if k in kw}
-        _no_extra(name, kw)
-        return LoRaPhy(snr_db=snr_db, **params)
-    if key in ("awgn", "bpsk", "lora"):
-        if snr_db is None:
-            if ber is None:
-                raise SnnError(f"error model {name!r} needs snr_db (or a BER)")
-            return IIDModel(ber, name=key)
-        modulation = "lora" if key == "lora" else kw.pop("modulation", "bpsk")
-        sf = int(kw.pop("sf", 7))
-        _no_extra(name, kw)
-        label = f"lora-sf{sf}" if modulation == "lora" else "awgn-bpsk"
-        return IIDModel(ber_from_snr(snr_db, modulation, sf), name=label, snr_db=float(snr_db))
-    if snr_db is not None:
-        if ber is not None:
-            raise SnnError("give either a BER or an SNR, not both")
-        ber = ber_from_snr(snr_db, kw.pop("modulation", "bpsk"), int(kw.pop("sf", 7)))
-    if key in ("iid", "bsc"):
-        _no_extra(name, kw)
-        return IIDModel(0.0 if ber is None else ber)
-    if key in ("ge", "gilbert-elliott", "gilbert_elliott", "burst"):
-        if "p_gb" in kw or "p_bg" in kw:
-            return GilbertElliott(p_gb=float(kw.pop("p_gb")), p_bg=float(kw.pop("p_bg")),
-                                  ber_good=float(kw.pop("ber_good", 0.0)),
-                                  ber_bad=float(kw.pop("ber_bad", 0.5)))
-        ber_bad = float(kw.pop("ber_bad", 0.5))
-        ber_good = float(kw.pop("ber_good", 0.0))
-        _no_extra(name, kw)
-        return GilbertElliott.from_mean(0.0 if ber is None else ber, 8.0 if burst is None else burst,
-                                        ber_bad=ber_bad, ber_good=ber_good)
-    raise SnnError(f"unknown error model {name!r}; choose one of iid, ge, awgn, lora, lora-phy, none")
+    entry = ERROR_MODELS.entry(name)
+    return entry.value(str(name).strip().lower(), ber, burst, kw.pop("snr_db", None), kw)
+
+
+def _ber_or_snr(ber: float | None, snr_db: float | None, kw: dict) -> float | None:
+    """The BER an i.i.d./bursty model runs at: `ber`, or the one an SNR implies (kw modulation, sf)."""
+    if snr_db is None:
+        return ber
+    if ber is not None:
+        raise SnnError("give either a BER or an SNR, not both")
+    return ber_from_snr(snr_db, kw.pop("modulation", "bpsk"), int(kw.pop("sf", 7)))
+
+
+@ERROR_MODELS.register("iid", "bsc", summary="i.i.d. bit flips at the BER (binary symmetric channel)")
+def _iid(key: str, ber, burst, snr_db, kw) -> ErrorModel:
+    ber = _ber_or_snr(ber, snr_db, kw)
+    _no_extra(key, kw)
+    return IIDModel(0.0 if ber is None else ber)
+
+
+@ERROR_MODELS.register("ge", "gilbert-elliott", "gilbert_elliott", "burst",
+                       summary="Gilbert-Elliott bursts at a mean BER (mean burst 8 bits)")
+def _gilbert_elliott(key: str, ber, burst, snr_db, kw) -> ErrorModel:
+    ber = _ber_or_snr(ber, snr_db, kw)
+    if "p_gb" in kw or "p_bg" in kw:
+        return GilbertElliott(p_gb=float(kw.pop("p_gb")), p_bg=float(kw.pop("p_bg")),
+                              ber_good=float(kw.pop("ber_good", 0.0)),
+                              ber_bad=float(kw.pop("ber_bad", 0.5)))
+    ber_bad = float(kw.pop("ber_bad", 0.5))
+    ber_good = float(kw.pop("ber_good", 0.0))
+    _no_extra(key, kw)
+    return GilbertElliott.from_mean(0.0 if ber is None else ber, 8.0 if burst is None else burst,
+                                    ber_bad=ber_bad, ber_good=ber_good)
+
+
+def _snr_curve(key: str, ber, burst, snr_db, kw) -> ErrorModel:
+    """i.i.d. at the BER an SNR gives (BPSK over AWGN, or LoRa's curve at sf); a BER without an SNR."""
+    if snr_db is None:
+        if ber is None:
+            raise SnnError(f"error model {key!r} needs snr_db (or a BER)")
+        return IIDModel(ber, name=key)
+    modulation = "lora" if key == "lora" else kw.pop("modulation", "bpsk")
+    sf = int(kw.pop("sf", 7))
+    _no_extra(key, kw)
+    label = f"lora-sf{sf}" if modulation == "lora" else "awgn-bpsk"
+    return IIDModel(ber_from_snr(snr_db, modulation, sf), name=label, snr_db=float(snr_db))
+
+
+ERROR_MODELS.add("awgn", _snr_curve, "bpsk", summary="i.i.d. at Q(sqrt(2 Eb/N0)) for snr_db (BPSK over AWGN)")
+ERROR_MODELS.add("lora", _snr_curve, summary="i.i.d. at the LoRa SNR->BER curve for snr_db and sf")
+
+
+@ERROR_MODELS.register("none", "clean", summary="no errors")
+def _none(key: str, ber, burst, snr_db, kw) -> ErrorModel:
+    return IIDModel(0.0, name="none")
 
 
 def _no_extra(name, kw):
     if kw:
         raise SnnError(f"error model {name!r} takes no option(s) {', '.join(sorted(kw))}")
+
+
+# the bit-true LoRa PHY subclasses ErrorModel, so it registers itself once this module is complete
+import channel.lora_phy  # noqa: E402,F401

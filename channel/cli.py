@@ -25,6 +25,10 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from channel.bit_errors import ERROR_MODELS
+    from channel.links import LINK_FAMILIES
+    from channel.transports import TRANSPORTS
+
     sub = parser.add_subparsers(dest="channel_command", metavar="{proxy,airtime,ptys,lora-phy}",
                                 parser_class=_OneLineParser)
 
@@ -33,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                    "--to (edge side), flipping bits and dropping frames. Ctrl-C "
                                    "stops it and prints a summary.")
     p.add_argument("--listen", required=True, metavar="URL",
-                   help="device side: udp://HOST:PORT, serial:///dev/ttyX?baud=N, or pty:// "
-                        "(a new pty; its path is printed)")
+                   help=f"device side: {TRANSPORTS.choices()} (pty:// makes a new pty; its path is printed)")
     p.add_argument("--to", required=True, metavar="URL", help="edge side, same URL forms")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ber", type=float, default=None, metavar="P", help="uplink bit error rate (0..0.5)")
@@ -55,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(CFO x 2^SF / BW + timing offset x BW); causes +-1-bin errors (default 0)")
     p.add_argument("--downlink-snr-db", type=float, default=None, metavar="DB",
                    help="--lora-phy: downlink SNR (default: the uplink's)")
-    p.add_argument("--model", default="iid", metavar="{iid,ge}", help="error model (default iid)")
+    p.add_argument("--model", default="iid", metavar="NAME",
+                   help=f"error model: {ERROR_MODELS.choices()} (default iid)")
     p.add_argument("--burst", type=float, default=8.0, metavar="L",
                    help="mean burst length in bits for --model ge (default 8)")
     p.add_argument("--downlink-ber", type=float, default=None, metavar="P",
@@ -66,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="make losses bursty with this mean run length in frames")
     p.add_argument("--downlink-drop", type=float, default=0.0, metavar="P", help="downlink loss probability")
     p.add_argument("--link", default=None, metavar="NAME",
-                   help="delay each frame by its time on air on this link, e.g. lora-sf7, ble-1m")
+                   help=f"delay each frame by its time on air on this link: {LINK_FAMILIES.choices()}, "
+                        "e.g. lora-sf7, ble-1m")
     p.add_argument("--duty-cycle", action="store_true",
                    help="with --link, also hold each direction silent for the link's duty-cycle wait "
                         "(1%% on EU868 LoRa: 99x the time on air)")
@@ -129,7 +134,7 @@ def build_proxy(args):
     from channel.loss import make_loss_model
     from channel.proxy import ChannelProxy
 
-    if args.lora_phy:
+    if args.lora_phy or str(args.model).strip().lower() == "lora-phy":
         uplink, downlink = _lora_phy_models(args)
     elif args.ber is None and args.snr_db is None:
         raise SnnError("give the uplink error rate: --ber P (0 for a clean link) or --snr-db DB")

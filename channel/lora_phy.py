@@ -60,7 +60,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from channel.bit_errors import ErrorModel
+from channel.bit_errors import ERROR_MODELS, ErrorModel
 from snn.errors import SnnError
 
 __all__ = ["LoRaPhy", "SEMTECH_SNR_LIMIT_DB", "symbol_outcomes", "simulate_demodulator", "whitening_sequence",
@@ -548,6 +548,19 @@ class LoRaPhy(ErrorModel):
         return (f"lora-phy SF{self.sf} CR4/{self.cr + 4} SNR {self.snr_db:g} dB{offset} "
                 f"(LDRO {'on' if self.low_data_rate else 'off'}, symbol error rate {self.symbol_error_rate:.3g}, "
                 f"BER after decoding {self.ber:.3g})")
+
+
+@ERROR_MODELS.register("lora-phy", "lora_phy", "loraphy",
+                       summary="bit-true LoRa PHY at snr_db (sf, cr, offset_bins): each frame one packet")
+def _lora_phy(key: str, ber, burst, snr_db, kw) -> "LoRaPhy":
+    if snr_db is None:
+        raise SnnError("error model 'lora-phy' needs an SNR in dB (snr_db), not a BER")
+    if ber is not None or burst is not None:
+        raise SnnError("error model 'lora-phy' takes an SNR, spreading factor and coding rate, not a BER or burst")
+    params = {k: kw.pop(k) for k in ("sf", "cr", "offset_bins", "bw_hz", "ldro") if k in kw}
+    if kw:
+        raise SnnError(f"error model {key!r} takes no option(s) {', '.join(sorted(kw))}")
+    return LoRaPhy(snr_db=snr_db, **params)
 
 
 def _expected_wrong_bits(q: np.ndarray, decode: np.ndarray) -> float:

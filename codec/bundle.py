@@ -159,13 +159,8 @@ def _hash_view(stored: dict) -> dict:
     return view
 
 
-def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_state: dict,
-                 edge_onnx: bytes | None = None) -> Path:
-    """Write the zip; the stored backbone state is cast to float16 (floating tensors only).
-    `edge_onnx`: the ONNX edge half exported from these weights, stored as ``edge.onnx`` and
-    bound by its SHA-256 in the manifest (it does not enter the codec fingerprint)."""
-    path = Path(path)
-    stored = storage_form(backbone_state, codec_state)
+def _sealed(manifest: dict, stored: dict, edge_onnx: bytes | None) -> dict:
+    """A copy of the manifest bound to the stored weights: fingerprint, exact centres, edge.onnx's hash."""
     manifest = dict(manifest)
     manifest.pop("edge_onnx", None)
     if edge_onnx is not None:
@@ -173,6 +168,38 @@ def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_s
     centres = np.asarray(_manifest_centers(manifest), dtype=np.float32)
     manifest["fingerprint"] = compute_fingerprint(manifest["config"]["codec"], centres, _hash_view(stored)).hex()
     manifest["centers_f32_hex"] = centres.astype("<f4").tobytes().hex()
+    return manifest
+
+
+def bundle_in_memory(manifest: dict, backbone_state: dict, codec_state: dict) -> Bundle:
+    """The bundle `write_bundle` would write, without writing it: the weights in their stored
+    form (float16 but the centres), so what is measured is what a later `load_bundle` reads."""
+    stored = storage_form(backbone_state, codec_state)
+    return _assemble(_sealed(manifest, stored, None), stored, None)
+
+
+def _assemble(manifest: dict, state: dict, edge_onnx: bytes | None) -> Bundle:
+    """A Bundle from a manifest and stored weights (floats widened back to float32)."""
+    from codec.model.backbones import build_backbone
+    from codec.model.semantic_codec import SemanticCodec
+
+    cfg = manifest["config"]
+    backbone = build_backbone(cfg["backbone"]["arch"], **cfg["backbone"]["kwargs"])
+    as_float = lambda d: {k: (v.float() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
+    backbone.load_state_dict(as_float(state["backbone"]))
+    codec = SemanticCodec.from_config(cfg["codec"])
+    codec.load_state_dict(as_float(state["codec"]))
+    return Bundle(manifest, backbone, codec, state, edge_onnx)
+
+
+def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_state: dict,
+                 edge_onnx: bytes | None = None) -> Path:
+    """Write the zip; the stored backbone state is cast to float16 (floating tensors only).
+    `edge_onnx`: the ONNX edge half exported from these weights, stored as ``edge.onnx`` and
+    bound by its SHA-256 in the manifest (it does not enter the codec fingerprint)."""
+    path = Path(path)
+    stored = storage_form(backbone_state, codec_state)
+    manifest = _sealed(manifest, stored, edge_onnx)
     buf = io.BytesIO()
     torch.save(stored, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,9 +215,6 @@ def write_bundle(path: str | Path, manifest: dict, backbone_state: dict, codec_s
 
 def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None = None) -> Bundle:
     """Load a bundle (None: the shipped default). Raises BundleError with a clear sentence."""
-    from codec.model.backbones import build_backbone
-    from codec.model.semantic_codec import SemanticCodec
-
     path = DEFAULT_BUNDLE if path is None else Path(path)
     if not path.is_file():
         hint = " (the shipped default is missing: reinstall the package)" if path == DEFAULT_BUNDLE else ""
@@ -207,15 +231,9 @@ def load_bundle(path: str | Path | None = None, expect_fingerprint: bytes | None
     manifest = parse_manifest(raw_manifest, path)
     try:
         state = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
-        cfg = manifest["config"]
-        backbone = build_backbone(cfg["backbone"]["arch"], **cfg["backbone"]["kwargs"])
-        as_float = lambda d: {k: (v.float() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
-        backbone.load_state_dict(as_float(state["backbone"]))
-        codec = SemanticCodec.from_config(cfg["codec"])
-        codec.load_state_dict(as_float(state["codec"]))
+        bundle = _assemble(manifest, state, edge_onnx)
     except Exception as exc:  # noqa: BLE001 - any failure here means weights that do not fit the manifest
         raise BundleError(f"{path} is corrupt: its weights do not load ({type(exc).__name__}: {exc})"[:300]) from None
-    bundle = Bundle(manifest, backbone, codec, state, edge_onnx)
     if bundle.fingerprint.hex() != manifest.get("fingerprint"):
         raise BundleError(f"{path} is corrupt: its weights hash to fingerprint {bundle.fingerprint.hex()}, "
                           f"its manifest says {manifest.get('fingerprint')}")

@@ -25,12 +25,12 @@ import gzip
 import os
 import pickle
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from codec.image_folder import SPLIT_NAMES, load_image_folder
+from codec.dataset import DATASETS, Dataset
+from codec.image_folder import read_folder_spec
 from snn.errors import DataError
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -44,25 +44,6 @@ FMNIST_HINT = ("install it with 'apt-get install -y dataset-fashion-mnist', or p
                "(or the spec fmnist:PATH:test) at a folder holding the four IDX .gz files")
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """Images (N, H, W, C) uint8, labels (N,) int64 and the class names."""
-
-    name: str
-    images: np.ndarray
-    labels: np.ndarray
-    classes: list[str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def take(self, count: int | None) -> "Dataset":
-        """The first `count` samples (all when count is None)."""
-        if count is None or count >= len(self):
-            return self
-        return Dataset(self.name, self.images[:count], self.labels[:count], self.classes)
-
-
 def load_dataset(spec: str, holdout: float | None = None, split_seed: int = 0,
                  shape: tuple[int, int, int] | None = None) -> Dataset:
     """Load a data set from its spec string (see the module docstring).
@@ -70,23 +51,28 @@ def load_dataset(spec: str, holdout: float | None = None, split_seed: int = 0,
     `holdout`/`split_seed` (the held-out split of a single folder tree) and `shape` ((C, H, W) a
     trained model expects) apply to folder specs only."""
     kind, _, rest = spec.partition(":")
-    if kind == "fmnist":
-        path, split = _path_and_split(rest, default_path=None)
-        return load_fmnist(split, path)
-    if kind in ("cifar10", "cifar100"):
-        path, split = _path_and_split(rest, default_path=None)
-        if path is None:
-            raise DataError(f"{kind} needs a path: use {kind}:PATH:test with PATH the extracted "
-                            f"python-pickle directory")
-        return load_cifar(path, split, fine=(kind == "cifar100"))
-    if kind == "folder":
-        if not rest:
-            raise DataError("folder needs a path: use folder:PATH with one sub-folder per class")
-        head, _, tail = rest.rpartition(":")
-        path, split = (head, tail) if head and tail in SPLIT_NAMES else (rest, None)
-        return load_image_folder(Path(path), split, holdout=holdout, split_seed=split_seed, shape=shape)
-    raise DataError(f"unknown data set spec '{spec}': use fmnist:train, fmnist:test, "
-                    f"cifar10:PATH:test, cifar100:PATH:test or folder:PATH")
+    if kind not in DATASETS:
+        raise DataError(f"unknown data set spec '{spec}': use {DATASETS.choices()}")
+    return DATASETS.get(kind)(kind.lower(), rest, holdout=holdout, split_seed=split_seed, shape=shape)
+
+
+@DATASETS.register("fmnist", example="fmnist[:PATH]:train|test", summary="Fashion-MNIST (IDX gz)")
+def _read_fmnist(kind: str, rest: str, **_options) -> Dataset:
+    path, split = _path_and_split(rest, default_path=None)
+    return load_fmnist(split, path)
+
+
+def _read_cifar(kind: str, rest: str, **_options) -> Dataset:
+    path, split = _path_and_split(rest, default_path=None)
+    if path is None:
+        raise DataError(f"{kind} needs a path: use {kind}:PATH:test with PATH the extracted "
+                        f"python-pickle directory")
+    return load_cifar(path, split, fine=(kind == "cifar100"))
+
+
+DATASETS.add("cifar10", _read_cifar, example="cifar10:PATH:train|test", summary="CIFAR-10 (python pickles)")
+DATASETS.add("cifar100", _read_cifar, example="cifar100:PATH:train|test", summary="CIFAR-100 (python pickles)")
+DATASETS.add("folder", read_folder_spec, example="folder:PATH[:train|test|val]", summary="an ImageFolder tree")
 
 
 def split_options(record: dict | None) -> dict:

@@ -5,10 +5,11 @@ channel's packed-byte error model (`channel.bit_errors.make_error_model`, i.i.d.
 passed in by the caller: `codec` never imports `channel`)
 -> unpack_symbols -> edge_half(symbols, erased=False, ber=nominal BER) -> top-1. Each (model, BER)
 is run with several channel seeds; we report the mean and the population standard deviation.
-The edge is told the nominal BER, standing in for the per-frame pilot estimate of the live link.
+The edge is told the nominal BER, standing in for the live link's per-frame estimate (the bits its
+header decoding corrected).
 
-An SNR-driven packet-level channel (the LoRa PHY, `channel.lora_phy`: ``lora_phy`` settings, one
-row per SF and SNR) codes each image's frame as one radio packet: the payload sits behind a
+An SNR-driven packet-level channel (the LoRa PHY, `channel.lora_phy`: ``snr_settings``, one row
+per SF and SNR) codes each image's frame as one radio packet: the payload sits behind a
 zero-filled header block of `codec.wire.frame.BLOCK_BYTES` as in a one-fragment frame (where the
 packet's first interleaver block falls matters), and the edge is told the BER the model expects
 for that packet (`expected_ber`).
@@ -33,9 +34,11 @@ MakeErrors = Callable[..., Any]
 
 @torch.inference_mode()
 def device_symbols(bundle, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The device half's symbols of uint8 images, `batch_size` at a time (converted per batch: a
+    large test set never sits in memory as float)."""
     dev = bundle.device_half()
-    x = to_tensor(images)
-    return torch.cat([dev(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy().astype(np.uint8)
+    out = [dev(to_tensor(images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.uint8) if out else np.zeros((0, 0), np.uint8)
 
 
 @torch.inference_mode()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.dataset import Dataset
 from snn.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -76,21 +77,34 @@ def _open(source: Path | bytes, name: str, max_bytes: int, max_pixels: int):
     return img
 
 
+def _convert(img, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """A Pillow image by the conversion rules above: `channels` 1 (L) or 3 (RGB), resized
+    bilinearly to `size` = (width, height); uint8 (H, W, C)."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != size:
+        img = img.resize(size, _pil().BILINEAR)
+    return np.asarray(img, dtype=np.uint8).reshape(size[1], size[0], channels)
+
+
 def decode_image(source: Path | bytes, channels: int, size: tuple[int, int], *, name: str | None = None,
                  max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """One PNG/JPEG (a path or its bytes) as uint8 (H, W, C) by the conversion rules above:
-    `channels` 1 (L) or 3 (RGB), resized bilinearly to `size` = (width, height)."""
+    """One PNG/JPEG (a path or its bytes) as uint8 (H, W, C) by the conversion rules above."""
     image = _pil()
     name = name or (str(source) if isinstance(source, (str, Path)) else "from bytes")
-    mode = "L" if channels == 1 else "RGB"
     try:
         with _open(source, name, max_bytes, max_pixels) as img:
-            img = img.convert(mode)
-            if img.size != size:
-                img = img.resize(size, image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8).reshape(size[1], size[0], channels)
+            return _convert(img, channels, size)
     except (OSError, image.DecompressionBombError, ValueError) as exc:
         raise DataError(f"cannot read image {name}: {exc}") from None
+
+
+def convert_array(pixels: np.ndarray, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """uint8 pixels (H, W) or (H, W, 1|3|4: gray, RGB, RGBA) by the conversion rules above (a
+    camera frame, an array a caller hands the device)."""
+    arr = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    return _convert(_pil().fromarray(arr), channels, size)
 
 
 def _probe(files: list[Path]) -> tuple[int, tuple[int, int]]:
@@ -150,12 +164,10 @@ def split_dir(root: Path, split: str) -> Path | None:
 
 def load_image_folder(root: Path, split: str | None = None, holdout: float | None = None, split_seed: int = 0,
                       shape: tuple[int, int, int] | None = None):
-    """The images of one split (or the whole tree) as a `codec.datasets.Dataset`.
+    """The images of one split (or the whole tree) as a `codec.dataset.Dataset`.
 
     `shape` is (C, H, W) of a trained model; without it the rules of the module docstring pick it
     from the train split."""
-    from codec.datasets import Dataset
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
@@ -204,3 +216,13 @@ def load_image_folder(root: Path, split: str | None = None, holdout: float | Non
         channels, size = _probe(_flatten(train_files, classes)[0])
     name = f"folder:{root}" + (f":{split}" if split else "")
     return Dataset(name, _read(files, channels, size), labels, classes)
+
+
+def read_folder_spec(kind: str, rest: str, holdout: float | None = None, split_seed: int = 0,
+                     shape: tuple[int, int, int] | None = None) -> Dataset:
+    """The reader of ``folder:PATH[:train|test|val]`` specs (`codec.dataset.DATASETS`)."""
+    if not rest:
+        raise DataError("folder needs a path: use folder:PATH with one sub-folder per class")
+    head, _, tail = rest.rpartition(":")
+    path, split = (head, tail) if head and tail in SPLIT_NAMES else (rest, None)
+    return load_image_folder(Path(path), split, holdout=holdout, split_seed=split_seed, shape=shape)

@@ -31,6 +31,12 @@ Per inference we record the encode time (ONNX + packing), bytes and frames on th
 its delimiter included on stream links), time on air on a chosen link model, round-trip time
 (first transmission to reply, so retries show up in it), the edge's answer and, when the truth is
 known, whether it was right.
+
+Images come as `device.sources.Sample`s from any iterable; a live source (a watched folder,
+stdin, a camera) is read through a `Feeder` thread so that waiting for the next image never
+holds up the replies and resends of the inferences in flight. Memory is bounded for runs of any
+length: the summary's counts and means run over every inference, its percentiles and
+`records` over the last `keep_records`.
 """
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ import random
 import resource
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -53,6 +60,7 @@ from codec.wire.frame import (
 )
 from codec.wire.copies import LinkEstimate, cheapest_plan
 from codec.wire.keys import CounterStore, DeviceKey
+from device.sources import Feeder, Sample, Source
 from snn.errors import FrameError, SnnError
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
@@ -80,13 +88,15 @@ class InferenceRecord:
     header_copies: int = 1       # header block copies of the last transmission
     bytes_sent: int = 0          # every transmission, all fragments
     frames_sent: int = 0         # every transmission, all fragments
+    name: str | None = None      # the source's name for the image (file name, stdin:N, camera frame)
+    done_at: float | None = None # wall-clock time (Unix seconds) the inference finished
     _counters: list = field(default_factory=list, repr=False)
     _payload: bytes = field(default=b"", repr=False)
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
-    _busy: int = 0               # BUSY replies so far (the back-off doubles with each)
     _plan: tuple | None = None   # how the last transmission was framed, until its fate is known
+    _busy: int = 0               # BUSY replies so far (the back-off doubles with each)
 
     def public(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -119,7 +129,7 @@ class DeviceClient:
     def __init__(self, encoder, transport, *, key: DeviceKey, counters: CounterStore | None = None,
                  mtu: int = 1400, link=None, timeout: float = 1.0, retries: int = 2, window: int = 4,
                  send_truth: bool = False, give_up_after: int | None = None, on_result=None,
-                 header_copies: int | str = 1):
+                 header_copies: int | str = 1, keep_records: int = 10_000):
         if timeout <= 0:
             raise SnnError("--timeout must be > 0 seconds")
         if retries < 0 or window < 1:
@@ -148,7 +158,12 @@ class DeviceClient:
         self.header_copies = header_copies
         self.link_ber: float | None = None   # smoothed from the BER the edge reports in replies
         self.link_estimate = LinkEstimate()  # what the device's own answered/unanswered transmissions say
-        self.records: list[InferenceRecord] = []
+        self.records: deque[InferenceRecord] = deque(maxlen=max(1, int(keep_records)))
+        self.totals = {"count": 0, "sent": 0, "answered": 0, "lost": 0, "errors": 0, "scored": 0, "correct": 0,
+                       "bytes_sent": 0, "frames_sent": 0, "transmissions": 0, "airtime_ms": 0.0, "airtime_n": 0, "edge_ber": 0.0}
+        self.first_record: InferenceRecord | None = None
+        self.source_error: SnnError | None = None   # a live source that failed mid-run (the run ends cleanly)
+        self._done: list[InferenceRecord] = []
         self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
                       "bad_frame_errors": 0, "degraded": 0}
         self.notes: list[str] = []          # what the device changed to keep going (said once each)
@@ -173,11 +188,11 @@ class DeviceClient:
         except ValueError:
             return None
 
-    def prepare(self, index: int, image: np.ndarray, truth: int | None) -> InferenceRecord:
+    def prepare(self, index: int, image: np.ndarray, truth: int | None, name: str | None = None) -> InferenceRecord:
         """Encode and pack one image (framed when sent: each transmission has its own counter)."""
         payload, seconds = self.encoder.encode_one(image)
         rec = InferenceRecord(index=index, counter=-1, truth=truth, encode_ms=round(seconds * 1e3, 4),
-                              frames=0, bytes_on_air=0, airtime_ms=None, _payload=payload)
+                              frames=0, bytes_on_air=0, airtime_ms=None, name=name, _payload=payload)
         return rec
 
     def plan_ber(self) -> float:
@@ -238,57 +253,140 @@ class DeviceClient:
 
     def _finish(self, rec: InferenceRecord, status: str, pending: dict) -> None:
         rec.status = status
+        rec.done_at = round(time.time(), 3)
         pending.pop(rec.index, None)
         for counter in rec._counters:
             if self._pending_counters.get(counter & 0xFFFF) == counter:
                 del self._pending_counters[counter & 0xFFFF]
         if status == "ok" and rec.truth is not None:
             rec.correct = rec.label == rec.truth
+        t = self.totals
+        t["answered" if status == "ok" else "lost" if status == "lost" else "errors"] += 1
+        t["transmissions"] += rec.attempts
+        t["bytes_sent"] += rec.bytes_sent
+        t["frames_sent"] += rec.frames_sent
+        if rec.airtime_ms is not None and rec.attempts:
+            t["airtime_ms"] += rec.airtime_ms
+            t["airtime_n"] += 1
+        if status == "ok":
+            t["edge_ber"] += rec.edge_ber or 0.0
+        if rec.correct is not None:
+            t["scored"] += 1
+            t["correct"] += int(rec.correct)
+        rec._payload = b""                 # keep memory flat on long runs (the first record keeps its frames)
+        if rec is not self.first_record:
+            rec._frames = []
+        self._done.append(rec)
         if self.on_result:
             self.on_result(rec, self)
 
     # --- the loop -----------------------------------------------------------------------
 
-    def run(self, images: np.ndarray, labels: np.ndarray | None = None) -> list[InferenceRecord]:
-        """Run one inference per image; returns the records (also in `self.records`)."""
-        n = len(images)
-        pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()   # by inference index
-        next_index, answered, lost = 0, 0, 0
-        self.t_start = time.monotonic()
-        while next_index < n or pending:
-            stop = self.fatal is not None or self.unreachable
-            while not stop and next_index < n and len(pending) < self.window:
-                truth = None if labels is None else int(labels[next_index])
-                rec = self.prepare(next_index, images[next_index], truth)
-                self.records.append(rec)
-                pending[rec.index] = rec
-                self._transmit(rec)
-                next_index += 1
-            if not pending:
-                break
-            wait = max(0.0, min(r._due for r in pending.values()) - time.monotonic())
-            got = self.transport.recv(timeout=wait)
-            if got is not None:
-                answered += self._handle(got[0], pending)
-            now = time.monotonic()
-            for rec in [r for r in pending.values() if r._due <= now]:
-                self._observe(rec, answered=False)   # no-op when an ERROR already answered it
-                if rec.attempts <= self.retries and not (self.fatal or self.unreachable):
-                    self._transmit(rec)
-                else:
-                    rec.error = rec.error or f"no reply after {rec.attempts} transmission(s)"
-                    self._finish(rec, "lost", pending)
-                    lost += 1
-            if answered == 0 and lost >= self.give_up_after and not self.unreachable:
-                self.unreachable = True
-            if self.fatal or self.unreachable:
-                for rec in list(pending.values()):
-                    rec.error = rec.error or ("run stopped: " + (self.fatal or "edge unreachable"))
-                    self._finish(rec, "lost", pending)
-                break
-        self.t_end = time.monotonic()
-        self.count = n
+    def run(self, samples: Iterable[Sample] | Source, stop=None) -> deque[InferenceRecord]:
+        """Run one inference per sample until the samples end, `stop` (a threading.Event) is set, the
+        edge refuses the codec or never answers; returns the kept records (`self.records`)."""
+        for _ in self.stream(samples, stop=stop):
+            pass
         return self.records
+
+    def stream(self, samples: Iterable[Sample] | Source, stop=None, first_index: int = 0) -> Iterator[InferenceRecord]:
+        """`run`, yielding each record as its inference finishes (completion order). A live
+        `Source` is read through a `Feeder`; a `SnnError` it raises ends the run after the
+        inferences in flight finish, and is kept in `source_error`."""
+        live = bool(getattr(samples, "live", False))
+        feeder = Feeder(samples, depth=self.window) if live else None
+        items = None if live else iter(samples)
+        pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()   # by inference index
+        next_index, answered, lost = first_index, 0, 0
+        exhausted = False
+        self.unreachable = False
+        self.source_error = None
+        self.t_start = getattr(self, "t_start", None) or time.monotonic()
+
+        def next_sample(wait: float):
+            nonlocal exhausted
+            try:
+                if feeder is None:
+                    return next(items)
+                got = feeder.get(wait)
+                if got is Feeder.END:
+                    exhausted = True
+                    return None
+                return got
+            except StopIteration:
+                exhausted = True
+            except SnnError as exc:
+                self.source_error, exhausted = exc, True
+            return None
+
+        try:
+            while True:
+                stopping = self.fatal is not None or self.unreachable or (stop is not None and stop.is_set())
+                while not stopping and not exhausted and len(pending) < self.window:
+                    sample = next_sample(0.0 if pending else 0.1)
+                    if sample is None:
+                        break
+                    self._submit(next_index, sample, pending)
+                    next_index += 1
+                yield from self._drain_done()
+                if not pending:
+                    if exhausted or stopping:
+                        break
+                    continue       # a live source with nothing yet: next_sample waited 0.1 s
+                wait = max(0.0, min(r._due for r in pending.values()) - time.monotonic())
+                if live and not exhausted and len(pending) < self.window:
+                    wait = min(wait, 0.02)   # look for the next image soon: it may already be waiting
+                got = self.transport.recv(timeout=wait)
+                if got is not None:
+                    answered += self._handle(got[0], pending)
+                now = time.monotonic()
+                for rec in [r for r in pending.values() if r._due <= now]:
+                    self._observe(rec, answered=False)   # no-op when an ERROR already answered it
+                    if rec.attempts <= self.retries and not (self.fatal or self.unreachable):
+                        self._transmit(rec)
+                    else:
+                        rec.error = rec.error or f"no reply after {rec.attempts} transmission(s)"
+                        self._finish(rec, "lost", pending)
+                        lost += 1
+                if answered == 0 and lost >= self.give_up_after and not self.unreachable:
+                    self.unreachable = True
+                if self.fatal or self.unreachable:
+                    for rec in list(pending.values()):
+                        rec.error = rec.error or ("run stopped: " + (self.fatal or "edge unreachable"))
+                        self._finish(rec, "lost", pending)
+                    yield from self._drain_done()
+                    break
+                yield from self._drain_done()
+        finally:
+            if feeder is not None:
+                feeder.close()
+            self.t_end = time.monotonic()
+
+    def keep_last(self, n: int) -> None:
+        """Keep the last `n` records (summary percentiles and --json inferences)."""
+        self.records = deque(self.records, maxlen=max(1, int(n)))
+
+    def _drain_done(self) -> Iterator[InferenceRecord]:
+        done, self._done = self._done, []
+        yield from done
+
+    def _submit(self, index: int, sample: Sample, pending: dict) -> None:
+        """Encode and send one sample (or record why it could not be read)."""
+        self.totals["count"] += 1
+        self.count = self.totals["count"]
+        if sample.image is None:
+            rec = InferenceRecord(index=index, counter=-1, truth=sample.truth, encode_ms=0.0, frames=0,
+                                  bytes_on_air=0, airtime_ms=None, name=sample.name, error=sample.error)
+            self.records.append(rec)
+            self._finish(rec, "error", pending)
+            return
+        rec = self.prepare(index, sample.image, sample.truth, sample.name)
+        self.records.append(rec)
+        pending[rec.index] = rec
+        self._transmit(rec)
+        self.totals["sent"] += 1
+        if self.first_record is None:
+            self.first_record = rec
 
     def _handle(self, data: bytes, pending: dict) -> int:
         """One datagram from the edge: an authenticated REPLY/ERROR for a pending transmission, or
@@ -340,45 +438,48 @@ class DeviceClient:
     # --- figures ------------------------------------------------------------------------
 
     def summary(self) -> dict:
-        recs = self.records
-        ok = [r for r in recs if r.status == "ok"]
-        scored = [r for r in ok if r.correct is not None]
-        correct = sum(1 for r in scored if r.correct)
+        """The run's figures: counts and means over every inference, percentiles over the kept
+        records (the last `keep_records`)."""
+        t = self.totals
+        kept = [r for r in self.records if r.status != "pending"]
+        ok = [r for r in kept if r.status == "ok"]
         rtt = [r.rtt_ms for r in ok]
-        enc = [r.encode_ms for r in recs]
-        air = [r.airtime_ms for r in recs if r.airtime_ms is not None]
-        wall = max(1e-9, getattr(self, "t_end", time.monotonic()) - getattr(self, "t_start", time.monotonic()))
+        enc = [r.encode_ms for r in kept if r.attempts]
+        wall = max(1e-9, (getattr(self, "t_end", None) or time.monotonic())
+                   - (getattr(self, "t_start", None) or time.monotonic()))
         info = self.encoder.info
+        first = self.first_record
+        count = int(getattr(self, "count", t["count"]))
         return {
-            "count": int(getattr(self, "count", len(recs))),
-            "sent": len(recs),
-            "answered": len(ok),
-            "lost": sum(1 for r in recs if r.status == "lost"),
-            "errors": sum(1 for r in recs if r.status == "error"),
-            "accuracy": round(correct / len(scored), 6) if scored else None,
-            "correct": correct,
-            "accuracy_of_count": round(correct / self.count, 6) if scored and getattr(self, "count", 0) else None,
+            "count": count,
+            "sent": t["sent"],
+            "answered": t["answered"],
+            "lost": t["lost"],
+            "errors": t["errors"],
+            "accuracy": round(t["correct"] / t["scored"], 6) if t["scored"] else None,
+            "correct": t["correct"],
+            "accuracy_of_count": round(t["correct"] / count, 6) if t["scored"] and count else None,
             "rtt_p50_ms": _pct(rtt, 50), "rtt_p90_ms": _pct(rtt, 90), "rtt_p99_ms": _pct(rtt, 99),
             "rtt_mean_ms": round(float(np.mean(rtt)), 4) if rtt else None,
             "encode_p50_ms": _pct(enc, 50), "encode_p99_ms": _pct(enc, 99),
             "encode_mean_ms": round(float(np.mean(enc)), 4) if enc else None,
             "payload_bytes": info.payload_bytes,
-            "bytes_on_air_per_inference": int(recs[0].bytes_on_air) if recs else None,
-            "bytes_sent_mean": round(float(np.mean([r.bytes_sent for r in recs])), 2) if recs else None,
-            "bytes_per_answered": round(sum(r.bytes_sent for r in recs) / len(ok), 2) if ok else None,
-            "frames_sent_mean": round(float(np.mean([r.frames_sent for r in recs])), 3) if recs else None,
+            "bytes_on_air_per_inference": int(first.bytes_on_air) if first else None,
+            "bytes_sent_mean": round(t["bytes_sent"] / t["sent"], 2) if t["sent"] else None,
+            "bytes_per_answered": round(t["bytes_sent"] / t["answered"], 2) if t["answered"] else None,
+            "frames_sent_mean": round(t["frames_sent"] / t["sent"], 3) if t["sent"] else None,
             "header_copies": self.header_copies,
-            "frames_per_inference": int(recs[0].frames) if recs else None,
-            "airtime_ms_per_inference": round(float(np.mean(air)), 4) if air else None,
+            "frames_per_inference": int(first.frames) if first else None,
+            "airtime_ms_per_inference": round(t["airtime_ms"] / t["airtime_n"], 4) if t["airtime_n"] else None,
             "link": getattr(self.link, "name", None),
             "mtu": self.mtu,
-            "edge_ber_mean": round(float(np.mean([r.edge_ber for r in ok])), 6) if ok else None,
-            "transmissions": sum(r.attempts for r in recs),
+            "edge_ber_mean": round(t["edge_ber"] / t["answered"], 6) if t["answered"] else None,
+            "transmissions": t["transmissions"],
             **self.stats,
             "unreachable": self.unreachable,
             "fatal_error": self.fatal,
             "wall_s": round(wall, 3),
-            "inferences_per_s": round(len(ok) / wall, 2),
+            "inferences_per_s": round(t["answered"] / wall, 2),
             "peak_rss_bytes": peak_rss_bytes(),
             "fingerprint": info.fingerprint.hex(),
             "bundle": info.bundle,
@@ -386,4 +487,5 @@ class DeviceClient:
             "device_id": self.device_id,
             "notes": self.notes,
             "window": self.window, "timeout_s": self.timeout, "retries": self.retries,
+            "records_kept": len(self.records),
         }

@@ -21,8 +21,13 @@ Modules:
   round trip between batches), model off the loop.
 - ``codecs``: served codecs (eager edge half; TorchScript opt-in) and the batched unpack +
   decode + task head.
-- ``ber``: per-frame pilot counts pooled per device with an SNR-hint prior.
+- ``ber``: per frame, the bits the header's decoding corrected out of those received, pooled
+  per device with an SNR-hint prior.
+- ``auth``: provisioned keys, replay windows and rate limits: who may talk to this edge.
+- ``engines``: what runs the edge half on a batch (onnxruntime by default, torch opt-in).
+- ``ray_serve``: the model half on Ray Serve replicas (``--ray``); the fronts stay here.
+- ``balancer``: ``snn edge balance``, a UDP balancer that keeps each device on one front.
 - ``stats``: Prometheus metrics, bounded per-device table, latency ring, rate meter.
-- ``loadgen``: ``snn bench edge`` — the load generator and benchmark (the parser hook lives in
-  ``bench/cli.py``).
+
+The load generator that measures it (``snn bench edge``) is in ``bench/``: nothing here imports it.
 """

@@ -13,6 +13,7 @@ listeners on uvicorn's own loop, and on shutdown stops the listeners and drains 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,7 +28,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from edge.core import EdgeCore, Rejected
+from codec.wire.frame import ErrorCode
+from edge.core import Answer, EdgeCore, Front, Rejected
 
 log = logging.getLogger("snn.edge")
 
@@ -80,22 +82,28 @@ class Health(BaseModel):
     uptime_s: float
 
 
+# the HTTP status of each refusal reason (the core's typed refusals, docs/PROTOCOL.md §7)
+HTTP_STATUS = {"length": 400, "damaged": 400, "version": 400, "kind": 400, "fragment": 400, "auth": 401,
+               "bad_length": 400, "replay": 409, "late": 409, "rate_limited": 429, "unknown_codec": 404,
+               "bad_frame": 422, "busy": 503, "shutdown": 503, "internal": 500}
+
+
 def _problem(status: int, reason: str, detail: str, code: int | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "reason": reason, "code": code}, status_code=status)
 
 
-async def handle_infer(core: EdgeCore, content_type: str | None, content_length: str | None,
+async def handle_infer(front: Front, max_body: int, content_type: str | None, content_length: str | None,
                        chunks) -> tuple[int, bytes]:
     """POST /v1/infer: (status, JSON bytes), reading the body in chunks so an oversized one is cut
-    off at max_body without being held whole."""
+    off at max_body without being held whole; the frame goes to the core's one entry with a
+    future for its answer."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype != OCTET:
-        core.metrics.reject("content_type")
+        front.refused("content_type")
         return 415, _problem_bytes("content_type", f"send the raw frame as {OCTET}, not "
                                                     f"{ctype or 'no content type'}")
-    max_body = core.config.max_body
     if content_length is not None and (not content_length.isdigit() or int(content_length) > max_body):
-        core.metrics.reject("too_large")
+        front.refused("too_large")
         return 413, _problem_bytes("too_large", f"body of {content_length} bytes; a frame is at "
                                                 f"most {max_body} bytes")
     parts, size = [], 0
@@ -103,7 +111,7 @@ async def handle_infer(core: EdgeCore, content_type: str | None, content_length:
         async for chunk in chunks:
             size += len(chunk)
             if size > max_body:
-                core.metrics.reject("too_large")
+                front.refused("too_large")
                 return 413, _problem_bytes("too_large", f"body over {max_body} bytes; a frame is at "
                                                         f"most {max_body} bytes")
             parts.append(chunk)
@@ -111,11 +119,22 @@ async def handle_infer(core: EdgeCore, content_type: str | None, content_length:
         # the client left (or the request deadline cut it) mid-body: nobody to answer, and not
         # an internal error (a traceback per connection is what a flood of these would write)
         return 400, _problem_bytes("bad_frame", "the client disconnected before the whole body arrived")
+    answer: asyncio.Future = asyncio.get_running_loop().create_future()
+    front.offer(b"".join(parts), time.perf_counter(), answer)
     try:
-        result = await core.infer_http(b"".join(parts))
+        result: Answer = await answer
     except Rejected as rej:
-        return rej.http_status, _problem_bytes(rej.reason, rej.message, int(rej.code))
-    return 200, json.dumps(result).encode()
+        code = rej.code if rej.code is not None else ErrorCode.BAD_FRAME
+        return HTTP_STATUS.get(rej.reason, 400), _problem_bytes(rej.reason, rej.message, int(code))
+    return 200, json.dumps(_answer_json(result)).encode()
+
+
+def _answer_json(a: Answer) -> dict:
+    t_end = time.perf_counter()
+    return {"label": a.label, "class_name": a.class_name, "confidence": a.confidence, "ber": a.ber,
+            "codec": a.codec.fingerprint_hex, "device_id": a.device_id, "counter": a.counter, "truth": a.truth,
+            "timings": {"queue_ms": (a.t_start - a.t_recv) * 1e3, "model_ms": a.t_model * 1e3,
+                        "total_ms": (t_end - a.t_recv) * 1e3}}
 
 
 def _problem_bytes(reason: str, detail: str, code: int | None = None) -> bytes:
@@ -147,10 +166,11 @@ def create_app(core: EdgeCore, on_startup: Callable | None = None,
                   description="Split-inference edge server: BER-aware decoding of SemanticNN frames "
                               "(wire format: docs/PROTOCOL.md).", lifespan=lifespan)
     dashboard = _dashboard_html()
+    front = core.front("http")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        core.metrics.reject("bad_frame")
+        front.refused("bad_frame")
         return _problem(422, "bad_frame", f"invalid request: {exc.errors()}")
 
     @app.exception_handler(StarletteHTTPException)
@@ -160,7 +180,7 @@ def create_app(core: EdgeCore, on_startup: Callable | None = None,
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
         log.error("internal error on %s %s: %r", request.method, request.url.path, exc)
-        core.metrics.reject("internal")
+        front.refused("internal")
         return _problem(500, "internal", "internal error (see the server log)")
 
     @app.post("/v1/infer", response_model=InferResponse, summary="Decode one frame",
@@ -172,7 +192,7 @@ def create_app(core: EdgeCore, on_startup: Callable | None = None,
                   "description": "one DATA frame (docs/PROTOCOL.md), a whole inference"}})
     async def infer(request: Request):
         """Decode one DATA frame: label, class name, confidence, estimated BER and timings."""
-        status, payload = await handle_infer(core, request.headers.get("content-type"),
+        status, payload = await handle_infer(front, core.config.max_body, request.headers.get("content-type"),
                                              request.headers.get("content-length"), request.stream())
         return Response(payload, status_code=status, media_type="application/json")
 
@@ -186,13 +206,11 @@ def create_app(core: EdgeCore, on_startup: Callable | None = None,
 
     @app.get("/healthz", response_model=Health, summary="Liveness")
     async def healthz():
-        return {"status": "ok" if core.running else "stopping", "codecs": len(core.codecs),
-                "queue_depth": len(core.batcher), "max_queue": core.batcher.max_queue,
-                "uptime_s": round(time.time() - core.started, 1)}
+        return core.health()
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics():
-        return Response(core.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(core.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():

@@ -37,6 +37,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -44,23 +45,22 @@ import numpy as np
 log = logging.getLogger("snn.edge")
 
 
+@dataclass(slots=True, eq=False)
 class Job:
-    """One inference waiting for the model. `done(job, label, confidence, error)` runs on the loop."""
+    """One inference waiting for the model. `done(job, label, confidence, error)` runs on the loop.
 
-    __slots__ = ("codec", "payload", "erased", "ber", "done", "t_recv", "t_start", "t_model",
-                 "meta")
+    The batcher reads only these fields; a caller that needs more per job (where its answer goes,
+    whose statistics it counts) subclasses it (edge.core.Pending) rather than hanging an untyped
+    value on it."""
 
-    def __init__(self, codec, payload, erased, ber: float, done: Callable, t_recv: float,
-                 meta=None) -> None:
-        self.codec = codec
-        self.payload = payload          # bytes-like, codec.payload_bytes long
-        self.erased = erased            # bool per payload byte, or None when complete
-        self.ber = ber
-        self.done = done
-        self.t_recv = t_recv            # perf_counter when the (last) frame arrived
-        self.t_start = 0.0              # batch start
-        self.t_model = 0.0              # seconds the batch took in the model
-        self.meta = meta
+    codec: object
+    payload: bytes                  # bytes-like, codec.payload_bytes long
+    erased: object                  # bool per payload byte (numpy), or None when complete
+    ber: float
+    done: Callable
+    t_recv: float                   # perf_counter when the (last) frame arrived
+    t_start: float = field(default=0.0, init=False)   # batch start
+    t_model: float = field(default=0.0, init=False)   # seconds the batch took in the model
 
 
 class Expired(Exception):
@@ -132,6 +132,10 @@ class MicroBatcher:
     def expected_s(self, n: int) -> float:
         """Seconds a batch of n frames is expected to take."""
         return self.batch_fixed_s + self.per_frame_s * n
+
+    def capacity_fps(self) -> float:
+        """Frames/s the model serves in full batches, by the cost model."""
+        return self.max_batch / max(self.expected_s(self.max_batch), 1e-6)
 
     def admit(self, t_recv: float, now: float) -> bool:
         """Can a frame received at `t_recv` still be answered within the deadline if queued now?

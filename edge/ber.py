@@ -1,16 +1,17 @@
-"""Bit error rate estimation at the edge: per-frame pilot counts, smoothed per device.
+"""Bit error rate estimation at the edge: per-frame counts of known bits, smoothed per device.
 
-A frame carries a few pilot bytes (32 bits with the default 4): on their own they say little —
-at BER 1e-2 a frame sees 0.32 flipped pilot bits on average. The estimate therefore pools
-evidence: per device, flipped pilot bits and pilot bits seen are both decayed exponentially
-(factor ``decay`` per inference), so the estimate follows a link that changes while averaging
-over the last ~1/(1-decay) inferences::
+Protocol v2 sends no pilots: the known bits of a frame are its header's, and their errors are
+the bits the header's decoding corrected (docs/PROTOCOL.md, "BER estimate"; 96 bits per header
+copy). On their own they say little — at BER 1e-2 one copy sees about one flipped bit. The
+estimate therefore pools evidence: per device, corrected bits and header bits received are both
+decayed exponentially (factor ``decay`` per inference), so the estimate follows a link that
+changes while averaging over the last ~1/(1-decay) inferences::
 
     E <- decay * E + e_frame          B <- decay * B + b_frame
     ber = (E + w * p_prior) / (B + w)
 
 ``p_prior`` is the BER the link's SNR hint implies (BPSK over AWGN, Eb/N0 = the hint) when the
-device sent one, else ``default_ber``; ``w`` is the weight of that prior in pilot bits (more
+device sent one, else ``default_ber``; ``w`` is the weight of that prior in known bits (more
 weight for an SNR hint, which is a measurement, than for the default, which is a guess). The
 result is clamped to [1e-5, 0.5] and is what conditions the decoder.
 
@@ -38,7 +39,7 @@ def ber_from_snr_hint(snr_db: float) -> float:
 
 
 class BerEstimator:
-    """Per-device, exponentially decayed pilot-error estimate combined with an SNR-hint prior."""
+    """Per-device, exponentially decayed known-bit error estimate combined with an SNR-hint prior."""
 
     def __init__(self, decay: float = 0.9, default_ber: float = 1e-3, default_weight: float = 16.0,
                  snr_weight: float = 64.0, max_devices: int = 4096) -> None:
@@ -54,7 +55,7 @@ class BerEstimator:
     def __len__(self) -> int:
         return len(self._state)
 
-    def update(self, device: object, pilot_errors: int, pilot_bits: int,
+    def update(self, device: object, known_errors: int, known_bits: int,
                snr_hint: float | None = None) -> float:
         """Fold one inference's known-bit error counts (v2: the bits its header decoding
         corrected, out of the header bits received) into the device's state; return its BER
@@ -67,8 +68,8 @@ class BerEstimator:
                 self._state.popitem(last=False)
         else:
             self._state.move_to_end(device)
-        state[0] = self.decay * state[0] + pilot_errors
-        state[1] = self.decay * state[1] + pilot_bits
+        state[0] = self.decay * state[0] + known_errors
+        state[1] = self.decay * state[1] + known_bits
         if snr_hint is not None:
             prior, weight = ber_from_snr_hint(snr_hint), self.snr_weight
         else:
@@ -76,7 +77,7 @@ class BerEstimator:
         return clamp_ber((state[0] + weight * prior) / (state[1] + weight))
 
     def current(self, device: object) -> float | None:
-        """The device's estimate from pilots alone (None when it has never been seen)."""
+        """The device's estimate from its known bits alone (None when it has never been seen)."""
         state = self._state.get(device)
         if state is None:
             return None

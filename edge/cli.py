@@ -9,30 +9,44 @@ import sys
 from snn.errors import SnnError
 
 
+def _defaults():
+    """The serve flags' defaults, read from the dataclasses that own them (one place per default)."""
+    from edge.core import EdgeConfig
+    from edge.http_guard import HttpLimits
+    from edge.server import ServeOptions
+
+    options, limits = ServeOptions.__dataclass_fields__, HttpLimits()
+    return EdgeConfig.default, {
+        "http": "%s:%d" % options["http"].default, "udp": "%s:%d" % options["udp"].default,
+        "threads": options["threads"].default, "log_level": options["log_level"].default,
+        "idle": limits.idle_timeout_s, "request": limits.request_timeout_s}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
+    cfg, opt = _defaults()
     p = sub.add_parser("serve", help="serve bundles over HTTP, UDP and serial",
                        description="Serve one or more codec bundles. Frames are routed by their "
                                    "codec fingerprint. Stop with SIGTERM or Ctrl-C (drains the queue).")
     p.add_argument("--bundle", action="append", metavar="B",
                    help="bundle file to serve (repeat for several; default: the shipped default bundle)")
-    p.add_argument("--http", default="127.0.0.1:8000", metavar="HOST:PORT",
+    p.add_argument("--http", default=opt["http"], metavar="HOST:PORT",
                    help="HTTP address (default %(default)s; port 0 picks a free one)")
-    p.add_argument("--udp", default="127.0.0.1:9000", metavar="HOST:PORT",
+    p.add_argument("--udp", default=opt["udp"], metavar="HOST:PORT",
                    help="UDP address (default %(default)s; 'none' disables UDP)")
     p.add_argument("--serial", action="append", metavar="URL",
                    help="serial link to listen on, e.g. serial:///dev/ttyUSB0?baud=115200 or pty:// "
                         "(a new pty pair; its path is printed); repeatable")
-    p.add_argument("--max-batch", type=int, default=64, help="largest model batch (default %(default)s)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0,
+    p.add_argument("--max-batch", type=int, default=cfg("max_batch"), help="largest model batch (default %(default)s)")
+    p.add_argument("--max-wait-ms", type=float, default=cfg("max_wait_ms"),
                    help="longest a frame waits for its batch to fill (default %(default)s ms)")
-    p.add_argument("--queue", type=int, default=2048,
+    p.add_argument("--queue", type=int, default=cfg("max_queue"),
                    help="inferences that may wait for the model; beyond it frames get a BUSY reply "
                         "(default %(default)s)")
-    p.add_argument("--deadline-ms", type=float, default=50.0,
+    p.add_argument("--deadline-ms", type=float, default=cfg("deadline_ms"),
                    help="answer a frame within this many ms of its arrival or refuse it BUSY at once "
                         "(admission by expected queue delay; default %(default)s)")
-    p.add_argument("--busy-rate", type=float, default=1000.0, metavar="N",
+    p.add_argument("--busy-rate", type=float, default=cfg("busy_rate"), metavar="N",
                    help="under overload, answer at most N refusals/s with BUSY (each costs a full "
                         "authentication); the rest are dropped unread, counted as 'shed' (0: answer "
                         "every refusal; default %(default)s)")
@@ -41,14 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "it the kernel drops them (counted), so overload never builds a queue that "
                         "outlives the deadline (default: what the model serves in half of "
                         "--deadline-ms, from its measured batch cost; the ready JSON says it)")
-    p.add_argument("--reassembly-timeout", type=float, default=0.5, metavar="S",
+    p.add_argument("--reassembly-timeout", type=float, default=cfg("reassembly_timeout_s"), metavar="S",
                    help="decode a fragmented inference with erasures after S seconds (default %(default)s)")
-    p.add_argument("--max-devices", type=int, default=1024,
+    p.add_argument("--max-devices", type=int, default=cfg("max_devices"),
                    help="devices tracked in the per-device statistics (LRU; default %(default)s)")
     p.add_argument("--engine", choices=["onnx", "torch"], default="onnx",
                    help="what runs the decoder + task head: onnx (the bundle's verified edge.onnx on "
                         "onnxruntime, no torch needed; default) or torch (the bundle's weights)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int, default=opt["threads"],
                    help="threads of the model engine per batch (default %(default)s)")
     p.add_argument("--torchscript", action="store_true",
                    help="with --engine torch: run the edge half TorchScript-traced (faster model, but "
@@ -60,19 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="without --keys: accept every device with the public all-zero key (tests and "
                         "demos on trusted links only)")
-    p.add_argument("--source-fail-rate", type=float, default=200.0, metavar="N",
+    p.add_argument("--source-fail-rate", type=float, default=cfg("source_fail_rate"), metavar="N",
                    help="frames/s failing authentication a source address may send before it is "
                         "ignored for a while (0: no limit; default %(default)s)")
-    p.add_argument("--device-rate", type=float, default=5000.0, metavar="N",
+    p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
                    help="authenticated frames/s per device (0: no limit; default %(default)s)")
     p.add_argument("--http-max-connections", type=int, metavar="N",
                    help="most HTTP connections held at once; at the cap a new connection closes the "
                         "one idle longest (default 1024, or half of `ulimit -n` where that is lower; "
                         "at most ulimit -n minus 256)")
-    p.add_argument("--http-idle-timeout", type=float, default=5.0, metavar="S",
+    p.add_argument("--http-idle-timeout", type=float, default=opt["idle"], metavar="S",
                    help="close an HTTP connection that starts no request within S seconds of "
                         "connecting or of its last response (default %(default)s)")
-    p.add_argument("--http-request-timeout", type=float, default=5.0, metavar="S",
+    p.add_argument("--http-request-timeout", type=float, default=opt["request"], metavar="S",
                    help="close an HTTP connection whose request (line, headers, body) is not all in "
                         "S seconds after its first byte (default %(default)s)")
     p.add_argument("--ray", metavar="local|ADDRESS",
@@ -90,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(the kernel keeps each device on one front)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
 
     b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
                        description="Forward device datagrams to several edge fronts, each device id "
@@ -115,15 +129,11 @@ def run(args: argparse.Namespace) -> int:
     from edge.http_guard import HttpLimits, check_max_connections, default_max_connections
     from edge.server import ServeOptions, parse_hostport, serve
 
-    for name, value in (("--max-batch", args.max_batch), ("--queue", args.queue),
-                        ("--max-devices", args.max_devices), ("--threads", args.threads),
-                        ("--replicas", args.replicas)):
+    for name, value in (("--threads", args.threads), ("--replicas", args.replicas)):
         if value < 1:
             raise SnnError(f"{name} must be at least 1, got {value}")
     if args.torchscript and args.engine != "torch":
         raise SnnError("--torchscript traces the torch engine: add --engine torch")
-    if args.max_wait_ms < 0 or args.reassembly_timeout <= 0 or args.deadline_ms <= 0:
-        raise SnnError("--max-wait-ms must be >= 0, --reassembly-timeout and --deadline-ms > 0")
     if args.ray:
         from edge.ray_serve import require_ray
         require_ray()
@@ -139,26 +149,21 @@ def run(args: argparse.Namespace) -> int:
     limits = HttpLimits(cap, args.http_idle_timeout, args.http_request_timeout)
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
-    if args.keys and args.insecure:
-        raise SnnError("--keys and --insecure exclude each other")
-    if not args.keys and not args.insecure:
-        raise SnnError("the edge needs --keys FILE (make one with 'snn keys new --device ID -o FILE'), or "
-                       "--insecure to accept every device unauthenticated (trusted links only)")
     keys = None
     if args.keys:
         from codec.wire.keys import load_keys
         keys = load_keys(args.keys)
     logging.basicConfig(level=args.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
-    config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
-                        reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
-                        keys=keys, insecure=keys is None, source_fail_rate=args.source_fail_rate,
-                        device_rate=args.device_rate, device_burst=2 * args.device_rate,
-                        source_fail_burst=2 * args.source_fail_rate,
-                        state_path=f"{args.keys}.edge-state" if args.keys else None,
-                        model_workers=args.replicas if args.ray else 1,
-                        deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
-    if args.busy_rate < 0:
-        raise SnnError(f"--busy-rate must be >= 0, got {args.busy_rate:g}")
+    try:
+        config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
+                            reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
+                            keys=keys, insecure=args.insecure, source_fail_rate=args.source_fail_rate,
+                            device_rate=args.device_rate,
+                            state_path=f"{args.keys}.edge-state" if args.keys else None,
+                            model_workers=args.replicas if args.ray else 1,
+                            deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
+    except ValueError as exc:
+        raise SnnError(str(exc)) from None
     if args.udp_queue is not None and args.udp_queue < 16:
         raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,

@@ -1,24 +1,28 @@
-"""The per-frame pipeline shared by every listener: authenticate, reassemble, estimate BER, queue, reply.
+"""The per-frame pipeline shared by every listener: admit, authenticate, reassemble, estimate BER, queue, answer.
 
-    bytes ─► source rate limit ─► parse_data (length look-up, BCH, MIC, exact length, decrypt)
-    ─► replay window ─► device rate limit ─► Reassembler (erasures after the timeout) ─► BER
-    estimate (bits the header decoding corrected, smoothed per device) ─► MicroBatcher ─►
-    model thread ─► authenticated REPLY frame / JSON
+    listener ─► EdgeCore.offer ─► admission by deadline ─► source rate limit ─► parse_data (length
+    look-up, BCH, MIC, exact length, decrypt) ─► replay window ─► device rate limit ─► Reassembler
+    (erasures after the timeout) ─► BER estimate (bits the header decoding corrected, smoothed per
+    device) ─► MicroBatcher ─► model thread ─► authenticated REPLY frame (or an `Answer` on a future)
 
-Every frame ends in exactly one of: a REPLY; an authenticated ERROR (unknown codec, busy,
-internal); a place in a pending inference that is answered once it is complete or timed out;
-or silence, counted by reason — whatever fails authentication, replays, late and duplicate
-fragments, rate-limited sources (docs/PROTOCOL.md §6: the edge never answers what it cannot
-authenticate, and never with more bytes than it received). Nothing here blocks the loop.
+`offer` is the one way in: every listener (UDP, serial, HTTP; a LoRa gateway, ...) hands it a
+frame and gets nothing else of the core but a `Front` (`EdgeCore.front`), which adds the two
+signals a link reader needs (when to stop reading, a reply it could not send). Every frame ends
+in exactly one of: a REPLY; an authenticated refusal (`Rejected` with an ERROR code: unknown
+codec, busy, internal); a place in a pending inference that is answered once it is complete or
+timed out; or silence, counted by reason — whatever fails authentication, replays, late and
+duplicate fragments, rate-limited sources, frames shed unread under overload (docs/PROTOCOL.md
+§6: the edge never answers what it cannot authenticate, and never with more bytes than it
+received). Nothing here blocks the loop.
 """
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
+import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, fields
+from typing import Callable, Protocol, Union
 
 from codec.wire.frame import (
     VERSION,
@@ -27,53 +31,30 @@ from codec.wire.frame import (
     encode_error,
     encode_reply,
     parse_data,
+    v1_device_id,
 )
 from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
-from edge.auth import Keyring, TokenBuckets
+from edge.auth import Keyring, Peer, TokenBuckets
 from edge.batcher import Expired, Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
-from edge.stats import DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
+from edge.stats import TRANSPORTS, DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
 from snn.errors import FrameError
 
 log = logging.getLogger("snn.edge")
 BUSY_RETRY_10MS = 5     # a BUSY error asks the device to retry after 50 ms
 
-
-class Inference:
-    """One whole inference as the pipeline sees it (a single frame or a reassembled set)."""
-
-    __slots__ = ("device_id", "counter", "payload", "erased", "header_errors", "header_bits", "truth",
-                 "copies", "peer")
-
-    def __init__(self, device_id, counter, payload, erased, header_errors, header_bits, truth, copies,
-                 peer) -> None:
-        self.device_id = device_id
-        self.counter = counter
-        self.payload = payload
-        self.erased = erased          # None when every byte arrived, else bool per payload byte
-        self.header_errors = header_errors
-        self.header_bits = header_bits
-        self.truth = truth
-        self.copies = copies          # the reply is sent as robustly as the request came
-        self.peer = peer              # edge.auth.Peer: key, fingerprint, codec
-
-    @classmethod
-    def from_frame(cls, frame: DataFrame) -> "Inference":
-        """A single-fragment frame, without the reassembler (the hot path)."""
-        return cls(frame.device_id, frame.counter, frame.data, None, frame.header_errors,
-                   frame.header_bits, frame.truth, frame.copies, frame.peer)
-
-    @classmethod
-    def from_assembled(cls, item: Assembled) -> "Inference":
-        return cls(item.device_id, item.counter, bytes(item.payload), None if item.complete else item.erased,
-                   item.header_errors, item.header_bits, item.truth, item.header_copies, item.peer)
+# Where a frame's answer goes: a datagram or stream link passes a callable that sends the bytes of
+# an authenticated REPLY/ERROR frame; a transport that holds a connection open (HTTP) passes a
+# future, resolved with an `Answer` or failed with the `Rejected` refusal.
+ReplyTo = Union[Callable[[bytes], None], asyncio.Future]
 
 
 @dataclass
 class EdgeConfig:
-    """Tunables of the pipeline (the CLI flags of `snn edge serve`)."""
+    """Tunables of the pipeline; `snn edge serve` takes its flags' defaults from these fields.
+    Validated on construction (ValueError naming the field and its flag)."""
 
     max_batch: int = 64
     max_wait_ms: float = 2.0
@@ -87,9 +68,9 @@ class EdgeConfig:
     keys: dict[int, DeviceKey] | None = None   # provisioned devices (codec.wire.keys.load_keys)
     insecure: bool = False                     # no keys: every device with the all-zero key
     source_fail_rate: float = 200.0            # failed datagrams/s a source may send (0: no limit)
-    source_fail_burst: float = 400.0
+    source_fail_burst: float | None = None     # default: twice the rate
     device_rate: float = 5000.0                # authenticated frames/s per device (0: no limit)
-    device_burst: float = 10000.0
+    device_burst: float | None = None          # default: twice the rate
     state_path: str | None = None              # replay windows kept across restarts (FILE.edge-state)
     state_every_s: float = 1.0                 # how often changed windows are written
     extra: dict = field(default_factory=dict)
@@ -97,43 +78,174 @@ class EdgeConfig:
     deadline_ms: float = 50.0   # from a frame's arrival to its answer; later ones are refused BUSY
     busy_rate: float = 1000.0   # BUSY replies/s under overload; past it refusals are silent (0: no limit)
 
+    def __post_init__(self) -> None:
+        if self.source_fail_burst is None:
+            self.source_fail_burst = 2 * self.source_fail_rate
+        if self.device_burst is None:
+            self.device_burst = 2 * self.device_rate
+        at_least_one = {"max_batch": "--max-batch", "max_queue": "--queue", "max_devices": "--max-devices",
+                        "max_pending": None, "max_body": None, "model_workers": "--replicas"}
+        for name, flag in at_least_one.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{_named(name, flag)} must be an integer of at least 1, got {value!r}")
+        positive = {"reassembly_timeout_s": "--reassembly-timeout", "deadline_ms": "--deadline-ms",
+                    "state_every_s": None}
+        not_negative = {"max_wait_ms": "--max-wait-ms", "drain_s": None, "source_fail_rate": "--source-fail-rate",
+                        "source_fail_burst": None, "device_rate": "--device-rate", "device_burst": None,
+                        "busy_rate": "--busy-rate"}
+        for names, ok, what in ((positive, lambda v: v > 0, "more than 0"),
+                                (not_negative, lambda v: v >= 0, "at least 0")):
+            for name, flag in names.items():
+                value = getattr(self, name)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                        or not ok(value):
+                    raise ValueError(f"{_named(name, flag)} must be a number {what}, got {value!r}")
+        if not 0 <= self.ber_decay < 1:
+            raise ValueError(f"ber_decay must lie in [0, 1), got {self.ber_decay!r}")
+        if self.keys is not None and self.insecure:
+            raise ValueError("keys (--keys) and insecure (--insecure) exclude each other")
+        if self.keys is None and not self.insecure:
+            raise ValueError("the edge needs keys (--keys FILE; make one with 'snn keys new --device ID -o FILE'), "
+                             "or insecure (--insecure) to accept every device unauthenticated (trusted links only)")
+
+    @classmethod
+    def default(cls, name: str):
+        """The default of field `name` (what the CLI shows and uses)."""
+        for f in fields(cls):
+            if f.name == name:
+                return f.default
+        raise KeyError(name)
+
+
+def _named(name: str, flag: str | None) -> str:
+    return f"{name} ({flag})" if flag else name
+
+
+class Request(Protocol):
+    """What an authenticated refusal answers: the request's device, counter, copies and key."""
+
+    device_id: int
+    counter: int
+    copies: int
+    peer: Peer
+
 
 class Rejected(Exception):
-    """A frame or request refused with a reason (metrics label), an ERROR code (None: answer
-    nothing) and a message. `frame` is set when the frame authenticated: only then may an ERROR
-    go back."""
+    """A frame or request refused: `reason` (its metrics label), `code` (the ERROR code that goes
+    back, None: nothing goes back) and a message. `request` is set when the frame authenticated:
+    only then may an ERROR go back, under that request's key and counter. HTTP maps the reason to
+    a status (edge/app.py)."""
 
-    def __init__(self, reason: str, code: ErrorCode | None, message: str, http_status: int = 400,
-                 frame: DataFrame | None = None) -> None:
+    def __init__(self, reason: str, code: ErrorCode | None, message: str,
+                 request: Request | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.code = code
         self.message = message
-        self.http_status = http_status
-        self.frame = frame
+        self.request = request
 
 
-_HTTP_STATUS = {"length": 400, "damaged": 400, "version": 400, "kind": 400, "fragment": 400, "auth": 401,
-                "bad_length": 400, "replay": 409, "late": 409, "rate_limited": 429}
+@dataclass(slots=True, eq=False)
+class Inference:
+    """One whole inference as the pipeline sees it (a single frame or a reassembled set)."""
+
+    device_id: int
+    counter: int
+    payload: bytes
+    erased: object                # None when every byte arrived, else bool per payload byte
+    header_errors: int
+    header_bits: int
+    truth: int | None
+    copies: int                   # the reply is sent as robustly as the request came
+    peer: Peer                    # key, fingerprint, codec
+
+    @classmethod
+    def from_frame(cls, frame: DataFrame) -> "Inference":
+        """A single-fragment frame, without the reassembler (the hot path)."""
+        return cls(frame.device_id, frame.counter, frame.data, None, frame.header_errors,
+                   frame.header_bits, frame.truth, frame.copies, frame.peer)
+
+    @classmethod
+    def from_assembled(cls, item: Assembled) -> "Inference":
+        return cls(item.device_id, item.counter, bytes(item.payload), None if item.complete else item.erased,
+                   item.header_errors, item.header_bits, item.truth, item.header_copies, item.peer)
 
 
-def _v1_claim(data: bytes) -> int | None:
-    """The device id a v1 frame claims, when it is one (magic 0xA7, valid CRC-16 of its header)."""
-    if len(data) >= 31 and data[0] == 0xA7 and data[1] >> 4 == 1 and \
-            binascii.crc_hqx(data[:17], 0xFFFF) == int.from_bytes(data[17:19], "big"):
-        return int.from_bytes(data[7:9], "big")
-    return None
+@dataclass(slots=True, eq=False)
+class Pending(Job):
+    """An inference queued for the model, with everything its answer needs (the batcher's `Job`
+    plus who asked, over which transport, where the answer goes, whose statistics it counts)."""
+
+    device_id: int = 0
+    counter: int = 0
+    copies: int = 1
+    peer: Peer | None = None
+    truth: int | None = None
+    transport: str = "udp"
+    reply: ReplyTo | None = None
+    stats: DeviceStats | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Answer:
+    """An answered inference, for a transport whose reply is a future (HTTP): the authenticated
+    REPLY frame a datagram link would get, and its plaintext for whoever may see it."""
+
+    frame: bytes
+    label: int
+    class_name: str
+    confidence: float
+    ber: float
+    codec: ServedCodec
+    device_id: int
+    counter: int
+    truth: int | None
+    t_recv: float               # perf_counter: arrival, batch start, seconds in the model
+    t_start: float
+    t_model: float
+
+
+class Front:
+    """What a listener gets of the core: the one entry for its transport and two signals.
+
+    `offer(data, arrival, reply, source)` is `EdgeCore.offer` for this transport; `pause_s()`
+    says how long a reader that can leave frames in a bounded buffer (a UDP socket's kernel
+    queue) should stop reading because the model is saturated; `reply_failed()` counts a reply
+    the link could not send; `refused(reason)` counts a request the listener itself refused
+    before it was a frame (HTTP: wrong content type, too large); `watch_kernel_drops(fn)` exports
+    the datagrams the kernel dropped for the listener's socket."""
+
+    __slots__ = ("transport", "_core")
+
+    def __init__(self, core: "EdgeCore", transport: str) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {transport!r} (known: {', '.join(TRANSPORTS)})")
+        self.transport = transport
+        self._core = core
+
+    def offer(self, data: bytes, arrival: float | None, reply: ReplyTo, source: object = None) -> None:
+        self._core.offer(data, arrival, reply, source, self.transport)
+
+    def pause_s(self) -> float:
+        return self._core.pause_s()
+
+    def reply_failed(self) -> None:
+        self._core.metrics.reply_failures.labels(self.transport).inc()
+
+    def refused(self, reason: str) -> None:
+        self._core.metrics.reject(reason)
+
+    def watch_kernel_drops(self, count: Callable[[], float]) -> None:
+        self._core.metrics.kernel_drops.set_function(count)
 
 
 class EdgeCore:
     """State of one edge server: codecs, keys, reassembly, BER estimates, devices, metrics, batcher."""
 
-    def __init__(self, codecs: CodecRegistry, config: EdgeConfig | None = None) -> None:
+    def __init__(self, codecs: CodecRegistry, config: EdgeConfig) -> None:
         self.codecs = codecs
-        self.config = config or EdgeConfig()
-        cfg = self.config
-        if cfg.keys is None and not cfg.insecure:
-            raise ValueError("EdgeConfig needs keys, or insecure=True")
+        self.config = cfg = config
         self.keyring = Keyring(codecs, cfg.keys, cfg.insecure)
         if cfg.state_path:
             restored = self.keyring.load_windows(cfg.state_path)
@@ -157,7 +269,7 @@ class EdgeCore:
         self.answered = 0
         self.received = 0
         self.snapshots = 0
-        self._reply_to: dict[tuple, tuple[str, Callable]] = {}
+        self._reply_to: dict[tuple, tuple[str, ReplyTo]] = {}
         self._expire_task: asyncio.Task | None = None
         self.running = False
         for entry in self.keyring.unserved:
@@ -165,6 +277,21 @@ class EdgeCore:
                         "frames get UNKNOWN_CODEC", entry.device_id, entry.fingerprint.hex())
 
     # --- lifecycle -------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Before `start`: warm every codec up in the model thread itself (TorchScript specialises
+        per thread as well as per shape, and a first call in a fresh thread held the GIL, and so
+        the loop, for ~0.5 s), and seed the admission cost model from the slowest codec's
+        measured batches of 1 and of max_batch."""
+        run, top = self.batcher.run_in_model_thread, self.config.max_batch
+        for codec in self.codecs:
+            run(codec.warm_up, top)
+        small, full = max((run(c.batch_seconds, 1), run(c.batch_seconds, top)) for c in self.codecs)
+        self.batcher.calibrate(small, full)
+
+    def capacity_fps(self) -> float:
+        """Frames/s the model serves in full batches (from the admission cost model)."""
+        return self.batcher.capacity_fps()
 
     def start(self) -> None:
         self.batcher.start()
@@ -216,47 +343,97 @@ class EdgeCore:
         self.metrics.batch.observe(n)
         self.metrics.observe_latency("model", seconds)
 
-    # --- datagram / stream frames ----------------------------------------------------------
+    # --- the one entry -----------------------------------------------------------------------
 
-    def handle_frame(self, data: bytes, transport: str, reply: Callable[[bytes], None],
-                     source: object = None, t_recv: float | None = None, admitted: bool = False) -> None:
-        """One frame from a datagram or stream link (`source`: the sender's address, for rate
-        limits); answers through `reply` only when the frame authenticated (never raises).
-        `t_recv`: when it arrived (perf_counter; the kernel's stamp for UDP), default now.
-        `admitted`: the listener already ran admission for it, before authenticating (a second
-        check a few microseconds later would refuse frames at the margin, at full cost)."""
+    def front(self, transport: str) -> Front:
+        """The handle a listener of `transport` ("udp", "serial", "http", ...) gets of the core."""
+        return Front(self, transport)
+
+    def offer(self, data: bytes, arrival: float | None, reply: ReplyTo, source: object = None,
+              transport: str = "udp") -> None:
+        """Admit and answer one frame: the one entry of every listener. Returns nothing, never
+        raises, never blocks the loop; call it on the loop.
+
+        `data`: one DATA frame (a datagram, a COBS-decoded stream frame, an HTTP body).
+        `arrival`: when it arrived (`time.perf_counter()` scale; a UDP listener converts the
+        kernel's receive stamp), None for now: its deadline (`deadline_ms`) runs from there.
+        `reply`: where the answer goes — a callable that sends the bytes of an authenticated
+        REPLY/ERROR frame back over the link (called at most once, perhaps later, from the loop),
+        or an `asyncio.Future` for a transport that holds a connection open (HTTP), resolved with
+        an `Answer` or failed with the `Rejected` refusal; such a transport takes whole
+        inferences (one-fragment frames) only.
+        `source`: the sender's address, hashable, or None (HTTP, serial): what fails
+        authentication is rate-limited per source.
+        `transport`: the metrics label ("udp", "serial", "http", ...).
+
+        Admission is decided here, before authentication: a frame that can no longer be answered
+        within its deadline is refused BUSY after it authenticated, within a budget of BUSY
+        replies per second (each costs a full authentication), past which a link's frames are
+        dropped unread (counted "expired" when it waited past its deadline before it was read,
+        "shed" otherwise); a future always gets its refusal. Nothing goes back to a frame that
+        fails authentication, to a replay or to a late or duplicate fragment."""
+        now = time.perf_counter()
+        t_recv = now if arrival is None else arrival
+        future = reply if isinstance(reply, asyncio.Future) else None
+        batcher = self.batcher
+        in_time = not batcher.accepting or batcher.admit(t_recv, now)
+        if not in_time and future is None and not self.busy_replies.take(None, now):
+            self.metrics.reject("expired" if now - t_recv > batcher.deadline_s else "shed")
+            return
         if source is not None and self.source_limits.empty(source):
-            # a source over its failure budget: the cheapest possible refusal, before anything else
+            # a source over its failure budget: the cheapest possible refusal, before decoding
             self.metrics.reject("rate_limited")
             return
-        if t_recv is None:
-            t_recv = time.perf_counter()
         self.received += 1
         self.metrics.frame(transport)
         self.frame_rate.add()
         try:
-            frame = self._open(data, source, reply)
+            frame = self._open(data, source, None if future is not None else reply)
             if frame.frag_count == 1:
-                if not admitted and self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
-                    # shed before the frame costs anything more (BER, queue slot, model time)
-                    self._busy(frame.peer, frame.device_id, frame.counter, frame.copies, transport, reply)
-                    return
-                self._submit(Inference.from_frame(frame), transport, reply, t_recv, admitted=True)
+                item = Inference.from_frame(frame)
+                if in_time:
+                    self._submit(item, transport, reply, t_recv)
+                else:   # shed before the frame costs anything more (BER, queue slot, model time)
+                    self._refuse(Rejected("busy", ErrorCode.BUSY, "edge overloaded: retry later", item),
+                                 reply, transport)
                 return
-            key = (frame.device_id, frame.counter)
-            self._reply_to[key] = (transport, reply)
+            if future is not None:
+                raise Rejected("bad_frame", ErrorCode.BAD_FRAME,
+                               f"{transport.upper()} takes a whole inference in one frame; this is fragment "
+                               f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
+                               f"or serial, or frame with a larger MTU)")
+            self._reply_to[(frame.device_id, frame.counter)] = (transport, reply)
             before = self.reassembler.duplicates
-            for item in self.reassembler.add(frame, time.monotonic()):
-                self._dispatch(item, t_recv)
+            for assembled in self.reassembler.add(frame, time.monotonic()):
+                self._dispatch(assembled, t_recv)
             if self.reassembler.duplicates != before:
                 self.metrics.reject("duplicate")
         except Rejected as rej:
-            self._refuse(rej, reply)
+            self._refuse(rej, reply, transport)
         except Exception:  # noqa: BLE001 - never a dead listener
             log.exception("internal error on a %s frame", transport)
-            self.metrics.reject("internal")
+            self._refuse(Rejected("internal", None, "internal error (see the server log)"), reply, transport)
 
-    def _open(self, data: bytes, source: object, reply: Callable[[bytes], None] | None = None) -> DataFrame:
+    def pause_s(self) -> float:
+        """How long a reader should stop reading (0.0: keep reading). Overload: when the model
+        has half a deadline of work queued, about half a batch. The kernel holds what arrives
+        meanwhile (a bounded `--udp-queue`) and drops what overflows, counted: the cheapest
+        refusal there is, and it leaves the CPU to the model. (Pausing only when a fresh frame
+        would be refused let the model's queue grow to the whole deadline, so every frame read
+        after waiting in the kernel was refused: 3 reads per frame answered at 4x load.) Frames
+        read after the pause carry their arrival time, so one that waited too long is still
+        refused by admission."""
+        b = self.batcher
+        if not b.accepting:
+            return 0.0
+        now = time.perf_counter()
+        if b.admit(now - b.deadline_s / 2, now):
+            return 0.0
+        return min(0.005, max(0.0005, b.expected_s(b.max_batch) / 2))
+
+    # --- authentication ---------------------------------------------------------------------
+
+    def _open(self, data: bytes, source: object, reply: Callable[[bytes], None] | None) -> DataFrame:
         """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise."""
         ring = self.keyring
         try:
@@ -266,50 +443,53 @@ class EdgeCore:
                 self.source_limits.take(source)
             if reply is not None and data[:1] == b"\xa7":   # a v1 frame? (cheap: one byte first)
                 self._v1_upgrade(data, source, reply)
-            raise Rejected(exc.reason, None, str(exc), _HTTP_STATUS.get(exc.reason, 400)) from None
+            raise Rejected(exc.reason, None, str(exc)) from None
         dev = frame.device_id
         window = ring.window(dev)
         if window.seen(frame.counter):
             if not (frame.frag_count > 1 and self.reassembler.pending(dev, frame.counter)):
                 reason = "late" if frame.frag_count > 1 else "replay"
-                raise Rejected(reason, None, f"device {dev}: counter {frame.counter} was used already",
-                               _HTTP_STATUS[reason])
+                raise Rejected(reason, None, f"device {dev}: counter {frame.counter} was used already")
         else:
             window.mark(frame.counter)
         ring.last_source[dev] = source
         if not self.device_limits.take(dev):
-            raise Rejected("rate_limited", None, f"device {dev} is over its frame rate", 429)
+            raise Rejected("rate_limited", None, f"device {dev} is over its frame rate")
         if frame.peer.codec is None:
             raise Rejected("unknown_codec", ErrorCode.UNKNOWN_CODEC,
                            f"device {dev} is provisioned for codec {frame.peer.fingerprint.hex()}; this edge "
-                           f"serves {', '.join(self.codecs.fingerprints()) or 'none'}", 404, frame)
+                           f"serves {', '.join(self.codecs.fingerprints()) or 'none'}", frame)
         return frame
 
     def _v1_upgrade(self, data: bytes, source: object, reply: Callable[[bytes], None]) -> None:
         """A v1 frame from the address a provisioned device last authenticated from: tell it to
         upgrade (an authenticated ERROR, 13 bytes, shorter than any v1 frame). Anyone else: silence."""
-        dev = _v1_claim(data)
+        dev = v1_device_id(data)
         if dev is None or source is None or self.keyring.insecure or self.keyring.last_source.get(dev) != source:
             return
         peer, window = self.keyring.peers(dev)[0], self.keyring.window(dev)
         self._send(reply, encode_error(key=peer.key, device_id=dev, fingerprint=peer.fingerprint,
                                        counter=max(0, window.top), code=ErrorCode.UNSUPPORTED, detail=VERSION))
 
-    def _busy(self, peer, device_id: int, counter: int, copies: int, transport: str,
-              reply: Callable[[bytes], None]) -> None:
-        """Refuse an authenticated inference that could not be answered within its deadline:
-        BUSY at once (before BER, queue slot or model time), counted."""
-        self.metrics.reject("busy")
-        self.devices.get(device_id, transport, time.monotonic()).rejected += 1
-        self._send(reply, self._error(peer, device_id, counter, ErrorCode.BUSY, copies))
+    # --- refusals and replies ---------------------------------------------------------------
 
-    def _refuse(self, rej: Rejected, reply: Callable[[bytes], None] | None) -> None:
+    def _refuse(self, rej: Rejected, reply: ReplyTo | None, transport: str,
+                stats: DeviceStats | None = None) -> None:
+        """Count a refusal; answer it only when the request authenticated and the refusal has a
+        code (a future always learns why: HTTP is a connection, not a reflector)."""
         self.metrics.reject(rej.reason)
-        frame = rej.frame
-        if frame is None or rej.code is None or reply is None:
+        req = rej.request
+        if req is not None:
+            if stats is None:
+                stats = self.devices.get(req.device_id, transport, time.monotonic())
+            stats.rejected += 1
+        if isinstance(reply, asyncio.Future):
+            if not reply.done():
+                reply.set_exception(rej)
+            return
+        if req is None or rej.code is None or reply is None:
             return  # nothing goes back to what did not authenticate
-        self.devices.get(frame.device_id, "udp", time.monotonic()).rejected += 1
-        self._send(reply, self._error(frame.peer, frame.device_id, frame.counter, rej.code, frame.copies))
+        self._send(reply, self._error(req.peer, req.device_id, req.counter, rej.code, req.copies))
 
     @staticmethod
     def _error(peer, device_id: int, counter: int, code: ErrorCode, copies: int) -> bytes:
@@ -323,63 +503,72 @@ class EdgeCore:
         except Exception:  # noqa: BLE001 - a vanished peer must not hurt the server
             log.debug("reply failed", exc_info=True)
 
+    # --- queueing ----------------------------------------------------------------------------
+
     def _dispatch(self, item: Assembled, t_recv: float | None = None) -> None:
-        """An inference left the reassembler (complete, timed out or evicted): queue it."""
+        """An inference left the reassembler (complete, timed out or evicted): admit and queue it."""
         transport, reply = self._reply_to.pop(item.key, ("udp", None))
         if reply is None:
             return
         if not item.complete:
             self.metrics.incomplete.inc()
-        self._submit(Inference.from_assembled(item), transport, reply, t_recv or time.perf_counter())
-
-    def _submit(self, item: Inference, transport: str, reply: Callable[[bytes], None],
-                t_recv: float, admitted: bool = False) -> None:
-        if not admitted and self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
-            self._busy(item.peer, item.device_id, item.counter, item.copies, transport, reply)
+        now = time.perf_counter()
+        t_recv = t_recv or now
+        inference = Inference.from_assembled(item)
+        if self.batcher.accepting and not self.batcher.admit(t_recv, now):
+            self._refuse(Rejected("busy", ErrorCode.BUSY, "edge overloaded: retry later", inference),
+                         reply, transport)
             return
-        job = self._job(item, transport, item.peer.codec, t_recv, self._frame_done)
-        job.meta = (item, reply, job.meta)
-        if not self.batcher.submit(job):
-            reason = "busy" if self.batcher.accepting else "shutdown"
-            self.metrics.reject(reason)
-            job.meta[2].rejected += 1
-            self._send(reply, self._error(item.peer, item.device_id, item.counter, ErrorCode.BUSY, item.copies))
+        self._submit(inference, transport, reply, t_recv)
 
-    def _job(self, item: Inference, transport: str, codec: ServedCodec, t_recv: float,
-             done: Callable) -> Job:
+    def _submit(self, item: Inference, transport: str, reply: ReplyTo, t_recv: float) -> None:
+        codec = item.peer.codec
         stats = self.devices.get(item.device_id, transport, time.monotonic())
         stats.frames += 1
         ber = self.ber.update(item.device_id, item.header_errors, item.header_bits)
         stats.ber = ber
-        if item.truth is not None and item.truth >= len(codec.classes):
+        truth = item.truth
+        if truth is not None and truth >= len(codec.classes):
             self.metrics.reject("bad_truth")  # not scored: a label this codec cannot give
-            item.truth = None
-        # the device's stats ride along (meta) so that answering needs no second table look-up
-        return Job(codec, item.payload, item.erased, ber, done, t_recv, stats)
+            truth = None
+        job = Pending(codec, item.payload, item.erased, ber, self._done, t_recv, item.device_id, item.counter,
+                      item.copies, item.peer, truth, transport, reply, stats)
+        if not self.batcher.submit(job):
+            accepting = self.batcher.accepting
+            self._refuse(Rejected("busy" if accepting else "shutdown", ErrorCode.BUSY,
+                                  "edge overloaded: retry later" if accepting else "the edge is shutting down",
+                                  job), reply, transport, stats)
 
-    def _frame_done(self, job: Job, label: int, confidence: float, error) -> None:
-        item, reply, stats = job.meta
-        if isinstance(error, Expired):  # it could no longer be answered in time: refused unrun
-            self.metrics.reject("busy")
-            stats.rejected += 1
-            self._send(reply, self._error(item.peer, item.device_id, item.counter, ErrorCode.BUSY, item.copies))
-            return
+    def _done(self, job: Pending, label: int, confidence: float, error) -> None:
+        """The model answered (or refused) a queued inference: reply, and count it."""
         if error is not None:
-            rej = error if isinstance(error, Rejected) else Rejected(
-                "internal", ErrorCode.INTERNAL, "internal error in the model")
-            self.metrics.reject(rej.reason)
-            self._send(reply, self._error(item.peer, item.device_id, item.counter,
-                                          rej.code or ErrorCode.INTERNAL, item.copies))
+            if isinstance(error, Expired):  # it could no longer be answered in time: refused unrun
+                rej = Rejected("busy", ErrorCode.BUSY, "edge overloaded: retry later", job)
+            elif isinstance(error, Rejected):
+                rej, error.request = error, job
+            else:
+                rej = Rejected("internal", ErrorCode.INTERNAL, "internal error in the model", job)
+            self._refuse(rej, job.reply, job.transport, job.stats)
             return
-        peer = item.peer
-        self._send(reply, encode_reply(key=peer.key, device_id=item.device_id, fingerprint=peer.fingerprint,
-                                       counter=item.counter, label=label, confidence=confidence, ber=job.ber,
-                                       copies=item.copies))
-        self._account(job, stats, item.truth, label)
+        peer = job.peer
+        frame = encode_reply(key=peer.key, device_id=job.device_id, fingerprint=peer.fingerprint,
+                             counter=job.counter, label=label, confidence=confidence, ber=job.ber,
+                             copies=job.copies)
+        reply = job.reply
+        if isinstance(reply, asyncio.Future):
+            self._account(job, label)
+            if not reply.done():
+                codec = job.codec
+                reply.set_result(Answer(frame, label, codec.class_name(label), confidence, job.ber, codec,
+                                        job.device_id, job.counter, job.truth, job.t_recv, job.t_start,
+                                        job.t_model))
+            return
+        self._send(reply, frame)
+        self._account(job, label)
 
-    def _account(self, job: Job, stats: DeviceStats, truth: int | None, label: int) -> None:
+    def _account(self, job: Pending, label: int) -> None:
         now = time.perf_counter()
-        m = self.metrics
+        m, stats, truth = self.metrics, job.stats, job.truth
         m.inference(job.codec.name)
         m.ber.observe(job.ber)
         total = now - job.t_recv
@@ -397,66 +586,21 @@ class EdgeCore:
                 stats.correct += 1
                 m.correct += 1
 
-    # --- HTTP ------------------------------------------------------------------------------
+    # --- operators' views ----------------------------------------------------------------------
 
-    async def infer_http(self, data: bytes) -> dict:
-        """One whole inference in one authenticated DATA frame over HTTP (the same frame as on UDP,
-        docs/PROTOCOL.md §7); raises Rejected with an HTTP status."""
-        t_recv = time.perf_counter()
-        self.received += 1
-        self.metrics.frame("http")
-        self.frame_rate.add()
-        try:
-            frame = self._open(data, None)
-        except Rejected as rej:
-            self.metrics.reject(rej.reason)
-            if rej.code is None:  # HTTP is a connection, not a reflector: a problem body says why
-                rej.code = ErrorCode.BAD_FRAME
-            raise
-        if frame.frag_count != 1:
-            self.metrics.reject("bad_frame")
-            raise Rejected("bad_frame", ErrorCode.BAD_FRAME,
-                           f"HTTP takes a whole inference in one frame; this is fragment "
-                           f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
-                           f"or serial, or frame with a larger MTU)", 422)
-        item = Inference.from_frame(frame)
-        if self.batcher.accepting and not self.batcher.admit(t_recv, time.perf_counter()):
-            self.metrics.reject("busy")
-            raise Rejected("busy", ErrorCode.BUSY, "edge overloaded: retry later", 503)
-        codec = item.peer.codec
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
+    def health(self) -> dict:
+        """Liveness, answered on the loop even when the model queue is full."""
+        return {"status": "ok" if self.running else "stopping", "codecs": len(self.codecs),
+                "queue_depth": len(self.batcher), "max_queue": self.batcher.max_queue,
+                "uptime_s": round(time.time() - self.started, 1)}
 
-        def done(job: Job, label: int, confidence: float, error) -> None:
-            if not future.done():
-                future.set_result((label, confidence, error))
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition of this edge."""
+        return self.metrics.render()
 
-        job = self._job(item, "http", codec, t_recv, done)
-        if not self.batcher.submit(job):
-            reason = "busy" if self.batcher.accepting else "shutdown"
-            self.metrics.reject(reason)
-            raise Rejected(reason, ErrorCode.BUSY, "edge overloaded: retry later", 503)
-        label, confidence, error = await future
-        if isinstance(error, Expired):
-            error = Rejected("busy", ErrorCode.BUSY, "edge overloaded: retry later", 503)
-        if error is not None:
-            rej = error if isinstance(error, Rejected) else Rejected(
-                "internal", ErrorCode.INTERNAL, "internal error in the model", 500)
-            if rej.reason == "shutdown":
-                rej.http_status = 503
-            self.metrics.reject(rej.reason)
-            raise rej
-        self._account(job, job.meta, item.truth, label)
-        t_end = time.perf_counter()
-        return {
-            "label": label, "class_name": codec.class_name(label), "confidence": confidence,
-            "ber": job.ber, "codec": codec.fingerprint_hex, "device_id": item.device_id,
-            "counter": item.counter, "truth": item.truth,
-            "timings": {"queue_ms": (job.t_start - t_recv) * 1e3, "model_ms": job.t_model * 1e3,
-                        "total_ms": (t_end - t_recv) * 1e3},
-        }
-
-    # --- dashboard ---------------------------------------------------------------------------
+    def register_collector(self, collector) -> None:
+        """Export another component's figures (e.g. the HTTP connection guard) on /metrics."""
+        self.metrics.registry.register(collector)
 
     def snapshot(self, max_devices: int = 32) -> dict:
         """Live figures for the dashboard (bounded size)."""

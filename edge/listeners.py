@@ -77,13 +77,12 @@ def set_udp_queue(sock: socket.socket, datagrams: int) -> None:
         pass
 
 
-def auto_udp_queue(batcher) -> int:
-    """The kernel queue for a UDP front: what the model serves in half a deadline (64-4096
-    datagrams), from the batch cost model. Deeper, every frame read under overload has waited
-    past what admission allows and is refused after the read; shallower, a burst is dropped
-    that the deadline had room for."""
-    rate = batcher.max_batch / max(batcher.expected_s(batcher.max_batch), 1e-6)
-    return int(min(4096, max(64, rate * batcher.deadline_s / 2)))
+def auto_udp_queue(capacity_fps: float, deadline_s: float) -> int:
+    """The kernel queue for a UDP front: what the model serves (`capacity_fps`, from the batch
+    cost model) in half a deadline, 64-4096 datagrams. Deeper, every frame read under overload
+    has waited past what admission allows and is refused after the read; shallower, a burst is
+    dropped that the deadline had room for."""
+    return int(min(4096, max(64, capacity_fps * deadline_s / 2)))
 
 
 def udp_kernel_drops(inode: int) -> float:
@@ -103,16 +102,18 @@ def udp_kernel_drops(inode: int) -> float:
 
 
 class UdpListener:
-    """One frame per datagram into the core; replies to the sender.
+    """One frame per datagram into the core's entry (`front.offer`); replies to the sender.
 
     A reader callback on the loop drains the socket (up to `burst` datagrams per readiness
     event) instead of asyncio's datagram transport, which runs one loop iteration per datagram;
     replies go out with a direct non-blocking sendto, and only when the kernel buffer is full are
-    they queued (bounded) and flushed when the socket is writable again.
+    they queued (bounded) and flushed when the socket is writable again. When the core says the
+    model is saturated (`front.pause_s`), reading stops for that long and the kernel's bounded
+    queue holds (or drops, counted) what arrives meanwhile.
     """
 
-    def __init__(self, core, sock: socket.socket, burst: int = 64, max_backlog: int = 8192) -> None:
-        self.core = core
+    def __init__(self, front, sock: socket.socket, burst: int = 64, max_backlog: int = 8192) -> None:
+        self.front = front
         self.sock = sock
         # the kernel's arrival time of each datagram (Linux SO_TIMESTAMPNS): a frame's deadline
         # runs from when it reached the socket, so time spent in the receive buffer counts and a
@@ -133,22 +134,24 @@ class UdpListener:
         self._closed = False
 
     @classmethod
-    async def start(cls, core, sock: socket.socket) -> "UdpListener":
-        listener = cls(core, sock)
+    async def start(cls, front, sock: socket.socket) -> "UdpListener":
+        listener = cls(front, sock)
         listener._loop = asyncio.get_running_loop()
         listener._loop.add_reader(sock.fileno(), listener._on_readable)
         inode = os.fstat(sock.fileno()).st_ino
-        core.metrics.kernel_drops.set_function(lambda: udp_kernel_drops(inode))
+        front.watch_kernel_drops(lambda: udp_kernel_drops(inode))
         return listener
 
     def _on_readable(self) -> None:
-        recvmsg, recvfrom, handle = self.sock.recvmsg, self.sock.recvfrom, self.core.handle_frame
-        batcher = getattr(self.core, "batcher", None)
+        recvmsg, recvfrom = self.sock.recvmsg, self.sock.recvfrom
+        offer, pause_s = self.front.offer, self.front.pause_s
         stamped, unpack = self.timestamps, _TIMESPEC.unpack_from
         # kernel stamps are wall-clock; the pipeline's are perf_counter: one offset per burst
         offset = time.time() - time.perf_counter()
         for _ in range(self.burst):
-            if batcher is not None and self._saturated(batcher):
+            pause = pause_s()
+            if pause:
+                self._pause(pause)
                 return
             try:
                 if stamped:
@@ -160,42 +163,16 @@ class UdpListener:
             except OSError as exc:  # e.g. ICMP port unreachable from a client that went away
                 log.debug("udp receive error: %s", exc)
                 continue
-            t_recv, admitted = None, False
+            arrival = None
             if anc and len(anc[0][2]) >= _TIMESPEC.size:
                 sec, nsec = unpack(anc[0][2])
-                now = time.perf_counter()
-                t_recv = min(sec + nsec * 1e-9 - offset, now)
-                if batcher is not None and batcher.accepting:
-                    # admission before the costly authentication: a frame that cannot be answered
-                    # in time is refused BUSY within the budget of BUSY replies (each costs a full
-                    # authentication), past it dropped unread, as the kernel would have (counted
-                    # "expired" when it already waited in the kernel's queue past its deadline,
-                    # "shed" otherwise; the device's timeout covers both)
-                    admitted = batcher.admit(t_recv, now)
-                    if not admitted and not self.core.busy_replies.take(None, now):
-                        self.core.metrics.reject("expired" if now - t_recv > batcher.deadline_s else "shed")
-                        continue
-            handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), addr, t_recv, admitted)
+                arrival = min(sec + nsec * 1e-9 - offset, time.perf_counter())
+            offer(data, arrival, lambda reply, addr=addr: self.send(reply, addr), addr)
 
-    def _saturated(self, batcher) -> bool:
-        """Overload: when the model has half a deadline of work queued, stop reading for about
-        half a batch (checked before every datagram). The kernel holds what arrives meanwhile
-        (a bounded `--udp-queue`) and drops what overflows, counted: the cheapest refusal
-        there is, and it leaves the CPU to the model. (Pausing only when a fresh frame would be
-        refused let the model's queue grow to the whole deadline, so every frame read after
-        waiting in the kernel was refused: 3 reads per frame answered at 4x load.) Frames
-        read after the pause carry their arrival time, so one that waited too long is still
-        refused by admission."""
-        if not batcher.accepting:
-            return False
-        now = time.perf_counter()
-        if batcher.admit(now - batcher.deadline_s / 2, now):
-            return False
+    def _pause(self, seconds: float) -> None:
         self._loop.remove_reader(self.sock.fileno())
         self.paused += 1
-        pause = min(0.005, max(0.0005, batcher.expected_s(batcher.max_batch) / 2))
-        self._loop.call_later(pause, self._resume)
-        return True
+        self._loop.call_later(seconds, self._resume)
 
     def _resume(self) -> None:
         if not self._closed:
@@ -216,7 +193,7 @@ class UdpListener:
     def _queue(self, data: bytes, addr) -> None:
         if len(self._backlog) >= self.max_backlog:
             self.tx_dropped += 1
-            self.core.metrics.reply_failures.labels("udp").inc()
+            self.front.reply_failed()
             return
         self._backlog.append((data, addr))
 
@@ -254,10 +231,10 @@ def open_serial(url: str):
 
 
 class SerialListener:
-    """Reader and writer threads around a stream transport, feeding the loop."""
+    """Reader and writer threads around a stream transport, feeding the core's entry on the loop."""
 
-    def __init__(self, core, transport, loop: asyncio.AbstractEventLoop, max_out: int = 1024) -> None:
-        self.core = core
+    def __init__(self, front, transport, loop: asyncio.AbstractEventLoop, max_out: int = 1024) -> None:
+        self.front = front
         self.transport = transport
         self.loop = loop
         self._out: queue.Queue = queue.Queue(max_out)
@@ -279,7 +256,7 @@ class SerialListener:
             self._out.put_nowait(data)
         except queue.Full:
             self.tx_dropped += 1
-            self.core.metrics.reply_failures.labels("serial").inc()
+            self.front.reply_failed()
 
     def _read_loop(self) -> None:
         while not self._stop.is_set():
@@ -294,7 +271,7 @@ class SerialListener:
             if got is None:
                 continue
             try:
-                self.loop.call_soon_threadsafe(self.core.handle_frame, got[0], "serial", self._reply)
+                self.loop.call_soon_threadsafe(self.front.offer, got[0], None, self._reply)
             except RuntimeError:  # loop closed
                 return
 
@@ -308,7 +285,7 @@ class SerialListener:
                 self.transport.send(data)
             except Exception:  # noqa: BLE001
                 self.tx_dropped += 1
-                self.core.metrics.reply_failures.labels("serial").inc()
+                self.front.reply_failed()
                 log.debug("serial write failed", exc_info=True)
 
     def close(self) -> None:

@@ -148,21 +148,14 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         raise
 
     core = EdgeCore(codecs, config)
-    # warm up in the model thread itself: TorchScript specialises per thread as well as per
-    # shape, and a first call in a fresh thread held the GIL (and so the loop) for ~0.5 s
-    for codec in codecs:
-        core.batcher.run_in_model_thread(codec.warm_up, config.max_batch)
-    # the admission cost model starts from the slowest codec's measured batches
-    small, full = max((core.batcher.run_in_model_thread(c.batch_seconds, 1),
-                       core.batcher.run_in_model_thread(c.batch_seconds, config.max_batch)) for c in codecs)
-    core.batcher.calibrate(small, full)
+    core.warm_up()
     udp_queue = options.udp_queue
     if udp_sock is not None and udp_queue is None:
-        udp_queue = auto_udp_queue(core.batcher)
+        udp_queue = auto_udp_queue(core.capacity_fps(), config.deadline_ms / 1000.0)
         set_udp_queue(udp_sock, udp_queue)
     listeners: list = []
     guard = ConnectionGuard(options.http_limits, options.log_interval_s)
-    core.metrics.registry.register(guard)
+    core.register_collector(guard)
     log_flush: list = []
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,
@@ -178,9 +171,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         loop.set_exception_handler(guard.loop_exception_handler)
         log_flush.append(loop.create_task(_flush_log_every(limiter, options.log_interval_s)))
         if udp_sock is not None:
-            listeners.append(await UdpListener.start(core, udp_sock))
+            listeners.append(await UdpListener.start(core.front("udp"), udp_sock))
         for transport in serial_transports:
-            listener = SerialListener(core, transport, asyncio.get_running_loop())
+            listener = SerialListener(core.front("serial"), transport, asyncio.get_running_loop())
             listener.start()
             listeners.append(listener)
             addresses["serial"].append(listener.path)
@@ -244,11 +237,10 @@ def _addr(sock: socket.socket) -> tuple[str, int]:
     return host, port
 
 
-def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfig | None = None,
+def serve(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfig,
           options: ServeOptions | None = None,
           on_ready: Callable[[dict], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code."""
-    config = config or EdgeConfig()
     options = options or ServeOptions()
     server, core, http_sock, _ = build(codecs, config, options, on_ready)
     # the model thread gives the GIL back between torch ops; a shorter switch interval hands it

@@ -16,7 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--board", required=True, help="board name (stm32f411, stm32f746, stm32h743, nrf52840) "
                                                   "or path of a board .json")
     r.add_argument("--link", default="uart-115200", help="link for the time on air (default uart-115200)")
-    r.add_argument("--pilots", type=int, default=4, help="pilot bytes per frame (default 4)")
     r.add_argument("--json", type=Path, default=None, help="write the figures here")
     r.add_argument("--no-refuse", action="store_true", help="exit 0 even when the model does not fit")
     r.add_argument("--no-elf", action="store_true", help="skip building the real firmware to measure its ELF")
@@ -44,7 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for a reply (default 3)")
     u.add_argument("--retries", type=int, default=2)
     u.add_argument("--mtu", type=int, default=255)
-    u.add_argument("--pilots", type=int, default=4)
     u.add_argument("--no-compute-delay", action="store_true",
                    help="do not wait the board's estimated encoder latency before sending")
     u.add_argument("--no-truth", action="store_true", help="do not send the ground-truth label")
@@ -104,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.what == "report":
         from firmware_sim.report import check_fits, format_report, mcu_report
-        rep = mcu_report(args.encoder, args.board, link=args.link, pilot_len=args.pilots)
+        rep = mcu_report(args.encoder, args.board, link=args.link)
         print(format_report(rep))
         if not args.no_elf:
             from firmware_sim.build import elf_report, format_elf, target_for
@@ -154,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         from codec.wire.keys import CounterStore, device_key as read_key, state_path
         device_key = read_key(args.key_file, args.device_id).key
         counters = CounterStore(state_path(args.key_file, args.device_id))
-    dev = McuDevice(program, args.port, device_id=args.device_id, pilot_len=args.pilots, mtu=args.mtu,
+    dev = McuDevice(program, args.port, device_id=args.device_id, mtu=args.mtu,
                     timeout_s=args.timeout, retries=args.retries,
                     compute_delay_s=0.0 if args.no_compute_delay else rep["latency_ms"] / 1e3,
                     send_truth=not args.no_truth, device_key=device_key, counters=counters)

@@ -13,8 +13,8 @@
 Why this shape. The simulator (`lowering.py`) defines every step as an integer function of
 int64 arrays; the C must produce the same integers, not merely close ones. So each step becomes
 a ``static inline int64_t T_at(int32_t i)`` that returns element ``i`` of tensor ``T``, written
-with the helpers of ``firmware/snn_fixed.h`` (the C twins of `kernels.py`) and the very
-constants the step's closure holds (read from its default arguments, so nothing is re-derived).
+by the step's kernel (`firmware_sim.ir`, resolved by name) from the very fields its NumPy
+evaluation reads, with the helpers of ``firmware/snn_fixed.h`` (the C twins of `kernels.py`).
 A tensor the planner fuses into its consumer (`planner.fusions`: a conv into its requantisation,
 elementwise chains such as GDN's sqrt/div or the nearest-centre distance) is never stored: its
 ``T_at`` is inlined into the consumer's loop. Stored tensors are written by ``T_run()`` into their
@@ -25,7 +25,6 @@ Steps this generator cannot express exactly are refused by name (`SnnError`), ne
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,8 @@ import numpy as np
 from snn.errors import SnnError
 from firmware_sim import kernels as K
 from firmware_sim.c_export import c_identifier
+from firmware_sim.ir import resolve
+from firmware_sim.ir.base import strides as _strides
 from firmware_sim.lowering import Program, Step
 from firmware_sim.planner import Buffer, MemoryPlan, fusions, plan_buffers
 
@@ -67,26 +68,9 @@ class CModel:
         return paths
 
 
-def _closure(step: Step) -> dict:
-    """The constants a step's function closes over (its keyword defaults), by name."""
-    try:
-        params = inspect.signature(step.fn).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-
-
 def _shape(info_shape) -> tuple[int, ...]:
     """Non-batch dimensions of a traced (batch 1) shape."""
     return tuple(int(d) for d in info_shape[1:])
-
-
-def _strides(shape: tuple[int, ...]) -> list[int]:
-    st, acc = [], 1
-    for d in reversed(shape):
-        st.append(acc)
-        acc *= d
-    return list(reversed(st))
 
 
 def _bidx(out_full: tuple, in_full: tuple, var: str = "i") -> str:
@@ -246,286 +230,35 @@ class _Gen:
                 f"    return (int64_t)snn_arena[SNN_INPUT_OFF + {expr}];\n}}\n")
 
     def _alias_at(self, step: Step, name: str) -> str:
-        args = _closure(step)
         src = step.inputs[0]
         if int(np.prod(self.shape(src))) != int(np.prod(self.shape(step.output))):
             raise SnnError(f"{step.op} {step.name!r}: a view that changes the element count")
-        if "zp" in args and set(args) == {"x", "zp"}:
-            expr = f"{self.at(src, 'i')} - {int(args['zp'])}"
-        elif set(args) == {"x", "sg"}:
-            expr = f"{int(args['sg'])} * {self.at(src, 'i')}"
-        else:
-            expr = self.at(src, "i")
+        expr = step.spec.c_view(self.at(src, "i"))
         return f"static inline int64_t {name}_at(int32_t i)\n{{\n    return {expr};\n}}\n"
 
     # -- one computed element ----------------------------------------------------------------
     def compute(self, step: Step, name: str) -> str:
-        """The body of `name_at(i)`: element i of the step's output, exactly as its fn computes it."""
-        a = _closure(step)
-        keys = frozenset(a)
-        out = self.full(step.output)
-        tag = name
-        k = step.kernel
-        ins = step.inputs
+        """The body of `name_at(i)`: element i of the step's output, exactly as its kernel computes it."""
+        spec = step.spec
+        try:
+            kernel = resolve(getattr(spec, "name", type(spec).__name__))
+        except SnnError as exc:
+            raise SnnError(f"{step.op} step {step.name!r} has no C twin: {exc}") from None
+        if type(spec) is not kernel:
+            raise SnnError(f"{step.op} step {step.name!r} has no C twin: {type(spec).__name__} is not the "
+                           f"registered kernel {kernel.name!r}")
+        return spec.emit_c(_Emit(self, name, self.full(step.output)))
 
-        def inp(t: str, var: str = "i") -> str:
-            return self.at(t, _bidx(out, self.full(t), var))
-
-        if step.op == "QuantizeLinear" and keys == {"x", "real", "bits", "zp", "lo", "hi"}:
-            v = self.rescale(tag, inp(a["x"]), a["real"], a["bits"], out)
-            return (f"    int64_t v = {v} + {int(a['zp'])};\n"
-                    f"    return snn_clip(v, {int(a['lo'])}, {int(a['hi'])});\n")
-        if keys == {"x", "r", "b"}:                                    # Rescale to one scale
-            return f"    return {self.rescale(tag, inp(a['x']), a['r'], a['b'], out)};\n"
-        if keys == {"x", "d"}:                                         # narrowing shift
-            d = int(a["d"])
-            return f"    return {'snn_rdbp(' + inp(a['x']) + f', {d})' if d else inp(a['x'])};\n"
-        if k == "mul_const" and keys == {"x"}:
-            return "    return 0;\n"
-        if keys == {"x", "sg"}:
-            return f"    return {int(a['sg'])} * {inp(a['x'])};\n"
-        if keys == {"x", "r", "bx", "sg"}:
-            return f"    return {int(a['sg'])} * {self.rescale(tag, inp(a['x']), a['r'], a['bx'], out)};\n"
-        if keys == {"x", "cq"}:
-            cq = np.asarray(a["cq"])
-            arr = self.array(f"{tag}_c", cq.astype(np.int64))
-            return f"    return {inp(a['x'])} * (int64_t){arr}[{_bidx(out, cq.shape)}];\n"
-        if k == "add" and keys == {"a", "b", "ra", "rb", "ba", "bb", "sg"}:
-            ra = self.rescale(tag + "_a", inp(a["a"]), a["ra"], a["ba"], out)
-            rb = self.rescale(tag + "_b", inp(a["b"]), a["rb"], a["bb"], out)
-            return f"    return {ra} + {int(a['sg'])} * {rb};\n"
-        if keys == {"x", "r", "bx", "cq", "xs", "cs"}:
-            cq = np.asarray(a["cq"])
-            arr = self.array(f"{tag}_c", cq.astype(np.int64))
-            r = self.rescale(tag, inp(a["x"]), a["r"], a["bx"], out)
-            return (f"    return {int(a['xs'])} * {r} + {int(a['cs'])} * (int64_t){arr}[{_bidx(out, cq.shape)}];\n")
-        if k == "mul" and keys == {"a", "b", "d"}:
-            d = int(a["d"])
-            prod = f"{inp(a['a'])} * {inp(a['b'])}"
-            return f"    int64_t p = {prod};\n    return {'snn_rdbp(p, ' + str(d) + ')' if d else 'p'};\n"
-        if k == "mul" and keys == {"a", "b", "r", "bits"}:
-            prod = f"{inp(a['a'])} * {inp(a['b'])}"
-            return f"    int64_t p = {prod};\n    return {self.rescale(tag, 'p', a['r'], a['bits'], out)};\n"
-        if k == "div" and keys == {"a", "b", "k0", "e", "pre_a", "bb", "ba"}:
-            return self._div(a, inp(a["a"]), inp(a["b"]))
-        if k == "sqrt" and keys == {"a", "k"}:
-            return f"    int64_t x = {inp(a['a'])};\n    return snn_isqrt(snn_shl(x > 0 ? x : 0, {2 * int(a['k'])}));\n"
-        if k == "sqrt" and keys == {"a", "k0", "e", "ba"}:
-            return self._sqrt(step, a, inp(a["a"]))
-        if k == "reduce" and keys in ({"a", "ax", "kd"}, {"a", "ax", "kd", "r", "bits"}):
-            return self._reduce(step, a, tag)
-        if k == "relu" and keys == {"a"}:
-            return f"    int64_t x = {inp(a['a'])};\n    return x > 0 ? x : 0;\n"
-        if k == "abs" and keys == {"a"}:
-            return f"    return snn_abs64({inp(a['a'])});\n"
-        if k == "neg" and keys == {"a"}:
-            return f"    return -{inp(a['a'])};\n"
-        if k == "clip" and keys == {"a", "lo", "hi"}:
-            lo = "INT64_MIN" if a["lo"] is None else f"{int(a['lo'])}LL"
-            hi = "INT64_MAX" if a["hi"] is None else f"{int(a['hi'])}LL"
-            return f"    return snn_clip({inp(a['a'])}, {lo}, {hi});\n"
-        if k == "prelu" and keys == {"a", "pos_r", "neg_r", "sg", "ba"}:
-            pos = self.rescale(tag + "_pos", "x", a["pos_r"], a["ba"], out)
-            neg = self.rescale(tag + "_neg", "x", a["neg_r"], a["ba"], out)
-            sg = np.asarray(a["sg"])
-            if sg.size == 1:
-                sgn = str(int(np.ravel(sg)[0]))
-            else:
-                sgn = f"{self.array(tag + '_sign', sg.astype(np.int64), 'int8_t')}[{_bidx(out, sg.shape)}]"
-            return f"    int64_t x = {inp(a['a'])};\n    return x >= 0 ? {pos} : {sgn} * {neg};\n"
-        if k in ("argmin", "argmax") and keys == {"a", "axis", "keep"}:
-            return self._arg(step, a)
-        if k in ("conv", "conv_1x1", "depthwise_conv") and keys == {"x", "w", "b", "s", "p", "d", "g"}:
-            return self._conv(step, a, tag)
-        raise SnnError(f"{step.op} step {step.name!r} (kernel {k}) has no C twin yet; the C generator covers "
-                       "conv, requantisation, add/sub/mul/div by constants and tensors, sqrt, PReLU/ReLU, "
-                       "clip, abs, reductions and arg-min/max")
-
-    def _div(self, a: dict, num_x: str, den_x: str) -> str:
-        k0, e, pre_a, bb, ba = (int(a[n]) for n in ("k0", "e", "pre_a", "bb", "ba"))
-        lines = [f"    int64_t a = {num_x};", f"    int64_t den = {den_x};"]
-        lines.append(f"    int64_t num = {'snn_rdbp(a, ' + str(pre_a) + ')' if pre_a else 'a'} * {k0}LL;")
-        shift = e + pre_a
-        if shift >= 0:
-            room = max(0, 62 - (min(ba, 31) + 31) - 1)
-            up = min(shift, room)
-            rest = shift - up
-            lines.append(f"    int64_t res = snn_round_div(snn_shl(num, {up}), den);")
-            if rest:
-                if rest > 62:
-                    raise SnnError("div: a scale change beyond 2^62 is not supported in C")
-                lim = 1 << (62 - rest)
-                lines.append(f"    res = snn_shl(snn_clip(res, -{lim}LL, {lim}LL), {rest});")
-        else:
-            down = -shift
-            room = max(0, 62 - bb)
-            up = min(down, room)
-            lines.append(f"    int64_t res = snn_round_div(num, snn_shl(den, {up}));")
-            if down - up:
-                if down - up > 62:
-                    raise SnnError("div: a scale change beyond 2^-62 is not supported in C")
-                lines.append(f"    res = snn_rdbp(res, {down - up});")
-        lines.append("    return snn_clip(res, SNN_INT32_MIN + 1, SNN_INT32_MAX);")
-        return "\n".join(lines) + "\n"
-
-    def _sqrt(self, step: Step, a: dict, x_expr: str) -> str:
-        k0, e, ba = int(a["k0"]), int(a["e"]), int(a["ba"])
-        pre = max(0, ba - 31)
-        if min(ba, 31) + 31 > 61:
-            # the simulator's parity fix-up then depends on the largest value of the whole batch
-            raise SnnError(f"Sqrt {step.name!r}: an input of {ba} bits makes the reference's rounding "
-                           "batch-dependent; the C generator refuses it")
-        ee = e + pre
-        lines = [f"    int64_t x = {x_expr};", "    if (x < 0) x = 0;"]
-        if pre:
-            lines.append(f"    x = snn_rdbp(x, {pre});")
-        lines.append(f"    int64_t n = x * {k0}LL;")
-        if ee % 2:
-            lines.append("    n = snn_shl(n, 1);")
-            ee -= 1
-        if ee >= 0:
-            lines.append(f"    return snn_clip(snn_shl(snn_isqrt(n), {ee // 2}), 0, SNN_INT32_MAX);")
-        else:
-            lines.append(f"    return snn_clip(snn_isqrt(snn_shr(n, {-ee})), 0, SNN_INT32_MAX);")
-        return "\n".join(lines) + "\n"
-
-    def _reduce_index(self, src: str, axes: tuple[int, ...], out_full: tuple) -> tuple[str, list[tuple[int, int]], int]:
-        """(base index expression, [(dim, stride)] of the reduced axes, count) for a reduction."""
-        in_full = self.full(src)
-        ist = _strides(in_full)
-        kept = [d for d in range(len(in_full)) if d not in axes]
-        kept_shape = tuple(in_full[d] for d in kept)
-        kst = _strides(kept_shape)
-        terms = []
-        for j, d in enumerate(kept):
-            if in_full[d] == 1:
-                continue
-            term = f"((i / {kst[j]}) % {in_full[d]})"
-            terms.append(term if ist[d] == 1 else f"{term} * {ist[d]}")
-        red = [(in_full[d], ist[d]) for d in axes]
-        count = int(np.prod([n for n, _ in red])) if red else 1
-        if int(np.prod(out_full)) != int(np.prod(kept_shape)):
-            raise SnnError("reduction output does not match its kept axes")
-        return " + ".join(terms) or "0", red, count
-
-    def _reduce(self, step: Step, a: dict, tag: str) -> str:
-        src = a["a"]
-        axes = tuple(int(x) for x in a["ax"])
-        base, red, count = self._reduce_index(src, axes, self.full(step.output))
-        off_terms, rest = [], "r"
-        for j, (n, st) in enumerate(reversed(red)):
-            off_terms.append(f"(({rest}) % {n}) * {st}")
-            rest = f"({rest}) / {n}"
-        off = " + ".join(off_terms) or "0"
-        lines = [f"    int32_t base = {base};", "    int64_t s = 0;",
-                 f"    for (int32_t r = 0; r < {count}; r++) {{",
-                 f"        s += {self.at(src, f'base + {off}')};", "    }"]
-        if "r" in a:
-            lines.append(f"    return {self.rescale(tag, 's', a['r'], a['bits'], self.full(step.output))};")
-        else:
-            lines.append("    return s;")
-        return "\n".join(lines) + "\n"
-
-    def _arg(self, step: Step, a: dict) -> str:
-        src = a["a"]
-        rank = len(self.full(src))
-        axis = int(a["axis"]) % rank
-        base, red, count = self._reduce_index(src, (axis,), self.full(step.output))
-        n, st = red[0]
-        cmp = "<" if step.kernel == "argmin" else ">"
-        return "\n".join([
-            f"    int32_t base = {base};",
-            f"    int64_t best = {self.at(src, 'base')};", "    int32_t arg = 0;",
-            f"    for (int32_t l = 1; l < {n}; l++) {{",
-            f"        int64_t v = {self.at(src, f'base + l * {st}')};",
-            f"        if (v {cmp} best) {{ best = v; arg = l; }}", "    }",
-            "    return arg;"]) + "\n"
-
-    def _conv(self, step: Step, a: dict, tag: str) -> str:
-        w = np.asarray(a["w"])
-        bias = a["b"]
-        sh, sw = (int(v) for v in a["s"])
-        pt, pl, _, _ = (int(v) for v in a["p"])
-        dh, dw = (int(v) for v in a["d"])
-        g = int(a["g"])
-        src = a["x"]
-        cin, h, wd = self.shape(src)
-        m, cg, kh, kw = w.shape
-        _, oh, ow = self.shape(step.output)
-        mg = m // g
-        src_bits = self.p.infos[src].bits if src in self.p.infos else 9
-        wide = step.out.bits > 31 or src_bits > 31   # the bound says int32 cannot overflow otherwise
-        acc_t = "int64_t" if wide else "int32_t"
-        w_arr = self.array(f"{tag}_w", w, _NP_C[w.dtype])
-        b_arr = self.array(f"{tag}_b", (np.zeros(m, np.int64) if bias is None else np.asarray(bias)).astype(np.int64))
-        direct = self._direct(src) if dh == 1 and dw == 1 else None
-        head = [f"    int32_t oc = i / {oh * ow};", f"    int32_t r = i - oc * {oh * ow};",
-                f"    int32_t oy = r / {ow};", f"    int32_t ox = r - oy * {ow};",
-                f"    const {_NP_C[w.dtype]} *wp = {w_arr} + oc * {cg * kh * kw};", f"    {acc_t} acc = 0;"]
-        if direct is not None:
-            # the input is a stored buffer (minus a zero point): clip the window once, then run
-            # the taps without bounds checks (padding taps add 0, as im2col's zero padding does)
-            ptr, ctype, zp = direct
-            if not wide and kh * kw <= 49:
-                # interior outputs: every tap valid, so sum x*w over the raw codes and take the zero
-                # point off once per output (zp * sum of the output channel's weights). The sum may
-                # pass 2^31 on the way; it is exact modulo 2^32 and the result fits int32 (its bound)
-                wsum = self.array(f"{tag}_wsum", w.reshape(m, -1).astype(np.int64).sum(axis=1))
-                taps = " + ".join(f"(uint32_t)xr[{ky * wd + kx}] * (uint32_t)(int32_t)wp[{ky * kw + kx}]"
-                                  for ky in range(kh) for kx in range(kw))
-                interior = [
-                    f"    if (ky0 == 0 && ky1 == {kh} && kx0 == 0 && kx1 == {kw}) {{  /* interior: unrolled taps */",
-                    f"        const {ctype} *xr = xb + iy0 * {wd} + ix0;", "        uint32_t sum = 0;",
-                    f"        for (int32_t c = 0; c < {cg}; c++, xr += {h * wd}, wp += {kh * kw}) {{",
-                    f"            sum += {taps};", "        }",
-                    f"        acc = (int32_t)(sum - (uint32_t){zp} * (uint32_t){wsum}[oc]);",
-                    f"        return (int64_t)acc + {b_arr}[oc];", "    }"]
-            else:
-                interior = []
-            return "\n".join(head + [
-                f"    const {ctype} *xb = ({ptr}) + (oc / {mg}) * {cg * h * wd};",
-                f"    int32_t iy0 = oy * {sh} - {pt}, ix0 = ox * {sw} - {pl};",
-                f"    int32_t ky0 = iy0 < 0 ? -iy0 : 0, ky1 = {h} - iy0 < {kh} ? {h} - iy0 : {kh};",
-                f"    int32_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = {wd} - ix0 < {kw} ? {wd} - ix0 : {kw};",
-            ] + interior + [
-                f"    for (int32_t c = 0; c < {cg}; c++, xb += {h * wd}, wp += {kh * kw}) {{",
-                "        for (int32_t ky = ky0; ky < ky1; ky++) {",
-                f"            const {ctype} *xr = xb + (iy0 + ky) * {wd} + ix0;",
-                f"            const {_NP_C[w.dtype]} *wr = wp + ky * {kw};",
-                "            for (int32_t kx = kx0; kx < kx1; kx++) {",
-                f"                acc += (({acc_t})xr[kx] - {zp}) * wr[kx];",
-                "            }", "        }", "    }",
-                f"    return (int64_t)acc + {b_arr}[oc];"]) + "\n"
-        x = self.at(src, "xc + iy * %d + ix" % wd)
-        return "\n".join([
-            f"    int32_t oc = i / {oh * ow};", f"    int32_t r = i - oc * {oh * ow};",
-            f"    int32_t oy = r / {ow};", f"    int32_t ox = r - oy * {ow};",
-            f"    const {_NP_C[w.dtype]} *wp = {w_arr} + oc * {cg * kh * kw};",
-            f"    {acc_t} acc = 0;",
-            f"    for (int32_t c = 0; c < {cg}; c++) {{",
-            f"        int32_t xc = ((oc / {mg}) * {cg} + c) * {h * wd};",
-            f"        for (int32_t ky = 0; ky < {kh}; ky++, wp += {kw}) {{",
-            f"            int32_t iy = oy * {sh} - {pt} + ky * {dh};",
-            f"            if (iy < 0 || iy >= {h}) continue;",
-            f"            for (int32_t kx = 0; kx < {kw}; kx++) {{",
-            f"                int32_t ix = ox * {sw} - {pl} + kx * {dw};",
-            f"                if (ix < 0 || ix >= {wd}) continue;",
-            f"                acc += ({acc_t})({x}) * wp[kx];",
-            "            }", "        }", "    }",
-            f"    return (int64_t)acc + {b_arr}[oc];"]) + "\n"
-
-
-    def _direct(self, tensor: str):
+    def direct(self, tensor: str):
         """(pointer expression, C type, zero point) when `tensor` is a stored buffer seen through
         zero-point offsets and flat views only; else None (the generic element path is used)."""
         zp = 0
         while tensor in self.by_out and self.by_out[tensor].alias:
             step = self.by_out[tensor]
-            keys = set(_closure(step))
-            if keys == {"x", "zp"}:
-                zp += int(_closure(step)["zp"])
-            elif "sg" in keys:
+            off = step.spec.direct_offset()
+            if off is None:
                 return None
+            zp += off
             tensor = step.inputs[0]
         if tensor == self.p.input_name:
             if self.p.input_layout != "NHWC-u8" and self.shape(tensor)[0] != 1:
@@ -537,6 +270,43 @@ class _Gen:
         if ctype == "int64_t":
             return None
         return f"(const {ctype} *)(snn_arena + {self.cname(tensor).upper()}_OFF)", ctype, zp
+
+
+@dataclass
+class _Emit:
+    """The `ir.CContext` of one step: the generator's helpers bound to that step's output."""
+
+    gen: _Gen
+    tag: str
+    out: tuple[int, ...]
+
+    def inp(self, tensor: str, var: str = "i") -> str:
+        return self.gen.at(tensor, _bidx(self.out, self.gen.full(tensor), var))
+
+    def at(self, tensor: str, idx: str) -> str:
+        return self.gen.at(tensor, idx)
+
+    def full(self, tensor: str) -> tuple[int, ...]:
+        return self.gen.full(tensor)
+
+    def shape(self, tensor: str) -> tuple[int, ...]:
+        return self.gen.shape(tensor)
+
+    def bits(self, tensor: str) -> int:
+        infos = self.gen.p.infos
+        return infos[tensor].bits if tensor in infos else 9
+
+    def bidx(self, shape, var: str = "i") -> str:
+        return _bidx(self.out, shape, var)
+
+    def array(self, tag: str, arr, ctype: str | None = None) -> str:
+        return self.gen.array(tag, arr, ctype)
+
+    def rescale(self, tag: str, x: str, real, in_bits: int, var: str = "i") -> str:
+        return self.gen.rescale(tag, x, real, in_bits, self.out, var)
+
+    def direct(self, tensor: str):
+        return self.gen.direct(tensor)
 
 
 def _stored_leaves(gen: _Gen, tensor: str, seen=None) -> set[str]:

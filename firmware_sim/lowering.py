@@ -24,28 +24,27 @@ onnxruntime fuses the same pattern into QLinearConv but requantises with a float
 round-half-even (MLAS); the two disagree only when an accumulator lands within float32 precision
 of a rounding tie, which is why symbol agreement is measured (`agreement`), not assumed.
 
-A graph op outside `SUPPORTED_OPS` is refused by name.
+Each step carries a typed kernel (`firmware_sim.ir`): its constants, computed once here, with its
+NumPy evaluation and its C side by side. Graph ops are lowered by the functions registered for
+them in `LOWERINGS` (``@lowers``); an op outside `SUPPORTED_OPS` is refused by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
+from firmware_sim import ir
 from firmware_sim import kernels as K
 from firmware_sim.qdq_reader import QdqModel, read_qdq
 from snn.errors import SnnError
 
 GUARD_BITS = 16          # fixed-point resolution below a consumer's quantization step
 ARG_BITS = 22            # resolution of the nearest-centre search, relative to the largest centre
-LAYOUT_OPS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Transpose", "Slice", "Concat", "Pad"}
 TRANSPARENT = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Transpose", "Slice", "Pad",
                "Relu", "Clip", "PRelu", "LeakyRelu", "Abs", "Neg", "MaxPool"}
-SUPPORTED_OPS = sorted(LAYOUT_OPS | {
-    "QuantizeLinear", "DequantizeLinear", "Conv", "Add", "Sub", "Mul", "Div", "Sqrt", "ReduceMean",
-    "ReduceSum", "Relu", "Clip", "PRelu", "LeakyRelu", "Abs", "Neg", "ArgMin", "ArgMax", "MaxPool",
-    "AveragePool", "GlobalAveragePool", "Cast", "Shape", "Constant"})
+FOLDED_OPS = ("Shape", "Constant")     # never lowered: their values are folded at compile time
 _INT_TYPES = {2: (0, 255), 3: (-128, 127), 4: (0, 65535), 5: (-32768, 32767)}   # onnx U8, I8, U16, I16
 _NP_TO_ONNX = {np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.uint16): 4, np.dtype(np.int16): 5}
 
@@ -87,13 +86,17 @@ class Step:
     kernel: str                     # the kernel family used by the cost model and C export
     inputs: list[str]
     output: str
-    fn: Callable
+    spec: ir.Kernel                 # the kernel's parameters, its NumPy evaluation and its C
     out: TInfo
     macs: int = 0
     elements: int = 0
     alias: bool = False             # no kernel: a view of its input (zero point offset, reshape)
     params: dict = field(default_factory=dict)   # integer arrays for the C export
     fused_into: str | None = None   # a QuantizeLinear that consumes this step's output alone
+
+    def run(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """This step's output from the values computed so far (integer arithmetic only)."""
+        return self.spec.run(values)
 
     @property
     def flash_bytes(self) -> int:
@@ -129,7 +132,7 @@ class Program:
             x = x.transpose(0, 3, 1, 2)
         values = {self.input_name: x}
         for step in self.steps:
-            values[step.output] = step.fn(values)
+            values[step.output] = step.run(values)
         out = values[self.output_name]
         return out.reshape(len(images), -1).astype(np.uint8)
 
@@ -146,6 +149,20 @@ def _mq(real) -> dict:
     """Fixed-point (M0, shift) arrays of a real multiplier, for the C export."""
     m0, sh = K.quantize_multipliers(np.ravel(np.asarray(real, dtype=np.float64)))
     return {"multiplier": m0.astype(np.int32), "shift": sh.astype(np.int32)}
+
+
+LOWERINGS: dict[str, Callable] = {}     # ONNX op type -> the _Lowering method that lowers it
+
+
+def lowers(*ops: str):
+    """Register the decorated `_Lowering` method as the lowering of `ops`."""
+    def deco(fn):
+        for op in ops:
+            if op in LOWERINGS:
+                raise ValueError(f"{op} is lowered twice")
+            LOWERINGS[op] = fn
+        return fn
+    return deco
 
 
 def _attr(node, name, default=None):
@@ -274,17 +291,22 @@ class _Lowering:
         return False
 
     # -- emitting ----------------------------------------------------------------------------
-    def emit(self, node, kernel: str, inputs: list[str], fn, out: TInfo, macs: int = 0, alias=False,
-             params=None):
+    def emit(self, node, kernel: str, spec: ir.Kernel, out: TInfo, macs: int = 0, alias=False, params=None):
+        """Append the step computing `node`'s output with `spec` (traced at batch 1 for its shape)."""
         name = node.output[0]
-        feed = {i: self.trace[i] for i in inputs}
-        val = fn(feed)
+        inputs = spec.inputs
+        val = spec.run({i: self.trace[i] for i in inputs})
         out.shape = tuple(val.shape)
         self.trace[name] = val
         self.infos[name] = out
         elements = int(np.prod(val.shape[1:]))
-        self.steps.append(Step(node.name or name, node.op_type, kernel, inputs, name, fn, out, macs,
+        self.steps.append(Step(node.name or name, node.op_type, kernel, inputs, name, spec, out, macs,
                                elements, alias, params or {}))
+
+    def emit_internal(self, name: str, kernel: str, spec: ir.Kernel, out: TInfo, params=None) -> None:
+        """A step of the lowering's own (a rescale to one scale, a narrowing shift), named `name`."""
+        from types import SimpleNamespace
+        self.emit(SimpleNamespace(output=[name], name=name, op_type="Rescale"), kernel, spec, out, params=params)
 
     def lower(self, input_name: str, elem_type: int, dims) -> Program:
         # the image: raw uint8 pixels (NHWC) or a float tensor meaning pixels / 255
@@ -326,12 +348,13 @@ class _Lowering:
     # -- ops ---------------------------------------------------------------------------------
     def lower_node(self, node):
         op = node.op_type
-        handler = getattr(self, f"op_{op}", None)
+        handler = LOWERINGS.get(op)
         if handler is None:
             raise SnnError(f"unsupported operator '{op}' (node {node.name or node.output[0]!r}): the MCU "
                            f"simulator lowers only {', '.join(SUPPORTED_OPS)}")
-        handler(node)
+        handler(self, node)
 
+    @lowers("QuantizeLinear")
     def op_QuantizeLinear(self, node):
         x = node.input[0]
         xi = self.fx(x)
@@ -346,12 +369,11 @@ class _Lowering:
         if xi.kind != "fx":
             raise SnnError(f"QuantizeLinear {node.name!r}: input is not a real-valued tensor")
         real = np.asarray(xi.scale, dtype=np.float64) / float(s_out)
-        bits = xi.bits
-        fn = lambda v, x=x, real=real, bits=bits, zp=zp, lo=qmin, hi=qmax: K.requantize(v[x], real, bits, zp, lo, hi)
-        m0, sh = K.quantize_multipliers(np.ravel(real))
-        self.emit(node, "requantize", [x], fn, TInfo("q", scale=float(s_out), zp=zp, qrange=(qmin, qmax)),
-                  params={"multiplier": m0.astype(np.int32), "shift": sh.astype(np.int32)})
+        spec = ir.requant.Requantize(x, real, xi.bits, zp, qmin, qmax)
+        self.emit(node, "requantize", spec, TInfo("q", scale=float(s_out), zp=zp, qrange=(qmin, qmax)),
+                  params=_mq(real))
 
+    @lowers("DequantizeLinear")
     def op_DequantizeLinear(self, node):
         x = node.input[0]
         xi = self.fx(x)
@@ -362,10 +384,10 @@ class _Lowering:
         if np.size(s) != 1:
             # a Q/DQ pair with different parameters: requantise explicitly
             pass
-        zp_i = int(np.ravel(zp)[0]); s = np.ravel(s)[0]
-        fn = lambda v, x=x, zp=zp_i: v[x] - zp
+        zp_i = int(np.ravel(zp)[0])
+        s = np.ravel(s)[0]
         bits = max(abs(xi.qrange[0] - zp_i), abs(xi.qrange[1] - zp_i)).bit_length()
-        self.emit(node, "offset", [x], fn, TInfo("fx", scale=float(s), bits=bits), alias=True)
+        self.emit(node, "offset", ir.requant.Offset(x, zp_i), TInfo("fx", scale=float(s), bits=bits), alias=True)
 
     def _weights(self, name: str, node):
         """Integer weights (int8, per output channel scale) of a conv."""
@@ -388,6 +410,7 @@ class _Lowering:
         ints = np.clip(np.round(w / scale.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
         return ints, scale.astype(np.float64)
 
+    @lowers("Conv")
     def op_Conv(self, node):
         x = node.input[0]
         xi = self.fx(x)
@@ -423,13 +446,13 @@ class _Lowering:
         bound = (np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(1) * ((1 << xi.bits) - 1))
         if bias is not None:
             bound = bound + np.abs(bias)
-        fn = lambda v, x=x, w=w, b=bias, s=strides, p=pads4, d=dil, g=group: K.conv2d_int(v[x], w, b, s, p, d, g)
         cout = w.shape[0]
         depthwise = group > 1 and group == xi.shape[1]
         kernel = "depthwise_conv" if depthwise else ("conv_1x1" if kh == kw == 1 else "conv")
         info = TInfo("fx", scale=acc_scale.reshape(1, cout, 1, 1), bits=_bits(bound))
         params = {"weights": w, "bias": (bias if bias is not None else np.zeros(cout, np.int64)).astype(np.int32)}
-        self.emit(node, kernel, [x], fn, info, params=params)
+        spec = ir.conv.Conv(x, w, bias, strides, pads4, dil, group, info.bits)
+        self.emit(node, kernel, spec, info, params=params)
         step = self.steps[-1]
         step.macs = int(np.prod(step.out.shape[1:])) * (w.shape[1] * kh * kw)
         step.params["input_offset"] = np.array([0], np.int32)
@@ -449,10 +472,8 @@ class _Lowering:
         t = max(float(sc.min()), float(sc.max()) * 2.0 ** (info.bits + 1 - 31))
         r, bits = sc / t, info.bits
         out_bits = min(31, bits + int(np.ceil(np.log2(max(1.0, float(r.max()))))) + 1)
-        from types import SimpleNamespace
-        fake = SimpleNamespace(output=[new], name=new, op_type="Rescale")
-        self.emit(fake, "requantize", [name], lambda v, x=name, r=r, b=bits: K.rescale(v[x], r, b),
-                  TInfo("fx", scale=t, bits=out_bits), params=_mq(r))
+        self.emit_internal(new, "requantize", ir.requant.Rescale(name, r, bits), TInfo("fx", scale=t, bits=out_bits),
+                           params=_mq(r))
         return new, self.infos[new]
 
     def _scalar_scale(self, info: TInfo, node) -> float:
@@ -476,11 +497,9 @@ class _Lowering:
                 if np.size(sa) == 1 and np.size(sb) == 1 and float(sa) == float(sb):
                     target = float(sa)
             ra, rb = sa / target, sb / target
-            ba, bb = ai.bits, bi.bits
-            fn = lambda v, a=a, b=b, ra=ra, rb=rb, ba=ba, bb=bb, sg=sign: \
-                K.rescale(v[a], ra, ba) + sg * K.rescale(v[b], rb, bb)
             pa, pb = _mq(ra), _mq(rb)
-            self.emit(node, "add", [a, b], fn, TInfo("fx", scale=target, bits=33),
+            spec = ir.arith.Add(a, b, ra, rb, ai.bits, bi.bits, sign)
+            self.emit(node, "add", spec, TInfo("fx", scale=target, bits=33),
                       params={"a_multiplier": pa["multiplier"], "a_shift": pa["shift"],
                               "b_multiplier": pb["multiplier"], "b_shift": pb["shift"]})
             return
@@ -492,16 +511,19 @@ class _Lowering:
             target = float(np.min(sx)) / (1 << GUARD_BITS) if xi.bits < 14 else \
                 float(np.min(sx)) * 2.0 ** max(0, xi.bits - 30)
         cq = np.clip(np.round(np.asarray(c, np.float64) / target), -(1 << 31) + 1, (1 << 31) - 1).astype(np.int64)
-        r, bx = sx / target, xi.bits
-        fn = lambda v, x=x, r=r, bx=bx, cq=cq, xs=xsign, cs=csign: xs * K.rescale(v[x], r, bx) + cs * cq
-        self.emit(node, "add_const", [x], fn, TInfo("fx", scale=target, bits=33), params={"constant": cq.astype(np.int32), **_mq(r)})
+        r = sx / target
+        self.emit(node, "add_const", ir.arith.AddConst(x, r, xi.bits, cq, xsign, csign), TInfo("fx", scale=target, bits=33),
+                  params={"constant": cq.astype(np.int32), **_mq(r)})
 
+    @lowers("Add")
     def op_Add(self, node):
         self._binary(node, 1)
 
+    @lowers("Sub")
     def op_Sub(self, node):
         self._binary(node, -1)
 
+    @lowers("Mul")
     def op_Mul(self, node):
         a, b = node.input[0], node.input[1]
         ca, cb = self.const(a), self.const(b)
@@ -515,24 +537,22 @@ class _Lowering:
                 sign = -1 if cv < 0 else 1
                 natural = np.asarray(xi.scale, np.float64) * abs(cv)
                 if cv == 0:
-                    fn = lambda v, x=x: np.zeros_like(v[x])
-                    self.emit(node, "mul_const", [x], fn, TInfo("fx", scale=1.0, bits=1))
+                    self.emit(node, "mul_const", ir.arith.Zero(x), TInfo("fx", scale=1.0, bits=1))
                     return
                 if target is None:  # a scalar gain only changes the scale: no kernel
-                    fn = lambda v, x=x, sg=sign: sg * v[x]
-                    self.emit(node, "scale", [x], fn, TInfo("fx", scale=natural, bits=xi.bits), alias=sign > 0)
+                    self.emit(node, "scale", ir.arith.Sign(x, sign), TInfo("fx", scale=natural, bits=xi.bits),
+                              alias=sign > 0)
                     return
-                r, bx = natural / target, xi.bits
-                fn = lambda v, x=x, r=r, bx=bx, sg=sign: sg * K.rescale(v[x], r, bx)
-                self.emit(node, "mul_const", [x], fn, TInfo("fx", scale=target, bits=31), params=_mq(r))
+                r = natural / target
+                self.emit(node, "mul_const", ir.arith.ScaleBy(x, r, xi.bits, sign), TInfo("fx", scale=target, bits=31),
+                          params=_mq(r))
                 return
             amax = float(np.abs(c).max()) or 1.0
             sc = amax / (1 << 15)
             cq = np.round(c / sc).astype(np.int64)
-            fn = lambda v, x=x, cq=cq: v[x] * cq
             natural = float(self._scalar_scale(xi, node)) * sc
             info = TInfo("fx", scale=natural, bits=xi.bits + 16)
-            self.emit(node, "mul_const", [x], fn, info, params={"constant": cq.astype(np.int32)})
+            self.emit(node, "mul_const", ir.arith.MulConst(x, cq), info, params={"constant": cq.astype(np.int32)})
             return
         a, ai = self.scalar_input(a)
         b, bi = self.scalar_input(b)
@@ -540,13 +560,12 @@ class _Lowering:
         bits = ai.bits + bi.bits
         if target is None:
             down = max(0, bits - 40)  # keep products narrow enough for the sums that follow
-            fn = lambda v, a=a, b=b, d=down: K.rounding_divide_by_pot(v[a] * v[b], d) if d else v[a] * v[b]
-            self.emit(node, "mul", [a, b], fn, TInfo("fx", scale=sa * sb * 2.0 ** down, bits=bits - down))
+            self.emit(node, "mul", ir.arith.Mul(a, b, down), TInfo("fx", scale=sa * sb * 2.0 ** down, bits=bits - down))
         else:
             r = sa * sb / target
-            fn = lambda v, a=a, b=b, r=r, bits=bits: K.rescale(v[a] * v[b], r, bits)
-            self.emit(node, "mul", [a, b], fn, TInfo("fx", scale=target, bits=31), params=_mq(r))
+            self.emit(node, "mul", ir.arith.MulRescale(a, b, r, bits), TInfo("fx", scale=target, bits=31), params=_mq(r))
 
+    @lowers("Div")
     def op_Div(self, node):
         a, b = node.input[0], node.input[1]
         cb = self.const(b)
@@ -564,36 +583,11 @@ class _Lowering:
         if target is None:
             target = sa / sb / (1 << GUARD_BITS)
         # r = round(va * K / vb) with K = sa / (sb * target) = k0 * 2^e, k0 31-bit
-        k0, e = K.quantize_multiplier(sa / (sb * target))
-        e -= 31
-        ba, bb = ai.bits, bi.bits
-        pre_a = max(0, ba - 31)
+        spec = ir.division.Div.build(a, b, sa / (sb * target), ai.bits, bi.bits)
+        self.emit(node, "div", spec, TInfo("fx", scale=target, bits=31),
+                  params={"multiplier": np.array([spec.k0], np.int32), "exponent": np.array([spec.e], np.int32)})
 
-        def fn(v, a=a, b=b, k0=k0, e=e, pre_a=pre_a, bb=bb, ba=ba):
-            num = K.rounding_divide_by_pot(v[a], pre_a) * k0 if pre_a else v[a] * k0
-            den = v[b].copy()
-            shift = e + pre_a
-            if shift >= 0:
-                room = max(0, 62 - (min(ba, 31) + 31) - 1)
-                up = min(shift, room)
-                num = num << up
-                res = K.round_div(num, den)
-                rest = shift - up
-                if rest:
-                    res = np.clip(res, -(1 << (62 - rest)), 1 << (62 - rest)) << rest
-            else:
-                down = -shift
-                room = max(0, 62 - bb)
-                up = min(down, room)
-                den = den << up
-                res = K.round_div(num, den)
-                if down - up:
-                    res = K.rounding_divide_by_pot(res, down - up)
-            return np.clip(res, K.INT32_MIN + 1, K.INT32_MAX)
-
-        self.emit(node, "div", [a, b], fn, TInfo("fx", scale=target, bits=31),
-                  params={"multiplier": np.array([k0], np.int32), "exponent": np.array([e], np.int32)})
-
+    @lowers("Sqrt")
     def op_Sqrt(self, node):
         a, ai = self.scalar_input(node.input[0])
         sa = self._scalar_scale(ai, node)
@@ -601,29 +595,13 @@ class _Lowering:
         ba = ai.bits
         if target is None:
             k = max(0, (62 - ba) // 2)
-            fn = lambda v, a=a, k=k: K.isqrt(np.maximum(v[a], 0) << (2 * k))
-            self.emit(node, "sqrt", [a], fn, TInfo("fx", scale=float(np.sqrt(sa)) / (1 << k), bits=(ba + 2 * k) // 2 + 1),
+            self.emit(node, "sqrt", ir.division.SqrtFree(a, 2 * k),
+                      TInfo("fx", scale=float(np.sqrt(sa)) / (1 << k), bits=(ba + 2 * k) // 2 + 1),
                       params={"pre_shift": np.array([2 * k], np.int32)})
             return
-        k0, e = K.quantize_multiplier(sa / target ** 2)
-        e -= 31
-
-        def fn(v, a=a, k0=k0, e=e, ba=ba):
-            x = np.maximum(v[a], 0)
-            pre = max(0, ba - 31)
-            if pre:
-                x = K.rounding_divide_by_pot(x, pre)
-            n = x * k0
-            ee = e + pre
-            if ee % 2:
-                n = n >> 1 if n.max(initial=0) >= (1 << 61) else n << 1
-                ee = ee + 1 if n.max(initial=0) >= (1 << 61) else ee - 1
-            if ee >= 0:
-                return np.clip(K.isqrt(n) << (ee // 2), 0, K.INT32_MAX)
-            return np.clip(K.isqrt(n >> (-ee)), 0, K.INT32_MAX)
-
-        self.emit(node, "sqrt", [a], fn, TInfo("fx", scale=target, bits=31),
-                  params={"multiplier": np.array([k0], np.int32), "exponent": np.array([e], np.int32)})
+        spec = ir.division.Sqrt.build(a, sa / target ** 2, ba)
+        self.emit(node, "sqrt", spec, TInfo("fx", scale=target, bits=31),
+                  params={"multiplier": np.array([spec.k0], np.int32), "exponent": np.array([spec.e], np.int32)})
 
     def _reduce(self, node, mean: bool):
         a, ai = self.scalar_input(node.input[0])
@@ -640,26 +618,25 @@ class _Lowering:
         pre = max(0, ai.bits + count.bit_length() - 62)
         if pre:
             src = a
-            from types import SimpleNamespace
             a = src + "__narrow"
-            self.emit(SimpleNamespace(output=[a], name=a, op_type="Rescale"), "requantize", [src],
-                      lambda v, x=src, d=pre: K.rounding_divide_by_pot(v[x], d),
-                      TInfo("fx", scale=float(ai.scale) * 2.0 ** pre, bits=ai.bits - pre))
+            self.emit_internal(a, "requantize", ir.requant.Narrow(src, pre),
+                               TInfo("fx", scale=float(ai.scale) * 2.0 ** pre, bits=ai.bits - pre))
             ai = self.infos[a]
         natural = sa / count if mean else sa
         bits = ai.bits + count.bit_length()
         target = self.demand(node.output[0])
         if target is None:
-            fn = lambda v, a=a, ax=axes, kd=keep: v[a].sum(axis=ax, keepdims=kd)
-            self.emit(node, "reduce", [a], fn, TInfo("fx", scale=natural, bits=bits))
+            self.emit(node, "reduce", ir.reduce.Reduce(a, axes, keep), TInfo("fx", scale=natural, bits=bits))
         else:
             r = natural / target
-            fn = lambda v, a=a, ax=axes, kd=keep, r=r, bits=bits: K.rescale(v[a].sum(axis=ax, keepdims=kd), r, bits)
-            self.emit(node, "reduce", [a], fn, TInfo("fx", scale=target, bits=31), params=_mq(r))
+            self.emit(node, "reduce", ir.reduce.Reduce(a, axes, keep, r, bits), TInfo("fx", scale=target, bits=31),
+                      params=_mq(r))
 
+    @lowers("ReduceMean")
     def op_ReduceMean(self, node):
         self._reduce(node, True)
 
+    @lowers("ReduceSum")
     def op_ReduceSum(self, node):
         self._reduce(node, False)
 
@@ -670,8 +647,7 @@ class _Lowering:
         sa = np.asarray(ai.scale, np.float64)
         target = self.demand(node.output[0])
         if neg_slope is None:  # Relu: exact on any scale
-            fn = lambda v, a=a: np.maximum(v[a], 0)
-            self.emit(node, "relu", [a], fn, TInfo("fx", scale=ai.scale, bits=ai.bits))
+            self.emit(node, "relu", ir.activation.Relu(a), TInfo("fx", scale=ai.scale, bits=ai.bits))
             return
         if target is None:
             target = float(np.min(sa)) / (1 << 8)
@@ -681,31 +657,29 @@ class _Lowering:
         pos_r = sa / target
         neg_r = np.abs(sa * slope) / target
         neg_sign = np.where(slope < 0, -1, 1)
-        ba = ai.bits
-
-        def fn(v, a=a, pos_r=pos_r, neg_r=neg_r, sg=neg_sign, ba=ba):
-            x = v[a]
-            return np.where(x >= 0, K.rescale(x, pos_r, ba), sg * K.rescale(x, neg_r, ba))
-
         m0, sh = K.quantize_multipliers(np.ravel(neg_r) * np.ones(1))
         pp = _mq(np.ravel(pos_r))
-        self.emit(node, "prelu", [a], fn, TInfo("fx", scale=target, bits=31),
+        self.emit(node, "prelu", ir.activation.PRelu(a, pos_r, neg_r, neg_sign, ai.bits), TInfo("fx", scale=target, bits=31),
                   params={"pos_multiplier": pp["multiplier"], "pos_shift": pp["shift"],
                           "neg_multiplier": m0.astype(np.int32), "neg_shift": sh.astype(np.int32),
                           "neg_sign": np.ravel(neg_sign).astype(np.int8)})
 
+    @lowers("Relu")
     def op_Relu(self, node):
         self._activation(node, None)
 
+    @lowers("PRelu")
     def op_PRelu(self, node):
         slope = self.const(node.input[1])
         if slope is None:
             raise SnnError(f"PRelu {node.name!r}: the slope must be constant")
         self._activation(node, slope)
 
+    @lowers("LeakyRelu")
     def op_LeakyRelu(self, node):
         self._activation(node, float(_attr(node, "alpha", 0.01)))
 
+    @lowers("Clip")
     def op_Clip(self, node):
         a = node.input[0]
         ai = self.fx(a)
@@ -714,20 +688,22 @@ class _Lowering:
         hi = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         lo_q = None if lo is None else int(np.ceil(float(lo) / s - 1e-9))
         hi_q = None if hi is None else int(np.floor(float(hi) / s + 1e-9))
-        fn = lambda v, a=a, lo=lo_q, hi=hi_q: np.clip(v[a], lo, hi)
-        self.emit(node, "clip", [a], fn, TInfo("fx", scale=s, bits=ai.bits))
+        self.emit(node, "clip", ir.activation.Clip(a, lo_q, hi_q), TInfo("fx", scale=s, bits=ai.bits))
 
+    @lowers("Abs")
     def op_Abs(self, node):
         a = node.input[0]
         ai = self.fx(a)
-        self.emit(node, "abs", [a], lambda v, a=a: np.abs(v[a]), TInfo("fx", scale=ai.scale, bits=ai.bits))
+        self.emit(node, "abs", ir.activation.Abs(a), TInfo("fx", scale=ai.scale, bits=ai.bits))
 
+    @lowers("Neg")
     def op_Neg(self, node):
         a = node.input[0]
         ai = self.fx(a)
-        self.emit(node, "neg", [a], lambda v, a=a: -v[a], TInfo("fx", scale=ai.scale, bits=ai.bits))
+        self.emit(node, "neg", ir.activation.Neg(a), TInfo("fx", scale=ai.scale, bits=ai.bits))
 
-    def _arg(self, node, fn_np):
+    @lowers("ArgMin", "ArgMax")
+    def op_Arg(self, node):
         a = node.input[0]
         ai = self.fx(a)
         axis = int(_attr(node, "axis", 0))
@@ -738,19 +714,9 @@ class _Lowering:
             raise SnnError(f"{node.op_type} {node.name!r}: arg over the batch axis is not supported")
         if np.size(ai.scale) != 1:
             raise SnnError(f"{node.op_type} {node.name!r}: input must have one scale")
-
-        def fn(v, a=a, axis=axis, keep=keep):
-            r = fn_np(v[a], axis=axis)
-            return np.expand_dims(r, axis) if keep else r
-
-        self.emit(node, "argmin" if node.op_type == "ArgMin" else "argmax", [a], fn, TInfo("idx", bits=8))
-        self.steps[-1].params["levels"] = np.array([ai.shape[axis]], np.int32)
-
-    def op_ArgMin(self, node):
-        self._arg(node, np.argmin)
-
-    def op_ArgMax(self, node):
-        self._arg(node, np.argmax)
+        largest = node.op_type == "ArgMax"
+        self.emit(node, "argmax" if largest else "argmin", ir.reduce.Arg(a, axis, keep, largest), TInfo("idx", bits=8),
+                  params={"levels": np.array([ai.shape[axis]], np.int32)})
 
     def _pool_attrs(self, node):
         k = tuple(_attr(node, "kernel_shape"))
@@ -760,20 +726,14 @@ class _Lowering:
             raise SnnError(f"{node.op_type} {node.name!r}: ceil_mode/dilations are not supported")
         return k, s, p
 
+    @lowers("MaxPool")
     def op_MaxPool(self, node):
         a = node.input[0]
         ai = self.fx(a)
         k, s, p = self._pool_attrs(node)
+        self.emit(node, "maxpool", ir.reduce.Pool(a, k, s, p, True), TInfo("fx", scale=ai.scale, bits=ai.bits))
 
-        def fn(v, a=a, k=k, s=s, p=p):
-            x = v[a]
-            n, c = x.shape[:2]
-            cols, oh, ow = K.im2col(x.reshape(n * c, 1, *x.shape[2:]), k[0], k[1], s, p, (1, 1),
-                                    pad_value=-(1 << 62))
-            return cols.max(axis=2).reshape(n, c, oh, ow)
-
-        self.emit(node, "maxpool", [a], fn, TInfo("fx", scale=ai.scale, bits=ai.bits))
-
+    @lowers("AveragePool")
     def op_AveragePool(self, node):
         a = node.input[0]
         ai = self.fx(a)
@@ -781,24 +741,19 @@ class _Lowering:
         if any(p) and not _attr(node, "count_include_pad", 0):
             raise SnnError(f"AveragePool {node.name!r}: padding without count_include_pad is not supported")
         count = k[0] * k[1]
-
-        def fn(v, a=a, k=k, s=s, p=p):
-            x = v[a]
-            n, c = x.shape[:2]
-            cols, oh, ow = K.im2col(x.reshape(n * c, 1, *x.shape[2:]), k[0], k[1], s, p, (1, 1))
-            return cols.sum(axis=2).reshape(n, c, oh, ow)
-
         sa = self._scalar_scale(ai, node)
-        self.emit(node, "avgpool", [a], fn, TInfo("fx", scale=sa / count, bits=ai.bits + count.bit_length()))
+        self.emit(node, "avgpool", ir.reduce.Pool(a, k, s, p, False),
+                  TInfo("fx", scale=sa / count, bits=ai.bits + count.bit_length()))
 
+    @lowers("GlobalAveragePool")
     def op_GlobalAveragePool(self, node):
         a = node.input[0]
         ai = self.fx(a)
         count = int(np.prod(ai.shape[2:]))
-        fn = lambda v, a=a: v[a].sum(axis=(2, 3), keepdims=True)
-        self.emit(node, "avgpool", [a], fn, TInfo("fx", scale=self._scalar_scale(ai, node) / count,
-                                                  bits=ai.bits + count.bit_length()))
+        self.emit(node, "avgpool", ir.reduce.Reduce(a, (2, 3), True),
+                  TInfo("fx", scale=self._scalar_scale(ai, node) / count, bits=ai.bits + count.bit_length()))
 
+    @lowers("Cast")
     def op_Cast(self, node):
         a = node.input[0]
         ai = self.fx(a)
@@ -808,29 +763,31 @@ class _Lowering:
                 info = TInfo("fx", scale=1.0, bits=9)
             else:
                 info = TInfo(ai.kind, scale=ai.scale, zp=ai.zp, qrange=ai.qrange, bits=ai.bits)
-            self.emit(node, "cast", [a], lambda v, a=a: v[a], info, alias=True)
+            self.emit(node, "cast", ir.layout.Identity(a), info, alias=True)
             return
         if ai.kind != "idx":
             raise SnnError(f"Cast {node.name!r}: casting a real value to an integer type is not supported")
-        self.emit(node, "cast", [a], lambda v, a=a: v[a], TInfo("idx", bits=8), alias=True)
+        self.emit(node, "cast", ir.layout.Identity(a), TInfo("idx", bits=8), alias=True)
 
     # layout ops: they move integers around and keep scales (batch axis 0 is kept)
-    def _layout(self, node, fn, alias=True, inputs=None):
+    def _layout(self, node, spec: ir.Kernel, alias=True):
+        """Emit a layout `spec` reading node.input[0]; a per-channel scaled input is brought to one
+        scale first (the spec then reads that copy)."""
         a = node.input[0]
         ai = self.fx(a)
         if np.size(ai.scale) != 1:
             a2, ai = self.scalar_input(a)
-            inner = fn
-            fn = lambda v, a=a, a2=a2, inner=inner: inner({a: v[a2]})  # noqa: E731
-            inputs = [a2]
+            spec = replace(spec, x=a2)
         if np.size(ai.scale) != 1 and node.op_type not in ("Identity",):
             raise SnnError(f"{node.op_type} {node.name!r}: per-channel scaled input must be requantised first")
         info = TInfo(ai.kind, scale=ai.scale, zp=ai.zp, qrange=ai.qrange, bits=ai.bits)
-        self.emit(node, "copy" if not alias else "view", inputs or [a], fn, info, alias=alias)
+        self.emit(node, "copy" if not alias else "view", spec, info, alias=alias)
 
+    @lowers("Identity")
     def op_Identity(self, node):
-        self._layout(node, lambda v, a=node.input[0]: v[a])
+        self._layout(node, ir.layout.Identity(node.input[0]))
 
+    @lowers("Reshape")
     def op_Reshape(self, node):
         shape = [int(x) for x in self.const(node.input[1])]
         a = node.input[0]
@@ -839,14 +796,16 @@ class _Lowering:
         tail = [in_shape[i] if (d == 0 and not allowzero) else d for i, d in enumerate(shape)][1:]
         if shape[0] not in (1, -1, 0):
             raise SnnError(f"Reshape {node.name!r}: reshapes across the batch axis are not supported")
-        self._layout(node, lambda v, a=a, t=tuple(tail): v[a].reshape((v[a].shape[0],) + t))
+        self._layout(node, ir.layout.Reshape(a, tuple(tail)))
 
+    @lowers("Flatten")
     def op_Flatten(self, node):
         axis = int(_attr(node, "axis", 1))
         if axis != 1:
             raise SnnError(f"Flatten {node.name!r}: only axis=1 is supported")
-        self._layout(node, lambda v, a=node.input[0]: v[a].reshape(v[a].shape[0], -1))
+        self._layout(node, ir.layout.Reshape(node.input[0], (-1,)))
 
+    @lowers("Unsqueeze")
     def op_Unsqueeze(self, node):
         axes = _attr(node, "axes", None)
         if axes is None:
@@ -855,8 +814,9 @@ class _Lowering:
         axes = sorted(int(x) % rank for x in axes)
         if 0 in axes:
             raise SnnError(f"Unsqueeze {node.name!r}: a new batch axis is not supported")
-        self._layout(node, lambda v, a=node.input[0], ax=tuple(axes): np.expand_dims(v[a], ax))
+        self._layout(node, ir.layout.ExpandDims(node.input[0], tuple(axes)))
 
+    @lowers("Squeeze")
     def op_Squeeze(self, node):
         axes = _attr(node, "axes", None)
         if axes is None and len(node.input) > 1 and node.input[1]:
@@ -867,8 +827,9 @@ class _Lowering:
         axes = tuple(sorted(int(x) % len(shape) for x in axes))
         if 0 in axes:
             raise SnnError(f"Squeeze {node.name!r}: squeezing the batch axis is not supported")
-        self._layout(node, lambda v, a=node.input[0], ax=axes: np.squeeze(v[a], ax))
+        self._layout(node, ir.layout.Squeeze(node.input[0], axes))
 
+    @lowers("Transpose")
     def op_Transpose(self, node):
         perm = tuple(_attr(node, "perm"))
         if perm[0] != 0:
@@ -876,9 +837,10 @@ class _Lowering:
         shape = self.trace[node.input[0]].shape
         moved = [shape[p] for p in perm if shape[p] != 1]
         kept = [d for d in shape if d != 1]
-        self._layout(node, lambda v, a=node.input[0], p=perm: np.ascontiguousarray(v[a].transpose(p)),
+        self._layout(node, ir.layout.Transpose(node.input[0], perm),
                      alias=moved == kept)  # a transpose that only moves size-1 axes is a view
 
+    @lowers("Slice")
     def op_Slice(self, node):
         starts = np.ravel(self.const(node.input[1])).astype(np.int64)
         ends = np.ravel(self.const(node.input[2])).astype(np.int64)
@@ -893,8 +855,9 @@ class _Lowering:
             if ax == 0:
                 raise SnnError(f"Slice {node.name!r}: slicing the batch axis is not supported")
             sl[ax] = slice(int(s), int(min(e, 1 << 62)) if e > -(1 << 62) else None, int(st))
-        self._layout(node, lambda v, a=node.input[0], sl=tuple(sl): np.ascontiguousarray(v[a][sl]), alias=False)
+        self._layout(node, ir.layout.Slice(node.input[0], tuple(sl)), alias=False)
 
+    @lowers("Concat")
     def op_Concat(self, node):
         axis = int(_attr(node, "axis"))
         ins = [i for i in node.input if i]
@@ -903,11 +866,11 @@ class _Lowering:
             raise SnnError(f"Concat {node.name!r}: inputs with different quantization are not supported")
         if axis % len(infos[0].shape) == 0:
             raise SnnError(f"Concat {node.name!r}: concatenating along the batch axis is not supported")
-        fn = lambda v, ins=tuple(ins), ax=axis: np.concatenate([v[i] for i in ins], axis=ax)
         i0 = infos[0]
-        self.emit(node, "copy", list(ins), fn, TInfo(i0.kind, scale=i0.scale, zp=i0.zp, qrange=i0.qrange,
-                                                     bits=max(i.bits for i in infos)))
+        self.emit(node, "copy", ir.layout.Concat(tuple(ins), axis),
+                  TInfo(i0.kind, scale=i0.scale, zp=i0.zp, qrange=i0.qrange, bits=max(i.bits for i in infos)))
 
+    @lowers("Pad")
     def op_Pad(self, node):
         pads = [int(x) for x in np.ravel(self.const(node.input[1]))]
         mode = _attr(node, "mode", b"constant")
@@ -919,7 +882,10 @@ class _Lowering:
         if pads[0] or pads[rank]:
             raise SnnError(f"Pad {node.name!r}: padding the batch axis is not supported")
         width = tuple((pads[i], pads[i + rank]) for i in range(rank))
-        self._layout(node, lambda v, a=node.input[0], w=width: np.pad(v[a], w), alias=False)
+        self._layout(node, ir.layout.Pad(node.input[0], width), alias=False)
+
+
+SUPPORTED_OPS = sorted(set(LOWERINGS) | set(FOLDED_OPS))
 
 
 def lower(model: QdqModel | str) -> Program:

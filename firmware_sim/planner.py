@@ -128,7 +128,7 @@ def plan_program(program, input_bytes: int, output_frame_bytes: int) -> MemoryPl
             name = root[name]
         return name
 
-    for i, step in enumerate(steps):
+    for step in steps:
         if step.alias:
             root[step.output] = step.inputs[0]
         elif step.output in fused:

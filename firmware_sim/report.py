@@ -25,9 +25,9 @@ class BudgetError(SnnError):
     """The model does not fit the board."""
 
 
-def frame_bytes(metadata: dict, mtu: int, pilot_len: int = 0, truth: bool = False) -> list[int]:
+def frame_bytes(metadata: dict, mtu: int, truth: bool = False) -> list[int]:
     """Sizes of the DATA frames one inference needs at this MTU (codec/wire/frame.py, protocol v2:
-    one header copy, short counter). `pilot_len` is kept for callers; v2 sends no pilots."""
+    one header copy, short counter, no pilots)."""
     from codec.wire.frame import encode_inference
 
     bits = int(metadata.get("payload_bits") or int(metadata["n_symbols"]) * int(metadata.get("bits_per_symbol", 3)))
@@ -51,7 +51,7 @@ def _layer_rows(program: Program, core: str) -> list[dict]:
     return rows
 
 
-def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK, pilot_len: int = 4,
+def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK,
                program: Program | None = None) -> dict:
     """The report as a dict (contract keys: board, fits, flash_bytes, peak_sram_bytes, macs, latency_ms)."""
     if isinstance(board, str):
@@ -64,7 +64,7 @@ def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK, pilot_len:
 
     lk = get_link(link)
     mtu = min(int(getattr(lk, "mtu", 255) or 255), 255)
-    sizes = frame_bytes(meta, mtu, pilot_len) if "n_symbols" in meta else [0]
+    sizes = frame_bytes(meta, mtu) if "n_symbols" in meta else [0]
     stream = lk.name.startswith("uart") if hasattr(lk, "name") else False
     wire = [n + (n // 254 + 2 if stream else 0) for n in sizes]  # COBS code bytes + delimiter on UART
     air_s = sum(lk.time_on_air_s(n) for n in wire)

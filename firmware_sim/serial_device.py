@@ -116,7 +116,7 @@ class DeviceStats:
 class McuDevice:
     """The emulated firmware: integer encoder + framing + paced UART + reply matching."""
 
-    def __init__(self, program, port_url: str, device_id: int = 1, pilot_len: int = 0, mtu: int = 255,
+    def __init__(self, program, port_url: str, device_id: int = 1, mtu: int = 255,
                  timeout_s: float = 3.0, retries: int = 2, compute_delay_s: float = 0.0, send_truth: bool = True,
                  device_key: bytes | None = None, counters=None):
         meta = program.metadata
@@ -130,7 +130,7 @@ class McuDevice:
         from codec.wire.crypto import ZERO_KEY
         from codec.wire.keys import CounterStore
 
-        self.device_id, self.mtu = device_id, mtu   # pilot_len: v1 only, ignored
+        self.device_id, self.mtu = device_id, mtu
         self.key = ZERO_KEY if device_key is None else device_key
         self.counters = counters or CounterStore(None, start=(time.time_ns() // 16_000) & 0xFFFFFFFF)
         self._long_next = True

@@ -1,17 +1,18 @@
 """Thin dispatcher for the `snn` command.
 
-Each subcommand lives in its component as a module `<component>/cli.py` exposing
-`add_arguments(parser)` and `run(args) -> int`. Modules are imported only when their
-subcommand runs, so `snn device ...` never imports torch.
+Each subcommand is a module exposing `add_arguments(parser)` and `run(args) -> int`: in its
+component (`<component>/cli.py`), or here in `snn/` when it composes several components (see
+`snn/__init__.py`). Modules are imported only when their subcommand runs, so `snn device ...`
+never imports torch.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from snn.errors import SnnError
+from snn.process import passive_omp_threads
 
 # name -> (module, help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -55,9 +56,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # OpenMP's default busy-waiting made torch starve its neighbours on a small shared machine
-    # (the edge fell to a tenth of its throughput); set before any command imports torch
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    passive_omp_threads()   # before any command imports torch (snn/process.py says why)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

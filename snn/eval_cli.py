@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 from snn.errors import SnnError
-from snn.process import passive_omp_threads
 
 
 def _bers(text: str) -> list[float]:
@@ -62,7 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    passive_omp_threads()
     import torch
 
     from channel.bit_errors import make_error_model

@@ -29,17 +29,21 @@ larger than it.
 from __future__ import annotations
 
 import urllib.parse
+from typing import Callable
 
 from channel.transports.base import MAX_DATAGRAM, Transport
 from channel.transports.sim import SimTransport
 from channel.transports.stream import PtyTransport, SerialTransport
 from channel.transports.udp import UdpTransport
 from snn.errors import SnnError
+from snn.registry import Registry
 
 __all__ = ["Transport", "UdpTransport", "SerialTransport", "PtyTransport", "SimTransport",
-           "open_transport", "SCHEMES", "MAX_DATAGRAM"]
+           "open_transport", "SCHEMES", "TRANSPORTS", "MAX_DATAGRAM"]
 
-SCHEMES = ("udp", "serial", "pty", "sim")
+# URL scheme -> opener(url text, split URL, listen) -> Transport; another module adds a scheme
+# with `@TRANSPORTS.register("scheme", example="scheme://...")`.
+TRANSPORTS: Registry[Callable[..., Transport]] = Registry("transport URL scheme")
 
 _SIM_KEYS = {"ber", "model", "burst", "drop", "drop_burst", "downlink_ber", "link", "seed", "mtu",
              "snr_db", "sf", "cr", "offset_bins", "downlink_snr_db"}
@@ -68,49 +72,65 @@ def open_transport(url: str, *, listen: bool = False) -> Transport:
     text = str(url).strip()
     parsed = urllib.parse.urlsplit(text)
     scheme = parsed.scheme.lower()
-    if scheme == "udp":
-        params = _query(text, parsed, {"mtu", "bind"})
-        try:
-            host, port = parsed.hostname, parsed.port
-        except ValueError:
-            raise SnnError(f"{text}: the port must be a number 0..65535") from None
-        if port is None:
-            raise SnnError(f"{text}: a UDP URL needs a port, e.g. udp://127.0.0.1:9000")
-        host = host or ("0.0.0.0" if listen else "127.0.0.1")
-        bind = None
-        if params.get("bind"):
-            b = urllib.parse.urlsplit("udp://" + params["bind"])
-            bind = (b.hostname or "0.0.0.0", b.port or 0)
-        mtu = _int(text, "mtu", params["mtu"]) if params.get("mtu") else None
-        return UdpTransport(text, host, port, listen=listen, mtu=mtu, bind=bind)
-    if scheme == "serial":
-        params = _query(text, parsed, _SERIAL_KEYS)
-        path = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
-        if not path:
-            raise SnnError(f"{text}: a serial URL needs a device, e.g. serial:///dev/ttyUSB0?baud=115200")
-        parity = params.get("parity", "N").upper()[:1]
-        if parity not in "NEOMS":
-            raise SnnError(f"{text}: parity must be N, E or O")
-        rtscts = params.get("rtscts", "0").lower() in ("1", "true", "yes", "on")
-        mtu = _int(text, "mtu", params["mtu"]) if params.get("mtu") else None
-        try:
-            stopbits = float(params.get("stopbits", 1))
-        except ValueError:
-            raise SnnError(f"{text}: stopbits must be 1, 1.5 or 2") from None
-        return SerialTransport(text, path, baud=_int(text, "baud", params.get("baud", 115200)),
-                               parity=parity, stopbits=stopbits,
-                               bytesize=_int(text, "bytesize", params.get("bytesize", 8)),
-                               rtscts=rtscts, mtu=mtu)
-    if scheme == "pty":
-        params = _query(text, parsed, {"link", "mtu"})
-        mtu = _int(text, "mtu", params["mtu"]) if params.get("mtu") else None
-        return PtyTransport(text, link=params.get("link") or None, mtu=mtu)
-    if scheme == "sim":
-        params = _query(text, parsed, _SIM_KEYS)
-        name = (parsed.netloc + parsed.path).strip("/") or "default"
-        try:
-            return SimTransport(text, name, listen=listen, params=params)
-        except ValueError as exc:
-            raise SnnError(f"{text}: {exc}") from None
-    raise SnnError(f"unsupported transport URL {text!r}; use udp://HOST:PORT, "
-                   "serial:///dev/ttyUSB0?baud=115200, pty:// or sim://NAME?ber=...")
+    if scheme not in TRANSPORTS:
+        raise SnnError(f"unsupported transport URL {text!r}; use {TRANSPORTS.choices()}")
+    return TRANSPORTS.get(scheme)(text, parsed, listen)
+
+
+@TRANSPORTS.register("udp", example="udp://HOST:PORT")
+def _open_udp(text: str, parsed, listen: bool) -> Transport:
+    params = _query(text, parsed, {"mtu", "bind"})
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        raise SnnError(f"{text}: the port must be a number 0..65535") from None
+    if port is None:
+        raise SnnError(f"{text}: a UDP URL needs a port, e.g. udp://127.0.0.1:9000")
+    host = host or ("0.0.0.0" if listen else "127.0.0.1")
+    bind = None
+    if params.get("bind"):
+        b = urllib.parse.urlsplit("udp://" + params["bind"])
+        bind = (b.hostname or "0.0.0.0", b.port or 0)
+    mtu = _int(text, "mtu", params["mtu"]) if params.get("mtu") else None
+    return UdpTransport(text, host, port, listen=listen, mtu=mtu, bind=bind)
+
+
+@TRANSPORTS.register("serial", example="serial:///dev/ttyUSB0?baud=115200")
+def _open_serial(text: str, parsed, listen: bool) -> Transport:
+    params = _query(text, parsed, _SERIAL_KEYS)
+    path = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
+    if not path:
+        raise SnnError(f"{text}: a serial URL needs a device, e.g. serial:///dev/ttyUSB0?baud=115200")
+    parity = params.get("parity", "N").upper()[:1]
+    if parity not in "NEOMS":
+        raise SnnError(f"{text}: parity must be N, E or O")
+    rtscts = params.get("rtscts", "0").lower() in ("1", "true", "yes", "on")
+    mtu = _int(text, "mtu", params["mtu"]) if params.get("mtu") else None
+    try:
+        stopbits = float(params.get("stopbits", 1))
+    except ValueError:
+        raise SnnError(f"{text}: stopbits must be 1, 1.5 or 2") from None
+    return SerialTransport(text, path, baud=_int(text, "baud", params.get("baud", 115200)),
+                           parity=parity, stopbits=stopbits,
+                           bytesize=_int(text, "bytesize", params.get("bytesize", 8)),
+                           rtscts=rtscts, mtu=mtu)
+
+
+@TRANSPORTS.register("pty", example="pty://")
+def _open_pty(text: str, parsed, listen: bool) -> Transport:
+    params = _query(text, parsed, {"link", "mtu"})
+    mtu = _int(text, "mtu", params["mtu"]) if params.get("mtu") else None
+    return PtyTransport(text, link=params.get("link") or None, mtu=mtu)
+
+
+@TRANSPORTS.register("sim", example="sim://NAME?ber=...")
+def _open_sim(text: str, parsed, listen: bool) -> Transport:
+    params = _query(text, parsed, _SIM_KEYS)
+    name = (parsed.netloc + parsed.path).strip("/") or "default"
+    try:
+        return SimTransport(text, name, listen=listen, params=params)
+    except ValueError as exc:
+        raise SnnError(f"{text}: {exc}") from None
+
+
+SCHEMES = TRANSPORTS.names()

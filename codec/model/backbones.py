@@ -25,10 +25,13 @@ A registry maps the name to a constructor so that a checkpoint only needs to sto
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import nn
+
+from snn.registry import Registry
 
 
 class SplitBackbone(nn.Module):
@@ -242,31 +245,26 @@ def mobilenet_v2(in_channels: int = 3, n_classes: int = 1000, width: float = 1.0
     return SplitBackbone(stages, _classifier(last, n_classes, dropout=0.2), split)
 
 
-def _registry() -> dict[str, Callable[..., SplitBackbone]]:
-    reg: dict[str, Callable[..., SplitBackbone]] = {}
-    for depth in (8, 14, 20, 32, 44, 56):
-        reg[f"resnet{depth}"] = lambda depth=depth, **kw: cifar_resnet(depth, **kw)
-    for depth in (18, 34, 50):
-        reg[f"resnet{depth}"] = lambda depth=depth, **kw: imagenet_resnet(depth, **kw)
-    reg["mobilenetv2"] = lambda **kw: mobilenet_v2(**kw)
-    reg["mobilenetv2_small"] = lambda **kw: mobilenet_v2(small_input=True, **kw)
-    return reg
-
-
-BACKBONES = _registry()
+# name -> constructor(**kwargs) -> SplitBackbone (kwargs: in_channels, n_classes, width, split)
+BACKBONES: Registry[Callable[..., SplitBackbone]] = Registry("backbone")
+for _depth in (8, 14, 20, 32, 44, 56):
+    BACKBONES.add(f"resnet{_depth}", partial(cifar_resnet, _depth), summary="CIFAR-style ResNet, 28-32 px")
+for _depth in (18, 34, 50):
+    BACKBONES.add(f"resnet{_depth}", partial(imagenet_resnet, _depth), summary="ImageNet-style ResNet")
+BACKBONES.add("mobilenetv2", mobilenet_v2, summary="MobileNetV2, 224 px")
+BACKBONES.add("mobilenetv2_small", partial(mobilenet_v2, small_input=True), summary="MobileNetV2 for 32 px")
 DEFAULT_SPLITS = {"resnet18": "layer1", "resnet34": "layer1", "resnet50": "layer1",
                   "mobilenetv2": "layer3", "mobilenetv2_small": "layer3"}
 
 
 def build_backbone(arch: str, **kwargs) -> SplitBackbone:
     """Construct a backbone by registry name (kwargs: in_channels, n_classes, width, split, resume)."""
-    if arch not in BACKBONES:
-        raise ValueError(f"unknown backbone '{arch}'; choose one of {sorted(BACKBONES)}")
+    entry = BACKBONES.entry(arch)    # an unknown name: UnknownNameError (an SnnError and a ValueError)
     kwargs = dict(kwargs)
     resume = kwargs.pop("resume", None)
-    if "split" not in kwargs and arch in DEFAULT_SPLITS:
-        kwargs["split"] = DEFAULT_SPLITS[arch]
-    model = BACKBONES[arch](**kwargs)
+    if "split" not in kwargs and entry.name in DEFAULT_SPLITS:
+        kwargs["split"] = DEFAULT_SPLITS[entry.name]
+    model = entry.value(**kwargs)
     model.set_split(model.split, resume)
     return model
 

@@ -29,7 +29,6 @@ from codec.training.common import (
     epochs_for,
     load_split,
     log,
-    predict,
     pick_device,
     progress,
     rng_state,

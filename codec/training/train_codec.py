@@ -34,6 +34,7 @@ import copy
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -62,6 +63,7 @@ from codec.training.common import (
     split_validation,
     to_tensor,
 )
+from codec.training.recipe import CodecRecipe
 from codec.training.int8_grid import bake, int8_aware, snap_to_grid_
 from codec.training.train_backbone import load_backbone_file
 from snn.errors import SnnError
@@ -70,20 +72,10 @@ KD_T = 2.0                 # distillation temperature
 WEIGHT_DECAY = 1e-4        # AdamW weight decay of the codec (and the fine-tuned head)
 LR_FLOOR = 0.02            # cosine schedule ends at this share of the learning rate
 MSE_WEIGHT_STAGE2 = 0.1    # the stage-1 reconstruction loss kept in stage 2
-STAGE1_STEPS = 400         # default schedule in optimisation steps (epochs derived per data set) ...
-STAGE2_STEPS = 1400
-STAGE1_MIN_EPOCHS = 2      # ... and at least these epochs: 1,400 steps alone left a 55k-image set
+STAGE1_MIN_EPOCHS = 2      # the recipe's steps (recipe.STAGE*_STEPS) and at least these epochs: 1,400 steps alone left a 55k-image set
 STAGE2_MIN_EPOCHS = 14     # (Fashion-MNIST, 7 epochs) 2.2 points under its backbone; 14 is the shipped run
 SELECT_BERS = (0.0, 1e-2, 1e-1)  # model selection: mean validation accuracy at these BERs
 GAP_WARN = 0.03            # warn when the codec at BER 0 trails its backbone by more than this
-
-
-def _ber_conditioning(args) -> bool:
-    """--ber-conditioning opts in (off by default: the ablations measured no gain from it)."""
-    on, off = getattr(args, "ber_conditioning", False), getattr(args, "no_ber_conditioning", False)
-    if on and off:
-        raise SnnError("--ber-conditioning and --no-ber-conditioning contradict each other: give one")
-    return bool(on)
 
 
 class ChannelForward:
@@ -192,10 +184,10 @@ def _kd(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(logits / KD_T, 1), F.softmax(teacher / KD_T, 1), reduction="batchmean") * KD_T ** 2
 
 
-def _prepare_backbone(args, dev: torch.device):
+def _prepare_backbone(recipe: CodecRecipe, dev: torch.device):
     """The frozen float16-rounded backbone (head on the int8 grid with --int8-aware) and its record."""
-    backbone, record = load_backbone_file(args.backbone)
-    record = with_split(backbone, record, getattr(args, "split", None), getattr(args, "decode_to", None))
+    backbone, record = load_backbone_file(recipe.backbone)
+    record = with_split(backbone, record, recipe.split, recipe.decode_to)
     with torch.no_grad():
         for t in backbone.state_dict().values():
             if t.is_floating_point():
@@ -203,7 +195,7 @@ def _prepare_backbone(args, dev: torch.device):
     for p in backbone.parameters():
         p.requires_grad_(False)
     backbone.eval()
-    if args.int8_aware:  # the device-side convs, once, before any feature is computed
+    if recipe.int8_aware:  # the device-side convs, once, before any feature is computed
         n_convs = sum(snap_to_grid_(stage) for stage in backbone.head_stages())
         log(f"int8-aware: {n_convs} device-side backbone convs put on their int8 grid")
     return backbone.to(dev), record
@@ -213,22 +205,86 @@ def _head_params(backbone) -> list[torch.nn.Parameter]:
     return [p for stage in backbone.head_stages() for p in stage.parameters()]
 
 
-def train_codec(args, command: str, make_errors) -> Path:
-    """Train and write the bundle; `make_errors` (`channel.bit_errors.make_error_model`) builds the
-    real bit-error models of the final evaluation."""
-    set_threads(args.threads)
-    dev = pick_device(getattr(args, "device", "auto"))
-    g = seed_everything(args.seed)
+@dataclass
+class _Run:
+    """What the stages of one training run share (built once by `_prepare`)."""
+
+    recipe: CodecRecipe
+    dev: torch.device
+    g: torch.Generator
+    finetune: bool
+    backbone: torch.nn.Module
+    record: dict
+    train: object          # codec.datasets.Dataset (the training split less the validation share)
+    val: object
+    test: object
+    feats: Features
+    tr: dict               # the training set as the loop reads it (Features.precompute)
+    va: dict
+    ytr: torch.Tensor
+    yva: torch.Tensor
+    fvar: float            # variance of the decoder's target: the MSE's scale
+    split_shape: tuple
+    out_shape: tuple | None
+    t_start: float         # when feature extraction began: the manifest's train_seconds counts from here
+
+
+def train_codec(recipe: CodecRecipe, command: str, make_errors, export_edge=None) -> Path:
+    """Train the codec the recipe describes and write its bundle once (rank 0 under --nproc).
+
+    `make_errors` is the channel's error-model factory (`channel.bit_errors.make_error_model`;
+    codec never imports channel) for the bundle's measured figures; `export_edge(bundle) ->
+    bytes`, when given, is the ONNX edge half the bundle carries (`export.onnx_export`)."""
+    set_threads(recipe.threads)
+    dev = pick_device(recipe.device)
+    g = seed_everything(recipe.seed)
     dist = distributed.current()
-    finetune = bool(getattr(args, "finetune_head", False))
-    backbone, record = _prepare_backbone(args, dev)
-    data = args.data or record.get("data") or "fmnist"
+    run = _prepare(recipe, dev, g)
+    codec = _make_codec(run)
+    channel = SymbolChannel(recipe.levels, gray=not recipe.binary)
+    fwd = ChannelForward(codec, channel, recipe.ber_min, recipe.ber_max, recipe.clean_share, recipe.erasure_prob)
+    steps = math.ceil(len(run.train) / recipe.batch_size)
+    n1 = (recipe.stage1_epochs if recipe.stage1_epochs is not None
+          else epochs_for(recipe.stage1_steps, steps, STAGE1_MIN_EPOCHS))
+    n2 = (recipe.stage2_epochs if recipe.stage2_epochs is not None
+          else epochs_for(recipe.stage2_steps, steps, STAGE2_MIN_EPOCHS))
+    log(f"split {run.backbone.split} {run.split_shape} (decoder reconstructs {run.backbone.resume} "
+        f"{codec.out_shape}) -> {codec.n_symbols} symbols x {channel.bits} bits = "
+        f"{math.ceil(codec.n_symbols * channel.bits / 8)} B; backbone test accuracy {run.record.get('accuracy')}; "
+        f"stage 1 {n1} epochs, stage 2 {n2} epochs of {steps} steps"
+        f"{'; device stages fine-tuned' if run.finetune else ''}")
+    best = _fit(run, codec, fwd, [(1, e) for e in range(n1)] + [(2, e) for e in range(n2)], steps, (n1, n2))
+    if best["codec"] is not None:
+        log(f"keeping epoch {best['epoch']} of {n1 + n2}: best mean validation accuracy {best['score']:.4f} "
+            f"over BER {', '.join(f'{b:g}' for b in SELECT_BERS)}")
+        codec.load_state_dict(best["codec"])
+        if best["backbone"] is not None:
+            run.backbone.load_state_dict(best["backbone"])
+    if run.finetune:
+        for stage in run.backbone.head_stages():
+            bake(stage)
+    codec.cpu()
+    run.backbone.cpu()
+    extra = {"stage1_epochs": n1, "stage2_epochs": n2, "best_epoch": best["epoch"],
+             "val_score": round(best["score"], 6), "finetune_head": run.finetune}
+    if not dist.is_main:  # rank 0 writes and measures the bundle
+        return recipe.out
+    extra["world_size"] = dist.world_size
+    return finish_bundle(recipe, command, run.backbone, run.record, codec, run.test, time.time() - run.t_start,
+                         make_errors, extra, export_edge)
+
+
+def _prepare(recipe: CodecRecipe, dev: torch.device, g: torch.Generator) -> _Run:
+    """The frozen backbone, the data (train, validation, test) and the features the loop reads."""
+    finetune = recipe.finetune_head
+    backbone, record = _prepare_backbone(recipe, dev)
+    data = recipe.data or record.get("data") or "fmnist"
     split = split_options(record) if data == record.get("data") else {}
-    if getattr(args, "holdout", None) is not None:
-        split = {"holdout": args.holdout, "split_seed": args.split_seed}
+    if recipe.holdout is not None:
+        split = {"holdout": recipe.holdout, "split_seed": recipe.split_seed}
     record = dict(record, data=data, **{"holdout": None, **split})
     train, test = load_split(data, shape=tuple(record["input_shape"]), **split)
-    train, test = train.take(args.count), test.take(args.count)
+    train, test = train.take(recipe.count), test.take(recipe.count)
     if train.images.shape[1:3] != tuple(record["input_shape"][1:]):
         raise SnnError(f"data set {data} has {train.images.shape[1:3]} px images; the backbone expects "
                        f"{tuple(record['input_shape'][1:])}")
@@ -241,144 +297,141 @@ def train_codec(args, command: str, make_errors) -> Path:
     probe = feats.batch(tr, torch.arange(min(len(train), 256), device=dev), train_head=False)
     ytr, yva = torch.from_numpy(train.labels).to(dev), torch.from_numpy(val.labels).to(dev)
     fvar = float(probe[1].var()) if finetune else float(tr["target"].var())
-    split_shape = tuple(probe[0].shape[1:])
     out_shape = tuple(probe[1].shape[1:]) if backbone.resume != backbone.split else None
-    if getattr(args, "init", None):
-        codec = _codec_from_bundle(args.init, split_shape)
+    return _Run(recipe, dev, g, finetune, backbone, record, train, val, test, feats, tr, va, ytr, yva, fvar,
+                tuple(probe[0].shape[1:]), out_shape, t_start)
+
+
+def _make_codec(run: _Run) -> SemanticCodec:
+    """A new codec of the recipe's shape (or --init's), int8-aware if asked, on the run's device."""
+    r = run.recipe
+    if r.init is not None:
+        codec = _codec_from_bundle(r.init, run.split_shape)
     else:
         try:
-            codec = SemanticCodec(split_shape, levels=args.levels, channels=args.channels, enc_kernel=args.enc_kernel,
-                                  enc_stride=args.enc_stride, enc_hidden=args.enc_hidden, dec_hidden=args.dec_hidden,
-                                  crop=args.crop, ber_conditioning=_ber_conditioning(args), gray=not args.binary,
-                                  out_shape=out_shape, demapper="soft" if getattr(args, "soft_demapper", False) else "hard")
+            codec = SemanticCodec(run.split_shape, levels=r.levels, channels=r.channels, enc_kernel=r.enc_kernel,
+                                  enc_stride=r.enc_stride, enc_hidden=r.enc_hidden, dec_hidden=r.dec_hidden,
+                                  crop=r.crop, ber_conditioning=r.ber_conditioning, gray=not r.binary,
+                                  out_shape=run.out_shape, demapper="soft" if r.soft_demapper else "hard")
         except ValueError as exc:
             raise SnnError(str(exc)) from None
-    if args.int8_aware:
+    if r.int8_aware:
         int8_aware(codec.encoder)
-        if finetune:
-            for stage in backbone.head_stages():
+        if run.finetune:
+            for stage in run.backbone.head_stages():
                 int8_aware(stage)
-    codec.to(dev)
-    channel = SymbolChannel(args.levels, gray=not args.binary)
-    fwd = ChannelForward(codec, channel, args.ber_min, args.ber_max, args.clean_share, args.erasure_prob)
-    steps = math.ceil(len(train) / args.batch_size)
-    n1 = (args.stage1_epochs if args.stage1_epochs is not None
-          else epochs_for(args.stage1_steps, steps, STAGE1_MIN_EPOCHS))
-    n2 = (args.stage2_epochs if args.stage2_epochs is not None
-          else epochs_for(args.stage2_steps, steps, STAGE2_MIN_EPOCHS))
-    log(f"split {backbone.split} {split_shape} (decoder reconstructs {backbone.resume} {codec.out_shape}) -> "
-        f"{codec.n_symbols} symbols x {channel.bits} bits = "
-        f"{math.ceil(codec.n_symbols * channel.bits / 8)} B; backbone test accuracy {record.get('accuracy')}; "
-        f"stage 1 {n1} epochs, stage 2 {n2} epochs of {steps} steps{'; device stages fine-tuned' if finetune else ''}")
+    return codec.to(run.dev)
 
-    plan = [(1, e) for e in range(n1)] + [(2, e) for e in range(n2)]
-    ckpt_path = args.out.with_name(args.out.name + ".ckpt")
-    state = {"done": 0}
+
+def _optimizer(run: _Run, codec: SemanticCodec, stage: int, epochs: int, steps: int):
+    """AdamW over the codec (+ the device stages in stage 2 with --finetune-head), cosine schedule."""
+    groups = [{"params": list(codec.parameters()), "lr": run.recipe.lr}]
+    if run.finetune and stage == 2:
+        for p in _head_params(run.backbone):
+            p.requires_grad_(True)
+        groups.append({"params": _head_params(run.backbone), "lr": run.recipe.head_lr})
+    o = torch.optim.AdamW(groups, weight_decay=WEIGHT_DECAY)
+    total = max(1, epochs * steps)
+    s = torch.optim.lr_scheduler.LambdaLR(
+        o, lambda i: LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
+    return o, s
+
+
+def _fit(run: _Run, codec: SemanticCodec, fwd: ChannelForward, plan: list[tuple[int, int]], steps: int,
+         epochs: tuple[int, int]) -> dict:
+    """Every epoch of the plan (resuming from OUT.ckpt with --resume), a checkpoint after each;
+    the best stage-2 epoch on validation: {score, epoch, codec, backbone}."""
+    recipe, backbone, dist = run.recipe, run.backbone, distributed.current()
+    ckpt_path = recipe.out.with_name(recipe.out.name + ".ckpt")
+    done = 0
     best = {"score": -1.0, "epoch": 0, "codec": None, "backbone": None}
     opt = sched = None
 
     def make_opt(stage: int):
-        groups = [{"params": list(codec.parameters()), "lr": args.lr}]
-        if finetune and stage == 2:
-            for p in _head_params(backbone):
-                p.requires_grad_(True)
-            groups.append({"params": _head_params(backbone), "lr": args.head_lr})
-        o = torch.optim.AdamW(groups, weight_decay=WEIGHT_DECAY)
-        total = max(1, (n1 if stage == 1 else n2) * steps)
-        s = torch.optim.lr_scheduler.LambdaLR(
-            o, lambda i: LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
-        return o, s
+        return _optimizer(run, codec, stage, epochs[stage - 1], steps)
 
-    if args.resume and ckpt_path.is_file():
+    if recipe.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         codec.load_state_dict(ck["codec"])
         if ck.get("backbone") is not None:
             backbone.load_state_dict(ck["backbone"])
-        state["done"] = ck["done"]
+        done = ck["done"]
         best = ck.get("best", best)
-        stage = plan[state["done"] - 1][0] if state["done"] else 1
+        stage = plan[done - 1][0] if done else 1
         opt, sched = make_opt(stage)
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
-        set_rng_state(g, ck["rng"])
-        log(f"resumed from {ckpt_path} after {state['done']} of {len(plan)} epochs")
+        set_rng_state(run.g, ck["rng"])
+        log(f"resumed from {ckpt_path} after {done} of {len(plan)} epochs")
 
     dist.broadcast_state(codec)
-    current_stage = plan[state["done"] - 1][0] if state["done"] else None
-    for k in range(state["done"], len(plan)):
+    current_stage = plan[done - 1][0] if done else None
+    for k in range(done, len(plan)):
         stage, e = plan[k]
         if stage != current_stage:
             opt, sched = make_opt(stage)
             current_stage = stage
-        codec.train()
-        sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "xai": 0.0, "aux": 0.0}
-        n_seen = 0
         t0 = time.time()
-        order_g, noise_g = dist.epoch_generators(g, args.seed, k)
-        for bi, (n_global, idx) in enumerate(progress(dist.shards(batches(len(train), args.batch_size, order_g)),
-                                                      steps, f"stage {stage} epoch {e + 1}")):
-            idx = idx.to(dev)
-            f, target, teacher = feats.batch(tr, idx, train_head=finetune and stage == 2)
-            y = ytr[idx]
-            dec, values, present, ber, w, _ = fwd(f, noise_g)
-            mse = F.mse_loss(dec, target) / fvar
-            loss = mse + args.usage_weight * usage_loss(w)
-            if stage == 2:
-                logits = backbone.tail(dec)
-                ce = F.cross_entropy(logits, y)
-                loss = ce + _kd(logits, teacher) + MSE_WEIGHT_STAGE2 * mse + args.usage_weight * usage_loss(w)
-                sums["ce"] += ce.item() * len(idx)
-                if finetune:  # keep the device stages a valid head of the backbone they belong to
-                    aux = _kd(backbone.tail(backbone.bridge(f)), teacher)
-                    loss = loss + aux
-                    sums["aux"] += aux.item() * len(idx)
-                if args.xai and bi % args.xai_every == 0:
-                    xl = xai_loss(codec, backbone.tail, values, present, ber, y)
-                    loss = loss + args.xai_weight * xl
-                    sums["xai"] += xl.item() * len(idx) * args.xai_every
-            opt.zero_grad(set_to_none=True)
-            (loss * dist.share(len(idx), n_global)).backward()
-            dist.sync_gradients([p for group in opt.param_groups for p in group["params"]])
-            opt.step()
-            sched.step()
-            sums["loss"] += loss.item() * len(idx)
-            sums["mse"] += mse.item() * len(idx)
-            n_seen += len(idx)
+        sums, n_seen = _train_epoch(run, codec, fwd, opt, sched, stage, e, k, steps)
         codec.eval()
-        accs = _channel_accuracy(fwd, backbone, feats.eval_features(va), yva, SELECT_BERS) if len(val) else {}
+        accs = _channel_accuracy(fwd, backbone, run.feats.eval_features(run.va), run.yva, SELECT_BERS) \
+            if len(run.val) else {}
         score = sum(accs.values()) / len(accs) if accs else 0.0
         if stage == plan[-1][0] and score >= best["score"]:  # model selection on validation only
             best = {"score": score, "epoch": k + 1, "codec": _cpu_state(codec),
-                    "backbone": _cpu_state(backbone) if finetune else None}
+                    "backbone": _cpu_state(backbone) if run.finetune else None}
         with torch.no_grad():
-            ent = bits_entropy(codec.quantizer.assign(codec.encoder(feats.eval_features(va)[:2000])), args.levels) \
-                if len(val) else float("nan")
+            ent = bits_entropy(codec.quantizer.assign(codec.encoder(run.feats.eval_features(run.va)[:2000])),
+                               recipe.levels) if len(run.val) else float("nan")
         sums = dict(zip(sums, dist.sum(*sums.values())))
         n_seen = dist.sum(n_seen)[0]
-        parts = " ".join(f"{k} {v / n_seen:.4f}" for k, v in sums.items() if v)
+        parts = " ".join(f"{name} {v / n_seen:.4f}" for name, v in sums.items() if v)
         shown = " ".join(f"ber{b:g} {a:.4f}" for b, a in accs.items())
         log(f"codec stage {stage} epoch {e + 1} {parts} | val acc {shown} | H {ent:.2f} bits | {time.time() - t0:.0f}s")
-        save_atomic({"codec": codec.state_dict(), "backbone": backbone.state_dict() if finetune else None,
-                     "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng_state(g), "done": k + 1,
+        save_atomic({"codec": codec.state_dict(), "backbone": backbone.state_dict() if run.finetune else None,
+                     "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng_state(run.g), "done": k + 1,
                      "best": best}, ckpt_path)
+    return best
 
-    if best["codec"] is not None:
-        log(f"keeping epoch {best['epoch']} of {len(plan)}: best mean validation accuracy {best['score']:.4f} "
-            f"over BER {', '.join(f'{b:g}' for b in SELECT_BERS)}")
-        codec.load_state_dict(best["codec"])
-        if best["backbone"] is not None:
-            backbone.load_state_dict(best["backbone"])
-    if finetune:
-        for stage in backbone.head_stages():
-            bake(stage)
-    codec.cpu()
-    backbone.cpu()
-    extra = {"stage1_epochs": n1, "stage2_epochs": n2, "best_epoch": best["epoch"],
-             "val_score": round(best["score"], 6), "finetune_head": finetune}
-    if not dist.is_main:  # rank 0 writes and measures the bundle
-        return args.out
-    extra["world_size"] = dist.world_size
-    return finish_bundle(args, command, backbone, record, codec, test, time.time() - t_start, make_errors, extra)
+
+def _train_epoch(run: _Run, codec: SemanticCodec, fwd: ChannelForward, opt, sched, stage: int, e: int, k: int,
+                 steps: int) -> tuple[dict, int]:
+    """One epoch of stage 1 (denoising) or stage 2 (task, + distillation, + --xai); loss sums."""
+    recipe, backbone, dist, finetune = run.recipe, run.backbone, distributed.current(), run.finetune
+    codec.train()
+    sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0, "xai": 0.0, "aux": 0.0}
+    n_seen = 0
+    order_g, noise_g = dist.epoch_generators(run.g, recipe.seed, k)
+    for bi, (n_global, idx) in enumerate(progress(dist.shards(batches(len(run.train), recipe.batch_size, order_g)),
+                                                  steps, f"stage {stage} epoch {e + 1}")):
+        idx = idx.to(run.dev)
+        f, target, teacher = run.feats.batch(run.tr, idx, train_head=finetune and stage == 2)
+        y = run.ytr[idx]
+        dec, values, present, ber, w, _ = fwd(f, noise_g)
+        mse = F.mse_loss(dec, target) / run.fvar
+        loss = mse + recipe.usage_weight * usage_loss(w)
+        if stage == 2:
+            logits = backbone.tail(dec)
+            ce = F.cross_entropy(logits, y)
+            loss = ce + _kd(logits, teacher) + MSE_WEIGHT_STAGE2 * mse + recipe.usage_weight * usage_loss(w)
+            sums["ce"] += ce.item() * len(idx)
+            if finetune:  # keep the device stages a valid head of the backbone they belong to
+                aux = _kd(backbone.tail(backbone.bridge(f)), teacher)
+                loss = loss + aux
+                sums["aux"] += aux.item() * len(idx)
+            if recipe.xai and bi % recipe.xai_every == 0:
+                xl = xai_loss(codec, backbone.tail, values, present, ber, y)
+                loss = loss + recipe.xai_weight * xl
+                sums["xai"] += xl.item() * len(idx) * recipe.xai_every
+        opt.zero_grad(set_to_none=True)
+        (loss * dist.share(len(idx), n_global)).backward()
+        dist.sync_gradients([p for group in opt.param_groups for p in group["params"]])
+        opt.step()
+        sched.step()
+        sums["loss"] += loss.item() * len(idx)
+        sums["mse"] += mse.item() * len(idx)
+        n_seen += len(idx)
+    return sums, n_seen
 
 
 def _codec_from_bundle(path, split_shape: tuple) -> SemanticCodec:
@@ -406,50 +459,54 @@ def _channel_accuracy(fwd: ChannelForward, backbone, f: torch.Tensor, y: torch.T
     accs = {}
     for b in bers:
         eg = torch.Generator().manual_seed(1234)
-        logits = predict(lambda ff: backbone.tail(fwd(ff, eg, ber=torch.full((len(ff),), b), erasure_prob=0.0)[0]),
-                         f, 1000)
+        logits = predict(lambda ff, eg=eg, b=b: backbone.tail(fwd(ff, eg, ber=torch.full((len(ff),), b),
+                                                                 erasure_prob=0.0)[0]), f, 1000)
         accs[b] = float((logits.argmax(1) == y).float().mean())
     return accs
 
 
-def finish_bundle(args, command, backbone, record, codec, test, train_seconds: float, make_errors,
-                  extra_fields: dict | None = None) -> Path:
-    """Freeze centres, write the bundle, re-load it and store the measured figures in it."""
-    from codec.bundle import load_bundle, make_manifest, write_bundle
+def finish_bundle(recipe: CodecRecipe, command: str, backbone, record: dict, codec, test, train_seconds: float,
+                  make_errors, extra_fields: dict | None = None, export_edge=None) -> Path:
+    """Freeze centres, measure the bundle as it will be stored, and write it once, with its
+    figures (and its ONNX edge half when `export_edge` is given)."""
+    from codec.bundle import bundle_in_memory, load_bundle, make_manifest, write_bundle
     from codec.evaluate import evaluate
 
     codec.eval()
     bake(codec.encoder)  # no-op unless --int8-aware: the snapped weights become the plain ones
     codec.quantizer.freeze()
     centres = codec.quantizer.centres().detach().numpy()
-    name = args.out.stem
+    out = recipe.out
     extra = {"train_seconds": round(train_seconds, 1), "backbone_command": record.get("command"),
              "backbone_seed": record.get("seed"), "backbone_train_seconds": round(record.get("train_seconds", 0), 1),
              **(extra_fields or {})}
-    manifest = make_manifest(name, record, codec.config, centres, command, args.seed, extra=extra)
-    write_bundle(args.out, manifest, backbone.state_dict(), codec.state_dict())
-    bundle = load_bundle(args.out)
-    log(f"wrote {args.out} ({bundle!r}); measuring it on {test.name}")
+    manifest = make_manifest(out.stem, record, codec.config, centres, command, recipe.seed, extra=extra)
+    bundle = bundle_in_memory(manifest, backbone.state_dict(), codec.state_dict())
+    log(f"measuring {out.name} ({bundle!r}) on {test.name}")
     figures = evaluate(bundle, test, [0.0, 1e-3, 1e-2, 5e-2, 1e-1], ["iid"], make_errors, seeds=3, log=log)
     manifest["metrics"] = {k: figures[k] for k in ("data", "count", "payload_bytes", "backbone_accuracy", "results")}
-    warning = gap_warning(figures, args, (extra_fields or {}).get("stage2_epochs"))
+    warning = gap_warning(figures, recipe, (extra_fields or {}).get("stage2_epochs"))
     if warning:
         manifest["warnings"] = [warning]
-    write_bundle(args.out, manifest, backbone.state_dict(), codec.state_dict())
-    load_bundle(args.out)
-    log(f"saved {args.out}: backbone {figures['backbone_accuracy']:.4f}, "
-        + ", ".join(f"BER {r['ber']:g}: {r['accuracy']:.4f}" for r in figures["results"]))
+    edge = export_edge(bundle) if export_edge is not None else None
+    write_bundle(out, manifest, backbone.state_dict(), codec.state_dict(), edge_onnx=edge)
+    written = load_bundle(out)   # it reads back, bound to the weights that were measured
+    if written.fingerprint != bundle.fingerprint or written.edge_onnx != edge:
+        raise RuntimeError(f"{out} does not read back as the bundle that was measured")
+    log(f"saved {out}: backbone {figures['backbone_accuracy']:.4f}, "
+        + ", ".join(f"BER {r['ber']:g}: {r['accuracy']:.4f}" for r in figures["results"])
+        + (f"; edge.onnx {len(edge)} B" if edge is not None else ""))
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
-    return args.out
+    return out
 
 
-def gap_warning(figures: dict, args, stage2_epochs: int | None) -> str | None:
+def gap_warning(figures: dict, recipe: CodecRecipe, stage2_epochs: int | None) -> str | None:
     """A sentence when the codec at BER 0 trails its backbone by more than GAP_WARN, naming the fix."""
     clean = next((r["accuracy"] for r in figures["results"] if r["ber"] == 0), None)
     if clean is None or figures["backbone_accuracy"] - clean <= GAP_WARN:
         return None
-    steps = getattr(args, "stage2_steps", STAGE2_STEPS)
+    steps = recipe.stage2_steps
     return (f"the codec at BER 0 ({clean:.2%}) trails its backbone ({figures['backbone_accuracy']:.2%}) by "
             f"{100 * (figures['backbone_accuracy'] - clean):.1f} points (more than {100 * GAP_WARN:.0f}): train "
             f"stage 2 longer, e.g. --stage2-steps {4 * steps} (this run: {stage2_epochs} epochs), or widen the "

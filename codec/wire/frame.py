@@ -25,6 +25,7 @@ per-frame BER estimate: no pilots.
 """
 from __future__ import annotations
 
+import binascii
 import math
 from dataclasses import dataclass
 from enum import IntEnum
@@ -64,6 +65,7 @@ class ErrorCode(IntEnum):
     BUSY = 3            # overload: retry (with a new counter) after `arg` x 10 ms
     UNSUPPORTED = 4     # protocol version: `detail` is the version the edge speaks
     INTERNAL = 5
+    RESYNC = 6          # v2.1: the counter is beyond the edge's maximum gap: run the resync exchange
 
 
 ERROR_TEXT = {
@@ -72,6 +74,7 @@ ERROR_TEXT = {
     ErrorCode.BUSY: "edge overloaded: retry later",
     ErrorCode.UNSUPPORTED: "unsupported protocol version: upgrade the device to the edge's version",
     ErrorCode.INTERNAL: "internal error on the edge",
+    ErrorCode.RESYNC: "the frame counter is beyond the edge's window: resynchronise (docs/PROTOCOL.md §4.7)",
 }
 
 
@@ -408,6 +411,15 @@ def _try_data(data, copies, fragmented, long_counter, peers, full_counter):
         plain = plain[:-3]
     return 6, "", DataFrame(device_id, counter, copies, index, count, plain, truth, errors,
                             copies * size * 8, found, size, long_counter)
+
+
+def v1_device_id(data: bytes) -> int | None:
+    """The device id a withdrawn v1 frame claims, when `data` is one (magic 0xA7, version 1 and a
+    valid CRC-16 of its 17-byte header; docs/PROTOCOL.md §8), else None."""
+    if len(data) >= 31 and data[0] == 0xA7 and data[1] >> 4 == 1 and \
+            binascii.crc_hqx(data[:17], 0xFFFF) == int.from_bytes(data[17:19], "big"):
+        return int.from_bytes(data[7:9], "big")
+    return None
 
 
 # --- REPLY and ERROR ---------------------------------------------------------------------------

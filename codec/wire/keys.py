@@ -16,6 +16,7 @@ can skip counters but never reuse one (a reused counter would repeat a CTR keyst
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -28,6 +29,12 @@ KEYS_FORMAT = "snn-keys"
 KEYS_VERSION = 1
 RESERVE = 256
 MAX_COUNTER = 0xFFFFFFFF
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of a key (8 hex digits of SHA-256, docs/PROTOCOL.md §4.3): state files
+    name the key they are for, so a state made under an old key is never taken for the new one's."""
+    return hashlib.sha256(b"snn key id\0" + key).hexdigest()[:8]
 
 
 @dataclass(frozen=True, slots=True)

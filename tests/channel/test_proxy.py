@@ -146,7 +146,7 @@ def test_pty_proxy_subprocess_with_pyserial_ends():
         up = down = 0
         with open_transport(f"serial://{dev_tty}?baud=115200") as device, \
                 open_transport(f"serial://{edge_tty}?baud=115200") as edge:
-            for i in range(n):
+            for _ in range(n):
                 device.send(bytes(size))
                 data, _ = edge.recv(5.0)
                 assert len(data) == size  # COBS framing survives: only contents are damaged

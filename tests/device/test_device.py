@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from codec.wire.frame import ErrorCode
+from device.sources import array_samples
 
 
 def _snn(*args, timeout=120):
@@ -39,7 +40,9 @@ def _client(encoder_path, url, **kw):
 
 
 def test_device_package_never_imports_torch():
-    code = ("import sys, device, device.encoder, device.client, device.cli, channel.transports, channel.links\n"
+    code = ("import sys, device, device.encoder, device.client, device.cli, device.api, device.sources, "
+            "device.image_stream, channel.transports, channel.links\n"
+            "from device import connect\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -74,7 +77,7 @@ def test_sim_round_trip_with_fragments(int8_encoder, test_images, responder_fact
     responder_factory("sim://dev-sim", drop_first=False)
     client, t = _client(int8_encoder, "sim://dev-sim", send_truth=True, window=4, timeout=2.0)
     try:
-        client.run(images[:20], labels[:20])
+        client.run(array_samples(images[:20], labels[:20]))
     finally:
         t.close()
     s = client.summary()
@@ -90,7 +93,7 @@ def test_lost_replies_are_resent_under_new_counters(int8_encoder, test_images, r
     client, t = _client(int8_encoder, "sim://dev-retry", send_truth=True, timeout=0.5, retries=3, window=3,
                         mtu=1400, link=None)
     try:
-        client.run(images[:6], labels[:6])
+        client.run(array_samples(images[:6], labels[:6]))
     finally:
         t.close()
     s = client.summary()
@@ -156,7 +159,7 @@ def test_forged_replies_are_ignored(int8_encoder, test_images, responder_factory
     client, t = _client(int8_encoder, "sim://dev-forged", key=DeviceKey(1, key, None), timeout=0.3, retries=0,
                         window=2, mtu=1400, link=None)
     try:
-        client.run(images[:4], labels[:4])
+        client.run(array_samples(images[:4], labels[:4]))
     finally:
         t.close()
     s = client.summary()
@@ -169,7 +172,7 @@ def test_busy_is_retried_after_the_delay_it_names(int8_encoder, test_images, res
     client, t = _client(int8_encoder, "sim://dev-busy", timeout=5.0, retries=2, window=1, mtu=1400, link=None)
     t0 = time.monotonic()
     try:
-        client.run(images[:2], labels[:2])
+        client.run(array_samples(images[:2], labels[:2]))
     finally:
         t.close()
     s = client.summary()
@@ -182,7 +185,7 @@ def test_unknown_codec_stops_the_run(int8_encoder, test_images, responder_factor
     responder_factory("sim://dev-refuse", error=ErrorCode.UNKNOWN_CODEC)
     client, t = _client(int8_encoder, "sim://dev-refuse", timeout=1.0)
     try:
-        client.run(images[:30], labels[:30])
+        client.run(array_samples(images[:30], labels[:30]))
     finally:
         t.close()
     assert client.fatal and "UNKNOWN_CODEC" in client.fatal
@@ -195,7 +198,7 @@ def test_over_a_real_pty_pair(int8_encoder, test_images, responder_factory):
     client, t = _client(int8_encoder, f"serial://{r.transport.path}?baud=115200", send_truth=True,
                         timeout=3.0, window=2)
     try:
-        client.run(images[:8], labels[:8])
+        client.run(array_samples(images[:8], labels[:8]))
     finally:
         t.close()
     s = client.summary()
@@ -255,12 +258,12 @@ def test_busy_is_retried_after_a_jittered_doubling_backoff(int8_encoder, test_im
     r = responder_factory("sim://dev-busy2", busy_first=2)     # BUSY naming 50 ms, twice per inference
     client, t = _client(int8_encoder, "sim://dev-busy2", send_truth=True, timeout=2.0, retries=3, window=2)
     try:
-        client.run(images[:4], labels[:4])
+        client.run(array_samples(images[:4], labels[:4]))
     finally:
         t.close()
     s = client.summary()
     assert s["answered"] == 4 and client.stats["busy"] == 8
-    for payload, times in r.arrivals.items():
+    for times in r.arrivals.values():
         first, second = times[1] - times[0], times[2] - times[1]
         assert 0.02 <= first <= 0.075 + 0.25, times     # 50 ms x [0.5, 1.5], plus a busy machine's slack
         assert 0.045 <= second <= 0.15 + 0.25, times    # doubled

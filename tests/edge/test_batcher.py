@@ -212,11 +212,11 @@ def test_auto_udp_queue_holds_half_a_deadline_of_work():
 
     b = MicroBatcher(max_batch=64, deadline_s=0.05)
     b.calibrate(small_s=0.0005, full_s=0.0032)          # 64 frames in 3.2 ms: 20,000 frames/s
-    assert auto_udp_queue(b) == 500                      # 20,000/s x 25 ms
+    assert auto_udp_queue(b.capacity_fps(), b.deadline_s) == 500                      # 20,000/s x 25 ms
     b.calibrate(small_s=0.02, full_s=0.08)               # a slow model: 800 frames/s -> 20, floored
-    assert auto_udp_queue(b) == 64
+    assert auto_udp_queue(b.capacity_fps(), b.deadline_s) == 64
     b.calibrate(small_s=1e-6, full_s=2e-6)               # absurdly fast: capped
-    assert auto_udp_queue(b) == 4096
+    assert auto_udp_queue(b.capacity_fps(), b.deadline_s) == 4096
 
 
 def test_admission_refuses_a_frame_already_past_its_deadline_even_when_idle():

@@ -1,4 +1,4 @@
-"""edge/ber.py: pooled pilot estimate, SNR-hint prior, clamping, bounded memory."""
+"""edge/ber.py: pooled known-bit estimate, SNR-hint prior, clamping, bounded memory."""
 import math
 
 import numpy as np
@@ -33,7 +33,7 @@ def test_clean_link_goes_low_and_devices_are_separate():
     assert clean < 2e-4 and 0.05 < noisy < 0.15
 
 
-def test_snr_prior_without_pilots():
+def test_snr_prior_without_known_bits():
     est = BerEstimator()
     assert est.update(1, 0, 0, snr_hint=-3) > 0.1
     assert est.update(2, 0, 0) == BerEstimator().default_ber

@@ -54,7 +54,7 @@ def seconds_until_closed(sock: socket.socket, limit: float = 10.0) -> float:
     except ConnectionResetError:
         pass
     except TimeoutError:
-        raise AssertionError(f"the server kept the connection open for {limit} s")
+        raise AssertionError(f"the server kept the connection open for {limit} s") from None
     return time.monotonic() - t0
 
 

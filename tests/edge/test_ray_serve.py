@@ -59,12 +59,12 @@ def test_workers_keep_that_many_batches_in_flight(workers):
         done = asyncio.Event()
 
         def reply(job, label, conf, error):
-            answers[job.meta] = (label, error)
+            answers[job.payload[0]] = (label, error)
             if len(answers) == 8:
                 done.set()
 
         for i in range(8):
-            assert batcher.submit(Job(codec, bytes([i, 0, 0, 0]), None, 0.0, reply, time.perf_counter(), meta=i))
+            assert batcher.submit(Job(codec, bytes([i, 0, 0, 0]), None, 0.0, reply, time.perf_counter()))
         await asyncio.wait_for(done.wait(), 15)
         left = await batcher.drain(1.0)
         assert left == [] and batcher.in_flight == 0

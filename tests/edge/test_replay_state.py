@@ -17,7 +17,7 @@ def _core(path) -> EdgeCore:
 def _feed(core: EdgeCore, frames) -> list[bytes]:
     out: list[bytes] = []
     for frame in frames:
-        core.handle_frame(frame, "udp", out.append, None)
+        core.offer(frame, None, out.append, None, "udp")
     return out
 
 

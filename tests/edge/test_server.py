@@ -314,7 +314,7 @@ def test_overload_busy_replies_all_accounted_health_responsive(tmp_path):
 def test_sigterm_drains_and_exits_within_5s(tmp_path):
     server = start_standin(tmp_path, "--delay", "0.02")
     client = UdpClient(server.udp)
-    for i in range(50):
+    for _ in range(50):
         client.send(frame(1))
     time.sleep(0.05)
     elapsed = server.stop()
@@ -362,7 +362,7 @@ def test_http_concurrent_requests(edge):
 
     def worker(k):
         with httpx.Client() as c:
-            for i in range(10):
+            for _ in range(10):
                 r = c.post(edge.http + "/v1/infer", content=frame(k % 10, device=500 + k),
                            headers=OCTET)
                 results.append((r.status_code, r.json()["label"], k % 10))

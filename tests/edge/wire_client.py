@@ -55,7 +55,7 @@ def open_reply(data: bytes):
 
     try:
         return parse_reply(data, key=bytes(16), device_id=0, fingerprint=bytes(4), full_counter=remember)
-    except FrameError as exc:
+    except FrameError:
         if not low or low[0] not in SENT:
             raise
     dev, counter, fp = SENT[low[0]]

@@ -50,14 +50,16 @@ def test_generated_model_plans_its_arena_and_refuses_unknown_steps(fixture_encod
             if not (a.last < b.first or b.last < a.first):
                 assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
     conv = next(s for s in program.steps if s.kernel == "conv")
-    conv.fn = lambda v: v  # a step whose closure the generator does not know
+    conv.spec = object()  # a step whose kernel is not registered
     with pytest.raises(SnnError, match="no C twin"):
         generate(program)
 
 
 def test_agree_cli_bad_encoder_is_one_line_exit_2(tmp_path, fixture_images):
     need("gcc")
-    import subprocess, sys, json, os
+    import subprocess
+    import sys
+    import os
     np.save(tmp_path / "imgs.npy", fixture_images)
     out = tmp_path / "a.json"
     env = dict(os.environ, PYTHONPATH=os.getcwd())

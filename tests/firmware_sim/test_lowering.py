@@ -16,7 +16,7 @@ def test_program_has_no_float_arrays(fixture_encoder, fixture_images):
     program = lower(fixture_encoder)
     values = {program.input_name: fixture_images[:2].astype(np.int64)}
     for step in program.steps:
-        values[step.output] = step.fn(values)
+        values[step.output] = step.run(values)
         assert values[step.output].dtype.kind in "iu", (step.name, values[step.output].dtype)
         for p in step.params.values():
             if isinstance(p, np.ndarray):

@@ -6,7 +6,6 @@ def test_chain_peak_is_largest_adjacent_pair():
     bufs = [Buffer("a", 100, 0, 1), Buffer("b", 400, 1, 2), Buffer("c", 200, 2, 3), Buffer("d", 40, 3, 4)]
     plan = plan_buffers(bufs)
     assert plan.peak_bytes == 600  # b + c live together
-    by = {b.name: b for b in plan.buffers}
     for x in bufs:
         for y in bufs:
             if x is not y and not (x.last < y.first or y.last < x.first):

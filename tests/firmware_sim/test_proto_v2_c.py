@@ -4,7 +4,6 @@ checked byte for byte against the worked examples of docs/PROTOCOL.md v2."""
 import ctypes
 import subprocess
 
-import pytest
 
 from toolchain import need
 

@@ -1,7 +1,6 @@
 """`snn mcu qemu`: the cross-compiled firmware under qemu-system-arm (netduinoplus2), images and
 replies over its emulated UART. Real gcc, real QEMU, real Fashion-MNIST images, real sockets."""
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -55,13 +54,13 @@ class FakeEdge(threading.Thread):
                 continue
             if F.VERSION == 1:
                 f = F.parse_frame(data)
-                key, truth = f.seq, f.truth
+                key = f.seq
                 reply = F.encode_reply(f.fingerprint, f.device_id, f.seq, f.truth, 0.9, 0.0)
             else:
                 class Peer:
                     key, fingerprint, payload_bytes = bytes(16), bytes.fromhex(SHIPPED_FP), 37
                 f = F.parse_data(data, lambda dev: [Peer()], lambda dev, low: low)
-                key, truth = f.counter, f.truth
+                key = f.counter
                 reply = F.encode_reply(key=bytes(16), device_id=f.device_id, fingerprint=Peer.fingerprint,
                                        counter=f.counter, label=f.truth, confidence=0.9, ber=0.0)
             self.frames.append((key, unpack_symbols(np.frombuffer(f.data, np.uint8), 8, 98)))

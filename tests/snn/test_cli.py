@@ -33,3 +33,13 @@ def test_bench_wire_json(tmp_path):
     import json
     result = json.loads(out.read_text())
     assert result["payload_bytes"] == 147 and result["parse_frames_per_s"] > 0
+
+
+def test_the_dispatcher_makes_openmp_wait_passively():
+    """One place sets OMP_WAIT_POLICY (snn/process.py): `snn` itself, before any command imports torch."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, snn.cli\nsnn.cli.main([])\nprint(os.environ.get('OMP_WAIT_POLICY'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("PASSIVE"), proc.stdout + proc.stderr
