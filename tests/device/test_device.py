@@ -117,7 +117,7 @@ def test_auto_copies_follow_the_cost_rule_at_the_reported_ber(int8_encoder, test
     client, t = _client(int8_encoder, f"sim://dev-plan-{mtu}-{ber}", window=1, timeout=2.0, mtu=mtu,
                         header_copies="auto")
     try:
-        client.run(images[:20], labels[:20])
+        client.run(array_samples(images[:20], labels[:20]))
     finally:
         t.close()
     assert client.summary()["answered"] == 20
@@ -142,7 +142,7 @@ def test_unanswered_transmissions_make_the_device_plan_for_a_worse_link(int8_enc
     client, t = _client(int8_encoder, "sim://dev-plan-unanswered", window=1, timeout=0.3, retries=3, mtu=222,
                         header_copies="auto", link=None)
     try:
-        client.run(images[:10], labels[:10])
+        client.run(array_samples(images[:10], labels[:10]))
     finally:
         t.close()
     assert client.summary()["answered"] == 10
