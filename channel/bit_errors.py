@@ -447,6 +447,3 @@ def _no_extra(name, kw):
     if kw:
         raise SnnError(f"error model {name!r} takes no option(s) {', '.join(sorted(kw))}")
 
-
-# the bit-true LoRa PHY subclasses ErrorModel, so it registers itself once this module is complete
-import channel.lora_phy  # noqa: E402,F401
