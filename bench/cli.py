@@ -39,6 +39,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cp.add_argument("--no-truth", action="store_true", help="send without the test-mode truth bytes")
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--json", type=Path, metavar="PATH")
+    gw = sub.add_parser("gateway", help="a device through emulated LoRa gateways into a --gateway edge",
+                        description="Run a real `snn edge serve --gateway`, `snn channel gateways` (a chirp-level "
+                                    "LoRa PHY per gateway, failed CRCs forwarded) and `snn device run`; count what "
+                                    "each gateway forwarded and what the edge answered through which.")
+    gw.add_argument("--snr-db", default="-7.5,-5", metavar="DB[,DB...]",
+                    help="each gateway's SNR, one value per gateway (default -7.5,-5: two gateways)")
+    gw.add_argument("--sf", type=int, default=7, help="spreading factor (default 7)")
+    gw.add_argument("--count", type=int, default=300, help="images (default 300)")
+    gw.add_argument("--no-crc", action="store_true", help="the device sends no payload CRC (every stat 0)")
+    gw.add_argument("--drop", type=float, default=0.0, metavar="P", help="each gateway misses a packet with P")
+    gw.add_argument("--seed", type=int, default=0)
+    gw.add_argument("--json", type=Path, metavar="PATH")
+    ls = sub.add_parser("lsnr", help="does the gateway's SNR (lsnr) help the edge's BER estimate and accuracy?",
+                        description="Frames of real images through the chirp-level LoRa PHY along SNR traces; the "
+                                    "real edge half conditioned on the header-only estimate, the estimate with the "
+                                    "lsnr as prior, the lsnr alone and the true BER.")
+    ls.add_argument("--sf", type=int, default=7, help="spreading factor (default 7)")
+    ls.add_argument("--count", type=int, default=2000, help="images (default 2000)")
+    ls.add_argument("--seeds", type=int, default=2, help="channel seeds (default 2)")
+    ls.add_argument("--lsnr-error-db", type=float, default=1.0, metavar="DB",
+                    help="standard deviation of the reported lsnr around the true SNR (default 1)")
+    ls.add_argument("--bundle", default=None, metavar="B", help="bundle (default: the shipped default)")
+    ls.add_argument("--json", type=Path, metavar="PATH")
     flood = sub.add_parser("flood", help="a keyed device while one source floods the edge with garbage")
     flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
     flood.add_argument("--garbage-rate", type=float, default=20000.0,
@@ -108,6 +131,21 @@ def run(args: argparse.Namespace) -> int:
         result = run_copies(args.channel or ["untuned"], mtus, copies, args.count, truth=not args.no_truth,
                             seed=args.seed, log=lambda line: print(line, flush=True))
         write_json(args.json, result)
+        return 0
+    elif args.bench == "gateway":
+        from bench.gateway import run_gateway
+        if args.count < 1 or not 0 <= args.drop < 1:
+            raise SnnError("--count must be >= 1 and --drop in [0, 1)")
+        result = run_gateway(args.snr_db, args.sf, args.count, crc=not args.no_crc, drop=args.drop, seed=args.seed,
+                             log=lambda line: print(line, flush=True))
+        write_json(args.json, result)
+        return 0
+    elif args.bench == "lsnr":
+        from bench.lsnr import run_lsnr
+        if args.count < 1 or args.seeds < 1 or args.lsnr_error_db < 0:
+            raise SnnError("--count and --seeds must be >= 1, --lsnr-error-db >= 0")
+        write_json(args.json, run_lsnr(args.sf, count=args.count, lsnr_error_db=args.lsnr_error_db, seeds=args.seeds,
+                                       bundle_path=args.bundle, log=lambda line: print(line, flush=True)))
         return 0
     elif args.bench == "flood":
         from bench.flood import format_flood, run_flood

@@ -103,6 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--json", default=None, metavar="PATH")
 
+    from channel.gateway_sim import add_parser as add_gateways_parser
+    add_gateways_parser(sub)
     t = sub.add_parser("ptys", help="create a virtual null-modem cable (two linked ttys)",
                        description="Create two pty pairs wired together and print their paths; "
                                    "what one side writes, the other reads. Runs until Ctrl-C.")
@@ -121,6 +123,9 @@ def run(args) -> int:
         return run_ptys(args)
     if cmd == "lora-phy":
         return run_lora_phy(args)
+    if cmd == "gateways":
+        from channel.gateway_sim import run_from_args
+        return run_from_args(args)
     args._channel_parser.print_help(sys.stderr)
     return 2
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from channel.bit_errors import IIDModel
 from codec.wire import bch
 from codec.wire.frame import (
+    header_key,
     BLOCK_BYTES,
     FRAG_BLOCK_BYTES,
     ErrorCode,
@@ -394,3 +395,25 @@ def test_long_counter_resynchronises_a_receiver_that_lost_track(mtu):
 def test_counter_store_that_cannot_persist_is_a_clear_error(tmp_path):
     with pytest.raises(SnnError, match="cannot write the frame-counter state"):
         CounterStore(tmp_path / "missing-dir" / "k.state")
+
+
+@pytest.mark.parametrize("copies,mtu,long_counter", [(1, 200, False), (3, 200, True), (1, 40, False), (3, 51, True)])
+def test_header_key_groups_the_copies_of_one_frame(copies, mtu, long_counter):
+    """Copies of a frame with different payload bits and correctable header bits share a key; a
+    frame under another counter or a forged MIC does not; garbage has none."""
+    frame = _frames(counter=70_000, copies=copies, mtu=mtu, long_counter=long_counter)[0]
+    key = header_key(frame)
+    assert key is not None and key[0] == len(frame)
+    damaged = bytearray(frame)
+    damaged[-1] ^= 0x41          # payload bits
+    damaged[1] ^= 0x10           # a header bit: BCH (and the copy vote) corrects it
+    assert header_key(bytes(damaged)) == key
+    assert header_key(_frames(counter=70_001, copies=copies, mtu=mtu, long_counter=long_counter)[0]) != key
+    forged = encode_inference(_payload(), key=bytes(16), device_id=7, fingerprint=FP, counter=70_000, copies=copies,
+                              mtu=mtu, long_counter=long_counter)[0]
+    assert header_key(forged) != key   # same fields, another MIC: another group, and it fails authentication
+    # a random datagram reads as a header now and then (a BCH codeword within 4 bits, version and
+    # kind right: about 1 in 100 per reading); it is then its own group and fails authentication
+    rng = np.random.default_rng(3)
+    assert sum(header_key(rng.integers(0, 256, len(frame), dtype=np.uint8).tobytes()) is not None
+               for _ in range(400)) <= 24
