@@ -40,8 +40,7 @@ def _edge_counts(metrics_text: str) -> dict:
 
 def run_gateway(snr_db: str = "-7.5,-5", sf: int = 7, count: int = 300, crc: bool = True, drop: float = 0.0,
                 seed: int = 0, log=print) -> dict:
-    import httpx
-
+    from bench.loadgen.server import http_get
     from bench.stack import LocalStack
     from export.shipped import default_int8_encoder
 
@@ -60,7 +59,9 @@ def run_gateway(snr_db: str = "-7.5,-5", sf: int = 7, count: int = 300, crc: boo
         if not out.is_file():
             raise SnnError(f"snn device run failed ({done.returncode}): {done.stderr.strip()[-400:]}")
         device = json.loads(out.read_text())
-        edge = _edge_counts(httpx.get(stack.addresses["http"] + "/metrics", timeout=10).text)
+        token_file = stack.addresses.get("operator_token_file")
+        token = Path(token_file).read_text().strip() if token_file else None
+        edge = _edge_counts(http_get(stack.addresses["http"] + "/metrics", timeout=10, token=token))
     air = stack.proxy_summary
     result = {"benchmark": "gateway", "sf": sf, "snr_db": snr_db, "crc": crc, "drop": drop, "seed": seed,
               "count": device["count"], "answered": device["answered"],

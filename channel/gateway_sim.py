@@ -259,10 +259,13 @@ def add_parser(sub) -> None:
                         "bad ones forwarded with stat -1)")
     g.add_argument("--drop", type=float, default=0.0, metavar="P", help="each gateway misses a packet with P")
     g.add_argument("--keepalive", type=float, default=1.0, metavar="S", help="PULL_DATA interval (default 1 s)")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
-    g.add_argument("--ready-json", default=None, metavar="PATH", help="write the listen address here when ready")
-    g.add_argument("--json", default=None, metavar="PATH", help="write the summary here at exit")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed for reproducible errors (default: a fresh seed each run)")
+    g.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: until Ctrl-C)")
+    g.add_argument("--ready-json", default=None, metavar="PATH",
+                   help="write the listen address here when ready (default: not written)")
+    g.add_argument("--json", default=None, metavar="PATH", help="write the summary here at exit (default: not written)")
 
 
 def build_from_args(args) -> GatewaySim:

@@ -22,6 +22,39 @@ def _defaults():
         "idle": limits.idle_timeout_s, "request": limits.request_timeout_s}
 
 
+def _security_arguments(p: argparse.ArgumentParser, cfg) -> None:
+    """serve's keys, replay state and budgets of unauthenticated work (docs/PROTOCOL.md §4, §6)."""
+    p.add_argument("--keys", metavar="FILE",
+                   help="provisioned device keys (snn keys new ...): only frames authenticated by one "
+                        "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
+                        "in FILE.edge-state (required; snn keys new makes it) across restarts (default: none; "
+                        "then --insecure is required)")
+    p.add_argument("--reset-replay-state", action="store_true",
+                   help="start although KEYS.edge-state (the replay state, required with --keys) is missing or "
+                        "damaged: every device's history becomes unknown, so frames captured before can be "
+                        "answered once more (logged loudly; default: refuse to start)")
+    p.add_argument("--insecure", action="store_true",
+                   help="without --keys: accept every device with the public all-zero key (tests and "
+                        "demos on trusted links only)")
+    p.add_argument("--source-fail-rate", type=float, default=cfg("source_fail_rate"), metavar="N",
+                   help="frames/s failing authentication a source address may send before it is "
+                        "ignored for a while (0: no limit; default %(default)s)")
+    p.add_argument("--fail-cpu", type=float, default=cfg("fail_cpu"), metavar="S",
+                   help="CPU seconds per second that every frame failing authentication may cost together, "
+                        "from any number of sources; past it, frames not from a device's own recent "
+                        "(address, id) pair are dropped unread, counted 'unverified' (0: no limit; default "
+                        "%(default)s)")
+    p.add_argument("--claim-fail-rate", type=float, default=cfg("claim_fail_rate"), metavar="N",
+                   help="failed MIC checks per second per claimed device id (online guessing); past it, frames "
+                        "claiming that id are dropped unverified unless they come from the device's own "
+                        "(address, id) pair (0: no limit; default %(default)s)")
+    p.add_argument("--pair-fail-rate", type=float, default=cfg("pair_fail_rate"), metavar="N",
+                   help="failures per second tolerated from a device's own (address, id) pair (someone "
+                        "spoofing it) before its frames are treated like any other (default %(default)s)")
+    p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
+                   help="authenticated frames/s per device (0: no limit; default %(default)s)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
     cfg, opt = _defaults()
@@ -36,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="UDP address (default %(default)s; 'none' disables UDP)")
     p.add_argument("--serial", action="append", metavar="URL",
                    help="serial link to listen on, e.g. serial:///dev/ttyUSB0?baud=115200 or pty:// "
-                        "(a new pty pair; its path is printed); repeatable")
+                        "(a new pty pair; its path is printed); repeatable (default: none)")
     _gateway_arguments(p)
     p.add_argument("--max-batch", type=int, default=cfg("max_batch"), help="largest model batch (default %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=cfg("max_wait_ms"),
@@ -68,18 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--torchscript", action="store_true",
                    help="with --engine torch: run the edge half TorchScript-traced (faster model, but "
                         "occasional re-optimisation stalls; default: eager)")
-    p.add_argument("--keys", metavar="FILE",
-                   help="provisioned device keys (snn keys new ...): only frames authenticated by one "
-                        "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
-                        "in FILE.edge-state across restarts")
-    p.add_argument("--insecure", action="store_true",
-                   help="without --keys: accept every device with the public all-zero key (tests and "
-                        "demos on trusted links only)")
-    p.add_argument("--source-fail-rate", type=float, default=cfg("source_fail_rate"), metavar="N",
-                   help="frames/s failing authentication a source address may send before it is "
-                        "ignored for a while (0: no limit; default %(default)s)")
-    p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
-                   help="authenticated frames/s per device (0: no limit; default %(default)s)")
+    _security_arguments(p, cfg)
     p.add_argument("--http-max-connections", type=int, metavar="N",
                    help="most HTTP connections held at once; at the cap a new connection closes the "
                         "one idle longest (default 1024, or half of `ulimit -n` where that is lower; "
@@ -92,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "S seconds after its first byte (default %(default)s)")
     p.add_argument("--ray", metavar="local|ADDRESS",
                    help="run the decoder + task head on Ray Serve replicas: 'local' starts a Ray on this "
-                        "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra")
+                        "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra "
+                        "(default: in this process)")
     p.add_argument("--replicas", type=int, default=2,
                    help="Ray Serve replicas of the model half (with --ray; default %(default)s)")
     p.add_argument("--replica-cpus", type=float, default=1.0,
@@ -103,8 +126,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse-port", action="store_true",
                    help="SO_REUSEPORT on the UDP and HTTP ports: several fronts on one host share them "
                         "(the kernel keeps each device on one front)")
+    p.add_argument("--operator-token", metavar="FILE",
+                   help="the operator credential for /v1/stats, /v1/codecs, /metrics, the dashboard and JSON "
+                        "answers: a token in FILE (mode 0600; made there when FILE does not exist); clients "
+                        "send 'Authorization: Bearer TOKEN' (default: KEYS.operator-token beside --keys, or a "
+                        "fresh private temporary file with --insecure; --ready-json names it as "
+                        "operator_token_file)")
+    p.add_argument("--no-operator-token", action="store_true",
+                   help="open the operator endpoints to anyone who reaches the HTTP port (a trusted LAN only; "
+                        "logged at start)")
     p.add_argument("--ready-json", metavar="PATH",
-                   help="write the bound addresses as JSON to PATH once serving")
+                   help="write the bound addresses as JSON to PATH once serving (default: not written)")
     p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
 
     b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
@@ -117,7 +149,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="client addresses with an open upstream socket (LRU; default %(default)s)")
     b.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
                    help="close a client's upstream socket after S idle seconds (default %(default)s)")
-    b.add_argument("--ready-json", metavar="PATH", help="write the bound address as JSON to PATH once serving")
+    b.add_argument("--ready-json", metavar="PATH", help="write the bound address as JSON to PATH once serving "
+                                                        "(default: not written)")
 
 
 def _gateway_arguments(p: argparse.ArgumentParser) -> None:
@@ -127,10 +160,10 @@ def _gateway_arguments(p: argparse.ArgumentParser) -> None:
     d = GatewayOptions.__dataclass_fields__
     p.add_argument("--gateway", default=None, metavar="HOST:PORT",
                    help="also listen for LoRa gateways speaking the Semtech UDP packet-forwarder protocol "
-                        "(e.g. udp://0.0.0.0:1700; needs --gateway-allow)")
+                        "(e.g. udp://0.0.0.0:1700; needs --gateway-allow; default: none, no gateway feed)")
     p.add_argument("--gateway-allow", action="append", default=None, metavar="EUI@ADDRESS[/PREFIX]",
                    help="a gateway the edge listens to: its EUI and the address or network its datagrams "
-                        "come from (repeatable; the protocol has no authentication)")
+                        "come from (repeatable; the protocol has no authentication; default: none)")
     p.add_argument("--gateway-dedup-ms", type=float, default=d["dedup_s"].default * 1e3, metavar="MS",
                    help="copies of one frame heard by several gateways within this window are one inference "
                         "(default %(default)g)")
@@ -186,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
     gateway = gateway_options(args)
+    from codec.wire.edge_state import edge_state_path
     keys = None
     if args.keys:
         from codec.wire.keys import load_keys
@@ -195,8 +229,10 @@ def run(args: argparse.Namespace) -> int:
         config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                             reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                             keys=keys, insecure=args.insecure, source_fail_rate=args.source_fail_rate,
-                            device_rate=args.device_rate,
-                            state_path=f"{args.keys}.edge-state" if args.keys else None,
+                            device_rate=args.device_rate, fail_cpu=args.fail_cpu,
+                            claim_fail_rate=args.claim_fail_rate, pair_fail_rate=args.pair_fail_rate,
+                            state_path=str(edge_state_path(args.keys)) if args.keys else None,
+                            reset_replay_state=args.reset_replay_state, keys_path=args.keys,
                             model_workers=args.replicas if args.ray else 1,
                             deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
     except ValueError as exc:
@@ -204,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
     if args.udp_queue is not None and args.udp_queue < 16:
         raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
+                           operator=_operator(args),
                            udp_queue=args.udp_queue, log_level=args.log_level, http_limits=limits,
                            reuse_port=args.reuse_port, gateway=gateway)
 
@@ -239,6 +276,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for backend in backends:
             backend.close()
+
+
+def _operator(args: argparse.Namespace):
+    """The operator credential the flags ask for (None: a private temporary token file)."""
+    from edge.operator_auth import load_or_create, open_access
+
+    if args.no_operator_token:
+        if args.operator_token:
+            raise SnnError("--operator-token and --no-operator-token exclude each other")
+        return open_access()
+    path = args.operator_token or (f"{args.keys}.operator-token" if args.keys else None)
+    return load_or_create(path) if path else None
 
 
 def balance(args: argparse.Namespace) -> int:

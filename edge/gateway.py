@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 
 from channel import semtech_udp as pf
+from codec.wire.control import control_key
 from codec.wire.frame import header_key
 from edge.listeners import bind_or_explain
 from snn.errors import SnnError
@@ -288,7 +289,7 @@ class GatewayListener:
         m.rxpk[STATS[rx.stat]][name] += 1
         now = time.monotonic()
         copy = _Copy(eui, rx, now)
-        key = header_key(rx.data)
+        key = header_key(rx.data) or control_key(rx.data)
         if key is None:   # no header the BCH code can read: the core counts its failure
             m.copies["ungrouped"][name] += 1
             self.front.offer(rx.data, None, self._replier(_Group({eui: copy}, open=False)), eui)

@@ -33,6 +33,7 @@ from edge.http_guard import (
     protocol_class,
 )
 from edge.listeners import bind_or_explain
+from edge.operator_auth import OperatorAuth, private_token
 from snn.errors import SnnError
 
 # connections the kernel queues for accept() (capped by net.core.somaxconn)
@@ -52,6 +53,8 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=lambda: HttpLimits(default_max_connections()))
     log_interval_s: float = 10.0
     reuse_port: bool = False    # SO_REUSEPORT on the UDP and HTTP sockets (several fronts per host)
+    # the operator credential (edge.operator_auth); None: a fresh token in a private temporary file
+    operator: OperatorAuth | None = None
     gateway: GatewayOptions | None = None   # a LoRa packet-forwarder feed (edge.gateway)
 
 
@@ -153,6 +156,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         raise
 
     core = EdgeCore(codecs, config)
+    operator = options.operator or private_token()
     core.warm_up()
     udp_queue = options.udp_queue
     if udp_sock is not None and udp_queue is None:
@@ -167,7 +171,8 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
                  "udp_queue": udp_queue if udp_sock else None,
                  "gateway": ("udp://%s:%d" % _addr(gateway_sock)) if gateway_sock else None,
                  "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
-                 "engine": ",".join(sorted({c.engine.name for c in codecs}))}
+                 "engine": ",".join(sorted({c.engine.name for c in codecs})),
+                 "operator_token_file": operator.path}
 
     async def on_startup(core: EdgeCore) -> None:
         import asyncio
@@ -175,6 +180,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         loop = asyncio.get_running_loop()
         addresses["event_loop"] = type(loop).__module__.split(".")[0]
         loop.set_exception_handler(guard.loop_exception_handler)
+        if core.config.keys_path and threading.current_thread() is threading.main_thread():
+            import signal
+            loop.add_signal_handler(signal.SIGHUP, core.reload_keys)   # snn keys add|revoke|rotate
         log_flush.append(loop.create_task(_flush_log_every(limiter, options.log_interval_s)))
         if udp_sock is not None:
             listeners.append(await UdpListener.start(core.front("udp"), udp_sock))
@@ -202,7 +210,12 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             task.cancel()
         limiter.flush(force=True)
 
-    app = create_app(core, on_startup, on_shutdown)
+    if not operator.required:
+        logging.getLogger("snn.edge").warning(
+            "OPERATOR API OPEN (--no-operator-token): /v1/stats, /v1/codecs, /metrics, the dashboard and "
+            "JSON answers need no credential; anyone who reaches the HTTP port reads labels and figures "
+            "(trusted LAN only)")
+    app = create_app(core, on_startup, on_shutdown, operator)
     # asyncio's own loop, not uvloop even where it is installed: measured on the 2-core machine
     # (interleaved UDP closed loops, same run), uvloop cost the model thread ~15-20 us more CPU per
     # frame and 5-12 % of the throughput

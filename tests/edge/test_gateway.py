@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import time
 
-import httpx
 import pytest
 from test_server import metric
 
@@ -94,7 +93,7 @@ def _flip(frame: bytes, *bits: int) -> bytes:
 
 
 def _metrics(edge) -> str:
-    return httpx.get(edge.http + "/metrics").text
+    return edge.get("/metrics").text
 
 
 def test_a_frame_with_a_failed_crc_is_answered_by_a_txpk_in_rx1(gw_edge):
