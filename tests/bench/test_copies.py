@@ -21,3 +21,18 @@ def test_bench_copies_on_a_clean_channel(tmp_path, capsys):
         assert 2.0 <= r["frames_per_inference"] < 2.4
     assert "B/answered" in capsys.readouterr().out
     assert main(["bench", "copies", "--copies", "7"]) == 2
+
+
+def test_bench_copies_through_the_lora_phy_at_the_sf7_limit(tmp_path):
+    """`snn channel proxy --lora-phy --sf 7 --snr-db -7.5` (Semtech's SF7 limit): bits really flip on
+    the real frames, both directions, and the device is still answered (issue 23)."""
+    out = tmp_path / "copies.json"
+    assert main(["bench", "copies", "--channel", "lora-sf7-limit", "--mtu", "222", "--copies", "auto",
+                 "--count", "60", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["answered"] >= 0.95 * 60
+    air = result["air"]["lora-sf7-limit"]
+    assert air["uplink"]["frames"] >= 60 and air["downlink"]["frames"] >= row["answered"]
+    assert air["uplink"]["bits_flipped"] + air["downlink"]["bits_flipped"] > 0
+    assert 0 < air["uplink"]["measured_ber"] + air["downlink"]["measured_ber"] < 1e-2
