@@ -11,8 +11,9 @@ Methods (rows):
   NAME=PATH; ``deepcod``, the DeepCOD-style codec of `bench.deepcod` (same encoder budget, no channel in
   training); ``adjscc``, the ADJSCC-style codec of `bench.adjscc` (AF modules fed the BER at the device, which
   is told the channel's BER, and at the edge; trained on the same bit flips). They
-  send v2 frames (docs/PROTOCOL.md): header copies as `--header-copies auto` settles on at the
-  BER, each a 12-byte BCH-protected block (device id, counter, 32-bit MIC), then the encrypted
+  send v2 frames (docs/PROTOCOL.md): header copies and fragments as `--header-copies auto`
+  plans them at the BER (the cost rule of §3.3; a resend at twice the BER), each a 12-byte
+  BCH-protected block (device id, counter, 32-bit MIC), then the encrypted
   packed symbols; a transmission whose header is lost is resent (a new counter, the long
   counter's 2 bytes more per block, <= cap); the edge unpacks the body with its bit errors, marks
   symbols of lost fragments erased, and is told the BER its header decoding measured, pooled
@@ -44,7 +45,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,6 @@ import torch
 from bench import delivery
 from bench.sources import Source, decode_all, default_sources, encode_all
 from codec.evaluate import device_symbols, edge_predict
-from codec.wire.frame import header_copies_for
 
 BERS = (0.0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
 CHANNELS = ("iid", "ge")
@@ -164,10 +164,12 @@ def find_ablations(extra: dict[str, str] | None = None) -> list[tuple[str, Path]
 
 
 def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, clean_cache: dict,
-                  header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1, ber: float = 0.0) -> dict:
+                  header_t: int = delivery.FRAME_HEADER_T, header_copies: int = 1,
+                  plan_ber: float | None = None, ber: float = 0.0) -> dict:
     """One learned codec at one channel setting: real frames, header losses, body errors.
 
-    `header_copies` is what a device with `--header-copies auto` settles on at this BER; `ber` is the
+    `plan_ber`: frame as a `--header-copies auto` device does once the edge reports this BER
+    (copies and fragments by the cost rule), else `header_copies` copies. `ber` is the
     channel's, told to a device half that takes it (`device_knows_ber`, ADJSCC-style).
     """
     from codec.wire.packing import erased_symbols, pack_symbols, unpack_symbols
@@ -181,7 +183,7 @@ def semantic_rows(codec: Codec, images, labels, model, rng, mtu: int, cap: int, 
     symbols = clean_cache[skey]
     packed = pack_symbols(symbols, b.levels, gray=b.gray)
     messages = [row.tobytes() for row in packed]
-    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, copies=header_copies)
+    tr = delivery.header_only(model, rng, messages, mtu, cap, t=header_t, copies=header_copies, plan_ber=plan_ber)
     header_bits = int(tr.header_bits.sum())
     ber_est = float(tr.header_flips.sum()) / header_bits if header_bits else 0.0
     ok = tr.delivered
@@ -246,13 +248,43 @@ def _model(channel: str, ber: float, burst: float):
     return make_error_model(channel, ber=ber, burst=burst if channel == "ge" else None)
 
 
+@dataclass
+class _Setting:
+    """One channel setting of the benchmark: its row labels, the MTU its frames are cut to, the
+    error model (a fresh one per method) and extra row fields."""
+
+    channel: str
+    ber: float
+    mtu: int
+    model: object
+    extra: dict = field(default_factory=dict)
+
+
+def _phy_setting(p: dict) -> _Setting:
+    """A LoRa PHY setting ({"snr_db", "sf", "cr", "offset_bins"}): channel ``lora-phy-sf<N>``, the
+    SF's EU868 MTU (222 B at SF7-8, 115 at SF9, 51 at SF10-12), BER = what the model expects."""
+    from channel.bit_errors import make_error_model
+    from channel.links import get_link
+
+    kw = {k: p[k] for k in ("sf", "cr", "offset_bins") if k in p}
+    probe = make_error_model("lora-phy", snr_db=p["snr_db"], **kw)
+    mtu = get_link(f"lora-sf{probe.sf}").mtu
+    return _Setting(f"lora-phy-sf{probe.sf}", float(probe.expected_ber(mtu)), mtu,
+                    lambda: make_error_model("lora-phy", snr_db=p["snr_db"], **kw),
+                    {"snr_db": float(p["snr_db"]), "sf": probe.sf, "cr": f"4/{probe.cr + 4}",
+                     "offset_bins": probe.offset_bins, "mtu": mtu})
+
+
 def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None, side_count: int | None = None,
                  bers=BERS, channels=CHANNELS, link: str = LINK, cap: int = CAP, burst: float = BURST,
                  qualities=None, rs_rates=None, ablations: dict[str, str] | None = None,
                  deepcod: str | Path | None = "auto", adjscc: str | Path | None = "auto",
                  train_minutes: float = 6.0, seed: int = 0,
-                 threads: int | None = None, log=print) -> dict:
-    """Run the accuracy benchmark; returns the JSON-ready dict (`rows` is the contract)."""
+                 threads: int | None = None, log=print, phy_settings: list[dict] | None = None) -> dict:
+    """Run the accuracy benchmark; returns the JSON-ready dict (`rows` is the contract).
+
+    `phy_settings` (``--model lora-phy``): rows through the bit-true LoRa PHY instead of the BER
+    grid, one per (SF, SNR), each at its SF's MTU (`_phy_setting`)."""
     from channel.links import get_link
     from codec.bundle import load_bundle
     from codec.datasets import load_dataset
@@ -306,20 +338,25 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
                      "accuracy": round(float(accuracy), 5), "bytes_on_air": round(float(bytes_on_air), 2),
                      "count": int(count_), **extra})
 
-    settings = [(c, b) for c in channels for b in bers]
-    for channel, ber in _progress(settings, len(settings), "channel settings"):
-        def model(channel=channel, ber=ber):
-            return _model(channel, ber, burst)
+    settings = [_Setting(c, b, mtu, lambda c=c, b=b: _model(c, b, burst)) for c in channels for b in bers]
+    settings += [_phy_setting(p) for p in phy_settings or ()]
+    if phy_settings:
+        channels = list(dict.fromkeys(st.channel for st in settings))
+    for st in _progress(settings, len(settings), "channel settings"):
+        channel, ber, model = st.channel, st.ber, st.model
 
-        def rng(*name, channel=channel, ber=ber):
-            return np.random.default_rng(_seed(seed, channel, ber, *name))
+        def rng(*name, st=st):
+            return np.random.default_rng(_seed(seed, st.channel, st.ber, *name))
 
-        _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache, channel, ber)
-        _image_rows(add, sources, src_msgs, src_len, src_correct, rs_rates, model, rng, mtu, cap, side_n,
+        def add_here(method, family, channel_, ber_, accuracy, bytes_on_air, count_, st=st, **extra):
+            add(method, family, channel_, ber_, accuracy, bytes_on_air, count_, **st.extra, **extra)
+
+        _learned_rows(add_here, codecs, images, labels, model, rng, st.mtu, cap, clean_cache, channel, ber)
+        _image_rows(add_here, sources, src_msgs, src_len, src_correct, rs_rates, model, rng, st.mtu, cap, side_n,
                     clf, labels, shape, channel, ber)
-        _feature_rows(add, f8, f8_correct, fshape, model, rng, mtu, cap, side_n, clf, labels, channel, ber)
-        add("device-only", "reference", channel, ber, backbone_acc, math.log2(n_classes) / 8, n,
-            note="whole float model on the device, no channel; bytes = the answer")
+        _feature_rows(add_here, f8, f8_correct, fshape, model, rng, st.mtu, cap, side_n, clf, labels, channel, ber)
+        add_here("device-only", "reference", channel, ber, backbone_acc, math.log2(n_classes) / 8, n,
+                 note="whole float model on the device, no channel; bytes = the answer")
 
     _add_ratios(rows)
     result = {
@@ -363,7 +400,7 @@ def _learned_rows(add, codecs, images, labels, model, rng, mtu, cap, clean_cache
     n = len(images)
     for c in codecs:
         r = semantic_rows(c, images, labels, model(), rng(c.name), mtu, cap,
-                          clean_cache.setdefault(c.name + f"/{n}", {}), header_copies=header_copies_for(ber), ber=ber)
+                          clean_cache.setdefault(c.name + f"/{n}", {}), plan_ber=ber, ber=ber)
         add(c.name, "learned", channel, ber, r.pop("accuracy"), r.pop("bytes_on_air"), n, **r)
         if c.name == "semanticnn" and ber > 0:
             # diagnostic: the same codec if its frame header were never lost (not a real method)

@@ -28,7 +28,6 @@ def compare(count: int | None = None, bers=(0.0, 1e-2, 5e-2, 1e-1, 2e-1), channe
     from channel.links import get_link
     from codec.bundle import load_bundle
     from codec.datasets import load_dataset
-    from codec.wire.frame import header_copies_for
 
     class NoFeedback(ADJSCCBaseline):
         device_knows_ber = False  # device_half() at its default, BER 0
@@ -46,7 +45,7 @@ def compare(count: int | None = None, bers=(0.0, 1e-2, 5e-2, 1e-1, 2e-1), channe
                 stream = "adjscc" if c.name.startswith("adjscc") else c.name  # both ADJSCC rows: one channel
                 rng = np.random.default_rng(_seed(seed, channel, ber, stream))
                 r = semantic_rows(c, data.images, data.labels, _model(channel, ber, BURST), rng, mtu, CAP,
-                                  cache.setdefault(c.name, {}), header_copies=header_copies_for(ber), ber=ber)
+                                  cache.setdefault(c.name, {}), plan_ber=ber, ber=ber)
                 rows.append({"method": c.name, "channel": channel, "ber": float(ber),
                              "accuracy": round(r["accuracy"], 5), "bytes_on_air": round(r["bytes_on_air"], 2)})
                 log(f"{c.name:20s} {channel} BER {ber:<6g} accuracy {100 * r['accuracy']:6.2f} %  "

@@ -5,7 +5,8 @@
 Throughput counts the whole `corrupt` call (copy of the buffer, sampling, XOR, per-frame counts)
 and is the median over `repeats` calls after one warm-up, in MB/s (10^6 bytes per second). The
 "batched" column times the same bytes shaped as frames of `frame_bytes` (per-frame counts on).
-SNR models (awgn, lora) are set to the SNR that gives the requested BER.
+SNR models (awgn, lora) are set to the SNR that gives the requested BER; lora-phy (the bit-true
+LoRa PHY, SF7 CR 4/5, every 255 bytes one packet) to the SNR whose expected BER is the requested one.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from channel.bit_errors import make_error_model, snr_from_ber
 
 __all__ = ["run_bench", "format_table", "BENCH_MODELS"]
 
-BENCH_MODELS = ("iid", "ge", "awgn", "lora")
+BENCH_MODELS = ("iid", "ge", "awgn", "lora", "lora-phy")
 
 
 def _model(name: str, ber: float, burst: float):
@@ -26,6 +27,12 @@ def _model(name: str, ber: float, burst: float):
         return make_error_model("awgn", snr_db=snr_from_ber(ber, "bpsk"))
     if name == "lora":
         return make_error_model("lora", snr_db=snr_from_ber(ber, "lora", 7), sf=7)
+    if name == "lora-phy":
+        lo, hi = -30.0, 10.0  # expected BER falls with SNR: bisect to 0.01 dB
+        while hi - lo > 0.01:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if make_error_model("lora-phy", snr_db=mid, sf=7).ber > ber else (lo, mid)
+        return make_error_model("lora-phy", snr_db=hi, sf=7)
     return make_error_model(name, ber, burst)
 
 

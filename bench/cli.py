@@ -21,12 +21,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
     b.add_argument("--ber", type=float, default=1e-3, help="BER (default 1e-3)")
     b.add_argument("--burst", type=float, default=8.0, help="GE mean burst length (default 8)")
-    b.add_argument("--models", default=",".join(("iid", "ge", "awgn", "lora")),
-                   help="comma-separated models (default iid,ge,awgn,lora)")
+    b.add_argument("--models", default=",".join(("iid", "ge", "awgn", "lora", "lora-phy")),
+                   help="comma-separated models (default iid,ge,awgn,lora,lora-phy)")
     b.add_argument("--repeats", type=int, default=30)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not written)")
 
+    cp = sub.add_parser("copies", help="header copies and fragments on real stacks over lossy channels",
+                        description="Run a real edge, channel proxy and `snn device run` per channel and "
+                                    "header-copies setting; every transmission counted.")
+    from bench.copies import CHANNELS
+    cp.add_argument("--channel", action="append", default=None, choices=sorted(CHANNELS),
+                    help="channel (repeatable; default untuned: GE burst 20 at 3e-2, 5%% bursty loss, "
+                         "downlink 1e-2 and 2%%)")
+    cp.add_argument("--mtu", default="51,222", help="MTUs, comma-separated (default 51,222)")
+    cp.add_argument("--copies", default="auto,1", help="settings, comma-separated (default auto,1)")
+    cp.add_argument("--count", type=int, default=300, help="images per run (default 300)")
+    cp.add_argument("--no-truth", action="store_true", help="send without the test-mode truth bytes")
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--json", type=Path, metavar="PATH",
+                    help="write the figures as JSON to PATH (default: not written)")
+    gw = sub.add_parser("gateway", help="a device through emulated LoRa gateways into a --gateway edge",
+                        description="Run a real `snn edge serve --gateway`, `snn channel gateways` (a chirp-level "
+                                    "LoRa PHY per gateway, failed CRCs forwarded) and `snn device run`; count what "
+                                    "each gateway forwarded and what the edge answered through which.")
+    gw.add_argument("--snr-db", default="-7.5,-5", metavar="DB[,DB...]",
+                    help="each gateway's SNR, one value per gateway (default -7.5,-5: two gateways)")
+    gw.add_argument("--sf", type=int, default=7, help="spreading factor (default 7)")
+    gw.add_argument("--count", type=int, default=300, help="images (default 300)")
+    gw.add_argument("--no-crc", action="store_true", help="the device sends no payload CRC (every stat 0)")
+    gw.add_argument("--drop", type=float, default=0.0, metavar="P", help="each gateway misses a packet with P")
+    gw.add_argument("--seed", type=int, default=0)
+    gw.add_argument("--json", type=Path, metavar="PATH",
+                    help="write the figures as JSON to PATH (default: not written)")
+    ls = sub.add_parser("lsnr", help="does the gateway's SNR (lsnr) help the edge's BER estimate and accuracy?",
+                        description="Frames of real images through the chirp-level LoRa PHY along SNR traces; the "
+                                    "real edge half conditioned on the header-only estimate, the estimate with the "
+                                    "lsnr as prior, the lsnr alone and the true BER.")
+    ls.add_argument("--sf", type=int, default=7, help="spreading factor (default 7)")
+    ls.add_argument("--count", type=int, default=2000, help="images (default 2000)")
+    ls.add_argument("--seeds", type=int, default=2, help="channel seeds (default 2)")
+    ls.add_argument("--lsnr-error-db", type=float, default=1.0, metavar="DB",
+                    help="standard deviation of the reported lsnr around the true SNR (default 1)")
+    ls.add_argument("--bundle", default=None, metavar="B", help="bundle (default: the shipped default)")
+    ls.add_argument("--json", type=Path, metavar="PATH",
+                    help="write the figures as JSON to PATH (default: not written)")
     flood = sub.add_parser("flood", help="a keyed device while an attacker floods the edge")
     flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
     flood.add_argument("--garbage-rate", type=float, default=20000.0,
@@ -106,6 +145,34 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, result)
     elif args.bench == "channel":
         return run_channel_bench(args)
+    elif args.bench == "copies":
+        from bench.copies import run_copies
+        try:
+            mtus = [int(v) for v in args.mtu.split(",") if v.strip()]
+        except ValueError:
+            raise SnnError(f"--mtu takes comma-separated integers, got {args.mtu!r}") from None
+        copies = [c.strip() for c in args.copies.split(",") if c.strip()]
+        if not mtus or not copies or any(c not in ("auto", "1", "3", "5") for c in copies) or args.count < 1:
+            raise SnnError("--mtu and --copies (auto, 1, 3, 5) need values, --count must be >= 1")
+        result = run_copies(args.channel or ["untuned"], mtus, copies, args.count, truth=not args.no_truth,
+                            seed=args.seed, log=lambda line: print(line, flush=True))
+        write_json(args.json, result)
+        return 0
+    elif args.bench == "gateway":
+        from bench.gateway import run_gateway
+        if args.count < 1 or not 0 <= args.drop < 1:
+            raise SnnError("--count must be >= 1 and --drop in [0, 1)")
+        result = run_gateway(args.snr_db, args.sf, args.count, crc=not args.no_crc, drop=args.drop, seed=args.seed,
+                             log=lambda line: print(line, flush=True))
+        write_json(args.json, result)
+        return 0
+    elif args.bench == "lsnr":
+        from bench.lsnr import run_lsnr
+        if args.count < 1 or args.seeds < 1 or args.lsnr_error_db < 0:
+            raise SnnError("--count and --seeds must be >= 1, --lsnr-error-db >= 0")
+        write_json(args.json, run_lsnr(args.sf, count=args.count, lsnr_error_db=args.lsnr_error_db, seeds=args.seeds,
+                                       bundle_path=args.bundle, log=lambda line: print(line, flush=True)))
+        return 0
     elif args.bench == "flood":
         from bench.flood import format_flood, run_flood
         if args.rate <= 0 or args.garbage_rate < 0 or args.duration <= 0:

@@ -5,9 +5,10 @@ PROTOCOL.md §2.2 (K = ceil(n / room) equal chunks, the last one shorter). Each 
 the 17 header bytes of a protocol v1 SemanticNN frame (magic, version, flags, fingerprint, device,
 sequence, fragment, length, SNR, pilots, truth: `HEADER_FIELDS`; v2 frames are `FRAME_HEADER`); how they are protected is the transport's
 business. The channel is
-always `channel.bit_errors` (`ErrorModel.flip_positions`): the packets of one round are laid back to
-back on one bit stream, so i.i.d. and Gilbert–Elliott bursts hit them exactly as they would on
-the link, and retransmissions are later rounds of the same stream.
+always `channel.bit_errors` (`ErrorModel.packet_flip_positions`): the packets of one round are laid
+back to back on one bit stream, so i.i.d. and Gilbert–Elliott bursts hit them exactly as they
+would on the link, and retransmissions are later rounds of the same stream; a packet-level model
+(the bit-true LoRa PHY, `channel.lora_phy`) codes and damages each packet (fragment) on its own.
 
 - ARQ (`arq`): 17 header bytes + data + CRC-32 per fragment. A fragment with any flipped bit fails its
   CRC and is resent, up to `cap` attempts; fragments go in order and an inference is abandoned
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codec.wire import bch
+from codec.wire.copies import cheapest_plan
 from codec.wire.frame import BLOCK_BYTES, FRAG_BLOCK_BYTES, LONG_EXTRA, TRUTH_BYTES
 
 HEADER_FIELDS = 17            # v1 header fields a baseline frame carries (the bit-level baselines)
@@ -84,6 +86,15 @@ def fragment_length(lengths: np.ndarray, chunk: np.ndarray, index: int) -> np.nd
     return np.clip(lengths - index * chunk, 0, chunk)
 
 
+def _packet_flips(model, rng: np.random.Generator, sizes: np.ndarray) -> np.ndarray:
+    """Flipped bit positions over packets of `sizes` bytes sent back to back (any object with
+    `flip_positions` is a bit-stream model; `packet_flip_positions` codes packets one by one)."""
+    each = getattr(model, "packet_flip_positions", None)
+    if each is not None:
+        return np.asarray(each(sizes, rng), dtype=np.int64)
+    return np.asarray(model.flip_positions(int(np.sum(sizes)) * 8, rng), dtype=np.int64)
+
+
 def flips_per_packet(model, rng: np.random.Generator, sizes: np.ndarray,
                      header: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Send packets of `sizes` bytes back to back through `model`.
@@ -93,7 +104,7 @@ def flips_per_packet(model, rng: np.random.Generator, sizes: np.ndarray,
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    pos = np.asarray(model.flip_positions(int(starts[-1]) * 8, rng), dtype=np.int64)
+    pos = _packet_flips(model, rng, sizes)
     per_byte = np.bincount(pos // 8, minlength=int(starts[-1]))
     c_flips = np.concatenate([[0], np.cumsum(per_byte)])
     c_bytes = np.concatenate([[0], np.cumsum(per_byte > 0)])
@@ -169,12 +180,25 @@ def _plan(length: int, mtu: int, copies: int, extra: int, long_counter: bool) ->
     return max(2, -(-length // room))
 
 
+def _auto_plan(length: int, mtu: int, ber: float, truth: bool, long_counter: bool, extra: int) -> tuple[int, int]:
+    """(copies, fragments) of the cost rule; beyond its 16 fragments (a large baseline message),
+    one copy in as few fragments as fit."""
+    try:
+        plan = cheapest_plan(length, mtu, ber, truth, long_counter)
+        return plan.copies, plan.fragments
+    except ValueError:
+        return 1, _plan(length, mtu, 1, extra, long_counter)
+
+
 def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int, cap: int = DEFAULT_CAP,
-                t: int = FRAME_HEADER_T, copies: int = 1, truth: bool = False) -> Transfer:
+                t: int = FRAME_HEADER_T, copies: int = 1, truth: bool = False,
+                plan_ber: float | None = None) -> Transfer:
     """SemanticNN v2 frames: BCH-protected header blocks, body errors kept (see the module doc).
 
     `copies` (1, 3, 5): the header block is sent that many times and the receiver takes the
-    bitwise majority before the BCH decoder. `received[i]` is the message as it arrived (bit
+    bitwise majority before the BCH decoder. `plan_ber`: instead, copies and fragments of each
+    transmission as a `--header-copies auto` device plans them at that BER
+    (`codec.wire.copies.cheapest_plan`; on an i.i.d. channel the device's own link estimate agrees). `received[i]` is the message as it arrived (bit
     errors included) and `erased[i]` marks the bytes of fragments whose header was lost (zeros
     in `received`); `delivered` is False only when no fragment of the item arrived in `cap`
     transmissions. `truth` adds the 3 test-mode truth bytes to the last fragment.
@@ -196,7 +220,14 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
         if idx_all.size == 0:
             break
         long_counter = attempt > 0                 # resends carry the whole counter
-        k = np.array([_plan(int(m), mtu, copies, extra, long_counter) for m in lengths[idx_all]])
+        if plan_ber is None:
+            cps = np.full(idx_all.size, copies)
+            k = np.array([_plan(int(m), mtu, copies, extra, long_counter) for m in lengths[idx_all]])
+        else:
+            plans = {int(m): _auto_plan(int(m), mtu, plan_ber, truth, long_counter, extra)
+                     for m in np.unique(lengths[idx_all])}
+            cps = np.array([plans[int(m)][0] for m in lengths[idx_all]])
+            k = np.array([plans[int(m)][1] for m in lengths[idx_all]])
         chunk = -(-lengths[idx_all] // k)
         block = np.where(k > 1, FRAG_BLOCK_BYTES, BLOCK_BYTES) + (LONG_EXTRA if long_counter else 0)
         arrived_any = np.zeros(idx_all.size, dtype=bool)
@@ -204,10 +235,10 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
             sel = np.flatnonzero(index < k)
             idx = idx_all[sel]
             dlen = np.clip(lengths[idx] - index * chunk[sel], 0, chunk[sel])
-            span = block[sel] * copies
+            span = block[sel] * cps[sel]
             size = span + dlen + np.where(index == k[sel] - 1, extra, 0)
             starts = np.concatenate([[0], np.cumsum(size)])
-            pos = np.asarray(model.flip_positions(int(starts[-1]) * 8, rng), dtype=np.int64)
+            pos = _packet_flips(model, rng, size)
             byte = pos // 8
             pkt = np.searchsorted(starts, byte, side="right") - 1
             off = byte - starts[pkt]
@@ -216,7 +247,7 @@ def header_only(model, rng: np.random.Generator, messages: list[bytes], mtu: int
             hb = block[sel][pkt[in_head]]
             key = pkt[in_head] * 1024 + (off[in_head] % hb) * 8 + pos[in_head] % 8
             uniq, votes = np.unique(key, return_counts=True)
-            wrong = np.bincount(uniq[votes > copies // 2] // 1024, minlength=sel.size)
+            wrong = np.bincount(uniq[votes > cps[sel][uniq // 1024] // 2] // 1024, minlength=sel.size)
             good = wrong <= t
             sent[idx] += size
             packets[idx] += 1

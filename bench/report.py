@@ -61,13 +61,20 @@ def headline_table(result: dict, bers=HEADLINE_BERS, channel: str = "iid") -> st
     return "\n".join(lines)
 
 
+def _x_key(rows: list[dict]) -> str:
+    """Rows of an SNR-driven channel (the LoRa PHY) run along the SNR, the others along the BER."""
+    return "snr_db" if rows and "snr_db" in rows[0] else "ber"
+
+
 def matrix(result: dict, channel: str, key: str) -> str:
     rows = [r for r in result["rows"] if r["channel"] == channel]
-    bers = sorted({r["ber"] for r in rows})
+    x = _x_key(rows)
+    bers = sorted({r[x] for r in rows})
     methods = sorted({r["method"] for r in rows}, key=_order)
-    cell = {(r["method"], r["ber"]): r for r in rows}
+    cell = {(r["method"], r[x]): r for r in rows}
     fmt = _fmt_acc if key == "accuracy" else _fmt_bytes
-    lines = ["| method | " + " | ".join(f"{b:g}" for b in bers) + " |", "|---" * (len(bers) + 1) + "|"]
+    head = [f"{b:g} dB" for b in bers] if x == "snr_db" else [f"{b:g}" for b in bers]
+    lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(bers) + 1) + "|"]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(fmt(cell[(m, b)][key]) if (m, b) in cell else "—" for b in bers) + " |")
     return "\n".join(lines)
@@ -163,8 +170,9 @@ def plot_accuracy_vs_ber(result: dict, path: Path) -> Path:
                  if any(r["method"] == m for r in at)}
         colors = plt.get_cmap("tab20")
         for i, m in enumerate(sorted(keep, key=_order)):
-            pts = sorted((r["ber"], r["accuracy"]) for r in at if r["method"] == m)
-            xs = [max(b, 1e-5) for b, _ in pts]
+            x = _x_key(at)
+            pts = sorted((r[x], r["accuracy"]) for r in at if r["method"] == m)
+            xs = [b if x == "snr_db" else max(b, 1e-5) for b, _ in pts]
             style = dict(lw=2.5, marker="o") if m.startswith("semanticnn") or m in ("deepcod", "adjscc") else dict(lw=1, marker=".")
             style["color"] = colors(i % 20)
             if m == "semanticnn":
@@ -174,8 +182,11 @@ def plot_accuracy_vs_ber(result: dict, path: Path) -> Path:
             if "oracle" in m:
                 style = dict(lw=1.5, ls=":", color="red", marker="x")
             ax.plot(xs, [100 * a for _, a in pts], label=m, **style)
-        ax.set_xscale("log")
-        ax.set_xlabel("bit error rate (BER 0 drawn at 1e-5)")
+        if _x_key(at) == "snr_db":
+            ax.set_xlabel("SNR dB (bit-true LoRa PHY)")
+        else:
+            ax.set_xscale("log")
+            ax.set_xlabel("bit error rate (BER 0 drawn at 1e-5)")
         ax.set_ylabel("accuracy %")
         ax.set_title(f"{channel} channel")
         ax.grid(alpha=0.3)

@@ -41,6 +41,15 @@ def add_end_to_end_arguments(sub) -> None:
                            help="limit the *-plain (decode-and-classify) rows to the first N images "
                                 "(default: as --count)")
             p.add_argument("--link", default="lora-sf7", help="link whose MTU fragments the frames")
+            p.add_argument("--model", default="iid,ge", metavar="LIST",
+                           help="channels: iid, ge (the BER grid) and/or lora-phy (the bit-true LoRa PHY "
+                                "per --sf and --snr-db, each SF at its own EU868 MTU); default iid,ge")
+            p.add_argument("--sf", default="7,12", metavar="LIST", help="lora-phy: spreading factors (default 7,12)")
+            p.add_argument("--snr-db", default=None, metavar="LIST",
+                           help="lora-phy: comma-separated SNRs (default: each SF's Semtech limit, +-2, +-4 dB)")
+            p.add_argument("--cr", default="4/5", help="lora-phy: coding rate (default 4/5)")
+            p.add_argument("--offset-bins", type=float, default=0.0, metavar="E",
+                           help="lora-phy: residual frequency/timing offset in FFT bins (default 0)")
             p.add_argument("--cap", type=int, default=8, help="ARQ/resend cap per fragment (default 8)")
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--ablation", action="append", default=[], metavar="NAME=PATH",
@@ -89,11 +98,27 @@ def _accuracy(args) -> dict:
         ablations[k] = v
     deepcod = None if str(args.deepcod).lower() == "none" else args.deepcod
     adjscc = None if str(args.adjscc).lower() == "none" else args.adjscc
+    models = [m.strip() for m in str(args.model).split(",") if m.strip()]
+    bad = [m for m in models if m not in ("iid", "ge", "lora-phy")]
+    if bad or not models:
+        raise SnnError(f"--model takes iid, ge and/or lora-phy, got {args.model!r}")
+    phy = None
+    if "lora-phy" in models:
+        from channel.lora_phy import lora_phy_settings
+        snrs = None
+        if args.snr_db is not None:
+            try:
+                snrs = [float(v) for v in args.snr_db.split(",") if v.strip()]
+            except ValueError:
+                raise SnnError(f"--snr-db takes comma-separated numbers of dB, got {args.snr_db!r}") from None
+        phy = lora_phy_settings(args.sf, snrs, args.cr, args.offset_bins)
+    elif args.snr_db is not None:
+        raise SnnError("--snr-db is for --model lora-phy")
     return run_accuracy(args.bundle, quick=args.quick, count=args.count, side_count=args.side_count, link=args.link,
                         cap=args.cap, seed=args.seed, ablations=ablations, deepcod=deepcod, adjscc=adjscc,
                         threads=args.threads,
-                        train_minutes=args.train_deepcod_minutes,
-                        log=_log)
+                        train_minutes=args.train_deepcod_minutes, channels=[m for m in models if m != "lora-phy"],
+                        phy_settings=phy, log=_log)
 
 
 def run_end_to_end(args: argparse.Namespace, write_json) -> int:

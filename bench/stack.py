@@ -47,11 +47,20 @@ def _wait(predicate, timeout: float, proc: subprocess.Popen, what: str):
     raise SnnError(f"{what} did not become ready within {timeout:.0f} s")
 
 
+def _gateway_allow(count: int = 16) -> list[str]:
+    """--gateway-allow flags for the first `count` EUIs `snn channel gateways` gives its gateways."""
+    from channel.gateway_sim import DEFAULT_EUI
+
+    return [flag for i in range(count) for flag in ("--gateway-allow", f"{DEFAULT_EUI + i:016x}@127.0.0.1")]
+
+
 class LocalStack:
     """`with LocalStack(ber=1e-2) as stack:` a keyed edge and a proxy in front of it.
 
     `link="udp"`: loopback UDP sockets. `link="serial"`: the edge listens on a pty, the proxy
-    bridges a second pty to it, as a UART cable to real firmware would. `stack.device_url` is
+    bridges a second pty to it, as a UART cable to real firmware would. `link="gateway"`: the
+    edge listens only for LoRa gateways (`--gateway`), and `snn channel gateways` (its flags:
+    `channel_args`) stands in front of it as the air and the gateways. `stack.device_url` is
     where a device sends; `stack.edge` and `stack.proxy` are the processes. The stack provisions
     its own keys for devices 1..`devices` (`stack.key_file`; `stack.device_args(ID)` are the
     flags a device needs).
@@ -59,12 +68,15 @@ class LocalStack:
 
     def __init__(self, ber: float = 0.0, model: str = "iid", bundle: str | None = None,
                  seed: int = 0, link: str = "udp", baud: int = 115200,
-                 extra_proxy_args: tuple[str, ...] = (), devices: int = 16) -> None:
-        if link not in ("udp", "serial"):
-            raise SnnError(f"link must be udp or serial, not {link}")
+                 extra_proxy_args: tuple[str, ...] = (), devices: int = 16,
+                 channel_args: tuple[str, ...] | None = None) -> None:
+        if link not in ("udp", "serial", "gateway"):
+            raise SnnError(f"link must be udp, serial or gateway, not {link}")
         self.ber, self.model, self.bundle, self.seed = ber, model, bundle, seed
         self.link, self.baud = link, baud
         self.extra_proxy_args = extra_proxy_args
+        # the proxy's error model: by default --ber/--model; e.g. ("--lora-phy", "--sf", "7", "--snr-db", "-7.5")
+        self.channel_args = channel_args
         self._tmp = tempfile.TemporaryDirectory(prefix="snn-stack-")
         self.edge: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None
@@ -84,7 +96,8 @@ class LocalStack:
     def __enter__(self) -> "LocalStack":
         tmp = Path(self._tmp.name)
         ready = tmp / "edge.json"
-        listen = ["--udp", "127.0.0.1:0"] if self.link == "udp" else ["--udp", "none", "--serial", "pty://"]
+        listen = {"udp": ["--udp", "127.0.0.1:0"], "serial": ["--udp", "none", "--serial", "pty://"],
+                  "gateway": ["--udp", "none", "--gateway", "127.0.0.1:0", *_gateway_allow()]}[self.link]
         args = ["edge", "serve", *listen, "--http", "127.0.0.1:0", "--ready-json", str(ready),
                 "--log-level", "warning", "--keys", str(self.key_file)]
         if self.bundle:
@@ -93,11 +106,16 @@ class LocalStack:
             self.edge = start_snn(*args)
             self.addresses = _wait(lambda: ready.is_file() and ready.stat().st_size
                                    and json.loads(ready.read_text()), 120, self.edge, "snn edge serve")
+            if self.link == "gateway":
+                self._start_gateways(tmp)
+                return self
             if self.link == "udp":
                 proxy_ends = ["--listen", "udp://127.0.0.1:0", "--to", self.addresses["udp"]]
             else:
                 proxy_ends = ["--listen", "pty://", "--to", f"serial://{self.addresses['serial'][0]}?baud={self.baud}"]
-            self.proxy = start_snn("channel", "proxy", *proxy_ends, "--ber", str(self.ber), "--model", self.model,
+            channel = (self.channel_args if self.channel_args is not None
+                       else ("--ber", str(self.ber), "--model", self.model))
+            self.proxy = start_snn("channel", "proxy", *proxy_ends, *channel,
                                    "--seed", str(self.seed), "--stats-interval", "0",
                                    "--json", str(tmp / "proxy.json"), *self.extra_proxy_args)
             line = _wait(self.proxy.stdout.readline, 30, self.proxy, "snn channel proxy")
@@ -109,6 +127,15 @@ class LocalStack:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _start_gateways(self, tmp: Path) -> None:
+        self.proxy = start_snn("channel", "gateways", "--listen", "udp://127.0.0.1:0", "--to",
+                               self.addresses["gateway"], *(self.channel_args or ()), "--seed", str(self.seed),
+                               "--json", str(tmp / "proxy.json"))
+        line = _wait(self.proxy.stdout.readline, 30, self.proxy, "snn channel gateways")
+        if not line.startswith("gateways ready:"):
+            raise SnnError(f"unexpected gateway simulator start line: {line.strip()}")
+        self.device_url = dict(kv.split("=", 1) for kv in line.split()[2:])["listen"]
 
     def __exit__(self, *exc) -> None:
         if self.proxy is not None:

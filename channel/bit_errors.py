@@ -1,5 +1,8 @@
 """Bit-error models on packed bytes: i.i.d. BSC, Gilbert–Elliott bursts, AWGN (BPSK / LoRa).
 
+(The bit-true LoRa physical layer, errors as a LoRa receiver makes them, is `channel.lora_phy`;
+it registers "lora-phy": `make_error_model("lora-phy", snr_db=..., sf=...)`.)
+
 Every model flips real bits in real packed frames and reports how many it flipped, per frame:
 
     model = make_error_model("ge", ber=1e-2, burst=8)
@@ -46,7 +49,7 @@ __all__ = [
     "q_function", "bernoulli_positions", "apply_flips", "MODELS",
 ]
 
-MODELS = ("iid", "ge", "awgn", "lora")
+MODELS = ("iid", "ge", "awgn", "lora", "lora-phy")
 
 
 def _check_ber(ber: float, what: str = "BER") -> float:
@@ -131,6 +134,12 @@ class ErrorModel(abc.ABC):
             return out, np.zeros(out.shape[0], dtype=np.int64)
         counts = np.bincount(pos // row_bits, minlength=out.shape[0]).astype(np.int64)
         return out, counts
+
+    def packet_flip_positions(self, sizes, rng: np.random.Generator) -> np.ndarray:
+        """Flipped bit positions when packets of `sizes` bytes are sent back to back, numbered
+        over their concatenation. A bit-stream model sees one stream; a packet-level model
+        (`channel.lora_phy.LoRaPhy`) codes and damages each packet on its own."""
+        return self.flip_positions(int(np.sum(sizes, dtype=np.int64)) * 8, rng)
 
     def reset(self) -> None:
         """Forget any channel state carried between calls (no-op for memoryless models)."""
@@ -372,6 +381,8 @@ def make_error_model(name: str, ber: float | None = None, burst: float | None = 
            directly with kw p_gb, p_bg.
     "awgn" (alias "bpsk"): i.i.d. at Q(sqrt(2 Eb/N0)) for kw snr_db (Eb/N0 in dB).
     "lora": i.i.d. at the LoRa SNR->BER curve for kw snr_db and sf (default 7).
+    "lora-phy": the bit-true LoRa physical layer (`channel.lora_phy.LoRaPhy`) for kw snr_db,
+           sf (7), cr (4/5), offset_bins (0), bw_hz (125 kHz), ldro (auto); each frame one packet.
     "none": no errors.
     For "iid"/"ge", snr_db (and modulation, sf) may replace ber.
     """
@@ -435,3 +446,4 @@ def _none(key: str, ber, burst, snr_db, kw) -> ErrorModel:
 def _no_extra(name, kw):
     if kw:
         raise SnnError(f"error model {name!r} takes no option(s) {', '.join(sorted(kw))}")
+

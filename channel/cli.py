@@ -1,6 +1,8 @@
 """`snn channel ...`: the channel emulator, airtime tables, pty pairs.
 
   snn channel proxy --listen URL --to URL --ber P [--model iid|ge] [--burst L] [--drop P] ...
+  snn channel proxy --listen URL --to URL --lora-phy --sf N --cr 4/5 --snr-db X [--offset-bins E]
+  snn channel lora-phy [--sf 7,...,12] [--cr 4/5] [--json PATH]   # the PHY model's validation table
   snn channel airtime [--link NAME ...] [--sizes 37,51,147,222] [--json PATH]
   snn channel ptys [--link-a PATH --link-b PATH]
 """
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from channel.links import LINK_FAMILIES
     from channel.transports import TRANSPORTS
 
-    sub = parser.add_subparsers(dest="channel_command", metavar="{proxy,airtime,ptys}",
+    sub = parser.add_subparsers(dest="channel_command", metavar="{proxy,airtime,ptys,lora-phy}",
                                 parser_class=_OneLineParser)
 
     p = sub.add_parser("proxy", help="forward frames between two transports, injecting errors",
@@ -41,10 +43,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ber", type=float, default=None, metavar="P", help="uplink bit error rate (0..0.5) (default: "
                                                                         "none; give --ber or --snr-db)")
     g.add_argument("--snr-db", type=float, default=None, metavar="DB",
-                   help="uplink SNR instead of a BER (Eb/N0 for --modulation bpsk, packet SNR for lora) (default: "
-                        "none; give --ber or --snr-db)")
-    p.add_argument("--modulation", choices=("bpsk", "lora"), default="bpsk", help="for --snr-db")
+                   help="uplink SNR instead of a BER (Eb/N0 for --modulation bpsk, packet SNR for lora and --lora-phy) "
+                        "(default: none; give --ber or --snr-db)")
+    p.add_argument("--modulation", choices=("bpsk", "lora"), default="bpsk",
+                   help="for --snr-db without --lora-phy: i.i.d. flips at the BER of this modulation")
     p.add_argument("--sf", type=int, default=7, help="LoRa spreading factor for --snr-db (default 7)")
+    p.add_argument("--lora-phy", action="store_true",
+                   help="bit-true LoRa physical layer at --snr-db (whitening, Hamming --cr, interleaver, "
+                        "Gray, chirp demodulator errors; implicit header, CRC off), each frame one "
+                        "packet, both directions")
+    p.add_argument("--cr", default="4/5", metavar="4/5..4/8", help="LoRa coding rate for --lora-phy (default 4/5)")
+    p.add_argument("--bw", type=int, default=125, choices=(125, 250, 500), metavar="KHZ",
+                   help="LoRa bandwidth for --lora-phy (kHz; sets low-data-rate optimisation; default 125)")
+    p.add_argument("--offset-bins", type=float, default=0.0, metavar="E",
+                   help="--lora-phy: residual frequency/timing offset in FFT bins, |E| <= 0.5 "
+                        "(CFO x 2^SF / BW + timing offset x BW); causes +-1-bin errors (default 0)")
+    p.add_argument("--downlink-snr-db", type=float, default=None, metavar="DB",
+                   help="--lora-phy: downlink SNR (default: the uplink's)")
     p.add_argument("--model", default="iid", metavar="NAME",
                    help=f"error model: {ERROR_MODELS.choices()} (default iid)")
     p.add_argument("--burst", type=float, default=8.0, metavar="L",
@@ -79,6 +94,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--sizes", default="37,51,147,222", help="payload sizes in bytes, comma-separated")
     a.add_argument("--json", default=None, metavar="PATH", help="(default: not written)")
 
+    v = sub.add_parser("lora-phy", help="the LoRa PHY model's error rates against Semtech's limits",
+                       description="Symbol, bit and packet error rates of the LoRa PHY model per spreading "
+                                   "factor at Semtech's demodulator SNR limits, the SNRs where it reaches "
+                                   "given error rates, and a chirp-level simulation of the FFT demodulator "
+                                   "beside the model.")
+    v.add_argument("--sf", default="7,8,9,10,11,12", help="spreading factors, comma-separated (default 7..12)")
+    v.add_argument("--cr", default="4/5", help="coding rate (default 4/5)")
+    v.add_argument("--bytes", type=int, default=51, help="packet length for the packet error rate (default 51)")
+    v.add_argument("--packets", type=int, default=20000, help="packets sent per packet error rate (default 20000)")
+    v.add_argument("--symbols", type=int, default=20000,
+                   help="chirp-level simulated symbols per SF (default 20000; 0: skip the simulation)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--json", default=None, metavar="PATH",
+                   help="write the table as JSON to PATH (default: not written)")
+
+    from channel.gateway_sim import add_parser as add_gateways_parser
+    add_gateways_parser(sub)
     t = sub.add_parser("ptys", help="create a virtual null-modem cable (two linked ttys)",
                        description="Create two pty pairs wired together and print their paths; "
                                    "what one side writes, the other reads. Runs until Ctrl-C.")
@@ -95,6 +127,11 @@ def run(args) -> int:
         return run_airtime(args)
     if cmd == "ptys":
         return run_ptys(args)
+    if cmd == "lora-phy":
+        return run_lora_phy(args)
+    if cmd == "gateways":
+        from channel.gateway_sim import run_from_args
+        return run_from_args(args)
     args._channel_parser.print_help(sys.stderr)
     return 2
 
@@ -108,14 +145,17 @@ def build_proxy(args):
     from channel.loss import make_loss_model
     from channel.proxy import ChannelProxy
 
-    if args.ber is None and args.snr_db is None:
+    if args.lora_phy or str(args.model).strip().lower() == "lora-phy":
+        uplink, downlink = _lora_phy_models(args)
+    elif args.ber is None and args.snr_db is None:
         raise SnnError("give the uplink error rate: --ber P (0 for a clean link) or --snr-db DB")
-    if args.snr_db is not None:
+    elif args.snr_db is not None:
         uplink = make_error_model(args.model, None, args.burst, snr_db=args.snr_db,
                                   modulation=args.modulation, sf=args.sf)
     else:
         uplink = make_error_model(args.model, args.ber, args.burst)
-    downlink = make_error_model(args.model, args.downlink_ber, args.burst) if args.downlink_ber else None
+    if not args.lora_phy:
+        downlink = make_error_model(args.model, args.downlink_ber, args.burst) if args.downlink_ber else None
     up_loss = make_loss_model(args.drop, args.drop_burst) if args.drop else None
     down_loss = make_loss_model(args.downlink_drop, args.drop_burst) if args.downlink_drop else None
     link = get_link(args.link) if args.link else None
@@ -126,6 +166,22 @@ def build_proxy(args):
     return ChannelProxy(args.listen, args.to, uplink=uplink, downlink=downlink, uplink_loss=up_loss,
                         downlink_loss=down_loss, link=link, delay_s=args.delay_ms / 1e3, seed=args.seed,
                         duty_cycle=args.duty_cycle)
+
+
+def _lora_phy_models(args):
+    """(uplink, downlink) LoRa PHY models of `snn channel proxy --lora-phy`."""
+    from channel.bit_errors import make_error_model
+
+    if args.snr_db is None:
+        raise SnnError("--lora-phy needs the link's SNR: --snr-db DB (e.g. -7.5, Semtech's SF7 limit)")
+    if args.ber is not None or args.downlink_ber is not None:
+        raise SnnError("--lora-phy takes an SNR (--snr-db, --downlink-snr-db), not a BER")
+    if args.model not in ("iid", "lora-phy"):
+        raise SnnError(f"--lora-phy is its own error model; drop --model {args.model}")
+    kw = {"sf": args.sf, "cr": args.cr, "offset_bins": args.offset_bins, "bw_hz": args.bw * 1000}
+    down_snr = args.snr_db if args.downlink_snr_db is None else args.downlink_snr_db
+    return (make_error_model("lora-phy", snr_db=args.snr_db, **kw),
+            make_error_model("lora-phy", snr_db=down_snr, **kw))
 
 
 def run_proxy(args) -> int:
@@ -200,6 +256,24 @@ def run_airtime(args) -> int:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     if args.json:
         write_json(args.json, {"rows": rows})
+    return 0
+
+
+def run_lora_phy(args) -> int:
+    from channel.lora_validate import format_table, validation_table
+    from channel.proxy import write_json
+
+    try:
+        sfs = [int(v) for v in str(args.sf).split(",") if v.strip()]
+    except ValueError:
+        raise SnnError(f"--sf takes comma-separated spreading factors, got {args.sf!r}") from None
+    if not sfs or args.bytes < 1 or args.packets < 1 or args.symbols < 0:
+        raise SnnError("--sf needs at least one value, --bytes and --packets must be >= 1, --symbols >= 0")
+    table = validation_table(sfs, cr=args.cr, n_bytes=args.bytes, packets=args.packets, symbols=args.symbols,
+                             seed=args.seed)
+    print(format_table(table))
+    if args.json:
+        write_json(args.json, table)
     return 0
 
 

@@ -7,6 +7,12 @@ passed in by the caller: `codec` never imports `channel`)
 is run with several channel seeds; we report the mean and the population standard deviation.
 The edge is told the nominal BER, standing in for the live link's per-frame estimate (the bits its
 header decoding corrected).
+
+An SNR-driven packet-level channel (the LoRa PHY, `channel.lora_phy`: ``snr_settings``, one row
+per SF and SNR) codes each image's frame as one radio packet: the payload sits behind a
+zero-filled header block of `codec.wire.frame.BLOCK_BYTES` as in a one-fragment frame (where the
+packet's first interleaver block falls matters), and the edge is told the BER the model expects
+for that packet (`expected_ber`).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import torch
 
 from codec.datasets import Dataset
 from codec.training.common import to_tensor
+from codec.wire.frame import BLOCK_BYTES
 from codec.wire.packing import pack_symbols, unpack_symbols
 
 # (model name, ber=..., burst=...) -> an error model whose .corrupt(packed uint8, rng) returns
@@ -56,23 +63,32 @@ def backbone_accuracy(bundle, data: Dataset, batch_size: int = 500) -> float:
     return float((preds.numpy() == data.labels).mean())
 
 
-def corrupt_symbols(bundle, symbols: np.ndarray, errors, seed: int) -> np.ndarray:
-    """Pack, flip bits with the channel's error model `errors`, unpack: the live-link symbol path."""
+def corrupt_symbols(bundle, symbols: np.ndarray, errors, seed: int, lead: int = 0) -> np.ndarray:
+    """Pack, flip bits with the channel's error model `errors`, unpack: the live-link symbol path.
+
+    `lead` zero bytes (a header block) go in front of each payload on the channel and are dropped
+    after it: for packet-level models, where a byte's position in its packet matters."""
     if errors is None or errors.ber <= 0:
         return symbols
     packed = pack_symbols(symbols, bundle.levels, gray=bundle.gray)
+    if lead:
+        packed = np.concatenate([np.zeros((len(packed), lead), np.uint8), packed], axis=1)
     corrupted, _ = errors.corrupt(packed, np.random.default_rng(seed))
-    return unpack_symbols(corrupted, bundle.levels, bundle.n_symbols, gray=bundle.gray)
+    return unpack_symbols(corrupted[:, lead:], bundle.levels, bundle.n_symbols, gray=bundle.gray)
 
 
 def evaluate(bundle, data: Dataset, bers: list[float], models: list[str], make_errors: MakeErrors,
-             seeds: int = 3, burst: float | None = None, with_backbone: bool = True, log=None) -> dict:
+             seeds: int = 3, burst: float | None = None, with_backbone: bool = True, log=None,
+             snr_settings: list[dict] | None = None) -> dict:
     """The figures of `snn eval` as a dict (accuracy as fractions 0..1); `make_errors` builds the
-    channel's bit-error model for each (model, BER)."""
+    channel's bit-error model for each (model, BER). `snr_settings`: rows of an SNR-driven model
+    instead, each a dict of `make_errors` keywords with ``model`` and ``snr_db`` (e.g. ``{"model":
+    "lora-phy", "snr_db": -7.5, "sf": 7, "cr": "4/5"}``)."""
     t0 = time.time()
     symbols = device_symbols(bundle, data.images)
     edge = bundle.edge_half()
-    results = []
+    results = [_snr_row(bundle, data, symbols, edge, dict(setting), make_errors, seeds, log)
+               for setting in snr_settings or ()]
     for model in models:
         for ber in bers:
             accs = []
@@ -92,6 +108,27 @@ def evaluate(bundle, data: Dataset, bers: list[float], models: list[str], make_e
            "backbone_accuracy": backbone_accuracy(bundle, data) if with_backbone else None,
            "results": results, "seconds": round(time.time() - t0, 2)}
     return out
+
+
+def _snr_row(bundle, data: Dataset, symbols: np.ndarray, edge, setting: dict, make_errors: MakeErrors,
+             seeds: int, log) -> dict:
+    """One SNR-driven channel setting: accuracy, the BER the model expects and the BER measured."""
+    model = setting.pop("model")
+    errors = make_errors(model, **setting)
+    payload = -(-bundle.n_symbols * bundle.bits_per_symbol // 8)
+    frame = BLOCK_BYTES + payload
+    nominal = float(errors.expected_ber(frame)) if hasattr(errors, "expected_ber") else float(errors.ber)
+    accs, flips = [], 0
+    for s in range(seeds):
+        rx = corrupt_symbols(bundle, symbols, errors, seed=1000 * s + 17, lead=BLOCK_BYTES)
+        flips += int((rx != symbols).sum())
+        accs.append(float((edge_predict(bundle, rx, nominal, edge=edge) == data.labels).mean()))
+    row = {**setting, "model": model, "ber": nominal, "wrong_symbols": flips / (seeds * symbols.size),
+           "accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs)), "seeds": len(accs),
+           "frame_bytes": frame, "channel": errors.describe()}
+    if log:
+        log(f"  {errors.describe()}: accuracy {row['accuracy']:.4f} ± {row['accuracy_std']:.4f}")
+    return row
 
 
 def edge_speed(bundle, batch_size: int = 64, threads: int = 2, seconds: float = 3.0) -> dict:

@@ -17,8 +17,12 @@ Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
   resent at once;
   any other ERROR ends that inference, and UNKNOWN_CODEC / UNSUPPORTED end the run (every later
   inference would be refused too);
-- the header copies (1, 3, 5; `auto` from the BER the edge reports, one step more on each resend)
-  are degraded to what the MTU fits, never a reason to stop;
+- header copies and fragments: `auto` (the default) takes the plan with the fewest expected bytes
+  per answered inference (docs/PROTOCOL.md §3.3, `codec.wire.copies.cheapest_plan`) at the larger
+  of the BER the edge reports and the BER that best explains which of the device's own recent
+  transmissions were answered (`LinkEstimate`: a bursty link kills headers that the edge's
+  report, measured on the survivors, never sees); a fixed count (1, 3, 5) is degraded to what the
+  MTU fits, never a reason to stop;
 - a device that has no counter it may use — no state file, a state made for another key, or its
   counter past the limit the edge last vouched for (§4.3) — runs the resynchronisation exchange
   first (§4.7: RESYNC → OFFER → CONFIRM → ACK, no encrypted payload, no counter used); so does one
@@ -58,7 +62,6 @@ from codec.wire.frame import (
     ErrorReply,
     encode_inference,
     fitting_copies,
-    header_copies_for,
     parse_reply,
 )
 from codec.wire.control import (
@@ -72,6 +75,7 @@ from codec.wire.control import (
     new_nonce,
     parse_control_down,
 )
+from codec.wire.copies import LinkEstimate, cheapest_plan
 from codec.wire.keys import CounterStore, DeviceKey, ResyncNeeded
 from device.sources import Feeder, Sample, Source
 from snn.errors import FrameError, SnnError
@@ -101,6 +105,7 @@ class InferenceRecord:
     correct: bool | None = None
     header_copies: int = 1       # header block copies of the last transmission
     bytes_sent: int = 0          # every transmission, all fragments
+    frames_sent: int = 0         # every transmission, all fragments
     name: str | None = None      # the source's name for the image (file name, stdin:N, camera frame)
     done_at: float | None = None # wall-clock time (Unix seconds) the inference finished
     _counters: list = field(default_factory=list, repr=False)
@@ -108,6 +113,7 @@ class InferenceRecord:
     _frames: list = field(default_factory=list, repr=False)
     _first_sent: float = 0.0
     _due: float = 0.0
+    _plan: tuple | None = None   # how the last transmission was framed, until its fate is known
     _busy: int = 0               # BUSY replies so far (the back-off doubles with each)
 
     def public(self) -> dict:
@@ -173,9 +179,10 @@ class DeviceClient:
             raise SnnError(f"--header-copies must be auto or one of {HEADER_COPIES}")
         self.header_copies = header_copies
         self.link_ber: float | None = None   # smoothed from the BER the edge reports in replies
+        self.link_estimate = LinkEstimate()  # what the device's own answered/unanswered transmissions say
         self.records: deque[InferenceRecord] = deque(maxlen=max(1, int(keep_records)))
         self.totals = {"count": 0, "sent": 0, "answered": 0, "lost": 0, "errors": 0, "scored": 0, "correct": 0,
-                       "bytes_sent": 0, "transmissions": 0, "airtime_ms": 0.0, "airtime_n": 0, "edge_ber": 0.0}
+                       "bytes_sent": 0, "frames_sent": 0, "transmissions": 0, "airtime_ms": 0.0, "airtime_n": 0, "edge_ber": 0.0}
         self.first_record: InferenceRecord | None = None
         self.source_error: SnnError | None = None   # a live source that failed mid-run (the run ends cleanly)
         self._done: list[InferenceRecord] = []
@@ -214,35 +221,46 @@ class DeviceClient:
         payload, seconds = self.encoder.encode_one(image)
         rec = InferenceRecord(index=index, counter=-1, truth=truth, encode_ms=round(seconds * 1e3, 4),
                               frames=0, bytes_on_air=0, airtime_ms=None, name=name, _payload=payload)
-        rec.header_copies = self._copies_now()
         return rec
 
-    def _copies_now(self) -> int:
-        """Header copies for a first transmission: fixed, or from the BER the edge reported."""
-        if self.header_copies != "auto":
-            return int(self.header_copies)
-        return 1 if self.link_ber is None else header_copies_for(self.link_ber)
+    def plan_ber(self) -> float:
+        """The BER the copies rule plans the next transmission for (§3.3)."""
+        return self.link_estimate.planning_ber(self.link_ber)
 
-    def _frame(self, rec: InferenceRecord, copies: int, long_counter: bool) -> None:
-        """Frame `rec` under a fresh counter with the most copies (<= `copies`) the MTU fits."""
+    def _observe(self, rec: InferenceRecord, answered: bool) -> None:
+        """Tell the link estimate how the last transmission of `rec` fared."""
+        if rec._plan is not None:
+            self.link_estimate.observe(*rec._plan, answered=answered)
+            rec._plan = None
+
+    def _frame(self, rec: InferenceRecord, long_counter: bool) -> None:
+        """Frame `rec` under a fresh counter: copies and fragments by the copies rule (`auto`), or the
+        most copies (<= the fixed count) the MTU fits."""
         info = self.encoder.info
         truth = rec.truth if self.send_truth and rec.truth is not None and 0 <= rec.truth < 255 else None
         try:
-            fit, _ = fitting_copies(info.payload_bytes, self.mtu, copies, truth is not None, long_counter)
+            if self.header_copies == "auto":
+                plan = cheapest_plan(info.payload_bytes, self.mtu, self.plan_ber(), truth is not None, long_counter)
+                copies, fragments = plan.copies, plan.fragments
+            else:
+                copies, fragments = fitting_copies(info.payload_bytes, self.mtu, int(self.header_copies),
+                                                   truth is not None, long_counter)
         except ValueError as exc:
             raise SnnError(f"cannot frame {info.payload_bytes} payload bytes: {exc}") from None
-        if fit < copies:
+        if self.header_copies != "auto" and copies < int(self.header_copies):
             self.stats["degraded"] += 1
-            note = (f"MTU {self.mtu} fits at most {fit} header cop{'y' if fit == 1 else 'ies'} for "
-                    f"{info.payload_bytes} B: sending {fit} instead of {copies}")
+            note = (f"MTU {self.mtu} fits at most {copies} header cop{'y' if copies == 1 else 'ies'} for "
+                    f"{info.payload_bytes} B: sending {copies} instead of {self.header_copies}")
             if note not in self.notes:
                 self.notes.append(note)
         counter = self._take_counter()
         frames = encode_inference(rec._payload, key=self.key.key, device_id=self.device_id,
-                                  fingerprint=info.fingerprint, counter=counter, mtu=self.mtu, copies=fit,
-                                  truth=truth, long_counter=long_counter, integrity=self.key.integrity)
+                                  fingerprint=info.fingerprint, counter=counter, mtu=self.mtu, copies=copies,
+                                  truth=truth, long_counter=long_counter, integrity=self.key.integrity,
+                                  fragments=fragments)
         sizes = [self._on_air(f) for f in frames]
-        rec._frames, rec.frames, rec.header_copies, rec.counter = frames, len(frames), fit, counter
+        rec._frames, rec.frames, rec.header_copies, rec.counter = frames, len(frames), copies, counter
+        rec._plan = (info.payload_bytes, copies, len(frames), truth is not None, long_counter)
         rec._counters.append(counter)
         # one pending transmission per low-16-bit value (§7): an older one with these low bits can
         # no longer be matched (a reply names only the low bits), so it stops being waited for
@@ -283,23 +301,31 @@ class DeviceClient:
 
     def _send(self, rec: InferenceRecord) -> None:
         now = time.monotonic()
-        copies = rec.header_copies
         if rec.attempts == 0:
             rec._first_sent = now
         else:
             self.stats["resends"] += 1
-            if self.header_copies == "auto" and copies < HEADER_COPIES[-1]:
-                # no answer: the header may not have survived; resend it more robustly
-                copies = HEADER_COPIES[HEADER_COPIES.index(copies) + 1]
-        self._frame(rec, copies, long_counter=self._long_next or rec.attempts > 0)
+        self._frame(rec, long_counter=self._long_next or rec.attempts > 0)
         self._long_next = False
         rec.attempts += 1
         rec.bytes_sent += rec.bytes_on_air
+        rec.frames_sent += rec.frames
         for frame in rec._frames:
             self.transport.send(frame)
         rec._due = time.monotonic() + self.timeout
 
     # --- resynchronisation (docs/PROTOCOL.md §4.7) ----------------------------------------
+
+    def _copies_now(self) -> int:
+        """The copies the next DATA transmission would get (the copies rule, or the fixed count):
+        what control frames are sent with (§3.3 item 5; that DATA carries the long counter)."""
+        if self.header_copies != "auto":
+            return int(self.header_copies)
+        try:
+            return cheapest_plan(self.encoder.info.payload_bytes, self.mtu, self.plan_ber(), self.send_truth,
+                                 long_counter=True).copies
+        except ValueError:
+            return 1
 
     def _control_copies(self) -> int:
         copies = self._copies_now()
@@ -392,6 +418,7 @@ class DeviceClient:
         t["answered" if status == "ok" else "lost" if status == "lost" else "errors"] += 1
         t["transmissions"] += rec.attempts
         t["bytes_sent"] += rec.bytes_sent
+        t["frames_sent"] += rec.frames_sent
         if rec.airtime_ms is not None and rec.attempts:
             t["airtime_ms"] += rec.airtime_ms
             t["airtime_n"] += 1
@@ -469,6 +496,7 @@ class DeviceClient:
                     self._answered += self._handle(got[0], pending)
                 now = time.monotonic()
                 for rec in [r for r in pending.values() if r._due <= now]:
+                    self._observe(rec, answered=False)   # no-op when an ERROR already answered it
                     if rec.attempts <= self.retries and not (self.fatal or self.unreachable):
                         if not self._transmit(rec):
                             break
@@ -538,6 +566,8 @@ class DeviceClient:
             self.stats["duplicates"] += 1
             return 0
         rec.rtt_ms = round((time.monotonic() - rec._first_sent) * 1e3, 4)
+        if got.counter == rec.counter:
+            self._observe(rec, answered=True)   # a late answer to an earlier one was counted unanswered
         if not isinstance(got, ErrorReply):
             self.counters.vouched(got.counter)   # the edge committed it before answering (§4.3)
             rec.label, rec.confidence, rec.edge_ber = got.label, round(got.confidence, 4), got.ber
@@ -605,6 +635,8 @@ class DeviceClient:
             "payload_bytes": info.payload_bytes,
             "bytes_on_air_per_inference": int(first.bytes_on_air) if first else None,
             "bytes_sent_mean": round(t["bytes_sent"] / t["sent"], 2) if t["sent"] else None,
+            "bytes_per_answered": round(t["bytes_sent"] / t["answered"], 2) if t["answered"] else None,
+            "frames_sent_mean": round(t["frames_sent"] / t["sent"], 3) if t["sent"] else None,
             "header_copies": self.header_copies,
             "frames_per_inference": int(first.frames) if first else None,
             "airtime_ms_per_inference": round(t["airtime_ms"] / t["airtime_n"], 4) if t["airtime_n"] else None,

@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--serial", action="append", metavar="URL",
                    help="serial link to listen on, e.g. serial:///dev/ttyUSB0?baud=115200 or pty:// "
                         "(a new pty pair; its path is printed); repeatable (default: none)")
+    _gateway_arguments(p)
     p.add_argument("--max-batch", type=int, default=cfg("max_batch"), help="largest model batch (default %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=cfg("max_wait_ms"),
                    help="longest a frame waits for its batch to fill (default %(default)s ms)")
@@ -152,6 +153,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "(default: not written)")
 
 
+def _gateway_arguments(p: argparse.ArgumentParser) -> None:
+    """The LoRa gateway feed's flags (edge.gateway); defaults from GatewayOptions."""
+    from edge.gateway import GatewayOptions
+
+    d = GatewayOptions.__dataclass_fields__
+    p.add_argument("--gateway", default=None, metavar="HOST:PORT",
+                   help="also listen for LoRa gateways speaking the Semtech UDP packet-forwarder protocol "
+                        "(e.g. udp://0.0.0.0:1700; needs --gateway-allow; default: none, no gateway feed)")
+    p.add_argument("--gateway-allow", action="append", default=None, metavar="EUI@ADDRESS[/PREFIX]",
+                   help="a gateway the edge listens to: its EUI and the address or network its datagrams "
+                        "come from (repeatable; the protocol has no authentication; default: none)")
+    p.add_argument("--gateway-dedup-ms", type=float, default=d["dedup_s"].default * 1e3, metavar="MS",
+                   help="copies of one frame heard by several gateways within this window are one inference "
+                        "(default %(default)g)")
+    p.add_argument("--rx1-delay", type=float, default=d["rx1_delay_s"].default, metavar="S",
+                   help="the reply's txpk is for the device's receive window this long after the uplink "
+                        "(class A RX1; default %(default)g)")
+    p.add_argument("--gateway-tx-power", type=int, default=d["power_dbm"].default, metavar="DBM",
+                   help="txpk transmit power (default %(default)s)")
+
+
+def gateway_options(args: argparse.Namespace):
+    """GatewayOptions from the serve flags, or None without --gateway (SnnError on bad ones)."""
+    from edge.gateway import GatewayOptions, parse_allow
+    from edge.server import parse_hostport
+
+    if args.gateway is None:
+        if args.gateway_allow:
+            raise SnnError("--gateway-allow names gateways for --gateway HOST:PORT; give that too")
+        return None
+    allow = tuple(parse_allow(a) for a in args.gateway_allow or ())
+    return GatewayOptions(parse_hostport(args.gateway, "--gateway"), allow, dedup_s=args.gateway_dedup_ms / 1e3,
+                          rx1_delay_s=args.rx1_delay, power_dbm=args.gateway_tx_power)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.edge_command == "balance":
         return balance(args)
@@ -182,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     limits = HttpLimits(cap, args.http_idle_timeout, args.http_request_timeout)
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
+    gateway = gateway_options(args)
     from codec.wire.edge_state import edge_state_path
     keys = None
     if args.keys:
@@ -205,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            operator=_operator(args),
                            udp_queue=args.udp_queue, log_level=args.log_level, http_limits=limits,
-                           reuse_port=args.reuse_port)
+                           reuse_port=args.reuse_port, gateway=gateway)
 
     engine: dict = {"replicas": 1}   # the engine's name comes from the codecs (edge.server)
     backends: list = []
@@ -226,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
                 "INSECURE (--insecure): no keys; every device is accepted with the public all-zero key, so "
                 "anyone who reaches this edge can use it and read its answers (trusted links only)")
         parts = [addresses["http"]] + ([addresses["udp"]] if addresses["udp"] else [])
+        parts += [f"gateway:{addresses['gateway']}"] if addresses.get("gateway") else []
         parts += [f"serial:{p}" for p in addresses["serial"]]
         print(f"snn edge: serving {'; '.join(addresses['codecs'])} on {' '.join(parts)}", flush=True)
         if args.ready_json:

@@ -23,6 +23,7 @@ from typing import Callable
 
 from edge.codecs import CodecRegistry
 from edge.core import EdgeConfig, EdgeCore
+from edge.gateway import GatewayListener, GatewayOptions, bind_gateway
 from edge.http_guard import (
     FD_RESERVE,
     ConnectionGuard,
@@ -54,6 +55,7 @@ class ServeOptions:
     reuse_port: bool = False    # SO_REUSEPORT on the UDP and HTTP sockets (several fronts per host)
     # the operator credential (edge.operator_auth); None: a fresh token in a private temporary file
     operator: OperatorAuth | None = None
+    gateway: GatewayOptions | None = None   # a LoRa packet-forwarder feed (edge.gateway)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -128,9 +130,11 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     from edge.listeners import SerialListener, UdpListener, auto_udp_queue, bind_udp, open_serial, set_udp_queue
 
     http_sock = bind_http(*options.http, reuse_port=options.reuse_port)
-    udp_sock = None
+    udp_sock = gateway_sock = None
     serial_transports = []
     try:
+        if options.gateway is not None:
+            gateway_sock = bind_gateway(*options.gateway.address)
         if options.udp is not None:
             udp_sock = bind_udp(*options.udp, queue=options.udp_queue, reuse_port=options.reuse_port)
         for url in options.serial or []:
@@ -144,8 +148,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             set_torch_threads(options.threads)
     except BaseException:
         http_sock.close()
-        if udp_sock is not None:
-            udp_sock.close()
+        for sock in (udp_sock, gateway_sock):
+            if sock is not None:
+                sock.close()
         for t in serial_transports:
             t.close()
         raise
@@ -164,6 +169,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     addresses = {"http": "http://%s:%d" % _addr(http_sock),
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,
                  "udp_queue": udp_queue if udp_sock else None,
+                 "gateway": ("udp://%s:%d" % _addr(gateway_sock)) if gateway_sock else None,
                  "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
                  "engine": ",".join(sorted({c.engine.name for c in codecs})),
                  "operator_token_file": operator.path}
@@ -180,6 +186,10 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         log_flush.append(loop.create_task(_flush_log_every(limiter, options.log_interval_s)))
         if udp_sock is not None:
             listeners.append(await UdpListener.start(core.front("udp"), udp_sock))
+        if gateway_sock is not None:
+            gateway = await GatewayListener.start(core.front("gateway"), gateway_sock, options.gateway)
+            core.register_collector(gateway.metrics)
+            listeners.append(gateway)
         for transport in serial_transports:
             listener = SerialListener(core.front("serial"), transport, asyncio.get_running_loop())
             listener.start()

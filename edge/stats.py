@@ -25,7 +25,7 @@ REJECT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "b
                   "late", "duplicate", "rate_limited", "bad_truth", "bad_frame", "unknown_codec", "busy",
                   "too_large", "content_type", "internal", "shutdown", "expired", "shed", "operator",
                   "unverified", "gap", "resync_refused")
-TRANSPORTS = ("udp", "serial", "http")
+TRANSPORTS = ("udp", "serial", "http", "gateway")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)

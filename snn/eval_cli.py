@@ -1,5 +1,9 @@
 """`snn eval [BUNDLE] --ber LIST [--model iid|ge|iid,ge] [--json PATH]`: accuracy per BER.
 
+`--model lora-phy --sf 7,12 --snr-db LIST [--cr 4/5]`: accuracy per SNR through the bit-true LoRa
+physical layer (`channel.lora_phy`; each image's one-fragment frame is one LoRa packet). Without
+--snr-db: Semtech's demodulator limit of each SF and 2 and 4 dB either side.
+
 Prints a table of top-1 accuracy per BER (mean ± spread over channel seeds) on the full test set,
 the payload bytes per inference and the float backbone's accuracy; --speed adds the edge half's
 MACs, params and batched throughput. Without BUNDLE it evaluates the shipped default.
@@ -23,11 +27,28 @@ def _bers(text: str) -> list[float]:
     return values
 
 
+def _snrs(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--snr-db takes comma-separated numbers of dB, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("--snr-db needs at least one value")
+    return values
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", nargs="?", default=None, help="bundle file (default: the shipped default)")
     parser.add_argument("--ber", type=_bers, default=_bers("0,1e-3,1e-2,5e-2,1e-1"),
                         help="comma-separated bit error rates (default 0,1e-3,1e-2,5e-2,1e-1)")
-    parser.add_argument("--model", default="iid", help="error model(s): iid, ge, or iid,ge (default iid)")
+    parser.add_argument("--model", default="iid",
+                        help="error model(s): iid, ge, lora-phy, comma-separated (default iid)")
+    parser.add_argument("--snr-db", type=_snrs, default=None, metavar="LIST",
+                        help="lora-phy: comma-separated SNRs in dB (default: each SF's Semtech limit, +-2, +-4 dB)")
+    parser.add_argument("--sf", default="7", metavar="LIST", help="lora-phy: spreading factor(s) (default 7)")
+    parser.add_argument("--cr", default="4/5", help="lora-phy: coding rate 4/5..4/8 (default 4/5)")
+    parser.add_argument("--offset-bins", type=float, default=0.0, metavar="E",
+                        help="lora-phy: residual frequency/timing offset in FFT bins (default 0)")
     parser.add_argument("--burst", type=float, default=None, help="mean burst length in bits for ge (default 8)")
     parser.add_argument("--seeds", type=int, default=3, help="channel seeds per BER (default 3)")
     parser.add_argument("--data", default=None,
@@ -53,8 +74,15 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     for m in models:
-        if m not in ("iid", "ge"):
-            raise SnnError(f"unknown error model '{m}': use iid, ge or iid,ge")
+        if m not in ("iid", "ge", "lora-phy"):
+            raise SnnError(f"unknown error model '{m}': use iid, ge, lora-phy (comma-separated)")
+    from channel.lora_phy import lora_phy_settings
+
+    settings = (lora_phy_settings(args.sf, args.snr_db, args.cr, args.offset_bins)
+                if "lora-phy" in models else [])
+    if args.snr_db is not None and not settings:
+        raise SnnError("--snr-db is for --model lora-phy")
+    models = [m for m in models if m != "lora-phy"]
     if args.seeds < 1:
         raise SnnError("--seeds must be at least 1")
     bundle = load_bundle(args.bundle)
@@ -63,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if tuple(data.images.shape[1:3]) != tuple(bundle.input_shape[1:]) or data.images.shape[3] != bundle.input_shape[0]:
         raise SnnError(f"data set {spec} has images {data.images.shape[1:]} (H, W, C); bundle {bundle.name} expects "
                        f"{bundle.input_shape} (C, H, W)")
-    figures = evaluate(bundle, data, args.ber, models, make_error_model, seeds=args.seeds, burst=args.burst)
+    figures = evaluate(bundle, data, args.ber, models, make_error_model, seeds=args.seeds, burst=args.burst,
+                       snr_settings=settings)
     if args.speed:
         figures["edge"] = edge_speed(bundle, threads=args.threads)
     print(format_table(figures))
@@ -77,10 +106,20 @@ def format_table(fig: dict) -> str:
     lines = [f"bundle {fig['bundle']} (codec {fig['fingerprint']}) on {fig['data']}, {fig['count']} images",
              f"payload: {fig['n_symbols']} symbols x {fig['bits_per_symbol']} bits = {fig['payload_bytes']} bytes "
              f"per inference ({'Gray' if fig['gray'] else 'binary'} codes)",
-             f"float backbone accuracy: {100 * fig['backbone_accuracy']:.2f}%", "",
-             f"{'model':<6}{'BER':>9}  {'top-1 %':>8}  {'± %':>6}  seeds"]
+             f"float backbone accuracy: {100 * fig['backbone_accuracy']:.2f}%"]
+    if any("snr_db" not in r for r in fig["results"]):
+        lines += ["", f"{'model':<6}{'BER':>9}  {'top-1 %':>8}  {'± %':>6}  seeds"]
     for r in fig["results"]:
+        if "snr_db" in r:
+            continue
         lines.append(f"{r['model']:<6}{r['ber']:>9g}  {100 * r['accuracy']:>8.2f}  {100 * r['accuracy_std']:>6.2f}  {r['seeds']}")
+    phy = [r for r in fig["results"] if "snr_db" in r]
+    if phy:
+        lines += ["", f"LoRa PHY (bit-true; each {phy[0]['frame_bytes']}-byte frame one packet; the edge told the "
+                      f"expected BER):", f"{'SF':>3} {'CR':>4} {'SNR dB':>7} {'BER':>9}  {'top-1 %':>8}  {'± %':>6}  seeds"]
+        for r in phy:
+            lines.append(f"{r['sf']:>3} {r['cr']:>4} {r['snr_db']:>7g} {r['ber']:>9.3g}  {100 * r['accuracy']:>8.2f}  "
+                         f"{100 * r['accuracy_std']:>6.2f}  {r['seeds']}")
     if "edge" in fig:
         e = fig["edge"]
         lines += ["", f"edge half (decoder + tail): {e['edge_mflops_per_image']:.2f} MFLOPs "

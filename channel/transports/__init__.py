@@ -14,6 +14,7 @@ URLs:
   pty://[?link=/tmp/ttySNN]                     a new pty pair; this end holds the master and
                                                 `.path` is the tty for the other process to open
   sim://NAME?ber=1e-3&model=iid|ge&burst=8&drop=P&drop_burst=L&downlink_ber=P&link=lora-sf7&seed=N
+  sim://NAME?model=lora-phy&snr_db=-7.5&sf=7&cr=4/5[&offset_bins=E&downlink_snr_db=X]  (LoRa PHY both ways)
                                                 in-process link for benchmarks and tests: a client
                                                 (listen=False) reaches the server (listen=True) of
                                                 the same NAME through the error and loss models in
@@ -45,7 +46,7 @@ __all__ = ["Transport", "UdpTransport", "SerialTransport", "PtyTransport", "SimT
 TRANSPORTS: Registry[Callable[..., Transport]] = Registry("transport URL scheme")
 
 _SIM_KEYS = {"ber", "model", "burst", "drop", "drop_burst", "downlink_ber", "link", "seed", "mtu",
-             "snr_db", "sf"}
+             "snr_db", "sf", "cr", "offset_bins", "downlink_snr_db"}
 _SERIAL_KEYS = {"baud", "parity", "stopbits", "bytesize", "rtscts", "mtu"}
 
 

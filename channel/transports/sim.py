@@ -55,7 +55,13 @@ class SimTransport(Transport):
             if "sf" in params:
                 kw["sf"] = int(params["sf"])
             ber = float(params["ber"]) if params.get("ber") else None
-            up_model = make_error_model(model, ber, burst, **kw)
+            if model == "lora-phy":  # the bit-true LoRa PHY, both directions (downlink_snr_db: else the same)
+                kw.update({k: params[k] for k in ("cr", "offset_bins") if k in params})
+                up_model = make_error_model(model, ber, burst, **kw)
+                kw["snr_db"] = float(params.get("downlink_snr_db", kw.get("snr_db", 0.0)))
+                down_model = make_error_model(model, None, None, **kw)
+            else:
+                up_model = make_error_model(model, ber, burst, **kw)
         if params.get("downlink_ber"):
             down_model = make_error_model(model, float(params["downlink_ber"]), burst)
         drop = float(params.get("drop") or 0.0)

@@ -244,6 +244,20 @@ def parse_control_down(data: bytes, *, key: bytes, device_id: int, fingerprint: 
     return ControlFrame(ControlKind(kind), device_id, nonce, start, status, copies, errors, bits)
 
 
+def control_key(data: bytes) -> tuple[str, int, int, int] | None:
+    """What identifies one transmitted control frame without its key ("control", length, copies,
+    the decoded block's information bits), or None: the copies of one RESYNC or CONFIRM heard
+    by several LoRa gateways share it (edge/gateway.py groups them, as `frame.header_key` does
+    for DATA)."""
+    if not is_control_length(len(data)):
+        return None
+    try:
+        info, copies, _, _ = _open_block(data)
+    except FrameError:
+        return None
+    return "control", len(data), copies, info
+
+
 def is_control_length(n: int) -> bool:
     """Whether a datagram of n bytes may be a control frame (15, 45 or 75 bytes)."""
     return n in CONTROL_LENGTHS

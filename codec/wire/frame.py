@@ -145,14 +145,18 @@ def copies_code(copies: int) -> int:
     return copies
 
 
-def header_copies_for(ber: float) -> int:
-    """The copies a sender should use at this BER: the fewest expected bytes with resends.
-
-    One 12-byte block loses 0.3% of headers at BER 1e-2 and 4% at 2e-2; three copies lose 1e-5
-    at 3e-2 and 0.1% at 5e-2; five lose 0.2% at 1e-1 (binomial model with the t=4 BCH code;
-    `tests/codec/wire/test_frame.py` measures it on real flips).
-    """
-    return 1 if ber <= 2e-2 else 3 if ber <= 6e-2 else 5
+def fits(payload_bytes: int, mtu: int, copies: int, fragments: int, truth: bool = False,
+         long_counter: bool = False) -> bool:
+    """Whether `fragments` fragments with `copies` header copies fit the MTU (PROTOCOL.md §3.4)."""
+    extra = TRUTH_BYTES if truth else 0
+    if fragments == 1:
+        return copies * block_bytes(False, long_counter) + payload_bytes + extra <= mtu
+    if not 2 <= fragments <= MAX_FRAGMENTS:
+        return False
+    chunk = -(-payload_bytes // fragments)
+    if (fragments - 1) * chunk >= payload_bytes:   # the last fragment would carry no payload byte
+        return False
+    return copies * block_bytes(True, long_counter) + chunk + extra <= mtu
 
 
 def fragment_slice(payload_bytes: int, frag_count: int, frag_index: int) -> range:
@@ -195,9 +199,10 @@ def fitting_copies(payload_bytes: int, mtu: int, wanted: int, truth: bool = Fals
     raise last
 
 
-def data_bytes(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False) -> int:
+def data_bytes(payload_bytes: int, mtu: int, copies: int, truth: bool = False, long_counter: bool = False,
+               fragments: int | None = None) -> int:
     """Bytes on the air for one inference (every fragment)."""
-    count = frame_plan(payload_bytes, mtu, copies, truth, long_counter)
+    count = fragments or frame_plan(payload_bytes, mtu, copies, truth, long_counter)
     return count * copies * block_bytes(count > 1, long_counter) + payload_bytes + (TRUTH_BYTES if truth else 0)
 
 
@@ -268,7 +273,8 @@ _decode_block = _decode_block_py if _native is None else _decode_block_native
 
 def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint: bytes, counter: int,
                      mtu: int = 1400, copies: int = 1, truth: int | None = None,
-                     long_counter: bool = False, integrity: bool = False) -> list[bytes]:
+                     long_counter: bool = False, integrity: bool = False,
+                     fragments: int | None = None) -> list[bytes]:
     """The DATA frames (one per fragment) of one inference under frame counter `counter`.
 
     The caller never reuses a counter under a key (`codec.wire.keys.CounterStore`).
@@ -276,7 +282,9 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
     first transmission after it starts and on resends, so an edge that lost track of it (a
     restart) resynchronises (docs/PROTOCOL.md §4.3). `integrity`: the device's payload-integrity
     mode (§4.6): each fragment's MIC also covers its encrypted body, so no payload bit can be
-    changed unseen (nor flipped by the channel: such a frame is refused)."""
+    changed unseen (nor flipped by the channel: such a frame is refused). `fragments`: that
+    many fragments (the copies rule's choice, `codec.wire.copies.cheapest_plan`), else the
+    fewest that fit."""
     payload = bytes(payload)
     copies_code(copies)
     if not 0 <= device_id <= 0xFFFF or not 0 <= counter <= 0xFFFFFFFF:
@@ -286,7 +294,13 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
     if truth is not None and not 0 <= truth < NO_TRUTH:
         raise ValueError(f"a ground-truth label must lie in 0..{NO_TRUTH - 1}")
     kind = Kind.DATA if truth is None else Kind.DATA_TRUTH
-    count = frame_plan(len(payload), mtu, copies, truth is not None, long_counter)
+    if fragments is None:
+        count = frame_plan(len(payload), mtu, copies, truth is not None, long_counter)
+    elif fits(len(payload), mtu, copies, fragments, truth is not None, long_counter):
+        count = fragments
+    else:
+        raise ValueError(f"{fragments} fragment(s) with {copies} header copies do not fit an MTU of {mtu} bytes "
+                         f"for {len(payload)} payload bytes")
     frames = []
     cbits = 32 if long_counter else 16
     for index in range(count):
@@ -437,6 +451,37 @@ def _try_data(data, copies, fragmented, long_counter, peers, full_counter, got=N
         plain = plain[:-3]
     return 6, "", DataFrame(device_id, counter, copies, index, count, plain, truth, errors,
                             copies * size * 8, found, size, long_counter)
+
+
+def header_key(data: bytes) -> tuple[int, int, bool, bool, int] | None:
+    """What identifies one transmitted DATA frame, read without a key: (length, copies,
+    fragmented, long counter, the decoded information bits of its header block: device id,
+    counter bits, fragment byte, MIC, version, kind), or None when no reading of its length
+    decodes to a v2 DATA header. Received copies of one frame with the same key authenticate
+    alike (the MIC is over exactly these fields and the length, §4.2), however their payload bits
+    differ: a listener that hears one frame through several LoRa gateways groups its copies by
+    it (edge/gateway.py). Costs at most the BCH decodings `parse_data` would try; about 2 % of
+    random datagrams read as some header too (a codeword within 4 bits, version and kind right)."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    n = len(data)
+    readings = _candidates(n, None)
+    if len(readings) > 1:
+        remainders = bch.prefix_remainders(data, {r[3] for r in readings})
+        readings = sorted(readings, key=lambda r: remainders[r[3]] != 0)
+    for copies, fragmented, long_counter, size in readings:
+        got = _decode_block(data, copies, size)
+        if got is None:
+            continue
+        info = got[0]
+        if info >> 2 & 3 != VERSION or info & 3 not in (Kind.DATA, Kind.DATA_TRUTH):
+            continue
+        if fragmented:
+            frag = info >> 36 & 0xFF
+            if (frag & 0xF) == 0 or frag >> 4 > (frag & 0xF):
+                continue
+        return n, copies, fragmented, long_counter, info
+    return None
 
 
 # --- REPLY and ERROR ---------------------------------------------------------------------------

@@ -38,3 +38,22 @@ def test_bench_rejects_a_missing_bundle(tmp_path, capsys):
     rc = main(["bench", "accuracy", "--quick", "--bundle", str(tmp_path / "nope.snn"), "--out", str(tmp_path)])
     assert rc == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bench_accuracy_through_the_lora_phy(tiny_bundle, tmp_path):
+    """--model lora-phy: rows per (SF, SNR), each SF at its EU868 MTU, SemanticNN beside the baselines
+    whose CRC and ARQ see the same PHY errors; the markdown runs along the SNR."""
+    out = tmp_path / "results"
+    rc = main(["bench", "accuracy", "--quick", "--count", "40", "--bundle", str(tiny_bundle), "--deepcod", "none",
+               "--model", "lora-phy", "--sf", "7,12", "--snr-db=-12,0", "--out", str(out),
+               "--json", str(tmp_path / "acc.json")])
+    assert rc == 0
+    rows = json.loads((tmp_path / "acc.json").read_text())["rows"]
+    assert {r["channel"] for r in rows} == {"lora-phy-sf7", "lora-phy-sf12"}
+    assert {(r["sf"], r["mtu"]) for r in rows} == {(7, 222), (12, 51)}
+    at = {(r["method"], r["sf"], r["snr_db"]): r for r in rows}
+    # SF7 at -12 dB is far below its limit: ARQ of the raw image never gets through; at 0 dB all is clean
+    assert at[("raw-arq", 7, -12.0)]["accuracy"] < 0.1 < at[("raw-arq", 7, 0.0)]["accuracy"]
+    assert at[("semanticnn", 7, -12.0)]["delivered"] > 0.9
+    assert at[("raw-arq", 12, 0.0)]["bytes_on_air"] > at[("raw-arq", 7, 0.0)]["bytes_on_air"]  # MTU 51 vs 222
+    assert "dB |" in (out / "accuracy.md").read_text()

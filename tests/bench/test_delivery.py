@@ -182,3 +182,34 @@ def test_header_copies_vote_like_parse_data():
         assert _parses(bytes(bad)) == accepted
         tr = header_only(Scripted(sorted(flips)), RNG, [bytes(range(40))], 400, cap=1, copies=3)
         assert bool(tr.delivered[0]) == accepted
+
+
+def test_lora_phy_codes_each_fragment_as_its_own_packet():
+    """ARQ through the bit-true LoRa PHY: every 222-byte fragment is one radio packet, so the
+    attempts per fragment follow that packet's error rate, 1 / (1 - PER)."""
+    from channel.lora_phy import LoRaPhy
+    phy = LoRaPhy(sf=7, snr_db=-7.0)
+    tr = arq(phy, np.random.default_rng(1), np.full(400, 784), 222, cap=50)
+    per = phy.measure(217, 8000, np.random.default_rng(2))["packet_error_rate"]
+    attempts = tr.packets.sum() / (4 * 400)
+    assert 0.02 < per < 0.5
+    assert abs(attempts - 1 / (1 - per)) < 0.08 * (1 / (1 - per)), (attempts, per)
+
+
+def test_header_only_auto_plans_copies_and_fragments_like_a_device():
+    """plan_ber: each transmission framed by the cost rule at the BER (resends: long counter)."""
+    from codec.wire.copies import cheapest_plan
+
+    class Everything:
+        def flip_positions(self, n_bits, rng):
+            return np.arange(n_bits)
+
+    msgs = [bytes(37)] * 50
+    tr = header_only(Scripted(), RNG, msgs, 51, plan_ber=5e-2)
+    plan = cheapest_plan(37, 51, 5e-2)
+    assert tr.delivered.all() and (tr.bytes_on_air == plan.bytes).all() and (tr.packets == plan.fragments).all()
+    # every header lost: the resend is planned with the long counter
+    tr = header_only(Everything(), RNG, msgs[:1], 51, plan_ber=5e-2, cap=2)
+    again = cheapest_plan(37, 51, 5e-2, long_counter=True)
+    assert not tr.delivered[0] and tr.bytes_on_air[0] == plan.bytes + again.bytes
+    assert tr.packets[0] == plan.fragments + again.fragments

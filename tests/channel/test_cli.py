@@ -24,10 +24,10 @@ def test_bench_command_table_and_json(tmp_path, capsys):
     out_json = tmp_path / "bench.json"
     assert main(["bench", "channel", "--size", "65536", "--repeats", "3", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
-    for model in ("iid", "ge", "awgn", "lora"):
+    for model in ("iid", "ge", "awgn", "lora", "lora-phy"):
         assert model in text
     data = json.loads(out_json.read_text())
-    assert {r["model"] for r in data["rows"]} == {"iid", "ge", "awgn", "lora"}
+    assert {r["model"] for r in data["rows"]} == {"iid", "ge", "awgn", "lora", "lora-phy"}
     assert all(r["mb_per_s"] > 0 and abs(r["ber"] - 1e-3) < 1e-5 for r in data["rows"])
     assert main(["bench", "channel", "--models", "nope"]) == 2
 
@@ -57,3 +57,17 @@ def test_ptys_command_makes_a_cable_and_exits_on_ctrl_c():
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
     assert proc.returncode == 0
+
+
+def test_lora_phy_validation_command(tmp_path, capsys):
+    out_json = tmp_path / "phy.json"
+    assert main(["channel", "lora-phy", "--sf", "7,12", "--packets", "2000", "--symbols", "2000",
+                 "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "Semtech" in text and "SF12" in text
+    data = json.loads(out_json.read_text())
+    assert [r["sf"] for r in data["rows"]] == [7, 12]
+    for r in data["rows"]:
+        assert r["snr_db_for_ser_1e-3"] < r["semtech_limit_db"] < r["snr_db_for_ser_1e-2"] + 3
+        assert abs(r["simulated_ser"] - r["model_ser"]) < 4 * r["simulated_ser_95"] + 0.002
+    assert main(["channel", "lora-phy", "--sf", "x"]) == 2

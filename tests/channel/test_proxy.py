@@ -104,6 +104,40 @@ def test_udp_proxy_subprocess_both_directions(tmp_path):
     assert "measured BER" in out and "bits flipped" in err  # summary + live counters
 
 
+def test_udp_proxy_lora_phy_flips_real_bits_both_ways_at_the_model_rate(tmp_path):
+    """--lora-phy: each datagram is one LoRa packet through the bit-true PHY, up and down."""
+    summary_path = tmp_path / "summary.json"
+    with open_transport("udp://127.0.0.1:0", listen=True) as edge:
+        proc, listen, _ = start_proxy(
+            "--listen", "udp://127.0.0.1:0", "--to", f"udp://127.0.0.1:{edge.local_address[1]}",
+            "--lora-phy", "--sf", "7", "--cr", "4/5", "--snr-db", "-9", "--downlink-snr-db", "-10",
+            "--seed", "3", "--stats-interval", "0", "--json", str(summary_path))
+        try:
+            n, size, reply = 600, 49, 13
+            up = down = 0
+            rng = np.random.default_rng(0)
+            with open_transport(listen) as device:
+                for _ in range(n):
+                    sent = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+                    device.send(sent)
+                    data, addr = edge.recv(5.0)
+                    up += ones(bytes(a ^ b for a, b in zip(data, sent)))
+                    edge.send(bytes(reply), addr)
+                    back = device.recv(5.0)
+                    assert back is not None and len(back[0]) == reply
+                    down += ones(back[0])
+        finally:
+            stop_proxy(proc)
+    from channel.lora_phy import LoRaPhy
+    want_up = LoRaPhy(sf=7, snr_db=-9).expected_ber(size) * n * size * 8
+    want_down = LoRaPhy(sf=7, snr_db=-10).expected_ber(reply) * n * reply * 8
+    assert abs(up - want_up) < 0.3 * want_up, (up, want_up)      # symbol errors cluster: a wide margin
+    assert abs(down - want_down) < 0.35 * want_down, (down, want_down)
+    summary = json.loads(summary_path.read_text())
+    assert summary["uplink"]["bits_flipped"] == up and summary["downlink"]["bits_flipped"] == down
+    assert summary["uplink_model"].startswith("lora-phy SF7 CR4/5 SNR -9 dB")
+
+
 def test_pty_proxy_subprocess_with_pyserial_ends():
     proc, dev_tty, edge_tty = start_proxy("--listen", "pty://", "--to", "pty://", "--ber", "1e-2",
                                           "--downlink-ber", "1e-2", "--seed", "3", "--stats-interval", "0")
@@ -198,6 +232,14 @@ def test_link_delay_serialises_frames_by_time_on_air():
     (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9"], "--ber"),
     (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9", "--ber", "abc"], "--ber"),
     (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9", "--ber", "0", "--link", "lora-sf99"], "link"),
+    (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9", "--lora-phy"], "--snr-db"),
+    (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9", "--lora-phy", "--ber", "0.1"], "SNR"),
+    (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9", "--lora-phy", "--snr-db", "-5",
+      "--cr", "4/9"], "coding rate"),
+    (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9", "--lora-phy", "--snr-db", "-5",
+      "--sf", "13"], "spreading factor"),
+    (["--listen", "udp://127.0.0.1:0", "--to", "udp://127.0.0.1:9", "--lora-phy", "--snr-db", "-5",
+      "--offset-bins", "0.8"], "offset"),
 ])
 def test_bad_arguments_give_one_line(args, needle):
     r = subprocess.run([sys.executable, "-m", "snn", "channel", "proxy", *args], capture_output=True,

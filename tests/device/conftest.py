@@ -42,7 +42,8 @@ class Responder:
     """
 
     def __init__(self, url: str, drop_first: bool = False, error=None, key: bytes = bytes(16),
-                 forged: bool = False, fp: bytes = bytes(4), payload_bytes: int = 37, busy_first: int = 0):
+                 forged: bool = False, fp: bytes = bytes(4), payload_bytes: int = 37, busy_first: int = 0,
+                 ber: float = 0.0):
         from channel.transports import open_transport
 
         self.fp, self.payload_bytes = fp, payload_bytes
@@ -53,6 +54,8 @@ class Responder:
         self.forged = forged
         self.seen: dict[bytes, int] = {}
         self.busy_first = busy_first          # answer BUSY (retry after 50 ms) to the first k transmissions
+        self.ber = ber                        # the BER every REPLY reports
+        self.plans: list[tuple[int, int]] = []  # (copies, fragments) of every last fragment received
         self.arrivals: dict[bytes, list[float]] = {}
         self.counters: list[int] = []
         self.frames = 0
@@ -88,6 +91,7 @@ class Responder:
             self.counters.append(frame.counter)
             if frame.frag_index != frame.frag_count - 1:
                 continue
+            self.plans.append((frame.copies, frame.frag_count))
             n = self.seen.get(frame.data, 0)
             self.seen[frame.data] = n + 1
             self.arrivals.setdefault(frame.data, []).append(time.monotonic())
@@ -101,7 +105,7 @@ class Responder:
                 out = encode_error(code=self.error, arg=1, **args)
             else:
                 label = frame.truth if frame.truth is not None else 0
-                out = encode_reply(label=label, confidence=0.9, ber=0.0, **args)
+                out = encode_reply(label=label, confidence=0.9, ber=self.ber, **args)
             try:
                 self.transport.send(out, addr)
             except (OSError, ValueError):

@@ -105,6 +105,51 @@ def test_lost_replies_are_resent_under_new_counters(int8_encoder, test_images, r
     assert all(rec.attempts >= 2 and len(rec._counters) == rec.attempts for rec in client.records)
 
 
+@pytest.mark.parametrize("mtu, ber", [(222, 8e-2), (1400, 3e-2), (222, 1e-3)])
+def test_auto_copies_follow_the_cost_rule_at_the_reported_ber(int8_encoder, test_images, responder_factory,
+                                                              mtu, ber):
+    """--header-copies auto: once the edge reports a BER (and every transmission is answered),
+    each first transmission is framed as `cheapest_plan` says at the device's smoothed BER."""
+    from codec.wire.copies import cheapest_plan
+
+    images, labels = test_images
+    r = responder_factory(f"sim://dev-plan-{mtu}-{ber}", ber=ber)
+    client, t = _client(int8_encoder, f"sim://dev-plan-{mtu}-{ber}", window=1, timeout=2.0, mtu=mtu,
+                        header_copies="auto")
+    try:
+        client.run(array_samples(images[:20], labels[:20]))
+    finally:
+        t.close()
+    assert client.summary()["answered"] == 20
+    assert abs(client.link_ber - ber) < 0.05 * ber  # the BER code's resolution, smoothed
+    assert client.plan_ber() == client.link_ber      # nothing unanswered: the report rules
+    payload = client.encoder.info.payload_bytes
+    want = cheapest_plan(payload, mtu, client.link_ber, long_counter=False)
+    assert r.plans[-1] == (want.copies, want.fragments)
+    first = cheapest_plan(payload, mtu, None, long_counter=True)
+    assert r.plans[0] == (first.copies, first.fragments)
+    if ber > 5e-2:
+        assert want.copies > 1  # a bad link buys copies
+
+
+def test_unanswered_transmissions_make_the_device_plan_for_a_worse_link(int8_encoder, test_images,
+                                                                        responder_factory):
+    """The edge reports a clean link (BER 1e-3) but half the transmissions go unanswered: the
+    device's own estimate takes over and it buys header copies (a burst that kills headers is
+    invisible to a BER measured on the headers that survived)."""
+    images, labels = test_images
+    r = responder_factory("sim://dev-plan-unanswered", drop_first=True, ber=1e-3)
+    client, t = _client(int8_encoder, "sim://dev-plan-unanswered", window=1, timeout=0.3, retries=3, mtu=222,
+                        header_copies="auto", link=None)
+    try:
+        client.run(array_samples(images[:10], labels[:10]))
+    finally:
+        t.close()
+    assert client.summary()["answered"] == 10
+    assert client.link_ber < 2e-3 and client.plan_ber() > 10 * client.link_ber
+    assert r.plans[0][0] == 1 and max(c for c, _ in r.plans[-6:]) >= 3
+
+
 def test_forged_replies_are_ignored(int8_encoder, test_images, responder_factory):
     from codec.wire.keys import DeviceKey
 

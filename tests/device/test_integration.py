@@ -53,6 +53,19 @@ def test_device_proxy_edge_over_udp(encoder, tmp_path):
                                         "edge_ber_mean", "bytes_sent_mean", "peak_rss_bytes")}))
 
 
+def test_device_through_the_lora_phy_at_the_sf7_limit(encoder, tmp_path):
+    """`snn channel proxy --lora-phy --sf 7 --snr-db -7.5` (Semtech's SF7 demodulator limit), both
+    directions: real bits flip in real frames and the device is still answered (>= 95 %)."""
+    from bench.stack import LocalStack
+    with LocalStack(seed=11, channel_args=("--lora-phy", "--sf", "7", "--cr", "4/5", "--snr-db", "-7.5")) as stack:
+        s = _device(encoder, stack.device_url, tmp_path / "device.json", "--count", "100", "--window", "8",
+                    "--link", "lora-sf7", *stack.device_args(3))
+    assert s["answered"] >= 95, s
+    assert stack.proxy_summary["uplink"]["bits_flipped"] > 0, stack.proxy_summary
+    assert stack.proxy_summary["uplink_model"].startswith("lora-phy SF7")
+    assert s["accuracy"] >= ACCURACY_BAR - 0.05, s
+
+
 def test_device_to_real_edge_over_pty_serial_ports(encoder, tmp_path):
     from bench.stack import LocalStack
     with LocalStack(ber=0.0, link="serial") as stack:

@@ -69,6 +69,7 @@ def payload_for(label: int, levels: int = 8, n_symbols: int = 98, seed: int = 0)
 
 def main() -> int:
     from edge.core import EdgeConfig
+    from edge.cli import gateway_options
     from edge.server import ServeOptions, parse_hostport, serve
 
     p = argparse.ArgumentParser()
@@ -91,6 +92,11 @@ def main() -> int:
     p.add_argument("--deadline-ms", type=float, default=50.0)
     p.add_argument("--udp-queue", type=int, default=None)
     p.add_argument("--busy-rate", type=float, default=1000.0)
+    p.add_argument("--gateway", default=None)
+    p.add_argument("--gateway-allow", action="append", default=None)
+    p.add_argument("--gateway-dedup-ms", type=float, default=200.0)
+    p.add_argument("--rx1-delay", type=float, default=1.0)
+    p.add_argument("--gateway-tx-power", type=int, default=14)
     p.add_argument("--operator-token", help="operator token file (default: a private temporary one)")
     p.add_argument("--no-operator-token", action="store_true")
     p.add_argument("--reset-replay-state", action="store_true")
@@ -110,7 +116,8 @@ def main() -> int:
     options = ServeOptions(http=parse_hostport(args.http, "--http"), operator=operator,
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial, udp_queue=args.udp_queue,
                            http_limits=HttpLimits(args.http_max_connections or default_max_connections(),
-                                                  args.http_idle_timeout, args.http_request_timeout))
+                                                  args.http_idle_timeout, args.http_request_timeout),
+                           gateway=gateway_options(args))
     if args.nofile:
         import resource
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))

@@ -46,7 +46,7 @@ def test_a_serial_refusal_is_counted_under_serial():
     assert isinstance(error, ErrorReply) and error.code == ErrorCode.UNKNOWN_CODEC
     [dev] = [d for d in core.devices.top(10, 0.0) if d["device_id"] == 5]
     assert dev["transport"] == "serial" and dev["rejected"] == 1
-    assert core.metrics.frame_counts == {"udp": 0, "serial": 1, "http": 0}
+    assert core.metrics.frame_counts == {"udp": 0, "serial": 1, "http": 0, "gateway": 0}
 
 
 def test_a_future_gets_the_answer_or_a_typed_refusal():

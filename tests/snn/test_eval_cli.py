@@ -38,3 +38,23 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["eval", str(bundle), "--ber", "0,abc"])
     assert exc.value.code == 2
+
+
+@needs_fmnist
+def test_eval_through_the_lora_phy_per_sf_and_snr(tmp_path, capsys):
+    """--model lora-phy: one row per (SF, SNR), BER = what the model expects for the 49-byte
+    frame, and more SNR never hurts: at a high SNR nothing is damaged."""
+    bundle = make_random_bundle(tmp_path / "tiny.snn")
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(bundle), "--model", "lora-phy", "--sf", "7,12", "--snr-db=-12,-7.5,5",
+                 "--count", "200", "--seeds", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "LoRa PHY" in text
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["sf"], r["snr_db"]) for r in rows] == [(7, -12.0), (7, -7.5), (7, 5.0), (12, -12.0), (12, -7.5),
+                                                      (12, 5.0)]
+    assert all(r["model"] == "lora-phy" and r["frame_bytes"] == 49 for r in rows)
+    assert rows[0]["ber"] > rows[1]["ber"] > rows[2]["ber"] and rows[0]["wrong_symbols"] > 0.01
+    assert rows[2]["wrong_symbols"] == 0 and rows[5]["wrong_symbols"] == 0
+    assert main(["eval", str(bundle), "--model", "lora-phy", "--sf", "13", "--count", "10"]) == 2
+    assert main(["eval", str(bundle), "--snr-db=-5", "--count", "10"]) == 2

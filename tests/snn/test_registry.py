@@ -47,11 +47,11 @@ def test_the_families_are_registries():
 
     assert SCHEMES == TRANSPORTS.names() == ("udp", "serial", "pty", "sim")
     assert LINK_FAMILIES.names() == ("lora", "ble", "802.15.4", "uart") and get_link("802154").mtu == 116
-    assert set(ERROR_MODELS.names()) == {"iid", "ge", "awgn", "lora", "none"}
+    assert set(ERROR_MODELS.names()) == {"iid", "ge", "awgn", "lora", "lora-phy", "none"}
     assert make_error_model("burst", 1e-2).__class__.__name__ == "GilbertElliott"
     assert DATASETS.names() == ("fmnist", "cifar10", "cifar100", "folder")
     assert "resnet14" in BACKBONES and "mobilenetv2_small" in BACKBONES
     with pytest.raises(SnnError, match="unknown backbone 'vgg16'; use resnet8, "):
         build_backbone("vgg16")
-    with pytest.raises(SnnError, match="unknown error model 'nope'; use iid, ge, awgn, lora or none"):
+    with pytest.raises(SnnError, match="unknown error model 'nope'; use iid, ge, awgn, lora, none or lora-phy"):
         make_error_model("nope", 0.1)

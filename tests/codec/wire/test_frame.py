@@ -1,5 +1,6 @@
 """Frame v2 (codec/wire/frame.py): round trips, exact lengths, every failure reason, the BCH code,
 survival measured on real flips (channel.bit_errors), replay windows and the counter store."""
+import math
 import random
 from dataclasses import dataclass
 
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from channel.bit_errors import IIDModel
 from codec.wire import bch
 from codec.wire.frame import (
+    header_key,
     BLOCK_BYTES,
+    FRAG_BLOCK_BYTES,
     ErrorCode,
     Kind,
     data_bytes,
@@ -20,10 +23,11 @@ from codec.wire.frame import (
     encode_reply,
     fitting_copies,
     frame_plan,
-    header_copies_for,
+    fits,
     parse_data,
     parse_reply,
 )
+from codec.wire.copies import block_loss, cheapest_plan, plan_cost
 from codec.wire.keys import load_keys, new_keys, write_keys
 from codec.wire.reassembly import Reassembler
 from codec.wire.replay import ReplayWindow
@@ -259,8 +263,55 @@ def test_header_loss_measured_on_real_flips():
     assert _survival(1, 1e-1, 300) > 0.5   # one copy is not enough there: copies are needed
 
 
-def test_header_copies_policy():
-    assert [header_copies_for(b) for b in (0, 1e-2, 3e-2, 1e-1, 0.2)] == [1, 1, 3, 5, 5]
+def test_block_loss_model_matches_real_flips():
+    # the rule's binomial model against the measured loss of real one-fragment frames
+    for copies, ber, trials in ((1, 2e-2, 3000), (3, 8e-2, 1500), (5, 1.2e-1, 1500)):
+        want = block_loss(ber, copies, BLOCK_BYTES)
+        got = _survival(copies, ber, trials, seed=copies)
+        assert abs(got - want) <= 3.3 * math.sqrt(want * (1 - want) / trials) + 2e-3, (copies, ber, got, want)
+
+
+def test_cheapest_plan_minimises_expected_bytes_per_answered_inference():
+    for mtu in (30, 51, 115, 222, 1400):
+        for ber in (None, 0.0, 1e-3, 1e-2, 2e-2, 3e-2, 5e-2, 8e-2, 0.1, 0.15):
+            for truth in (False, True):
+                for long_counter in (False, True):
+                    best = cheapest_plan(37, mtu, ber, truth, long_counter)
+                    every = [plan_cost(37, c, k, 1e-2 if ber is None else ber, truth, long_counter)
+                             for c in (1, 3, 5) for k in range(1, 17) if fits(37, mtu, c, k, truth, long_counter)]
+                    assert best.cost <= min(p.cost for p in every) * (1 + 1e-9)
+                    assert fits(37, mtu, best.copies, best.fragments, truth, long_counter)
+                    frames = _frames(mtu=mtu, copies=best.copies, fragments=best.fragments,
+                                     truth=3 if truth else None, long_counter=long_counter)
+                    assert len(frames) == best.fragments and sum(map(len, frames)) == best.bytes
+                    assert all(len(f) <= mtu for f in frames)
+
+
+def test_cheapest_plan_buys_robustness_only_where_it_pays():
+    # a clean link: one copy, one fragment; a bad one: copies; a small MTU: fragments before copies
+    assert (cheapest_plan(37, 222, 1e-3).copies, cheapest_plan(37, 222, 1e-3).fragments) == (1, 1)
+    assert cheapest_plan(37, 222, 0.1).copies == 5
+    assert cheapest_plan(37, 51, 0.1).copies == 3          # 5 copies never fit 51 bytes
+    plans = [cheapest_plan(37, 222, b) for b in (1e-3, 1e-2, 3e-2, 6e-2, 0.1, 0.15)]
+    assert [p.copies for p in plans] == sorted(p.copies for p in plans)   # monotone in the BER
+    assert all(p.answered > 0.6 for p in plans)
+    with pytest.raises(ValueError, match="no room"):
+        cheapest_plan(37, 13, 1e-2)
+
+
+def test_fits_is_the_fragment_rule():
+    assert fits(37, 49, 1, 1) and not fits(37, 48, 1, 1)
+    assert fits(37, 51, 1, 2, truth=True) and not fits(37, 51, 1, 1, truth=True)
+    assert fits(37, 32, 1, 2) and not fits(37, 31, 1, 2)        # 13 + ceil(37/2) = 32
+    assert not fits(37, 1400, 1, 17) and not fits(3, 1400, 1, 4)  # at most 16 and at most P fragments
+    # no empty fragment: 12 fragments of ceil(37/12) = 4 bytes would leave the last two empty
+    assert [k for k in range(2, 17) if fits(37, 1400, 1, k)] == [2, 3, 4, 5, 6, 7, 8, 10, 13]
+    for k in range(2, 17):
+        if fits(37, 1400, 1, k):
+            frames = _frames(mtu=1400, fragments=k)
+            assert len(frames) == k and all(len(f) > FRAG_BLOCK_BYTES for f in frames)
+    with pytest.raises(ValueError, match="do not fit"):
+        _frames(mtu=51, copies=3, fragments=2)
 
 
 # --- replay window, reassembly ---------------------------------------------------------------------
@@ -329,3 +380,25 @@ def test_long_counter_resynchronises_a_receiver_that_lost_track(mtu):
     with pytest.raises(FrameError) as exc:   # the short form needs the receiver's window
         parse_data(short, lambda dev: [PEER], lambda dev, low: low)
     assert exc.value.reason == "auth"
+
+
+@pytest.mark.parametrize("copies,mtu,long_counter", [(1, 200, False), (3, 200, True), (1, 40, False), (3, 51, True)])
+def test_header_key_groups_the_copies_of_one_frame(copies, mtu, long_counter):
+    """Copies of a frame with different payload bits and correctable header bits share a key; a
+    frame under another counter or a forged MIC does not; garbage has none."""
+    frame = _frames(counter=70_000, copies=copies, mtu=mtu, long_counter=long_counter)[0]
+    key = header_key(frame)
+    assert key is not None and key[0] == len(frame)
+    damaged = bytearray(frame)
+    damaged[-1] ^= 0x41          # payload bits
+    damaged[1] ^= 0x10           # a header bit: BCH (and the copy vote) corrects it
+    assert header_key(bytes(damaged)) == key
+    assert header_key(_frames(counter=70_001, copies=copies, mtu=mtu, long_counter=long_counter)[0]) != key
+    forged = encode_inference(_payload(), key=bytes(16), device_id=7, fingerprint=FP, counter=70_000, copies=copies,
+                              mtu=mtu, long_counter=long_counter)[0]
+    assert header_key(forged) != key   # same fields, another MIC: another group, and it fails authentication
+    # a random datagram reads as a header now and then (a BCH codeword within 4 bits, version and
+    # kind right: about 1 in 100 per reading); it is then its own group and fails authentication
+    rng = np.random.default_rng(3)
+    assert sum(header_key(rng.integers(0, 256, len(frame), dtype=np.uint8).tobytes()) is not None
+               for _ in range(400)) <= 24
