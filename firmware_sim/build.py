@@ -37,9 +37,10 @@ from firmware_sim.codegen import FIRMWARE_DIR, generate
 from firmware_sim.lowering import lower
 
 TOOLCHAIN_HINT = "apt-get install gcc-arm-none-eabi (scripts/setup.sh does it as root)"
-COMMON_SOURCES = ["main.c", "board.c", "clock.c", "link_uart.c", "link_sx1276.c", "sx1276.c", "startup.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c"]
+COMMON_SOURCES = ["main.c", "board.c", "clock.c", "link_uart.c", "link_sx1276.c", "sx1276.c", "counter_store.c",
+                  "state_journal.c", "journal.c", "resync.c", "startup.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c"]
 PROTOCOL_SOURCES = {2: ["proto_v2.c"]}   # the framing swap is this line (v1 C left with v1, withdrawn)
-HEADERS = ["board.h", "clock.h", "link.h", "sx1276.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "proto.h", "snn_fixed.h", "snn_simd.h"]
+HEADERS = ["board.h", "clock.h", "link.h", "sx1276.h", "counter_store.h", "state.h", "journal.h", "resync.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "proto.h", "snn_fixed.h", "snn_simd.h"]
 MODEL_SOURCE = "snn_model.c"
 STACK_BYTES = 4096
 BAUD = 115200
@@ -62,6 +63,8 @@ class Target:
     qemu_flash_origin: int | None = None         # the QEMU machine's memory map, when it differs
     qemu_ram_origin: int | None = None
     dsp: bool = True                 # the core has the DSP extension: the SMLAD kernels (else plain C)
+    journal: tuple[int, int, int] | None = None   # flash sectors of the counter journal (addr0, addr1, bytes):
+                                     # a flash driver exists (board.c); else the harness keeps the counter
 
     @property
     def qemu_own_map(self) -> bool:
@@ -74,7 +77,7 @@ MPS2 = dict(qemu_hz=25_000_000, qemu_serial_index=0, qemu_family=("SNN_BOARD_CMS
 M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 TARGETS: dict[str, Target] = {
     "stm32f411": Target(M4F, ("SNN_BOARD_STM32F4",), 0x08000000, 0x20000000, None, 100_000_000,
-                        "netduinoplus2", 168_000_000, 1),
+                        "netduinoplus2", 168_000_000, 1, journal=(0x08040000, 0x08060000, 128 * 1024)),
     # QEMU models neither the nRF52840's UART nor the STM32F7/H7 USART: their QEMU images run the
     # same kernels within the same flash/RAM limits on the MPS2 FPGA image of their core
     # (Cortex-M4: mps2-an386, Cortex-M7: mps2-an500), whose CMSDK UART board.c also drives
@@ -154,6 +157,12 @@ def _defines(target: Target, hz: int, layer_hook: bool, qemu: bool = False, radi
         d.append("-DSNN_NO_CLOCK_TREE")
     elif radio:
         d.append("-DSNN_LINK_SX1276")
+    if qemu or target.journal is None:   # the counter record lives in the host (QEMU's flash is read-only)
+        d.append("-DSNN_STATE_HARNESS")
+    else:
+        a0, a1, size = target.journal
+        d += [f"-DSNN_JOURNAL_SECTOR0=0x{a0:08X}u", f"-DSNN_JOURNAL_SECTOR1=0x{a1:08X}u",
+              f"-DSNN_JOURNAL_SECTOR_BYTES={size}u"]
     return d + (["-DSNN_LAYER_HOOK"] if layer_hook else [])
 
 
@@ -257,6 +266,11 @@ def image_sizes(elf: Path) -> dict:
     return {"flash_bytes": flash, "ram_bytes": ram, "sections": s}
 
 
+def code_flash(board, target: Target) -> int:
+    """Flash the image may use: the board's, less the counter journal's sectors at its end."""
+    return target.journal[0] - target.flash_origin if target.journal else board.flash_bytes
+
+
 def _qemu_ld(target: Target) -> str:
     return "link-qemu.ld" if target.qemu_own_map else "link.ld"
 
@@ -314,7 +328,7 @@ def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None
     for name, (title, flash_origin, ram_origin) in maps.items():
         ld = template
         for k, v in {"@BOARD@": title, "@FLASH_ORIGIN@": f"0x{flash_origin:08X}",
-                     "@FLASH_LENGTH@": str(board.flash_bytes), "@RAM_ORIGIN@": f"0x{ram_origin:08X}",
+                     "@FLASH_LENGTH@": str(code_flash(board, target)), "@RAM_ORIGIN@": f"0x{ram_origin:08X}",
                      "@RAM_LENGTH@": str(ram_len), "@STACK_BYTES@": str(STACK_BYTES)}.items():
             ld = ld.replace(k, v)
         (out / name).write_text(ld)
@@ -322,7 +336,6 @@ def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None
               "#ifndef SNN_CONFIG_H", "#define SNN_CONFIG_H", f"#define SNN_DEVICE_ID {device_id}u",
               f"#define SNN_MTU {mtu}u",
               f"#define SNN_PROTOCOL {protocol}u", f"#define SNN_COPIES {copies}u",
-              "#define SNN_COUNTER_START 0u   /* a board reads its counter store; QEMU gets it over the UART */",
               f"/* key: {key_source} */",
               "#define SNN_KEY_BYTES {" + ", ".join(f"0x{b:02x}" for b in key) + "}",
               *(radio.config_lines() if radio else []), "#endif", ""]
@@ -356,12 +369,15 @@ def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = No
         _compile(out, target, target.qemu_hz, "firmware-qemu.elf", proj["protocol"], qemu=True)
     sizes = image_sizes(out / "firmware.elf")
     ram_limit = min(board.sram_bytes, target.ram_length or board.sram_bytes)
-    fits = sizes["flash_bytes"] <= board.flash_bytes and sizes["ram_bytes"] <= ram_limit
+    flash_limit = code_flash(board, target)
+    fits = sizes["flash_bytes"] <= flash_limit and sizes["ram_bytes"] <= ram_limit
     return {"board": board.name, "elf": str((out / "firmware.elf").resolve()),
             "qemu_elf": str((out / "firmware-qemu.elf").resolve()) if target.qemu_machine else None,
             "qemu_machine": target.qemu_machine, "flash_bytes": sizes["flash_bytes"], "ram_bytes": sizes["ram_bytes"],
             "arena_bytes": proj["model"].arena_bytes, "stack_bytes": STACK_BYTES,
-            "flash_limit_bytes": board.flash_bytes, "ram_limit_bytes": ram_limit, "fits": bool(fits),
+            "flash_limit_bytes": flash_limit, "ram_limit_bytes": ram_limit, "fits": bool(fits),
+            "counter_store": ("flash journal, sectors at 0x%08X and 0x%08X" % target.journal[:2]) if target.journal
+            else "the host over the UART (no flash driver for this board)",
             "sections": sizes["sections"], "project": str(out.resolve()), "protocol": proj["protocol"],
             "key": proj["key"], "cpu_hz": target.cpu_hz, "qemu_hz": target.qemu_hz,
             "link": "sx1276 (never run on a chip)" if radio else "uart"}

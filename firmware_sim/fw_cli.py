@@ -96,5 +96,12 @@ def run(args: argparse.Namespace) -> int:
               f"encode {res['encode_p50_ms']:.0f} ms p50 (QEMU wall), rtt p50 {res['rtt_p50_ms']:.0f} ms, "
               f"{res['wall_s']:.1f} s in all")
         _write_json(args.json, res)
+        if res["no_counter"] and not res["stopped"]:
+            print(f"snn mcu qemu: {res['no_counter']} image(s) had no frame counter: the firmware has no counter "
+                  f"state for its key and the edge did not answer its resynchronisation (docs/PROTOCOL.md 4.7)",
+                  file=sys.stderr)
+        if res["stopped"]:
+            print(f"snn mcu qemu: stopped after {res['count']} images: {res['stopped']}", file=sys.stderr)
+            return 2
         return 0
     raise SnnError(f"unknown mcu command {args.what!r}")

@@ -36,6 +36,15 @@ from codec.wire.cobs import CobsStreamDecoder, cobs_frame
 from snn.errors import SnnError
 
 QEMU = "qemu-system-arm"
+# the firmware's 'S' status codes (main.c)
+STATUS = ("answered", "error", "no_reply", "no_counter", "rekey", "store_error")
+# the statuses after which the firmware sends nothing more under its key: the run stops, saying why
+STOPS = {4: "the edge refused the key (NO_STATE or EXHAUSTED, docs/PROTOCOL.md 4.7) or its counters are used "
+            "up: give the device a new key (snn keys rotate) and rebuild the firmware with it",
+         5: "the firmware could not read or write its counter record (the harness's state file): see the "
+            "error above"}
+RESYNC_WAITS = 21    # replies waited for by one failed resynchronisation at most (resync.h: 3 attempts x
+                     # (OFFER + 3 CONFIRMs) + back-offs of at most 1.5 x (2 + 4) timeouts)
 QEMU_HINT = "apt-get install qemu-system-arm (scripts/setup.sh does it as root)"
 
 
@@ -123,37 +132,50 @@ class QemuUart:
         self._stop()
 
 
-def reserve_counters(meta: dict, firmware_dir: Path, count: int) -> int:
-    """The first frame counter this run may use, with `count` counters reserved ahead.
-
-    A board keeps its frame counter in flash; QEMU's flash is read-only between runs, so the
-    harness plays that store: the key's state file beside the keys file (docs/PROTOCOL.md: JSON
-    ``{"next": N}``), or one in the firmware folder for the insecure key. It writes N + count
-    (temporary file, fsync, rename) before the firmware sends anything, so no counter is ever
-    used twice under a key, even when a run dies half way.
-    """
-    import os
-
-    from codec.wire.keys import state_path
+def harness_state(meta: dict, firmware_dir: Path):
+    """The counter record this run keeps for the firmware (firmware_sim.harness_state): the key's
+    state file beside the keys file, or counter.state in the firmware folder for the insecure key."""
+    from codec.wire.keys import device_key, state_path
+    from firmware_sim.harness_state import HarnessState
 
     key_file = meta.get("key_file")
-    state = state_path(key_file, int(meta["device_id"])) if key_file else Path(firmware_dir) / "counter.state"
-    start = 0
-    if state.exists():
-        try:
-            start = int(json.loads(state.read_text())["next"])
-        except (ValueError, KeyError, TypeError):
-            raise SnnError(f"{state}: not a counter state file") from None
-    if start + count > 0xFFFFFFFF:
-        raise SnnError(f"{state}: the device's frame counters are exhausted; provision a new key")
-    tmp = state.with_name(state.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps({"next": start + count}))
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(state)
-    return start
+    if key_file:
+        dev = int(meta["device_id"])
+        return HarnessState(state_path(key_file, dev), device_key(key_file, dev).key, device_id=dev)
+    return HarnessState(Path(firmware_dir) / "counter.state", bytes(16), insecure=True)
+
+
+def serve_harness(qemu: "QemuUart", state, m: bytes) -> bool:
+    """Answer a firmware request on the UART: 'W' (make this counter record durable) or 'E'
+    (random bytes from the OS's CSPRNG, for a resynchronisation nonce). True if it was one."""
+    import os
+
+    if m[:2] == b"\x00W" and len(m) == 10:
+        nxt, limit = int.from_bytes(m[2:6], "big"), int.from_bytes(m[6:10], "big")
+        state.save(nxt, limit)
+        qemu.send(b"\x00w" + m[2:10])
+        return True
+    if m[:2] == b"\x00E" and len(m) == 3 and 0 < m[2] <= 16:
+        qemu.send(b"\x00e" + os.urandom(m[2]))
+        return True
+    return False
+
+
+def clean_stop(qemu: "QemuUart", state, wait_s: float = 10.0) -> None:
+    """End a run the way a device exits cleanly (docs/PROTOCOL.md 4.3): the firmware writes its
+    exact next counter and its limit ('F'; it answers with 'W', then 'f'), so the next run skips
+    none of the counters written ahead."""
+    qemu.send(b"\x00F")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for m in qemu.read():
+            if m[:2] == b"\x00f" and len(m) == 3:
+                if m[2]:
+                    raise SnnError(f"the firmware could not write its counter record at the end (status {m[2]})")
+                return
+            serve_harness(qemu, state, m)
+        time.sleep(0.01)
+    raise SnnError(f"the firmware did not write its counter record within {wait_s:.0f} s of the run's end")
 
 
 def ber_of(code: int) -> float:
@@ -172,6 +194,29 @@ def _layer_estimates(meta: dict, core: str) -> list[int]:
     return [int(sum(step_cycles(by_name[n], core) for n in layer["steps"] if n in by_name)) for layer in meta["layers"]]
 
 
+def _wait_ready(qemu: "QemuUart", sel) -> None:
+    """Wait (at most 20 s) for the firmware's ready message on its UART."""
+    deadline = time.monotonic() + 20
+    while True:
+        if time.monotonic() > deadline:
+            raise SnnError("the firmware did not report ready on its UART within 20 s")
+        sel.select(0.2)
+        if any(m[:2] == b"\x00R" for m in qemu.read()):
+            return
+
+
+def _status_row(seq: int, status: bytes, wall: float) -> dict:
+    """One image's row from the firmware's 'S' message."""
+    code = status[4]
+    return {"seq": seq, "status": STATUS[code] if code < len(STATUS) else f"status {code}",
+            "label": int(status[5]) if code == 0 else None,
+            "confidence": status[6] / 255.0 if code == 0 else None,
+            "ber": ber_of(status[8]) if code == 0 else None,
+            "error_code": int(status[5]) if code == 1 else None, "attempts": int(status[9]),
+            "encode_ticks": int.from_bytes(status[10:14], "big"),
+            "rtt_ticks": int.from_bytes(status[14:18], "big"), "wall_ms": wall * 1e3}
+
+
 def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, send_labels=None,
              truth_labels=None, timeout_s: float = 3.0, retries: int = 2, icount: bool = False,
              progress=None, seq0: int = 0) -> dict:
@@ -183,30 +228,22 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
     if not 0 < timeout_s <= 60 or not 0 <= retries <= 10:
         raise SnnError("--timeout must lie in (0, 60] s and --retries in 0..10")
     link = _open_transport(to_url)
-    qemu = None
+    qemu = state = stopped = None
     t_start = time.monotonic()
     try:
         qemu = QemuUart(meta["qemu_machine"], meta["qemu_elf"], int(meta.get("qemu_serial_index", 0)), icount)
         sel = selectors.DefaultSelector()
         sel.register(qemu.sock, selectors.EVENT_READ, "uart")
         sel.register(link.fileno(), selectors.EVENT_READ, "link")
-        ready = None
-        deadline = time.monotonic() + 20
-        while ready is None:
-            if time.monotonic() > deadline:
-                raise SnnError("the firmware did not report ready on its UART within 20 s")
-            sel.select(0.2)
-            for m in qemu.read():
-                if m[:2] == b"\x00R":
-                    ready = m
+        _wait_ready(qemu, sel)
         boot_s = time.monotonic() - t_start
         protocol = int(meta.get("protocol", 2))
         if progress:
             progress(f"QEMU {meta['qemu_machine']} booted {Path(meta['qemu_elf']).name} in {boot_s:.2f} s: "
                      f"protocol v{protocol}, key {meta.get('key', '?')}; {len(images)} images to {to_url}")
-        # the counter store: every transmission takes a fresh counter
-        base = reserve_counters(meta, Path(firmware_dir), len(images) * (retries + 1) + 1)
-        qemu.send(bytes([0, ord("C")]) + base.to_bytes(4, "big"))
+        # the counter record the firmware's flash cannot keep here (it writes ahead with 'W')
+        state = harness_state(meta, Path(firmware_dir))
+        qemu.send(state.message())
         hz = float(meta["qemu_hz"])
         rows, layer_ticks, frames_out, replies_in = [], [], 0, 0
         for k, img in enumerate(images):
@@ -216,7 +253,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
             qemu.send(bytes([0, ord("I"), seq >> 8, seq & 0xFF, truth, tmo >> 8, tmo & 0xFF, retries]) + img.tobytes())
             t0 = time.monotonic()
             status = layers = None
-            limit = t0 + 30 + (timeout_s * (retries + 1)) * (20 if icount else 3)
+            limit = t0 + 30 + (timeout_s * (retries + 1 + RESYNC_WAITS)) * (20 if icount else 3)
             while status is None or layers is None:
                 if time.monotonic() > limit:
                     raise SnnError(f"image {k}: the firmware sent no status within {limit - t0:.0f} s")
@@ -227,6 +264,8 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
                                 status = m
                             elif m[:2] == b"\x00L":
                                 layers = m
+                            elif serve_harness(qemu, state, m):
+                                pass
                             elif m[:1] == b"\x01":   # the protocol stream: relayed unchanged
                                 link.send(m[1:])
                                 frames_out += 1
@@ -238,21 +277,22 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
                             got = link.recv(timeout=0)
             wall = time.monotonic() - t0
             code = status[4]
-            rows.append({"seq": seq, "status": ("answered", "error", "no_reply")[min(code, 2)],
-                         "label": int(status[5]) if code == 0 else None,
-                         "confidence": status[6] / 255.0 if code == 0 else None,
-                         "ber": ber_of(status[8]) if code == 0 else None,
-                         "error_code": int(status[5]) if code == 1 else None, "attempts": int(status[9]),
-                         "encode_ticks": int.from_bytes(status[10:14], "big"),
-                         "rtt_ticks": int.from_bytes(status[14:18], "big"), "wall_ms": wall * 1e3})
+            state.used_below(int.from_bytes(status[19:23], "big"))
+            rows.append(_status_row(seq, status, wall))
             n_layers = layers[2]
             layer_ticks.append([int.from_bytes(layers[3 + 4 * j:7 + 4 * j], "big") for j in range(n_layers)])
             if progress and ((k + 1) % 50 == 0 or k + 1 == len(images)):
                 done = sum(r["status"] == "answered" for r in rows)
                 progress(f"{k + 1}/{len(images)} images, {done} answered")
+            if code in STOPS:
+                stopped = STOPS[code]
+                break
+        clean_stop(qemu, state)
     finally:
         if qemu is not None:
             qemu.close()
+        if state is not None:
+            state.close()
         link.close()
     wall_s = time.monotonic() - t_start
     answered = [r for r in rows if r["status"] == "answered"]
@@ -265,6 +305,7 @@ def run_qemu(board: str, firmware_dir: Path, to_url: str, images: np.ndarray, se
            "answered": len(answered), "accuracy": correct / len(rows) if rows else 0.0,
            "accuracy_answered": correct / len(answered) if answered else 0.0,
            "errors": sum(r["status"] == "error" for r in rows), "no_reply": sum(r["status"] == "no_reply" for r in rows),
+           "no_counter": sum(r["status"] in STATUS[3:] for r in rows), "stopped": stopped,
            "resends": int(sum(r["attempts"] - 1 for r in rows)), "frames_relayed": frames_out,
            "replies_relayed": replies_in, "icount": bool(icount), "boot_s": boot_s, "wall_s": wall_s,
            "per_image_wall_ms": float(np.mean([r["wall_ms"] for r in rows])) if rows else 0.0,

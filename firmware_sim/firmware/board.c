@@ -6,6 +6,9 @@
  * UART (on QEMU the character backend holds it until the one-byte receive register is free). */
 #include "board.h"
 #include "clock.h"
+#include "journal.h"
+#include "snn_config.h"
+#include "state.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -83,6 +86,110 @@ uint8_t snn_spi_xfer(uint8_t out)
 }
 #endif
 
+#if !defined(SNN_STATE_HARNESS)
+/* The flash journal's sectors (journal.h): 6 and 7, 128 KB each at 0x08040000 and 0x08060000, left
+ * out of the image by the linker script. RM0383 3.5: unlock with the two keys, 32-bit parallelism
+ * (PSIZE 10, 2.7-3.6 V), PG for a word program, SER + SNB + STRT for a sector erase, BSY to finish;
+ * the ART data cache is reset after each change so later reads see the flash, not stale lines. */
+#define FLASH_ACR REG(0x40023C00u)
+#define FLASH_KEYR REG(0x40023C04u)
+#define FLASH_SR REG(0x40023C0Cu)
+#define FLASH_CR REG(0x40023C10u)
+#define FLASH_SR_ERRORS ((1u << 7) | (1u << 6) | (1u << 5) | (1u << 4) | (1u << 1))
+
+static int flash_begin(void)
+{
+    while (FLASH_SR & (1u << 16)) {                                     /* BSY */
+    }
+    FLASH_SR = FLASH_SR_ERRORS;                                         /* clear old errors (rc_w1) */
+    if (FLASH_CR & (1u << 31)) {                                        /* LOCK */
+        FLASH_KEYR = 0x45670123u;
+        FLASH_KEYR = 0xCDEF89ABu;
+    }
+    return (FLASH_CR & (1u << 31)) ? -1 : 0;
+}
+
+static int flash_end(void)
+{
+    while (FLASH_SR & (1u << 16)) {
+    }
+    int bad = (FLASH_SR & FLASH_SR_ERRORS) != 0;
+    FLASH_CR = 1u << 31;                                                /* PG/SER off, LOCK */
+    FLASH_ACR &= ~(1u << 10);                                           /* DCEN off, reset, on */
+    FLASH_ACR |= 1u << 12;
+    FLASH_ACR &= ~(1u << 12);
+    FLASH_ACR |= 1u << 10;
+    return bad ? -1 : 0;
+}
+
+uint32_t snn_flash_read(uint32_t addr)
+{
+    return REG(addr);
+}
+
+int snn_flash_program(uint32_t addr, uint32_t value)
+{
+    if (flash_begin() != 0) {
+        return -1;
+    }
+    FLASH_CR = (2u << 8) | 1u;                                          /* PSIZE x32, PG */
+    REG(addr) = value;
+    return flash_end();
+}
+
+int snn_flash_erase(uint32_t sector_addr)
+{
+    unsigned snb = sector_addr == 0x08060000u ? 7u : (sector_addr == 0x08040000u ? 6u : 0u);
+    if (snb == 0 || flash_begin() != 0) {
+        return -1;                                                      /* only the journal's sectors */
+    }
+    FLASH_CR = (2u << 8) | (snb << 3) | (1u << 1);                      /* PSIZE x32, SNB, SER */
+    FLASH_CR |= 1u << 16;                                               /* STRT */
+    return flash_end();
+}
+
+/* Nonce entropy: the F411 has no TRNG, so the low bits of fast ADC conversions of the internal
+ * temperature sensor (thermal and quantisation noise) and the SysTick phase are pooled and
+ * condensed by AES-CMAC under the device key (cmac.c). An entropy pool, not a certified TRNG. */
+#include "aes.h"
+#include "cmac.h"
+static const uint8_t entropy_key[16] = SNN_KEY_BYTES;
+
+int snn_entropy(uint8_t *out, unsigned n)
+{
+    static uint32_t calls;
+    static snn_aes128_t aes;
+    static int ready;
+    if (!ready) {
+        REG(0x40023844u) |= 1u << 8;                                    /* RCC_APB2ENR.ADC1EN */
+        REG(0x40012304u) = (REG(0x40012304u) & ~(3u << 16)) | (1u << 16) | (1u << 23);  /* ADC_CCR: PCLK2/4 = 25 MHz
+                                                                        (max 36), TSVREFE */
+        REG(0x4001200Cu) &= ~(7u << 24);                                /* SMPR1: channel 18, 3 cycles */
+        REG(0x40012034u) = 18u;                                         /* SQR3: SQ1 = 18 */
+        REG(0x40012008u) |= 1u;                                         /* CR2.ADON */
+        snn_aes128_init(&aes, entropy_key);
+        ready = 1;
+    }
+    uint8_t pool[64], tag[16];
+    for (unsigned i = 0; i < sizeof pool; i++) {
+        uint8_t v = 0;
+        for (unsigned b = 0; b < 8; b++) {
+            REG(0x40012008u) |= 1u << 30;                               /* CR2.SWSTART */
+            while (!(REG(0x40012000u) & (1u << 1))) {                   /* SR.EOC */
+            }
+            v = (uint8_t)((v << 1) | ((REG(0x4001204Cu) ^ (uint32_t)snn_ticks()) & 1u));
+        }
+        pool[i] = v;
+    }
+    pool[0] ^= (uint8_t)calls++;
+    snn_aes_cmac(&aes, pool, sizeof pool, tag);
+    for (unsigned i = 0; i < n && i < 16u; i++) {
+        out[i] = tag[i];
+    }
+    return n <= 16u ? 0 : -1;
+}
+#endif
+
 void snn_board_init(void)
 {
     snn_clock_init();
@@ -115,6 +222,8 @@ int snn_uart_getc(void)
 
 #elif defined(SNN_LINK_SX1276)
 #error "the SX1276 link has an SPI driver for the STM32F411 only (board.c)"
+#elif !defined(SNN_STATE_HARNESS)
+#error "a flash journal driver exists for the STM32F411 only: build the other boards with SNN_STATE_HARNESS"
 #elif defined(SNN_BOARD_STM32V2)
 /* STM32F7/H7 USART (ISR/RDR/TDR). F746G-DISCO: USART1 on PA9/PB7; Nucleo-H743ZI: USART3 on PD8/PD9. */
 #if defined(SNN_BOARD_H7)

@@ -1,4 +1,4 @@
-/* The write-ahead frame counter over the flash journal (counter_store.h). */
+/* The write-ahead frame counter over the persistent record (counter_store.h). */
 #include "counter_store.h"
 
 static uint32_t plus_gap(uint32_t b)
@@ -6,13 +6,14 @@ static uint32_t plus_gap(uint32_t b)
     return b > 0xFFFFFFFFu - SNN_MAX_GAP ? 0xFFFFFFFFu : b + SNN_MAX_GAP;
 }
 
-int snn_counter_open(snn_counter_store_t *s, uint32_t sector0, uint32_t sector1, uint32_t sector_bytes,
-                     uint32_t key_check)
+int snn_counter_open(snn_counter_store_t *s, uint32_t key_check)
 {
-    s->have = snn_journal_open(&s->journal, sector0, sector1, sector_bytes, key_check);
-    s->next = s->written = s->journal.next;
-    s->limit = s->journal.limit;
-    return s->have;
+    uint32_t next = 0, limit = 0;
+    int r = snn_state_open(key_check, &next, &limit);
+    s->have = r == 1;
+    s->next = s->written = next;
+    s->limit = s->limit_written = limit;
+    return r;
 }
 
 int snn_counter_take(snn_counter_store_t *s, uint32_t *counter)
@@ -29,10 +30,11 @@ int snn_counter_take(snn_counter_store_t *s, uint32_t *counter)
     }
     if (n >= s->written) {                      /* write ahead before using n */
         uint32_t ahead = n > SNN_COUNTER_LAST - SNN_COUNTER_AHEAD ? SNN_COUNTER_LAST + 1u : n + SNN_COUNTER_AHEAD;
-        if (snn_journal_write(&s->journal, ahead, s->limit) != 0) {
+        if (snn_state_save(ahead, s->limit) != 0) {
             return SNN_COUNTER_FLASH_ERROR;
         }
         s->written = ahead;
+        s->limit_written = s->limit;
     }
     s->next = n + 1u;
     *counter = n;
@@ -47,14 +49,27 @@ void snn_counter_vouch(snn_counter_store_t *s, uint32_t b)
     }
 }
 
+int snn_counter_flush(snn_counter_store_t *s)
+{
+    if (!s->have || (s->next == s->written && s->limit == s->limit_written)) {
+        return 0;
+    }
+    if (snn_state_save(s->next, s->limit) != 0) {
+        return SNN_COUNTER_FLASH_ERROR;
+    }
+    s->written = s->next;
+    s->limit_written = s->limit;
+    return 0;
+}
+
 int snn_counter_start(snn_counter_store_t *s, uint32_t start)
 {
     uint32_t limit = start == 0 ? SNN_MAX_GAP - 1u : plus_gap(start - 1u);
-    if (snn_journal_write(&s->journal, start, limit) != 0) {
+    if (snn_state_save(start, limit) != 0) {
         return SNN_COUNTER_FLASH_ERROR;
     }
     s->have = 1;
     s->next = s->written = start;
-    s->limit = limit;
+    s->limit = s->limit_written = limit;
     return SNN_COUNTER_OK;
 }

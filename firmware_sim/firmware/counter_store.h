@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "journal.h"
+#include "state.h"
 
 #define SNN_COUNTER_AHEAD 256u
 #define SNN_MAX_GAP 16384u
@@ -21,20 +21,22 @@ enum { SNN_COUNTER_OK = 0, SNN_COUNTER_NO_STATE = 1, SNN_COUNTER_AT_LIMIT = 2, S
        SNN_COUNTER_FLASH_ERROR = -1 };
 
 typedef struct {
-    snn_journal_t journal;
     int have;
     uint32_t next;       /* the next counter to hand out */
     uint32_t written;    /* the next value in flash: counters below it may have been used */
     uint32_t limit;
+    uint32_t limit_written;   /* the limit in the latest record */
 } snn_counter_store_t;
 
-/* Read the state from flash; 1 with one, 0 without (the device must resynchronise first). */
-int snn_counter_open(snn_counter_store_t *s, uint32_t sector0, uint32_t sector1, uint32_t sector_bytes,
-                     uint32_t key_check);
+/* Read the state (state.h); 1 with one, 0 without (the device must resynchronise first), -1 error. */
+int snn_counter_open(snn_counter_store_t *s, uint32_t key_check);
 /* The next counter to transmit with (written ahead first), or why there is none. */
 int snn_counter_take(snn_counter_store_t *s, uint32_t *counter);
 /* A REPLY authenticated for counter b: the limit rises to b + MAX_GAP (written with the next record). */
 void snn_counter_vouch(snn_counter_store_t *s, uint32_t b);
+/* A clean stop: the exact next counter and the limit in RAM written (nothing skipped at the next
+ * start). 0 once durable, or with no state to write. */
+int snn_counter_flush(snn_counter_store_t *s);
 /* A resynchronisation committed start S: next = S, limit = S - 1 + MAX_GAP, written at once. */
 int snn_counter_start(snn_counter_store_t *s, uint32_t start);
 

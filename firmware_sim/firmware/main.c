@@ -6,13 +6,23 @@
  * 0x00 then a tag for the harness's own messages. Built with the radio link (link_sx1276.c) the
  * protocol frames go on the air instead and the UART carries the harness messages only:
  *   host -> device  00 'I' seq(2) truth timeout_ms(2) retries pixels[H*W*C]   an image to encode
- *   host -> device  00 'C' counter(4)   the next unused frame counter (v2): on a board it lives in
- *                   flash; QEMU's flash is read-only, so the harness keeps it (the key's state file)
+ *   host -> device  00 'F'   a clean stop: write the exact next counter and the limit (4.3), then
+ *                   answer 00 'f' status (0 written, 5 store error)
+ *   host -> device  00 'C' have next(4) limit(4)   the counter record (docs/PROTOCOL.md 4.3) in harness
+ *                   builds (SNN_STATE_HARNESS: QEMU, whose flash is read-only between runs, and boards
+ *                   without a flash driver): the harness keeps it in the key's state file. A board
+ *                   with a flash driver keeps it in its flash journal (state_journal.c) instead
+ *   device -> host  00 'W' next(4) limit(4)   persist this record (written ahead, 4.3) ...
+ *   host -> device  00 'w' next(4) limit(4)   ... done, durably
+ *   device -> host  00 'E' n      n random bytes, please (a resynchronisation nonce, 4.7) ...
+ *   host -> device  00 'e' bytes[n]           ... from the host's CSPRNG
  *   device -> host  00 'R' fingerprint(4) device_id(2) n_symbols(2) levels layers arena(4) version
  *                   counter(4)   ready
  *   device -> host  00 'S' seq(2) status label confidence ber(2) attempts encode_ticks(4) rtt_ticks(4)
  *                   version counter(4)
- *                   status: 0 answered, 1 edge error (label = error code), 2 no reply
+ *                   status: 0 answered, 1 edge error (label = error code), 2 no reply, 3 no counter
+ *                   (the resynchronisation got no answer), 4 stop: the key must be replaced (the edge
+ *                   said NO_STATE or EXHAUSTED, or the counters are used up), 5 counter store error
  *                   ber: the edge's BER code (docs/PROTOCOL.md, REPLY)
  *   device -> host  00 'L' count ticks[count](4 each)     SysTick ticks of each layer of the last encode
  * On a board without a host harness the same loop serves a sensor: only 'I' would change. */
@@ -23,8 +33,11 @@
 #include "cobs.h"
 #include "link.h"
 #include "pack.h"
+#include "counter_store.h"
 #include "proto.h"
+#include "resync.h"
 #include "snn_config.h"
+#include "state.h"
 #include "snn_model.h"
 
 #define RX_MAX (SNN_MODEL_INPUT_BYTES + 16u)
@@ -114,15 +127,153 @@ static void send_ready(void)
     snn_uart_write_message(m, sizeof m);
 }
 
-/* A harness message that may arrive at any time: the counter store. */
+static uint32_t get32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+#if defined(SNN_STATE_HARNESS)
+/* The counter record the harness holds, and its answers to 'W' and 'E'. */
+static int h_received, h_have;
+static uint32_t h_next, h_limit;
+static uint8_t h_ack[9];
+static int h_ack_len;
+static uint8_t h_entropy[16];
+static int h_entropy_len;
+#endif
+
+/* A harness message that may arrive at any time (the counter record and the harness's answers). */
 static int handle_control(int n)
 {
-    if (n == 6 && msg[0] == 0 && msg[1] == 'C') {
-        snn_proto_set_counter(((uint32_t)msg[2] << 24) | ((uint32_t)msg[3] << 16) | ((uint32_t)msg[4] << 8) | msg[5]);
+#if defined(SNN_STATE_HARNESS)
+    if (n == 11 && msg[0] == 0 && msg[1] == 'C') {
+        h_have = msg[2] == 1;
+        h_next = get32(msg + 3);
+        h_limit = get32(msg + 7);
+        h_received = 1;
         return 1;
+    }
+    if (n == 10 && msg[0] == 0 && msg[1] == 'w') {
+        for (int i = 0; i < 8; i++) {
+            h_ack[i] = msg[2 + i];
+        }
+        h_ack_len = 8;
+        return 1;
+    }
+    if (n > 2 && n <= 18 && msg[0] == 0 && msg[1] == 'e') {
+        for (int i = 0; i < n - 2; i++) {
+            h_entropy[i] = msg[2 + i];
+        }
+        h_entropy_len = n - 2;
+        return 1;
+    }
+#else
+    (void)n;
+#endif
+    return 0;
+}
+
+/* Read the UART once over: harness messages handled, protocol frames handed to the UART link. */
+void snn_pump(void)
+{
+    int n = poll_message();
+    if (n > 1 && !handle_control(n) && msg[0] == 0x01) {
+        snn_link_uart_frame(msg + 1, (size_t)n - 1);
+    }
+}
+
+#if defined(SNN_STATE_HARNESS)
+#define HARNESS_WAIT_MS 3000u
+
+static int wait_for(volatile int *flag)
+{
+    uint64_t deadline = snn_ticks() + (uint64_t)HARNESS_WAIT_MS * (SNN_CPU_HZ / 1000u);
+    while (!*flag && snn_ticks() < deadline) {
+        snn_pump();
+    }
+    return *flag ? 0 : -1;
+}
+
+int snn_state_open(uint32_t key_check, uint32_t *next, uint32_t *limit)
+{
+    (void)key_check;                  /* the harness's state file names its key itself */
+    if (wait_for(&h_received) != 0) {
+        return -1;
+    }
+    *next = h_next;
+    *limit = h_limit;
+    return h_have;
+}
+
+int snn_state_save(uint32_t next, uint32_t limit)
+{
+    uint8_t m[10] = {0, 'W'};
+    put32(m + 2, next);
+    put32(m + 6, limit);
+    h_ack_len = 0;
+    snn_uart_write_message(m, sizeof m);
+    if (wait_for(&h_ack_len) != 0 || get32(h_ack) != next || get32(h_ack + 4) != limit) {
+        return -1;
     }
     return 0;
 }
+
+int snn_entropy(uint8_t *out, unsigned n)
+{
+    uint8_t m[3] = {0, 'E', (uint8_t)n};
+    if (n > sizeof h_entropy) {
+        return -1;
+    }
+    h_entropy_len = 0;
+    snn_uart_write_message(m, sizeof m);
+    if (wait_for(&h_entropy_len) != 0 || h_entropy_len != (int)n) {
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        out[i] = h_entropy[i];
+    }
+    return 0;
+}
+#endif
+
+static snn_counter_store_t store;
+static int store_state = -2;          /* -2: not opened yet; else snn_counter_open's answer */
+
+/* A device that gets no answer to anything resynchronises (docs/PROTOCOL.md 4.7): once per boot,
+ * when its first SNN_SILENT_WINDOW inferences since boot all went unanswered (the edge may have
+ * moved past every counter it holds, e.g. after a forged success, and drop its frames as beyond
+ * the gap without a word). */
+#define SNN_SILENT_WINDOW 8u
+static unsigned silent_inferences;   /* since boot, while nothing has answered */
+static int heard_since_boot, silence_resync_done;
+static int resync_pending;           /* told ERROR RESYNC on an inference's last attempt: the next one resyncs */
+
+/* The counter for the next transmission, resynchronising first when there is none: 0, or the
+ * 'S' status that ends the inference (3 no answer, 4 re-key, 5 store error). */
+static uint8_t take_counter(uint32_t *c, uint16_t timeout_ms, int force_resync)
+{
+    if (store_state == -2) {
+        store_state = snn_counter_open(&store, snn_proto_key_check());
+    }
+    if (store_state < 0) {
+        return 5;
+    }
+    int r = force_resync ? SNN_COUNTER_NO_STATE : snn_counter_take(&store, c);
+    if (r == SNN_COUNTER_NO_STATE || r == SNN_COUNTER_AT_LIMIT) {
+        int q = snn_resync(&store, timeout_ms);
+        if (q != SNN_RESYNC_OK) {
+            return q == SNN_RESYNC_REKEY ? 4 : (q == SNN_RESYNC_STORE ? 5 : 3);
+        }
+        r = snn_counter_take(&store, c);
+    }
+    if (r == SNN_COUNTER_EXHAUSTED) {
+        return 4;
+    }
+    return r == SNN_COUNTER_OK ? 0 : 5;
+}
+
+#define ERROR_BUSY 3u
+#define ERROR_RESYNC 6u
 
 static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retries)
 {
@@ -134,30 +285,56 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
     uint16_t bits = (uint16_t)(SNN_MODEL_N_SYMBOLS * SNN_MODEL_BITS_PER_SYMBOL);
     size_t nbytes = snn_pack_symbols(snn_model_symbols(), SNN_MODEL_N_SYMBOLS, SNN_MODEL_BITS_PER_SYMBOL,
                                      SNN_MODEL_GRAY, payload);
-    snn_reply_t reply = {0, 0, 0, 0, 0};
+    snn_reply_t reply = {0, 0, 0, 0, 0, 0};
     uint8_t status = 2, attempts = 0;
+    int silence = !heard_since_boot && !silence_resync_done && silent_inferences >= SNN_SILENT_WINDOW;
+    silence_resync_done |= silence;
+    int resync = silence || resync_pending;
+    resync_pending = 0;
     uint64_t t_sent = snn_ticks();
     for (unsigned attempt = 0; attempt <= retries && status == 2; attempt++) {
+        uint32_t counter;
+        uint8_t why = take_counter(&counter, timeout_ms, resync);
+        resync = 0;
+        if (why) {
+            status = why;
+            break;
+        }
         attempts++;
+        snn_proto_set_counter(counter);
         snn_proto_transmit(seq, attempt, payload, nbytes, bits, truth, snn_model_frame() + 1, send_protocol_frame);
         uint64_t deadline = snn_ticks() + (uint64_t)timeout_ms * (SNN_CPU_HZ / 1000u);
         while (snn_ticks() < deadline) {
-            int n = poll_message();
-            if (n > 1 && !handle_control(n) && msg[0] == 0x01) {
-                snn_link_uart_frame(msg + 1, (size_t)n - 1);
-            }
+            snn_pump();
             int r = snn_link_recv(reply_buf, sizeof reply_buf);
             if (r > 0 && snn_proto_parse(reply_buf, (size_t)r, &reply) == 1) {
                 status = reply.kind == 1 ? 0 : 1;
                 break;
             }
         }
-        if (status == 1 && reply.label == 3 && attempt < retries) {   /* BUSY: wait, then resend */
+        if (status == 0) {
+            snn_counter_vouch(&store, reply.counter);   /* a REPLY vouches for its counter (4.3) */
+        }
+        if (status == 1 && reply.label == ERROR_BUSY && attempt < retries) {   /* BUSY: wait, then resend */
             uint64_t until = snn_ticks() + (uint64_t)reply.retry_ms * (SNN_CPU_HZ / 1000u);
             while (snn_ticks() < until) {
+                snn_pump();
             }
             status = 2;
         }
+        if (status == 1 && reply.label == ERROR_RESYNC) {   /* beyond the edge's gap (5.2): resync first */
+            if (attempt < retries) {
+                resync = 1;
+                status = 2;
+            } else {
+                resync_pending = 1;
+            }
+        }
+    }
+    if (status == 0 || status == 1) {
+        heard_since_boot = 1;
+    } else if (status == 2) {
+        silent_inferences++;
     }
     uint64_t t2 = snn_ticks();
     uint8_t s[23] = {0, 'S', (uint8_t)(seq >> 8), (uint8_t)seq, status, reply.label, reply.confidence,
@@ -165,7 +342,7 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
     put32(s + 10, (uint32_t)(t1 - t0));
     put32(s + 14, (uint32_t)(t2 - t_sent));
     s[18] = (uint8_t)snn_proto_version();
-    put32(s + 19, snn_proto_counter());
+    put32(s + 19, store.next);
     snn_uart_write_message(s, sizeof s);
     static uint8_t l[3 + 4 * SNN_MODEL_N_LAYERS];
     l[0] = 0;
@@ -182,11 +359,15 @@ int main(void)
     snn_board_init();
     snn_link_init();
     snn_proto_init();
-    snn_proto_set_counter(SNN_COUNTER_START);
     send_ready();
     for (;;) {
         int n = poll_message();
         if (n > 0 && handle_control(n)) {
+            continue;
+        }
+        if (n == 2 && msg[0] == 0 && msg[1] == 'F') {
+            uint8_t f[3] = {0, 'f', (uint8_t)(store_state == -2 || snn_counter_flush(&store) == 0 ? 0 : 5)};
+            snn_uart_write_message(f, sizeof f);
             continue;
         }
         if (n < 8 || msg[0] != 0 || msg[1] != 'I') {

@@ -35,6 +35,7 @@ static uint8_t last_copies = SNN_COPIES;
 
 unsigned snn_proto_version(void) { return 2; }
 void snn_proto_set_counter(uint32_t next) { next_counter = next; }
+void snn_proto_restart(void) { sent_since_start = 0; }
 uint32_t snn_proto_counter(void) { return next_counter; }
 
 void snn_proto_init(void)
@@ -319,6 +320,7 @@ int snn_proto_parse(const uint8_t *buf, size_t n, snn_reply_t *out)
         }
         uint8_t body[3] = {b[2], b[3], b[4]};
         keystream_xor(1, pending[p], body, 3);
+        out->counter = pending[p];
         n_pending = 0;   /* one answer per inference: a late second one finds nothing pending */
         out->kind = kind == KIND_REPLY ? 1 : 2;
         out->label = body[0];
@@ -328,4 +330,121 @@ int snn_proto_parse(const uint8_t *buf, size_t n, snn_reply_t *out)
         return 1;
     }
     return 0;
+}
+
+/* --- the resynchronisation exchange (docs/PROTOCOL.md 4.7) ------------------------------------- */
+#define CTRL_RESYNC 0u
+#define CTRL_CONFIRM 1u
+#define CTRL_OFFER 2u
+#define CTRL_ACK 3u
+
+/* MIC of a control frame: first 4 bytes of AES-CMAC over direction (02 up, 03 down), device id,
+ * hdr, nonce, [start (4)], [status (1)], fingerprint. */
+static void control_mic(uint8_t out[4], unsigned direction, unsigned kind, unsigned copies,
+                        const uint8_t nonce[SNN_NONCE_BYTES], int with_start, uint32_t start, int with_status,
+                        uint8_t status)
+{
+    uint8_t m[18], tag[16];
+    size_t n = 0;
+    m[n++] = (uint8_t)direction;
+    put16(m + n, SNN_DEVICE_ID);
+    n += 2;
+    m[n++] = (uint8_t)((VERSION << 6) | (kind << 4) | copies);
+    for (unsigned i = 0; i < SNN_NONCE_BYTES; i++) {
+        m[n++] = nonce[i];
+    }
+    if (with_start) {
+        put32(m + n, start);
+        n += 4;
+    }
+    if (with_status) {
+        m[n++] = status;
+    }
+    for (int i = 0; i < 4; i++) {
+        m[n++] = fingerprint[i];
+    }
+    snn_aes_cmac(&aes, m, n, tag);
+    for (int i = 0; i < 4; i++) {
+        out[i] = tag[i];
+    }
+}
+
+static size_t control_frame(uint8_t *out, const uint8_t fields[11], unsigned kind, unsigned copies)
+{
+    size_t n = block(out, fields, 11, kind);
+    for (unsigned c = 1; c < copies; c++) {
+        for (size_t i = 0; i < n; i++) {
+            out[c * n + i] = out[i];
+        }
+    }
+    return n * copies;
+}
+
+size_t snn_proto_resync_frame(uint8_t *out, const uint8_t nonce[SNN_NONCE_BYTES], unsigned copies)
+{
+    uint8_t f[11];
+    put16(f, SNN_DEVICE_ID);
+    for (unsigned i = 0; i < SNN_NONCE_BYTES; i++) {
+        f[2 + i] = nonce[i];
+    }
+    control_mic(f + 7, 2, CTRL_RESYNC, copies, nonce, 0, 0, 0, 0);
+    return control_frame(out, f, CTRL_RESYNC, copies);
+}
+
+size_t snn_proto_confirm_frame(uint8_t *out, const uint8_t nonce[SNN_NONCE_BYTES], uint32_t start, unsigned copies)
+{
+    uint8_t f[11];
+    put16(f, SNN_DEVICE_ID);
+    put32(f + 2, start);
+    f[6] = 0;
+    control_mic(f + 7, 2, CTRL_CONFIRM, copies, nonce, 1, start, 0, 0);
+    return control_frame(out, f, CTRL_CONFIRM, copies);
+}
+
+int snn_proto_parse_control(const uint8_t *buf, size_t n, const uint8_t nonce[SNN_NONCE_BYTES], snn_control_t *out)
+{
+    uint8_t b[SNN_CONTROL_BLOCK_BYTES];
+    unsigned copies = (unsigned)(n / SNN_CONTROL_BLOCK_BYTES);
+    if (n % SNN_CONTROL_BLOCK_BYTES || (copies != 1 && copies != 3 && copies != 5)) {
+        return 0;
+    }
+    for (unsigned i = 0; i < SNN_CONTROL_BLOCK_BYTES; i++) {   /* bitwise majority of the copies */
+        uint8_t v = 0;
+        for (int bit = 0; bit < 8; bit++) {
+            unsigned ones = 0;
+            for (unsigned c = 0; c < copies; c++) {
+                ones += (buf[SNN_CONTROL_BLOCK_BYTES * c + i] >> bit) & 1u;
+            }
+            if (2 * ones > copies) {
+                v |= (uint8_t)(1u << bit);
+            }
+        }
+        b[i] = v;
+    }
+    if (crc28(b, SNN_CONTROL_BLOCK_BYTES) != 0 &&
+        (bch_correct(b, SNN_CONTROL_BLOCK_BYTES) < 0 || crc28(b, SNN_CONTROL_BLOCK_BYTES) != 0)) {
+        return -1;
+    }
+    unsigned version = b[11] >> 6, kind = (b[11] >> 4) & 3u;
+    if (version != VERSION || (kind != CTRL_OFFER && kind != CTRL_ACK) || b[5] || b[6]) {
+        return -1;
+    }
+    uint32_t start = ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+    uint8_t tag[4];
+    control_mic(tag, 3, kind, copies, nonce, 1, start, 1, b[4]);
+    if (tag[0] != b[7] || tag[1] != b[8] || tag[2] != b[9] || tag[3] != b[10]) {
+        return -1;
+    }
+    out->kind = (uint8_t)kind;
+    out->status = b[4];
+    out->start = start;
+    return 1;
+}
+
+uint32_t snn_proto_key_check(void)
+{
+    static const uint8_t label[16] = {'s', 'n', 'n', '-', 'j', 'o', 'u', 'r', 'n', 'a', 'l', '-', 'k', 'e', 'y', 0};
+    uint8_t t[16];
+    snn_aes128_encrypt(&aes, label, t);
+    return ((uint32_t)t[0] << 24) | ((uint32_t)t[1] << 16) | ((uint32_t)t[2] << 8) | t[3];
 }

@@ -265,3 +265,45 @@ def test_integrity_mode_vector():
     with pytest.raises(FrameError) as exc:
         parse_data(tampered, lambda dev: [secure], lambda dev, low: low)
     assert exc.value.reason == "auth"
+
+
+def test_fragmented_long_counter_vector():
+    frames = encode_inference(PAYLOAD, key=KEY, device_id=7, fingerprint=FP, counter=16901, mtu=40,
+                              long_counter=True)
+    label = "**DATA, long counter 16,901, one copy, MTU 40"
+    at = DOC.index(label)
+    documented = [bytes.fromhex(body.strip()) for body in re.findall(r"^```\n(.*?)^```", DOC[at:], re.S | re.M)[:2]]
+    assert frames == documented and [len(f) for f in frames] == [34, 33]
+    for frame, frag in zip(frames, (0x01, 0x11)):
+        message = bytes.fromhex("0000070000420589") + bytes([frag]) + FP
+        assert mic(KEY, message) == frame[7:11] == _mic_after(message)
+    parsed = [parse_data(f, lambda dev: [Peer()], lambda dev, low: low) for f in frames]
+    assert b"".join(p.data for p in parsed) == PAYLOAD and {p.counter for p in parsed} == {16901}
+
+
+def test_error_resync_vector():
+    error = encode_error(key=KEY, device_id=7, fingerprint=FP, counter=40000, code=ErrorCode.RESYNC)
+    assert error == _block_after("**ERROR RESYNC to counter 40,000**") and ErrorCode.RESYNC == 6
+    got = parse_reply(error, key=KEY, device_id=7, fingerprint=FP, full_counter=lambda low: 40000)
+    assert (got.code, got.counter) == (ErrorCode.RESYNC, 40000)
+
+
+def test_no_state_offer_and_three_copy_resync_vectors():
+    nonce = bytes.fromhex("0a0b0c0d0e")
+    ctx = dict(key=KEY, device_id=7, fingerprint=FP, nonce=nonce)
+    assert control.offer_for(513, known=False) == (control.ResyncStatus.NO_STATE, 0)
+    offer = control.encode_offer(start=0, status=control.ResyncStatus.NO_STATE, **ctx)
+    assert offer == _block_after("**OFFER with status 1 NO_STATE**")
+    message = control.down_mic_message(2, 7, nonce, 0, 1, FP, 1)
+    assert _hex_after("(the edge's history for device 7 was reset; nonce `0a 0b 0c 0d 0e`; start field 0): "
+                      "MIC input") == message and mic(KEY, message) == _mic_after(message)
+    down = control.parse_control_down(offer, key=KEY, device_id=7, fingerprint=FP, nonce=nonce)
+    assert (down.status, down.start) == (control.ResyncStatus.NO_STATE, 0)
+    three = control.encode_resync(copies=3, **ctx)
+    assert three == _block_after("**RESYNC with 3 copies**") and len(three) == 45
+    assert three[7:11] == mic(KEY, control.up_mic_message(0, 7, nonce, FP, 3)) != \
+        mic(KEY, control.up_mic_message(0, 7, nonce, FP, 1))
+    damaged = bytearray(three)
+    damaged[0] ^= 0xFF                               # one copy wrecked: the majority still holds
+    up = control.parse_control_up(bytes(damaged), lambda dev: [Peer()], lambda dev: [])
+    assert (up.kind, up.device_id, up.nonce) == (control.ControlKind.RESYNC, 7, nonce)

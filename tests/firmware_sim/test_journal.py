@@ -21,8 +21,9 @@ def lib(tmp_path_factory):
     gcc = need("gcc")
     out = tmp_path_factory.mktemp("journal") / "journal.so"
     subprocess.run([gcc, "-O2", "-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-I", str(FIRMWARE_DIR),
-                    str(FIRMWARE_DIR / "journal.c"), str(FIRMWARE_DIR / "counter_store.c"), str(HERE / "nor.c"),
-                    "-o", str(out)], check=True)
+                    "-DSNN_JOURNAL_SECTOR0=0x1000u", "-DSNN_JOURNAL_SECTOR1=0x1100u", "-DSNN_JOURNAL_SECTOR_BYTES=256u",
+                    str(FIRMWARE_DIR / "journal.c"), str(FIRMWARE_DIR / "state_journal.c"),
+                    str(FIRMWARE_DIR / "counter_store.c"), str(HERE / "nor.c"), "-o", str(out)], check=True)
     c = ctypes.CDLL(str(out))
     c.journal_scenario.argtypes = [ctypes.c_uint32, ctypes.c_int, ctypes.POINTER(ctypes.c_long), ctypes.c_int,
                                    ctypes.POINTER(ctypes.c_long), ctypes.POINTER(ctypes.c_int),

@@ -122,3 +122,85 @@ def test_reply_block_with_up_to_4_wrong_bits_is_repaired(tmp_path):
             bad[bit // 8] ^= 0x80 >> (bit % 8)
         refused += lib.snn_proto_parse(bytes(bad), ctypes.c_size_t(13), ctypes.byref(r)) == -1
     assert refused == 50
+
+
+# docs/PROTOCOL.md §9, "Resynchronisation of device 7": nonce 01..05, start 16,898
+DOC_RESYNC = bytes.fromhex("00070102030405be6c2f6d812925c4")
+DOC_OFFER = bytes.fromhex("000042020000005a7749a6aae4191d")
+DOC_CONFIRM = bytes.fromhex("00070000420200b02c69ba9b6335b9")
+DOC_ACK = bytes.fromhex("000042020000008adc7288b27dddd2")
+NONCE = bytes(range(1, 6))
+
+
+class Control(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_uint8), ("status", ctypes.c_uint8), ("start", ctypes.c_uint32)]
+
+
+def test_resync_exchange_equals_the_spec_vectors(tmp_path):
+    lib = _lib(tmp_path, 222)
+    out = ctypes.create_string_buffer(80)
+    n = lib.snn_proto_resync_frame(out, NONCE, 1)
+    assert out.raw[:n] == DOC_RESYNC
+    n = lib.snn_proto_confirm_frame(out, NONCE, ctypes.c_uint32(16898), 1)
+    assert out.raw[:n] == DOC_CONFIRM
+    c = Control()
+    assert lib.snn_proto_parse_control(DOC_OFFER, ctypes.c_size_t(15), NONCE, ctypes.byref(c)) == 1
+    assert (c.kind, c.status, c.start) == (2, 0, 16898)
+    assert lib.snn_proto_parse_control(DOC_ACK, ctypes.c_size_t(15), NONCE, ctypes.byref(c)) == 1
+    assert (c.kind, c.start) == (3, 16898)
+    # another nonce's OFFER, a RESYNC echoed back, a reply-length frame: refused / not control
+    assert lib.snn_proto_parse_control(DOC_OFFER, ctypes.c_size_t(15), bytes(5), ctypes.byref(c)) == -1
+    assert lib.snn_proto_parse_control(DOC_RESYNC, ctypes.c_size_t(15), NONCE, ctypes.byref(c)) == -1
+    assert lib.snn_proto_parse_control(DOC_REPLY, ctypes.c_size_t(13), NONCE, ctypes.byref(c)) == 0
+
+
+def test_resync_frames_interoperate_with_the_reference(tmp_path):
+    """3 and 5 copies, other nonces and starts, and damaged copies: the C frames parse with
+    codec.wire.control, and the reference's OFFER/ACK parse in the C."""
+    import random
+
+    from codec.wire import control as C
+
+    lib = _lib(tmp_path, 222)
+    key, fp = bytes(range(16)), bytes.fromhex("1234abcd")
+
+    class Peer:
+        pass
+    Peer.key, Peer.fingerprint, Peer.payload_bytes = key, fp, 37
+    peers = lambda dev: [Peer()] if dev == 7 else []  # noqa: E731
+    rng = random.Random(3)
+    out, c = ctypes.create_string_buffer(80), Control()
+    for copies in (1, 3, 5):
+        for _ in range(5):
+            nonce, start = rng.randbytes(5), rng.randrange(1 << 32)
+            n = lib.snn_proto_resync_frame(out, nonce, copies)
+            f = C.parse_control_up(out.raw[:n], peers, lambda dev: None)
+            assert f.kind == C.ControlKind.RESYNC and f.nonce == nonce and f.copies == copies
+            n = lib.snn_proto_confirm_frame(out, nonce, ctypes.c_uint32(start), copies)
+            f = C.parse_control_up(out.raw[:n], peers, lambda dev, nonce=nonce: [nonce])
+            assert f.kind == C.ControlKind.CONFIRM and f.start == start
+            status = rng.choice([0, 1, 2])
+            for enc, kind in ((C.encode_offer, 2), (C.encode_ack, 3)):
+                frame = bytearray(enc(key=key, device_id=7, fingerprint=fp, nonce=nonce, start=start, status=status,
+                                      copies=copies))
+                for bit in rng.sample(range(120), 3):          # 3 wrong bits in the first copy
+                    frame[bit // 8] ^= 0x80 >> (bit % 8)
+                assert lib.snn_proto_parse_control(bytes(frame), ctypes.c_size_t(len(frame)), nonce, ctypes.byref(c)) == 1
+                assert (c.kind, c.status, c.start) == (kind, status, start)
+
+
+def test_key_check_depends_on_the_key(tmp_path):
+    a = _lib(tmp_path, 222).snn_proto_key_check()
+    (tmp_path / "b").mkdir()
+    b_dir = tmp_path / "b"
+    gcc = need("gcc")
+    (b_dir / "snn_config.h").write_text(
+        "#define SNN_DEVICE_ID 7u\n#define SNN_MTU 222u\n#define SNN_COPIES 1u\n"
+        "#define SNN_KEY_BYTES {1,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15}\n")
+    (b_dir / "snn_model.h").write_text((tmp_path / "snn_model.h").read_text())
+    out = b_dir / "lib.so"
+    subprocess.run([gcc, "-O2", "-std=c99", "-shared", "-fPIC", f"-I{b_dir}", f"-I{FIRMWARE_DIR}", "-o", str(out),
+                    *[str(FIRMWARE_DIR / f) for f in ("proto_v2.c", "aes.c", "cmac.c")]], check=True)
+    lib_b = ctypes.CDLL(str(out))
+    lib_b.snn_proto_init()
+    assert a != lib_b.snn_proto_key_check()
