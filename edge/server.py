@@ -32,6 +32,7 @@ from edge.http_guard import (
     protocol_class,
 )
 from edge.listeners import bind_or_explain
+from edge.mqtt import MqttOptions
 from snn.errors import SnnError
 
 # connections the kernel queues for accept() (capped by net.core.somaxconn)
@@ -51,6 +52,8 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=lambda: HttpLimits(default_max_connections()))
     log_interval_s: float = 10.0
     reuse_port: bool = False    # SO_REUSEPORT on the UDP and HTTP sockets (several fronts per host)
+    mqtt: MqttOptions | None = None   # results out over MQTT (edge/mqtt.py); None: not published
+    history_s: int = 600        # seconds of per-second history the dashboard's charts get (edge/history.py)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -123,6 +126,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     from edge import lograte
     from edge.app import create_app
     from edge.listeners import SerialListener, UdpListener, auto_udp_queue, bind_udp, open_serial, set_udp_queue
+    from edge.results import ResultsOut
 
     http_sock = bind_http(*options.http, reuse_port=options.reuse_port)
     udp_sock = None
@@ -148,6 +152,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         raise
 
     core = EdgeCore(codecs, config)
+    results = ResultsOut(core, options.mqtt, options.history_s)   # MQTT, SSE, the charts' history
     core.warm_up()
     udp_queue = options.udp_queue
     if udp_sock is not None and udp_queue is None:
@@ -161,7 +166,8 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
                  "udp": ("udp://%s:%d" % _addr(udp_sock)) if udp_sock else None,
                  "udp_queue": udp_queue if udp_sock else None,
                  "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
-                 "engine": ",".join(sorted({c.engine.name for c in codecs}))}
+                 "engine": ",".join(sorted({c.engine.name for c in codecs})),
+                 "mqtt": options.mqtt.describe() if options.mqtt else None}
 
     async def on_startup(core: EdgeCore) -> None:
         import asyncio
@@ -177,6 +183,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             listener.start()
             listeners.append(listener)
             addresses["serial"].append(listener.path)
+        results.start()
         # everything loaded so far (torch, the models, the app) lives as long as the process:
         # keep it out of the cyclic GC, whose full collections would otherwise walk millions of
         # objects and stall the loop for hundreds of milliseconds
@@ -188,11 +195,13 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     async def on_shutdown(core: EdgeCore) -> None:
         for listener in listeners:
             listener.close()
+        await results.stop()
         for task in log_flush:
             task.cancel()
         limiter.flush(force=True)
 
     app = create_app(core, on_startup, on_shutdown)
+    results.add_routes(app, [])
     # asyncio's own loop, not uvloop even where it is installed: measured on the 2-core machine
     # (interleaved UDP closed loops, same run), uvloop cost the model thread ~15-20 us more CPU per
     # frame and 5-12 % of the throughput

@@ -91,6 +91,7 @@ def main() -> int:
     p.add_argument("--deadline-ms", type=float, default=50.0)
     p.add_argument("--udp-queue", type=int, default=None)
     p.add_argument("--busy-rate", type=float, default=1000.0)
+    p.add_argument("--history-seconds", type=int, default=600)
     args = p.parse_args()
     from codec.wire.keys import load_keys
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
@@ -102,7 +103,8 @@ def main() -> int:
     options = ServeOptions(http=parse_hostport(args.http, "--http"),
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial, udp_queue=args.udp_queue,
                            http_limits=HttpLimits(args.http_max_connections or default_max_connections(),
-                                                  args.http_idle_timeout, args.http_request_timeout))
+                                                  args.http_idle_timeout, args.http_request_timeout),
+                           history_s=args.history_seconds)
     if args.nofile:
         import resource
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
