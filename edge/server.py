@@ -91,6 +91,14 @@ def _server_class():
         """uvicorn.Server that handles SIGINT/SIGTERM as a graceful stop and then exits normally
         (stock uvicorn re-raises the signal after shutdown, which ends the process by signal)."""
 
+        before_shutdown: tuple = ()     # callables run on the loop as the shutdown starts
+
+        async def shutdown(self, sockets=None) -> None:
+            # e.g. end the SSE streams, which would otherwise hold the graceful timeout and be cut
+            for stop in self.before_shutdown:
+                stop()
+            await super().shutdown(sockets)
+
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
             # asyncio re-listens with its accept batch (see _accept_batch); give the kernel's
@@ -216,6 +224,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         logging.basicConfig(level=options.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
     limiter = lograte.install(options.log_interval_s)
     server = _server_class()(uconfig)
+    server.before_shutdown = (results.events.close,)
     return server, core, http_sock, addresses
 
 

@@ -140,3 +140,12 @@ def test_history_points_reach_the_stream_and_streams_are_bounded(results_edge):
         for r in readers:
             r.stop()
     assert _get(edge, "/healthz").json()["status"] == "ok"
+
+
+def test_an_open_event_stream_does_not_hold_the_edge_up_on_sigterm(tmp_path):
+    edge = start_standin(tmp_path)
+    reader = EventReader(edge)
+    assert reader.status == 200 and reader.wait("point", 1, timeout=5)
+    seconds = edge.stop()
+    reader.stop()
+    assert edge.proc.returncode == 0 and seconds < 5, (seconds, edge.log()[-2000:])
