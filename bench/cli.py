@@ -27,10 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not written)")
 
-    flood = sub.add_parser("flood", help="a keyed device while one source floods the edge with garbage")
+    flood = sub.add_parser("flood", help="a keyed device while an attacker floods the edge")
     flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
     flood.add_argument("--garbage-rate", type=float, default=20000.0,
-                       help="garbage datagrams/s from one source (default %(default)s)")
+                       help="attacker datagrams/s, all sources together (default %(default)s)")
+    flood.add_argument("--sources", type=int, default=1,
+                       help="distinct source ports the attacker sends from (ordinary sockets; default %(default)s)")
+    flood.add_argument("--attack", choices=["garbage", "bad-mic"], default="garbage",
+                       help="random datagrams, or frames claiming the device's id with a guessed MIC "
+                            "(default %(default)s)")
+    flood.add_argument("--spoof", action="store_true",
+                       help="send the attack with the device's own source address and port (raw packets; "
+                            "root; loopback)")
     flood.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
     flood.add_argument("--bundle", action="append", metavar="B", help="bundle to serve, repeatable (default: the "
                                                                       "shipped one)")
@@ -102,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         from bench.flood import format_flood, run_flood
         if args.rate <= 0 or args.garbage_rate < 0 or args.duration <= 0:
             raise SnnError("--rate and --duration must be positive, --garbage-rate >= 0")
-        result = run_flood(args.rate, args.garbage_rate, args.duration, args.bundle)
+        result = run_flood(args.rate, args.garbage_rate, args.duration, args.bundle, args.sources, args.attack,
+                           args.spoof)
         print(format_flood(result))
         write_json(args.json, result)
         return 0 if result["garbage_replies"] == 0 else 1

@@ -74,8 +74,10 @@ class LocalStack:
         self.device_url = ""
         self.proxy_summary: dict = {}
         self.key_file = Path(self._tmp.name) / "keys.json"
+        from codec.wire.edge_state import EdgeState, edge_state_path, write_edge_state
         from codec.wire.keys import new_keys, write_keys
         write_keys(self.key_file, new_keys(list(range(1, devices + 1))))
+        write_edge_state(edge_state_path(self.key_file), EdgeState())   # as `snn keys new` makes it
 
     def device_args(self, device_id: int = 1) -> list[str]:
         """What `snn device run` / `snn mcu run` need to be device `device_id` of this stack."""

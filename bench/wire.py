@@ -13,6 +13,7 @@ import numpy as np
 
 from types import SimpleNamespace
 
+from codec.wire import frame as wire_frame
 from codec.wire.frame import encode_inference, parse_data
 from codec.wire.packing import bits_per_symbol, pack_symbols, unpack_symbols
 
@@ -25,6 +26,43 @@ def _best_of(repeats: int, fn) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def garbage_cost_us(max_len: int = 128, tries: int = 200, payload_bytes: int = 37, devices: int = 100,
+                    seed: int = 0, reference: bool = False) -> dict[int, float]:
+    """Median microseconds `parse_data` spends on a random datagram of each length 1..max_len
+    (what a flood costs the edge before it drops the datagram), with `devices` provisioned ids
+    (a garbage id is almost never one of them). `reference`: the pure-Python block decoder
+    instead of the C fast path (codec/wire/_native.c)."""
+    from snn.errors import FrameError
+
+    rng = np.random.default_rng(seed)
+    peer = SimpleNamespace(key=bytes(range(16)), fingerprint=b"\x01\x02\x03\x04", payload_bytes=payload_bytes)
+    provisioned = set(range(1, devices + 1))
+
+    def peers(dev):
+        return [peer] if dev in provisioned else []
+
+    sizes = frozenset([payload_bytes])
+    saved = wire_frame._decode_block
+    if reference:
+        wire_frame._decode_block = wire_frame._decode_block_py
+    try:
+        out = {}
+        for n in range(1, max_len + 1):
+            times = []
+            for _ in range(tries):
+                data = rng.bytes(n)
+                start = time.perf_counter()
+                try:
+                    parse_data(data, peers, lambda d, low: low, sizes)
+                except FrameError:
+                    pass
+                times.append(time.perf_counter() - start)
+            out[n] = float(np.median(times)) * 1e6
+        return out
+    finally:
+        wire_frame._decode_block = saved
 
 
 def run_wire_bench(frames: int = 10_000, symbols: int = 392, levels: int = 8, repeats: int = 5,
@@ -53,7 +91,17 @@ def run_wire_bench(frames: int = 10_000, symbols: int = 392, levels: int = 8, re
                                   long_counter=True)[0] for i, r in enumerate(rows[: max(1, frames // 10)])]
     long_s = _best_of(repeats, lambda: [parse_data(w, lambda d: [peer], lambda d, low: low, sizes)
                                         for w in long_wire])
+    native = wire_frame._native is not None
+    garbage = garbage_cost_us(tries=max(20, min(200, frames // 50)), payload_bytes=len(rows[0]))
+    reference = garbage_cost_us(tries=20, payload_bytes=len(rows[0]), reference=True) if native else garbage
+    worst = max(garbage, key=garbage.get)
+    worst_ref = max(reference, key=reference.get)
     return {
+        "native": native,
+        "garbage_us_median_worst": round(garbage[worst], 2), "garbage_worst_length": worst,
+        "garbage_us_median_by_length": {n: round(v, 2) for n, v in garbage.items()},
+        "garbage_reference_us_median_worst": round(reference[worst_ref], 2),
+        "garbage_reference_worst_length": worst_ref,
         "frames": frames, "symbols_per_frame": symbols, "levels": levels,
         "payload_bytes": len(rows[0]), "frame_bytes": len(wire[0]),
         "pack_symbols_per_s": frames * symbols / pack_s,
@@ -76,4 +124,8 @@ def format_wire(result: dict) -> str:
         f"  parse frames            {result['parse_frames_per_s'] / 1e3:10.1f} k frames/s",
         f"  parse, 2 header bits bad{result['parse_damaged_frames_per_s'] / 1e3:10.1f} k frames/s",
         f"  parse, long counter     {result['parse_long_counter_frames_per_s'] / 1e3:10.1f} k frames/s",
+        f"  garbage datagram, worst median over lengths 1-128: {result['garbage_us_median_worst']:.1f} us "
+        f"at {result['garbage_worst_length']} B ({'C fast path' if result['native'] else 'pure Python'}); "
+        f"pure-Python reference {result['garbage_reference_us_median_worst']:.1f} us at "
+        f"{result['garbage_reference_worst_length']} B",
     ])

@@ -1,9 +1,8 @@
-"""Who may talk to this edge: provisioned keys, replay windows, and rate limits (docs/PROTOCOL.md §4, §6).
+"""Who may talk to this edge: provisioned keys and rate limits (docs/PROTOCOL.md §4, §6).
 
 `Keyring` answers, for a device id, the keys and codecs that may authenticate its frames (one
 normally; one per served codec when the entry binds no codec or the edge runs `--insecure`
-with the all-zero key), and keeps one replay window per device id: at most 65,536 (ids are 16
-bits), so it needs no eviction and evicting statistics never reopens a replay.
+with the all-zero key). The replay windows are edge.replay_state's.
 
 `TokenBuckets` rate-limits by a key (a source address for what fails authentication, a device id
 for what passes), bounded in the number of keys it tracks.
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 
 from codec.wire.crypto import ZERO_KEY
 from codec.wire.keys import DeviceKey
-from codec.wire.replay import ReplayWindow
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -50,8 +48,7 @@ class Keyring:
             self._peers[dev] = [Peer(dev, entry.key, entry.fingerprint, codec,
                                      codec.payload_bytes if codec is not None else 0)]
         self._insecure_peers: dict[int, list[Peer]] = {}
-        self.windows: dict[int, ReplayWindow] = {}
-        self.last_source: dict[int, object] = {}
+        self._keys = dict(keys or {})
         # the payload lengths a frame may carry: a datagram no reading fits is refused unread
         self.sizes = frozenset(c.payload_bytes for c in codecs) if not self.unserved else None
 
@@ -70,67 +67,9 @@ class Keyring:
     def known(self, device_id: int) -> bool:
         return self.insecure or device_id in self._peers
 
-    def window(self, device_id: int) -> ReplayWindow:
-        w = self.windows.get(device_id)
-        if w is None:
-            w = self.windows[device_id] = ReplayWindow()
-        return w
-
-    def full_counter(self, device_id: int, low: int) -> int:
-        w = self.windows.get(device_id)
-        return low if w is None else w.full_counter(low)
-
-    # --- the windows across restarts (docs/PROTOCOL.md §4.3) --------------------------------
-
-    STATE_FORMAT = "snn-edge-counters/1"
-
-    def load_windows(self, path) -> int:
-        """Restore each provisioned key's highest counter from `path` (absent: nothing to do):
-        every counter at or below it counts as used, so a restarted edge reopens no replay.
-        Returns the windows restored; a damaged file is one clear SnnError."""
-        import json
-        import os
-
-        from snn.errors import SnnError
-        if self.insecure or not os.path.exists(path):
-            return 0
-        try:
-            with open(path, encoding="utf-8") as fh:
-                doc = json.load(fh)
-            if doc.get("format") != self.STATE_FORMAT:
-                raise ValueError("format")
-            tops = {int(dev): int(top) for dev, top in doc["highest"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise SnnError(f"edge counter state {path} is damaged; remove it only if no device's old "
-                           f"frames can be replayed (they would be answered once more)") from None
-        for dev, top in tops.items():
-            if dev in self._peers and 0 <= top < 1 << 32:
-                w = self.windows[dev] = ReplayWindow(top)
-                w.bits = (1 << 64) - 1
-        self._saved = dict(tops)
-        return len(tops)
-
-    def save_windows(self, path) -> bool:
-        """Write every key's highest counter to `path` (atomically: temporary file, fsync,
-        rename) when it changed since the last save; True when written."""
-        import json
-        import os
-        if self.insecure:
-            return False
-        tops = {dev: w.top for dev, w in self.windows.items() if w.top >= 0}
-        if tops == getattr(self, "_saved", None):
-            return False
-        tmp = f"{path}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps({"format": self.STATE_FORMAT,
-                                     "highest": {str(d): t for d, t in tops.items()}}).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._saved = tops
-        return True
+    def entry(self, device_id: int) -> DeviceKey | None:
+        """The provisioned key entry of a device id (None: not provisioned, or insecure)."""
+        return self._keys.get(device_id)
 
 
 class TokenBuckets:

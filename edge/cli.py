@@ -71,13 +71,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", metavar="FILE",
                    help="provisioned device keys (snn keys new ...): only frames authenticated by one "
                         "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
-                        "in FILE.edge-state across restarts (default: none; then --insecure is required)")
+                        "in FILE.edge-state (required; snn keys new makes it) across restarts (default: none; "
+                        "then --insecure is required)")
+    p.add_argument("--reset-replay-state", action="store_true",
+                   help="start although KEYS.edge-state (the replay state, required with --keys) is missing or "
+                        "damaged: every device's history becomes unknown, so frames captured before can be "
+                        "answered once more (logged loudly; default: refuse to start)")
     p.add_argument("--insecure", action="store_true",
                    help="without --keys: accept every device with the public all-zero key (tests and "
                         "demos on trusted links only)")
     p.add_argument("--source-fail-rate", type=float, default=cfg("source_fail_rate"), metavar="N",
                    help="frames/s failing authentication a source address may send before it is "
                         "ignored for a while (0: no limit; default %(default)s)")
+    p.add_argument("--fail-cpu", type=float, default=cfg("fail_cpu"), metavar="S",
+                   help="CPU seconds per second that every frame failing authentication may cost together, "
+                        "from any number of sources; past it, frames not from a device's own recent "
+                        "(address, id) pair are dropped unread, counted 'unverified' (0: no limit; default "
+                        "%(default)s)")
+    p.add_argument("--claim-fail-rate", type=float, default=cfg("claim_fail_rate"), metavar="N",
+                   help="failed MIC checks per second per claimed device id (online guessing); past it, frames "
+                        "claiming that id are dropped unverified unless they come from the device's own "
+                        "(address, id) pair (0: no limit; default %(default)s)")
+    p.add_argument("--pair-fail-rate", type=float, default=cfg("pair_fail_rate"), metavar="N",
+                   help="failures per second tolerated from a device's own (address, id) pair (someone "
+                        "spoofing it) before its frames are treated like any other (default %(default)s)")
     p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
                    help="authenticated frames/s per device (0: no limit; default %(default)s)")
     p.add_argument("--http-max-connections", type=int, metavar="N",
@@ -104,6 +121,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse-port", action="store_true",
                    help="SO_REUSEPORT on the UDP and HTTP ports: several fronts on one host share them "
                         "(the kernel keeps each device on one front)")
+    p.add_argument("--operator-token", metavar="FILE",
+                   help="the operator credential for /v1/stats, /v1/codecs, /metrics, the dashboard and JSON "
+                        "answers: a token in FILE (mode 0600; made there when FILE does not exist); clients "
+                        "send 'Authorization: Bearer TOKEN' (default: KEYS.operator-token beside --keys, or a "
+                        "fresh private temporary file with --insecure; --ready-json names it as "
+                        "operator_token_file)")
+    p.add_argument("--no-operator-token", action="store_true",
+                   help="open the operator endpoints to anyone who reaches the HTTP port (a trusted LAN only; "
+                        "logged at start)")
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving (default: not written)")
     p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
@@ -112,6 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge.mqtt import add_mqtt_arguments
     add_mqtt_arguments(p)
 
+    _balance_arguments(sub)
+
+
+def _balance_arguments(sub) -> None:
     b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
                        description="Forward device datagrams to several edge fronts, each device id "
                                    "always to the same front (rendezvous hashing), and relay replies.")
@@ -156,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     limits = HttpLimits(cap, args.http_idle_timeout, args.http_request_timeout)
     http = parse_hostport(args.http, "--http")
     udp = None if str(args.udp).lower() in ("none", "off", "") else parse_hostport(args.udp, "--udp")
+    from codec.wire.edge_state import edge_state_path
     keys = None
     if args.keys:
         from codec.wire.keys import load_keys
@@ -165,8 +196,10 @@ def run(args: argparse.Namespace) -> int:
         config = EdgeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.queue,
                             reassembly_timeout_s=args.reassembly_timeout, max_devices=args.max_devices,
                             keys=keys, insecure=args.insecure, source_fail_rate=args.source_fail_rate,
-                            device_rate=args.device_rate,
-                            state_path=f"{args.keys}.edge-state" if args.keys else None,
+                            device_rate=args.device_rate, fail_cpu=args.fail_cpu,
+                            claim_fail_rate=args.claim_fail_rate, pair_fail_rate=args.pair_fail_rate,
+                            state_path=str(edge_state_path(args.keys)) if args.keys else None,
+                            reset_replay_state=args.reset_replay_state,
                             model_workers=args.replicas if args.ray else 1,
                             deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
     except ValueError as exc:
@@ -177,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.history_seconds <= 86400:
         raise SnnError(f"--history-seconds takes 1 to 86400 seconds, got {args.history_seconds}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
+                           operator=_operator(args),
                            udp_queue=args.udp_queue, log_level=args.log_level, http_limits=limits,
                            reuse_port=args.reuse_port, mqtt=mqtt_from_arguments(args),
                            history_s=args.history_seconds)
@@ -212,6 +246,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for backend in backends:
             backend.close()
+
+
+def _operator(args: argparse.Namespace):
+    """The operator credential the flags ask for (None: a private temporary token file)."""
+    from edge.operator_auth import load_or_create, open_access
+
+    if args.no_operator_token:
+        if args.operator_token:
+            raise SnnError("--operator-token and --no-operator-token exclude each other")
+        return open_access()
+    path = args.operator_token or (f"{args.keys}.operator-token" if args.keys else None)
+    return load_or_create(path) if path else None
 
 
 def balance(args: argparse.Namespace) -> int:

@@ -25,20 +25,20 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, Protocol, Union
 
 from codec.wire.frame import (
-    VERSION,
     DataFrame,
     ErrorCode,
     encode_error,
     encode_reply,
     parse_data,
-    v1_device_id,
 )
 from codec.wire.keys import DeviceKey
 from codec.wire.reassembly import Assembled, Reassembler
 from edge.auth import Keyring, Peer, TokenBuckets
+from edge.budgets import FailureBudgets, claimed_id
 from edge.batcher import Expired, Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
+from edge.replay_state import ReplayState
 from edge.stats import TRANSPORTS, DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
 from snn.errors import FrameError
 
@@ -69,10 +69,13 @@ class EdgeConfig:
     insecure: bool = False                     # no keys: every device with the all-zero key
     source_fail_rate: float = 200.0            # failed datagrams/s a source may send (0: no limit)
     source_fail_burst: float | None = None     # default: twice the rate
+    fail_cpu: float = 0.25                     # CPU s/s all frames failing authentication may cost (0: no limit)
+    claim_fail_rate: float = 10.0              # failed MIC checks/s per claimed device id (0: no limit)
+    pair_fail_rate: float = 2000.0             # failures/s from a device's own last (source, id) pair
     device_rate: float = 5000.0                # authenticated frames/s per device (0: no limit)
     device_burst: float | None = None          # default: twice the rate
-    state_path: str | None = None              # replay windows kept across restarts (FILE.edge-state)
-    state_every_s: float = 1.0                 # how often changed windows are written
+    state_path: str | None = None              # replay state kept across restarts (KEYS.edge-state; required)
+    reset_replay_state: bool = False           # start with every device's history unknown (logged)
     extra: dict = field(default_factory=dict)
     model_workers: int = 1      # batches in flight at once (Ray Serve: one per replica)
     deadline_ms: float = 50.0   # from a frame's arrival to its answer; later ones are refused BUSY
@@ -89,9 +92,10 @@ class EdgeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{_named(name, flag)} must be an integer of at least 1, got {value!r}")
-        positive = {"reassembly_timeout_s": "--reassembly-timeout", "deadline_ms": "--deadline-ms",
-                    "state_every_s": None}
+        positive = {"reassembly_timeout_s": "--reassembly-timeout", "deadline_ms": "--deadline-ms"}
         not_negative = {"max_wait_ms": "--max-wait-ms", "drain_s": None, "source_fail_rate": "--source-fail-rate",
+                        "fail_cpu": "--fail-cpu", "claim_fail_rate": "--claim-fail-rate",
+                        "pair_fail_rate": "--pair-fail-rate",
                         "source_fail_burst": None, "device_rate": "--device-rate", "device_burst": None,
                         "busy_rate": "--busy-rate"}
         for names, ok, what in ((positive, lambda v: v > 0, "more than 0"),
@@ -105,6 +109,8 @@ class EdgeConfig:
             raise ValueError(f"ber_decay must lie in [0, 1), got {self.ber_decay!r}")
         if self.keys is not None and self.insecure:
             raise ValueError("keys (--keys) and insecure (--insecure) exclude each other")
+        if self.keys is not None and self.state_path is None:
+            raise ValueError("a keyed edge keeps its replay state: state_path (KEYS.edge-state) is required")
         if self.keys is None and not self.insecure:
             raise ValueError("the edge needs keys (--keys FILE; make one with 'snn keys new --device ID -o FILE'), "
                              "or insecure (--insecure) to accept every device unauthenticated (trusted links only)")
@@ -144,6 +150,7 @@ class Rejected(Exception):
         self.code = code
         self.message = message
         self.request = request
+        self.frame: bytes | None = None   # the authenticated ERROR frame, once the core made it
 
 
 @dataclass(slots=True, eq=False)
@@ -185,6 +192,7 @@ class Pending(Job):
     transport: str = "udp"
     reply: ReplyTo | None = None
     stats: DeviceStats | None = None
+    state_version: int = 0          # the replay state's version its REPLY waits for (on disk)
 
 
 @dataclass(slots=True, eq=False)
@@ -247,11 +255,9 @@ class EdgeCore:
         self.codecs = codecs
         self.config = cfg = config
         self.keyring = Keyring(codecs, cfg.keys, cfg.insecure)
-        if cfg.state_path:
-            restored = self.keyring.load_windows(cfg.state_path)
-            if restored:
-                log.info("restored %d replay windows from %s", restored, cfg.state_path)
-        self.source_limits = TokenBuckets(cfg.source_fail_rate, cfg.source_fail_burst)
+        self.state = ReplayState(None if cfg.insecure else cfg.state_path, cfg.keys, cfg.reset_replay_state)
+        self.budgets = FailureBudgets(cfg.fail_cpu, cfg.claim_fail_rate, cfg.source_fail_rate,
+                                      cfg.source_fail_burst, cfg.pair_fail_rate)
         self.device_limits = TokenBuckets(cfg.device_rate, cfg.device_burst, max_keys=65536)
         self.busy_replies = TokenBuckets(cfg.busy_rate, max(1.0, cfg.busy_rate / 10), max_keys=1)
         self.metrics = EdgeMetrics()
@@ -262,9 +268,11 @@ class EdgeCore:
                                     self.metrics, on_batch=self._on_batch, workers=cfg.model_workers,
                                     deadline_s=cfg.deadline_ms / 1000.0)
         self.metrics.queue_depth.set_function(self.batcher.__len__)
+        self.metrics.watch_state(self.state)
         self.latencies = LatencyRing()
         self.frame_rate = RateMeter()
         self.answer_rate = RateMeter()
+        self._rated = (0, 0)        # (received, answered) when the rates were last sampled
         self.started = time.time()
         self.answered = 0
         self.received = 0
@@ -307,14 +315,13 @@ class EdgeCore:
             self._expire_task.cancel()
         for item in self.reassembler.expire(float("inf")):
             self._dispatch(item)
-        self._save_windows()
         left = await self.batcher.drain(self.config.drain_s)
         for job in left:
             job.done(job, -1, 0.0, Rejected("shutdown", ErrorCode.BUSY, "the edge is shutting down"))
+        await self.state.close()
 
     async def _expire_loop(self) -> None:
         period = max(0.01, min(0.05, self.config.reassembly_timeout_s / 5))
-        last_save = time.monotonic()
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(period)
@@ -322,23 +329,14 @@ class EdgeCore:
             self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - period))
             try:
                 now = time.monotonic()
+                # the dashboard's rates, sampled here rather than counted per frame
+                self.frame_rate.add(self.received - self._rated[0], now)
+                self.answer_rate.add(self.answered - self._rated[1], now)
+                self._rated = (self.received, self.answered)
                 for item in self.reassembler.expire(now):
                     self._dispatch(item)
-                if now - last_save >= self.config.state_every_s:
-                    last_save = now
-                    self._save_windows()
             except Exception:  # noqa: BLE001 - the timer must survive anything
                 log.exception("reassembly expiry failed")
-
-    def _save_windows(self) -> None:
-        """Persist the replay windows' highest counters (a crash loses at most state_every_s of
-        them: frames of that last second could be replayed once after the restart)."""
-        if not self.config.state_path:
-            return
-        try:
-            self.keyring.save_windows(self.config.state_path)
-        except OSError:
-            log.warning("cannot write the edge counter state %s", self.config.state_path, exc_info=True)
 
     def _on_batch(self, n: int, seconds: float) -> None:
         self.metrics.batch.observe(n)
@@ -363,8 +361,9 @@ class EdgeCore:
         or an `asyncio.Future` for a transport that holds a connection open (HTTP), resolved with
         an `Answer` or failed with the `Rejected` refusal; such a transport takes whole
         inferences (one-fragment frames) only.
-        `source`: the sender's address, hashable, or None (HTTP, serial): what fails
-        authentication is rate-limited per source.
+        `source`: the sender's address (hashable: a UDP (host, port), an HTTP client's host), or
+        None for a link with one sender (serial): with the claimed device id it names the pair
+        a device last authenticated from, whose frames go first (edge.budgets).
         `transport`: the metrics label ("udp", "serial", "http", ...).
 
         Admission is decided here, before authentication: a frame that can no longer be answered
@@ -372,7 +371,9 @@ class EdgeCore:
         replies per second (each costs a full authentication), past which a link's frames are
         dropped unread (counted "expired" when it waited past its deadline before it was read,
         "shed" otherwise); a future always gets its refusal. Nothing goes back to a frame that
-        fails authentication, to a replay or to a late or duplicate fragment."""
+        fails authentication, to a replay or to a late or duplicate fragment. What fails
+        authentication is bounded as a whole, per claimed device id and per source, before any
+        decoding (edge.budgets: "unverified", "rate_limited")."""
         now = time.perf_counter()
         t_recv = now if arrival is None else arrival
         future = reply if isinstance(reply, asyncio.Future) else None
@@ -381,15 +382,20 @@ class EdgeCore:
         if not in_time and future is None and not self.busy_replies.take(None, now):
             self.metrics.reject("expired" if now - t_recv > batcher.deadline_s else "shed")
             return
-        if source is not None and self.source_limits.empty(source):
-            # a source over its failure budget: the cheapest possible refusal, before decoding
-            self.metrics.reject("rate_limited")
+        # what has not authenticated spends budgets that no device's own frames need (edge.budgets)
+        sender = transport if source is None else source
+        claim = claimed_id(data)
+        verdict = self.budgets.check(sender, claim, now)
+        if verdict.__class__ is str:    # dropped unread: the cheapest possible refusal
+            self.metrics.reject(verdict)
+            if future is not None and not future.done():
+                future.set_exception(Rejected(verdict, None, "over the budget of frames that fail "
+                                                             "authentication: retry later"))
             return
         self.received += 1
         self.metrics.frame(transport)
-        self.frame_rate.add()
         try:
-            frame = self._open(data, source, None if future is not None else reply)
+            frame = self._open(data, sender, claim, verdict, now)
             if frame.frag_count == 1:
                 item = Inference.from_frame(frame)
                 if in_time:
@@ -402,13 +408,16 @@ class EdgeCore:
                 raise Rejected("bad_frame", ErrorCode.BAD_FRAME,
                                f"{transport.upper()} takes a whole inference in one frame; this is fragment "
                                f"{frame.frag_index + 1} of {frame.frag_count} (send fragments over UDP "
-                               f"or serial, or frame with a larger MTU)")
-            self._reply_to[(frame.device_id, frame.counter)] = (transport, reply)
-            before = self.reassembler.duplicates
+                               f"or serial, or frame with a larger MTU)", frame)
+            # the answer goes where the inference's first fragment came from: a later fragment
+            # (even one that authenticates: a replay of a captured one) never redirects it
+            self._reply_to.setdefault((frame.device_id, frame.counter), (transport, reply))
             for assembled in self.reassembler.add(frame, time.monotonic()):
                 self._dispatch(assembled, t_recv)
-            if self.reassembler.duplicates != before:
-                self.metrics.reject("duplicate")
+        except FrameError as exc:
+            self.metrics.reject(exc.reason)
+            if future is not None and not future.done():
+                future.set_exception(Rejected(exc.reason, None, str(exc)))
         except Rejected as rej:
             self._refuse(rej, reply, transport)
         except Exception:  # noqa: BLE001 - never a dead listener
@@ -434,26 +443,32 @@ class EdgeCore:
 
     # --- authentication ---------------------------------------------------------------------
 
-    def _open(self, data: bytes, source: object, reply: Callable[[bytes], None] | None) -> DataFrame:
-        """Authenticate, replay-check and rate-limit one DATA frame; Rejected otherwise."""
-        ring = self.keyring
+    def _open(self, data: bytes, sender: object, claim: int, verdict: int, now: float) -> DataFrame:
+        """Authenticate, replay-check and rate-limit one DATA frame; FrameError when it does not
+        authenticate, Rejected when it is refused after it did. A
+        duplicate fragment of a pending inference is refused before it spends the device's
+        rate budget (a replayed fragment must not cost the device anything)."""
+        ring, state = self.keyring, self.state
         try:
-            frame = parse_data(data, ring.peers, ring.full_counter, ring.sizes)
-        except FrameError as exc:
-            if source is not None:
-                self.source_limits.take(source)
-            if reply is not None and data[:1] == b"\xa7":   # a v1 frame? (cheap: one byte first)
-                self._v1_upgrade(data, source, reply)
-            raise Rejected(exc.reason, None, str(exc)) from None
+            frame = parse_data(data, ring.peers, state.full_counter, ring.sizes)
+        except FrameError as exc:   # did not authenticate: counted, charged, and never answered
+            self.budgets.failed(verdict, sender, claim, exc.reason, time.perf_counter() - now, now)
+            raise
         dev = frame.device_id
-        window = ring.window(dev)
-        if window.seen(frame.counter):
+        verdict = state.window(dev).verdict(frame.counter)
+        if verdict == "replay":
             if not (frame.frag_count > 1 and self.reassembler.pending(dev, frame.counter)):
                 reason = "late" if frame.frag_count > 1 else "replay"
                 raise Rejected(reason, None, f"device {dev}: counter {frame.counter} was used already")
+            if self.reassembler.has_fragment(dev, frame.counter, frame.frag_index):
+                raise Rejected("duplicate", None, f"device {dev}: fragment {frame.frag_index + 1} of counter "
+                                                  f"{frame.counter} arrived already")
+        elif verdict == "gap":      # authenticated, but it must not move the window (§4.3)
+            raise Rejected("gap", ErrorCode.RESYNC, f"device {dev}: counter {frame.counter} is more than "
+                                                    f"MAX_GAP above its window: resynchronise", frame)
         else:
-            window.mark(frame.counter)
-        ring.last_source[dev] = source
+            state.mark(dev, frame.counter)
+            self.budgets.authenticated(dev, sender, now)
         if not self.device_limits.take(dev):
             raise Rejected("rate_limited", None, f"device {dev} is over its frame rate")
         if frame.peer.codec is None:
@@ -461,16 +476,6 @@ class EdgeCore:
                            f"device {dev} is provisioned for codec {frame.peer.fingerprint.hex()}; this edge "
                            f"serves {', '.join(self.codecs.fingerprints()) or 'none'}", frame)
         return frame
-
-    def _v1_upgrade(self, data: bytes, source: object, reply: Callable[[bytes], None]) -> None:
-        """A v1 frame from the address a provisioned device last authenticated from: tell it to
-        upgrade (an authenticated ERROR, 13 bytes, shorter than any v1 frame). Anyone else: silence."""
-        dev = v1_device_id(data)
-        if dev is None or source is None or self.keyring.insecure or self.keyring.last_source.get(dev) != source:
-            return
-        peer, window = self.keyring.peers(dev)[0], self.keyring.window(dev)
-        self._send(reply, encode_error(key=peer.key, device_id=dev, fingerprint=peer.fingerprint,
-                                       counter=max(0, window.top), code=ErrorCode.UNSUPPORTED, detail=VERSION))
 
     # --- refusals and replies ---------------------------------------------------------------
 
@@ -484,13 +489,14 @@ class EdgeCore:
             if stats is None:
                 stats = self.devices.get(req.device_id, transport, time.monotonic())
             stats.rejected += 1
-        if isinstance(reply, asyncio.Future):
-            if not reply.done():
-                reply.set_exception(rej)
-            return
-        if req is None or rej.code is None or reply is None:
-            return  # nothing goes back to what did not authenticate
-        self._send(reply, self._error(req.peer, req.device_id, req.counter, rej.code, req.copies))
+        future = reply if isinstance(reply, asyncio.Future) else None
+        if req is not None and rej.code is not None and reply is not None:
+            rej.frame = self._error(req.peer, req.device_id, req.counter, rej.code, req.copies)
+        if future is not None:
+            if not future.done():
+                future.set_exception(rej)
+        elif rej.frame is not None:   # nothing goes back to what did not authenticate
+            self._send(reply, rej.frame)
 
     @staticmethod
     def _error(peer, device_id: int, counter: int, code: ErrorCode, copies: int) -> bytes:
@@ -533,7 +539,8 @@ class EdgeCore:
             self.metrics.reject("bad_truth")  # not scored: a label this codec cannot give
             truth = None
         job = Pending(codec, item.payload, item.erased, ber, self._done, t_recv, item.device_id, item.counter,
-                      item.copies, item.peer, truth, transport, reply, stats)
+                      item.copies, item.peer, truth, transport, reply, stats, self.state.version)
+        self.state.kick()       # the commit its REPLY needs runs while the model works
         if not self.batcher.submit(job):
             accepting = self.batcher.accepting
             self._refuse(Rejected("busy" if accepting else "shutdown", ErrorCode.BUSY,
@@ -551,6 +558,12 @@ class EdgeCore:
                 rej = Rejected("internal", ErrorCode.INTERNAL, "internal error in the model", job)
             self._refuse(rej, job.reply, job.transport, job.stats)
             return
+        if self.state.durable(job.state_version):
+            self._answer(job, label, confidence)
+        else:   # a REPLY vouches for its counter: not before that counter is on disk
+            self.state.after(job.state_version, lambda: self._answer(job, label, confidence))
+
+    def _answer(self, job: Pending, label: int, confidence: float) -> None:
         peer = job.peer
         frame = encode_reply(key=peer.key, device_id=job.device_id, fingerprint=peer.fingerprint,
                              counter=job.counter, label=label, confidence=confidence, ber=job.ber,
@@ -579,7 +592,6 @@ class EdgeCore:
         m.observe_latency("total", total)
         self.latencies.add(total * 1000.0)
         self.answered += 1
-        self.answer_rate.add()
         stats.answered += 1
         stats.last_label, stats.last_class = label, job.codec.class_name(label)
         if truth is not None:

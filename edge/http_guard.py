@@ -44,7 +44,12 @@ log = logging.getLogger("snn.edge.http")
 FD_RESERVE = 256
 DEFAULT_MAX_CONNECTIONS = 1024
 LINGER_RESET = struct.pack("ii", 1, 0)
-CLOSE_REASONS = ("idle_timeout", "request_timeout", "evicted", "refused")
+CLOSE_REASONS = ("idle_timeout", "request_timeout", "evicted", "refused", "head_too_large")
+# the most bytes a request's line and headers may take (h11 enforces it only on a head that is
+# still incomplete in its buffer; a whole 64,000-byte head in one read got through): beyond it,
+# 431 and the connection is closed
+MAX_HEAD_BYTES = 16 * 1024
+_HEAD_END = b"\r\n\r\n"
 
 
 def fd_limit() -> int:
@@ -209,6 +214,7 @@ def protocol_class(guard: ConnectionGuard) -> type:
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             self._deadline = None
+            self._head_seen = 0     # bytes of the current request's head read so far
             self._phase = ""
             self._request_t0 = 0.0
             super().connection_made(transport)
@@ -224,8 +230,29 @@ def protocol_class(guard: ConnectionGuard) -> type:
                 self._cancel()
                 self._phase = "request"
                 self._request_t0 = self.loop.time()
+            if self.conn.their_state is h11.IDLE and not self._head_fits(data):
+                return
             super().data_received(data)
             self._after_events()
+
+        def _head_fits(self, data: bytes) -> bool:
+            """Count the bytes of a request head still being read; over MAX_HEAD_BYTES, answer 431
+            and close (counted `head_too_large`)."""
+            end = data.find(_HEAD_END)
+            size = self._head_seen + (end + len(_HEAD_END) if end >= 0 else len(data))
+            if size <= MAX_HEAD_BYTES:
+                self._head_seen = 0 if end >= 0 else size
+                return True
+            self._cancel()
+            self._guard.expired("head_too_large")
+            self._guard.discard(self)
+            body = (b'{"detail": "request head over %d bytes", "reason": "head_too_large", "code": null}'
+                    % MAX_HEAD_BYTES)
+            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: "
+                                 b"application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+                                 % (len(body), body))
+            self.transport.close()
+            return False
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

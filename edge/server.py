@@ -33,6 +33,7 @@ from edge.http_guard import (
 )
 from edge.listeners import bind_or_explain
 from edge.mqtt import MqttOptions
+from edge.operator_auth import OperatorAuth, private_token
 from snn.errors import SnnError
 
 # connections the kernel queues for accept() (capped by net.core.somaxconn)
@@ -54,6 +55,8 @@ class ServeOptions:
     reuse_port: bool = False    # SO_REUSEPORT on the UDP and HTTP sockets (several fronts per host)
     mqtt: MqttOptions | None = None   # results out over MQTT (edge/mqtt.py); None: not published
     history_s: int = 600        # seconds of per-second history the dashboard's charts get (edge/history.py)
+    # the operator credential (edge.operator_auth); None: a fresh token in a private temporary file
+    operator: OperatorAuth | None = None
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -161,6 +164,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
 
     core = EdgeCore(codecs, config)
     results = ResultsOut(core, options.mqtt, options.history_s)   # MQTT, SSE, the charts' history
+    operator = options.operator or private_token()
     core.warm_up()
     udp_queue = options.udp_queue
     if udp_sock is not None and udp_queue is None:
@@ -175,7 +179,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
                  "udp_queue": udp_queue if udp_sock else None,
                  "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
                  "engine": ",".join(sorted({c.engine.name for c in codecs})),
-                 "mqtt": options.mqtt.describe() if options.mqtt else None}
+                 "operator_token_file": operator.path, "mqtt": options.mqtt.describe() if options.mqtt else None}
 
     async def on_startup(core: EdgeCore) -> None:
         import asyncio
@@ -208,8 +212,13 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             task.cancel()
         limiter.flush(force=True)
 
-    app = create_app(core, on_startup, on_shutdown)
-    results.add_routes(app, [])
+    if not operator.required:
+        logging.getLogger("snn.edge").warning(
+            "OPERATOR API OPEN (--no-operator-token): /v1/stats, /v1/codecs, /metrics, the dashboard and "
+            "JSON answers need no credential; anyone who reaches the HTTP port reads labels and figures "
+            "(trusted LAN only)")
+    app = create_app(core, on_startup, on_shutdown, operator)
+    results.add_routes(app, app.state.need_operator)   # labels and figures: the operator's only
     # asyncio's own loop, not uvloop even where it is installed: measured on the 2-core machine
     # (interleaved UDP closed loops, same run), uvloop cost the model thread ~15-20 us more CPU per
     # frame and 5-12 % of the throughput

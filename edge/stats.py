@@ -23,7 +23,8 @@ from prometheus_client.utils import floatToGoString
 # silence ("length" .. "bad_length"), as are replays, late/duplicate fragments and rate limits
 REJECT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay",
                   "late", "duplicate", "rate_limited", "bad_truth", "bad_frame", "unknown_codec", "busy",
-                  "too_large", "content_type", "internal", "shutdown", "expired", "shed")
+                  "too_large", "content_type", "internal", "shutdown", "expired", "shed", "operator",
+                  "unverified", "gap")
 TRANSPORTS = ("udp", "serial", "http")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -61,16 +62,14 @@ class BucketCounts:
 class EdgeMetrics:
     """The Prometheus metrics of one server (its own registry, so servers never collide).
 
-    What changes per frame (frames, inferences, ground-truth hits, the BER, latency, batch and
-    loop-lag histograms) lives in plain counters and `BucketCounts`, exported by `collect` when
-    /metrics is scraped; what changes rarely (rejects, evictions, send failures) uses
+    What changes per frame (frames, inferences, refusals, ground-truth hits, the BER, latency,
+    batch and loop-lag histograms) lives in plain counters and `BucketCounts`, exported by
+    `collect` when /metrics is scraped; what changes rarely (evictions, send failures) uses
     prometheus_client objects directly."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.rejects = Counter("snn_edge_rejects", "Frames or requests refused, by reason",
-                               ["reason"], registry=r)
         self.incomplete = Counter("snn_edge_incomplete_inferences",
                                   "Inferences decoded with erased (never received) fragments",
                                   registry=r)
@@ -85,10 +84,8 @@ class EdgeMetrics:
                                   "(UDP receive buffer full)", registry=r)
         self.evicted = Counter("snn_edge_devices_evicted",
                                "Devices dropped from the bounded per-device table", registry=r)
-        # create every labelled child up front so /metrics shows zeros instead of nothing
-        for reason in REJECT_REASONS:
-            self.rejects.labels(reason)
-        self._rejects = {reason: self.rejects.labels(reason) for reason in REJECT_REASONS}
+        # refusals by reason: a plain dict on the hot path (a flood is refused at tens of
+        # thousands a second), every reason exported (zeros too) by collect()
         self.reject_counts = dict.fromkeys(REJECT_REASONS, 0)
         # the hot-path figures, exported by collect()
         self.frame_counts = dict.fromkeys(TRANSPORTS, 0)
@@ -101,6 +98,18 @@ class EdgeMetrics:
         self._lat = {stage: BucketCounts(LATENCY_BUCKETS) for stage in ("queue", "model", "total")}
         r.register(self)
 
+    def watch_state(self, state) -> None:
+        """Export the replay state's figures (edge.replay_state.ReplayState)."""
+        r = self.registry
+        Gauge("snn_edge_replay_state_writes", "Group commits of the replay state written to disk",
+              registry=r).set_function(lambda: state.writes)
+        Gauge("snn_edge_replay_state_write_failures", "Replay state writes that failed (replies wait)",
+              registry=r).set_function(lambda: state.write_failures)
+        Gauge("snn_edge_replies_waiting_for_commit", "REPLY frames held until their counter is on disk",
+              registry=r).set_function(lambda: len(state._waiting))
+        Gauge("snn_edge_counters_near_exhaustion", "Devices with fewer than 2^24 frame counters left under "
+              "their key (re-key them: snn keys rotate)", registry=r).set_function(lambda: len(state.near_exhaustion))
+
     def frame(self, transport: str) -> None:
         self.frame_counts[transport] += 1
 
@@ -108,7 +117,6 @@ class EdgeMetrics:
         self.inference_counts[codec] = self.inference_counts.get(codec, 0) + 1
 
     def reject(self, reason: str) -> None:
-        self._rejects[reason].inc()
         self.reject_counts[reason] += 1
 
     def observe_latency(self, stage: str, seconds: float) -> None:
@@ -124,8 +132,13 @@ class EdgeMetrics:
                                          labels=["codec"])
         for codec, n in self.inference_counts.items():
             inferences.add_metric([codec], n)
+        rejects = CounterMetricFamily("snn_edge_rejects", "Frames or requests refused, by reason",
+                                      labels=["reason"])
+        for reason, n in self.reject_counts.items():
+            rejects.add_metric([reason], n)
         yield frames
         yield inferences
+        yield rejects
         yield CounterMetricFamily("snn_edge_truth_inferences",
                                   "Answered inferences that carried a ground-truth label (test mode)",
                                   value=self.truth)

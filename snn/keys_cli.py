@@ -69,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
             raise SnnError(f"--fingerprint takes 8 hex digits, got {args.fingerprint!r}") from None
     elif args.bundle:
         fp = fingerprint_of(args.bundle)
+    from codec.wire.edge_state import EdgeState, edge_state_path, locked, write_edge_state
     keys = new_keys(args.device, fp)
-    path = write_keys(args.output, keys, force=args.force)
+    state = edge_state_path(args.output)
+    with locked(state):
+        path = write_keys(args.output, keys, force=args.force)
+        write_edge_state(state, EdgeState())     # every key is new: no counter used under any
     print(f"snn keys: wrote {len(keys)} key(s) to {path} (mode 0600)"
-          + (f", bound to codec {fp.hex()}" if fp else ", any served codec"))
+          + (f", bound to codec {fp.hex()}" if fp else ", any served codec") + f"; edge replay state {state}")
     return 0

@@ -64,6 +64,8 @@ class FrameMaker:
 
 def provision(path: Path, n_devices: int) -> dict[int, bytes]:
     """A keys file for devices 1..n_devices (any served codec); their keys by id."""
+    from codec.wire.edge_state import EdgeState, edge_state_path, write_edge_state
     keys = new_keys(list(range(1, n_devices + 1)))
     write_keys(path, keys, force=True)
+    write_edge_state(edge_state_path(path), EdgeState())    # as `snn keys new`: every key is new
     return {k.device_id: k.key for k in keys}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # the server's silent refusals (docs/PROTOCOL.md §6): read from /metrics, since they get no reply
 SILENT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-                  "duplicate", "rate_limited", "expired", "shed")
+                  "duplicate", "rate_limited", "expired", "shed", "unverified")
 
 
 class Metrics:

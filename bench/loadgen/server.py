@@ -28,9 +28,10 @@ from snn.errors import SnnError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def http_get(url: str, timeout: float = 5.0) -> str:
-    """The body of a GET, as text."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def http_get(url: str, timeout: float = 5.0, token: str | None = None) -> str:
+    """The body of a GET, as text (with `token`: as the edge's operator, Authorization: Bearer)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
         return resp.read().decode()
 
 
@@ -57,9 +58,15 @@ class EdgeServer:
         host, port = self.udp[len("udp://"):].rsplit(":", 1)
         return host, int(port)
 
+    @property
+    def operator_token(self) -> str | None:
+        """The operator credential, read from the file the server named (`operator_token_file`)."""
+        path = self.addresses.get("operator_token_file")
+        return Path(path).read_text().strip() if path else None
+
     def get(self, path: str, timeout: float = 5.0) -> str:
-        """GET `path` ("/metrics", "/healthz", ...) on the server's HTTP API."""
-        return http_get(self.http + path, timeout=timeout)
+        """GET `path` ("/metrics", "/healthz", ...) on the server's HTTP API, as its operator."""
+        return http_get(self.http + path, timeout=timeout, token=self.operator_token)
 
     def codec(self) -> dict:
         """The first codec it serves (GET /v1/codecs)."""

@@ -103,10 +103,11 @@ def udp_closed_loop(target: tuple[str, int], maker: FrameMaker, duration: float,
 
 def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, duration: float,
                   garbage: float = 0.0, grace: float = 5.0, seed: int = 0,
-                  on_tick=None, silent_rejects=None) -> dict:
+                  on_tick=None, silent_rejects=None, sock: socket.socket | None = None) -> dict:
     """Send `rate` frames/s for `duration` s (a `garbage` fraction of them bad, from a second
     socket), collect replies. `silent_rejects()` reads the server's count of frames it refused
-    without a reply; without it garbage cannot be accounted."""
+    without a reply; without it garbage cannot be accounted. `sock`: the device's socket
+    (`udp_socket(target)`), when the caller needs its address."""
     n = int(rate * duration)
     rnd = random.Random(seed)
     is_garbage = [rnd.random() < garbage for _ in range(n)]
@@ -120,7 +121,7 @@ def udp_open_loop(target: tuple[str, int], maker: FrameMaker, rate: float, durat
     done = np.zeros(max(1, n_valid), dtype=bool)
     lat: list[float] = []
     silent0 = silent_rejects() if silent_rejects else 0.0
-    sock = udp_socket(target)
+    sock = sock or udp_socket(target)
     bad_sock = udp_socket(target)
     sent = sent_valid = sent_garbage = answered = rejected = busy = garbage_answered = 0
     t0 = time.perf_counter()

@@ -222,3 +222,12 @@ def _berlekamp_massey(synd: list[int]) -> list[int]:
     while len(lam) > 1 and lam[-1] == 0:
         lam.pop()
     return lam
+
+
+try:   # the C fast path (codec/wire/_native.c), the same remainder in one call
+    from codec.wire._native import remainder as _remainder_native
+except ImportError:
+    _remainder_native = None
+remainder_py = remainder
+if _remainder_native is not None:
+    remainder = _remainder_native   # noqa: F811

@@ -67,6 +67,11 @@ class Reassembler:
         """Whether the inference of this counter is still being reassembled."""
         return (device_id, counter) in self._pending
 
+    def has_fragment(self, device_id: int, counter: int, index: int) -> bool:
+        """Whether fragment `index` of this pending inference arrived already (a duplicate)."""
+        item = self._pending.get((device_id, counter))
+        return item is not None and index in item.received
+
     def add(self, frame: DataFrame, now: float) -> list[Assembled]:
         """Add one DATA fragment; return the inferences it completes or forces out."""
         key = (frame.device_id, frame.counter)

@@ -30,6 +30,15 @@ class EdgeProcess:
         host, port = addresses["udp"][len("udp://"):].rsplit(":", 1) if addresses.get("udp") else (None, 0)
         self.udp = (host, int(port))
         self.log_path = log_path
+        token_file = addresses.get("operator_token_file")
+        self.token = Path(token_file).read_text().strip() if token_file else None
+        # what the operator sends: tests read figures the way an operator does
+        self.auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def get(self, path: str, **kw):
+        """GET an operator endpoint with the operator credential (httpx response)."""
+        import httpx
+        return httpx.get(self.http + path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -92,15 +92,23 @@ def main() -> int:
     p.add_argument("--udp-queue", type=int, default=None)
     p.add_argument("--busy-rate", type=float, default=1000.0)
     p.add_argument("--history-seconds", type=int, default=600)
+    p.add_argument("--operator-token", help="operator token file (default: a private temporary one)")
+    p.add_argument("--no-operator-token", action="store_true")
+    p.add_argument("--reset-replay-state", action="store_true")
     args = p.parse_args()
     from codec.wire.keys import load_keys
     config = EdgeConfig(max_batch=args.max_batch, max_queue=args.queue, max_devices=args.max_devices,
                         reassembly_timeout_s=args.reassembly_timeout,
                         keys=load_keys(args.keys) if args.keys else None, insecure=args.insecure,
+                        state_path=f"{args.keys}.edge-state" if args.keys else None,
+                        reset_replay_state=args.reset_replay_state,
                         source_fail_rate=args.source_fail_rate, source_fail_burst=2 * args.source_fail_rate,
                         deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
     from edge.http_guard import HttpLimits, default_max_connections
-    options = ServeOptions(http=parse_hostport(args.http, "--http"),
+    from edge.operator_auth import load_or_create, open_access
+    operator = (open_access() if args.no_operator_token
+                else load_or_create(args.operator_token) if args.operator_token else None)
+    options = ServeOptions(http=parse_hostport(args.http, "--http"), operator=operator,
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial, udp_queue=args.udp_queue,
                            http_limits=HttpLimits(args.http_max_connections or default_max_connections(),
                                                   args.http_idle_timeout, args.http_request_timeout),

@@ -21,10 +21,12 @@ def test_keyring_peers_by_binding_and_insecure_mode():
     assert Keyring(reg, {1: keys[1]}).sizes == frozenset({37})
 
 
-def test_replay_windows_are_per_device_and_survive_everything_else():
-    ring = Keyring(standin_registry(), {1: DeviceKey(1, bytes(16), None)})
-    ring.window(1).mark(70000)
-    assert ring.full_counter(1, 70001 & 0xFFFF) == 70001 and ring.full_counter(2, 5) == 5
+def test_replay_windows_are_per_device_and_an_unseen_id_gets_none():
+    from edge.replay_state import ReplayState
+    state = ReplayState(None, {1: DeviceKey(1, bytes(16), None)})
+    state.window(1).mark(70000)
+    assert state.full_counter(1, 70001 & 0xFFFF) == 70001 and state.full_counter(2, 5) == 5
+    assert 2 not in state.windows      # an id that never authenticated has no window
 
 
 def test_token_buckets_limit_and_refill():

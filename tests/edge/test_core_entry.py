@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from standin import FP_A, standin_registry
-from wire_client import KEYS, UNSERVED, data_frame, data_frames, open_reply
+from wire_client import KEYS, UNSERVED, data_frame, data_frames, empty_state, open_reply
 
 from codec.wire.frame import ErrorCode, ErrorReply, Reply
 from edge.core import Answer, EdgeConfig, EdgeCore, Front, Rejected
@@ -21,7 +21,7 @@ FRONT_API = {"offer", "pause_s", "reply_failed", "refused", "watch_kernel_drops"
 
 
 def _core(**kw) -> EdgeCore:
-    return EdgeCore(standin_registry(), EdgeConfig(keys=KEYS, **kw))
+    return EdgeCore(standin_registry(), EdgeConfig(keys=KEYS, state_path=empty_state(), **kw))
 
 
 def test_listeners_touch_nothing_of_the_core_but_their_front():
@@ -105,7 +105,7 @@ def test_edge_config_needs_keys_or_insecure_not_both():
     with pytest.raises(ValueError, match="--keys"):
         EdgeConfig()
     with pytest.raises(ValueError, match="exclude"):
-        EdgeConfig(keys=KEYS, insecure=True)
+        EdgeConfig(keys=KEYS, insecure=True, state_path="x")
     assert EdgeConfig(insecure=True, device_rate=7).device_burst == 14      # bursts default to 2x
 
 
@@ -136,3 +136,60 @@ def test_cli_bad_config_is_one_line_and_exit_2(flag, value):
     r = subprocess.run([sys.executable, "-m", "snn", "edge", "serve", "--insecure", "--http", "127.0.0.1:0",
                         "--udp", "none", flag, value], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and flag in r.stderr, r.stderr
+
+
+def test_a_duplicate_fragment_spends_nothing_of_the_devices_budget():
+    """A replayed fragment of a pending inference is dropped before the device's rate budget:
+    with a budget of 2 frames, ten replays of fragment 1 still leave room for fragment 2."""
+    core = _core(device_rate=0.001, device_burst=2)
+    frames = data_frames(3, FP_A, device=23, mtu=30)
+    assert len(frames) >= 2
+    out: list[bytes] = []
+    core.offer(frames[0], None, out.append, ("192.0.2.1", 1), "udp")
+    for _ in range(10):
+        core.offer(frames[0], None, lambda data: out.append(b"attacker" + data), ("203.0.113.9", 2), "udp")
+    core.offer(frames[1], None, out.append, ("192.0.2.1", 1), "udp")
+    counts = core.metrics.reject_counts
+    assert counts["duplicate"] == 10 and counts["rate_limited"] == 0
+    assert core.budgets.last_source(23) == ("192.0.2.1", 1)
+
+
+def _answered(out: list[bytes]) -> int:
+    return sum(isinstance(open_reply(f), Reply) for f in out)
+
+
+def test_spoofed_failures_from_any_number_of_sources_cannot_lock_a_device_out():
+    """Issue 21 items 3, 4, 8 in process: bad-MIC frames claiming device 30 from 1,000 sources are
+    checked at most claim_fail_rate (+ burst) times and then dropped unverified; the same from
+    the device's own address charge only that pair; the device, on its pair, is answered
+    throughout, and its own rate budget is untouched."""
+    core = _core(claim_fail_rate=10, device_rate=50, device_burst=50)
+    home = ("192.0.2.30", 5000)
+    out: list[bytes] = []
+    core.offer(data_frame(1, FP_A, device=30), None, out.append, home, "udp")
+    for k in range(1000):                       # a guesser with 1,000 addresses
+        core.offer(data_frame(2, FP_A, device=30, key=bytes(16)), None, out.append, ("198.51.100.1", k), "udp")
+    counts = core.metrics.reject_counts
+    assert counts["auth"] <= 25 and counts["unverified"] >= 975
+    for _ in range(500):                        # the same from the device's own address
+        core.offer(data_frame(3, FP_A, device=30, key=bytes(16)), None, out.append, home, "udp")
+    for label in range(5):
+        core.offer(data_frame(label, FP_A, device=30), None, out.append, home, "udp")
+    assert counts["auth"] <= 525 and counts["rate_limited"] == 0
+    assert len(core.batcher) == 6               # every genuine frame was admitted (queued: no loop runs)
+
+
+def test_the_cpu_spent_on_garbage_is_bounded_as_a_whole():
+    """0.1 ms of CPU per second for everything that fails: 2,000 garbage datagrams from 2,000
+    sources are mostly dropped unread; a device on its own pair still gets in."""
+    import os
+    core = _core(fail_cpu=0.0001, source_fail_rate=0)
+    out: list[bytes] = []
+    home = ("192.0.2.31", 1)
+    core.offer(data_frame(1, FP_A, device=31), None, out.append, home, "udp")
+    for k in range(2000):
+        core.offer(os.urandom(49), None, out.append, ("198.51.100.2", k), "udp")
+    counts = core.metrics.reject_counts
+    assert counts["unverified"] > 1500 and out == []
+    core.offer(data_frame(2, FP_A, device=31), None, out.append, home, "udp")
+    assert len(core.batcher) == 2

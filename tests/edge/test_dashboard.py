@@ -3,7 +3,6 @@ import os
 import re
 import subprocess
 
-import httpx
 import pytest
 from standin import FP_A
 from wire_client import data_frame
@@ -16,9 +15,10 @@ CHROMIUM = "/usr/bin/chromium"
 def test_dashboard_renders_live_numbers(edge, udp):
     for i in range(30):
         udp.ask(data_frame(i % 10, FP_A, device=700 + i % 3, truth=i % 10))
-    polls0 = httpx.get(edge.http + "/v1/stats").json()["snapshots"]
+    polls0 = edge.get("/v1/stats").json()["snapshots"]
+    # the token once in the address: the page's redirect makes it an HttpOnly cookie its polls carry
     out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                          "--virtual-time-budget=3500", "--dump-dom", edge.http + "/"],
+                          "--virtual-time-budget=3500", "--dump-dom", edge.http + "/?token=" + edge.token],
                          capture_output=True, text=True, timeout=60)
     dom = out.stdout
     assert "SemanticNN edge" in dom, out.stderr[-2000:]
@@ -35,4 +35,4 @@ def test_dashboard_renders_live_numbers(edge, udp):
     assert "live, updated" in field("status")
     assert re.search(r"<td>70[012]</td><td>udp</td>", dom)  # per-device rows with BER
     # the page refreshed by itself: several polls of /v1/stats during the 3.5 s it ran
-    assert httpx.get(edge.http + "/v1/stats").json()["snapshots"] - polls0 >= 3
+    assert edge.get("/v1/stats").json()["snapshots"] - polls0 >= 3

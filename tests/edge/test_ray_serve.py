@@ -243,7 +243,7 @@ def test_balancer_keeps_each_device_on_one_front(tmp_path):
         seen = []
         for f in fronts:
             import urllib.request
-            stats = json.loads(urllib.request.urlopen(f.http + "/v1/stats", timeout=5).read())
+            stats = json.loads(urllib.request.urlopen(urllib.request.Request(f.http + "/v1/stats", headers=f.auth), timeout=5).read())
             seen.append({d["device_id"] for d in stats["devices"]})
         assert seen[0] | seen[1] == set(devices) and not seen[0] & seen[1] and seen[0] and seen[1], seen
         backends = [tuple(f.udp) for f in fronts]

@@ -24,7 +24,7 @@ class EventReader:
         assert self.ready.wait(10)
 
     def _read(self, edge, headers):
-        with httpx.stream("GET", edge.http + "/v1/events", headers={**getattr(edge, "auth", {}), **(headers or {})},
+        with httpx.stream("GET", edge.http + "/v1/events", headers={**edge.auth, **(headers or {})},
                           timeout=httpx.Timeout(10.0, read=None)) as r:
             self.status = r.status_code
             self.ready.set()
@@ -52,10 +52,6 @@ class EventReader:
 
     def stop(self):
         self._stop = True
-
-
-def _get(edge, path):
-    return httpx.get(edge.http + path, headers=getattr(edge, "auth", {}))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +99,7 @@ def test_history_has_one_point_a_second_with_answers_latency_rejects_and_devices
         time.sleep(1.2)
     finally:
         udp.close()
-    body = _get(edge, "/v1/history").json()
+    body = edge.get("/v1/history").json()
     assert body["seconds"] == 30
     points = [p for p in body["points"] if p["t"] >= t0 - 1]
     assert len(points) >= 2
@@ -118,15 +114,15 @@ def test_history_has_one_point_a_second_with_answers_latency_rejects_and_devices
     assert set(fig) == {"answers", "ber", "accuracy"} and 0 <= fig["accuracy"] <= 1
     # ?since= gives only the newer points (the page fetches the window once, then what is new)
     last = body["points"][-1]["t"]
-    assert _get(edge, f"/v1/history?since={last}").json()["points"] == []
-    later = [p["t"] for p in _get(edge, f"/v1/history?since={points[0]['t']}").json()["points"]]
+    assert edge.get(f"/v1/history?since={last}").json()["points"] == []
+    later = [p["t"] for p in edge.get(f"/v1/history?since={points[0]['t']}").json()["points"]]
     assert later and min(later) > points[0]["t"]
 
 
 def test_history_points_reach_the_stream_and_streams_are_bounded(results_edge):
     edge = results_edge
     deadline = time.monotonic() + 5                              # the earlier tests' streams have closed
-    while "snn_edge_events_subscribers 0.0" not in _get(edge, "/metrics").text and time.monotonic() < deadline:
+    while "snn_edge_events_subscribers 0.0" not in edge.get("/metrics").text and time.monotonic() < deadline:
         time.sleep(0.1)
     readers = [EventReader(edge) for _ in range(8)]              # the most streams at once
     try:
@@ -134,12 +130,12 @@ def test_history_points_reach_the_stream_and_streams_are_bounded(results_edge):
         extra = EventReader(edge)
         assert extra.status == 503                              # one more is refused, the edge goes on
         assert readers[0].wait("point", 1, timeout=5)
-        metrics = _get(edge, "/metrics").text
+        metrics = edge.get("/metrics").text
         assert "snn_edge_events_subscribers 8.0" in metrics and "snn_edge_events_refused_total 1.0" in metrics
     finally:
         for r in readers:
             r.stop()
-    assert _get(edge, "/healthz").json()["status"] == "ok"
+    assert edge.get("/healthz").json()["status"] == "ok"
 
 
 def test_an_open_event_stream_does_not_hold_the_edge_up_on_sigterm(tmp_path):
@@ -149,3 +145,14 @@ def test_an_open_event_stream_does_not_hold_the_edge_up_on_sigterm(tmp_path):
     seconds = edge.stop()
     reader.stop()
     assert edge.proc.returncode == 0 and seconds < 5, (seconds, edge.log()[-2000:])
+
+
+def test_events_and_history_are_the_operators_only(results_edge):
+    edge = results_edge
+    for path in ("/v1/history", "/v1/events"):
+        r = httpx.get(edge.http + path, timeout=10)
+        assert r.status_code == 401 and r.json()["reason"] == "operator", path
+        r = httpx.get(edge.http + path, headers={"Authorization": "Bearer " + "x" * 40}, timeout=10)
+        assert r.status_code == 401, path
+    schema = edge.get("/openapi.json").json()["paths"]
+    assert all("401" in schema[path]["get"]["responses"] for path in ("/v1/history", "/v1/events"))

@@ -20,7 +20,7 @@ from codec.wire.frame import ErrorCode, ErrorReply, Reply
 
 OCTET = {"content-type": "application/octet-stream"}
 SILENT = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay", "late",
-          "duplicate", "rate_limited", "expired", "shed")   # expired: past its deadline in the kernel queue
+          "duplicate", "rate_limited", "expired", "shed", "unverified")   # expired: past its deadline in the kernel queue
 
 
 def metric(text: str, name: str, **labels) -> float:
@@ -33,7 +33,7 @@ def metric(text: str, name: str, **labels) -> float:
 
 
 def rejects(edge, *reasons) -> float:
-    text = httpx.get(edge.http + "/metrics").text
+    text = edge.get("/metrics").text
     return sum(metric(text, "snn_edge_rejects_total", reason=r) for r in reasons)
 
 
@@ -125,7 +125,7 @@ def test_fragments_reassembled_missing_erased_late_and_duplicate_silent(udp, edg
     late0 = rejects(edge, "late")
     udp.send(frames[1])                     # after the inference was answered: no second reply
     assert udp.silent() and rejects(edge, "late") == late0 + 1
-    incomplete0 = metric(httpx.get(edge.http + "/metrics").text, "snn_edge_incomplete_inferences_total")
+    incomplete0 = metric(edge.get("/metrics").text, "snn_edge_incomplete_inferences_total")
     frames = data_frames(5, device=21, mtu=30)
     dup0 = rejects(edge, "duplicate")
     t0 = time.monotonic()
@@ -135,7 +135,7 @@ def test_fragments_reassembled_missing_erased_late_and_duplicate_silent(udp, edg
     r = udp.recv()
     assert isinstance(r, Reply) and time.monotonic() - t0 >= 0.25
     assert rejects(edge, "duplicate") == dup0 + 1
-    assert metric(httpx.get(edge.http + "/metrics").text,
+    assert metric(edge.get("/metrics").text,
                   "snn_edge_incomplete_inferences_total") == incomplete0 + 1
 
 
@@ -155,9 +155,9 @@ def test_device_flood_keeps_table_bounded(udp, edge):
             udp.send(frame(1, device=dev))
         for _ in range(50):
             udp.recv()
-    stats = httpx.get(edge.http + "/v1/stats").json()
+    stats = edge.get("/v1/stats").json()
     assert stats["devices_total"] <= 64
-    m = httpx.get(edge.http + "/metrics").text
+    m = edge.get("/metrics").text
     assert metric(m, "snn_edge_devices") <= 64
     assert metric(m, "snn_edge_devices_evicted_total") > 0
     # evicting statistics never reopens replays: the windows are per provisioned key
@@ -184,16 +184,52 @@ def test_source_over_its_failure_budget_is_ignored_keyed_device_still_served(tmp
 
 # --- HTTP -------------------------------------------------------------------------------------
 
-def test_http_infer(edge):
+def test_http_infer_answers_the_encrypted_reply_frame(edge):
+    """Issue 21 item 2: a device gets the same authenticated, encrypted REPLY a UDP device gets;
+    nothing in the answer is plaintext."""
     r = httpx.post(edge.http + "/v1/infer", content=frame(3, FP_B, device=9, truth=6), headers=OCTET)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    reply = open_reply(r.content)
+    assert isinstance(reply, Reply) and reply.label == 6 and len(r.content) == 13
+    assert b"class6" not in r.content and b"label" not in r.content
+
+
+def test_http_infer_json_is_for_the_operator_only(edge):
+    data = frame(3, FP_B, device=9, truth=6)
+    r = httpx.post(edge.http + "/v1/infer", content=data, headers={**OCTET, "accept": "application/json"})
+    assert r.status_code == 401 and r.json()["reason"] == "operator" and "label" not in r.text
+    r = httpx.post(edge.http + "/v1/infer", content=data,
+                   headers={**OCTET, **edge.auth, "accept": "application/json"})
     assert r.status_code == 200
     body = r.json()
     assert body["label"] == 6 and body["class_name"] == "class6" and body["codec"] == FP_B.hex()
-    seen = [d for d in httpx.get(edge.http + "/v1/stats").json()["devices"] if d.get("last_label") is not None]
+    seen = [d for d in edge.get("/v1/stats").json()["devices"] if d.get("last_label") is not None]
     assert seen and all(d["last_class"] == f"class{d['last_label']}" for d in seen)  # /v1/stats names it too
     assert body["truth"] == 6 and 0 <= body["confidence"] <= 1 and body["ber"] > 0
     assert body["device_id"] == 9 and body["counter"] > 0
     assert set(body["timings"]) == {"queue_ms", "model_ms", "total_ms"}
+
+
+@pytest.mark.parametrize("path", ["/v1/stats", "/v1/codecs", "/metrics", "/"])
+def test_operator_endpoints_need_the_token(edge, path):
+    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}, {"Authorization": edge.token}):
+        r = httpx.get(edge.http + path, headers=headers)
+        assert r.status_code == 401 and "class" not in r.text and "device_id" not in r.text, (path, headers)
+    assert edge.get(path).status_code == 200
+    health = httpx.get(edge.http + "/healthz")           # open, and names no device
+    assert health.status_code == 200 and "device" not in health.text
+
+
+def test_dashboard_token_becomes_a_strict_httponly_cookie(edge):
+    assert httpx.get(edge.http + "/?token=" + "f" * 64).status_code == 401
+    with httpx.Client(base_url=edge.http) as client:
+        r = client.get("/?token=" + edge.token)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and edge.token not in r.headers["location"]
+        assert client.get("/").status_code == 200 and "SemanticNN edge" in client.get("/").text
+        assert client.get("/v1/stats").status_code == 200      # the page's own polls
+    assert httpx.get(edge.http + "/v1/stats").status_code == 401
 
 
 @pytest.mark.parametrize("content,headers,status,reason", [
@@ -203,18 +239,26 @@ def test_http_infer(edge):
     (os.urandom(80), OCTET, 400, None),
     (frame(1)[:-1], OCTET, 400, None),
     (frame(1, key=bytes(16)), OCTET, 401, "auth"),
-    # built when the test runs: a counter taken at collection would be stale (a replay) by then
-    (lambda: frame(1, UNSERVED, device=5), OCTET, 404, "unknown_codec"),
     (b"\x00" * 200_000, OCTET, 413, "too_large"),
 ])
-def test_http_bad_input_is_a_clear_problem(edge, content, headers, status, reason):
+def test_http_bad_input_is_a_clear_problem_that_speaks_for_no_device(edge, content, headers, status, reason):
     content = content() if callable(content) else content
     r = httpx.post(edge.http + "/v1/infer", content=content, headers=headers)
     assert r.status_code == status
     body = r.json()
-    assert body["detail"] and "Traceback" not in r.text
+    assert body["detail"] and "Traceback" not in r.text and body["code"] is None
     if reason:
         assert body["reason"] == reason
+
+
+def test_http_authenticated_refusal_is_the_error_frame(edge):
+    r = httpx.post(edge.http + "/v1/infer", content=frame(1, UNSERVED, device=5), headers=OCTET)
+    assert r.status_code == 404 and r.headers["content-type"] == "application/octet-stream"
+    error = open_reply(r.content)
+    assert isinstance(error, ErrorReply) and error.code == ErrorCode.UNKNOWN_CODEC
+    r = httpx.post(edge.http + "/v1/infer", content=frame(1, UNSERVED, device=5),
+                   headers={**OCTET, **edge.auth, "accept": "application/json"})
+    assert r.status_code == 404 and r.json()["reason"] == "unknown_codec" and r.json()["code"] == 2
 
 
 def test_http_replay_is_refused(edge):
@@ -235,21 +279,27 @@ def test_http_huge_chunked_body_is_refused(edge):
 
 def test_http_fragment_is_refused_with_reason(edge):
     part = data_frames(1, device=1, mtu=30)[0]
-    r = httpx.post(edge.http + "/v1/infer", content=part, headers=OCTET)
+    r = httpx.post(edge.http + "/v1/infer", content=part, headers={**OCTET, **edge.auth, "accept": "application/json"})
     assert r.status_code == 422 and "fragment" in r.json()["detail"]
+    part = data_frames(1, device=1, mtu=30)[0]
+    r = httpx.post(edge.http + "/v1/infer", content=part, headers=OCTET)
+    assert r.status_code == 422 and isinstance(open_reply(r.content), ErrorReply)
 
 
 def test_http_codecs_health_docs_metrics(edge):
-    codecs = httpx.get(edge.http + "/v1/codecs").json()
+    codecs = edge.get("/v1/codecs").json()
     assert {c["fingerprint"] for c in codecs} == {FP_A.hex(), FP_B.hex()}
     assert codecs[0]["payload_bits"] == 294 and codecs[0]["classes"][0] == "class0"
     health = httpx.get(edge.http + "/healthz").json()
     assert health["status"] == "ok" and health["codecs"] == 2
     assert httpx.get(edge.http + "/docs").status_code == 200
     spec = httpx.get(edge.http + "/openapi.json").json()
-    assert "/v1/infer" in spec["paths"] and "application/octet-stream" in \
-        spec["paths"]["/v1/infer"]["post"]["requestBody"]["content"]
-    m = httpx.get(edge.http + "/metrics")
+    infer = spec["paths"]["/v1/infer"]["post"]
+    assert "application/octet-stream" in infer["requestBody"]["content"]
+    assert {"200", "401", "409", "429"} <= set(infer["responses"])
+    assert "401" in spec["paths"]["/v1/stats"]["get"]["responses"]
+    assert "authenticated" in spec["components"]["schemas"]["Problem"]["properties"]["code"]["description"]
+    m = edge.get("/metrics")
     assert m.headers["content-type"].startswith("text/plain")
     for name in ("snn_edge_frames_total", "snn_edge_rejects_total", "snn_edge_estimated_ber_bucket",
                  "snn_edge_batch_size_bucket", "snn_edge_latency_seconds_bucket",
@@ -265,11 +315,11 @@ def test_server_runs_on_asyncio_loop(edge):
 
 def test_metrics_count_what_was_answered(udp, edge):
     """The per-frame figures (kept as plain counters, exported at scrape time) follow the traffic."""
-    before = httpx.get(edge.http + "/metrics").text
+    before = edge.get("/metrics").text
     for k in range(5):
         reply = udp.ask(frame(k, FP_A, device=900, truth=k))
         assert isinstance(reply, Reply) and reply.label == k
-    after = httpx.get(edge.http + "/metrics").text
+    after = edge.get("/metrics").text
     assert metric(after, "snn_edge_frames_total", transport="udp") - \
         metric(before, "snn_edge_frames_total", transport="udp") == 5
     assert metric(after, "snn_edge_correct_inferences_total") - \
@@ -302,7 +352,7 @@ def test_overload_busy_replies_all_accounted_health_responsive(tmp_path):
                 assert r.code == ErrorCode.BUSY
                 busy += 1
         assert answered + busy == n and busy > 0 and answered >= 8
-        m = httpx.get(server.http + "/metrics").text
+        m = server.get("/metrics").text
         assert metric(m, "snn_edge_rejects_total", reason="busy") == busy
         r = httpx.post(server.http + "/v1/infer", content=frame(1), headers=OCTET)
         assert r.status_code in (200, 503)
@@ -365,7 +415,7 @@ def test_http_concurrent_requests(edge):
             for _ in range(10):
                 r = c.post(edge.http + "/v1/infer", content=frame(k % 10, device=500 + k),
                            headers=OCTET)
-                results.append((r.status_code, r.json()["label"], k % 10))
+                results.append((r.status_code, open_reply(r.content).label, k % 10))
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
     for t in threads:
@@ -383,23 +433,32 @@ def _v1_frame(device: int) -> bytes:
     return head + binascii.crc_hqx(head, 0xFFFF).to_bytes(2, "big") + bytes(12) + bytes(41)
 
 
-def test_v1_frame_gets_the_upgrade_error_only_from_a_keyed_devices_own_source(udp, edge):
-    stranger = UdpClient(edge.udp)
+def test_v1_frame_gets_silence_even_from_a_keyed_devices_own_source(udp, edge):
+    """Issue 21 item 1: a v1 frame is not authenticated, so nothing goes back, whoever sends it
+    (the v2 edge used to answer an ERROR UNSUPPORTED signed for the device's pending counter,
+    which stopped the device)."""
+    assert udp.ask(frame(1, device=15)).label == 1
+    udp.send(_v1_frame(15))                    # from the address device 15 authenticated from
+    assert udp.silent()
+    assert udp.ask(frame(2, device=15)).label == 2
+
+
+def test_a_replayed_fragment_neither_redirects_the_reply_nor_is_answered(udp, edge):
+    """Issue 21 item 5: a captured fragment replayed from elsewhere while its inference is
+    pending is a duplicate: dropped, and the reply still goes to the device."""
+    attacker = UdpClient(edge.udp)
     try:
-        stranger.send(_v1_frame(15))           # device 15 never authenticated from there: silence
-        assert stranger.silent()
-        assert udp.ask(frame(1, device=15)).label == 1
-        udp.send(_v1_frame(15))                # now attributable: an authenticated ERROR naming v2
-        raw = udp.sock.recv(4096)
-        from codec.wire.frame import parse_reply
-        from wire_client import key_for
-        got = parse_reply(raw, key=key_for(15), device_id=15, fingerprint=FP_A, full_counter=lambda low: low)
-        assert got.code == ErrorCode.UNSUPPORTED and got.detail == 2 and "upgrade" in got.text
-        assert len(raw) < len(_v1_frame(15))
-        stranger.send(_v1_frame(15))           # the same claim from elsewhere: still silence
-        assert stranger.silent()
+        frames = data_frames(3, device=22, mtu=30)
+        dup0 = rejects(edge, "duplicate")
+        for f in frames[:-1]:                  # the last fragment is lost on the link
+            udp.send(f)
+        for f in frames[:-1]:
+            attacker.send(f)                   # every captured fragment, replayed at once
+        got = udp.recv()
+        assert isinstance(got, Reply) and got.label == 3
+        assert attacker.silent() and rejects(edge, "duplicate") == dup0 + len(frames) - 1
     finally:
-        stranger.close()
+        attacker.close()
 
 
 def test_overload_sheds_by_deadline_answered_frames_stay_fast(tmp_path):
@@ -425,7 +484,7 @@ def test_overload_sheds_by_deadline_answered_frames_stay_fast(tmp_path):
                 busy += 1
         assert answered + busy == n and busy > n // 2 and answered >= 4
         assert last < t_sent + 0.08 + 0.1, (last, t_sent)   # the deadline, plus a busy machine's slack
-        m = httpx.get(server.http + "/metrics").text
+        m = server.get("/metrics").text
         assert metric(m, "snn_edge_rejects_total", reason="busy") == busy
     finally:
         client.close()
@@ -457,7 +516,7 @@ def test_refusals_past_the_busy_budget_are_shed_unread_and_counted(tmp_path):
         except socket.timeout:
             pass
         elapsed = time.perf_counter() - t0
-        m = httpx.get(server.http + "/metrics").text
+        m = server.get("/metrics").text
         answered = metric(m, "snn_edge_inferences_total", codec="standin-5e5e0001")
         by_reason = {s.labels["reason"]: s.value for f in text_string_to_metric_families(m)
                      for s in f.samples if s.name == "snn_edge_rejects_total" and s.value}
@@ -491,7 +550,7 @@ def test_saturated_edge_lets_the_kernel_drop_and_counts_every_datagram(tmp_path)
                 got["reply" if isinstance(client.recv(timeout=1.5), Reply) else "error"] += 1
         except socket.timeout:
             pass
-        m = httpx.get(server.http + "/metrics").text
+        m = server.get("/metrics").text
         answered = metric(m, "snn_edge_inferences_total", codec="standin-5e5e0001")
         busy = metric(m, "snn_edge_rejects_total", reason="busy")
         by_reason = {s.labels["reason"]: s.value for f in text_string_to_metric_families(m)

@@ -28,7 +28,21 @@ SENT: dict[int, tuple[int, int, bytes]] = {}   # counter low 16 bits -> (device,
 
 
 def write_test_keys(path: Path) -> Path:
-    return write_keys(path, list(KEYS.values()), force=True)
+    """The test keys file and, beside it, the empty replay state `snn keys new` makes."""
+    from codec.wire.edge_state import EdgeState, edge_state_path, write_edge_state
+    write_keys(path, list(KEYS.values()), force=True)
+    write_edge_state(edge_state_path(path), EdgeState())
+    return path
+
+
+def empty_state() -> str:
+    """A fresh, empty replay state file (no device has used a counter) in a temporary directory."""
+    import tempfile
+
+    from codec.wire.edge_state import EdgeState, write_edge_state
+    path = Path(tempfile.mkdtemp(prefix="snn-test-")) / "keys.json.edge-state"
+    write_edge_state(path, EdgeState())
+    return str(path)
 
 
 def data_frames(first: int, fp: bytes = FP_A, device: int = 7, key: bytes | None = None, counter: int | None = None,
