@@ -299,6 +299,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
     qualities = tuple(qualities or (10, 30, 50, 75, 90))
     rs_rates = tuple(rs_rates or delivery.RS_RATES)
     data = load_dataset("fmnist:test")
+    whole = len(data)
     data = data.take(count) if count else data
     n = len(data)
     side_n = min(n, side_count or PLAIN_COUNT or n)
@@ -361,7 +362,7 @@ def run_accuracy(bundle_path=None, quick: bool = False, count: int | None = None
     _add_ratios(rows)
     result = {
         "benchmark": "accuracy", "rows": rows, "bars": check_bars(rows), "equal_accuracy": equal_accuracy(rows),
-        "config": {"data": data.name, "count": n, "side_count": side_n, "quick": quick, "link": link, "mtu": mtu,
+        "config": {"data": data.name, "count": n, "subset": n < whole, "side_count": side_n, "quick": quick, "link": link, "mtu": mtu,
                    "channels": list(channels), "bers": [float(b) for b in bers], "ge_burst_bits": burst,
                    "arq_cap": cap, "pilot_bytes": 0, "frame_header_bytes": delivery.FRAME_HEADER,
                    "baseline_header_bytes": delivery.HEADER_FIELDS, "crc32_bytes": delivery.CRC32_BYTES,

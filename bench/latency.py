@@ -10,8 +10,10 @@ Per inference (one image, batch 1, medians over repeated runs):
 - time on air: the frames of a clean link (no retransmissions) through `channel.links`
   (`time_on_air_s` per frame, fragmented to each link's MTU): LoRa SF7 and SF10 at 125 kHz, BLE
   1M, UART 115200. Duty-cycle waits are not included (reported separately as `duty_wait_ms`).
-- edge decode + tail: SemanticNN = parse frame, unpack, decoder + backbone tail in torch
-  (2 threads); the baseline = RS decode / CRC check, image decode and the whole float backbone.
+- edge decode + tail: SemanticNN = parse and authenticate the frame, unpack, decoder + backbone
+  tail as `snn edge serve` runs them (the bundle's verified ``edge.onnx`` on onnxruntime, 1 thread:
+  the serve defaults `--engine onnx --threads 1`); the baseline = RS decode / CRC check, image
+  decode and the whole float backbone (torch, 2 threads).
 
 The best bit-level baseline is taken from the accuracy results when given (the highest accuracy
 at i.i.d. BER 1e-2, ties to fewer bytes), else ``jpeg50-rs127``.
@@ -28,9 +30,11 @@ import numpy as np
 import torch
 
 from bench import delivery
+from codec.wire.frame import SPEC_VERSION as PROTOCOL_VERSION
 from bench.sources import Source
 
 LINKS = ("lora-sf7", "lora-sf10", "ble-1m", "uart-115200")
+EDGE_ENGINE, EDGE_THREADS = "onnx", 1   # `snn edge serve`'s defaults (edge.server.ServeOptions)
 DEFAULT_BASELINE = "jpeg50-rs127"
 
 
@@ -102,7 +106,7 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
     image = load_dataset("fmnist:test").take(50).images[:1]
     cal = load_dataset("fmnist:train").take(200 if quick else 1000).images
     baseline = baseline or best_baseline(accuracy)
-    sem = _semanticnn_times(bundle, image, cal, runs)
+    sem = _semanticnn_times(bundle, bundle_path, image, cal, runs)
     base = _baseline_times(bundle, image, baseline, runs)
     rows = _link_rows(links, (("semanticnn", bundle.payload_bytes, sem["device_ms"], sem["edge_ms"]),
                               (baseline, base["message_bytes"], base["device_ms"], base["edge_ms"])))
@@ -111,16 +115,20 @@ def run_latency(bundle_path=None, accuracy: dict | None = None, baseline: str | 
             "baseline_note": "Reed-Solomon coding runs in reedsolo, pure Python here; a C codec takes "
                              "microseconds, so the baseline's device and edge times are upper bounds",
             "encoder_int8_ms_1thread": round(sem["encode_ms"], 3), "calibration": sem["calibration"],
+            "edge_engine": sem["edge_engine"], "edge_threads": EDGE_THREADS, "protocol": PROTOCOL_VERSION,
             "runs": runs, "note": f"clean link, batch 1, medians of {runs} runs; device = int8 ONNX encoder "
-                                  f"on 1 thread (+ packing/framing); edge = torch on 2 threads",
+                                  f"on 1 thread (+ packing, keyed v{PROTOCOL_VERSION} frame); edge = frame "
+                                  f"check + {sem['edge_engine']} edge half on {EDGE_THREADS} thread, as "
+                                  f"`snn edge serve` runs it; baseline backbone = torch on 2 threads",
             "seconds": round(time.time() - t0, 1)}
 
 
-def _semanticnn_times(bundle, image: np.ndarray, cal: np.ndarray, runs: int) -> dict:
+def _semanticnn_times(bundle, bundle_path, image: np.ndarray, cal: np.ndarray, runs: int) -> dict:
     """Device: int8 ONNX encoder on 1 thread, packing and a keyed v2 frame (AES-CTR, CMAC, BCH);
-    edge: frame parsing, unpacking, decoder + tail (torch, 2 threads)."""
+    edge: frame parsing, unpacking, decoder + tail on the engine `snn edge serve` runs by default."""
     from codec.wire.frame import encode_inference, parse_data
-    from codec.wire.packing import pack_symbols, unpack_symbols
+    from codec.wire.packing import pack_symbols
+    from edge.codecs import load_codecs
     from export.pipeline import build_encoders
     from export.verify import ort_session
 
@@ -142,21 +150,19 @@ def _semanticnn_times(bundle, image: np.ndarray, cal: np.ndarray, runs: int) -> 
         device_ms = _median_ms(device_sem, runs)
         frames = device_sem()
 
-    edge = bundle.edge_half()
-    torch.set_num_threads(2)
+    served = next(iter(load_codecs([bundle_path] if bundle_path else None, engine=EDGE_ENGINE,
+                                   threads=EDGE_THREADS)))
     peer = SimpleNamespace(key=bytes(range(16)), fingerprint=bundle.fingerprint,
                            payload_bytes=(payload_bits + 7) // 8)
+    ber = np.array([1e-2], np.float32)
 
     def edge_sem():
         opened = [parse_data(fr, lambda dev: [peer], lambda dev, low: low) for fr in frames]
-        sym = unpack_symbols(np.frombuffer(b"".join(f.data for f in opened), np.uint8),
-                             bundle.levels, bundle.n_symbols, gray=bundle.gray)
-        with torch.inference_mode():
-            s = torch.from_numpy(sym.astype(np.int64))[None]
-            return edge(s, torch.zeros_like(s, dtype=torch.bool), torch.tensor([1e-2])).argmax(1)
+        return served.infer([b"".join(f.data for f in opened)], None, ber)
 
+    torch.set_num_threads(2)   # the baseline's torch backbone
     return {"encode_ms": encode_ms, "device_ms": device_ms, "edge_ms": _median_ms(edge_sem, runs),
-            "calibration": chosen.get("method")}
+            "calibration": chosen.get("method"), "edge_engine": served.engine.name}
 
 
 def _baseline_times(bundle, image: np.ndarray, baseline: str, runs: int) -> dict:

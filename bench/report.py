@@ -262,21 +262,23 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
     acc = result["accuracy"]
     cfg = acc["config"]
     m = result["machine"]
+    proto = result.get("protocol") or (result.get("latency") or {}).get("protocol") or "2"
     lines = ["## Benchmarks", "",
              f"Every figure below is from `{results_dir}/bench.json`, written by `{result['command']}` on "
-             f"{result['date']} on {m['cpu']} ({m['cpus']} CPUs, shared), {result['total_seconds'] / 60:.0f} min "
-             f"in all; `{results_dir}/bench.md` has every row. This section is regenerated from that file by "
-             f"`python -m bench.report {results_dir}/bench.json --readme README.md`.", "",
+             f"{result['date']} on {m['cpu']} ({m['cpus']} CPUs, shared{_load(result)}), "
+             f"{result['total_seconds'] / 60:.0f} min in all; `{results_dir}/bench.md` has every row. This "
+             f"section is regenerated from that file by "
+             f"`python -m bench.report {results_dir}/bench.json --readme README.md`." + _reduced(cfg), "",
              f"Bundle `{cfg.get('bundle_name') or cfg['codecs']['semanticnn']}` (fingerprint {cfg['bundle_fingerprint']}); float backbone "
              f"accuracy {100 * cfg['backbone_accuracy']:.1f} %. {cfg['count']} {cfg['data']} images"
              f"{_side(cfg)}, link {cfg['link']} (MTU {cfg['mtu']} B), "
              f"i.i.d. and Gilbert–Elliott (burst {cfg['ge_burst_bits']:g} bits) bit errors from `channel.bit_errors` "
              f"for every method. Bytes on air count every uplink byte: headers, MICs, counters, CRC, parity and "
-             f"every retransmission (SemanticNN's v2 header block included: 12 bytes with a 32-bit MIC and BCH "
+             f"every retransmission (SemanticNN's v{proto} header block included: 12 bytes with a 32-bit MIC and BCH "
              f"parity, sent 1, 3 or 5 times as a device with `--header-copies auto` settles on at each BER: 1 up "
              f"to 2e-2, 3 up to 6e-2, else 5; a transmission whose header is lost is resent with a new, long "
              f"counter, up to {cfg['arq_cap']} times).", "",
-             "Methods: `semanticnn` — the shipped bundle, v2 frames (docs/PROTOCOL.md: 12-byte BCH-protected "
+             f"Methods: `semanticnn` — the shipped bundle, protocol v{proto} frames (docs/PROTOCOL.md: 12-byte BCH-protected "
              "header block with device id, counter and MIC, repeated on bad links, AES-CTR encrypted Gray-coded "
              "symbols), the edge told the BER its header decoding measured; every learned codec uses the same "
              "frames; `semanticnn-layer3` — the accuracy-first "
@@ -318,7 +320,7 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
         um, ur, ht = edge.get("udp_max", {}), edge.get("udp_rate", {}), edge.get("http", {})
         lines += ["### Edge throughput", "",
                   f"`snn bench edge` inside the same run ({edge.get('cpus')} CPUs, batch <= {edge.get('max_batch')}, "
-                  f"codec {edge.get('codec')}): decoder + task head alone {edge.get('model_fps')} images/s; UDP closed "
+                  f"codec {edge.get('codec')}, engine {edge.get('engine', 'torch')}): decoder + task head alone {edge.get('model_fps')} images/s; UDP closed "
                   f"loop ({um.get('window')} in flight) {um.get('throughput_fps')} answered/s, p50 {um.get('p50_ms')} ms; "
                   f"UDP at {ur.get('offered_fps', edge.get('rate_offered_fps'))} frames/s offered: "
                   f"{ur.get('throughput_fps')} answered/s, p50 {ur.get('p50_ms')} ms, p99 {ur.get('p99_ms')} ms; "
@@ -328,6 +330,26 @@ def readme_section(result: dict, results_dir: str = "results") -> str:
     elif edge:
         lines += ["### Edge throughput", "", edge["skipped"], ""]
     return "\n".join(lines)
+
+
+def _load(result: dict) -> str:
+    load = result.get("load_average")
+    return f", load average {load['start']:g} at the start, {load['end']:g} at the end" if load else ""
+
+
+def _reduced(cfg: dict) -> str:
+    """Say so when the accuracy figures come from fewer images than the whole test set."""
+    if not cfg.get("quick") and not cfg.get("subset"):
+        return ""
+    return (f" **A reduced run**: the accuracy figures are from the first {cfg['count']} test images "
+            f"({'`--quick`: fewer JPEG qualities and RS rates' if cfg.get('quick') else 'every method'}), "
+            f"so each accuracy carries about ±{_half_width(cfg['count']):.1f} points (95 %); "
+            f"`snn bench all --out results/` gives the whole test set.")
+
+
+def _half_width(n: int, p: float = 0.92) -> float:
+    import math
+    return 100 * 1.96 * math.sqrt(p * (1 - p) / max(n, 1))
 
 
 def _high_ber_note(acc: dict, ber: float = 1e-1) -> str:

@@ -123,6 +123,7 @@ def _accuracy(args) -> dict:
 
 def run_end_to_end(args: argparse.Namespace, write_json) -> int:
     from bench import report
+    from codec.wire.frame import SPEC_VERSION as PROTOCOL_VERSION
 
     if args.quick is False and getattr(args, "count", None) is not None and args.count <= 0:
         raise SnnError("--count must be positive")
@@ -131,7 +132,8 @@ def run_end_to_end(args: argparse.Namespace, write_json) -> int:
     command = _command()
     t0 = time.time()
     stamp = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-             "command": command}
+             "command": command, "protocol": PROTOCOL_VERSION}
+    load_start = round(os.getloadavg()[0], 1)
     md: list[str] = []
     result: dict = {}
     if args.bench in ("accuracy", "all"):
@@ -162,6 +164,7 @@ def run_end_to_end(args: argparse.Namespace, write_json) -> int:
         result["edge"] = _edge(args)
         md.append(report.edge_markdown(result["edge"], command))
     result.update(stamp)
+    result["load_average"] = {"start": load_start, "end": round(os.getloadavg()[0], 1)}   # shared machine
     result["total_seconds"] = round(time.time() - t0, 1)
     name = "bench" if args.bench == "all" else args.bench
     header = (f"# SemanticNN benchmarks\n\n{stamp['date']} on {stamp['machine']['cpu']} "

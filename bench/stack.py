@@ -69,7 +69,7 @@ class LocalStack:
     def __init__(self, ber: float = 0.0, model: str = "iid", bundle: str | None = None,
                  seed: int = 0, link: str = "udp", baud: int = 115200,
                  extra_proxy_args: tuple[str, ...] = (), devices: int = 16,
-                 channel_args: tuple[str, ...] | None = None) -> None:
+                 channel_args: tuple[str, ...] | None = None, extra_edge_args: tuple[str, ...] = ()) -> None:
         if link not in ("udp", "serial", "gateway"):
             raise SnnError(f"link must be udp, serial or gateway, not {link}")
         self.ber, self.model, self.bundle, self.seed = ber, model, bundle, seed
@@ -77,6 +77,7 @@ class LocalStack:
         self.extra_proxy_args = extra_proxy_args
         # the proxy's error model: by default --ber/--model; e.g. ("--lora-phy", "--sf", "7", "--snr-db", "-7.5")
         self.channel_args = channel_args
+        self.extra_edge_args = extra_edge_args    # e.g. ("--mqtt", URL)
         self._tmp = tempfile.TemporaryDirectory(prefix="snn-stack-")
         self.edge: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None
@@ -102,6 +103,7 @@ class LocalStack:
                 "--log-level", "warning", "--keys", str(self.key_file)]
         if self.bundle:
             args += ["--bundle", self.bundle]
+        args += list(self.extra_edge_args)
         try:
             self.edge = start_snn(*args)
             self.addresses = _wait(lambda: ready.is_file() and ready.stat().st_size

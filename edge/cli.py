@@ -19,6 +19,7 @@ def _defaults():
     return EdgeConfig.default, {
         "http": "%s:%d" % options["http"].default, "udp": "%s:%d" % options["udp"].default,
         "threads": options["threads"].default, "log_level": options["log_level"].default,
+        "history_s": options["history_s"].default,
         "idle": limits.idle_timeout_s, "request": limits.request_timeout_s}
 
 
@@ -138,7 +139,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ready-json", metavar="PATH",
                    help="write the bound addresses as JSON to PATH once serving (default: not written)")
     p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
+    p.add_argument("--history-seconds", type=int, default=opt["history_s"], metavar="S",
+                   help="seconds of per-second history kept for the dashboard's charts and GET /v1/history")
+    from edge.mqtt import add_mqtt_arguments
+    add_mqtt_arguments(p)
 
+    _balance_arguments(sub)
+
+
+def _balance_arguments(sub) -> None:
     b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
                        description="Forward device datagrams to several edge fronts, each device id "
                                    "always to the same front (rendezvous hashing), and relay replies.")
@@ -239,10 +248,14 @@ def run(args: argparse.Namespace) -> int:
         raise SnnError(str(exc)) from None
     if args.udp_queue is not None and args.udp_queue < 16:
         raise SnnError(f"--udp-queue must be at least 16, got {args.udp_queue}")
+    from edge.mqtt import mqtt_from_arguments
+    if not 1 <= args.history_seconds <= 86400:
+        raise SnnError(f"--history-seconds takes 1 to 86400 seconds, got {args.history_seconds}")
     options = ServeOptions(http=http, udp=udp, serial=args.serial, threads=args.threads,
                            operator=_operator(args),
                            udp_queue=args.udp_queue, log_level=args.log_level, http_limits=limits,
-                           reuse_port=args.reuse_port, gateway=gateway)
+                           reuse_port=args.reuse_port, gateway=gateway, mqtt=mqtt_from_arguments(args),
+                           history_s=args.history_seconds)
 
     engine: dict = {"replicas": 1}   # the engine's name comes from the codecs (edge.server)
     backends: list = []

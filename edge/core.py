@@ -295,6 +295,7 @@ class EdgeCore:
         self.received = 0
         self.snapshots = 0
         self._reply_to: dict[tuple, tuple[str, ReplyTo]] = {}
+        self._result_sinks: list[Callable[[dict], None]] = []
         self._expire_task: asyncio.Task | None = None
         self.running = False
         for entry in self.keyring.unserved:
@@ -665,9 +666,11 @@ class EdgeCore:
                 reply.set_result(Answer(frame, label, codec.class_name(label), confidence, job.ber, codec,
                                         job.device_id, job.counter, job.truth, job.t_recv, job.t_start,
                                         job.t_model))
-            return
-        self._send(reply, frame)
-        self._account(job, label)
+        else:
+            self._send(reply, frame)
+            self._account(job, label)
+        if self._result_sinks:
+            self._publish_result(job, label, confidence)
 
     def _account(self, job: Pending, label: int) -> None:
         now = time.perf_counter()
@@ -687,6 +690,22 @@ class EdgeCore:
             if truth == label:
                 stats.correct += 1
                 m.correct += 1
+
+    def add_result_sink(self, sink: Callable[[dict], None]) -> None:
+        """Call `sink(record)` on the loop for every answered inference (edge.results.result_record:
+        device, label, class, confidence, BER, codec, counter, truth, transport, timings; never a
+        key or a payload). A sink must not block: MQTT and SSE queue and return."""
+        self._result_sinks.append(sink)
+
+    def _publish_result(self, job: Pending, label: int, confidence: float) -> None:
+        from edge.results import result_record
+
+        record = result_record(job, label, confidence, time.perf_counter())
+        for sink in self._result_sinks:
+            try:
+                sink(record)
+            except Exception:  # noqa: BLE001 - an outlet must never cost a device its answer
+                log.exception("result sink failed")
 
     # --- operators' views ----------------------------------------------------------------------
 

@@ -107,6 +107,42 @@ def parse_mqtt_url(url: str, *, ca_file: str | None = None, cert_file: str | Non
                        password=password, client_id=client_id or f"snn-edge-{os.getpid()}", outbox=outbox)
 
 
+def add_mqtt_arguments(parser) -> None:
+    """`snn edge serve`'s --mqtt* flags (parse them back with `mqtt_from_arguments`)."""
+    default = MqttOptions.__dataclass_fields__
+    parser.add_argument("--mqtt", metavar="URL",
+                        help="publish each answered inference as JSON to PREFIX/<device>/result on this broker: "
+                             "mqtt://HOST[:PORT][/PREFIX], mqtts:// for TLS (QoS 1; default port 1883, 8883 with "
+                             f"TLS; default prefix {DEFAULT_PREFIX}) (default: no MQTT)")
+    parser.add_argument("--mqtt-ca", metavar="FILE",
+                        help="CA certificates (PEM) the broker's certificate must chain to; implies TLS "
+                             "(default: the system's CAs with mqtts://)")
+    parser.add_argument("--mqtt-cert", metavar="FILE",
+                        help="client certificate (PEM) for brokers that authenticate clients by certificate; "
+                             "with --mqtt-key (default: none)")
+    parser.add_argument("--mqtt-key", metavar="FILE", help="the --mqtt-cert's private key (PEM) (default: none)")
+    parser.add_argument("--mqtt-username", metavar="NAME", help="broker user name (default: anonymous)")
+    parser.add_argument("--mqtt-password-file", metavar="FILE",
+                        help="file holding the broker password (never on the command line, where ps shows it) "
+                             "(default: $SNN_MQTT_PASSWORD when set, else none)")
+    parser.add_argument("--mqtt-client-id", metavar="ID", help="MQTT client id (default: snn-edge-PID)")
+    parser.add_argument("--mqtt-outbox", type=int, default=default["outbox"].default, metavar="N",
+                        help="messages held while the broker is away; past it the oldest are dropped and counted")
+
+
+def mqtt_from_arguments(args) -> MqttOptions | None:
+    """The MqttOptions of `add_mqtt_arguments`' flags (None without --mqtt; SnnError when wrong)."""
+    if not args.mqtt:
+        extra = [f for f in ("mqtt_ca", "mqtt_cert", "mqtt_key", "mqtt_username", "mqtt_password_file",
+                             "mqtt_client_id") if getattr(args, f)]
+        if extra:
+            raise SnnError(f"--{extra[0].replace('_', '-')} needs --mqtt URL")
+        return None
+    return parse_mqtt_url(args.mqtt, ca_file=args.mqtt_ca, cert_file=args.mqtt_cert, key_file=args.mqtt_key,
+                          username=args.mqtt_username, password_file=args.mqtt_password_file,
+                          client_id=args.mqtt_client_id, outbox=args.mqtt_outbox)
+
+
 class MqttPublisher:
     """Publishes result records to a broker without ever blocking the caller (module docstring)."""
 

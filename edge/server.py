@@ -33,6 +33,7 @@ from edge.http_guard import (
     protocol_class,
 )
 from edge.listeners import bind_or_explain
+from edge.mqtt import MqttOptions
 from edge.operator_auth import OperatorAuth, private_token
 from snn.errors import SnnError
 
@@ -53,6 +54,8 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=lambda: HttpLimits(default_max_connections()))
     log_interval_s: float = 10.0
     reuse_port: bool = False    # SO_REUSEPORT on the UDP and HTTP sockets (several fronts per host)
+    mqtt: MqttOptions | None = None   # results out over MQTT (edge/mqtt.py); None: not published
+    history_s: int = 600        # seconds of per-second history the dashboard's charts get (edge/history.py)
     # the operator credential (edge.operator_auth); None: a fresh token in a private temporary file
     operator: OperatorAuth | None = None
     gateway: GatewayOptions | None = None   # a LoRa packet-forwarder feed (edge.gateway)
@@ -93,6 +96,14 @@ def _server_class():
         """uvicorn.Server that handles SIGINT/SIGTERM as a graceful stop and then exits normally
         (stock uvicorn re-raises the signal after shutdown, which ends the process by signal)."""
 
+        before_shutdown: tuple = ()     # callables run on the loop as the shutdown starts
+
+        async def shutdown(self, sockets=None) -> None:
+            # e.g. end the SSE streams, which would otherwise hold the graceful timeout and be cut
+            for stop in self.before_shutdown:
+                stop()
+            await super().shutdown(sockets)
+
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
             # asyncio re-listens with its accept batch (see _accept_batch); give the kernel's
@@ -128,6 +139,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     from edge import lograte
     from edge.app import create_app
     from edge.listeners import SerialListener, UdpListener, auto_udp_queue, bind_udp, open_serial, set_udp_queue
+    from edge.results import ResultsOut
 
     http_sock = bind_http(*options.http, reuse_port=options.reuse_port)
     udp_sock = gateway_sock = None
@@ -156,6 +168,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         raise
 
     core = EdgeCore(codecs, config)
+    results = ResultsOut(core, options.mqtt, options.history_s)   # MQTT, SSE, the charts' history
     operator = options.operator or private_token()
     core.warm_up()
     udp_queue = options.udp_queue
@@ -172,7 +185,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
                  "gateway": ("udp://%s:%d" % _addr(gateway_sock)) if gateway_sock else None,
                  "serial": [], "codecs": [c.fingerprint_hex + " " + c.name for c in codecs],
                  "engine": ",".join(sorted({c.engine.name for c in codecs})),
-                 "operator_token_file": operator.path}
+                 "operator_token_file": operator.path, "mqtt": options.mqtt.describe() if options.mqtt else None}
 
     async def on_startup(core: EdgeCore) -> None:
         import asyncio
@@ -195,6 +208,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             listener.start()
             listeners.append(listener)
             addresses["serial"].append(listener.path)
+        results.start()
         # everything loaded so far (torch, the models, the app) lives as long as the process:
         # keep it out of the cyclic GC, whose full collections would otherwise walk millions of
         # objects and stall the loop for hundreds of milliseconds
@@ -206,6 +220,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
     async def on_shutdown(core: EdgeCore) -> None:
         for listener in listeners:
             listener.close()
+        await results.stop()
         for task in log_flush:
             task.cancel()
         limiter.flush(force=True)
@@ -216,6 +231,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
             "JSON answers need no credential; anyone who reaches the HTTP port reads labels and figures "
             "(trusted LAN only)")
     app = create_app(core, on_startup, on_shutdown, operator)
+    results.add_routes(app, app.state.need_operator)   # labels and figures: the operator's only
     # asyncio's own loop, not uvloop even where it is installed: measured on the 2-core machine
     # (interleaved UDP closed loops, same run), uvloop cost the model thread ~15-20 us more CPU per
     # frame and 5-12 % of the throughput
@@ -230,6 +246,7 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         logging.basicConfig(level=options.log_level.upper(), format="snn edge: %(levelname)s %(message)s")
     limiter = lograte.install(options.log_interval_s)
     server = _server_class()(uconfig)
+    server.before_shutdown = (results.events.close,)
     return server, core, http_sock, addresses
 
 

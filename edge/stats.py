@@ -214,6 +214,10 @@ class DeviceTable:
         stats.last_seen = now
         return stats
 
+    def __iter__(self):
+        """Every device's statistics, least recently seen first (the history sampler reads them)."""
+        return iter(self._devices.values())
+
     def top(self, n: int, now: float) -> list[dict]:
         """The n most recently seen devices, most recent first."""
         out = []
@@ -234,6 +238,15 @@ class LatencyRing:
     def add(self, ms: float) -> None:
         self._values[self._n % len(self._values)] = ms
         self._n += 1
+
+    def since(self, mark: int) -> tuple[np.ndarray, int]:
+        """(the latencies added after `mark` -- at most the ring's size, the newest --, the new mark),
+        for per-second percentiles: `values, mark = ring.since(mark)`."""
+        fresh = min(self._n - mark, len(self._values))
+        if fresh <= 0:
+            return np.empty(0), self._n
+        index = np.arange(self._n - fresh, self._n) % len(self._values)
+        return self._values[index], self._n
 
     def percentiles(self, qs=(50, 90, 99)) -> dict:
         count = min(self._n, len(self._values))

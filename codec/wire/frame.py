@@ -35,7 +35,8 @@ from codec.wire import bch
 from codec.wire.crypto import DOWNLINK, UPLINK, mic, xor_keystream
 from snn.errors import FrameError
 
-VERSION = 2
+VERSION = 2                 # the frames' version field
+SPEC_VERSION = "2.1"        # docs/PROTOCOL.md's version (v2.1 keeps every v2 frame byte for byte)
 HEADER_COPIES = (1, 3, 5)
 MAX_FRAGMENTS = 16
 BLOCK_BYTES = 12            # DATA, one fragment: 68 info bits + 28 parity

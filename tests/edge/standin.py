@@ -97,6 +97,7 @@ def main() -> int:
     p.add_argument("--gateway-dedup-ms", type=float, default=200.0)
     p.add_argument("--rx1-delay", type=float, default=1.0)
     p.add_argument("--gateway-tx-power", type=int, default=14)
+    p.add_argument("--history-seconds", type=int, default=600)
     p.add_argument("--operator-token", help="operator token file (default: a private temporary one)")
     p.add_argument("--no-operator-token", action="store_true")
     p.add_argument("--reset-replay-state", action="store_true")
@@ -117,7 +118,7 @@ def main() -> int:
                            udp=parse_hostport(args.udp, "--udp"), serial=args.serial, udp_queue=args.udp_queue,
                            http_limits=HttpLimits(args.http_max_connections or default_max_connections(),
                                                   args.http_idle_timeout, args.http_request_timeout),
-                           gateway=gateway_options(args))
+                           gateway=gateway_options(args), history_s=args.history_seconds)
     if args.nofile:
         import resource
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))

@@ -3,6 +3,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -248,3 +249,89 @@ def test_tls_to_a_broker_whose_certificate_the_ca_file_vouches_for(tmp_path):
         sub.stop()
     finally:
         b.stop()
+
+
+def _device_run(stack, *args, **kw):
+    from export.shipped import default_int8_encoder
+
+    return [sys.executable, "-m", "snn", "device", "run", "--encoder", str(default_int8_encoder()),
+            "--to", stack.device_url, *stack.device_args(4), "--jsonl", *args]
+
+
+def _messages(lines):
+    return [json.loads(line.split(" ", 1)[1]) for line in lines]
+
+
+def test_an_edge_publishes_every_answer_of_a_device_run_and_outlives_its_broker(tmp_path):
+    """Issue 24's bar: `snn edge serve --mqtt` + a 200-image device run -> 200 messages, each with the
+    label the device got; the broker stopped mid-run, the edge keeps answering the device."""
+    from bench.stack import LocalStack
+    from codec.datasets import load_dataset
+
+    broker = Broker(tmp_path)
+    sub = Subscriber(broker.port, "fleet/+/result")
+    try:
+        with LocalStack(extra_edge_args=("--mqtt", f"mqtt://127.0.0.1:{broker.port}/fleet")) as stack:
+            assert stack.addresses["mqtt"] == f"mqtt://127.0.0.1:{broker.port}/fleet"
+            run = subprocess.run(_device_run(stack, "--data", "fmnist:test", "--count", "200", "--truth"),
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, run.stderr[-2000:]
+            device = [json.loads(line) for line in run.stdout.splitlines()]
+            assert len(device) == 200 and all(r["status"] == "ok" for r in device)
+            published = _messages(sub.lines(200))
+            # one message per answer the edge sent (a resent inference is answered under its new counter)
+            assert len(published) >= 200 and len({m["counter"] for m in published}) == len(published)
+            by_counter = {m["counter"]: m for m in published}
+            for r in device:
+                m = by_counter[r["counter"]]
+                assert (m["device"], m["label"], m["class_name"], m["truth"]) == (4, r["label"], r["class_name"],
+                                                                                  r["truth"])
+            assert not {"key", "payload"} & set(published[0])
+            _grafana_names_are_on(_metrics(stack))
+            # a live run of 200 raw frames; the broker goes away after the first ~60
+            images = load_dataset("fmnist:test").take(200).images
+            out_file, err_file = open(tmp_path / "live.jsonl", "w+"), open(tmp_path / "live.err", "w+")
+            proc = subprocess.Popen(_device_run(stack, "--data", "raw:-", "--count", "200", "--window", "1"),
+                                    stdin=subprocess.PIPE, stdout=out_file, stderr=err_file)
+            before = len(sub.got)
+            for i, img in enumerate(images):
+                proc.stdin.write(img.tobytes())
+                proc.stdin.flush()
+                if i == 100:
+                    sub.lines(before + 50, timeout=30)
+                    broker.stop()
+                time.sleep(0.01)
+            proc.stdin.close()
+            proc.wait(300)
+            out_file.close()
+            err_file.close()
+            assert proc.returncode == 0, (tmp_path / "live.err").read_text()[-2000:]
+            live = [json.loads(line) for line in (tmp_path / "live.jsonl").read_text().splitlines()]
+            assert len(live) == 200 and all(r["status"] == "ok" for r in live)   # every image still answered
+            assert before + 50 <= len(sub.got) < before + 200                    # the broker saw only a part
+    finally:
+        sub.stop()
+        broker.stop()
+
+
+def _metrics(stack) -> str:
+    """The edge's /metrics as its operator reads it."""
+    import httpx
+
+    token_file = stack.addresses.get("operator_token_file")
+    headers = {"Authorization": "Bearer " + open(token_file).read().strip()} if token_file else {}
+    r = httpx.get(stack.addresses["http"] + "/metrics", headers=headers, timeout=10)
+    assert r.status_code == 200
+    return r.text
+
+
+def _grafana_names_are_on(exposition: str) -> None:
+    """Every series docs/grafana/snn-edge.json queries is one the edge exports (an edge with --mqtt)."""
+    import re
+    from pathlib import Path
+
+    board = json.loads((Path(__file__).resolve().parents[2] / "docs/grafana/snn-edge.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    exported = set(re.findall(r"^(snn_edge_[a-z_]+)", exposition, re.M))
+    used = {name for e in exprs for name in re.findall(r"snn_edge_[a-z_]+", e)}
+    assert len(used) >= 12 and used <= exported, used - exported
