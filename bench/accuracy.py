@@ -368,11 +368,11 @@ def _image_rows(add, sources, src_msgs, src_len, src_correct, rs_rates, model, r
     for name in src_msgs:
         tr = delivery.arq(model(), rng(name, "arq"), src_len[name], mtu, cap)
         add(f"{name}-arq", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
-            tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
+            tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()), packets=float(tr.packets.mean()))
         for rate in rs_rates:
             tr = delivery.rs(model(), rng(name, rate), src_len[name], mtu, delivery.RS_RATES[rate])
             add(f"{name}-{rate}", "bit-level", channel, ber, (tr.delivered & src_correct[name]).mean(),
-                tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()))
+                tr.bytes_on_air.mean(), n, delivered=float(tr.delivered.mean()), packets=float(tr.packets.mean()))
         # plain: no CRC, no ARQ, the bytes arrive with their errors
         msgs = src_msgs[name][:side_n]
         tr = delivery.header_only(model(), rng(name, "plain"), msgs, mtu, cap)
@@ -387,7 +387,7 @@ def _image_rows(add, sources, src_msgs, src_len, src_correct, rs_rates, model, r
                 pred[ok] = clf.images(dec[ok])
             correct[todo] = pred == labels[todo]
         add(f"{name}-plain", "bit-level", channel, ber, correct.mean(), tr.bytes_on_air.mean(), side_n,
-            delivered=float(tr.delivered.mean()))
+            delivered=float(tr.delivered.mean()), packets=float(tr.packets.mean()))
 
 
 def _feature_rows(add, f8, f8_correct, fshape, model, rng, mtu, cap, side_n, clf, labels, channel, ber) -> None:
@@ -395,14 +395,14 @@ def _feature_rows(add, f8, f8_correct, fshape, model, rng, mtu, cap, side_n, clf
     n = len(labels)
     tr = delivery.arq(model(), rng("feat8", "arq"), np.full(n, len(f8[0])), mtu, cap)
     add("feat8-arq", "features", channel, ber, (tr.delivered & f8_correct).mean(), tr.bytes_on_air.mean(), n,
-        delivered=float(tr.delivered.mean()))
+        delivered=float(tr.delivered.mean()), packets=float(tr.packets.mean()))
     tr = delivery.header_only(model(), rng("feat8", "plain"), f8[:side_n], mtu, cap)
     correct = np.zeros(side_n, dtype=bool)
     got = np.flatnonzero(tr.delivered)
     if got.size:
         correct[got] = clf.tail(feat8_decode([tr.received[i] for i in got], fshape)) == labels[got]
     add("feat8-plain", "features", channel, ber, correct.mean(), tr.bytes_on_air.mean(), side_n,
-        delivered=float(tr.delivered.mean()))
+        delivered=float(tr.delivered.mean()), packets=float(tr.packets.mean()))
 
 
 def _add_ratios(rows: list[dict]) -> None:

@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     wire.add_argument("--frames", type=int, default=10_000)
     wire.add_argument("--symbols", type=int, default=392)
     wire.add_argument("--levels", type=int, default=8)
-    wire.add_argument("--json", type=Path, metavar="PATH")
+    wire.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                "written)")
     b = sub.add_parser("channel", help="bit-flipping throughput of each error model",
                        description="Time ErrorModel.corrupt on random buffers (MB/s).")
     b.add_argument("--size", type=int, default=1 << 20, help="buffer bytes (default 1 MiB)")
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="comma-separated models (default iid,ge,awgn,lora)")
     b.add_argument("--repeats", type=int, default=30)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--json", type=Path, metavar="PATH")
+    b.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not written)")
 
     flood = sub.add_parser("flood", help="a keyed device while an attacker floods the edge")
     flood.add_argument("--rate", type=float, default=100.0, help="device frames/s (default %(default)s)")
@@ -39,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="send the attack with the device's own source address and port (raw packets; "
                             "root; loopback)")
     flood.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
-    flood.add_argument("--bundle", action="append", metavar="B")
-    flood.add_argument("--json", type=Path, metavar="PATH")
+    flood.add_argument("--bundle", action="append", metavar="B", help="bundle to serve, repeatable (default: the "
+                                                                      "shipped one)")
+    flood.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                 "written)")
     edge = sub.add_parser("edge", help="edge server load test: UDP/HTTP throughput, latency, soak")
     from bench.edge_load import add_bench_arguments
     add_bench_arguments(edge)
@@ -54,6 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "against one edge: goodput and p99 against offered load")
     from bench.fleet import add_fleet_arguments
     add_fleet_arguments(fleet)
+    energy = sub.add_parser("energy", help="energy per inference of a LoRa device: SemanticNN against the "
+                                           "bit-level baselines, from the bytes each sends",
+                            description="Run the accuracy benchmark at i.i.d. BER 1e-2 on each LoRa link and turn "
+                                        "every row's bytes into energy on the board (bench/energy.py).")
+    energy.add_argument("--board", default="stm32f411", help="board profile (default %(default)s)")
+    energy.add_argument("--links", default=",".join(("lora-sf7", "lora-sf10", "lora-sf12")),
+                        help="comma-separated LoRa links (default %(default)s)")
+    energy.add_argument("--ber", type=float, default=1e-2, help="i.i.d. BER (default %(default)s)")
+    energy.add_argument("--count", type=int, help="test images (default 300)")
+    energy.add_argument("--full", action="store_true", help="every JPEG quality and RS rate of snn bench accuracy")
+    energy.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                  "written)")
     from bench.run import add_end_to_end_arguments
     add_end_to_end_arguments(sub)
 
@@ -109,6 +124,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "fleet":
         from bench.fleet import run_fleet
         return run_fleet(args, write_json)
+    elif args.bench == "energy":
+        from bench.energy import format_energy, run_energy
+        if not 0 <= args.ber < 0.5 or (args.count is not None and args.count < 1):
+            raise SnnError("--ber must lie in [0, 0.5) and --count be positive")
+        links = [s.strip() for s in args.links.split(",") if s.strip()]
+        if not links or not all(s.startswith("lora") for s in links):
+            raise SnnError("--links takes LoRa links, e.g. lora-sf7,lora-sf12")
+        result = run_energy(args.board, links, args.ber, count=args.count, quick=not args.full)
+        print(format_energy(result))
+        write_json(args.json, result)
     elif args.bench in ("accuracy", "latency", "all"):
         from bench.run import run_end_to_end
         return run_end_to_end(args, write_json)

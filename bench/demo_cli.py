@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live-count", type=int, default=200,
                         help="images sent through the live edge + proxy (default 200; 0 skips)")
     parser.add_argument("--live-ber", type=float, default=1e-2, help="BER of the live link (default 1e-2)")
-    parser.add_argument("--json", type=Path, metavar="PATH")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the demo's figures as JSON to PATH "
+                                                                  "(default: not written)")
 
 
 def run(args: argparse.Namespace) -> int:

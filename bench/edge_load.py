@@ -325,20 +325,23 @@ def add_bench_arguments(parser) -> None:
     parser.add_argument("--garbage", type=float, default=0.0, metavar="P",
                         help="fraction of bad frames mixed into the open-loop phase")
     parser.add_argument("--soak", type=float, metavar="S",
-                        help="instead: S seconds at --rate (with --garbage) and report RSS growth")
+                        help="instead: S seconds at --rate (with --garbage) and report RSS growth (default: no soak)")
     parser.add_argument("--engine", choices=["onnx", "torch"], default="onnx",
                         help="the server's model engine, also used by the model-alone phase (default onnx)")
     parser.add_argument("--engines", metavar="A,B",
                         help="also compare engines side by side, e.g. onnx,torch: one server each, "
-                             "alternated closed loops (--reps each) and the model alone")
+                             "alternated closed loops (--reps each) and the model alone (default: the onnx engine "
+                             "alone)")
     parser.add_argument("--reps", type=int, default=2, help="alternations of --engines (default 2)")
     parser.add_argument("--overload", type=float, metavar="K",
-                        help="add a phase offering K x the closed-loop throughput measured in this run")
+                        help="add a phase offering K x the closed-loop throughput measured in this run (default: no "
+                             "overload phase)")
     parser.add_argument("--deadline-ms", type=float, metavar="MS",
                         help="the server's --deadline-ms (default: the server's default)")
     parser.add_argument("--quick", action="store_true", help="3 s phases")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="also write DIR/edge.json")
-    parser.add_argument("--json", type=Path, metavar="PATH")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="also write DIR/edge.json (default: not written)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                  "written)")
 
 
 def run_bench(args, write_json) -> int:

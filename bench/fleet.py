@@ -295,9 +295,11 @@ def add_fleet_arguments(parser) -> None:
     parser.add_argument("--max-devices", type=int, default=1024,
                         help="the edge's per-device table bound (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", type=Path, metavar="PNG", help="also plot goodput and p99 against load")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="also plot goodput and p99 against load (default: "
+                                                                 "no plot)")
     parser.add_argument("--quick", action="store_true", help="3 s per level, loads 0.5,2")
-    parser.add_argument("--json", type=Path, metavar="PATH")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                  "written)")
 
 
 def run_fleet(args, write_json) -> int:

@@ -455,12 +455,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="idle: send nothing; partial: half a request, then stall")
     parser.add_argument("--max-connections", type=int, metavar="N",
                         help="the edge's --http-max-connections (default: its own default)")
-    parser.add_argument("--idle-timeout", type=float, metavar="S", help="the edge's --http-idle-timeout")
-    parser.add_argument("--request-timeout", type=float, metavar="S", help="the edge's --http-request-timeout")
+    parser.add_argument("--idle-timeout", type=float, metavar="S", help="the edge's --http-idle-timeout (default: "
+                                                                        "the edge's own default)")
+    parser.add_argument("--request-timeout", type=float, metavar="S", help="the edge's --http-request-timeout "
+                                                                           "(default: the edge's own default)")
     parser.add_argument("--device-count", type=int, default=200,
                         help="inferences a device runs over UDP before and during the flood (0: none)")
     parser.add_argument("--bundle", metavar="B", help="bundle the edge serves (default: the shipped one)")
-    parser.add_argument("--json", type=Path, metavar="PATH")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON to PATH (default: not "
+                                                                  "written)")
 
 
 def run(args, write_json) -> int:

@@ -31,7 +31,8 @@ def add_end_to_end_arguments(sub) -> None:
                        help="a test-set subset and fewer variants (about a minute)")
         p.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
                        help="where the JSON, markdown and PNG files go (default results/)")
-        p.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON figures here")
+        p.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON figures here (default: not "
+                                                                 "written)")
         p.add_argument("--bundle", default=None, help="the SemanticNN bundle (default: the shipped one)")
         p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
         if name in ("accuracy", "all"):

@@ -38,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"device side: {TRANSPORTS.choices()} (pty:// makes a new pty; its path is printed)")
     p.add_argument("--to", required=True, metavar="URL", help="edge side, same URL forms")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--ber", type=float, default=None, metavar="P", help="uplink bit error rate (0..0.5)")
+    g.add_argument("--ber", type=float, default=None, metavar="P", help="uplink bit error rate (0..0.5) (default: "
+                                                                        "none; give --ber or --snr-db)")
     g.add_argument("--snr-db", type=float, default=None, metavar="DB",
-                   help="uplink SNR instead of a BER (Eb/N0 for --modulation bpsk, packet SNR for lora)")
+                   help="uplink SNR instead of a BER (Eb/N0 for --modulation bpsk, packet SNR for lora) (default: "
+                        "none; give --ber or --snr-db)")
     p.add_argument("--modulation", choices=("bpsk", "lora"), default="bpsk", help="for --snr-db")
     p.add_argument("--sf", type=int, default=7, help="LoRa spreading factor for --snr-db (default 7)")
     p.add_argument("--model", default="iid", metavar="NAME",
@@ -48,37 +50,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--burst", type=float, default=8.0, metavar="L",
                    help="mean burst length in bits for --model ge (default 8)")
     p.add_argument("--downlink-ber", type=float, default=None, metavar="P",
-                   help="also corrupt the downlink (edge -> device) at this BER, same model")
+                   help="also corrupt the downlink (edge -> device) at this BER, same model (default: a clean "
+                        "downlink)")
     p.add_argument("--drop", type=float, default=0.0, metavar="P",
                    help="probability that an uplink frame/fragment is lost")
     p.add_argument("--drop-burst", type=float, default=None, metavar="N",
-                   help="make losses bursty with this mean run length in frames")
+                   help="make losses bursty with this mean run length in frames (default: independent losses)")
     p.add_argument("--downlink-drop", type=float, default=0.0, metavar="P", help="downlink loss probability")
     p.add_argument("--link", default=None, metavar="NAME",
                    help=f"delay each frame by its time on air on this link: {LINK_FAMILIES.choices()}, "
-                        "e.g. lora-sf7, ble-1m")
+                        "e.g. lora-sf7, ble-1m (default: no delay)")
     p.add_argument("--duty-cycle", action="store_true",
                    help="with --link, also hold each direction silent for the link's duty-cycle wait "
                         "(1%% on EU868 LoRa: 99x the time on air)")
     p.add_argument("--delay-ms", type=float, default=0.0, help="extra fixed one-way delay")
-    p.add_argument("--seed", type=int, default=None, help="seed for reproducible errors")
+    p.add_argument("--seed", type=int, default=None, help="seed for reproducible errors (default: a fresh seed each "
+                                                          "run)")
     p.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
                    help="seconds between live counter lines on stderr (0: none)")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
-    p.add_argument("--json", default=None, metavar="PATH", help="write the summary here at exit")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until "
+                                                                             "stopped)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the summary here at exit (default: not written)")
 
     a = sub.add_parser("airtime", help="time on air per frame size and link",
                        description="Time on air (ms) of one frame of each size on each link.")
     a.add_argument("--link", action="append", default=None, metavar="NAME",
                    help=f"a link (repeatable; default {', '.join(DEFAULT_AIRTIME_LINKS)})")
     a.add_argument("--sizes", default="37,51,147,222", help="payload sizes in bytes, comma-separated")
-    a.add_argument("--json", default=None, metavar="PATH")
+    a.add_argument("--json", default=None, metavar="PATH", help="(default: not written)")
 
     t = sub.add_parser("ptys", help="create a virtual null-modem cable (two linked ttys)",
                        description="Create two pty pairs wired together and print their paths; "
                                    "what one side writes, the other reads. Runs until Ctrl-C.")
-    t.add_argument("--link-a", default=None, metavar="PATH", help="also make a symlink to tty A")
-    t.add_argument("--link-b", default=None, metavar="PATH", help="also make a symlink to tty B")
+    t.add_argument("--link-a", default=None, metavar="PATH", help="also make a symlink to tty A (default: no symlink)")
+    t.add_argument("--link-b", default=None, metavar="PATH", help="also make a symlink to tty B (default: no symlink)")
     parser.set_defaults(_channel_parser=parser)
 
 

@@ -19,9 +19,10 @@ Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
   inference would be refused too);
 - the header copies (1, 3, 5; `auto` from the BER the edge reports, one step more on each resend)
   are degraded to what the MTU fits, never a reason to stop;
-- when the edge never answers at all, the run stops after `give_up_after` inferences were lost
-  (by default one window's worth), so an unreachable edge costs (1 + retries) x timeout, not
-  count x that.
+- when the edge never answers at all, a run over a data set stops after `give_up_after`
+  inferences were lost (by default one window's worth), so an unreachable edge costs
+  (1 + retries) x timeout, not count x that; a run over live input (a watched folder, stdin, a
+  camera) goes on, counting each unanswered inference lost, since the edge may come back.
 
 Per inference we record the encode time (ONNX + packing), bytes and frames on the air (COBS and
 its delimiter included on stream links), time on air on a chosen link model, round-trip time
@@ -332,8 +333,8 @@ class DeviceClient:
                         rec.error = rec.error or f"no reply after {rec.attempts} transmission(s)"
                         self._finish(rec, "lost", pending)
                         lost += 1
-                if answered == 0 and lost >= self.give_up_after and not self.unreachable:
-                    self.unreachable = True
+                if answered == 0 and lost >= self.give_up_after and not self.unreachable and not live:
+                    self.unreachable = True     # (live input keeps going: the edge may come back)
                 if self.fatal or self.unreachable:
                     for rec in list(pending.values()):
                         rec.error = rec.error or ("run stopped: " + (self.fatal or "edge unreachable"))

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="UDP address (default %(default)s; 'none' disables UDP)")
     p.add_argument("--serial", action="append", metavar="URL",
                    help="serial link to listen on, e.g. serial:///dev/ttyUSB0?baud=115200 or pty:// "
-                        "(a new pty pair; its path is printed); repeatable")
+                        "(a new pty pair; its path is printed); repeatable (default: none)")
     p.add_argument("--max-batch", type=int, default=cfg("max_batch"), help="largest model batch (default %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=cfg("max_wait_ms"),
                    help="longest a frame waits for its batch to fill (default %(default)s ms)")
@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", metavar="FILE",
                    help="provisioned device keys (snn keys new ...): only frames authenticated by one "
                         "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
-                        "in FILE.edge-state (required; snn keys new makes it) across restarts")
+                        "in FILE.edge-state (required; snn keys new makes it) across restarts (default: none; then "
+                        "--insecure is required)")
     p.add_argument("--reset-replay-state", action="store_true",
                    help="start although KEYS.edge-state (the replay state, required with --keys) is missing or "
                         "damaged: every device's history becomes unknown, so frames captured before can be "
@@ -107,7 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "S seconds after its first byte (default %(default)s)")
     p.add_argument("--ray", metavar="local|ADDRESS",
                    help="run the decoder + task head on Ray Serve replicas: 'local' starts a Ray on this "
-                        "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra")
+                        "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra "
+                        "(default: in this process)")
     p.add_argument("--replicas", type=int, default=2,
                    help="Ray Serve replicas of the model half (with --ray; default %(default)s)")
     p.add_argument("--replica-cpus", type=float, default=1.0,
@@ -128,7 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="open the operator endpoints to anyone who reaches the HTTP port (a trusted LAN only; "
                         "logged at start)")
     p.add_argument("--ready-json", metavar="PATH",
-                   help="write the bound addresses as JSON to PATH once serving")
+                   help="write the bound addresses as JSON to PATH once serving (default: not written)")
     p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
 
     b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
@@ -141,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="client addresses with an open upstream socket (LRU; default %(default)s)")
     b.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
                    help="close a client's upstream socket after S idle seconds (default %(default)s)")
-    b.add_argument("--ready-json", metavar="PATH", help="write the bound address as JSON to PATH once serving")
+    b.add_argument("--ready-json", metavar="PATH", help="write the bound address as JSON to PATH once serving "
+                                                        "(default: not written)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", nargs="?", default=None,
                         help="bundle file (.snn); default: the shipped Fashion-MNIST bundle")
     parser.add_argument("-o", "--out", metavar="DIR",
-                        help="output folder for encoder.onnx, encoder.int8.onnx, edge.onnx, verify.json")
+                        help="output folder for encoder.onnx, encoder.int8.onnx, edge.onnx, verify.json (default: "
+                             "none; required unless --add-edge)")
     parser.add_argument("--add-edge", action="store_true",
                         help="instead: re-write BUNDLE in place carrying its ONNX edge half (edge.onnx + "
                              "its SHA-256 in the manifest) for a torch-free edge; the codec fingerprint "
@@ -41,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="single-image runs per encoder for the latency median (default 1000; 0 skips)")
     parser.add_argument("--no-edge", action="store_true", help="do not export the edge half to edge.onnx")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a verification bar is missed")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the report here")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the report here (default: only "
+                                                                     "DIR/verify.json)")
 
 
 def _bers(text: str) -> list[float]:

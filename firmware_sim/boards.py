@@ -9,7 +9,10 @@ same form, passed by path (``--board ./myboard.json``) or dropped in a folder na
      "reserved_sram_bytes": 16384, "reserved_flash_bytes": 49152}
 
 ``reserved_*`` is what the rest of the firmware keeps (stack, HAL, UART buffers, the runtime's
-code); the encoder gets the remainder. ``core`` picks the cycle model in `cost_model`.
+code); the encoder gets the remainder. ``core`` picks the cycle model in `cost_model`. For energy
+per inference (`firmware_sim.energy`) a profile may give its run-mode supply current,
+``run_amps_per_mhz`` or ``run_amps`` at ``clock_hz``, with ``supply_volts`` and ``power_source``
+(the datasheet row); a profile without them gets no compute energy rather than a guess.
 """
 from __future__ import annotations
 
@@ -34,6 +37,10 @@ class Board:
     reserved_sram_bytes: int = 0
     reserved_flash_bytes: int = 0
     description: str = ""
+    run_amps_per_mhz: float | None = None   # MCU supply current in run mode, per MHz of core clock
+    run_amps: float | None = None           # or at the configured clock
+    supply_volts: float = 3.3
+    power_source: str = ""                  # the datasheet row the current comes from
 
     @property
     def sram_for_model(self) -> int:
@@ -65,6 +72,14 @@ def board_from_dict(data: dict, source: str = "board") -> Board:
     if data["core"] not in CORES:
         raise SnnError(f"{source}: unknown core {data['core']!r}; choose one of {', '.join(sorted(CORES))}")
     fields = {k: data[k] for k in Board.__dataclass_fields__ if k in data}
+    for k in ("run_amps_per_mhz", "run_amps", "supply_volts"):
+        if k in fields and fields[k] is not None:
+            try:
+                fields[k] = float(fields[k])
+            except (TypeError, ValueError):
+                raise SnnError(f"{source}: {k} must be a number") from None
+            if not 0 < fields[k] < 100:
+                raise SnnError(f"{source}: {k} must be positive (amperes, volts)")
     for k in ("clock_hz", "sram_bytes", "flash_bytes", "reserved_sram_bytes", "reserved_flash_bytes"):
         if k in fields:
             fields[k] = int(fields[k])

@@ -8,11 +8,14 @@ device's key once protocol v2 binds one (``snn_config.h``).
 
 Two images come out of one source tree:
 
-- ``firmware.elf`` for the board itself (its memory map, its UART, its reset clock);
+- ``firmware.elf`` for the board itself (its memory map, its UART, its clock tree at the board's
+  maximum documented clock, `firmware/clock.c`);
 - ``firmware-qemu.elf`` for QEMU's nearest machine (`TARGETS`): the same kernels with the SysTick
   clock QEMU emulates, linked with the *board's* flash and RAM limits. For the STM32F411 the
   machine is ``netduinoplus2`` (STM32F405): same Cortex-M4F, same USART2 registers at the same
-  address, same flash/SRAM origins, so only the clock constant differs. QEMU models no nRF52840
+  address, same flash/SRAM origins, so only the clock differs: QEMU models no clock tree (its RCC
+  is unimplemented), so that image skips `clock.c` (``SNN_NO_CLOCK_TREE``) and counts QEMU's
+  SysTick clock; the clock tree is checked on the host instead. QEMU models no nRF52840
   UART and no STM32F7/H7 USART: those boards' QEMU images run on the MPS2 image of their core
   (``mps2-an386``, ``mps2-an500``) with its CMSDK UART and memory origins.
 
@@ -34,9 +37,9 @@ from firmware_sim.codegen import FIRMWARE_DIR, generate
 from firmware_sim.lowering import lower
 
 TOOLCHAIN_HINT = "apt-get install gcc-arm-none-eabi (scripts/setup.sh does it as root)"
-COMMON_SOURCES = ["main.c", "board.c", "startup.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c"]
+COMMON_SOURCES = ["main.c", "board.c", "clock.c", "link_uart.c", "link_sx1276.c", "sx1276.c", "startup.c", "pack.c", "cobs.c", "aes.c", "cmac.c", "rt.c"]
 PROTOCOL_SOURCES = {2: ["proto_v2.c"]}   # the framing swap is this line (v1 C left with v1, withdrawn)
-HEADERS = ["board.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "proto.h", "snn_fixed.h"]
+HEADERS = ["board.h", "clock.h", "link.h", "sx1276.h", "pack.h", "cobs.h", "aes.h", "cmac.h", "proto.h", "snn_fixed.h", "snn_simd.h"]
 MODEL_SOURCE = "snn_model.c"
 STACK_BYTES = 4096
 BAUD = 115200
@@ -51,13 +54,14 @@ class Target:
     flash_origin: int
     ram_origin: int
     ram_length: int | None           # None: the board profile's sram_bytes
-    cpu_hz: int                      # the clock after reset (no PLL set-up)
+    cpu_hz: int                      # the core clock firmware/clock.c configures (the board's maximum)
     qemu_machine: str | None
     qemu_hz: int = 0                 # the SysTick clock QEMU's machine emulates
     qemu_serial_index: int = 0       # which -serial the firmware's UART is
     qemu_family: tuple[str, ...] | None = None   # the QEMU image's UART, when QEMU lacks the board's
     qemu_flash_origin: int | None = None         # the QEMU machine's memory map, when it differs
     qemu_ram_origin: int | None = None
+    dsp: bool = True                 # the core has the DSP extension: the SMLAD kernels (else plain C)
 
     @property
     def qemu_own_map(self) -> bool:
@@ -69,21 +73,27 @@ MPS2 = dict(qemu_hz=25_000_000, qemu_serial_index=0, qemu_family=("SNN_BOARD_CMS
 
 M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 TARGETS: dict[str, Target] = {
-    "stm32f411": Target(M4F, ("SNN_BOARD_STM32F4",), 0x08000000, 0x20000000, None, 16_000_000,
+    "stm32f411": Target(M4F, ("SNN_BOARD_STM32F4",), 0x08000000, 0x20000000, None, 100_000_000,
                         "netduinoplus2", 168_000_000, 1),
     # QEMU models neither the nRF52840's UART nor the STM32F7/H7 USART: their QEMU images run the
     # same kernels within the same flash/RAM limits on the MPS2 FPGA image of their core
     # (Cortex-M4: mps2-an386, Cortex-M7: mps2-an500), whose CMSDK UART board.c also drives
     "nrf52840": Target(M4F, ("SNN_BOARD_NRF52",), 0x00000000, 0x20000000, None, 64_000_000, "mps2-an386", **MPS2),
     "stm32f746": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
-                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 16_000_000, "mps2-an500",
+                        ("SNN_BOARD_STM32V2",), 0x08000000, 0x20000000, None, 216_000_000, "mps2-an500",
                         qemu_flash_origin=0x0, **MPS2),
     # the H743's largest contiguous RAM is the 512 KB AXI SRAM (the profile's 1 MB spans banks)
     "stm32h743": Target(("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
-                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 64_000_000,
+                        ("SNN_BOARD_STM32V2", "SNN_BOARD_H7"), 0x08000000, 0x24000000, 512 * 1024, 480_000_000,
                         "mps2-an500", qemu_flash_origin=0x0, qemu_ram_origin=0x20000000, **MPS2),
 }
-CFLAGS = ("-O2", "-std=c99", "-ffreestanding", "-fno-builtin", "-ffunction-sections", "-fdata-sections",
+# -fno-delete-null-pointer-checks: address 0 is memory on a Cortex-M (the vector table; the nRF52840's
+# flash), and GCC 12.2 otherwise miscompiles a loop storing at the arena's offset 0: its induction
+# variables rebase the store on a literal 0, the pure-const pass takes that for a NULL dereference
+# (undefined, so "the loop never stores") and the call is deleted (found on a host build, where the
+# generated Div of a test encoder silently vanished; see tests/firmware_sim/test_codegen.py)
+CFLAGS = ("-O2", "-std=c99", "-ffreestanding", "-fno-builtin", "-fno-delete-null-pointer-checks",
+          "-ffunction-sections", "-fdata-sections",
           "-Wall", "-Wextra", "-Wno-unused-function")
 LDFLAGS = ("-nostdlib", "-nostartfiles", "-Wl,--gc-sections")
 
@@ -102,9 +112,48 @@ def target_for(board_name: str) -> Target:
     return TARGETS[key]
 
 
-def _defines(target: Target, hz: int, layer_hook: bool, qemu: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class LoraRadio:
+    """The raw-LoRa link of a board image (firmware/link_sx1276.c over sx1276.c, never run on a chip):
+    the SX1276's modulation. The QEMU image keeps the UART link (QEMU has no SX1276)."""
+
+    sf: int = 7
+    bw_hz: int = 125_000
+    cr: int = 1                       # 4/5
+    freq_hz: int = 868_100_000
+    power_dbm: int = 13
+    sync_word: int = 0x12
+
+    def check(self, board: str) -> None:
+        if board not in RADIO_BOARDS:
+            raise SnnError(f"--radio sx1276 has an SPI driver for {', '.join(RADIO_BOARDS)} only, not {board}")
+        if not 7 <= self.sf <= 12 or self.bw_hz not in (125_000, 250_000, 500_000) or not 1 <= self.cr <= 4:
+            raise SnnError("LoRa settings: SF 7..12, bandwidth 125/250/500 kHz, coding rate 4/5..4/8")
+        if not 862_000_000 <= self.freq_hz <= 1_020_000_000 or not 0 <= self.power_dbm <= 14:
+            raise SnnError("LoRa settings: carrier 862-1020 MHz (the SX1276's band 1, RFO_HF pin), power 0..14 dBm")
+
+    @property
+    def mtu(self) -> int:
+        from channel.links import get_link
+        return get_link(f"lora-sf{self.sf}-bw{self.bw_hz // 1000}").mtu
+
+    def config_lines(self) -> list[str]:
+        return [f"#define SNN_LORA_FREQ_HZ {self.freq_hz}u", f"#define SNN_LORA_SF {self.sf}u",
+                f"#define SNN_LORA_BW_CODE {({125_000: 7, 250_000: 8, 500_000: 9})[self.bw_hz]}u",
+                f"#define SNN_LORA_CR {self.cr}u", f"#define SNN_LORA_POWER_DBM {self.power_dbm}",
+                f"#define SNN_LORA_SYNC_WORD 0x{self.sync_word:02X}u"]
+
+
+RADIO_BOARDS = ("stm32f411",)
+
+
+def _defines(target: Target, hz: int, layer_hook: bool, qemu: bool = False, radio: bool = False) -> list[str]:
     family = target.qemu_family if qemu and target.qemu_family else target.family
-    d = [f"-D{f}" for f in family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u"]
+    d = [f"-D{f}" for f in family] + [f"-DSNN_CPU_HZ={hz}u", f"-DSNN_BAUD={BAUD}u", f"-DSNN_SIMD={int(target.dsp)}"]
+    if qemu:    # QEMU models no clock tree (its RCC reads 0): the image keeps the machine's clock
+        d.append("-DSNN_NO_CLOCK_TREE")
+    elif radio:
+        d.append("-DSNN_LINK_SX1276")
     return d + (["-DSNN_LAYER_HOOK"] if layer_hook else [])
 
 
@@ -131,7 +180,7 @@ def device_key(key_file: Path | None, device_id: int, fingerprint: str) -> tuple
     return entry.key, f"{Path(key_file).name}, device {device_id}"
 
 
-def _makefile(target: Target, protocol: int) -> str:
+def _makefile(target: Target, protocol: int, radio: bool = False) -> str:
     return f"""# Generated by `snn mcu build`: rebuild with `make` (needs only arm-none-eabi-gcc).
 CC = arm-none-eabi-gcc
 SIZE = arm-none-eabi-size
@@ -143,7 +192,7 @@ SRCS = {' '.join(sources(protocol))}
 all: firmware.elf{' firmware-qemu.elf' if target.qemu_machine else ''}
 
 firmware.elf: $(SRCS) link.ld *.h
-\t$(CC) $(CFLAGS) {' '.join(_defines(target, target.cpu_hz, True))} $(SRCS) $(LDFLAGS) -o $@
+\t$(CC) $(CFLAGS) {' '.join(_defines(target, target.cpu_hz, True, radio=radio))} $(SRCS) $(LDFLAGS) -o $@
 \t$(SIZE) -A $@
 """ + (f"""
 firmware-qemu.elf: $(SRCS) {_qemu_ld(target)} *.h
@@ -178,7 +227,8 @@ and do not commit it.** Key: {key_source}. Protocol v{protocol} (docs/PROTOCOL.m
 - `make` rebuilds `firmware.elf` with arm-none-eabi-gcc alone (freestanding: no newlib, no libgcc);
   `make firmware.bin` makes a raw image to flash at 0x{target.flash_origin:08X}
   (e.g. `st-flash write firmware.bin 0x{target.flash_origin:08X}` or `openocd ... program firmware.elf`).
-- UART: {uart}, {BAUD} baud 8N1, clocks at their reset values ({target.cpu_hz / 1e6:.0f} MHz, no PLL set-up).
+- UART: {uart}, {BAUD} baud 8N1. Core clock {target.cpu_hz / 1e6:.0f} MHz (`clock.c` sets up the PLL, flash wait
+  states and bus prescalers at boot; `clock.h` has the figures).
   Messages are COBS-framed with a 0x00 delimiter; see `main.c` for the harness messages (image in,
   status out) and `proto.h` for the protocol frames.
 - `snn_model.c` is the int8 encoder as integer C (generated; equal to the Python simulator on every
@@ -211,9 +261,10 @@ def _qemu_ld(target: Target) -> str:
     return "link-qemu.ld" if target.qemu_own_map else "link.ld"
 
 
-def _compile(out: Path, target: Target, hz: int, elf_name: str, protocol: int, qemu: bool = False) -> None:
+def _compile(out: Path, target: Target, hz: int, elf_name: str, protocol: int, qemu: bool = False,
+             radio: bool = False) -> None:
     ld = _qemu_ld(target) if qemu else "link.ld"
-    cmd = [toolchain(), *target.cpu_flags, *CFLAGS, "-I.", *_defines(target, hz, True, qemu), *sources(protocol),
+    cmd = [toolchain(), *target.cpu_flags, *CFLAGS, "-I.", *_defines(target, hz, True, qemu, radio), *sources(protocol),
            *target.cpu_flags, *LDFLAGS, "-T", ld, "-o", elf_name]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -223,8 +274,9 @@ def _compile(out: Path, target: Target, hz: int, elf_name: str, protocol: int, q
 
 def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None = None,
                   device_id: int = 1, mtu: int = 255, protocol: int | None = None,
-                  copies: int = 1) -> dict:
-    """Generate the project folder (mode 0700); returns what was written."""
+                  copies: int = 1, radio: LoraRadio | None = None) -> dict:
+    """Generate the project folder (mode 0700); returns what was written. With `radio` the board
+    image sends its frames on an SX1276 at that radio's MTU."""
     protocol = reference_protocol() if protocol is None else int(protocol)
     if protocol not in PROTOCOL_SOURCES:
         raise SnnError(f"protocol version {protocol} has no C implementation (have {sorted(PROTOCOL_SOURCES)})")
@@ -232,6 +284,9 @@ def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None
         raise SnnError("header copies must be 1, 3 or 5")
     board = load_board(board_name)
     target = target_for(board.name)
+    if radio is not None:
+        radio.check(board.name)
+        mtu = min(mtu, radio.mtu)
     if not 0 <= device_id <= 0xFFFF:
         raise SnnError(f"--device-id {device_id} outside 0..65535")
     encoder = Path(encoder)
@@ -269,31 +324,34 @@ def write_project(encoder, board_name: str, out_dir: Path, key_file: Path | None
               f"#define SNN_PROTOCOL {protocol}u", f"#define SNN_COPIES {copies}u",
               "#define SNN_COUNTER_START 0u   /* a board reads its counter store; QEMU gets it over the UART */",
               f"/* key: {key_source} */",
-              "#define SNN_KEY_BYTES {" + ", ".join(f"0x{b:02x}" for b in key) + "}", "#endif", ""]
+              "#define SNN_KEY_BYTES {" + ", ".join(f"0x{b:02x}" for b in key) + "}",
+              *(radio.config_lines() if radio else []), "#endif", ""]
     cfg = out / "snn_config.h"
     cfg.write_text("\n".join(config))
     os.chmod(cfg, 0o600)
-    (out / "Makefile").write_text(_makefile(target, protocol))
+    (out / "Makefile").write_text(_makefile(target, protocol, radio is not None))
     (out / "README.md").write_text(_project_readme(board, target, protocol, key_source))
     (out / "firmware.json").write_text(json.dumps({
         "board": board.name, "encoder": str(encoder.resolve()), "device_id": device_id,
         "qemu_machine": target.qemu_machine, "qemu_serial_index": target.qemu_serial_index,
         "cpu_hz": target.cpu_hz, "qemu_hz": target.qemu_hz, "n_symbols": model.n_symbols,
         "input_bytes": model.input_bytes, "arena_bytes": model.arena_bytes, "layers": model.layers,
-        "fingerprint": fingerprint, "protocol": protocol, "copies": copies, "key": key_source,
+        "fingerprint": fingerprint, "protocol": protocol, "copies": copies, "key": key_source, "mtu": mtu,
+        "link": "sx1276" if radio else "uart", "radio": radio.__dict__ if radio else None,
         "key_file": str(Path(key_file).resolve()) if key_file else None}, indent=1))
-    return {"board": board, "target": target, "model": model, "out": out, "protocol": protocol, "key": key_source}
+    return {"board": board, "target": target, "model": model, "out": out, "protocol": protocol, "key": key_source,
+            "radio": radio}
 
 
 def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = None, device_id: int = 1,
-                   protocol: int | None = None) -> dict:
+                   protocol: int | None = None, radio: LoraRadio | None = None) -> dict:
     """Write the project, cross-compile both images, and measure the board image against the board."""
     toolchain()
     toolchain("arm-none-eabi-size")
     proj = write_project(encoder, board_name, Path(out_dir), key_file=key_file, device_id=device_id,
-                         protocol=protocol)
+                         protocol=protocol, radio=radio)
     out, board, target = proj["out"], proj["board"], proj["target"]
-    _compile(out, target, target.cpu_hz, "firmware.elf", proj["protocol"])
+    _compile(out, target, target.cpu_hz, "firmware.elf", proj["protocol"], radio=radio is not None)
     if target.qemu_machine:
         _compile(out, target, target.qemu_hz, "firmware-qemu.elf", proj["protocol"], qemu=True)
     sizes = image_sizes(out / "firmware.elf")
@@ -305,7 +363,8 @@ def build_firmware(encoder, board_name: str, out_dir, key_file: Path | None = No
             "arena_bytes": proj["model"].arena_bytes, "stack_bytes": STACK_BYTES,
             "flash_limit_bytes": board.flash_bytes, "ram_limit_bytes": ram_limit, "fits": bool(fits),
             "sections": sizes["sections"], "project": str(out.resolve()), "protocol": proj["protocol"],
-            "key": proj["key"]}
+            "key": proj["key"], "cpu_hz": target.cpu_hz, "qemu_hz": target.qemu_hz,
+            "link": "sx1276 (never run on a chip)" if radio else "uart"}
 
 
 def format_build(res: dict) -> str:
@@ -313,7 +372,8 @@ def format_build(res: dict) -> str:
             f"({100 * res['flash_bytes'] / res['flash_limit_bytes']:.1f} %), RAM {res['ram_bytes']} B of "
             f"{res['ram_limit_bytes']} ({100 * res['ram_bytes'] / res['ram_limit_bytes']:.1f} %; arena "
             f"{res['arena_bytes']} B, stack {res['stack_bytes']} B) -> {'fits' if res['fits'] else 'DOES NOT FIT'}\n"
-            f"  protocol v{res['protocol']}, key {res['key']}\n  {res['elf']}" + (f"\n  {res['qemu_elf']} (QEMU {res['qemu_machine']})" if res.get("qemu_elf") else ""))
+            f"  core clock {res['cpu_hz'] / 1e6:.0f} MHz, link {res['link']}, protocol v{res['protocol']}, key {res['key']}\n"
+            f"  {res['elf']}" + (f"\n  {res['qemu_elf']} (QEMU {res['qemu_machine']})" if res.get("qemu_elf") else ""))
 
 
 def elf_report(encoder, board_name: str) -> dict:

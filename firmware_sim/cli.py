@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--board", required=True, help="board name (stm32f411, stm32f746, stm32h743, nrf52840) "
                                                   "or path of a board .json")
     r.add_argument("--link", default="uart-115200", help="link for the time on air (default uart-115200)")
-    r.add_argument("--json", type=Path, default=None, help="write the figures here")
+    r.add_argument("--json", type=Path, default=None, help="write the figures here (default: not written)")
     r.add_argument("--no-refuse", action="store_true", help="exit 0 even when the model does not fit")
     r.add_argument("--no-elf", action="store_true", help="skip building the real firmware to measure its ELF")
 
@@ -34,27 +34,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--data", default=None,
                      help="data set spec with an optional :train|:test|:val suffix (no suffix: :test), e.g. "
                           "folder:PATH:test (default fmnist:test)")
-    src.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N,H,W[,C])")
-    u.add_argument("--count", type=int, default=None)
+    src.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N,H,W[,C]) (default: none, "
+                                                               "--data is used)")
+    u.add_argument("--count", type=int, default=None, help="(default: every image)")
     u.add_argument("--device-id", type=int, default=1)
     u.add_argument("--key-file", default=None, metavar="FILE",
                    help="keys file (snn keys new): the device's key; its counter is kept beside it. Without "
-                        "it, the insecure all-zero key (an edge run with --insecure)")
+                        "it, the insecure all-zero key (an edge run with --insecure) (default: none)")
     u.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for a reply (default 3)")
     u.add_argument("--retries", type=int, default=2)
     u.add_argument("--mtu", type=int, default=255)
     u.add_argument("--no-compute-delay", action="store_true",
                    help="do not wait the board's estimated encoder latency before sending")
     u.add_argument("--no-truth", action="store_true", help="do not send the ground-truth label")
-    u.add_argument("--json", type=Path, default=None)
+    u.add_argument("--json", type=Path, default=None, help="(default: not written)")
 
     a = sub.add_parser("agree", help="symbol agreement of the integer path with onnxruntime's int8 session")
     a.add_argument("encoder", type=Path)
     a.add_argument("--data", default="fmnist:test",
                    help="data set spec with an optional :train|:test|:val suffix (no suffix: :test) "
                         "(default fmnist:test)")
-    a.add_argument("--count", type=int, default=None)
-    a.add_argument("--json", type=Path, default=None)
+    a.add_argument("--count", type=int, default=None, help="(default: every image)")
+    a.add_argument("--json", type=Path, default=None, help="(default: not written)")
     a.add_argument("--engine", choices=("sim", "c"), default="sim",
                    help="sim: the Python integer simulator; c: the generated C firmware built for this host")
 

@@ -34,6 +34,7 @@ from snn.errors import SnnError
 from firmware_sim import kernels as K
 from firmware_sim.c_export import c_identifier
 from firmware_sim.ir import resolve
+from firmware_sim.ir.conv import Conv as ConvKernel, SimdPlan, blocked_run
 from firmware_sim.ir.base import strides as _strides
 from firmware_sim.lowering import Program, Step
 from firmware_sim.planner import Buffer, MemoryPlan, fusions, plan_buffers
@@ -112,6 +113,9 @@ class _Gen:
         self.names: dict[str, str] = {}
         self.stored: list[str] = []      # tensors with a buffer, in execution order
         self._done: set[str] = set()     # tensors whose T_at is emitted
+        self.guard: str | None = None    # a preprocessor condition around the arrays emitted now
+        self.blocked: dict[str, list[tuple[Step, SimdPlan]]] = {}   # stored tensor -> its DSP-path convs
+        self.blocked_convs: set[str] = set()
 
     # -- naming ----------------------------------------------------------------------------
     def cname(self, tensor: str) -> str:
@@ -136,8 +140,8 @@ class _Gen:
         name = c_identifier(f"{self.prefix}_{tag}")
         flat = [str(int(v)) + ("LL" if ctype == "int64_t" else "") for v in arr.ravel()]
         rows = [", ".join(flat[k:k + 16]) for k in range(0, len(flat), 16)] or ["0"]
-        self.arrays.append(f"static const {ctype} {name}[{max(1, len(flat))}] = {{\n    "
-                           + ",\n    ".join(rows) + "\n};\n")
+        decl = (f"static const {ctype} {name}[{max(1, len(flat))}] = {{\n    " + ",\n    ".join(rows) + "\n};\n")
+        self.arrays.append(f"#if {self.guard}\n{decl}#endif\n" if self.guard else decl)
         return name
 
     def shape(self, tensor: str) -> tuple[int, ...]:
@@ -165,11 +169,22 @@ class _Gen:
         if real.size == 1:
             if bool(np.ravel(sat)[0]):
                 return f"snn_rescale_sat({x}, {pre})"
+            if not pre and in_bits <= 31:   # |x| < 2^31: the one-multiply form
+                s0 = int(np.ravel(sh)[0])
+                if s0 >= 32:
+                    return f"snn_rescale_hi((int32_t)({x}), {int(np.ravel(m0)[0])}, {s0 - 32})"
+                return f"snn_rescale32((int32_t)({x}), {int(np.ravel(m0)[0])}, {s0})"
             return f"snn_rescale({x}, {pre}, {int(np.ravel(m0)[0])}LL, {int(np.ravel(sh)[0])})"
         idx = _bidx(out_full, real.shape, var)
         a_m0 = self.array(f"{tag}_m0", m0.astype(np.int64), "int32_t")
-        a_sh = self.array(f"{tag}_sh", sh.astype(np.int64), "uint8_t")
-        plain = f"snn_rescale({x}, {pre}, {a_m0}[k], {a_sh}[k])"
+        hi = not pre and in_bits <= 31 and not np.any(sat) and int(sh.min()) >= 32
+        a_sh = self.array(f"{tag}_sh", (sh - 32 if hi else sh).astype(np.int64), "uint8_t")
+        if hi:       # |x| < 2^31 and every channel's gain below 2^-1: the high word, no clamp
+            plain = f"snn_rescale_hi((int32_t)({x}), {a_m0}[k], {a_sh}[k])"
+        elif not pre and in_bits <= 31:
+            plain = f"snn_rescale32((int32_t)({x}), {a_m0}[k], {a_sh}[k])"
+        else:
+            plain = f"snn_rescale({x}, {pre}, {a_m0}[k], {a_sh}[k])"
         if np.any(sat):
             a_sat = self.array(f"{tag}_sat", sat.astype(np.uint8), "uint8_t")
             plain = f"({a_sat}[k] ? snn_rescale_sat({x}, {pre}) : {plain})"
@@ -201,8 +216,56 @@ class _Gen:
             self.funcs.append(f"static inline int64_t {name}_at(int32_t i)\n{{\n"
                               f"    return (int64_t)((const {ctype} *)(snn_arena + {name.upper()}_OFF))[i];\n}}\n")
             return
+        if tensor in self.blocked_convs:
+            # the DSP path computes this conv in blocks and leaves each element's accumulator in
+            # NAME_acc before finishing the element; the plain path computes it here
+            self.guard = "!SNN_SIMD"
+            try:
+                body = self.compute(step, name)
+            finally:
+                self.guard = None
+            acc_t = "int64_t" if step.spec.acc_bits > 31 else "int32_t"
+            self.funcs.append(f"#if SNN_SIMD\nstatic {acc_t} {name}_acc;\n#endif\n"
+                              f"static inline int64_t {name}_at(int32_t i)\n{{\n    (void)i;\n#if SNN_SIMD\n"
+                              f"    return {name}_acc;\n#else\n{body}#endif\n}}\n")
+            return
         body = self.compute(step, name)
         self.funcs.append(f"static inline int64_t {name}_at(int32_t i)\n{{\n    (void)i;\n{body}}}\n")
+
+    def plan_simd(self, order: list[str]) -> None:
+        """Choose, for each stored tensor, the convs of its fused chain that the DSP path runs in
+        blocks: those the chain reads element for element (every tensor from the conv to the stored
+        one has the stored one's shape, so element i of the conv finishes element i of the output)
+        and that have a DSP plan. The others stay element by element."""
+        for t in order:
+            chosen = []
+            for s in self.p.steps:
+                if not isinstance(s.spec, ConvKernel) or s.output == t or _fused_root(self, s.output) != t:
+                    continue
+                node, ok = s.output, True
+                while node != t and ok:
+                    ok = self.full(node) == self.full(t)
+                    node = self.fused[node]
+                plan = s.spec.simd_plan(_Emit(self, self.cname(s.output), self.full(s.output))) if ok else None
+                if plan is not None:
+                    chosen.append((s, plan))
+            if chosen:
+                self.blocked[t] = chosen
+                self.blocked_convs.update(s.output for s, _ in chosen)
+
+    def simd_run(self, t: str, out_ctype: str) -> str:
+        """The DSP-path statements of T_run for a stored tensor with blocked convs."""
+        convs = []
+        self.guard = "SNN_SIMD"
+        try:
+            for j, (step, plan) in enumerate(self.blocked[t]):
+                conv = self.cname(step.output)
+                part = step.spec.simd_parts(_Emit(self, conv, self.full(step.output)), plan)
+                self.funcs.append(f"#if SNN_SIMD\n{part.im2col_c}#endif\n")
+                convs.append((part, f"{conv}_acc", f"{self.cname(t).upper()}_COL{j}_OFF"))
+        finally:
+            self.guard = None
+        return blocked_run(convs, f"{self.cname(t)}_calc", out_ctype)
 
     def is_stored(self, tensor: str) -> bool:
         step = self.by_out[tensor]
@@ -360,6 +423,10 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
         buffers.append(Buffer(t, (size + 3) // 4 * 4, time[t], max(last.get(t, time[t]), time[t]),
                               kind="output" if t == out_base else "activation"))
     buffers.append(Buffer("frame", (frame_bytes + 3) // 4 * 4, len(order), len(order) + 1, kind="frame"))
+    gen.plan_simd(order)
+    for t, convs in gen.blocked.items():   # the DSP path's im2col columns, live while T_run runs
+        for j, (_, simd) in enumerate(convs):
+            buffers.append(Buffer(f"{t}#im2col{j}", simd.scratch_bytes, time[t], time[t], kind="scratch"))
     plan = plan_buffers(buffers)
     offsets = {b.name: b.offset for b in plan.buffers}
     runs, layers = [], []
@@ -372,8 +439,11 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
         gen.funcs.append(f"static inline int64_t {name}_calc(int32_t i)\n{{\n    (void)i;\n{body}}}\n")
         gen.ensure(t)
         stype = "snn_i64a" if ctype == "int64_t" else ctype
-        runs.append(f"static __attribute__((noinline)) void {name}_run(void)\n{{\n    {stype} *out = ({stype} *)(snn_arena + {name.upper()}_OFF);\n"
-                    f"    for (int32_t i = 0; i < {n}; i++) {{\n        out[i] = ({ctype}){name}_calc(i);\n    }}\n}}\n")
+        plain = f"    for (int32_t i = 0; i < {n}; i++) {{\n        out[i] = ({ctype}){name}_calc(i);\n    }}\n"
+        if t in gen.blocked:
+            plain = f"#if SNN_SIMD\n{gen.simd_run(t, ctype)}#else\n{plain}#endif\n"
+        runs.append(f"static __attribute__((noinline)) void {name}_run(void)\n{{\n"
+                    f"    {stype} *out = ({stype} *)(snn_arena + {name.upper()}_OFF);\n{plain}}}\n")
         chain = [s for s in program.steps if not s.alias and (s.output == t or _fused_root(gen, s.output) == t)]
         layers.append({"index": k, "tensor": t, "c_name": name, "ops": [s.op for s in chain],
                        "kernels": [s.kernel for s in chain], "steps": [s.name for s in chain],
@@ -383,6 +453,8 @@ def generate(program: Program, prefix: str = "snn", frame_bytes: int = FRAME_BYT
     defs.append(f"#define SNN_INPUT_OFF {offsets[program.input_name]}u")
     defs.append(f"#define SNN_SYMBOLS_OFF {offsets[out_base]}u")
     defs.append(f"#define SNN_FRAME_OFF {offsets['frame']}u")
+    defs += [f"#define {gen.cname(t).upper()}_COL{j}_OFF {offsets[f'{t}#im2col{j}']}u"
+             for t, convs in gen.blocked.items() for j in range(len(convs))]
     calls = "\n".join(f"    SNN_LAYER_MARK({k});\n    {gen.cname(t)}_run();" for k, t in enumerate(order))
     fp = str(meta.get("fingerprint", "00000000"))
     n_sym = int(np.prod(_shape(gen.by_out[out_base].out.shape)))
@@ -418,7 +490,9 @@ static inline uint8_t *snn_model_frame(void) {{ return snn_arena + {offsets['fra
 """
     source = (f"/* Generated by firmware_sim/codegen.py from {Path(str(program.model.path)).name}: do not edit.\n"
               " * One loop per stored tensor over a planned arena; fused steps are inlined. */\n"
-              '#include "snn_model.h"\n#include "snn_fixed.h"\n\n'
+              '#include "snn_model.h"\n#include "snn_fixed.h"\n#include "snn_simd.h"\n\n'
+              "#ifndef SNN_SIMD  /* the DSP path (SMLAD) where the core has the DSP extension; the build says */\n"
+              "#if defined(__ARM_FEATURE_DSP)\n#define SNN_SIMD 1\n#else\n#define SNN_SIMD 0\n#endif\n#endif\n\n"
               "#ifdef SNN_LAYER_HOOK  /* the firmware times each layer (main.c: snn_layer_mark) */\n"
               "void snn_layer_mark(unsigned k);\n#define SNN_LAYER_MARK(k) snn_layer_mark(k)\n"
               "#else\n#define SNN_LAYER_MARK(k) ((void)0)\n#endif\n\n"
@@ -438,5 +512,5 @@ def _fused_root(gen: _Gen, tensor: str) -> str:
 
 
 def support_files() -> list[Path]:
-    """The hand-written C the generated model needs (fixed-point helpers)."""
-    return [FIRMWARE_DIR / "snn_fixed.h"]
+    """The hand-written C the generated model needs (fixed-point helpers, the DSP intrinsics)."""
+    return [FIRMWARE_DIR / "snn_fixed.h", FIRMWARE_DIR / "snn_simd.h"]

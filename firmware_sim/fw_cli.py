@@ -18,10 +18,18 @@ def add_arguments(sub) -> None:
     b.add_argument("encoder", type=Path, help="int8 QDQ ONNX encoder (snn export -o DIR -> DIR/encoder.int8.onnx)")
     b.add_argument("--board", required=True, help="board name (stm32f411, nrf52840, stm32f746, stm32h743)")
     b.add_argument("-o", "--out", type=Path, required=True, help="project folder (created mode 0700: it holds the key)")
-    b.add_argument("--key-file", type=Path, default=None, help="per-device keys file (snn keys new)")
+    b.add_argument("--key-file", type=Path, default=None, help="per-device keys file (snn keys new) (default: none, "
+                                                               "the insecure all-zero key)")
     b.add_argument("--device-id", type=int, default=1, help="this device's id (default 1)")
-    b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here")
+    b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here (default: "
+                                                           "not written)")
     b.add_argument("--no-refuse", action="store_true", help="exit 0 even when the image does not fit the board")
+    b.add_argument("--radio", choices=["sx1276"], default=None,
+                   help="send the frames on a raw-LoRa SX1276 (CRC off, implicit header) instead of the UART; "
+                        "stm32f411 only; the driver has never run on a chip (default: the UART)")
+    b.add_argument("--lora-sf", type=int, default=7, help="spreading factor with --radio (default 7)")
+    b.add_argument("--lora-freq", type=int, default=868_100_000, help="carrier in Hz with --radio (default 868100000)")
+    b.add_argument("--lora-power", type=int, default=13, help="RFO_HF power in dBm with --radio (default 13)")
 
     q = sub.add_parser("qemu", help="run the built firmware under qemu-system-arm, images and replies over its UART")
     q.add_argument("--board", required=True)
@@ -36,7 +44,7 @@ def add_arguments(sub) -> None:
     q.add_argument("--retries", type=int, default=2, help="resends of an unanswered inference (default 2)")
     q.add_argument("--icount", action="store_true",
                    help="run QEMU with -icount shift=0 and report instructions per layer (slower)")
-    q.add_argument("--json", type=Path, default=None)
+    q.add_argument("--json", type=Path, default=None, help="(default: not written)")
 
 
 def _write_json(path: Path | None, data: dict) -> None:
@@ -57,14 +65,18 @@ def run(args: argparse.Namespace) -> int:
         from firmware_sim.host_engine import compare_engines
         images, _ = load_images(args.data, args.count)
         res = compare_engines(args.encoder, images, engine=args.engine)
-        print(f"{res['images']} images, {res['symbols']} symbols: C vs simulator {res['symbol_agreement_vs_sim']:.6f}, "
+        print(f"{res['images']} images, {res['symbols']} symbols: C vs simulator {res['symbol_agreement_vs_sim']:.6f} "
+              f"(DSP path; plain C {res['symbol_agreement_vs_sim_plain']:.6f}), "
               f"C vs onnxruntime {res['symbol_agreement_vs_onnxruntime']:.6f} "
               f"({res['images_bit_exact_vs_onnxruntime']:.4f} of images bit-exact)")
         _write_json(args.json, res)
         return 0
     if args.what == "build":
         from firmware_sim.build import build_firmware, format_build
-        res = build_firmware(args.encoder, args.board, args.out, key_file=args.key_file, device_id=args.device_id)
+        from firmware_sim.build import LoraRadio
+        radio = LoraRadio(sf=args.lora_sf, freq_hz=args.lora_freq, power_dbm=args.lora_power) if args.radio else None
+        res = build_firmware(args.encoder, args.board, args.out, key_file=args.key_file, device_id=args.device_id,
+                             radio=radio)
         print(format_build(res))
         _write_json(args.json, res)
         if not res["fits"] and not args.no_refuse:

@@ -26,7 +26,8 @@ of a rounding tie, which is why symbol agreement is measured (`agreement`), not 
 
 Each step carries a typed kernel (`firmware_sim.ir`): its constants, computed once here, with its
 NumPy evaluation and its C side by side. Graph ops are lowered by the functions registered for
-them in `LOWERINGS` (``@lowers``); an op outside `SUPPORTED_OPS` is refused by name.
+them in `LOWERINGS` (``@lowers``, an `snn.registry.Registry`); an op outside `SUPPORTED_OPS` is
+refused by name.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from firmware_sim import ir
 from firmware_sim import kernels as K
 from firmware_sim.qdq_reader import QdqModel, read_qdq
 from snn.errors import SnnError
+from snn.registry import Registry
 
 GUARD_BITS = 16          # fixed-point resolution below a consumer's quantization step
 ARG_BITS = 22            # resolution of the nearest-centre search, relative to the largest centre
@@ -151,16 +153,16 @@ def _mq(real) -> dict:
     return {"multiplier": m0.astype(np.int32), "shift": sh.astype(np.int32)}
 
 
-LOWERINGS: dict[str, Callable] = {}     # ONNX op type -> the _Lowering method that lowers it
+LOWERINGS: Registry[Callable] = Registry("ONNX op")   # op type -> the _Lowering method that lowers it
+_OP_NAMES: list[str] = []                               # the op types as ONNX spells them
 
 
 def lowers(*ops: str):
     """Register the decorated `_Lowering` method as the lowering of `ops`."""
     def deco(fn):
         for op in ops:
-            if op in LOWERINGS:
-                raise ValueError(f"{op} is lowered twice")
-            LOWERINGS[op] = fn
+            LOWERINGS.add(op, fn)
+            _OP_NAMES.append(op)
         return fn
     return deco
 
@@ -348,7 +350,7 @@ class _Lowering:
     # -- ops ---------------------------------------------------------------------------------
     def lower_node(self, node):
         op = node.op_type
-        handler = LOWERINGS.get(op)
+        handler = LOWERINGS.get(op) if op in LOWERINGS else None
         if handler is None:
             raise SnnError(f"unsupported operator '{op}' (node {node.name or node.output[0]!r}): the MCU "
                            f"simulator lowers only {', '.join(SUPPORTED_OPS)}")
@@ -885,7 +887,7 @@ class _Lowering:
         self._layout(node, ir.layout.Pad(node.input[0], width), alias=False)
 
 
-SUPPORTED_OPS = sorted(set(LOWERINGS) | set(FOLDED_OPS))
+SUPPORTED_OPS = sorted(set(_OP_NAMES) | set(FOLDED_OPS))
 
 
 def lower(model: QdqModel | str) -> Program:

@@ -86,7 +86,9 @@ def fusions(program) -> dict[str, str]:
 
     A conv whose only consumer is a requantisation writes int8 directly (arm_convolve_s8); an
     elementwise kernel whose only consumer is elementwise runs in the same per-element loop
-    (GDN's sqrt/div/PReLU, the distance/compare of the nearest-centre search).
+    (GDN's sqrt/div/PReLU, the distance/compare of the nearest-centre search), unless that consumer
+    broadcasts it to more elements than it has (the normalised features against L centres): the
+    loop would recompute it once per copy, so it is stored instead.
     """
     steps = program.steps
     by_out = {s.output: s for s in steps}
@@ -108,6 +110,8 @@ def fusions(program) -> dict[str, str]:
         if len(rs) != 1 or by_out.get(s.output) is None:
             continue
         c = rs[0]
+        if c.elements > s.elements:
+            continue   # a consumer that broadcasts would recompute this kernel for every copy: store it
         if (s.kernel in CONV and c.kernel == "requantize") or (s.kernel in ELEMENTWISE and c.kernel in ELEMENTWISE):
             fused[s.output] = c.output
     return fused

@@ -2,7 +2,8 @@
 
 `mcu_report(encoder, board)` lowers the encoder (`lowering`), plans its arena (`planner`), prices
 every kernel (`cost_model`) and sizes the frame it sends (`codec.wire.frame`) and its time on air on a
-link (`channel.links`). `check_fits` refuses a model over budget with the numbers that do not fit.
+link (`channel.links`), and the energy of one inference (`energy`). Cycles and energy are stated at
+the clock the firmware configures (the board profile's ``clock_hz``, `firmware/clock.c`). `check_fits` refuses a model over budget with the numbers that do not fit.
 """
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK,
     sram = int(plan.peak_bytes)
     fits_flash = flash <= board.flash_for_model
     fits_sram = sram <= board.sram_for_model
+    from firmware_sim.energy import energy_mj
+
+    energy = energy_mj(board, cycles, lk, [float(n) for n in wire])
     return {
         "board": board.name, "core": board.core, "clock_hz": board.clock_hz,
         "fits": bool(fits_flash and fits_sram), "fits_flash": fits_flash, "fits_sram": fits_sram,
@@ -92,7 +96,7 @@ def mcu_report(encoder, board: Board | str, link: str = DEFAULT_LINK,
         "wire_bytes": wire, "time_on_air_ms": air_s * 1e3,
         "n_symbols": meta.get("n_symbols"), "levels": meta.get("levels"),
         "layers": layers, "arena": plan.as_dict(),
-        "cost_model": CITATION,
+        "cost_model": CITATION, "energy_mj": energy,
         "encoder": str(getattr(program.model, "path", encoder)),
     }
 
@@ -127,6 +131,14 @@ def format_report(r: dict) -> str:
         f"MACs       {r['macs']:>9}    cycles ~{r['cycles']}  latency ~{r['latency_ms']:.2f} ms (estimate)",
         f"frame      {sum(r['frame_bytes'])} B in {r['frames']} frame(s); {r['time_on_air_ms']:.2f} ms on air "
         f"on {r['link']}",
+        _energy_line(r["energy_mj"]),
         f"cost model: {r['cost_model']}",
     ]
     return "\n".join(lines)
+
+
+def _energy_line(e: dict) -> str:
+    def mj(v):
+        return "n/a" if v is None else f"{v:.3f} mJ"
+    return (f"energy     {mj(e['total'])} per inference: compute {mj(e['compute'])}, radio TX {mj(e['radio_tx'])}, "
+            f"RX {mj(e['radio_rx'])} ({e['note']})")

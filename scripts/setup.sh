@@ -9,6 +9,9 @@ need_apt=()
 if [ "${SNN_SKIP_CHROMIUM:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
   need_apt+=(chromium)   # the dashboard test drives the page in headless Chromium
 fi
+# `snn edge serve --mqtt` is tested against a real broker the tests start (744 kB of archives, 1.9 MB on disk)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2

@@ -4,10 +4,16 @@ Each subcommand is a module exposing `add_arguments(parser)` and `run(args) -> i
 component (`<component>/cli.py`), or here in `snn/` when it composes several components (see
 `snn/__init__.py`). Modules are imported only when their subcommand runs, so `snn device ...`
 never imports torch.
+
+Every parser, down to the sub-subcommands the modules add, is a `SnnParser`, whose help shows
+each flag's default (`DefaultsHelpFormatter`): a flag whose help does not say its default gets
+"(default: X)" appended, an on/off flag "(default: off)". A flag whose default is None must say
+in words what happens without it (tests/snn/test_help_defaults.py checks every one).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import sys
 
@@ -29,6 +35,56 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to a flag's help unless the help already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return help_with_default(action)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and help_with_default(action):   # argparse prints nothing for help=None
+            action = copy.copy(action)
+            action.help = help_with_default(action)
+        return super()._format_action(action)
+
+
+def help_with_default(action: argparse.Action) -> str:
+    """The help text of `action` as --help shows it (with its default, where one is known)."""
+    text = action.help or ""
+    if action.help == argparse.SUPPRESS or "default" in text.lower():
+        return text
+    if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+        return text
+    if action.required or (not action.option_strings and action.nargs not in ("?", "*")):
+        return text
+    if isinstance(action, argparse._StoreTrueAction):
+        shown = "off"
+    elif isinstance(action, argparse._StoreFalseAction):
+        shown = "on"
+    elif action.default is None or action.default is argparse.SUPPRESS:
+        return text           # the help must say it in words: a None default means "derived" or "not done"
+    elif isinstance(action.default, (list, tuple)):
+        shown = ",".join(str(v) for v in action.default).replace("%", "%%") or "none"
+    else:
+        shown = "%(default)s"
+    return f"{text} (default: {shown})" if text else f"default: {shown}"
+
+
+class SnnParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults; its subparsers are SnnParsers too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_subparsers(self, **kwargs):
+        action = super().add_subparsers(**kwargs)
+        cls = action._parser_class
+        if not issubclass(cls, SnnParser):      # a module's own parser class (e.g. one-line errors): mix us in
+            action._parser_class = type(cls.__name__, (cls, SnnParser), {})
+        return action
+
+
 def _load(module_name: str):
     try:
         return importlib.import_module(module_name)
@@ -39,7 +95,7 @@ def _load(module_name: str):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snn", description=__doc__.splitlines()[0])
+    parser = SnnParser(prog="snn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     for name, (module_name, help_text) in SUBCOMMANDS.items():

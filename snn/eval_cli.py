@@ -33,10 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="data set spec with an optional :train|:test|:val suffix (no suffix: :test), e.g. "
                              "folder:PATH:val (default: the bundle's data set, :test split)")
-    parser.add_argument("--count", type=int, default=None, help="evaluate only the first N test images")
+    parser.add_argument("--count", type=int, default=None, help="evaluate only the first N test images (default: "
+                                                                "the whole test split)")
     parser.add_argument("--speed", action="store_true", help="also measure the edge half (MACs, params, images/s)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file (default: not "
+                                                                "written)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,14 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=int, action="append", required=True, metavar="ID",
                    help="device id 0..65535 (repeat for several devices)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--fingerprint", metavar="HEX", help="bind the devices to this codec (8 hex digits)")
+    which.add_argument("--fingerprint", metavar="HEX", help="bind the devices to this codec (8 hex digits) "
+                                                            "(default: none, any codec)")
     which.add_argument("--bundle", metavar="FILE",
-                       help="bind the devices to the codec of this bundle (.snn) or exported encoder (.onnx)")
+                       help="bind the devices to the codec of this bundle (.snn) or exported encoder (.onnx) "
+                            "(default: none, any codec)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="keys file to write (mode 0600)")
     p.add_argument("--force", action="store_true", help="replace an existing keys file")
     s = sub.add_parser("show", help="list the devices of a keys file (keys masked)")
     s.add_argument("file", metavar="FILE")
-    s.add_argument("--json", default=None, metavar="PATH", help="write the (masked) entries here")
+    s.add_argument("--json", default=None, metavar="PATH", help="write the (masked) entries here (default: not "
+                                                                "written)")
 
 
 def fingerprint_of(path: str) -> bytes:

@@ -7,7 +7,9 @@ flag's default: `snn.options`); Python callers build it directly:
     train_codec(recipe, command="...", make_errors=make_error_model)
 
 A recipe that cannot train (a BER range outside (0, 0.5], a share outside [0, 1], a count
-below 1, ...) is refused at construction with an SnnError naming the flag.
+below 1, ...) is refused at construction with an SnnError naming the flag. `board` and
+`device_budget` are applied before training by `export.device_fit.fit_recipe`, which returns the
+recipe with the shape that fits (`snn train codec` calls it before any rank starts).
 """
 from __future__ import annotations
 
@@ -86,6 +88,13 @@ class CodecRecipe:
     holdout: float | None = _opt(None, "folder:PATH as one tree: hold this fraction of each class out as the test "
                                        "split (default: the split the backbone was trained with)", metavar="F")
     split_seed: int = _opt(0, "seed of the --holdout split (default 0)")
+    board: str | None = _opt(None, "choose the split and encoder shape (--split, --decode-to, --enc-stride, "
+                                   "--enc-hidden, --dec-hidden, --int8-aware) whose int8 encoder fits this board by "
+                                   "'snn mcu report' and the export's 64 KiB bar, e.g. stm32f411 ('snn mcu boards' "
+                                   "lists them); shape flags you give stay fixed (default: no board, the shape "
+                                   "flags as given)", metavar="NAME")
+    device_budget: int | None = _opt(None, "as --board, for an int8 encoder file of at most BYTES (default: no "
+                                           "budget; with --board, the export's 65536)", metavar="BYTES")
 
     def __post_init__(self) -> None:
         for name in ("backbone", "out", "init"):
@@ -125,6 +134,8 @@ class CodecRecipe:
             refuse("crop", "must lie in (0, 1]")
         if self.holdout is not None and not 0 < self.holdout < 1:
             refuse("holdout", "must lie strictly between 0 and 1")
+        if self.device_budget is not None and self.device_budget < 1:
+            refuse("device_budget", "must be a positive number of bytes")
 
     def replace(self, **changes) -> "CodecRecipe":
         """A copy with some fields changed (validated again)."""

@@ -1,9 +1,11 @@
 /* UART and SysTick for each board family (register addresses from the vendors' reference manuals:
  * ST RM0383 (STM32F411), RM0385 (STM32F746), RM0433 (STM32H743); Nordic nRF52840 PS v1.1).
- * Clocks are left at their reset values (no PLL set-up): HSI 16 MHz on the F4/F7, 64 MHz on the
- * H7 and the nRF52840. Polling, no interrupts: a byte the firmware has not read stays in the
+ * The clock tree is set up first (clock.c: each board's maximum documented clock); the UART's
+ * baud divisor is computed from the clock of the bus it sits on (SNN_UART_HZ). Polling, no
+ * interrupts: a byte the firmware has not read stays in the
  * UART (on QEMU the character backend holds it until the one-byte receive register is free). */
 #include "board.h"
+#include "clock.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -45,14 +47,54 @@ static void systick_init(void)
 #define USART_BRR REG(USART_BASE + 0x08u)
 #define USART_CR1 REG(USART_BASE + 0x0Cu)
 
+#if defined(SNN_LINK_SX1276)
+/* SPI1 to the SX1276 (RM0383 20.5): PA5 SCK, PA6 MISO, PA7 MOSI (AF5), PA4 NSS as a GPIO output;
+ * mode 0, MSB first, APB2 100 MHz / 16 = 6.25 MHz (the SX1276 takes up to 10 MHz). */
+#define SPI1_BASE 0x40013000u
+#define SPI1_CR1 REG(SPI1_BASE + 0x00u)
+#define SPI1_SR REG(SPI1_BASE + 0x08u)
+#define SPI1_DR REG(SPI1_BASE + 0x0Cu)
+
+static void spi_init(void)
+{
+    REG(0x40023844u) |= 1u << 12;                                       /* RCC_APB2ENR.SPI1EN */
+    GPIOA_MODER = (GPIOA_MODER & ~(0xFFu << 8)) | (0xA9u << 8);         /* PA4 out, PA5-7 alternate */
+    GPIOA_AFRL = (GPIOA_AFRL & ~(0xFFFu << 20)) | (0x555u << 20);       /* PA5-7 AF5 */
+    REG(0x40020018u) = 1u << 4;                                         /* BSRR: NSS high */
+    SPI1_CR1 = (1u << 9) | (1u << 8) | (3u << 3) | (1u << 2);           /* SSM SSI, /16, master */
+    SPI1_CR1 |= 1u << 6;                                                /* SPE */
+}
+
+void snn_spi_select(int on)
+{
+    while (SPI1_SR & (1u << 7)) {                                       /* BSY */
+    }
+    REG(0x40020018u) = on ? 1u << (4 + 16) : 1u << 4;                   /* NSS low / high */
+}
+
+uint8_t snn_spi_xfer(uint8_t out)
+{
+    while (!(SPI1_SR & (1u << 1))) {                                    /* TXE */
+    }
+    *(volatile uint8_t *)(SPI1_BASE + 0x0Cu) = out;
+    while (!(SPI1_SR & 1u)) {                                           /* RXNE */
+    }
+    return (uint8_t)SPI1_DR;
+}
+#endif
+
 void snn_board_init(void)
 {
+    snn_clock_init();
     RCC_AHB1ENR |= 1u << 0;          /* GPIOA */
     RCC_APB1ENR |= 1u << 17;         /* USART2 */
     GPIOA_MODER = (GPIOA_MODER & ~(0xFu << 4)) | (0xAu << 4);          /* PA2, PA3 alternate */
     GPIOA_AFRL = (GPIOA_AFRL & ~(0xFFu << 8)) | (0x77u << 8);          /* AF7 */
-    USART_BRR = (SNN_CPU_HZ + SNN_BAUD / 2) / SNN_BAUD;
+    USART_BRR = (SNN_UART_HZ + SNN_BAUD / 2) / SNN_BAUD;
     USART_CR1 = (1u << 13) | (1u << 3) | (1u << 2);                    /* UE, TE, RE */
+#if defined(SNN_LINK_SX1276)
+    spi_init();
+#endif
     systick_init();
 }
 
@@ -71,6 +113,8 @@ int snn_uart_getc(void)
     return -1;
 }
 
+#elif defined(SNN_LINK_SX1276)
+#error "the SX1276 link has an SPI driver for the STM32F411 only (board.c)"
 #elif defined(SNN_BOARD_STM32V2)
 /* STM32F7/H7 USART (ISR/RDR/TDR). F746G-DISCO: USART1 on PA9/PB7; Nucleo-H743ZI: USART3 on PD8/PD9. */
 #if defined(SNN_BOARD_H7)
@@ -90,6 +134,7 @@ int snn_uart_getc(void)
 
 void snn_board_init(void)
 {
+    snn_clock_init();
 #if defined(SNN_BOARD_H7)
     REG(RCC_BASE + 0x0E0u) |= 1u << 3;               /* AHB4ENR: GPIOD */
     REG(RCC_BASE + 0x0E8u) |= 1u << 18;              /* APB1LENR: USART3 */
@@ -103,7 +148,7 @@ void snn_board_init(void)
     REG(0x40020400u) = (REG(0x40020400u) & ~(0x3u << 14)) | (0x2u << 14);               /* PB7 */
     REG(0x40020420u) = (REG(0x40020420u) & ~(0xFu << 28)) | (0x7u << 28);               /* AFRL AF7 */
 #endif
-    USART_BRR = (SNN_CPU_HZ + SNN_BAUD / 2) / SNN_BAUD;
+    USART_BRR = (SNN_UART_HZ + SNN_BAUD / 2) / SNN_BAUD;
     USART_CR1 = (1u << 3) | (1u << 2) | 1u;          /* TE, RE, UE */
     systick_init();
 }
@@ -142,6 +187,7 @@ int snn_uart_getc(void)
 
 void snn_board_init(void)
 {
+    snn_clock_init();
     PSEL_TXD = 6;
     PSEL_RXD = 8;
     BAUDRATE = 0x01D7E000u;            /* 115200 baud */

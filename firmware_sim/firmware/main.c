@@ -2,8 +2,9 @@
  *
  * Everything on the UART is COBS-framed with a 0x00 delimiter (docs/PROTOCOL.md, links). The UART
  * carries two streams, told apart by the first byte of each message: 0x01 then a protocol frame
- * (DATA out, REPLY/ERROR in, relayed unchanged by the harness), or 0x00 then a tag for the
- * harness's own messages:
+ * (DATA out, REPLY/ERROR in, relayed unchanged by the harness: the UART link, link_uart.c), or
+ * 0x00 then a tag for the harness's own messages. Built with the radio link (link_sx1276.c) the
+ * protocol frames go on the air instead and the UART carries the harness messages only:
  *   host -> device  00 'I' seq(2) truth timeout_ms(2) retries pixels[H*W*C]   an image to encode
  *   host -> device  00 'C' counter(4)   the next unused frame counter (v2): on a board it lives in
  *                   flash; QEMU's flash is read-only, so the harness keeps it (the key's state file)
@@ -20,19 +21,19 @@
 
 #include "board.h"
 #include "cobs.h"
+#include "link.h"
 #include "pack.h"
 #include "proto.h"
 #include "snn_config.h"
 #include "snn_model.h"
 
 #define RX_MAX (SNN_MODEL_INPUT_BYTES + 16u)
-#define TX_MAX 320u
 
 static uint8_t rx_buf[RX_MAX + RX_MAX / 254u + 2u];
 static size_t rx_len;
 static int rx_overflow;
 static uint8_t msg[RX_MAX + RX_MAX / 254u + 2u];
-static uint8_t tx_cobs[TX_MAX + TX_MAX / 254u + 2u];
+static uint8_t reply_buf[SNN_MTU];
 static uint32_t layer_ticks[SNN_MODEL_N_LAYERS + 1u];
 static uint64_t layer_t0;
 static const uint8_t fingerprint[4] = {
@@ -52,15 +53,6 @@ void snn_layer_mark(unsigned k)
     layer_t0 = now;
 }
 
-static void send_frame(const uint8_t *data, size_t n)
-{
-    size_t m = snn_cobs_encode(data, n, tx_cobs);
-    for (size_t i = 0; i < m; i++) {
-        snn_uart_putc(tx_cobs[i]);
-    }
-    snn_uart_putc(0);
-}
-
 static void put32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -69,12 +61,10 @@ static void put32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* emit() of the protocol: frames are built at snn_model_frame() + 1, so the stream tag fits in front. */
+/* emit() of the protocol: frames are built at snn_model_frame() + 1, so a link's tag fits in front. */
 static void send_protocol_frame(const uint8_t *frame, size_t n)
 {
-    uint8_t *tagged = (uint8_t *)frame - 1;
-    tagged[0] = 0x01;
-    send_frame(tagged, n + 1);
+    snn_link_send((uint8_t *)frame, n);
 }
 
 /* Collect UART bytes into one COBS message; returns its decoded length in msg, 0 if none is
@@ -121,7 +111,7 @@ static void send_ready(void)
     put32(m + 12, SNN_MODEL_ARENA_BYTES);
     m[16] = (uint8_t)snn_proto_version();
     put32(m + 17, snn_proto_counter());
-    send_frame(m, sizeof m);
+    snn_uart_write_message(m, sizeof m);
 }
 
 /* A harness message that may arrive at any time: the counter store. */
@@ -153,10 +143,11 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
         uint64_t deadline = snn_ticks() + (uint64_t)timeout_ms * (SNN_CPU_HZ / 1000u);
         while (snn_ticks() < deadline) {
             int n = poll_message();
-            if (n <= 1 || handle_control(n) || msg[0] != 0x01) {
-                continue;
+            if (n > 1 && !handle_control(n) && msg[0] == 0x01) {
+                snn_link_uart_frame(msg + 1, (size_t)n - 1);
             }
-            if (snn_proto_parse(msg + 1, (size_t)n - 1, &reply) == 1) {
+            int r = snn_link_recv(reply_buf, sizeof reply_buf);
+            if (r > 0 && snn_proto_parse(reply_buf, (size_t)r, &reply) == 1) {
                 status = reply.kind == 1 ? 0 : 1;
                 break;
             }
@@ -175,7 +166,7 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
     put32(s + 14, (uint32_t)(t2 - t_sent));
     s[18] = (uint8_t)snn_proto_version();
     put32(s + 19, snn_proto_counter());
-    send_frame(s, sizeof s);
+    snn_uart_write_message(s, sizeof s);
     static uint8_t l[3 + 4 * SNN_MODEL_N_LAYERS];
     l[0] = 0;
     l[1] = 'L';
@@ -183,12 +174,13 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
     for (unsigned k = 0; k < SNN_MODEL_N_LAYERS; k++) {
         put32(l + 3 + 4 * k, layer_ticks[k]);
     }
-    send_frame(l, sizeof l);
+    snn_uart_write_message(l, sizeof l);
 }
 
 int main(void)
 {
     snn_board_init();
+    snn_link_init();
     snn_proto_init();
     snn_proto_set_counter(SNN_COUNTER_START);
     send_ready();

@@ -23,6 +23,11 @@ static inline int64_t snn_clip(int64_t x, int64_t lo, int64_t hi)
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+static inline int32_t snn_clip32(int32_t x, int32_t lo, int32_t hi)
+{
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
 /* round(x / 2^e), ties away from zero (gemmlowp RoundingDivideByPOT); 1 <= e <= 62. */
 static inline int64_t snn_rdbp(int64_t x, int e)
 {
@@ -34,14 +39,35 @@ static inline int64_t snn_rdbp(int64_t x, int e)
 
 /* x * M0 * 2^-(sh+1), single rounding (CMSIS_NN_USE_SINGLE_ROUNDING), saturated to int32.
  * pre: the rounding pre-shift of inputs wider than 31 bits; sh = 30 - shift, clamped to 63. */
+static inline int64_t snn_rescale32(int32_t x, int32_t m0, int sh);
+
 static inline int64_t snn_rescale(int64_t x, int pre, int64_t m0, int sh)
 {
     if (pre) {
         x = snn_rdbp(x, pre);
     }
-    x = snn_clip(x, SNN_INT32_MIN, SNN_INT32_MAX);
-    int64_t y = (((x * m0) >> sh) + 1) >> 1;
-    return snn_clip(y, SNN_INT32_MIN + 1, SNN_INT32_MAX);
+    return snn_rescale32((int32_t)snn_clip(x, SNN_INT32_MIN, SNN_INT32_MAX), (int32_t)m0, sh);
+}
+
+/* The same for an input known to fit int32 (the generator's bound says so): one 32x32->64-bit
+ * multiply (SMULL). With sh >= 32 (a gain below 2^-1) the result is taken from the product's high
+ * word and cannot leave the int32 range, so it needs no clamp: (t >> 1) + (t & 1) is (t + 1) >> 1
+ * without the overflow of t + 1. */
+static inline int64_t snn_rescale32(int32_t x, int32_t m0, int sh)
+{
+    int64_t p = (int64_t)x * m0;
+    if (sh >= 32) {
+        int32_t t = (int32_t)(p >> 32) >> (sh - 32);
+        return (t >> 1) + (t & 1);
+    }
+    return snn_clip(((p >> sh) + 1) >> 1, SNN_INT32_MIN + 1, SNN_INT32_MAX);
+}
+
+/* snn_rescale32 where the generator knows sh >= 32 (every channel's gain below 2^-1): hs = sh - 32. */
+static inline int32_t snn_rescale_hi(int32_t x, int32_t m0, int hs)
+{
+    int32_t t = (int32_t)(((int64_t)x * m0) >> 32) >> hs;
+    return (t >> 1) + (t & 1);
 }
 
 /* A gain >= 2^30: anything non-zero saturates (kernels.rescale's total < 1 branch). */

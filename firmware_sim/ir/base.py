@@ -6,8 +6,9 @@ reads, ``run`` (the integer NumPy evaluation the simulator executes) and ``emit_
 the generated ``T_at(i)``, element ``i`` of its output, written with ``firmware/snn_fixed.h``).
 Both read the same fields, so the C cannot drift from the simulator by re-deriving a constant.
 
-Kernels are registered by name in `KERNELS` (``@register``) and looked up with `resolve`, as
-tflite-micro's op resolver does; an unknown name is refused with the list of known ones. The
+Kernels are registered by name in `KERNELS` (``@register``, an `snn.registry.Registry`) and looked
+up with `resolve`, as tflite-micro's op resolver does; an unknown name is refused with the list of
+known ones. The
 code generator resolves each step's kernel by name before asking it for C, so a step whose
 kernel is not registered is refused, never guessed.
 """
@@ -19,6 +20,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from snn.errors import SnnError
+from snn.registry import Registry
 
 
 def strides(shape: tuple[int, ...]) -> list[int]:
@@ -69,7 +71,7 @@ class Kernel:
     def emit_c(self, c: CContext) -> str:
         """The C body of ``T_at(i)``; kernels without an exact C twin are refused by name."""
         raise SnnError(f"kernel {self.name!r} has no C twin yet; the C generator covers "
-                       f"{', '.join(k for k, cls in sorted(KERNELS.items()) if cls.has_c())}")
+                       f"{', '.join(e.name for e in KERNELS.entries() if e.value.has_c())}")
 
     @classmethod
     def has_c(cls) -> bool:
@@ -90,20 +92,16 @@ class Kernel:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.reads}
 
 
-KERNELS: dict[str, type[Kernel]] = {}
+KERNELS: Registry[type[Kernel]] = Registry("kernel")
 
 
 def register(cls: type[Kernel]) -> type[Kernel]:
-    """Class decorator: make a kernel findable by its `name`."""
-    if not cls.name or cls.name in KERNELS:
-        raise ValueError(f"kernel name {cls.name!r} is empty or taken")
-    KERNELS[cls.name] = cls
-    return cls
+    """Class decorator: make a kernel findable by its `name` (snn.registry, the project's one pattern)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no kernel name")
+    return KERNELS.add(cls.name, cls)
 
 
 def resolve(name: str) -> type[Kernel]:
     """The kernel class registered as `name`; SnnError listing the known names otherwise."""
-    try:
-        return KERNELS[name]
-    except KeyError:
-        raise SnnError(f"unknown kernel {name!r}; known kernels: {', '.join(sorted(KERNELS))}") from None
+    return KERNELS.get(name)

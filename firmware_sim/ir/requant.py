@@ -31,8 +31,11 @@ class Requantize(Kernel):
         return K.requantize(v[self.x], self.real, self.bits, self.zp, self.lo, self.hi)
 
     def emit_c(self, c: CContext) -> str:
+        # clip(y + zp, lo, hi) == clip(y, lo - zp, hi - zp) + zp, and y (a rescale) fits int32
         r = c.rescale(c.tag, c.inp(self.x), self.real, self.bits)
-        return f"    int64_t v = {r} + {int(self.zp)};\n    return snn_clip(v, {int(self.lo)}, {int(self.hi)});\n"
+        zp = int(self.zp)
+        return (f"    int32_t y = (int32_t)({r});\n"
+                f"    return (int64_t)snn_clip32(y, {int(self.lo) - zp}, {int(self.hi) - zp}) + {zp};\n")
 
 
 @register

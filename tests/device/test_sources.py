@@ -299,3 +299,16 @@ def test_the_readme_python_example_runs():
     assert p.returncode == 0, p.stderr
     lines = p.stdout.strip().splitlines()
     assert len(lines) >= 2 and re.match(r"\d+ \S", lines[0]), p.stdout
+
+
+def test_live_input_keeps_going_while_the_edge_is_away(int8_encoder, fmnist, tmp_path):
+    """A data-set run stops once an unreachable edge has cost a window; live input does not."""
+    import socket as so
+    with so.socket(so.AF_INET, so.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))            # bound and never read: silence
+        data = b"".join(_png(img[..., 0]) for img in fmnist.images[:8])
+        p = _snn("device", "run", "--encoder", str(int8_encoder), "--to", f"udp://127.0.0.1:{s.getsockname()[1]}",
+                 "--insecure", "--data", "-", "--timeout", "0.2", "--retries", "0", "--window", "2",
+                 "--json", str(tmp_path / "d.json"), input=data, timeout=60)
+    summary = json.loads((tmp_path / "d.json").read_text())
+    assert summary["lost"] == 8 and summary["unreachable"] is False and p.returncode == 1
