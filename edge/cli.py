@@ -67,51 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--torchscript", action="store_true",
                    help="with --engine torch: run the edge half TorchScript-traced (faster model, but "
                         "occasional re-optimisation stalls; default: eager)")
-    _add_security_arguments(p, cfg)
-    p.add_argument("--http-max-connections", type=int, metavar="N",
-                   help="most HTTP connections held at once; at the cap a new connection closes the "
-                        "one idle longest (default 1024, or half of `ulimit -n` where that is lower; "
-                        "at most ulimit -n minus 256)")
-    p.add_argument("--http-idle-timeout", type=float, default=opt["idle"], metavar="S",
-                   help="close an HTTP connection that starts no request within S seconds of "
-                        "connecting or of its last response (default %(default)s)")
-    p.add_argument("--http-request-timeout", type=float, default=opt["request"], metavar="S",
-                   help="close an HTTP connection whose request (line, headers, body) is not all in "
-                        "S seconds after its first byte (default %(default)s)")
-    p.add_argument("--ray", metavar="local|ADDRESS",
-                   help="run the decoder + task head on Ray Serve replicas: 'local' starts a Ray on this "
-                        "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra "
-                        "(default: in this process)")
-    p.add_argument("--replicas", type=int, default=2,
-                   help="Ray Serve replicas of the model half (with --ray; default %(default)s)")
-    p.add_argument("--replica-cpus", type=float, default=1.0,
-                   help="CPUs Ray reserves per replica (default %(default)s)")
-    p.add_argument("--ray-app", default="snn-edge",
-                   help="Ray Serve application name; fronts with the same name and bundles share its "
-                        "replicas (default %(default)s)")
-    p.add_argument("--reuse-port", action="store_true",
-                   help="SO_REUSEPORT on the UDP and HTTP ports: several fronts on one host share them "
-                        "(the kernel keeps each device on one front)")
-    p.add_argument("--ready-json", metavar="PATH",
-                   help="write the bound addresses as JSON to PATH once serving (default: not written)")
-    p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
-
-    b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
-                       description="Forward device datagrams to several edge fronts, each device id "
-                                   "always to the same front (rendezvous hashing), and relay replies.")
-    b.add_argument("--listen", required=True, metavar="HOST:PORT", help="UDP address the devices send to")
-    b.add_argument("--to", action="append", required=True, metavar="HOST:PORT",
-                   help="a front's UDP address (repeat for each front)")
-    b.add_argument("--max-clients", type=int, default=4096,
-                   help="client addresses with an open upstream socket (LRU; default %(default)s)")
-    b.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
-                   help="close a client's upstream socket after S idle seconds (default %(default)s)")
-    b.add_argument("--ready-json", metavar="PATH", help="write the bound address as JSON to PATH once serving "
-                                                        "(default: not written)")
-
-
-def _add_security_arguments(p: argparse.ArgumentParser, cfg) -> None:
-    """Who is answered, what failing authentication may cost, who may read the figures."""
     p.add_argument("--keys", metavar="FILE",
                    help="provisioned device keys (snn keys new ...): only frames authenticated by one "
                         "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
@@ -141,6 +96,30 @@ def _add_security_arguments(p: argparse.ArgumentParser, cfg) -> None:
                         "spoofing it) before its frames are treated like any other (default %(default)s)")
     p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
                    help="authenticated frames/s per device (0: no limit; default %(default)s)")
+    p.add_argument("--http-max-connections", type=int, metavar="N",
+                   help="most HTTP connections held at once; at the cap a new connection closes the "
+                        "one idle longest (default 1024, or half of `ulimit -n` where that is lower; "
+                        "at most ulimit -n minus 256)")
+    p.add_argument("--http-idle-timeout", type=float, default=opt["idle"], metavar="S",
+                   help="close an HTTP connection that starts no request within S seconds of "
+                        "connecting or of its last response (default %(default)s)")
+    p.add_argument("--http-request-timeout", type=float, default=opt["request"], metavar="S",
+                   help="close an HTTP connection whose request (line, headers, body) is not all in "
+                        "S seconds after its first byte (default %(default)s)")
+    p.add_argument("--ray", metavar="local|ADDRESS",
+                   help="run the decoder + task head on Ray Serve replicas: 'local' starts a Ray on this "
+                        "host, ADDRESS joins a cluster (e.g. 10.0.0.1:6379); needs the .[cluster] extra "
+                        "(default: in this process)")
+    p.add_argument("--replicas", type=int, default=2,
+                   help="Ray Serve replicas of the model half (with --ray; default %(default)s)")
+    p.add_argument("--replica-cpus", type=float, default=1.0,
+                   help="CPUs Ray reserves per replica (default %(default)s)")
+    p.add_argument("--ray-app", default="snn-edge",
+                   help="Ray Serve application name; fronts with the same name and bundles share its "
+                        "replicas (default %(default)s)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="SO_REUSEPORT on the UDP and HTTP ports: several fronts on one host share them "
+                        "(the kernel keeps each device on one front)")
     p.add_argument("--operator-token", metavar="FILE",
                    help="the operator credential for /v1/stats, /v1/codecs, /metrics, the dashboard and JSON "
                         "answers: a token in FILE (mode 0600; made there when FILE does not exist); clients "
@@ -150,6 +129,22 @@ def _add_security_arguments(p: argparse.ArgumentParser, cfg) -> None:
     p.add_argument("--no-operator-token", action="store_true",
                    help="open the operator endpoints to anyone who reaches the HTTP port (a trusted LAN only; "
                         "logged at start)")
+    p.add_argument("--ready-json", metavar="PATH",
+                   help="write the bound addresses as JSON to PATH once serving (default: not written)")
+    p.add_argument("--log-level", default=opt["log_level"], choices=["debug", "info", "warning", "error"])
+
+    b = sub.add_parser("balance", help="a UDP balancer that keeps each device on one front",
+                       description="Forward device datagrams to several edge fronts, each device id "
+                                   "always to the same front (rendezvous hashing), and relay replies.")
+    b.add_argument("--listen", required=True, metavar="HOST:PORT", help="UDP address the devices send to")
+    b.add_argument("--to", action="append", required=True, metavar="HOST:PORT",
+                   help="a front's UDP address (repeat for each front)")
+    b.add_argument("--max-clients", type=int, default=4096,
+                   help="client addresses with an open upstream socket (LRU; default %(default)s)")
+    b.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                   help="close a client's upstream socket after S idle seconds (default %(default)s)")
+    b.add_argument("--ready-json", metavar="PATH", help="write the bound address as JSON to PATH once serving "
+                                                        "(default: not written)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -278,7 +278,6 @@ class EdgeCore:
         self.received = 0
         self.snapshots = 0
         self._reply_to: dict[tuple, tuple[str, ReplyTo]] = {}
-        self._answer_hooks: list[Callable[[Pending, int, float], None]] = []
         self._expire_task: asyncio.Task | None = None
         self.running = False
         for entry in self.keyring.unserved:
@@ -347,18 +346,6 @@ class EdgeCore:
     def front(self, transport: str) -> Front:
         """The handle a listener of `transport` ("udp", "serial", "http", ...) gets of the core."""
         return Front(self, transport)
-
-    def after_commit(self, then: Callable[[], None]) -> None:
-        """Call `then()` on the loop once every replay-state change made so far is on disk (at
-        once when it is, or when no state is kept): a durable commit before an answer that
-        vouches for it (a resynchronisation's ACK after `state.commit_floor`, docs/PROTOCOL.md §4.7)."""
-        self.state.after(self.state.version, then)
-
-    def on_answer(self, hook: Callable[[Pending, int, float], None]) -> None:
-        """Call `hook(pending, label, confidence)` on the loop for every answered inference, once its
-        REPLY has gone (so after its counter is on disk): results out (MQTT, an event stream). It
-        must not block; what it raises is logged and the answer stands."""
-        self._answer_hooks.append(hook)
 
     def offer(self, data: bytes, arrival: float | None, reply: ReplyTo, source: object = None,
               transport: str = "udp") -> None:
@@ -588,14 +575,9 @@ class EdgeCore:
                 reply.set_result(Answer(frame, label, codec.class_name(label), confidence, job.ber, codec,
                                         job.device_id, job.counter, job.truth, job.t_recv, job.t_start,
                                         job.t_model))
-        else:
-            self._send(reply, frame)
-            self._account(job, label)
-        for hook in self._answer_hooks:
-            try:
-                hook(job, label, confidence)
-            except Exception:  # noqa: BLE001 - a results consumer never stops the answers
-                log.exception("an answer hook failed", extra={"rate_key": "answer-hook"})
+            return
+        self._send(reply, frame)
+        self._account(job, label)
 
     def _account(self, job: Pending, label: int) -> None:
         now = time.perf_counter()

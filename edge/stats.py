@@ -235,19 +235,6 @@ class LatencyRing:
         self._values[self._n % len(self._values)] = ms
         self._n += 1
 
-    @property
-    def count(self) -> int:
-        """Latencies added so far (a cursor for `since`)."""
-        return self._n
-
-    def since(self, count: int) -> np.ndarray:
-        """The latencies added after the ring's `count` was `count` (at most the ring's size: the
-        newest ones, when more were added)."""
-        size = len(self._values)
-        first = max(count, self._n - size, 0)
-        index = np.arange(first, self._n) % size
-        return self._values[index].copy()
-
     def percentiles(self, qs=(50, 90, 99)) -> dict:
         count = min(self._n, len(self._values))
         if count == 0:

@@ -15,7 +15,6 @@ from wire_client import KEYS, UNSERVED, data_frame, data_frames, empty_state, op
 
 from codec.wire.frame import ErrorCode, ErrorReply, Reply
 from edge.core import Answer, EdgeConfig, EdgeCore, Front, Rejected
-from edge.stats import LatencyRing
 
 ROOT = Path(__file__).resolve().parents[2]
 FRONT_API = {"offer", "pause_s", "reply_failed", "refused", "watch_kernel_drops", "transport"}
@@ -194,46 +193,3 @@ def test_the_cpu_spent_on_garbage_is_bounded_as_a_whole():
     assert counts["unverified"] > 1500 and out == []
     core.offer(data_frame(2, FP_A, device=31), None, out.append, home, "udp")
     assert len(core.batcher) == 2
-
-
-def test_answer_hooks_see_every_answered_inference_after_its_reply_and_cannot_stop_it():
-    """`core.on_answer` (results out: MQTT, event streams) is called once per answered inference,
-    after the REPLY went; a hook that raises is logged and the answers go on."""
-    async def main():
-        core = _core()
-        seen: list[tuple[int, int, int, str, bool]] = []
-        out: list[bytes] = []
-        core.on_answer(lambda job, label, conf: seen.append((job.device_id, job.counter, label, job.transport,
-                                                            len(out) > 0)))
-        core.on_answer(lambda job, label, conf: 1 / 0)
-        core.start()
-        for label in (2, 7):
-            core.offer(data_frame(label, FP_A, device=41), None, out.append, ("192.0.2.41", 9), "udp")
-        future = asyncio.get_running_loop().create_future()
-        core.offer(data_frame(5, FP_A, device=42), None, future, None, "http")
-        await asyncio.wait_for(future, 10)
-        for _ in range(200):
-            if len(seen) == 3 and _answered(out) == 2:
-                break
-            await asyncio.sleep(0.01)
-        await core.stop()
-        return seen, out
-
-    seen, out = asyncio.run(main())
-    assert _answered(out) == 2
-    assert sorted((dev, label, transport) for dev, _, label, transport, _ in seen) == [
-        (41, 2, "udp"), (41, 7, "udp"), (42, 5, "http")]
-    assert all(sent_before for dev, *_, sent_before in seen if dev == 41)
-
-
-def test_the_latency_ring_gives_what_was_added_since_a_cursor():
-    ring = LatencyRing(size=4)
-    start = ring.count
-    for ms in (1.0, 2.0, 3.0):
-        ring.add(ms)
-    assert list(ring.since(start)) == [1.0, 2.0, 3.0]
-    cursor = ring.count
-    for ms in (4.0, 5.0, 6.0, 7.0, 8.0):
-        ring.add(ms)
-    assert list(ring.since(cursor)) == [5.0, 6.0, 7.0, 8.0]     # the newest the ring still holds
-    assert list(ring.since(ring.count)) == []

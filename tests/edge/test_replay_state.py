@@ -118,20 +118,3 @@ def test_state_path_is_required_with_keys():
     with pytest.raises(ValueError, match="state_path"):
         EdgeConfig(keys=KEYS)
     assert edge_state_path("/x/keys.json").name == "keys.json.edge-state"
-
-
-def test_after_commit_runs_once_the_state_is_on_disk():
-    """`EdgeCore.after_commit`: what vouches for a change (a resync ACK) runs only after a write."""
-    async def main():
-        path = empty_state()
-        core = EdgeCore(standin_registry(), EdgeConfig(keys=KEYS, state_path=path))
-        core.start()
-        ran: list[int | None] = []
-        done = asyncio.get_running_loop().create_future()
-        core.state.commit_floor(12, 99, lambda: None)
-        core.after_commit(lambda: (ran.append(load_edge_state(path).devices[12].highest), done.set_result(1)))
-        await asyncio.wait_for(done, 10)
-        await core.stop()
-        return ran
-
-    assert asyncio.run(main()) == [99]
