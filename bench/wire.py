@@ -28,13 +28,33 @@ def _best_of(repeats: int, fn) -> float:
     return float(np.median(times))
 
 
+def _parse_as_the_edge_does(data: bytes, peers, sizes) -> None:
+    """What edge.core.EdgeCore.offer spends on a datagram before it is dropped: at a control-frame
+    length (15, 45, 75 B, docs/PROTOCOL.md §4.7) a clean first block goes to the resync desk's
+    parser, anything else to parse_data, and a control length that fails as DATA to the desk's too."""
+    from codec.wire.control import block_is_codeword, is_control_length, parse_control_up
+    from snn.errors import FrameError
+
+    control = is_control_length(len(data))
+    try:
+        if control and block_is_codeword(data):
+            parse_control_up(data, peers, lambda d: ())
+            return
+        parse_data(data, peers, lambda d, low: low, sizes)
+    except FrameError:
+        if control:
+            try:
+                parse_control_up(data, peers, lambda d: ())
+            except FrameError:
+                pass
+
+
 def garbage_cost_us(max_len: int = 128, tries: int = 200, payload_bytes: int = 37, devices: int = 100,
                     seed: int = 0, reference: bool = False) -> dict[int, float]:
-    """Median microseconds `parse_data` spends on a random datagram of each length 1..max_len
+    """Median microseconds the edge's parsers spend on a random datagram of each length 1..max_len
     (what a flood costs the edge before it drops the datagram), with `devices` provisioned ids
     (a garbage id is almost never one of them). `reference`: the pure-Python block decoder
     instead of the C fast path (codec/wire/_native.c)."""
-    from snn.errors import FrameError
 
     rng = np.random.default_rng(seed)
     peer = SimpleNamespace(key=bytes(range(16)), fingerprint=b"\x01\x02\x03\x04", payload_bytes=payload_bytes)
@@ -54,10 +74,7 @@ def garbage_cost_us(max_len: int = 128, tries: int = 200, payload_bytes: int = 3
             for _ in range(tries):
                 data = rng.bytes(n)
                 start = time.perf_counter()
-                try:
-                    parse_data(data, peers, lambda d, low: low, sizes)
-                except FrameError:
-                    pass
+                _parse_as_the_edge_does(data, peers, sizes)
                 times.append(time.perf_counter() - start)
             out[n] = float(np.median(times)) * 1e6
         return out

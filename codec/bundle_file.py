@@ -90,7 +90,66 @@ def parse_manifest(raw: bytes, path: Path) -> dict:
     if manifest.get("version") != BUNDLE_VERSION:
         raise BundleError(f"{path} is bundle format version {manifest.get('version')}, this snn reads version "
                           f"{BUNDLE_VERSION}: retrain it with 'snn train codec' or use a matching snn release")
+    check_manifest(manifest, path)
     return manifest
+
+
+def _is_int(value, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float) and value == value and abs(value) != float("inf")
+
+
+def check_manifest(manifest: dict, path) -> None:
+    """Every field a reader of the manifest relies on, with its type and range (BundleError, one
+    line, naming the field): a hand-edited or foreign manifest is refused here, not by a traceback
+    wherever the field is first used."""
+    def bad(field: str, want: str) -> BundleError:
+        return BundleError(f"{path} is not a valid bundle: manifest field {field} must be {want}")
+
+    fp = manifest.get("fingerprint")
+    if not isinstance(fp, str) or len(fp) != 8 or any(c not in "0123456789abcdef" for c in fp):
+        raise bad("fingerprint", "8 lower-case hex digits")
+    classes = manifest.get("classes")
+    if not isinstance(classes, list) or not 1 <= len(classes) <= 255 or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "a list of 1..255 class names")
+    config = manifest.get("config")
+    if not isinstance(config, dict):
+        raise bad("config", "an object (with 'backbone' and 'codec')")
+    codec, backbone = config.get("codec"), config.get("backbone")
+    if not isinstance(codec, dict):
+        raise bad("config.codec", "an object")
+    if not isinstance(backbone, dict) or not isinstance(backbone.get("arch"), str) \
+            or not isinstance(backbone.get("kwargs", {}), dict):
+        raise bad("config.backbone", "an object with 'arch' (a name) and 'kwargs' (an object)")
+    levels = codec.get("levels")
+    if not _is_int(levels, 2, 256):
+        raise bad("config.codec.levels", f"an integer in 2..256, not {levels!r}")
+    if "gray" in codec and not isinstance(codec["gray"], bool):
+        raise bad("config.codec.gray", "true or false")
+    for name in ("channels", "enc_hidden", "dec_hidden", "enc_kernel", "enc_stride"):
+        if name in codec and not _is_int(codec[name], 1, 1 << 16):
+            raise bad(f"config.codec.{name}", "a positive integer")
+    for name in ("split_shape", "out_shape"):
+        if name in codec and (not isinstance(codec[name], list) or not all(_is_int(v, 1, 1 << 16) for v in codec[name])):
+            raise bad(f"config.codec.{name}", "a list of positive integers")
+    shape = manifest.get("input_shape")
+    if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(v, 1, 1 << 16) for v in shape):
+        raise bad("input_shape", "[C, H, W] of positive integers")
+    for name in ("input_mean", "input_std"):
+        value = manifest.get(name)
+        if not isinstance(value, list) or len(value) != shape[0] or not all(_is_number(v) for v in value):
+            raise bad(name, f"a list of {shape[0]} numbers (one per input channel)")
+    if any(v == 0 for v in manifest["input_std"]):
+        raise bad("input_std", "non-zero")
+    centers = manifest.get("centers", manifest.get("centres"))
+    if centers is not None and (not isinstance(centers, list) or len(centers) != levels
+                                or not all(_is_number(v) for v in centers)):
+        raise bad("centers", f"a list of {levels} numbers (one per level)")
+    if "edge_onnx" in manifest and manifest["edge_onnx"] is not None and not isinstance(manifest["edge_onnx"], dict):
+        raise bad("edge_onnx", "an object (sha256, bytes, format)")
 
 
 def read_manifest(path: str | Path | None = None) -> dict:

@@ -66,12 +66,14 @@ def device_identity(key_file: str | Path | None, device_id: int, insecure: bool 
         raise SnnError("--device-id must lie in 0..65535")
     if key_file:
         key = device_key(key_file, int(device_id))
-        return key, CounterStore(state or state_path(key_file, int(device_id)))
+        # validated and locked; with no state the client resynchronises first (docs/PROTOCOL.md §4.3, §4.7)
+        return key, CounterStore(state or state_path(key_file, int(device_id)), key=key.key, device_id=int(device_id))
     if not insecure:
         raise SnnError("the device needs --key-file FILE --device-id ID (from 'snn keys new'), or --insecure "
                        "for an edge run with --insecure")
     start = 0 if state else (time.time_ns() // 16_000) & 0xFFFFFFFF
-    return DeviceKey(int(device_id), ZERO_KEY, None), CounterStore(state, start=start)
+    return DeviceKey(int(device_id), ZERO_KEY, None), CounterStore(state, start=start, key=ZERO_KEY,
+                                                                   device_id=int(device_id))
 
 
 class Device:
@@ -164,7 +166,11 @@ class Device:
     # --- lifetime -----------------------------------------------------------------------
 
     def close(self) -> None:
-        self.transport.close()
+        """Close the transport; persist the exact next counter and release the state's lock."""
+        try:
+            self.transport.close()
+        finally:
+            self.client.counters.close()
 
     def __enter__(self) -> "Device":
         return self
@@ -193,12 +199,16 @@ def connect(to: str, *, encoder: str | Path, key_file: str | Path | None = None,
         except (TypeError, ValueError):
             raise SnnError(f"header copies must be auto or a number, got {header_copies!r}") from None
     key, counters = device_identity(key_file, device_id, insecure, state)
-    enc = OnnxEncoder(encoder, threads=threads)
-    link_model = None
-    if link and str(link).lower() != "none":
-        from channel.links import get_link
-        link_model = get_link(link)
-    transport = open_transport(to)
+    try:
+        enc = OnnxEncoder(encoder, threads=threads)
+        link_model = None
+        if link and str(link).lower() != "none":
+            from channel.links import get_link
+            link_model = get_link(link)
+        transport = open_transport(to)
+    except BaseException:
+        counters.close()
+        raise
     size = mtu or (link_model.mtu if link_model else 1400)
     if getattr(transport, "mtu", None):
         size = min(size, transport.mtu)
@@ -208,5 +218,6 @@ def connect(to: str, *, encoder: str | Path, key_file: str | Path | None = None,
                               on_result=on_result, header_copies=header_copies, keep_records=keep_records)
     except SnnError:
         transport.close()
+        counters.close()
         raise
     return Device(client, transport, link_model, limits)

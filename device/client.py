@@ -19,6 +19,11 @@ Policy (docs/PROTOCOL.md §4.3, §5.2, §7):
   inference would be refused too);
 - the header copies (1, 3, 5; `auto` from the BER the edge reports, one step more on each resend)
   are degraded to what the MTU fits, never a reason to stop;
+- a device that has no counter it may use — no state file, a state made for another key, or its
+  counter past the limit the edge last vouched for (§4.3) — runs the resynchronisation exchange
+  first (§4.7: RESYNC → OFFER → CONFIRM → ACK, no encrypted payload, no counter used); so does one
+  told ERROR RESYNC, and one whose every inference went unanswered (once per run, before it gives
+  up: the edge may have been reset, or a forged frame may have moved its window);
 - when the edge never answers at all, a run over a data set stops after `give_up_after`
   inferences were lost (by default one window's worth), so an unreachable edge costs
   (1 + retries) x timeout, not count x that; a run over live input (a watched folder, stdin, a
@@ -56,11 +61,23 @@ from codec.wire.frame import (
     header_copies_for,
     parse_reply,
 )
-from codec.wire.keys import CounterStore, DeviceKey
+from codec.wire.control import (
+    CONTROL_BLOCK_BYTES,
+    STATUS_TEXT,
+    ControlKind,
+    ResyncStatus,
+    encode_confirm,
+    encode_resync,
+    is_control_length,
+    new_nonce,
+    parse_control_down,
+)
+from codec.wire.keys import CounterStore, DeviceKey, ResyncNeeded
 from device.sources import Feeder, Sample, Source
 from snn.errors import FrameError, SnnError
 
 FATAL_ERRORS = {ErrorCode.UNKNOWN_CODEC, ErrorCode.UNSUPPORTED}
+MAX_BAD_CONTROL = 16     # downlink control frames failing their MIC before a resync attempt is dropped
 
 
 @dataclass
@@ -118,6 +135,10 @@ def _pct(values, q) -> float | None:
     return round(float(np.percentile(values, q)), 4) if len(values) else None
 
 
+class _Stopped(SnnError):
+    """The run cannot go on (no counter can be had, or the edge refused the key)."""
+
+
 class DeviceClient:
     """Runs inferences of an `OnnxEncoder` against an edge over a `channel.transports` Transport."""
 
@@ -159,11 +180,17 @@ class DeviceClient:
         self.source_error: SnnError | None = None   # a live source that failed mid-run (the run ends cleanly)
         self._done: list[InferenceRecord] = []
         self.stats = {"resends": 0, "duplicates": 0, "bad_frames": 0, "foreign_frames": 0, "busy": 0,
-                      "bad_frame_errors": 0, "degraded": 0}
+                      "bad_frame_errors": 0, "degraded": 0, "resyncs": 0, "resync_frames": 0,
+                      "resync_rejected": 0}
         self.notes: list[str] = []          # what the device changed to keep going (said once each)
         self._pending_counters: dict[int, int] = {}   # low 16 bits -> full counter of a transmission
         self.fatal: str | None = None
         self.unreachable = False
+        self._resync_due = False      # an ERROR RESYNC arrived: resynchronise before the next transmission
+        self._resync_tried = False    # the once-per-run resync of a device that gets no answers
+        self._live = False            # the run reads live input (it never gives up on the edge)
+        self._pending: dict | None = None   # the run's pending inferences (replies during a resync)
+        self._answered = 0
         self._cobs = None
         if getattr(transport, "stream", False):
             from codec.wire.cobs import cobs_frame
@@ -210,17 +237,51 @@ class DeviceClient:
                     f"{info.payload_bytes} B: sending {fit} instead of {copies}")
             if note not in self.notes:
                 self.notes.append(note)
-        counter = self.counters.take()
+        counter = self._take_counter()
         frames = encode_inference(rec._payload, key=self.key.key, device_id=self.device_id,
                                   fingerprint=info.fingerprint, counter=counter, mtu=self.mtu, copies=fit,
-                                  truth=truth, long_counter=long_counter)
+                                  truth=truth, long_counter=long_counter, integrity=self.key.integrity)
         sizes = [self._on_air(f) for f in frames]
         rec._frames, rec.frames, rec.header_copies, rec.counter = frames, len(frames), fit, counter
         rec._counters.append(counter)
+        # one pending transmission per low-16-bit value (§7): an older one with these low bits can
+        # no longer be matched (a reply names only the low bits), so it stops being waited for
         self._pending_counters[counter & 0xFFFF] = counter
         rec.bytes_on_air, rec.airtime_ms = sum(sizes), self._airtime_ms(sizes)
 
-    def _transmit(self, rec: InferenceRecord) -> None:
+    def _take_counter(self) -> int:
+        """A fresh counter, after a resynchronisation when the device has none it may use."""
+        if self._resync_due or self.counters.needs_resync:
+            self._resync_or_stop()
+        try:
+            return self.counters.take()
+        except ResyncNeeded:
+            self._resync_or_stop()
+            return self.counters.take()
+
+    def _resync_or_stop(self) -> None:
+        self._resync_due = False
+        if not self.resync():
+            if self._live:      # live input goes on: the next inference tries again (the edge may come back)
+                self._resync_due = True
+                raise _Stopped("the edge did not answer the resynchronisation (RESYNC, docs/PROTOCOL.md "
+                               "§4.7): no counter to send this inference under")
+            self.unreachable = True
+            raise _Stopped("the edge did not answer the resynchronisation (RESYNC, docs/PROTOCOL.md §4.7): "
+                           "is it running, reachable, and v2.1?")
+
+    def _transmit(self, rec: InferenceRecord) -> bool:
+        """Send `rec` under a fresh counter; False when the run must stop (no counter to be had)."""
+        try:
+            self._send(rec)
+        except _Stopped as exc:
+            rec.error = rec.error or str(exc)
+            if self._live and not (self.fatal or self.unreachable):
+                rec.attempts, rec._due = self.retries + 1, time.monotonic()   # this one is lost; the run goes on
+            return False
+        return True
+
+    def _send(self, rec: InferenceRecord) -> None:
         now = time.monotonic()
         copies = rec.header_copies
         if rec.attempts == 0:
@@ -237,6 +298,86 @@ class DeviceClient:
         for frame in rec._frames:
             self.transport.send(frame)
         rec._due = time.monotonic() + self.timeout
+
+    # --- resynchronisation (docs/PROTOCOL.md §4.7) ----------------------------------------
+
+    def _control_copies(self) -> int:
+        copies = self._copies_now()
+        while copies > 1 and copies * CONTROL_BLOCK_BYTES > self.mtu:
+            copies = HEADER_COPIES[HEADER_COPIES.index(copies) - 1]
+        if CONTROL_BLOCK_BYTES > self.mtu:
+            raise SnnError(f"an MTU of {self.mtu} bytes cannot carry a {CONTROL_BLOCK_BYTES}-byte control frame")
+        return copies
+
+    def _await_control(self, nonce: bytes, kind: ControlKind, deadline: float, start: int | None = None):
+        """The first authenticated control frame of `kind` for this exchange before `deadline`, or
+        None (timeout, or too many forged ones: the attempt is dropped). REPLY/ERROR frames that
+        arrive meanwhile are handled as usual."""
+        bad = 0
+        info = self.encoder.info
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            got = self.transport.recv(timeout=left)
+            if got is None:
+                continue
+            data = got[0]
+            if not is_control_length(len(data)):
+                if self._pending is not None:
+                    self._answered += self._handle(data, self._pending)
+                continue
+            try:
+                frame = parse_control_down(data, key=self.key.key, device_id=self.device_id,
+                                           fingerprint=info.fingerprint, nonce=nonce)
+            except FrameError as exc:
+                self.stats["resync_rejected"] += 1
+                if exc.reason == "auth":
+                    bad += 1
+                    if bad >= MAX_BAD_CONTROL:   # someone is guessing MICs: a fresh nonce, later
+                        return None
+                continue
+            if frame.kind != kind or (start is not None and frame.start != start):
+                self.stats["resync_rejected"] += 1
+                continue
+            return frame
+
+    def resync(self) -> bool:
+        """Run the resynchronisation exchange until the edge commits a start counter (then the
+        counter store holds it, durably). False when the edge never answered; SnnError when it
+        answered that this key cannot go on (its counters are exhausted, or nobody knows them)."""
+        info = self.encoder.info
+        copies = self._control_copies()
+        self.stats["resyncs"] += 1
+        for attempt in range(max(3, self.retries + 1)):
+            if attempt:
+                time.sleep(self.busy_backoff(attempt - 1, 0.1))
+            nonce = new_nonce()   # fresh for every attempt: a reply to an earlier one is never taken
+            self.transport.send(encode_resync(key=self.key.key, device_id=self.device_id,
+                                              fingerprint=info.fingerprint, nonce=nonce, copies=copies))
+            self.stats["resync_frames"] += 1
+            offer = self._await_control(nonce, ControlKind.OFFER, time.monotonic() + self.timeout)
+            if offer is None:
+                continue
+            if offer.status == ResyncStatus.NO_STATE and self.counters.has_state:
+                start = self.counters.next          # the edge lost its history; this device did not
+            elif offer.status != ResyncStatus.OK:
+                text = STATUS_TEXT.get(offer.status, f"resync status {offer.status}")
+                self.fatal = f"resynchronisation refused: {text}"
+                raise _Stopped(self.fatal)
+            else:
+                start = self.counters.confirm_start(offer.start)
+            for _ in range(max(3, self.retries + 1)):   # CONFIRM is idempotent: resent as is
+                self.transport.send(encode_confirm(key=self.key.key, device_id=self.device_id,
+                                                   fingerprint=info.fingerprint, nonce=nonce, start=start,
+                                                   copies=copies))
+                self.stats["resync_frames"] += 1
+                ack = self._await_control(nonce, ControlKind.ACK, time.monotonic() + self.timeout, start)
+                if ack is not None and ack.status == ResyncStatus.OK:
+                    self.counters.resynced(start)
+                    self._long_next = True       # the first DATA after it carries the whole counter
+                    return True
+        return False
 
     def _finish(self, rec: InferenceRecord, status: str, pending: dict) -> None:
         rec.status = status
@@ -283,7 +424,8 @@ class DeviceClient:
         feeder = Feeder(samples, depth=self.window) if live else None
         items = None if live else iter(samples)
         pending: "OrderedDict[int, InferenceRecord]" = OrderedDict()   # by inference index
-        next_index, answered, lost = first_index, 0, 0
+        self._pending, self._answered, self._live = pending, 0, live
+        next_index, lost = first_index, 0
         exhausted = False
         self.unreachable = False
         self.source_error = None
@@ -324,17 +466,23 @@ class DeviceClient:
                     wait = min(wait, 0.02)   # look for the next image soon: it may already be waiting
                 got = self.transport.recv(timeout=wait)
                 if got is not None:
-                    answered += self._handle(got[0], pending)
+                    self._answered += self._handle(got[0], pending)
                 now = time.monotonic()
                 for rec in [r for r in pending.values() if r._due <= now]:
                     if rec.attempts <= self.retries and not (self.fatal or self.unreachable):
-                        self._transmit(rec)
+                        if not self._transmit(rec):
+                            break
                     else:
                         rec.error = rec.error or f"no reply after {rec.attempts} transmission(s)"
                         self._finish(rec, "lost", pending)
                         lost += 1
-                if answered == 0 and lost >= self.give_up_after and not self.unreachable and not live:
-                    self.unreachable = True     # (live input keeps going: the edge may come back)
+                if self._answered == 0 and lost >= self.give_up_after and not self.unreachable:
+                    if not self._resync_tried and self.counters.path is not None:
+                        # nothing answered at all: the edge may have lost or rolled back its state, or
+                        # a forged frame moved this device's window; resynchronise once before giving up
+                        self._resync_tried, self._resync_due, lost = True, True, 0
+                    elif not live:
+                        self.unreachable = True     # (live input keeps going: the edge may come back)
                 if self.fatal or self.unreachable:
                     for rec in list(pending.values()):
                         rec.error = rec.error or ("run stopped: " + (self.fatal or "edge unreachable"))
@@ -345,6 +493,7 @@ class DeviceClient:
         finally:
             if feeder is not None:
                 feeder.close()
+            self._pending = None
             self.t_end = time.monotonic()
 
     def keep_last(self, n: int) -> None:
@@ -368,7 +517,7 @@ class DeviceClient:
         rec = self.prepare(index, sample.image, sample.truth, sample.name)
         self.records.append(rec)
         pending[rec.index] = rec
-        self._transmit(rec)
+        self._transmit(rec)      # False: the run stops (no counter could be had); the loop sees why
         self.totals["sent"] += 1
         if self.first_record is None:
             self.first_record = rec
@@ -390,11 +539,18 @@ class DeviceClient:
             return 0
         rec.rtt_ms = round((time.monotonic() - rec._first_sent) * 1e3, 4)
         if not isinstance(got, ErrorReply):
+            self.counters.vouched(got.counter)   # the edge committed it before answering (§4.3)
             rec.label, rec.confidence, rec.edge_ber = got.label, round(got.confidence, 4), got.ber
             self.link_ber = got.ber if self.link_ber is None else 0.8 * self.link_ber + 0.2 * got.ber
             self._finish(rec, "ok", pending)
             return 1
         code = got.code
+        if code == ErrorCode.RESYNC and rec.attempts <= self.retries:
+            # the counter was beyond the edge's gap: resynchronise, then resend under a new counter
+            self._resync_due = True
+            rec.rtt_ms = None
+            rec._due = time.monotonic()
+            return 0
         if code == ErrorCode.BAD_FRAME and rec.attempts <= self.retries:
             self.stats["bad_frame_errors"] += 1
             rec.rtt_ms = None

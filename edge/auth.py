@@ -26,31 +26,52 @@ class Peer:
     fingerprint: bytes
     codec: object            # edge.codecs.ServedCodec, or None when this edge does not serve it
     payload_bytes: int       # 0 when the codec is not served (answered UNKNOWN_CODEC)
+    integrity: bool = False  # its MICs also cover the encrypted payload (docs/PROTOCOL.md §4.6)
 
 
 class Keyring:
-    """Provisioned devices (or the insecure all-zero key), their codecs and replay windows."""
+    """Provisioned devices (or the insecure all-zero key) and their codecs; reloadable."""
 
     def __init__(self, codecs, keys: dict[int, DeviceKey] | None, insecure: bool = False) -> None:
         if keys is None and not insecure:
             raise ValueError("an edge needs keys, or insecure mode")
         self.insecure = keys is None
+        self._codecs = codecs
         self._served = [Peer(-1, ZERO_KEY, c.fingerprint, c, c.payload_bytes) for c in codecs]
-        self._peers: dict[int, list[Peer]] = {}
-        self.unserved: list[DeviceKey] = []
-        for dev, entry in (keys or {}).items():
+        self._insecure_peers: dict[int, list[Peer]] = {}
+        self._provision(keys or {})
+
+    def _provision(self, keys: dict[int, DeviceKey]) -> None:
+        codecs = self._codecs
+        peers: dict[int, list[Peer]] = {}
+        unserved: list[DeviceKey] = []
+        for dev, entry in keys.items():
             if entry.fingerprint is None:
-                self._peers[dev] = [Peer(dev, entry.key, c.fingerprint, c, c.payload_bytes) for c in codecs]
+                peers[dev] = [Peer(dev, entry.key, c.fingerprint, c, c.payload_bytes, entry.integrity)
+                              for c in codecs]
                 continue
             codec = codecs.get(entry.fingerprint)
             if codec is None:
-                self.unserved.append(entry)
-            self._peers[dev] = [Peer(dev, entry.key, entry.fingerprint, codec,
-                                     codec.payload_bytes if codec is not None else 0)]
-        self._insecure_peers: dict[int, list[Peer]] = {}
-        self._keys = dict(keys or {})
+                unserved.append(entry)
+            peers[dev] = [Peer(dev, entry.key, entry.fingerprint, codec,
+                               codec.payload_bytes if codec is not None else 0, entry.integrity)]
+        self._keys = dict(keys)
+        self._peers, self.unserved = peers, unserved
         # the payload lengths a frame may carry: a datagram no reading fits is refused unread
-        self.sizes = frozenset(c.payload_bytes for c in codecs) if not self.unserved else None
+        self.sizes = frozenset(c.payload_bytes for c in codecs) if not unserved else None
+
+    def reload(self, keys: dict[int, DeviceKey]) -> dict[str, list[int]]:
+        """Serve a new keys file's entries (SIGHUP, `snn keys add|revoke|rotate`). Returns the ids
+        {"added", "removed", "rekeyed"}: the caller drops the replay windows of the last two (a
+        re-keyed id is a new device; its old frames fail the MIC under the new key). Devices whose
+        key is unchanged are untouched."""
+        if self.insecure:
+            raise ValueError("an insecure edge has no keys to reload")
+        old = self._keys
+        change = {"added": sorted(set(keys) - set(old)), "removed": sorted(set(old) - set(keys)),
+                  "rekeyed": sorted(d for d in set(keys) & set(old) if keys[d].key != old[d].key)}
+        self._provision(keys)
+        return change
 
     def __len__(self) -> int:
         return len(self._peers)

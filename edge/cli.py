@@ -22,6 +22,39 @@ def _defaults():
         "idle": limits.idle_timeout_s, "request": limits.request_timeout_s}
 
 
+def _security_arguments(p: argparse.ArgumentParser, cfg) -> None:
+    """serve's keys, replay state and budgets of unauthenticated work (docs/PROTOCOL.md §4, §6)."""
+    p.add_argument("--keys", metavar="FILE",
+                   help="provisioned device keys (snn keys new ...): only frames authenticated by one "
+                        "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
+                        "in FILE.edge-state (required; snn keys new makes it) across restarts (default: none; "
+                        "then --insecure is required)")
+    p.add_argument("--reset-replay-state", action="store_true",
+                   help="start although KEYS.edge-state (the replay state, required with --keys) is missing or "
+                        "damaged: every device's history becomes unknown, so frames captured before can be "
+                        "answered once more (logged loudly; default: refuse to start)")
+    p.add_argument("--insecure", action="store_true",
+                   help="without --keys: accept every device with the public all-zero key (tests and "
+                        "demos on trusted links only)")
+    p.add_argument("--source-fail-rate", type=float, default=cfg("source_fail_rate"), metavar="N",
+                   help="frames/s failing authentication a source address may send before it is "
+                        "ignored for a while (0: no limit; default %(default)s)")
+    p.add_argument("--fail-cpu", type=float, default=cfg("fail_cpu"), metavar="S",
+                   help="CPU seconds per second that every frame failing authentication may cost together, "
+                        "from any number of sources; past it, frames not from a device's own recent "
+                        "(address, id) pair are dropped unread, counted 'unverified' (0: no limit; default "
+                        "%(default)s)")
+    p.add_argument("--claim-fail-rate", type=float, default=cfg("claim_fail_rate"), metavar="N",
+                   help="failed MIC checks per second per claimed device id (online guessing); past it, frames "
+                        "claiming that id are dropped unverified unless they come from the device's own "
+                        "(address, id) pair (0: no limit; default %(default)s)")
+    p.add_argument("--pair-fail-rate", type=float, default=cfg("pair_fail_rate"), metavar="N",
+                   help="failures per second tolerated from a device's own (address, id) pair (someone "
+                        "spoofing it) before its frames are treated like any other (default %(default)s)")
+    p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
+                   help="authenticated frames/s per device (0: no limit; default %(default)s)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
     cfg, opt = _defaults()
@@ -67,35 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--torchscript", action="store_true",
                    help="with --engine torch: run the edge half TorchScript-traced (faster model, but "
                         "occasional re-optimisation stalls; default: eager)")
-    p.add_argument("--keys", metavar="FILE",
-                   help="provisioned device keys (snn keys new ...): only frames authenticated by one "
-                        "of them are answered (docs/PROTOCOL.md §4); each key's replay window is kept "
-                        "in FILE.edge-state (required; snn keys new makes it) across restarts (default: none; then "
-                        "--insecure is required)")
-    p.add_argument("--reset-replay-state", action="store_true",
-                   help="start although KEYS.edge-state (the replay state, required with --keys) is missing or "
-                        "damaged: every device's history becomes unknown, so frames captured before can be "
-                        "answered once more (logged loudly; default: refuse to start)")
-    p.add_argument("--insecure", action="store_true",
-                   help="without --keys: accept every device with the public all-zero key (tests and "
-                        "demos on trusted links only)")
-    p.add_argument("--source-fail-rate", type=float, default=cfg("source_fail_rate"), metavar="N",
-                   help="frames/s failing authentication a source address may send before it is "
-                        "ignored for a while (0: no limit; default %(default)s)")
-    p.add_argument("--fail-cpu", type=float, default=cfg("fail_cpu"), metavar="S",
-                   help="CPU seconds per second that every frame failing authentication may cost together, "
-                        "from any number of sources; past it, frames not from a device's own recent "
-                        "(address, id) pair are dropped unread, counted 'unverified' (0: no limit; default "
-                        "%(default)s)")
-    p.add_argument("--claim-fail-rate", type=float, default=cfg("claim_fail_rate"), metavar="N",
-                   help="failed MIC checks per second per claimed device id (online guessing); past it, frames "
-                        "claiming that id are dropped unverified unless they come from the device's own "
-                        "(address, id) pair (0: no limit; default %(default)s)")
-    p.add_argument("--pair-fail-rate", type=float, default=cfg("pair_fail_rate"), metavar="N",
-                   help="failures per second tolerated from a device's own (address, id) pair (someone "
-                        "spoofing it) before its frames are treated like any other (default %(default)s)")
-    p.add_argument("--device-rate", type=float, default=cfg("device_rate"), metavar="N",
-                   help="authenticated frames/s per device (0: no limit; default %(default)s)")
+    _security_arguments(p, cfg)
     p.add_argument("--http-max-connections", type=int, metavar="N",
                    help="most HTTP connections held at once; at the cap a new connection closes the "
                         "one idle longest (default 1024, or half of `ulimit -n` where that is lower; "
@@ -190,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
                             device_rate=args.device_rate, fail_cpu=args.fail_cpu,
                             claim_fail_rate=args.claim_fail_rate, pair_fail_rate=args.pair_fail_rate,
                             state_path=str(edge_state_path(args.keys)) if args.keys else None,
-                            reset_replay_state=args.reset_replay_state,
+                            reset_replay_state=args.reset_replay_state, keys_path=args.keys,
                             model_workers=args.replicas if args.ray else 1,
                             deadline_ms=args.deadline_ms, busy_rate=args.busy_rate)
     except ValueError as exc:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Callable, Protocol, Union
 
+from codec.wire.control import block_is_codeword, is_control_length
 from codec.wire.frame import (
     DataFrame,
     ErrorCode,
@@ -39,6 +40,7 @@ from edge.batcher import Expired, Job, MicroBatcher
 from edge.ber import BerEstimator
 from edge.codecs import CodecRegistry, ServedCodec
 from edge.replay_state import ReplayState
+from edge.resync import ANSWERED, ResyncDesk
 from edge.stats import TRANSPORTS, DeviceStats, DeviceTable, EdgeMetrics, LatencyRing, RateMeter
 from snn.errors import FrameError
 
@@ -76,6 +78,7 @@ class EdgeConfig:
     device_burst: float | None = None          # default: twice the rate
     state_path: str | None = None              # replay state kept across restarts (KEYS.edge-state; required)
     reset_replay_state: bool = False           # start with every device's history unknown (logged)
+    keys_path: str | None = None               # the keys file: reloaded on SIGHUP and when it changes
     extra: dict = field(default_factory=dict)
     model_workers: int = 1      # batches in flight at once (Ray Serve: one per replica)
     deadline_ms: float = 50.0   # from a frame's arrival to its answer; later ones are refused BUSY
@@ -122,6 +125,18 @@ class EdgeConfig:
             if f.name == name:
                 return f.default
         raise KeyError(name)
+
+
+def _stamp(path: str | None) -> tuple | None:
+    """What changes when a file is replaced or rewritten (inode, size, mtime), None when absent."""
+    import os
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _named(name: str, flag: str | None) -> str:
@@ -264,6 +279,8 @@ class EdgeCore:
         self.devices = DeviceTable(self.metrics, cfg.max_devices)
         self.ber = BerEstimator(decay=cfg.ber_decay, max_devices=cfg.max_devices)
         self.reassembler = Reassembler(cfg.reassembly_timeout_s, cfg.max_pending)
+        self.resync = ResyncDesk(self.keyring, self.state)     # docs/PROTOCOL.md §4.7
+        self._keys_stamp = _stamp(cfg.keys_path)
         self.batcher = MicroBatcher(cfg.max_batch, cfg.max_wait_ms / 1000.0, cfg.max_queue,
                                     self.metrics, on_batch=self._on_batch, workers=cfg.model_workers,
                                     deadline_s=cfg.deadline_ms / 1000.0)
@@ -321,6 +338,7 @@ class EdgeCore:
 
     async def _expire_loop(self) -> None:
         period = max(0.01, min(0.05, self.config.reassembly_timeout_s / 5))
+        last_look = time.monotonic()
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(period)
@@ -334,8 +352,48 @@ class EdgeCore:
                 self._rated = (self.received, self.answered)
                 for item in self.reassembler.expire(now):
                     self._dispatch(item)
+                if now - last_look >= 1.0:
+                    last_look = now
+                    self.resync.expire(now)
+                    if self._keys_changed():
+                        self.reload_keys("keys file changed")
             except Exception:  # noqa: BLE001 - the timer must survive anything
                 log.exception("reassembly expiry failed")
+
+    def reload_keys(self, why: str = "SIGHUP") -> bool:
+        """Read the keys file again (`snn keys add|revoke|rotate`, docs/PROTOCOL.md §4.4): every
+        device whose key is unchanged keeps its replay window and traffic; a revoked or re-keyed
+        id loses its window (under a new key it is a new device); a bad file keeps the old keys
+        and logs one line. True when the new keys are served."""
+        path = self.config.keys_path
+        if not path or self.keyring.insecure:
+            return False
+        from codec.wire.keys import load_keys
+        from snn.errors import SnnError
+        self._keys_stamp = _stamp(path)
+        try:
+            keys = load_keys(path)
+        except SnnError as exc:
+            log.warning("%s: keys not reloaded, the old keys stay in use: %s", why, exc)
+            return False
+        change = self.keyring.reload(keys)
+        for dev in change["removed"]:
+            self.state.forget(dev)
+            self.resync.forget(dev)
+        for dev in change["added"] + change["rekeyed"]:
+            self.state.forget(dev, keys[dev].key)
+            self.resync.forget(dev)
+        log.info("%s: reloaded %s: %d device(s); added %s, revoked %s, re-keyed %s", why, path, len(keys),
+                 change["added"] or "none", change["removed"] or "none", change["rekeyed"] or "none")
+        for entry in self.keyring.unserved:
+            if entry.device_id in change["added"] or entry.device_id in change["rekeyed"]:
+                log.warning("device %d is provisioned for codec %s, which this edge does not serve",
+                            entry.device_id, entry.fingerprint.hex())
+        return True
+
+    def _keys_changed(self) -> bool:
+        path = self.config.keys_path
+        return bool(path) and not self.keyring.insecure and _stamp(path) != self._keys_stamp
 
     def _on_batch(self, n: int, seconds: float) -> None:
         self.metrics.batch.observe(n)
@@ -393,6 +451,10 @@ class EdgeCore:
             return
         self.received += 1
         self.metrics.frame(transport)
+        control = is_control_length(len(data))
+        if control and block_is_codeword(data):      # a clean control block: the likely reading (§4.7)
+            self._control(data, reply, sender, claim, verdict, now)
+            return
         try:
             frame = self._open(data, sender, claim, verdict, now)
             if frame.frag_count == 1:
@@ -414,6 +476,8 @@ class EdgeCore:
             for assembled in self.reassembler.add(frame, time.monotonic()):
                 self._dispatch(assembled, t_recv)
         except FrameError as exc:
+            if control and self._control(data, reply, sender, claim, verdict, now, retry=True):
+                return                                # a control frame with bit errors in its first copy
             self.metrics.reject(exc.reason)
             if future is not None and not future.done():
                 future.set_exception(Rejected(exc.reason, None, str(exc)))
@@ -422,6 +486,32 @@ class EdgeCore:
         except Exception:  # noqa: BLE001 - never a dead listener
             log.exception("internal error on a %s frame", transport)
             self._refuse(Rejected("internal", None, "internal error (see the server log)"), reply, transport)
+
+    _CONTROL_REASONS = frozenset(("auth", "damaged", "version", "kind", "length", "replay", "rate_limited",
+                                  "resync_refused"))
+
+    def _control(self, data: bytes, reply: ReplyTo, sender: object, claim: int, verdict: int,
+                 now: float, retry: bool = False) -> bool:
+        """A resynchronisation frame (docs/PROTOCOL.md §4.7), answered by the desk on datagram and
+        stream links (a transport that holds a connection open, HTTP, takes DATA only). Counted
+        like DATA: what fails authentication is charged to the budgets and gets silence (`retry`:
+        it failed as DATA already, and was charged and is counted as that). True when it
+        authenticated (answered or refused after authentication)."""
+        if isinstance(reply, asyncio.Future):
+            if not reply.done():
+                reply.set_exception(Rejected("kind", None, "control frames (§4.7) go over UDP or serial"))
+            self.metrics.reject("kind")
+            return True
+        reason = self.resync.handle(data, reply)
+        if reason in ANSWERED:
+            return True
+        if reason in ("replay", "rate_limited", "resync_refused"):
+            self.metrics.reject(reason)
+            return True
+        if not retry:
+            self.budgets.failed(verdict, sender, claim, reason, time.perf_counter() - now, now)
+            self.metrics.reject(reason if reason in self._CONTROL_REASONS else "auth")
+        return False
 
     def pause_s(self) -> float:
         """How long a reader should stop reading (0.0: keep reading). Overload: when the model

@@ -174,6 +174,9 @@ def build(codecs: CodecRegistry | Callable[[], CodecRegistry], config: EdgeConfi
         loop = asyncio.get_running_loop()
         addresses["event_loop"] = type(loop).__module__.split(".")[0]
         loop.set_exception_handler(guard.loop_exception_handler)
+        if core.config.keys_path and threading.current_thread() is threading.main_thread():
+            import signal
+            loop.add_signal_handler(signal.SIGHUP, core.reload_keys)   # snn keys add|revoke|rotate
         log_flush.append(loop.create_task(_flush_log_every(limiter, options.log_interval_s)))
         if udp_sock is not None:
             listeners.append(await UdpListener.start(core.front("udp"), udp_sock))

@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString
 REJECT_REASONS = ("length", "damaged", "version", "kind", "fragment", "auth", "bad_length", "replay",
                   "late", "duplicate", "rate_limited", "bad_truth", "bad_frame", "unknown_codec", "busy",
                   "too_large", "content_type", "internal", "shutdown", "expired", "shed", "operator",
-                  "unverified", "gap")
+                  "unverified", "gap", "resync_refused")
 TRANSPORTS = ("udp", "serial", "http")
 BER_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 0.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

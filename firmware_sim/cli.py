@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     if args.key_file:
         from codec.wire.keys import CounterStore, device_key as read_key, state_path
         device_key = read_key(args.key_file, args.device_id).key
-        counters = CounterStore(state_path(args.key_file, args.device_id))
+        # validated and locked; with no state the device resynchronises first (docs/PROTOCOL.md §4.7)
+        counters = CounterStore(state_path(args.key_file, args.device_id), key=device_key, device_id=args.device_id)
     dev = McuDevice(program, args.port, device_id=args.device_id, mtu=args.mtu,
                     timeout_s=args.timeout, retries=args.retries,
                     compute_delay_s=0.0 if args.no_compute_delay else rep["latency_ms"] / 1e3,
@@ -163,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         stats = dev.run(images, labels, progress=lambda m: print(m, file=sys.stderr))
     finally:
         dev.close()
+        if counters is not None:
+            counters.close()    # the exact next counter persisted, the state's lock released
     out = stats.as_dict()
     out.update({"board": rep["board"], "encoder_latency_ms": rep["latency_ms"]})
     print(f"sent {out['count']}, answered {out['answered']}, accuracy {out['accuracy']:.4f}, "

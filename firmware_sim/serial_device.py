@@ -167,12 +167,75 @@ class McuDevice:
                                        full_counter=by_low.get)
                 except FrameError:
                     continue  # damaged, forged, or for another request
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if not self._read_until(deadline):
                 return None
-            chunk = self.uart.read(min(left, 0.05))
-            if chunk:
-                self.pending.extend(self.decoder.feed(chunk))
+
+    def _read_until(self, deadline: float) -> bool:
+        """Read what the UART has (at most 50 ms) into `pending`; False once `deadline` passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        chunk = self.uart.read(min(left, 0.05))
+        if chunk:
+            self.pending.extend(self.decoder.feed(chunk))
+        return True
+
+    def _take_counter(self) -> int:
+        """A fresh counter; a device with none it may use resynchronises first (docs/PROTOCOL.md §4.7)."""
+        from codec.wire.keys import ResyncNeeded
+        try:
+            return self.counters.take()
+        except ResyncNeeded:
+            self.resync()
+            return self.counters.take()
+
+    def resync(self) -> None:
+        """The resynchronisation exchange over the UART (RESYNC -> OFFER -> CONFIRM -> ACK), as the
+        firmware runs it; SnnError when the edge never answers or refuses the key."""
+        from codec.wire.cobs import cobs_frame
+        from codec.wire.control import (STATUS_TEXT, ControlKind, ResyncStatus, encode_confirm, encode_resync,
+                                        new_nonce)
+        from snn.errors import SnnError
+
+        ctx = dict(key=self.key, device_id=self.device_id, fingerprint=self.fingerprint)
+        for _ in range(max(3, self.retries + 1)):
+            nonce = new_nonce()
+            self.uart.write(cobs_frame(encode_resync(nonce=nonce, **ctx)))
+            offer = self._await_control(nonce, ControlKind.OFFER, time.monotonic() + self.timeout_s)
+            if offer is None:
+                continue
+            if offer.status == ResyncStatus.NO_STATE and self.counters.has_state:
+                begin = self.counters.next
+            elif offer.status != ResyncStatus.OK:
+                raise SnnError(f"resynchronisation refused: {STATUS_TEXT.get(offer.status, offer.status)}")
+            else:
+                begin = self.counters.confirm_start(offer.start)
+            for _ in range(3):
+                self.uart.write(cobs_frame(encode_confirm(nonce=nonce, start=begin, **ctx)))
+                if self._await_control(nonce, ControlKind.ACK, time.monotonic() + self.timeout_s, begin):
+                    self.counters.resynced(begin)
+                    self._long_next = True
+                    return
+        raise SnnError("the edge did not answer the resynchronisation (docs/PROTOCOL.md §4.7)")
+
+    def _await_control(self, nonce: bytes, kind, deadline: float, start: int | None = None):
+        from codec.wire.control import is_control_length, parse_control_down
+        from snn.errors import FrameError
+
+        while True:
+            while self.pending:
+                raw = self.pending.pop(0)
+                if not is_control_length(len(raw)):
+                    continue
+                try:
+                    got = parse_control_down(raw, key=self.key, device_id=self.device_id,
+                                             fingerprint=self.fingerprint, nonce=nonce)
+                except FrameError:
+                    continue
+                if got.kind == kind and (start is None or got.start == start):
+                    return got
+            if not self._read_until(deadline):
+                return None
 
     def infer(self, image: np.ndarray, truth: int | None, stats: DeviceStats):
         from codec.wire.cobs import cobs_frame
@@ -187,7 +250,7 @@ class McuDevice:
         start = time.monotonic()
         counters: list[int] = []
         for attempt in range(self.retries + 1):
-            counter = self.counters.take()
+            counter = self._take_counter()
             counters.append(counter)
             frames = self.frames_for(symbols, counter, truth, long_counter=self._long_next or attempt > 0)
             self._long_next = False
@@ -199,6 +262,8 @@ class McuDevice:
             reply = self._await_reply(counters, time.monotonic() + self.timeout_s)
             if reply is not None:
                 stats.rtt_ms.append((time.monotonic() - start) * 1e3)
+                if not isinstance(reply, ErrorReply):
+                    self.counters.vouched(reply.counter)   # the edge committed it (docs/PROTOCOL.md §4.3)
                 if isinstance(reply, ErrorReply):
                     stats.errors += 1
                     return None, (reply.code, reply.text)

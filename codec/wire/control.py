@@ -199,11 +199,12 @@ def _open_block(data: bytes) -> tuple[int, int, int, int]:
 
 
 def parse_control_up(data: bytes, peers: Callable[[int], Sequence[Peer]],
-                     pending_nonce: Callable[[int], bytes | None]) -> ControlFrame:
+                     open_nonces: Callable[[int], Sequence[bytes]]) -> ControlFrame:
     """Check and authenticate a RESYNC or CONFIRM (edge side). `peers(device_id)` as for
-    `parse_data`; `pending_nonce(device_id)`: the nonce of the exchange the edge has open with
-    that device (a CONFIRM authenticates only against it), or None. Raises FrameError ("length",
-    "damaged", "version", "kind", "reserved", "unmatched": no exchange open, "auth")."""
+    `parse_data`; `open_nonces(device_id)`: the nonces of the exchanges the edge has open with
+    that device (a CONFIRM authenticates only against one of them; an edge keeps a few, §4.7).
+    Raises FrameError ("length", "damaged", "version", "kind", "reserved", "unmatched": no
+    exchange open, "auth")."""
     info, copies, errors, bits = _open_block(data)
     kind = info & 3
     if kind not in (ControlKind.RESYNC, ControlKind.CONFIRM):
@@ -211,17 +212,18 @@ def parse_control_up(data: bytes, peers: Callable[[int], Sequence[Peer]],
                          reason="kind")
     device_id, arg, tag = info >> 76, info >> 36 & ((1 << 40) - 1), info >> 4 & 0xFFFFFFFF
     if kind == ControlKind.RESYNC:
-        nonce, start = arg.to_bytes(NONCE_BYTES, "big"), None
+        nonces, start = [arg.to_bytes(NONCE_BYTES, "big")], None
     else:
         if arg & 0xFF:
             raise FrameError("CONFIRM with non-zero reserved bits", reason="reserved")
-        start, nonce = arg >> 8, pending_nonce(device_id)
-        if nonce is None:
+        start, nonces = arg >> 8, list(open_nonces(device_id) or ())
+        if not nonces:
             raise FrameError(f"device {device_id}: CONFIRM without an open exchange", reason="unmatched")
     for peer in peers(device_id):
-        want = mic(peer.key, up_mic_message(kind, device_id, nonce, peer.fingerprint, copies, start))
-        if int.from_bytes(want, "big") == tag:
-            return ControlFrame(ControlKind(kind), device_id, nonce, start, None, copies, errors, bits, peer)
+        for nonce in nonces:
+            want = mic(peer.key, up_mic_message(kind, device_id, nonce, peer.fingerprint, copies, start))
+            if int.from_bytes(want, "big") == tag:
+                return ControlFrame(ControlKind(kind), device_id, nonce, start, None, copies, errors, bits, peer)
     raise FrameError(f"device {device_id}: control frame authentication failed", reason="auth")
 
 

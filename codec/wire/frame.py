@@ -78,7 +78,8 @@ ERROR_TEXT = {
 
 
 class Peer(Protocol):
-    """What a receiver knows of a provisioned device: its key, its codec and payload length."""
+    """What a receiver knows of a provisioned device: its key, its codec and payload length (and,
+    optionally, `integrity`: its MICs also cover the encrypted payload, §4.6)."""
 
     key: bytes
     fingerprint: bytes
@@ -267,13 +268,15 @@ _decode_block = _decode_block_py if _native is None else _decode_block_native
 
 def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint: bytes, counter: int,
                      mtu: int = 1400, copies: int = 1, truth: int | None = None,
-                     long_counter: bool = False) -> list[bytes]:
+                     long_counter: bool = False, integrity: bool = False) -> list[bytes]:
     """The DATA frames (one per fragment) of one inference under frame counter `counter`.
 
     The caller never reuses a counter under a key (`codec.wire.keys.CounterStore`).
     `long_counter` sends all 32 counter bits (2 bytes more per block): a device does so on its
     first transmission after it starts and on resends, so an edge that lost track of it (a
-    restart) resynchronises (docs/PROTOCOL.md §4.3)."""
+    restart) resynchronises (docs/PROTOCOL.md §4.3). `integrity`: the device's payload-integrity
+    mode (§4.6): each fragment's MIC also covers its encrypted body, so no payload bit can be
+    changed unseen (nor flipped by the channel: such a frame is refused)."""
     payload = bytes(payload)
     copies_code(copies)
     if not 0 <= device_id <= 0xFFFF or not 0 <= counter <= 0xFFFFFFFF:
@@ -289,17 +292,18 @@ def encode_inference(payload: bytes, *, key: bytes, device_id: int, fingerprint:
     for index in range(count):
         piece = fragment_slice(len(payload), count, index)
         frag = _frag_byte(index, count)
+        body = payload[piece.start:piece.stop]
+        if truth is not None and index == count - 1:  # keystream bytes P, P+1, P+2
+            body += bytes([truth]) * TRUTH_BYTES
+        cipher = xor_keystream(key, UPLINK, device_id, counter, piece.start, body)
         tag = int.from_bytes(mic(key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, fingerprint,
-                                                   long_counter=long_counter)), "big")
+                                                   cipher if integrity else b"", long_counter)), "big")
         info = (device_id << cbits) | (counter & ((1 << cbits) - 1))
         if count > 1:
             info = (info << 8) | frag
         k = 16 + cbits + (8 if count > 1 else 0) + 36
         block = _block((info << 36) | (tag << 4) | (VERSION << 2) | kind, k)
-        body = payload[piece.start:piece.stop]
-        if truth is not None and index == count - 1:  # keystream bytes P, P+1, P+2
-            body += bytes([truth]) * TRUTH_BYTES
-        frames.append(block * copies + xor_keystream(key, UPLINK, device_id, counter, piece.start, body))
+        frames.append(block * copies + cipher)
     return frames
 
 
@@ -408,8 +412,9 @@ def _try_data(data, copies, fragmented, long_counter, peers, full_counter, got=N
     counter = low if long_counter else full_counter(device_id, low)
     found = None
     for peer in peers(device_id):
+        covered = data[copies * size:] if getattr(peer, "integrity", False) else b""
         want = mic(peer.key, _mic_message(UPLINK, device_id, counter, kind, copies, frag, peer.fingerprint,
-                                          long_counter=long_counter))
+                                          covered, long_counter))
         if int.from_bytes(want, "big") == tag:
             found = peer
             break

@@ -312,3 +312,32 @@ def test_live_input_keeps_going_while_the_edge_is_away(int8_encoder, fmnist, tmp
                  "--json", str(tmp_path / "d.json"), input=data, timeout=60)
     summary = json.loads((tmp_path / "d.json").read_text())
     assert summary["lost"] == 8 and summary["unreachable"] is False and p.returncode == 1
+
+
+def test_live_input_without_counter_state_keeps_resyncing_while_the_edge_is_away(int8_encoder, fmnist, tmp_path):
+    """A keyed live device with no state must resynchronise before any DATA (docs/PROTOCOL.md
+    §4.7); with the edge away, each inference is lost and the next tries again: no DATA frame is
+    ever sent without a counter the edge vouched for, and the run does not stop."""
+    import socket as so
+
+    from codec.wire.control import is_control_length
+    from codec.wire.keys import new_keys, write_keys
+    keys = tmp_path / "keys.json"
+    write_keys(keys, new_keys([5]))
+    with so.socket(so.AF_INET, so.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))            # bound, never answers: what arrives is kept
+        data = b"".join(_png(img[..., 0]) for img in fmnist.images[:3])
+        p = _snn("device", "run", "--encoder", str(int8_encoder), "--to", f"udp://127.0.0.1:{s.getsockname()[1]}",
+                 "--key-file", str(keys), "--device-id", "5", "--data", "-", "--timeout", "0.1", "--retries", "0",
+                 "--window", "1", "--json", str(tmp_path / "d.json"), input=data, timeout=120)
+        s.setblocking(False)
+        sent = []
+        try:
+            while True:
+                sent.append(s.recv(4096))
+        except BlockingIOError:
+            pass
+    summary = json.loads((tmp_path / "d.json").read_text())
+    assert summary["lost"] == 3 and summary["unreachable"] is False and p.returncode == 1, p.stderr
+    assert sent and all(is_control_length(len(d)) for d in sent)     # RESYNCs only, never DATA
+    assert not (tmp_path / "keys.json.dev5.state").exists()          # no counter was ever granted

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from codec.wire import bch
 from codec.wire.crypto import counter_block, keystream, mic
@@ -19,6 +20,7 @@ from codec.wire.frame import (
     parse_reply,
 )
 from codec.wire.packing import pack_symbols
+from snn.errors import FrameError
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
 KEY = bytes(range(16))
@@ -119,7 +121,7 @@ def test_documented_packing_example():
 
 from codec.wire import control  # noqa: E402
 from codec.wire.cobs import cobs_frame  # noqa: E402
-from codec.wire.keys import key_id  # noqa: E402
+from codec.wire.keys import key_id, read_device_state  # noqa: E402
 from codec.wire.replay import MAX_GAP, ReplayWindow  # noqa: E402
 
 NONCE = bytes.fromhex("0102030405")
@@ -161,9 +163,9 @@ def test_resync_exchange_vectors():
         assert mic(KEY, message) == _mic_after(message), label
     assert mic(KEY, control.up_mic_message(0, 7, NONCE, FP, 1)) == _mic_after(control.up_mic_message(0, 7, NONCE, FP, 1))
     # and they parse back, each side with what it knows
-    up = control.parse_control_up(resync, lambda dev: [Peer()], lambda dev: None)
+    up = control.parse_control_up(resync, lambda dev: [Peer()], lambda dev: [])
     assert (up.kind, up.device_id, up.nonce) == (control.ControlKind.RESYNC, 7, NONCE)
-    up = control.parse_control_up(confirm, lambda dev: [Peer()], lambda dev: NONCE)
+    up = control.parse_control_up(confirm, lambda dev: [Peer()], lambda dev: [NONCE])
     assert (up.kind, up.start) == (control.ControlKind.CONFIRM, START)
     down = control.parse_control_down(offer, key=KEY, device_id=7, fingerprint=FP, nonce=NONCE)
     assert (down.kind, down.start, down.status) == (control.ControlKind.OFFER, START, 0)
@@ -177,6 +179,10 @@ def test_documented_state_files_are_what_the_code_reads_and_writes(tmp_path):
     assert set(doc_state) == {"format", "version", "key", "next", "limit"}
     assert f'"key": "{key_id(KEY)}", "next": 16898,\n"limit": 33281' in DOC
     assert doc_state["next"] == START and doc_state["limit"] == START - 1 + MAX_GAP
+    path = tmp_path / "k.dev7.state"
+    path.write_text(json.dumps(doc_state))
+    got = read_device_state(path)
+    assert (got.next, got.limit) == (doc_state["next"], doc_state["limit"])
     edge = tmp_path / "keys.edge-state"
     edge.write_text(_json_block("snn-edge-state"))
     state = load_edge_state(edge)
@@ -244,3 +250,18 @@ def test_counter_reconstruction_table():
             window.bits = 1
         got = window.full_counter(int(low, 16))
         assert got == int(counter) and (window.verdict(got) or "new") == verdict, (top, low)
+
+
+def test_integrity_mode_vector():
+    (frame,) = encode_inference(PAYLOAD, key=KEY, device_id=7, fingerprint=FP, counter=513, mtu=222, integrity=True)
+    assert frame == _block_after("**DATA in payload-integrity mode**")
+    assert frame[12:] == _hex_block(0)[12:] and frame[4:8] != _hex_block(0)[4:8]
+    message = bytes.fromhex("00000700000201810012 34abcd".replace(" ", "")) + frame[12:]
+    assert mic(KEY, message) == frame[4:8]
+    secure = Peer()
+    secure.integrity = True
+    assert parse_data(frame, lambda dev: [secure], lambda dev, low: low).data == PAYLOAD
+    tampered = frame[:20] + bytes([frame[20] ^ 1]) + frame[21:]
+    with pytest.raises(FrameError) as exc:
+        parse_data(tampered, lambda dev: [secure], lambda dev, low: low)
+    assert exc.value.reason == "auth"

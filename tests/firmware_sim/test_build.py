@@ -83,6 +83,7 @@ def test_key_file_entry_goes_into_a_private_config(tmp_path):
     keys.write_text(json.dumps({"format": "snn-keys", "version": 1, "devices": [
         {"id": 7, "key": "000102030405060708090a0b0c0d0e0f", "fingerprint": SHIPPED_FP},
         {"id": 8, "key": "ff" * 16, "fingerprint": "12345678"}]}))
+    keys.chmod(0o600)    # a keys file others may read is refused (docs/PROTOCOL.md §4.4)
     res = build_firmware(SHIPPED, "stm32f411", tmp_path / "fw", key_file=keys, device_id=7, protocol=2)
     cfg = (tmp_path / "fw" / "snn_config.h").read_text()
     assert "0x00, 0x01, 0x02" in cfg and res["protocol"] == 2 and res["fits"]

@@ -29,7 +29,7 @@ def _peers(dev):
 
 
 def _up(frame, pending=None):
-    return control.parse_control_up(frame, _peers, lambda dev: pending)
+    return control.parse_control_up(frame, _peers, lambda dev: [] if pending is None else [pending])
 
 
 def _down(frame, nonce=NONCE, key=KEY):

@@ -24,7 +24,7 @@ from codec.wire.frame import (
     parse_data,
     parse_reply,
 )
-from codec.wire.keys import CounterStore, load_keys, new_keys, state_path, write_keys
+from codec.wire.keys import load_keys, new_keys, write_keys
 from codec.wire.reassembly import Reassembler
 from codec.wire.replay import ReplayWindow
 from snn.errors import FrameError, SnnError
@@ -312,16 +312,6 @@ def test_keys_file_mode_refusal_and_round_trip(tmp_path):
         load_keys(path)
 
 
-def test_counter_store_never_reuses_after_a_crash(tmp_path):
-    path = state_path(tmp_path / "k.json", 7)
-    a = CounterStore(path)
-    used = [a.take() for _ in range(300)]       # crosses one reservation (256)
-    b = CounterStore(path)                       # "crash": a never wrote anything more
-    later = [b.take() for _ in range(5)]
-    assert min(later) > max(used) and later[0] == 512
-    assert path.stat().st_mode & 0o777 == 0o600
-
-
 def test_kind_values_are_the_documented_ones():
     assert [int(k) for k in Kind] == [0, 1, 2, 3]
 
@@ -339,8 +329,3 @@ def test_long_counter_resynchronises_a_receiver_that_lost_track(mtu):
     with pytest.raises(FrameError) as exc:   # the short form needs the receiver's window
         parse_data(short, lambda dev: [PEER], lambda dev, low: low)
     assert exc.value.reason == "auth"
-
-
-def test_counter_store_that_cannot_persist_is_a_clear_error(tmp_path):
-    with pytest.raises(SnnError, match="cannot write the frame-counter state"):
-        CounterStore(tmp_path / "missing-dir" / "k.state")
