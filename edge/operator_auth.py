@@ -15,11 +15,11 @@ import hmac
 import os
 import secrets
 import shutil
-import stat
 import string
 import tempfile
 from dataclasses import dataclass
 
+from codec.wire.files import read_user_file
 from snn.errors import SnnError
 
 COOKIE = "snn_operator"
@@ -54,27 +54,14 @@ class OperatorAuth:
 
 
 def read_token(path: str) -> str:
-    """The token in `path`: a regular file, mode 0600 or stricter, one token of at least 32
-    characters; SnnError (one line, what to do) otherwise."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise SnnError(f"cannot read the operator token file {path}: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SnnError(f"the operator token file {path} is not a regular file")
-        if info.st_mode & 0o077:
-            raise SnnError(f"the operator token file {path} is readable by others (mode "
-                           f"{stat.S_IMODE(info.st_mode):04o}): chmod 600 {path}")
-        raw = os.read(fd, 4097)
-    finally:
-        os.close(fd)
+    """The token in `path`: a regular file, mode 0600 or stricter (codec.wire.files.read_user_file),
+    one token of at least 32 characters; SnnError (one line, what to do) otherwise."""
+    raw = read_user_file(path, 4096, "the operator token file", private=True)
     try:
         token = raw.decode("ascii").strip()
     except UnicodeDecodeError:
         token = ""
-    if len(raw) > 4096 or len(token) < MIN_TOKEN or not set(token) <= _TOKEN_CHARS:
+    if len(token) < MIN_TOKEN or not set(token) <= _TOKEN_CHARS:
         raise SnnError(f"the operator token file {path} must hold one token of at least {MIN_TOKEN} "
                        f"characters (letters, digits, -_.~+/=); remove it to have the edge make one")
     return token
