@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.wire.encoder_meta import FORMAT
 from snn.errors import SnnError
 
 OPSET = 17
 MIN_OPSET = 17
-FORMAT = "semanticnn-encoder/1"
 INPUT_NAME = "image"
 OUTPUT_NAME = "symbols"
 METADATA_KEYS = ("snn.format", "snn.bundle", "snn.fingerprint", "snn.levels", "snn.bits_per_symbol",

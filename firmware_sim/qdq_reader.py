@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.wire.encoder_meta import EncoderInfo, parse_metadata
 from snn.errors import SnnError
 
 
@@ -28,6 +29,7 @@ class QdqModel:
     metadata: dict = field(default_factory=dict)
     opset: int = 17
     model: object = None
+    encoder: EncoderInfo | None = None   # the validated snn.* metadata of an exported encoder
 
     def consumers(self) -> dict[str, list]:
         out: dict[str, list] = {}
@@ -108,5 +110,8 @@ def read_qdq(path: str | Path) -> QdqModel:
         if node.domain not in ("", "ai.onnx"):
             raise SnnError(f"{path}: operator {node.domain}::{node.op_type} (node {node.name or '?'}) is not "
                            "supported by the MCU simulator (custom domains cannot run on the firmware)")
+    props = {p.key: p.value for p in model.metadata_props}
+    # an exported encoder: its metadata validated as the device does (a bare QDQ model has none)
+    encoder = parse_metadata(props, str(path)) if "snn.format" in props else None
     return QdqModel(str(path), nodes, inits, inputs, [o.name for o in graph.output],
-                    _decode_meta(model.metadata_props), opset, model)
+                    _decode_meta(model.metadata_props), opset, model, encoder)

@@ -119,14 +119,11 @@ class McuDevice:
     def __init__(self, program, port_url: str, device_id: int = 1, mtu: int = 255,
                  timeout_s: float = 3.0, retries: int = 2, compute_delay_s: float = 0.0, send_truth: bool = True,
                  device_key: bytes | None = None, counters=None):
-        meta = program.metadata
-        for key in ("fingerprint", "levels", "n_symbols"):
-            if key not in meta:
-                raise SnnError(f"the encoder's metadata lacks snn.{key}; export it with `snn export`")
+        info = program.model.encoder   # validated by the reader (codec.wire.encoder_meta)
+        if info is None:
+            raise SnnError(f"{program.model.path} has no SemanticNN metadata; export it with `snn export`")
         self.program = program
-        self.fingerprint = bytes.fromhex(str(meta["fingerprint"]))[:4].rjust(4, b"\0")
-        self.levels = int(meta["levels"])
-        self.gray = bool(meta.get("gray", True))
+        self.fingerprint, self.levels, self.gray = info.fingerprint, info.levels, info.gray
         from codec.wire.crypto import ZERO_KEY
         from codec.wire.keys import CounterStore
 

@@ -165,6 +165,8 @@ def test_malformed_encoder_metadata_is_one_line(tmp_path, key, value, needle):
     _one_line_exit_2(_snn("device", "run", "--encoder", path, "--to", "udp://127.0.0.1:9", "--insecure",
                           "--count", 1), needle)
     _one_line_exit_2(_snn("keys", "new", "--device", 1, "--bundle", path, "-o", tmp_path / "k.json"), needle)
+    # the MCU side reads the same metadata (its own ONNX reader): no firmware for a malformed encoder
+    _one_line_exit_2(_snn("mcu", "report", "--board", "stm32f411", path), needle)
 
 
 def test_a_truncated_or_foreign_encoder_is_one_line(tmp_path):

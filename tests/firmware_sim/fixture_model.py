@@ -79,10 +79,13 @@ def build_fixture(path: Path, seed: int = 0, calib: np.ndarray | None = None, hi
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     model = onnx.load(str(path))
     centres = g.q.centres().detach().numpy().tolist()
-    for key, value in {"snn.centers": json.dumps(centres), "snn.levels": json.dumps(levels),
-                       "snn.bits_per_symbol": json.dumps(int(levels - 1).bit_length()),
-                       "snn.fingerprint": "12345678",
-                       "snn.n_symbols": json.dumps(2 * image * image)}.items():
+    bits, n_symbols = int(levels - 1).bit_length(), 2 * image * image
+    # the metadata an exported encoder carries (validated by codec.wire.encoder_meta on every read)
+    for key, value in {"snn.format": "semanticnn-encoder/1", "snn.centers": json.dumps(centres),
+                       "snn.levels": json.dumps(levels), "snn.bits_per_symbol": json.dumps(bits),
+                       "snn.fingerprint": "12345678", "snn.n_symbols": json.dumps(n_symbols),
+                       "snn.payload_bits": json.dumps(n_symbols * bits),
+                       "snn.input": json.dumps({"shape": [image, image, 1]})}.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     onnx.save(model, str(path))
