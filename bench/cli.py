@@ -78,6 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flood.add_argument("--spoof", action="store_true",
                        help="send the attack with the device's own source address and port (raw packets; "
                             "root; loopback)")
+    flood.add_argument("--cold", action="store_true",
+                       help="start the attack before the device's first frame (an edge just restarted, or a "
+                            "device new to it or at a new address: no trusted (address, id) pair yet); the "
+                            "figure is how long its first answer takes (default: the device is answered once, "
+                            "then the attack starts)")
     flood.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
     flood.add_argument("--bundle", action="append", metavar="B", help="bundle to serve, repeatable (default: the "
                                                                       "shipped one)")
@@ -178,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         if args.rate <= 0 or args.garbage_rate < 0 or args.duration <= 0:
             raise SnnError("--rate and --duration must be positive, --garbage-rate >= 0")
         result = run_flood(args.rate, args.garbage_rate, args.duration, args.bundle, args.sources, args.attack,
-                           args.spoof)
+                           args.spoof, args.cold)
         print(format_flood(result))
         write_json(args.json, result)
         return 0 if result["garbage_replies"] == 0 else 1

@@ -18,6 +18,12 @@ raw IPv4 packets carrying the device's own source address and port (needs root: 
 loopback only). Reported: the device's answered fraction and latency, the server's refusals by
 reason, replies the attacker's sockets received (must be 0), the edge's answers beyond the
 device's (must be 0), and whether /healthz still answers.
+
+Order: the device is answered once, then the attack starts (a device the edge serves, which the
+attack must not stop). `--cold` starts the attack first: the device has no trusted (address, id)
+pair yet, so its frames compete with the attacker's for the budgets of unauthenticated work (for
+bad-MIC frames claiming its id: `--claim-fail-rate` MIC checks/s in all) until one authenticates;
+reported as `first_answer_s`.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import select
 import socket
 import struct
 import time
@@ -103,9 +110,28 @@ def _flood(target: tuple[str, int], blobs: list[bytes], rate: float, seconds: fl
     out.put((sent, replies))
 
 
+def _first_answer(sock: socket.socket, maker: FrameMaker, timeout: float) -> tuple[float | None, int]:
+    """Send the device's frames (fresh counters, every 20 ms) until one is answered: (the seconds
+    that took or None after `timeout`, the replies read: the first and any that followed it)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        sock.send(maker.frame())
+        ready, _, _ = select.select([sock], [], [], 0.02)
+        if ready and sock.recv(2048):
+            seconds, replies = round(time.perf_counter() - t0, 3), 1
+            time.sleep(0.05)
+            try:
+                while sock.recv(2048):
+                    replies += 1
+            except BlockingIOError:
+                pass
+            return seconds, replies
+    return None, 0
+
+
 def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: float = 10.0,
               bundles: list[str] | None = None, sources: int = 1, attack: str = "garbage",
-              spoof: bool = False) -> dict:
+              spoof: bool = False, cold: bool = False) -> dict:
     if attack not in ATTACKS:
         raise SnnError(f"--attack takes one of {', '.join(ATTACKS)}, not {attack!r}")
     if sources < 1 or sources > 4096:
@@ -118,6 +144,9 @@ def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: floa
         maker = FrameMaker(codec, server.keys, n_devices=1)
         device = udp_socket(target)
         blobs = _garbage_pool() if attack == "garbage" else _bad_mic_pool(codec, 1)
+        first_answer, joined = (None, 0) if cold else _first_answer(device, maker, 10.0)
+        if not cold and first_answer is None:
+            raise SnnError("the device got no answer before the attack started: is the edge up?")
         before = server.metrics().sum("snn_edge_inferences_total")
         out = mp.get_context("spawn").Queue()
         flood = mp.get_context("spawn").Process(
@@ -125,6 +154,8 @@ def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: floa
                                  device.getsockname() if spoof else None, out))
         flood.start()
         time.sleep(1.0)
+        if cold:
+            first_answer, joined = _first_answer(device, maker, duration)
         run = udp_open_loop(target, maker, rate, duration, silent_rejects=lambda: silent_refusals(server.metrics()),
                             sock=device)
         t = time.perf_counter()
@@ -133,10 +164,12 @@ def run_flood(rate: float = 100.0, garbage_rate: float = 20000.0, duration: floa
         flood.join()
         g_sent, g_replies = out.get()
         metrics = server.metrics()
-    return {"bench": "flood", "attack": attack, "sources": 1 if spoof else sources, "spoofed": spoof,
+    return {"bench": "flood", "attack": attack, "sources": 1 if spoof else sources, "spoofed": spoof, "cold": cold,
+            "first_answer_s": first_answer,
             "device_rate": rate, "garbage_rate_offered": garbage_rate, "duration_s": duration,
             "garbage_sent": g_sent, "garbage_rate": round(g_sent / (duration + 2)), "garbage_replies": g_replies,
-            "answers_beyond_the_device": int(metrics.sum("snn_edge_inferences_total") - before - run["answered"]),
+            "answers_beyond_the_device": int(metrics.sum("snn_edge_inferences_total") - before - run["answered"]
+                                              - (joined if cold else 0)),
             "device_sent": run["sent_valid"], "answered": run["answered"],
             "answered_fraction": round(run["answered"] / max(1, run["sent_valid"]), 4),
             "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"], "rejects": refusals(metrics),
@@ -148,6 +181,8 @@ def format_flood(r: dict) -> str:
     where = "spoofing the device's own address" if r["spoofed"] else f"from {r['sources']} source port(s)"
     return (f"flood ({r['attack']}): {r['garbage_sent']} datagrams {where} ({r['garbage_rate']}/s), "
             f"{r['garbage_replies']} replies to them, {r['answers_beyond_the_device']} answers beyond the device's\n"
+            f"first answer of the device {'under the attack' if r['cold'] else 'before the attack'} after "
+            f"{r['first_answer_s']} s\n"
             f"keyed device at {r['device_rate']:.0f} frames/s: {r['answered']}/{r['device_sent']} answered "
             f"({100 * r['answered_fraction']:.1f} %), p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms\n"
             f"server refusals by reason: {r['rejects']}; kernel drops {r['kernel_drops']}\n/healthz {r['healthz']} in {r['healthz_ms']} ms; "

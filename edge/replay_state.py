@@ -151,8 +151,7 @@ class ReplayState:
                 version, state = self.version, self._snapshot()
                 with locked(self.path):
                     write_edge_state(self.path, state)
-                self.writes += 1
-                self.committed = version
+                self._release(version)
                 return
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snn-state")
         version, state = self.version, self._snapshot()
@@ -193,6 +192,11 @@ class ReplayState:
                       "in %.0f s", self.path, error, RETRY_S, extra={"rate_key": "replay-state-write"})
             self._loop.call_later(RETRY_S, self.kick)
             return
+        self._release(version)
+        self.kick()
+
+    def _release(self, version: int) -> None:
+        """Everything up to `version` is on disk: run what waited for it."""
         self.writes += 1
         self.committed = max(self.committed, version)
         ready = [then for v, then in self._waiting if v <= self.committed]
@@ -202,7 +206,6 @@ class ReplayState:
                 then()
             except Exception:  # noqa: BLE001 - one bad reply path must not stop the others
                 log.exception("a reply waiting for the replay state failed")
-        self.kick()
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Write what is left and release every waiting reply (shutdown)."""

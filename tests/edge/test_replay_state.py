@@ -118,3 +118,15 @@ def test_state_path_is_required_with_keys():
     with pytest.raises(ValueError, match="state_path"):
         EdgeConfig(keys=KEYS)
     assert edge_state_path("/x/keys.json").name == "keys.json.edge-state"
+
+
+def test_without_a_loop_a_commit_is_written_at_once_and_what_waited_for_it_runs():
+    """A library caller without an event loop: `commit_floor` writes synchronously and its `then`
+    runs after the write (not never)."""
+    from edge.replay_state import ReplayState
+
+    path = empty_state()
+    state = ReplayState(path, KEYS)
+    ran: list[int | None] = []
+    state.commit_floor(12, 99, lambda: ran.append(load_edge_state(path).devices[12].highest))
+    assert ran == [99] and state.durable(state.version)
