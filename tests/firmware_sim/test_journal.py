@@ -56,6 +56,8 @@ def test_a_cut_at_every_program_and_erase_step(lib):
             assert code == 0, (k, seed, code)
             assert reboots == 1
             worst = max(worst, skipped)
+    print(f"journal: {2 * steps} power cuts (every one of {steps} program/erase steps, 2 seeds), "
+          f"{TAKES} counters each: no counter twice, state never lost, at most {worst} skipped")
     assert worst <= 2 * 256        # a cut skips at most the write-ahead, never reuses
 
 
@@ -71,4 +73,5 @@ def test_cuts_at_random_pairs_of_steps_and_during_recovery(lib):
         assert code == 0, (cuts, code)
         assert reboots >= 1
         multi += reboots >= 2
+    print(f"journal: 400 runs of 4 cuts (a pair, then 2 random), {multi} cut again while recovering: all sound")
     assert multi >= 300            # most runs took the second cut while recovering from the first

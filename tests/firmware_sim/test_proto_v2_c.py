@@ -204,3 +204,37 @@ def test_key_check_depends_on_the_key(tmp_path):
     lib_b = ctypes.CDLL(str(out))
     lib_b.snn_proto_init()
     assert a != lib_b.snn_proto_key_check()
+
+
+def _doc_block(label: str, nth: int = 0) -> bytes:
+    """The hex bytes of the `nth` ``` block after `label` in docs/PROTOCOL.md (the §9 vectors v2.1
+    added), read from the spec itself as an independent implementer would."""
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+    rest = doc[doc.index(label):]
+    body = re.findall(r"^```\n(.*?)^```", rest, flags=re.S | re.M)[nth]
+    return bytes.fromhex(" ".join(re.sub(r"^[0-9a-f]{4}: ", "", line) for line in body.strip().splitlines()))
+
+
+def test_the_v21_vectors_fragmented_long_counter_error_resync_no_state_three_copies(tmp_path):
+    """§9: DATA with long counter 16,901 at MTU 40 (two fragments, 15-byte blocks), ERROR RESYNC to
+    counter 40,000, an OFFER with status NO_STATE, a RESYNC with 3 copies: the C equals each."""
+    lib = _lib(tmp_path, 40)
+    frames = _transmit(lib, 16901, 0)                 # the first transmission after start: long counter
+    label = "**DATA, long counter 16,901, one copy, MTU 40"
+    assert frames == [_doc_block(label, 0), _doc_block(label, 1)]
+    lib = _lib(tmp_path, 222)
+    _transmit(lib, 40000, 0)
+    r = Reply()
+    err = _doc_block("**ERROR RESYNC to counter 40,000")
+    assert lib.snn_proto_parse(err, ctypes.c_size_t(len(err)), ctypes.byref(r)) == 1
+    assert (r.kind, r.label) == (2, 6)                # ERROR, code 6 RESYNC (§5.2)
+    nonce = bytes.fromhex("0a0b0c0d0e")
+    c = Control()
+    offer = _doc_block("**OFFER with status 1 NO_STATE")
+    assert lib.snn_proto_parse_control(offer, ctypes.c_size_t(15), nonce, ctypes.byref(c)) == 1
+    assert (c.kind, c.status, c.start) == (2, 1, 0)
+    out = ctypes.create_string_buffer(80)
+    n = lib.snn_proto_resync_frame(out, nonce, 3)
+    assert out.raw[:n] == _doc_block("**RESYNC with 3 copies")
