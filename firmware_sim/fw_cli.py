@@ -24,6 +24,11 @@ def add_arguments(sub) -> None:
     b.add_argument("--json", type=Path, default=None, help="write flash_bytes, ram_bytes, fits, elf here (default: "
                                                            "not written)")
     b.add_argument("--no-refuse", action="store_true", help="exit 0 even when the image does not fit the board")
+    b.add_argument("--mtu", type=int, default=255,
+                   help="largest frame in bytes (default 255; with --radio at most the spreading factor's)")
+    b.add_argument("--header-copies", default="auto", choices=["auto", "1", "3", "5"],
+                   help="auto (default): copies and fragments of each transmission by expected cost, as the "
+                        "Python device (docs/PROTOCOL.md 3.3); or a fixed count, lowered to what the MTU fits")
     b.add_argument("--radio", choices=["sx1276"], default=None,
                    help="send the frames on a raw-LoRa SX1276 (CRC off, implicit header) instead of the UART; "
                         "stm32f411 only; the driver has never run on a chip (default: the UART)")
@@ -76,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         from firmware_sim.build import LoraRadio
         radio = LoraRadio(sf=args.lora_sf, freq_hz=args.lora_freq, power_dbm=args.lora_power) if args.radio else None
         res = build_firmware(args.encoder, args.board, args.out, key_file=args.key_file, device_id=args.device_id,
-                             radio=radio)
+                             radio=radio, mtu=args.mtu,
+                             copies=args.header_copies if args.header_copies == "auto" else int(args.header_copies))
         print(format_build(res))
         _write_json(args.json, res)
         if not res["fits"] and not args.no_refuse:

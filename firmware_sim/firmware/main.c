@@ -33,6 +33,7 @@
 #include "cobs.h"
 #include "link.h"
 #include "pack.h"
+#include "copies.h"
 #include "counter_store.h"
 #include "proto.h"
 #include "resync.h"
@@ -248,9 +249,28 @@ static unsigned silent_inferences;   /* since boot, while nothing has answered *
 static int heard_since_boot, silence_resync_done;
 static int resync_pending;           /* told ERROR RESYNC on an inference's last attempt: the next one resyncs */
 
+/* The device's link knowledge for the copies rule: the edge's reports and its own fates (3.3). */
+static snn_estimate_t estimate;
+#define PAYLOAD_BYTES ((SNN_MODEL_N_SYMBOLS * SNN_MODEL_BITS_PER_SYMBOL + 7u) / 8u)
+
+/* The copies and fragments of the next transmission (docs/PROTOCOL.md 3.3): the copies rule
+ * (SNN_COPIES 0, the default) or a fixed count lowered to what fits (build.py has checked that
+ * the payload fits the MTU with one copy). */
+static snn_plan_t plan_for(int truth, int long_counter)
+{
+    snn_plan_t p = {1u, 0u, 0u, 0.0, 0.0};
+#if SNN_COPIES == 0
+    (void)snn_cheapest_plan(PAYLOAD_BYTES, SNN_MTU, snn_estimate_planning_ber(&estimate), truth, long_counter, &p);
+#else
+    (void)snn_fixed_plan(PAYLOAD_BYTES, SNN_MTU, SNN_COPIES, truth, long_counter, &p);
+#endif
+    return p;
+}
+
 /* The counter for the next transmission, resynchronising first when there is none: 0, or the
- * 'S' status that ends the inference (3 no answer, 4 re-key, 5 store error). */
-static uint8_t take_counter(uint32_t *c, uint16_t timeout_ms, int force_resync)
+ * 'S' status that ends the inference (3 no answer, 4 re-key, 5 store error). Control frames take
+ * the copies of the DATA transmission that follows (long counter), lowered to fit (3.3). */
+static uint8_t take_counter(uint32_t *c, uint16_t timeout_ms, int force_resync, int truth)
 {
     if (store_state == -2) {
         store_state = snn_counter_open(&store, snn_proto_key_check());
@@ -260,7 +280,12 @@ static uint8_t take_counter(uint32_t *c, uint16_t timeout_ms, int force_resync)
     }
     int r = force_resync ? SNN_COUNTER_NO_STATE : snn_counter_take(&store, c);
     if (r == SNN_COUNTER_NO_STATE || r == SNN_COUNTER_AT_LIMIT) {
-        int q = snn_resync(&store, timeout_ms);
+#if SNN_COPIES == 0
+        unsigned data_copies = plan_for(truth, 1).copies;   /* what the next DATA (long counter) gets */
+#else
+        unsigned data_copies = SNN_COPIES;                  /* the fixed count, as the reference device */
+#endif
+        int q = snn_resync(&store, timeout_ms, snn_control_copies(data_copies, SNN_MTU));
         if (q != SNN_RESYNC_OK) {
             return q == SNN_RESYNC_REKEY ? 4 : (q == SNN_RESYNC_STORE ? 5 : 3);
         }
@@ -294,7 +319,7 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
     uint64_t t_sent = snn_ticks();
     for (unsigned attempt = 0; attempt <= retries && status == 2; attempt++) {
         uint32_t counter;
-        uint8_t why = take_counter(&counter, timeout_ms, resync);
+        uint8_t why = take_counter(&counter, timeout_ms, resync, truth != 0xFFu);
         resync = 0;
         if (why) {
             status = why;
@@ -302,7 +327,10 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
         }
         attempts++;
         snn_proto_set_counter(counter);
-        snn_proto_transmit(seq, attempt, payload, nbytes, bits, truth, snn_model_frame() + 1, send_protocol_frame);
+        int long_counter = snn_proto_long_counter(attempt);
+        snn_plan_t plan = plan_for(truth != 0xFFu, long_counter);
+        snn_proto_transmit(seq, attempt, payload, nbytes, bits, truth, plan.copies, plan.fragments,
+                           snn_model_frame() + 1, send_protocol_frame);
         uint64_t deadline = snn_ticks() + (uint64_t)timeout_ms * (SNN_CPU_HZ / 1000u);
         while (snn_ticks() < deadline) {
             snn_pump();
@@ -312,8 +340,15 @@ static void infer(uint16_t seq, uint8_t truth, uint16_t timeout_ms, uint8_t retr
                 break;
             }
         }
+        /* this transmission's fate (3.3): answered (a REPLY or ERROR for its counter) or timed out;
+         * an answer to an earlier one tells nothing of this one */
+        if (status == 2 || reply.counter == counter) {
+            snn_estimate_observe(&estimate, PAYLOAD_BYTES, plan.copies, plan.fragments, truth != 0xFFu, long_counter,
+                                 status != 2);
+        }
         if (status == 0) {
             snn_counter_vouch(&store, reply.counter);   /* a REPLY vouches for its counter (4.3) */
+            snn_estimate_report(&estimate, reply.ber);
         }
         if (status == 1 && reply.label == ERROR_BUSY && attempt < retries) {   /* BUSY: wait, then resend */
             uint64_t until = snn_ticks() + (uint64_t)reply.retry_ms * (SNN_CPU_HZ / 1000u);
@@ -359,6 +394,7 @@ int main(void)
     snn_board_init();
     snn_link_init();
     snn_proto_init();
+    snn_estimate_init(&estimate);
     send_ready();
     for (;;) {
         int n = poll_message();

@@ -36,9 +36,14 @@ void snn_proto_set_counter(uint32_t next);
 uint32_t snn_proto_counter(void);
 
 /* Build and emit the frames of one transmission of inference `seq` (attempt 0 is the first,
- * later attempts are resends). `scratch` holds one frame (SNN_MTU bytes). Returns the frame count. */
+ * later attempts are resends) with `copies` header copies in `fragments` fragments (the copies
+ * rule's plan, copies.h; 0 fragments: the fewest that fit). `scratch` holds one frame (SNN_MTU
+ * bytes). Returns the frame count. */
 unsigned snn_proto_transmit(uint16_t seq, unsigned attempt, const uint8_t *payload, size_t nbytes,
-                            uint16_t payload_bits, uint8_t truth, uint8_t *scratch, snn_emit_fn emit);
+                            uint16_t payload_bits, uint8_t truth, unsigned copies, unsigned fragments,
+                            uint8_t *scratch, snn_emit_fn emit);
+/* Whether that transmission carries the long counter (the first after start or a resync, resends). */
+int snn_proto_long_counter(unsigned attempt);
 
 /* 1: the answer to a pending transmission (filled into *out); 0: a frame for someone else;
  * -1: damaged, unauthentic or not an answer (dropped). */

@@ -31,11 +31,11 @@ static uint32_t next_counter;
 static int sent_since_start;
 static uint32_t pending[MAX_PENDING];
 static unsigned n_pending;
-static uint8_t last_copies = SNN_COPIES;
 
 unsigned snn_proto_version(void) { return 2; }
 void snn_proto_set_counter(uint32_t next) { next_counter = next; }
 void snn_proto_restart(void) { sent_since_start = 0; }
+int snn_proto_long_counter(unsigned attempt) { return !sent_since_start || attempt > 0; }
 uint32_t snn_proto_counter(void) { return next_counter; }
 
 void snn_proto_init(void)
@@ -208,15 +208,15 @@ static void keystream_xor(unsigned direction, uint32_t counter, uint8_t *buf, si
 }
 
 unsigned snn_proto_transmit(uint16_t seq, unsigned attempt, const uint8_t *payload, size_t nbytes,
-                            uint16_t payload_bits, uint8_t truth, uint8_t *scratch, snn_emit_fn emit)
+                            uint16_t payload_bits, uint8_t truth, unsigned copies, unsigned fragments,
+                            uint8_t *scratch, snn_emit_fn emit)
 {
     (void)seq;
     (void)payload_bits;
     static uint8_t enc[(SNN_MODEL_N_SYMBOLS * SNN_MODEL_BITS_PER_SYMBOL + 7u) / 8u + TRUTH_BYTES];
-    unsigned copies = SNN_COPIES;
     int has_truth = truth != 0xFFu;
     unsigned kind = has_truth ? KIND_TRUTH : KIND_DATA;
-    int long_counter = !sent_since_start || attempt > 0;
+    int long_counter = snn_proto_long_counter(attempt);
     uint32_t counter = next_counter++;
     if (attempt == 0) {
         n_pending = 0;
@@ -225,7 +225,6 @@ unsigned snn_proto_transmit(uint16_t seq, unsigned attempt, const uint8_t *paylo
         pending[n_pending++] = counter;
     }
     sent_since_start = 1;
-    last_copies = (uint8_t)copies;
     size_t extra = has_truth ? TRUTH_BYTES : 0;
     for (size_t i = 0; i < nbytes; i++) {
         enc[i] = payload[i];
@@ -235,8 +234,8 @@ unsigned snn_proto_transmit(uint16_t seq, unsigned attempt, const uint8_t *paylo
     }
     keystream_xor(0, counter, enc, nbytes + extra);
     size_t b1 = 12u + (long_counter ? 2u : 0u);
-    unsigned count = 1;
-    if (copies * b1 + nbytes + extra > SNN_MTU) {
+    unsigned count = fragments ? fragments : 1u;
+    if (!fragments && copies * b1 + nbytes + extra > SNN_MTU) {
         size_t room = SNN_MTU - copies * (b1 + 1u) - extra;
         count = (unsigned)((nbytes + room - 1) / room);
         if (count < 2) {

@@ -50,9 +50,8 @@ static void back_off(unsigned attempt, uint32_t timeout_ms)
     }
 }
 
-int snn_resync(snn_counter_store_t *store, uint32_t timeout_ms)
+int snn_resync(snn_counter_store_t *store, uint32_t timeout_ms, unsigned copies)
 {
-    const unsigned copies = SNN_COPIES;
     for (unsigned attempt = 0; attempt < SNN_RESYNC_ATTEMPTS; attempt++) {
         if (attempt) {
             back_off(attempt, timeout_ms);

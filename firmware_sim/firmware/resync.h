@@ -20,10 +20,11 @@
 
 enum { SNN_RESYNC_OK = 0, SNN_RESYNC_NO_ANSWER = 1, SNN_RESYNC_REKEY = 2, SNN_RESYNC_STORE = 3 };
 
-/* Run the exchange (each wait `timeout_ms`); SNN_RESYNC_OK once the committed start is written to
+/* Run the exchange (each wait `timeout_ms`; each frame `copies` times: the copies the rule gives
+ * the next DATA transmission, lowered to 15 c <= MTU, docs/PROTOCOL.md 3.3); SNN_RESYNC_OK once the committed start is written to
  * the store (which then hands out counters from it), SNN_RESYNC_REKEY when the edge says the device
  * must get a new key (NO_STATE without a state of its own, EXHAUSTED). */
-int snn_resync(snn_counter_store_t *store, uint32_t timeout_ms);
+int snn_resync(snn_counter_store_t *store, uint32_t timeout_ms, unsigned copies);
 
 /* The caller's pump: read the UART so that the link's received frames arrive (main.c). */
 void snn_pump(void);

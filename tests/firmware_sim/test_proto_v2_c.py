@@ -60,7 +60,7 @@ def _transmit(lib, counter, attempt, truth=0xFF):
         lib.snn_proto_set_counter(ctypes.c_uint32(counter))
     scratch = ctypes.create_string_buffer(1024)
     lib.snn_proto_transmit(ctypes.c_uint16(0), attempt, PAYLOAD, ctypes.c_size_t(37), ctypes.c_uint16(294),
-                           ctypes.c_uint8(truth), scratch, cb)
+                           ctypes.c_uint8(truth), 1, 0, scratch, cb)
     return frames
 
 
