@@ -159,33 +159,16 @@ class GatewayMetrics:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        fam = CounterMetricFamily("snn_edge_gateway_datagrams", "packet-forwarder datagrams from admitted gateways",
-                                  labels=["eui", "kind"])
-        for kind, by in self.datagrams.items():
-            for eui, n in by.items():
-                fam.add_metric([eui, kind], n)
-        yield fam
-        fam = CounterMetricFamily("snn_edge_gateway_rxpk", "received packets by CRC status", labels=["eui", "stat"])
-        for stat, by in self.rxpk.items():
-            for eui, n in by.items():
-                fam.add_metric([eui, stat], n)
-        yield fam
-        fam = CounterMetricFamily("snn_edge_gateway_copies", "frame copies: offered to the core (best of its "
-                                  "group), duplicate, late (after the window), ungrouped (no header read)",
-                                  labels=["eui", "fate"])
-        for fate, by in self.copies.items():
-            for eui, n in by.items():
-                fam.add_metric([eui, fate], n)
-        yield fam
+        yield _per_eui("snn_edge_gateway_datagrams", "packet-forwarder datagrams from admitted gateways", "kind",
+                       self.datagrams)
+        yield _per_eui("snn_edge_gateway_rxpk", "received packets by CRC status", "stat", self.rxpk)
+        yield _per_eui("snn_edge_gateway_copies", "frame copies: offered to the core (best of its group), "
+                       "duplicate, late (after the window), ungrouped (no header read)", "fate", self.copies)
         fam = CounterMetricFamily("snn_edge_gateway_txpk", "replies sent as txpk", labels=["eui"])
         for eui, n in self.txpk.items():
             fam.add_metric([eui], n)
         yield fam
-        fam = CounterMetricFamily("snn_edge_gateway_tx_ack", "TX_ACK by error", labels=["eui", "error"])
-        for error, by in self.tx_ack.items():
-            for eui, n in by.items():
-                fam.add_metric([eui, error], n)
-        yield fam
+        yield _per_eui("snn_edge_gateway_tx_ack", "TX_ACK by error", "error", self.tx_ack)
         fam = CounterMetricFamily("snn_edge_gateway_refused", "datagrams or replies refused, by reason",
                                   labels=["reason"])
         for reason, n in self.refused.items():
@@ -201,6 +184,17 @@ class GatewayMetrics:
     def snapshot(self) -> dict:
         return {"euis": self.euis, "datagrams": self.datagrams, "rxpk": self.rxpk, "copies": self.copies,
                 "txpk": self.txpk, "tx_ack": self.tx_ack, "refused": self.refused}
+
+
+def _per_eui(name: str, doc: str, label: str, table: dict[str, dict[str, int]]):
+    """One counter family from a {label value: {eui: count}} table."""
+    from prometheus_client.core import CounterMetricFamily
+
+    fam = CounterMetricFamily(name, doc, labels=["eui", label])
+    for value, by in table.items():
+        for eui, n in by.items():
+            fam.add_metric([eui, value], n)
+    return fam
 
 
 _TX_ERRORS = ("NONE", "TOO_LATE", "TOO_EARLY", "COLLISION_PACKET", "COLLISION_BEACON", "TX_FREQ", "TX_POWER",
